@@ -1,0 +1,253 @@
+//! Commands: the table that describes them and the code that runs them.
+//!
+//! Each family file (`strings.rs`, `keys.rs`, ...) holds, for its commands,
+//! the table rows ([`CommandSpec`]: name, arity, flags, key positions, docs)
+//! and the handlers. A handler takes the execution context and the argument
+//! vector and *returns* its reply, so client connections, `MULTI/EXEC`,
+//! replication and unit tests all share [`execute`].
+//!
+//! The table is data: dispatch, `COMMAND` output, AUTH and pub/sub context
+//! checks and (later) write propagation read the flags, nothing re-lists
+//! commands by name.
+
+pub mod args;
+mod connection;
+mod keys;
+mod server;
+pub mod session;
+mod strings;
+mod tx;
+
+use crate::keyspace::{Db, Keyspace};
+use crate::resp::Frame;
+use crate::server::Shared;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+pub use session::Session;
+
+/// Result of a handler: `Err` carries an error reply (so `?` works on
+/// argument parsing); both sides are sent to the client as they are.
+pub type CmdResult = Result<Frame, Frame>;
+pub type Handler = fn(&mut ExecCtx, &[Bytes]) -> CmdResult;
+
+/// Command flags, as Redis names them in `COMMAND INFO`.
+pub mod flags {
+    pub const WRITE: u32 = 1 << 0;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const PUBSUB: u32 = 1 << 4;
+    pub const NOSCRIPT: u32 = 1 << 5;
+    pub const BLOCKING: u32 = 1 << 6;
+    pub const LOADING: u32 = 1 << 7;
+    pub const STALE: u32 = 1 << 8;
+    pub const FAST: u32 = 1 << 9;
+    pub const NO_AUTH: u32 = 1 << 10;
+    pub const NO_MULTI: u32 = 1 << 11;
+    pub const MOVABLE_KEYS: u32 = 1 << 12;
+    /// Allowed while a RESP2 client is in subscribed mode.
+    pub const SUBSCRIBED_OK: u32 = 1 << 13;
+
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (PUBSUB, "pubsub"),
+        (NOSCRIPT, "noscript"),
+        (BLOCKING, "blocking"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+        (NO_MULTI, "no_multi"),
+        (MOVABLE_KEYS, "movablekeys"),
+    ];
+}
+
+/// One row of the command table.
+pub struct CommandSpec {
+    /// Lower-case command name.
+    pub name: &'static str,
+    /// Redis arity: N = exactly N arguments (name included), -N = at least N.
+    pub arity: i32,
+    pub flags: u32,
+    /// Key positions (first, last, step) as `COMMAND INFO` reports them;
+    /// last = -1 means "to the end".
+    pub keys: (i32, i32, i32),
+    pub group: &'static str,
+    pub summary: &'static str,
+    /// Argument syntax after the name, for `COMMAND DOCS` and help.
+    pub syntax: &'static str,
+    pub run: Handler,
+}
+
+impl CommandSpec {
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i32;
+        if self.arity >= 0 { argc == self.arity } else { argc >= -self.arity }
+    }
+
+    /// The key arguments of a concrete invocation (for WATCH-style checks
+    /// and replication routing).
+    pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let (first, last, step) = self.keys;
+        let last = if last < 0 { argc as i32 + last } else { last };
+        let range = if first <= 0 || step <= 0 { 0..0 } else { first..(last + 1).min(argc as i32) };
+        range.step_by(step.max(1) as usize).map(|i| i as usize)
+    }
+}
+
+/// Everything a handler may touch while the dataset lock is held.
+pub struct ExecCtx<'a> {
+    pub keyspace: &'a mut Keyspace,
+    pub shared: &'a std::sync::Arc<Shared>,
+    pub session: &'a mut Session,
+    /// Wall-clock milliseconds for this command (one value per command, so
+    /// a command sees a single instant).
+    pub now_ms: i64,
+}
+
+impl<'a> ExecCtx<'a> {
+    /// The client's selected database.
+    pub fn db(&mut self) -> &mut Db {
+        &mut self.keyspace.dbs[self.session.db]
+    }
+
+    /// Records `n` changes to the dataset (save rules, stats).
+    pub fn dirty(&mut self, n: u64) {
+        self.keyspace.dirty += n;
+    }
+}
+
+fn families() -> impl Iterator<Item = &'static CommandSpec> {
+    [strings::COMMANDS, keys::COMMANDS, server::COMMANDS, connection::COMMANDS, tx::COMMANDS].into_iter().flatten()
+}
+
+fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
+    static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
+    TABLE.get_or_init(|| families().map(|c| (c.name, c)).collect())
+}
+
+/// All commands, sorted by name (COMMAND, COMMAND LIST).
+pub fn all_commands() -> Vec<&'static CommandSpec> {
+    let mut v: Vec<_> = table().values().copied().collect();
+    v.sort_by_key(|c| c.name);
+    v
+}
+
+/// Finds a command by name, case-insensitively, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut buf = [0u8; 32];
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (dst, src) in buf.iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
+    table().get(lower).copied()
+}
+
+/// Redis's reply for a command name it does not know.
+pub fn unknown_command(args: &[Bytes]) -> Frame {
+    let name = String::from_utf8_lossy(&args[0]);
+    let mut msg = format!("ERR unknown command '{}', with args beginning with: ", truncate(&name, 128));
+    for arg in args.iter().skip(1).take(16) {
+        msg.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(arg), 128)));
+    }
+    Frame::error_owned(msg)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+pub fn wrong_arity(name: &str) -> Frame {
+    Frame::error_owned(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+/// Runs one client command with every check Redis makes before calling it:
+/// lookup, arity, authentication, subscribed context, MULTI queueing.
+pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
+    let Some(spec) = lookup(&args[0]) else {
+        ctx.session.flag_multi_error();
+        return unknown_command(args);
+    };
+    if !spec.arity_ok(args.len()) {
+        ctx.session.flag_multi_error();
+        return wrong_arity(spec.name);
+    }
+    if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
+        ctx.session.flag_multi_error();
+        return Frame::error("NOAUTH Authentication required.");
+    }
+    if ctx.session.in_subscribed_context() && !spec.has(flags::SUBSCRIBED_OK) {
+        return Frame::error_owned(format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        ));
+    }
+    if ctx.session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+        if spec.has(flags::NO_MULTI) {
+            ctx.session.flag_multi_error();
+            return Frame::error_owned(format!("ERR Command not allowed inside a transaction"));
+        }
+        ctx.session.queue(args.to_vec());
+        return Frame::simple("QUEUED");
+    }
+    call(ctx, spec, args)
+}
+
+/// Calls a command's handler and does the bookkeeping every call shares.
+pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Frame {
+    *ctx.session.handle.last_command.lock() = spec.name;
+    let reply = (spec.run)(ctx, args).unwrap_or_else(|e| e);
+    ctx.shared.stats.count_command(spec.name, reply.is_error());
+    let expired = ctx.keyspace.drain_expired();
+    ctx.dirty(expired.len() as u64);
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        for spec in families() {
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase(), "{}", spec.name);
+            assert!(spec.arity != 0, "{}", spec.name);
+            assert!(!(spec.has(flags::WRITE) && spec.has(flags::READONLY)), "{}", spec.name);
+            assert!(spec.name.len() <= 32);
+        }
+        let names: Vec<_> = families().map(|c| c.name).collect();
+        let mut dedup = names.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(names.len(), dedup.len(), "duplicate command names");
+        assert!(lookup(b"GeT").is_some());
+    }
+
+    #[test]
+    fn key_positions() {
+        let mset = lookup(b"mset").unwrap();
+        assert_eq!(mset.key_indexes(5).collect::<Vec<_>>(), vec![1, 3]);
+        let del = lookup(b"del").unwrap();
+        assert_eq!(del.key_indexes(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+}
+
+/// Releases what a client holds in shared structures when it disconnects.
+pub fn disconnect(keyspace: &mut Keyspace, session: &mut Session) {
+    tx::unwatch_all(keyspace, session);
+}

@@ -1,0 +1,566 @@
+//! Server commands: introspection (INFO, COMMAND, CONFIG), persistence
+//! (SAVE, BGSAVE, LASTSAVE, SHUTDOWN) and DEBUG helpers used by tests.
+
+use super::args::*;
+use super::flags::*;
+use super::keys::unknown_subcommand;
+use super::{CmdResult, CommandSpec, ExecCtx};
+use crate::config::params;
+use crate::keyspace::digest;
+use crate::resp::Frame;
+use crate::server::persistence;
+use crate::server::stats::Stats;
+use bytes::Bytes;
+use std::fmt::Write as _;
+
+const G: &str = "server";
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
+        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: (0, 0, 0), group: G, summary: $summary, syntax: $syntax, run: $run }
+    };
+}
+
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    spec!("info", -1, LOADING | STALE, "Returns information and statistics about the server.", "[section [section ...]]", info),
+    spec!("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, "A container for server configuration commands.", "subcommand [arguments ...]", config),
+    spec!("command", -1, LOADING | STALE, "Returns detailed information about all commands.", "[subcommand [arguments ...]]", command),
+    spec!("time", 1, LOADING | STALE | FAST, "Returns the server time.", "", time),
+    spec!("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, "A container for debugging commands.", "subcommand [arguments ...]", debug),
+    spec!("save", 1, ADMIN | NOSCRIPT | NO_MULTI, "Synchronously saves the database(s) to disk.", "", save),
+    spec!("bgsave", -1, ADMIN | NOSCRIPT, "Asynchronously saves the database(s) to disk.", "[SCHEDULE]", bgsave),
+    spec!("lastsave", 1, LOADING | STALE | FAST, "Returns the Unix timestamp of the last successful save to disk.", "", lastsave),
+    spec!("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI, "Synchronously saves the database(s) to disk and shuts down the server.", "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]", shutdown),
+    spec!("memory", -2, READONLY, "A container for memory diagnostics commands.", "subcommand [arguments ...]", memory),
+    spec!("role", 1, NOSCRIPT | LOADING | STALE | FAST, "Returns the replication role.", "", role),
+];
+
+/// Resident set size of this process in bytes, from /proc.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+fn cpu_times() -> (f64, f64) {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_stime), secs(usage.ru_utime))
+}
+
+fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}G", n / (1024.0 * 1024.0 * 1024.0))
+    } else if n >= 1024.0 * 1024.0 {
+        format!("{:.2}M", n / (1024.0 * 1024.0))
+    } else if n >= 1024.0 {
+        format!("{:.2}K", n / 1024.0)
+    } else {
+        format!("{n}B")
+    }
+}
+
+const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"];
+
+fn info(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let mut sections: Vec<String> = args[1..].iter().map(|a| text(a).to_ascii_lowercase()).collect();
+    if sections.is_empty() || sections.iter().any(|s| s == "default" || s == "all" || s == "everything") {
+        sections = DEFAULT_SECTIONS.iter().map(|s| s.to_string()).collect();
+    }
+    let mut out = String::new();
+    for section in DEFAULT_SECTIONS.iter().filter(|s| sections.iter().any(|w| w == *s)) {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        info_section(ctx, section, &mut out);
+    }
+    Ok(Frame::Verbatim(out))
+}
+
+fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
+    let shared = ctx.shared;
+    let settings = shared.settings.read().clone();
+    let uptime = shared.started.elapsed().as_secs();
+    match section {
+        "server" => {
+            let _ = write!(
+                out,
+                "# Server\r\nredis_version:{}\r\nquire_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nnode_name:{}\r\nregion:{}\r\n",
+                crate::REDIS_COMPAT_VERSION,
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+                std::process::id(),
+                shared.run_id,
+                shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed),
+                ctx.now_ms * 1000,
+                uptime,
+                uptime / 86400,
+                settings.hz,
+                std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+                shared.config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                settings.node.name,
+                settings.node.region,
+            );
+        }
+        "clients" => {
+            let _ = write!(out, "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n", shared.clients.len(), settings.maxclients);
+        }
+        "memory" => {
+            let rss = rss_bytes();
+            let _ = write!(
+                out,
+                "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_allocator:libc\r\n",
+                human_bytes(rss),
+                human_bytes(rss)
+            );
+        }
+        "persistence" => {
+            let state = shared.persistence.state.lock();
+            let _ = write!(
+                out,
+                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_save_size_bytes:{}\r\naof_enabled:0\r\n",
+                ctx.keyspace.dirty,
+                state.in_progress as u8,
+                state.last_save_unix,
+                if state.last_status_ok { "ok" } else { "err" },
+                state.last_duration_secs,
+                state.started.map(|s| s.elapsed().as_secs() as i64).unwrap_or(-1),
+                state.saves,
+                state.last_size_bytes,
+            );
+        }
+        "stats" => {
+            let s = &shared.stats;
+            let (hits, misses) = ctx.keyspace.dbs.iter().fold((0, 0), |(h, m), db| (h + db.hits, m + db.misses));
+            let _ = write!(
+                out,
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n",
+                Stats::get(&s.connections_received),
+                Stats::get(&s.commands_processed),
+                s.ops_per_sec(),
+                Stats::get(&s.net_input_bytes),
+                Stats::get(&s.net_output_bytes),
+                Stats::get(&s.rejected_connections),
+                ctx.keyspace.expired_keys,
+                hits,
+                misses,
+                Stats::get(&s.error_replies),
+            );
+        }
+        "replication" => {
+            out.push_str(&shared.replication_info());
+        }
+        "cpu" => {
+            let (sys, user) = cpu_times();
+            let _ = write!(out, "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n");
+        }
+        "keyspace" => {
+            out.push_str("# Keyspace\r\n");
+            for (i, db) in ctx.keyspace.dbs.iter().enumerate() {
+                if !db.is_empty() {
+                    let _ = write!(out, "db{i}:keys={},expires={},avg_ttl=0\r\n", db.len(), db.expires_len());
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let sub = &args[1];
+    if is(sub, "get") && args.len() >= 3 {
+        let settings = ctx.shared.settings.read().clone();
+        let mut pairs = Vec::new();
+        for p in params::PARAMS {
+            if args[2..].iter().any(|pat| glob_match(pat, p.name.as_bytes(), true)) {
+                pairs.push((Frame::bulk(p.name), Frame::bulk((p.get)(&settings))));
+            }
+        }
+        Ok(Frame::Map(pairs))
+    } else if is(sub, "set") && args.len() >= 4 && args.len() % 2 == 0 {
+        let mut settings = ctx.shared.settings.read().clone();
+        for pair in args[2..].chunks(2) {
+            let name = text(&pair[0]);
+            let Some(param) = params::find(&name) else {
+                return Err(Frame::error_owned(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'")));
+            };
+            let Some(set) = param.set else {
+                return Err(Frame::error_owned(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config")));
+            };
+            set(&mut settings, &text(&pair[1])).map_err(|e| Frame::error_owned(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}")))?;
+        }
+        *ctx.shared.settings.write() = settings;
+        Ok(Frame::ok())
+    } else if is(sub, "resetstat") && args.len() == 2 {
+        ctx.shared.stats.reset();
+        for db in ctx.keyspace.dbs.iter_mut() {
+            db.hits = 0;
+            db.misses = 0;
+        }
+        ctx.keyspace.expired_keys = 0;
+        Ok(Frame::ok())
+    } else if is(sub, "rewrite") && args.len() == 2 {
+        let Some(path) = ctx.shared.config_file.clone() else {
+            return Err(Frame::error("ERR The server is running without a config file"));
+        };
+        let settings = ctx.shared.settings.read().clone();
+        settings.write_toml(&path).map_err(|e| Frame::error_owned(format!("ERR Rewriting config file: {e}")))?;
+        Ok(Frame::ok())
+    } else if is(sub, "help") && args.len() == 2 {
+        let lines = [
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+            "HELP",
+            "    Print this help.",
+        ];
+        Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()))
+    } else {
+        Err(unknown_subcommand(sub, "CONFIG"))
+    }
+}
+
+fn command_info(spec: &CommandSpec) -> Frame {
+    let flags = super::flags::NAMES.iter().filter(|(f, _)| spec.has(*f)).map(|(_, n)| Frame::simple(n)).collect();
+    let category = format!("@{}", spec.group);
+    let (first, last, step) = spec.keys;
+    Frame::Array(vec![
+        Frame::bulk(spec.name),
+        Frame::Integer(spec.arity as i64),
+        Frame::Set(flags),
+        Frame::Integer(first as i64),
+        Frame::Integer(last as i64),
+        Frame::Integer(step as i64),
+        Frame::Set(vec![Frame::simple(if spec.has(WRITE) { "@write" } else { "@read" }), Frame::Simple(category.into())]),
+        Frame::Array(vec![]),
+        Frame::Array(vec![]),
+        Frame::Array(vec![]),
+    ])
+}
+
+/// One argument of a command's syntax, as `COMMAND DOCS` describes it.
+#[derive(Debug, Clone, PartialEq)]
+struct DocArg {
+    name: String,
+    kind: &'static str,
+    token: Option<String>,
+    optional: bool,
+    multiple: bool,
+    args: Vec<DocArg>,
+}
+
+impl DocArg {
+    fn leaf(word: &str) -> DocArg {
+        let is_token = word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_') && word.chars().any(|c| c.is_ascii_uppercase());
+        let kind = if is_token {
+            "pure-token"
+        } else if word == "key" || word.ends_with("key") || word == "source" || word == "destination" {
+            "key"
+        } else if word == "pattern" {
+            "pattern"
+        } else {
+            "string"
+        };
+        DocArg { name: word.to_ascii_lowercase(), kind, token: is_token.then(|| word.to_string()), optional: false, multiple: false, args: Vec::new() }
+    }
+
+    fn group(kind: &'static str, args: Vec<DocArg>) -> DocArg {
+        let name = args.iter().map(|a| a.name.clone()).collect::<Vec<_>>().join("-");
+        DocArg { name, kind, token: None, optional: false, multiple: false, args }
+    }
+
+    fn to_frame(&self) -> Frame {
+        let mut fields = vec![(Frame::bulk("name"), Frame::bulk(self.name.clone())), (Frame::bulk("type"), Frame::bulk(self.kind))];
+        if let Some(t) = &self.token {
+            fields.push((Frame::bulk("token"), Frame::bulk(t.clone())));
+        }
+        let mut flags = Vec::new();
+        if self.optional {
+            flags.push(Frame::simple("optional"));
+        }
+        if self.multiple {
+            flags.push(Frame::simple("multiple"));
+        }
+        if !flags.is_empty() {
+            fields.push((Frame::bulk("flags"), Frame::Array(flags)));
+        }
+        if !self.args.is_empty() {
+            fields.push((Frame::bulk("arguments"), Frame::Array(self.args.iter().map(DocArg::to_frame).collect())));
+        }
+        Frame::Map(fields)
+    }
+}
+
+/// Parses a syntax line such as `key [NX | XX] [EX seconds | PX ms] [key ...]`.
+fn parse_syntax(syntax: &str) -> Vec<DocArg> {
+    let spaced = syntax.replace('[', " [ ").replace(']', " ] ").replace('|', " | ");
+    let tokens: Vec<&str> = spaced.split_whitespace().collect();
+    let mut pos = 0;
+    parse_sequence(&tokens, &mut pos)
+}
+
+fn parse_sequence(tokens: &[&str], pos: &mut usize) -> Vec<DocArg> {
+    let mut alternatives: Vec<Vec<DocArg>> = vec![Vec::new()];
+    while *pos < tokens.len() {
+        let token = tokens[*pos];
+        *pos += 1;
+        let current = alternatives.last_mut().expect("at least one alternative");
+        match token {
+            "]" => break,
+            "|" => alternatives.push(Vec::new()),
+            "..." => {
+                if let Some(last) = current.last_mut() {
+                    last.multiple = true;
+                }
+            }
+            "[" => {
+                let inner = parse_sequence(tokens, pos);
+                // `key [key ...]` is one repeated argument, not two.
+                if inner.len() == 1 && inner[0].multiple && current.last().is_some_and(|l| l.name == inner[0].name) {
+                    if let Some(last) = current.last_mut() {
+                        last.multiple = true;
+                    }
+                    continue;
+                }
+                let mut arg = if inner.len() == 1 { inner.into_iter().next().expect("one") } else { DocArg::group("block", inner) };
+                arg.optional = true;
+                current.push(arg);
+            }
+            word => current.push(DocArg::leaf(word)),
+        }
+    }
+    if alternatives.len() == 1 {
+        return alternatives.pop().unwrap_or_default();
+    }
+    let options = alternatives.into_iter().filter(|a| !a.is_empty()).map(|alt| if alt.len() == 1 { alt.into_iter().next().expect("one") } else { DocArg::group("block", alt) }).collect();
+    vec![DocArg::group("oneof", options)]
+}
+
+fn command_docs(spec: &CommandSpec) -> Frame {
+    Frame::Map(vec![
+        (Frame::bulk("summary"), Frame::bulk(spec.summary)),
+        (Frame::bulk("since"), Frame::bulk("1.0.0")),
+        (Frame::bulk("group"), Frame::bulk(spec.group)),
+        (Frame::bulk("complexity"), Frame::bulk("")),
+        (Frame::bulk("arguments"), Frame::Array(parse_syntax(spec.syntax).iter().map(DocArg::to_frame).collect())),
+    ])
+}
+
+fn command(_ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    if args.len() == 1 {
+        return Ok(Frame::Array(super::all_commands().into_iter().map(command_info).collect()));
+    }
+    let sub = &args[1];
+    if is(sub, "count") && args.len() == 2 {
+        Ok(Frame::Integer(super::all_commands().len() as i64))
+    } else if is(sub, "info") {
+        if args.len() == 2 {
+            return Ok(Frame::Array(super::all_commands().into_iter().map(command_info).collect()));
+        }
+        Ok(Frame::Array(args[2..].iter().map(|n| super::lookup(n).map(command_info).unwrap_or(Frame::NullArray)).collect()))
+    } else if is(sub, "docs") {
+        let specs: Vec<_> = if args.len() == 2 { super::all_commands() } else { args[2..].iter().filter_map(|n| super::lookup(n)).collect() };
+        Ok(Frame::Map(specs.into_iter().map(|s| (Frame::bulk(s.name), command_docs(s))).collect()))
+    } else if is(sub, "list") && args.len() == 2 {
+        Ok(Frame::Array(super::all_commands().into_iter().map(|s| Frame::bulk(s.name)).collect()))
+    } else if is(sub, "getkeys") && args.len() >= 3 {
+        let cmd_args = &args[2..];
+        let Some(spec) = super::lookup(&cmd_args[0]) else { return Err(Frame::error("ERR Invalid command specified")) };
+        if !spec.arity_ok(cmd_args.len()) {
+            return Err(Frame::error("ERR Invalid number of arguments specified for command"));
+        }
+        let keys: Vec<_> = spec.key_indexes(cmd_args.len()).map(|i| Frame::Bulk(cmd_args[i].clone())).collect();
+        if keys.is_empty() {
+            return Err(Frame::error("ERR The command has no key arguments"));
+        }
+        Ok(Frame::Array(keys))
+    } else if is(sub, "help") && args.len() == 2 {
+        let lines = ["COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:", "(no subcommand)", "    Return details about all commands.", "COUNT", "    Return the total number of commands in this server.", "LIST", "    Return a list of all commands in this server.", "INFO [<command-name> ...]", "    Return details about multiple commands.", "DOCS [<command-name> ...]", "    Return documentation details about multiple commands.", "GETKEYS <full-command>", "    Return the keys from a full command.", "HELP", "    Print this help."];
+        Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()))
+    } else {
+        Err(unknown_subcommand(sub, "COMMAND"))
+    }
+}
+
+fn time(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
+    let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(ctx.now_ms as u128 * 1000);
+    Ok(Frame::Array(vec![Frame::bulk((micros / 1_000_000).to_string()), Frame::bulk((micros % 1_000_000).to_string())]))
+}
+
+fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let sub = &args[1];
+    if is(sub, "digest") && args.len() == 2 {
+        Ok(Frame::Simple(digest::dataset_digest(ctx.keyspace, ctx.now_ms).into()))
+    } else if is(sub, "digest-value") {
+        let now = ctx.now_ms;
+        let mut out = Vec::new();
+        for key in &args[2..] {
+            let d = match ctx.db().peek(key, now) {
+                Some(v) => digest::hex(&digest::value_digest(v)),
+                None => "0".repeat(40),
+            };
+            out.push(Frame::Simple(d.into()));
+        }
+        Ok(Frame::Array(out))
+    } else if is(sub, "sleep") && args.len() == 3 {
+        let secs = float(&args[2])?;
+        if secs > 0.0 {
+            // Like Redis: the whole server is unresponsive meanwhile.
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0)));
+        }
+        Ok(Frame::ok())
+    } else if is(sub, "populate") && (3..=5).contains(&args.len()) {
+        let count = uint(&args[2], ERR_NOT_INT)?;
+        let prefix = args.get(3).map(|p| p.to_vec()).unwrap_or_else(|| b"key".to_vec());
+        let size = match args.get(4) {
+            Some(s) => Some(uint(s, ERR_NOT_INT)? as usize),
+            None => None,
+        };
+        let now = ctx.now_ms;
+        let db = ctx.db();
+        for i in 0..count {
+            let mut key = prefix.clone();
+            key.push(b':');
+            key.extend_from_slice(i.to_string().as_bytes());
+            if db.contains(&key, now) {
+                continue;
+            }
+            let mut value = format!("value:{i}").into_bytes();
+            if let Some(size) = size {
+                value.resize(size, 0);
+            }
+            db.set(&key, crate::keyspace::Value::string(&value), false);
+        }
+        Ok(Frame::ok())
+    } else if is(sub, "reload") && args.len() == 2 {
+        persistence::save_blocking(ctx.shared, ctx.keyspace).map_err(|e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")))?;
+        let path = ctx.shared.settings.read().snapshot_path();
+        let (_, dbs, _) = crate::persist::load_from_file(&path).map_err(|e| Frame::error_owned(format!("ERR Error trying to load the RDB dump: {e}")))?;
+        crate::persist::install(ctx.keyspace, dbs);
+        Ok(Frame::ok())
+    } else if is(sub, "set-active-expire") && args.len() == 3 {
+        Ok(Frame::ok())
+    } else if is(sub, "help") {
+        let lines = ["DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:", "DIGEST", "DIGEST-VALUE <key> [<key> ...]", "SLEEP <seconds>", "POPULATE <count> [<prefix>] [<size>]", "RELOAD", "HELP"];
+        Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()))
+    } else {
+        Err(unknown_subcommand(sub, "DEBUG"))
+    }
+}
+
+fn save(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
+    if ctx.shared.persistence.state.lock().in_progress {
+        return Err(Frame::error("ERR Background save already in progress"));
+    }
+    persistence::save_blocking(ctx.shared, ctx.keyspace).map_err(|_| Frame::error("ERR"))?;
+    Ok(Frame::ok())
+}
+
+fn bgsave(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    if args.len() > 2 || (args.len() == 2 && !is(&args[1], "schedule")) {
+        return Err(ERR_SYNTAX);
+    }
+    if persistence::start_background_save(ctx.shared, ctx.keyspace) {
+        Ok(Frame::simple("Background saving started"))
+    } else {
+        Err(Frame::error("ERR Background save already in progress"))
+    }
+}
+
+fn lastsave(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
+    Ok(Frame::Integer(ctx.shared.persistence.state.lock().last_save_unix))
+}
+
+fn shutdown(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let (mut nosave, mut save, mut force) = (false, false, false);
+    for a in &args[1..] {
+        if is(a, "nosave") {
+            nosave = true;
+        } else if is(a, "save") {
+            save = true;
+        } else if is(a, "force") {
+            force = true;
+        } else if is(a, "now") {
+        } else if is(a, "abort") {
+            return Err(Frame::error("ERR No shutdown in progress."));
+        } else {
+            return Err(ERR_SYNTAX);
+        }
+    }
+    if nosave && save {
+        return Err(ERR_SYNTAX);
+    }
+    let rules = !ctx.shared.settings.read().save.trim().is_empty();
+    if save || (rules && !nosave) {
+        if let Err(e) = persistence::save_blocking(ctx.shared, ctx.keyspace) {
+            if !force {
+                tracing::warn!(error = %e, "error saving on SHUTDOWN");
+                return Err(Frame::error("ERR Errors trying to SHUTDOWN. Check logs."));
+            }
+        }
+    }
+    tracing::info!("SHUTDOWN requested by client {}", ctx.session.id());
+    ctx.shared.begin_shutdown();
+    ctx.session.close_after_reply = true;
+    Ok(Frame::NoReply)
+}
+
+fn memory(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let sub = &args[1];
+    if is(sub, "usage") && (args.len() == 3 || args.len() == 5) {
+        let now = ctx.now_ms;
+        let key = args[2].clone();
+        Ok(match ctx.db().peek(&key, now) {
+            Some(v) => Frame::Integer((v.approx_bytes() + key.len() + 64) as i64),
+            None => Frame::Null,
+        })
+    } else if is(sub, "help") {
+        Ok(Frame::Array(vec![Frame::simple("MEMORY USAGE <key> [SAMPLES <count>]")]))
+    } else {
+        Err(unknown_subcommand(sub, "MEMORY"))
+    }
+}
+
+fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
+    Ok(ctx.shared.role_reply())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_lines_become_nested_docs() {
+        let args = parse_syntax("key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]");
+        assert_eq!(args.len(), 5);
+        assert_eq!(args[0].kind, "key");
+        assert!(args[2].optional && args[2].kind == "oneof" && args[2].args.len() == 2);
+        assert_eq!(args[3].token.as_deref(), Some("GET"));
+        assert_eq!(args[4].args[0].kind, "block");
+        let keys = parse_syntax("key [key ...]");
+        assert_eq!(keys.len(), 1);
+        assert!(keys[0].multiple);
+        // Every group carries the sub-arguments redis-cli walks into.
+        fn check(a: &DocArg) {
+            if a.kind == "oneof" || a.kind == "block" {
+                assert!(!a.args.is_empty(), "{a:?}");
+            }
+            a.args.iter().for_each(check);
+        }
+        for spec in crate::commands::all_commands() {
+            parse_syntax(spec.syntax).iter().for_each(check);
+        }
+    }
+}

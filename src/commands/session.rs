@@ -1,0 +1,116 @@
+//! Per-connection command state: selected database, protocol version,
+//! authentication, transaction queue and watched keys.
+//!
+//! The connection task owns its `Session`; handlers get it through
+//! `ExecCtx`. What other clients need to see (CLIENT LIST) is mirrored in
+//! the shared [`ClientHandle`].
+
+use crate::keyspace::{Blob, WatchFlag};
+use crate::resp::Protocol;
+use crate::server::clients::ClientHandle;
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// `CLIENT REPLY` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Skip the reply of the next command only.
+    Skip,
+}
+
+/// A transaction being queued between MULTI and EXEC.
+#[derive(Debug, Default)]
+pub struct MultiState {
+    pub queued: Vec<Vec<Bytes>>,
+    /// A queueing error happened: EXEC answers EXECABORT.
+    pub failed: bool,
+}
+
+/// A key watched by this client, and whether it was already logically
+/// expired when watched (a key expiring after WATCH aborts EXEC).
+#[derive(Debug, Clone)]
+pub struct WatchedKey {
+    pub db: usize,
+    pub key: Blob,
+    pub expired_at_watch: bool,
+}
+
+pub struct Session {
+    pub handle: Arc<ClientHandle>,
+    pub db: usize,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    pub multi: Option<MultiState>,
+    pub watch_flag: WatchFlag,
+    pub watched: Vec<WatchedKey>,
+    pub reply_mode: ReplyMode,
+    /// Close the connection once the current reply is written (QUIT,
+    /// CLIENT KILL of self).
+    pub close_after_reply: bool,
+    /// Channels and patterns subscribed to (pub/sub).
+    pub subscriptions: usize,
+    /// True while EXEC runs queued commands (blocking commands don't block).
+    pub in_exec: bool,
+}
+
+impl Session {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Session {
+        Session {
+            handle,
+            db: 0,
+            proto: Protocol::Resp2,
+            authenticated,
+            multi: None,
+            watch_flag: Default::default(),
+            watched: Vec::new(),
+            reply_mode: ReplyMode::On,
+            close_after_reply: false,
+            subscriptions: 0,
+            in_exec: false,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.handle.id
+    }
+
+    pub fn in_subscribed_context(&self) -> bool {
+        self.subscriptions > 0 && self.proto == Protocol::Resp2
+    }
+
+    pub fn flag_multi_error(&mut self) {
+        if let Some(m) = &mut self.multi {
+            m.failed = true;
+        }
+    }
+
+    pub fn queue(&mut self, args: Vec<Bytes>) {
+        if let Some(m) = &mut self.multi {
+            m.queued.push(args);
+        }
+    }
+
+    pub fn select(&mut self, db: usize) {
+        self.db = db;
+        self.handle.db.store(db, Ordering::Relaxed);
+    }
+
+    /// True once any watched key was touched since WATCH.
+    pub fn watch_dirty(&self) -> bool {
+        self.watch_flag.load(Ordering::Acquire)
+    }
+}
+
+impl Session {
+    /// Encodes a reply unless `CLIENT REPLY OFF|SKIP` suppresses it.
+    pub fn write_reply(&mut self, reply: &crate::resp::Frame, out: &mut bytes::BytesMut) {
+        match self.reply_mode {
+            ReplyMode::On => crate::resp::encode(reply, self.proto, out),
+            ReplyMode::Off => {}
+            ReplyMode::Skip => self.reply_mode = ReplyMode::On,
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Layered settings: built-in defaults < profile (`deploy/profiles/NAME.toml`)
+//! < config file (`--config`) < `QUIRE_*` environment < command-line flags.
+//!
+//! Files are TOML read with the `config` crate. Unknown keys and bad values
+//! are errors naming the key; a node refuses to start on them. At run time
+//! `CONFIG GET/SET` works on the parameters in [`params`], under Redis's
+//! names (`proto-max-bulk-len`), and `CONFIG REWRITE` writes the file back.
+
+pub mod params;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("config: invalid value for '{key}': {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("config: profile '{name}' not found (looked for {path})")]
+    ProfileNotFound { name: String, path: String },
+}
+
+/// Everything a node is configured with. Field names are the TOML keys;
+/// nested tables map to `QUIRE_SECTION__KEY` environment variables.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the client (RESP) port binds. Loopback by default so a fresh
+    /// node is never exposed by accident.
+    pub bind: String,
+    /// Client TCP port.
+    pub port: u16,
+    /// Data directory: snapshots (and, later, backlog segments) live here.
+    pub dir: PathBuf,
+    /// Snapshot file name inside `dir`.
+    pub dbfilename: String,
+    /// Password for AUTH; empty means no authentication.
+    pub requirepass: String,
+    /// Redis-style save rules, "SECONDS CHANGES ..." ("" disables).
+    pub save: String,
+    /// Most clients connected at once; more are refused with Redis's error.
+    pub maxclients: u32,
+    /// Longest bulk string a client may send.
+    pub proto_max_bulk_len: u64,
+    /// Close clients idle this many seconds (0 = never).
+    pub timeout: u64,
+    /// Background task frequency (active expiry, save rules), per second.
+    pub hz: u32,
+    /// Name of this node and its region, used in logs and INFO.
+    pub node: NodeSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSettings {
+    /// Node name (its certificate's name in replication).
+    pub name: String,
+    /// Region label reported in INFO and logs.
+    pub region: String,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings { name: "quire".into(), region: "local".into() }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bind: "127.0.0.1".into(),
+            port: 6379,
+            dir: PathBuf::from("."),
+            dbfilename: "dump.quire".into(),
+            requirepass: String::new(),
+            save: "3600 1 300 100 60 10000".into(),
+            maxclients: 10000,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            timeout: 0,
+            hz: 10,
+            node: NodeSettings::default(),
+        }
+    }
+}
+
+/// Where settings come from, lowest precedence first.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub profile: Option<String>,
+    pub profile_dir: Option<PathBuf>,
+    pub file: Option<PathBuf>,
+    /// Read `QUIRE_*` variables (off in unit tests).
+    pub env: bool,
+    /// Command-line overrides as (TOML key path, value).
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Sources {
+    pub fn profile_path(&self) -> Option<PathBuf> {
+        let name = self.profile.as_ref()?;
+        let dir = self.profile_dir.clone().unwrap_or_else(|| PathBuf::from("deploy/profiles"));
+        Some(dir.join(format!("{name}.toml")))
+    }
+}
+
+impl Settings {
+    pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
+        let defaults = config::Config::try_from(&Settings::default())?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(path) = sources.profile_path() {
+            if !path.exists() {
+                return Err(ConfigError::ProfileNotFound { name: sources.profile.clone().unwrap_or_default(), path: path.display().to_string() });
+            }
+            builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        if let Some(file) = &sources.file {
+            builder = builder.add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml).required(true));
+        }
+        if sources.env {
+            builder = builder.add_source(config::Environment::with_prefix("QUIRE").prefix_separator("_").separator("__").try_parsing(true));
+        }
+        for (key, value) in &sources.overrides {
+            builder = builder.set_override(key.as_str(), value.as_str())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values serde cannot: rule syntax, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        parse_save_rules(&self.save).map_err(|reason| ConfigError::Invalid { key: "save", reason })?;
+        if self.hz == 0 || self.hz > 500 {
+            return Err(ConfigError::Invalid { key: "hz", reason: "must be between 1 and 500".into() });
+        }
+        if self.maxclients == 0 {
+            return Err(ConfigError::Invalid { key: "maxclients", reason: "must be at least 1".into() });
+        }
+        if self.proto_max_bulk_len < 1024 {
+            return Err(ConfigError::Invalid { key: "proto_max_bulk_len", reason: "must be at least 1024".into() });
+        }
+        if self.bind.parse::<std::net::IpAddr>().is_err() && self.bind != "localhost" {
+            return Err(ConfigError::Invalid { key: "bind", reason: format!("'{}' is not an IP address", self.bind) });
+        }
+        if self.dbfilename.contains('/') {
+            return Err(ConfigError::Invalid { key: "dbfilename", reason: "must be a file name, not a path".into() });
+        }
+        Ok(())
+    }
+
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.dir.join(&self.dbfilename)
+    }
+
+    /// Writes these settings as TOML to `path` atomically (CONFIG REWRITE).
+    pub fn write_toml(&self, path: &Path) -> std::io::Result<()> {
+        let text = toml_string(self);
+        crate::persist::write_atomically(path, text.as_bytes())
+    }
+}
+
+/// Serialises settings as TOML (small enough to write by hand: flat keys and
+/// one `[node]` table), so no TOML writer crate is needed.
+pub fn toml_string(s: &Settings) -> String {
+    let q = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut out = String::new();
+    out.push_str(&format!("bind = {}\nport = {}\ndir = {}\ndbfilename = {}\n", q(&s.bind), s.port, q(&s.dir.display().to_string()), q(&s.dbfilename)));
+    out.push_str(&format!("requirepass = {}\nsave = {}\nmaxclients = {}\n", q(&s.requirepass), q(&s.save), s.maxclients));
+    out.push_str(&format!("proto_max_bulk_len = {}\ntimeout = {}\nhz = {}\n", s.proto_max_bulk_len, s.timeout, s.hz));
+    out.push_str(&format!("\n[node]\nname = {}\nregion = {}\n", q(&s.node.name), q(&s.node.region)));
+    out
+}
+
+/// A `save` rule: snapshot after `seconds` if at least `changes` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaveRule {
+    pub seconds: u64,
+    pub changes: u64,
+}
+
+pub fn parse_save_rules(text: &str) -> Result<Vec<SaveRule>, String> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    if parts.len() % 2 != 0 {
+        return Err("save rules come in pairs: SECONDS CHANGES".into());
+    }
+    parts
+        .chunks(2)
+        .map(|pair| {
+            let seconds = pair[0].parse().map_err(|_| format!("'{}' is not a number of seconds", pair[0]))?;
+            let changes = pair[1].parse().map_err(|_| format!("'{}' is not a number of changes", pair[1]))?;
+            Ok(SaveRule { seconds, changes })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn layers_and_errors_name_the_key() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "port = 7000\n[node]\nregion = \"eu-west\"").unwrap();
+        let sources = Sources { file: Some(file.path().to_path_buf()), overrides: vec![("port".into(), "7001".into())], ..Default::default() };
+        let s = Settings::load(&sources).unwrap();
+        assert_eq!(s.port, 7001);
+        assert_eq!(s.node.region, "eu-west");
+
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "prot = 7000").unwrap();
+        let err = Settings::load(&Sources { file: Some(bad.path().to_path_buf()), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "port = \"many\"").unwrap();
+        let err = Settings::load(&Sources { file: Some(bad.path().to_path_buf()), ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("port"), "{err}");
+
+        let err = Settings::load(&Sources { overrides: vec![("save".into(), "10".into())], ..Default::default() }).unwrap_err().to_string();
+        assert!(err.contains("save"), "{err}");
+    }
+
+    #[test]
+    fn toml_roundtrip() {
+        let mut s = Settings::default();
+        s.requirepass = "p\"w".into();
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(toml_string(&s).as_bytes()).unwrap();
+        let back = Settings::load(&Sources { file: Some(file.path().to_path_buf()), ..Default::default() }).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,97 @@
+//! The parameters `CONFIG GET/SET` exposes, under Redis's names.
+//!
+//! One table row per parameter: how to read it from [`Settings`] and how to
+//! change it at run time (`None` = immutable, as Redis's protected configs).
+
+use super::{parse_save_rules, Settings};
+
+pub struct Param {
+    pub name: &'static str,
+    pub get: fn(&Settings) -> String,
+    pub set: Option<fn(&mut Settings, &str) -> Result<(), String>>,
+}
+
+fn parse_num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    parse_memory(v).and_then(|n| n.to_string().parse::<T>().ok()).ok_or_else(|| "argument couldn't be parsed into an integer".to_string())
+}
+
+/// Parses integers with Redis's memory units (`1kb`, `5mb`, `1gb`, `100k`).
+pub fn parse_memory(v: &str) -> Option<u64> {
+    let lower = v.to_ascii_lowercase();
+    let (digits, mult) = [("gb", 1u64 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 1_000_000_000), ("m", 1_000_000), ("k", 1000), ("b", 1)]
+        .iter()
+        .find_map(|(suffix, mult)| lower.strip_suffix(suffix).map(|d| (d.to_string(), *mult)))
+        .unwrap_or((lower.clone(), 1));
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+pub static PARAMS: &[Param] = &[
+    Param { name: "bind", get: |s| s.bind.clone(), set: None },
+    Param { name: "port", get: |s| s.port.to_string(), set: None },
+    Param { name: "dir", get: |s| s.dir.display().to_string(), set: None },
+    Param {
+        name: "dbfilename",
+        get: |s| s.dbfilename.clone(),
+        set: Some(|s, v| {
+            if v.contains('/') || v.is_empty() {
+                return Err("dbfilename can't be a path, just a filename".into());
+            }
+            s.dbfilename = v.into();
+            Ok(())
+        }),
+    },
+    Param { name: "requirepass", get: |s| s.requirepass.clone(), set: Some(|s, v| Ok(s.requirepass = v.into())) },
+    Param {
+        name: "save",
+        get: |s| s.save.clone(),
+        set: Some(|s, v| {
+            parse_save_rules(v).map_err(|_| "Invalid save parameters".to_string())?;
+            s.save = v.into();
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxclients",
+        get: |s| s.maxclients.to_string(),
+        set: Some(|s, v| {
+            let n: u32 = parse_num(v)?;
+            if n == 0 {
+                return Err("argument must be between 1 and 4294967295 inclusive".into());
+            }
+            s.maxclients = n;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "proto-max-bulk-len",
+        get: |s| s.proto_max_bulk_len.to_string(),
+        set: Some(|s, v| {
+            let n: u64 = parse_num(v)?;
+            if n < 1024 {
+                return Err("argument must be between 1048576 and 9223372036854775807 inclusive".into());
+            }
+            s.proto_max_bulk_len = n;
+            Ok(())
+        }),
+    },
+    Param { name: "timeout", get: |s| s.timeout.to_string(), set: Some(|s, v| Ok(s.timeout = parse_num(v)?)) },
+    Param {
+        name: "hz",
+        get: |s| s.hz.to_string(),
+        set: Some(|s, v| {
+            let n: u32 = parse_num(v)?;
+            s.hz = n.clamp(1, 500);
+            Ok(())
+        }),
+    },
+    // Fixed facts clients and tools ask about (redis-benchmark reads these).
+    Param { name: "appendonly", get: |_| "no".into(), set: None },
+    Param { name: "databases", get: |_| crate::keyspace::DATABASES.to_string(), set: None },
+    Param { name: "maxmemory", get: |_| "0".into(), set: None },
+    Param { name: "maxmemory-policy", get: |_| "noeviction".into(), set: None },
+];
+
+/// Glob match used by CONFIG GET and KEYS-style patterns.
+pub fn find(name: &str) -> Option<&'static Param> {
+    PARAMS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}

@@ -1,0 +1,373 @@
+//! One logical database (`SELECT n`): keys, their expiry times and the
+//! WATCH registrations on them.
+//!
+//! Expiry follows Redis: a key past its deadline is deleted when it is next
+//! touched (lazy) or when the active cycle samples it. Deleted-by-expiry keys
+//! are logged in `expired` so the caller can propagate a `DEL` to replicas.
+//! A replica never deletes on its own: it hides expired keys from reads and
+//! waits for its primary's `DEL`, so both sides stay identical.
+//!
+//! Keys are kept in an insertion-ordered hash map so that random sampling
+//! (RANDOMKEY, active expiry) is O(1) and SCAN can walk by position (see
+//! [`Db::scan`]).
+
+use super::blob::Blob;
+use super::value::{Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Set when a key a client WATCHes is modified; EXEC then aborts.
+pub type WatchFlag = Arc<AtomicBool>;
+
+#[derive(Default)]
+pub struct Db {
+    entries: Map<Blob, Value>,
+    expires: Map<Blob, i64>,
+    watched: HashMap<Blob, Vec<WatchFlag>>,
+    /// Keys removed by expiry since the caller last drained this log.
+    pub expired: Vec<Blob>,
+    /// False on replicas: expired keys are hidden, not deleted.
+    pub delete_expired: bool,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl Clone for Db {
+    /// Clones the data only (for point-in-time snapshots): WATCH
+    /// registrations and logs belong to the live database.
+    fn clone(&self) -> Db {
+        Db {
+            entries: self.entries.clone(),
+            expires: self.expires.clone(),
+            watched: HashMap::new(),
+            expired: Vec::new(),
+            delete_expired: self.delete_expired,
+            hits: 0,
+            misses: 0,
+        }
+    }
+}
+
+impl Db {
+    pub fn new() -> Db {
+        Db { delete_expired: true, ..Default::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn expires_len(&self) -> usize {
+        self.expires.len()
+    }
+
+    fn is_expired_at(&self, key: &[u8], now_ms: i64) -> bool {
+        matches!(self.expires.get(key), Some(&at) if at <= now_ms)
+    }
+
+    /// True if the key is logically gone; deletes it (and logs it) unless
+    /// this is a replica.
+    fn expire_if_needed(&mut self, key: &[u8], now_ms: i64) -> bool {
+        if !self.is_expired_at(key, now_ms) {
+            return false;
+        }
+        if self.delete_expired {
+            if let Some((k, _)) = self.entries.swap_remove_entry(key) {
+                self.expires.swap_remove(key);
+                self.signal_modified(key);
+                self.expired.push(k);
+            }
+        }
+        true
+    }
+
+    /// Looks a key up for reading, counting a keyspace hit or miss.
+    pub fn get(&mut self, key: &[u8], now_ms: i64) -> Option<&Value> {
+        if self.expire_if_needed(key, now_ms) {
+            self.misses += 1;
+            return None;
+        }
+        match self.entries.get(key) {
+            Some(v) => {
+                self.hits += 1;
+                Some(v)
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Looks a key up without touching statistics.
+    pub fn peek(&mut self, key: &[u8], now_ms: i64) -> Option<&Value> {
+        if self.expire_if_needed(key, now_ms) {
+            return None;
+        }
+        self.entries.get(key)
+    }
+
+    /// Looks a key up for modification. The caller signals the change with
+    /// [`Db::signal_modified`] once it has made one.
+    pub fn get_mut(&mut self, key: &[u8], now_ms: i64) -> Option<&mut Value> {
+        if self.expire_if_needed(key, now_ms) {
+            return None;
+        }
+        self.entries.get_mut(key)
+    }
+
+    pub fn contains(&mut self, key: &[u8], now_ms: i64) -> bool {
+        self.peek(key, now_ms).is_some()
+    }
+
+    /// Stores `value`, dropping any TTL unless `keep_ttl`.
+    pub fn set(&mut self, key: &[u8], value: Value, keep_ttl: bool) {
+        if !keep_ttl {
+            self.expires.swap_remove(key);
+        }
+        match self.entries.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                self.entries.insert(Blob::new(key), value);
+            }
+        }
+        self.signal_modified(key);
+    }
+
+    /// Removes a key with its TTL; the caller has already checked expiry.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Value> {
+        let value = self.entries.swap_remove(key)?;
+        self.expires.swap_remove(key);
+        self.signal_modified(key);
+        Some(value)
+    }
+
+    /// Removes a key and returns its value and deadline (RENAME, MOVE).
+    pub fn take(&mut self, key: &[u8]) -> Option<(Value, Option<i64>)> {
+        let value = self.entries.swap_remove(key)?;
+        let expire = self.expires.swap_remove(key);
+        self.signal_modified(key);
+        Some((value, expire))
+    }
+
+    pub fn expire_at(&self, key: &[u8]) -> Option<i64> {
+        self.expires.get(key).copied()
+    }
+
+    /// Sets the absolute deadline of an existing key.
+    pub fn set_expire(&mut self, key: &[u8], at_ms: i64) {
+        if let Some((k, _)) = self.entries.get_key_value(key) {
+            let k = k.clone();
+            self.expires.insert(k, at_ms);
+            self.signal_modified(key);
+        }
+    }
+
+    /// Drops a key's TTL; returns whether it had one.
+    pub fn persist(&mut self, key: &[u8]) -> bool {
+        let had = self.expires.swap_remove(key).is_some();
+        if had {
+            self.signal_modified(key);
+        }
+        had
+    }
+
+    /// Marks WATCHers of `key` dirty.
+    pub fn signal_modified(&self, key: &[u8]) {
+        if self.watched.is_empty() {
+            return;
+        }
+        if let Some(flags) = self.watched.get(key) {
+            for flag in flags {
+                flag.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    pub fn watch(&mut self, key: &[u8], flag: &WatchFlag) {
+        let list = self.watched.entry(Blob::new(key)).or_default();
+        if !list.iter().any(|f| Arc::ptr_eq(f, flag)) {
+            list.push(flag.clone());
+        }
+    }
+
+    pub fn unwatch(&mut self, key: &[u8], flag: &WatchFlag) {
+        if let Some(list) = self.watched.get_mut(key) {
+            list.retain(|f| !Arc::ptr_eq(f, flag));
+            if list.is_empty() {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// True if `key` has a deadline that has passed (even if not deleted yet).
+    pub fn is_logically_expired(&self, key: &[u8], now_ms: i64) -> bool {
+        self.is_expired_at(key, now_ms)
+    }
+
+    /// Signals every watched key that exists here (FLUSHDB, SWAPDB).
+    pub fn signal_all_watched(&self) {
+        for (key, flags) in &self.watched {
+            if self.entries.contains_key(key) {
+                for flag in flags {
+                    flag.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// Swaps the data (not the WATCH registrations) with another database.
+    pub fn swap_data(&mut self, other: &mut Db) {
+        self.signal_all_watched();
+        other.signal_all_watched();
+        std::mem::swap(&mut self.entries, &mut other.entries);
+        std::mem::swap(&mut self.expires, &mut other.expires);
+        self.signal_all_watched();
+        other.signal_all_watched();
+    }
+
+    /// Empties the database; returns how many keys it held.
+    pub fn clear(&mut self) -> usize {
+        self.signal_all_watched();
+        let n = self.entries.len();
+        self.entries = Map::default();
+        self.expires = Map::default();
+        n
+    }
+
+    /// A uniformly random live key.
+    pub fn random_key(&mut self, now_ms: i64) -> Option<Blob> {
+        for _ in 0..100 {
+            if self.entries.is_empty() {
+                return None;
+            }
+            let i = rand::random_range(0..self.entries.len());
+            let key = self.entries.get_index(i).map(|(k, _)| k.clone())?;
+            if !self.is_expired_at(&key, now_ms) {
+                return Some(key);
+            }
+            if self.delete_expired {
+                self.expire_if_needed(&key, now_ms);
+            } else if self.expires.len() == self.entries.len() {
+                // Replica where every key has expired: nothing to return.
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Walks keys by position from the end towards the start.
+    ///
+    /// A cursor is one more than the next position to visit (0 = start).
+    /// Deleting a key moves the last key into the hole (swap-remove), so a key
+    /// only ever moves to a lower position; walking downwards therefore
+    /// returns every key present for the whole scan at least once, as SCAN
+    /// promises. Returns the next cursor (0 when done).
+    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&Blob, &Value, Option<i64>)) -> u64 {
+        let len = self.entries.len() as u64;
+        let mut pos = if cursor == 0 || cursor > len { len } else { cursor };
+        let mut visited = 0;
+        while pos > 0 && visited < count.max(1) {
+            pos -= 1;
+            if let Some((k, v)) = self.entries.get_index(pos as usize) {
+                visit(k, v, self.expires.get(k).copied());
+            }
+            visited += 1;
+        }
+        pos
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Blob, &Value, Option<i64>)> {
+        self.entries.iter().map(|(k, v)| (k, v, self.expires.get(k).copied()))
+    }
+
+    /// One round of active expiry: samples up to `samples` keys with a TTL
+    /// and deletes the expired ones. Returns (sampled, expired).
+    pub fn active_expire_round(&mut self, now_ms: i64, samples: usize) -> (usize, usize) {
+        if !self.delete_expired || self.expires.is_empty() {
+            return (0, 0);
+        }
+        let mut expired = 0;
+        let sampled = samples.min(self.expires.len());
+        for _ in 0..sampled {
+            if self.expires.is_empty() {
+                break;
+            }
+            let i = rand::random_range(0..self.expires.len());
+            let Some((key, &at)) = self.expires.get_index(i) else { break };
+            if at <= now_ms {
+                let key = key.clone();
+                if self.expire_if_needed(&key, now_ms) {
+                    expired += 1;
+                }
+            }
+        }
+        (sampled, expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_survives_deletions() {
+        let mut db = Db::new();
+        for i in 0..1000 {
+            db.set(format!("k{i}").as_bytes(), Value::Int(i), false);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut round = 0;
+        loop {
+            cursor = db.scan(cursor, 10, |k, _, _| {
+                seen.insert(k.to_vec());
+            });
+            // Delete some keys mid-scan, never the odd ones we check below.
+            round += 1;
+            db.remove(format!("k{}", round * 2).as_bytes());
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in (1..1000).step_by(2) {
+            assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} missed");
+        }
+    }
+
+    #[test]
+    fn lazy_and_active_expiry() {
+        let mut db = Db::new();
+        db.set(b"a", Value::Int(1), false);
+        db.set_expire(b"a", 100);
+        assert!(db.get(b"a", 99).is_some());
+        assert!(db.get(b"a", 100).is_none());
+        assert_eq!(db.len(), 0);
+        assert_eq!(db.expired.len(), 1);
+        for i in 0..100 {
+            db.set(format!("x{i}").as_bytes(), Value::Int(i), false);
+            db.set_expire(format!("x{i}").as_bytes(), 5);
+        }
+        let mut rounds = 0;
+        while db.len() > 0 && rounds < 1000 {
+            db.active_expire_round(10, 20);
+            rounds += 1;
+        }
+        assert_eq!(db.len(), 0);
+    }
+
+    #[test]
+    fn replica_hides_but_keeps_expired_keys() {
+        let mut db = Db::new();
+        db.delete_expired = false;
+        db.set(b"a", Value::Int(1), false);
+        db.set_expire(b"a", 100);
+        assert!(db.get(b"a", 200).is_none());
+        assert_eq!(db.len(), 1);
+    }
+}

@@ -1,0 +1,66 @@
+//! The in-memory dataset: 16 databases of typed values with expiry.
+//!
+//! A `Keyspace` is plain data behind the server's lock; commands reach it
+//! through `commands::ExecCtx`. It knows nothing of sockets or time sources:
+//! `now_ms` is always passed in.
+
+mod blob;
+mod db;
+pub mod digest;
+mod value;
+pub mod zset;
+
+pub use blob::Blob;
+pub use db::{Db, WatchFlag};
+pub use value::{canonical_i64, HashValue, ListValue, Map, Set, SetValue, Value, ValueKind};
+pub use zset::ZSet;
+
+/// Number of logical databases (`databases` in redis.conf).
+pub const DATABASES: usize = 16;
+
+pub struct Keyspace {
+    pub dbs: Vec<Db>,
+    /// Writes since the last successful save (Redis's `server.dirty`).
+    pub dirty: u64,
+    pub expired_keys: u64,
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Keyspace::new()
+    }
+}
+
+impl Keyspace {
+    pub fn new() -> Keyspace {
+        Keyspace { dbs: (0..DATABASES).map(|_| Db::new()).collect(), dirty: 0, expired_keys: 0 }
+    }
+
+    /// Switches between primary (deletes expired keys) and replica (waits
+    /// for the primary's DEL) behaviour.
+    pub fn set_delete_expired(&mut self, delete: bool) {
+        for db in &mut self.dbs {
+            db.delete_expired = delete;
+        }
+    }
+
+    /// A copy of the data at this instant, sharing values copy-on-write.
+    pub fn snapshot(&self) -> Vec<Db> {
+        self.dbs.clone()
+    }
+
+    /// Removes and returns the keys deleted by expiry since the last call,
+    /// with their database index.
+    pub fn drain_expired(&mut self) -> Vec<(usize, Blob)> {
+        let mut out = Vec::new();
+        for (i, db) in self.dbs.iter_mut().enumerate() {
+            out.extend(db.expired.drain(..).map(|k| (i, k)));
+        }
+        self.expired_keys += out.len() as u64;
+        out
+    }
+
+    pub fn total_keys(&self) -> usize {
+        self.dbs.iter().map(Db::len).sum()
+    }
+}

@@ -1,0 +1,27 @@
+//! Quire: a Redis-protocol server whose primary region streams its writes to
+//! replica regions over QUIC.
+//!
+//! # The path of a write
+//!
+//! A client's bytes arrive on a connection task (`server`), which decodes
+//! them into argument vectors (`resp`, sans-IO) and, holding the dataset
+//! lock once per pipelined batch, runs each through the command table
+//! (`commands`). A handler reads and changes the in-memory dataset
+//! (`keyspace`) and returns its reply, which the task encodes for the
+//! client's protocol version and writes back. Snapshots (`persist`) copy the
+//! dataset at one instant — values are shared copy-on-write, so BGSAVE does
+//! not stop clients — into a checksummed, versioned record stream.
+//!
+//! Settings come in layers (`config`): defaults, a region profile, a file,
+//! `QUIRE_*` environment variables, command-line flags.
+
+pub mod commands;
+pub mod config;
+pub mod keyspace;
+pub mod persist;
+pub mod resp;
+pub mod server;
+
+/// The Redis version Quire reports to clients (INFO `redis_version`, HELLO)
+/// so that client libraries enable the features it implements.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.4";

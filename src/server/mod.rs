@@ -1,0 +1,220 @@
+//! The node's IO edge for clients: the TCP listener, one task per client
+//! connection, and the background cron (active expiry, save rules).
+//!
+//! All shared state lives in [`Shared`]. The dataset is one `Mutex`: a
+//! connection takes it once per batch of pipelined commands, so a pipeline
+//! of N commands costs one lock acquisition, and every command sees a
+//! consistent dataset (as Redis's single thread gives).
+
+pub mod clients;
+mod connection;
+pub mod persistence;
+pub mod stats;
+
+use crate::config::{Settings, Sources};
+use crate::keyspace::Keyspace;
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use clients::ClientRegistry;
+pub use stats::Stats;
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// What the dataset lock protects.
+pub struct Data {
+    pub keyspace: Keyspace,
+}
+
+/// State shared by every task of a node.
+pub struct Shared {
+    pub data: Mutex<Data>,
+    pub settings: RwLock<Settings>,
+    /// The file `CONFIG REWRITE` writes, if the node was started with one.
+    pub config_file: Option<std::path::PathBuf>,
+    pub clients: ClientRegistry,
+    pub stats: Stats,
+    pub persistence: persistence::Persistence,
+    pub run_id: String,
+    pub started: Instant,
+    /// The TCP port actually bound (differs from settings when 0 was asked).
+    pub tcp_port: std::sync::atomic::AtomicU16,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn new(settings: Settings, sources: &Sources) -> Arc<Shared> {
+        let (shutdown, _) = watch::channel(false);
+        let run_id: String = (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect();
+        Arc::new(Shared {
+            data: Mutex::new(Data { keyspace: Keyspace::new() }),
+            settings: RwLock::new(settings),
+            config_file: sources.file.clone(),
+            clients: ClientRegistry::default(),
+            stats: Stats::default(),
+            persistence: Default::default(),
+            run_id,
+            started: Instant::now(),
+            tcp_port: Default::default(),
+            shutdown,
+        })
+    }
+
+    /// Asks every task of the node to stop (SHUTDOWN, signals).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// "master" or "slave", as INFO and HELLO report it.
+    pub fn role_name(&self) -> &'static str {
+        "master"
+    }
+
+    /// The `ROLE` reply.
+    pub fn role_reply(&self) -> crate::resp::Frame {
+        use crate::resp::Frame;
+        Frame::Array(vec![Frame::bulk("master"), Frame::Integer(0), Frame::Array(vec![])])
+    }
+
+    /// INFO's `replication` section.
+    pub fn replication_info(&self) -> String {
+        format!(
+            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n",
+            self.run_id,
+            "0".repeat(40)
+        )
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// Resolves when `rx` reports shutdown.
+pub async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A running node: its listener is bound and its data loaded.
+pub struct Node {
+    pub shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("cannot load the snapshot: {0}")]
+    Load(#[from] crate::persist::SnapshotError),
+    #[error("cannot use data directory {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
+}
+
+impl Node {
+    /// Loads the snapshot and binds the client port; serving starts with
+    /// [`Node::run`].
+    pub async fn start(settings: Settings, sources: &Sources) -> Result<Node, StartError> {
+        std::fs::create_dir_all(&settings.dir).map_err(|source| StartError::Dir { path: settings.dir.display().to_string(), source })?;
+        let addr = format!("{}:{}", settings.bind, settings.port);
+        let shared = Shared::new(settings, sources);
+        persistence::load_at_startup(&shared)?;
+        let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        shared.tcp_port.store(port, std::sync::atomic::Ordering::Relaxed);
+        Ok(Node { shared, listener })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Serves until shutdown; saves on the way out if save rules are set
+    /// (like Redis on SIGTERM) unless the shutdown already did.
+    pub async fn run(self) {
+        let Node { shared, listener } = self;
+        let cron = tokio::spawn(cron(shared.clone()));
+        let mut shutdown = shared.shutdown_signal();
+        tracing::info!(port = shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed), "ready to accept connections");
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, addr)) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move { connection::serve(shared, socket, addr).await });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = wait_shutdown(&mut shutdown) => break,
+            }
+        }
+        cron.abort();
+        drop(listener);
+        tracing::info!("shut down");
+    }
+}
+
+/// Background work `hz` times a second: active expiry and save rules.
+async fn cron(shared: Arc<Shared>) {
+    loop {
+        let hz = shared.settings.read().hz.max(1);
+        tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
+        let now = unix_ms();
+        shared.stats.ops.sample(Stats::get(&shared.stats.commands_processed));
+        let mut data = shared.data.lock();
+        active_expire_cycle(&mut data.keyspace, now, Duration::from_millis(250 / hz as u64));
+        let dirty = data.keyspace.dirty;
+        if persistence::save_rule_due(&shared, dirty, now / 1000) {
+            tracing::info!(changes = dirty, "save rule reached, saving in background");
+            persistence::start_background_save(&shared, &data.keyspace);
+        }
+    }
+}
+
+/// Redis's active expiry: sample 20 keys with a TTL per database, delete the
+/// expired ones, repeat while more than a quarter were expired, within a
+/// time budget.
+pub fn active_expire_cycle(ks: &mut Keyspace, now_ms: i64, budget: Duration) {
+    let started = Instant::now();
+    for db in ks.dbs.iter_mut() {
+        loop {
+            let (sampled, expired) = db.active_expire_round(now_ms, 20);
+            if sampled == 0 || expired * 4 <= sampled || started.elapsed() > budget {
+                break;
+            }
+        }
+    }
+    let expired = ks.drain_expired();
+    ks.dirty += expired.len() as u64;
+}
+
+/// Shutdown on a signal: save if save rules are configured (as Redis does
+/// on SIGTERM), then stop every task.
+pub fn shutdown_and_save(shared: &Arc<Shared>) {
+    let rules = !shared.settings.read().save.trim().is_empty();
+    if rules {
+        let mut data = shared.data.lock();
+        if let Err(e) = persistence::save_blocking(shared, &mut data.keyspace) {
+            tracing::error!(error = %e, "error saving before shutdown");
+        }
+    }
+    shared.begin_shutdown();
+}

@@ -1,0 +1,62 @@
+//! Server-wide counters reported by INFO `stats`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Stats {
+    pub connections_received: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub commands_processed: AtomicU64,
+    pub error_replies: AtomicU64,
+    pub net_input_bytes: AtomicU64,
+    pub net_output_bytes: AtomicU64,
+    pub ops: OpsSampler,
+}
+
+impl Stats {
+    pub fn count_command(&self, _name: &'static str, failed: bool) {
+        self.commands_processed.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.error_replies.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn reset(&self) {
+        for counter in [&self.connections_received, &self.rejected_connections, &self.commands_processed, &self.error_replies, &self.net_input_bytes, &self.net_output_bytes] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn ops_per_sec(&self) -> u64 {
+        self.ops.rate()
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Recent (time, commands processed) samples for `instantaneous_ops_per_sec`.
+#[derive(Default)]
+pub struct OpsSampler {
+    samples: parking_lot::Mutex<std::collections::VecDeque<(std::time::Instant, u64)>>,
+}
+
+impl OpsSampler {
+    /// Called by the cron; keeps about the last two seconds.
+    pub fn sample(&self, commands: u64) {
+        let mut s = self.samples.lock();
+        s.push_back((std::time::Instant::now(), commands));
+        while s.len() > 2 && s.front().is_some_and(|(t, _)| t.elapsed().as_secs_f64() > 2.0) {
+            s.pop_front();
+        }
+    }
+
+    pub fn rate(&self) -> u64 {
+        let s = self.samples.lock();
+        match (s.front(), s.back()) {
+            (Some((t0, c0)), Some((t1, c1))) if t1 > t0 => ((c1 - c0) as f64 / (*t1 - *t0).as_secs_f64()) as u64,
+            _ => 0,
+        }
+    }
+}
