@@ -124,6 +124,8 @@ fn quit(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
 fn reset(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     ctx.session.multi = None;
     super::tx::unwatch_all(ctx.keyspace, ctx.session);
+    ctx.pubsub.remove_client(ctx.session.id(), &mut ctx.session.subscriber);
+    ctx.session.subscriptions = 0;
     ctx.session.select(0);
     ctx.session.proto = Protocol::Resp2;
     ctx.session.handle.resp.store(2, Ordering::Relaxed);

@@ -87,8 +87,6 @@ pub(super) struct ScanOptions {
     pub pattern: Option<Bytes>,
     pub count: usize,
     pub kind: Option<Option<ValueKind>>,
-    /// HSCAN NOVALUES (Redis 7.4).
-    pub novalues: bool,
 }
 
 pub(super) fn parse_cursor(arg: &[u8]) -> Result<u64, Frame> {
@@ -96,7 +94,7 @@ pub(super) fn parse_cursor(arg: &[u8]) -> Result<u64, Frame> {
 }
 
 pub(super) fn parse_scan_options(args: &[Bytes], allow_type: bool) -> Result<ScanOptions, Frame> {
-    let mut opts = ScanOptions { pattern: None, count: 10, kind: None, novalues: false };
+    let mut opts = ScanOptions { pattern: None, count: 10, kind: None };
     let mut i = 0;
     while i < args.len() {
         if is(&args[i], "count") && i + 1 < args.len() {

@@ -11,14 +11,23 @@
 //! commands by name.
 
 pub mod args;
+pub mod blocking;
 mod connection;
+mod hash;
 mod keys;
+mod list;
+pub mod pubsub;
 mod server;
 pub mod session;
+mod set;
 mod strings;
 mod tx;
+mod typed;
+mod zset;
 
 use crate::keyspace::{Db, Keyspace};
+use blocking::Blocking;
+use pubsub::PubSub;
 use crate::resp::Frame;
 use crate::server::Shared;
 use bytes::Bytes;
@@ -107,6 +116,8 @@ impl CommandSpec {
 /// Everything a handler may touch while the dataset lock is held.
 pub struct ExecCtx<'a> {
     pub keyspace: &'a mut Keyspace,
+    pub blocking: &'a mut Blocking,
+    pub pubsub: &'a mut PubSub,
     pub shared: &'a std::sync::Arc<Shared>,
     pub session: &'a mut Session,
     /// Wall-clock milliseconds for this command (one value per command, so
@@ -124,10 +135,26 @@ impl<'a> ExecCtx<'a> {
     pub fn dirty(&mut self, n: u64) {
         self.keyspace.dirty += n;
     }
+
+    /// Bookkeeping after a handler changed `key` in the selected database:
+    /// deletes it if it is now an empty collection, marks WATCHers dirty,
+    /// counts `changes`, and wakes clients blocked on it.
+    pub fn modified(&mut self, key: &[u8], changes: u64) {
+        let now = self.now_ms;
+        let db = self.session.db;
+        let d = &mut self.keyspace.dbs[db];
+        if d.peek(key, now).is_some_and(|v| v.is_empty_collection()) {
+            d.remove(key);
+        } else {
+            d.signal_modified(key);
+            self.blocking.signal(db, key);
+        }
+        self.keyspace.dirty += changes;
+    }
 }
 
 fn families() -> impl Iterator<Item = &'static CommandSpec> {
-    [strings::COMMANDS, keys::COMMANDS, server::COMMANDS, connection::COMMANDS, tx::COMMANDS].into_iter().flatten()
+    [strings::COMMANDS, keys::COMMANDS, server::COMMANDS, connection::COMMANDS, tx::COMMANDS, hash::COMMANDS, list::COMMANDS, set::COMMANDS, zset::COMMANDS, pubsub::COMMANDS].into_iter().flatten()
 }
 
 fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
@@ -205,7 +232,11 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
         ctx.session.queue(args.to_vec());
         return Frame::simple("QUEUED");
     }
-    call(ctx, spec, args)
+    let reply = call(ctx, spec, args);
+    if ctx.blocking.has_ready() {
+        blocking::serve_ready(ctx);
+    }
+    reply
 }
 
 /// Calls a command's handler and does the bookkeeping every call shares.
@@ -248,6 +279,34 @@ mod tests {
 }
 
 /// Releases what a client holds in shared structures when it disconnects.
-pub fn disconnect(keyspace: &mut Keyspace, session: &mut Session) {
-    tx::unwatch_all(keyspace, session);
+pub fn disconnect(data: &mut crate::server::Data, session: &mut Session) {
+    tx::unwatch_all(&mut data.keyspace, session);
+    data.blocking.unblock(session.id());
+    data.pubsub.remove_client(session.id(), &mut session.subscriber);
+    session.subscriptions = 0;
+}
+
+/// Parses a blocking command's timeout (seconds, fractional allowed) into
+/// a deadline; 0 means forever.
+pub fn parse_timeout(arg: &[u8]) -> Result<Option<std::time::Instant>, Frame> {
+    let secs = args::parse_f64(arg).filter(|s| s.is_finite()).ok_or(Frame::error("ERR timeout is not a float or out of range"))?;
+    if secs < 0.0 {
+        return Err(Frame::error("ERR timeout is negative"));
+    }
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(std::time::Instant::now() + std::time::Duration::from_secs_f64(secs.min(1e9))))
+}
+
+/// Blocks the client on `keys` unless it is inside EXEC (then the command
+/// answers as if it had timed out, like Redis).
+pub fn block_client(ctx: &mut ExecCtx, keys: &[Bytes], op: blocking::BlockOp, deadline: Option<std::time::Instant>) -> Frame {
+    if ctx.session.in_exec {
+        return op.timeout_reply();
+    }
+    let keys = keys.iter().map(|k| crate::keyspace::Blob::new(k)).collect();
+    let wait = ctx.blocking.block(ctx.session.id(), ctx.session.db, keys, op, deadline);
+    ctx.session.blocked = Some(wait);
+    Frame::NoReply
 }

@@ -109,7 +109,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
             );
         }
         "clients" => {
-            let _ = write!(out, "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n", shared.clients.len(), settings.maxclients);
+            let _ = write!(out, "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\npubsub_patterns:{}\r\n", shared.clients.len(), settings.maxclients, ctx.blocking.blocked_clients(), ctx.pubsub.numpat());
         }
         "memory" => {
             let rss = rss_bytes();

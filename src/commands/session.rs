@@ -54,10 +54,13 @@ pub struct Session {
     pub subscriptions: usize,
     /// True while EXEC runs queued commands (blocking commands don't block).
     pub in_exec: bool,
+    pub subscriber: super::pubsub::Subscriber,
+    /// Set by a blocking command that found nothing: the connection waits.
+    pub blocked: Option<super::blocking::BlockedWait>,
 }
 
 impl Session {
-    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Session {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool, outbox: super::pubsub::Outbox) -> Session {
         Session {
             handle,
             db: 0,
@@ -70,6 +73,8 @@ impl Session {
             close_after_reply: false,
             subscriptions: 0,
             in_exec: false,
+            subscriber: super::pubsub::Subscriber::new(outbox),
+            blocked: None,
         }
     }
 

@@ -269,17 +269,11 @@ impl Db {
     /// returns every key present for the whole scan at least once, as SCAN
     /// promises. Returns the next cursor (0 when done).
     pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&Blob, &Value, Option<i64>)) -> u64 {
-        let len = self.entries.len() as u64;
-        let mut pos = if cursor == 0 || cursor > len { len } else { cursor };
-        let mut visited = 0;
-        while pos > 0 && visited < count.max(1) {
-            pos -= 1;
-            if let Some((k, v)) = self.entries.get_index(pos as usize) {
+        scan_positions(self.entries.len(), cursor, count, |pos| {
+            if let Some((k, v)) = self.entries.get_index(pos) {
                 visit(k, v, self.expires.get(k).copied());
             }
-            visited += 1;
-        }
-        pos
+        })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Blob, &Value, Option<i64>)> {
@@ -370,4 +364,20 @@ mod tests {
         assert!(db.get(b"a", 200).is_none());
         assert_eq!(db.len(), 1);
     }
+}
+
+/// The SCAN cursor walk over any swap-remove indexed collection of `len`
+/// elements (keys, hash fields, set members): visits up to `count`
+/// positions downwards from the cursor and returns the next cursor.
+/// See [`Db::scan`] for why walking downwards keeps SCAN's guarantee.
+pub fn scan_positions(len: usize, cursor: u64, count: usize, mut visit: impl FnMut(usize)) -> u64 {
+    let len = len as u64;
+    let mut pos = if cursor == 0 || cursor > len { len } else { cursor };
+    let mut visited = 0;
+    while pos > 0 && visited < count.max(1) {
+        pos -= 1;
+        visit(pos as usize);
+        visited += 1;
+    }
+    pos
 }

@@ -11,7 +11,7 @@ mod value;
 pub mod zset;
 
 pub use blob::Blob;
-pub use db::{Db, WatchFlag};
+pub use db::{scan_positions, Db, WatchFlag};
 pub use value::{canonical_i64, HashValue, ListValue, Map, Set, SetValue, Value, ValueKind};
 pub use zset::ZSet;
 

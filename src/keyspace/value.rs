@@ -115,6 +115,17 @@ impl Value {
         }
     }
 
+    /// True for a collection with no elements (such keys are deleted).
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Hash(h) => h.is_empty(),
+            Value::List(l) => l.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
+            _ => false,
+        }
+    }
+
     /// The `OBJECT ENCODING` name, following Redis 7's thresholds.
     pub fn encoding(&self) -> &'static str {
         match self {

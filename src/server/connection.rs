@@ -1,24 +1,31 @@
 //! One task per client connection: reads bytes, decodes requests, runs them
 //! in batches under the dataset lock, writes replies.
 //!
-//! A malformed request gets Redis's `-ERR Protocol error: ...` and closes
-//! this connection only; the replies to the well-formed requests before it
-//! are sent first.
+//! Requests are queued in arrival order; a blocking command that has to
+//! wait stops the queue until it is served or times out, so pipelined
+//! commands after it keep their order. Pub/sub messages are written as they
+//! arrive. A malformed request gets Redis's `-ERR Protocol error: ...` and
+//! closes this connection only; the replies to the well-formed requests
+//! before it are sent first.
 
 use super::{unix_ms, wait_shutdown, Shared};
-use crate::commands::{self, ExecCtx, Session};
+use crate::commands::{self, pubsub, ExecCtx, Session};
 use crate::resp::{self, DecodeLimits, Frame, RequestDecoder};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 /// Most requests run per lock acquisition, so one deep pipeline cannot
 /// starve other clients.
 const MAX_BATCH: usize = 512;
+/// Requests decoded ahead while the client is blocked, before reading pauses.
+const MAX_PENDING: usize = 16 * 1024;
 
 pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, addr: SocketAddr) {
     let laddr = socket.local_addr().unwrap_or(addr);
@@ -31,63 +38,67 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, addr: SocketAddr)
         return;
     };
     let handle = registration.handle.clone();
-    let span = tracing::debug_span!("client", id = handle.id, peer = %addr);
-    let _enter = span.enter();
     let needs_auth = !shared.settings.read().requirepass.is_empty();
-    let mut session = Session::new(handle.clone(), !needs_auth);
-    match run(&shared, &mut socket, &mut session).await {
-        Ok(reason) => tracing::debug!(reason, "client closed"),
-        Err(e) => tracing::debug!(error = %e, "client connection error"),
+    let (outbox, inbox) = mpsc::channel(pubsub::SUBSCRIBER_QUEUE);
+    let mut session = Session::new(handle.clone(), !needs_auth, outbox);
+    match run(&shared, &mut socket, &mut session, inbox).await {
+        Ok(reason) => tracing::debug!(client = handle.id, peer = %addr, reason, "client closed"),
+        Err(e) => tracing::debug!(client = handle.id, peer = %addr, error = %e, "client connection error"),
     }
     let mut data = shared.data.lock();
-    commands::disconnect(&mut data.keyspace, &mut session);
+    commands::disconnect(&mut data, &mut session);
 }
 
-async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session) -> std::io::Result<&'static str> {
+async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session, mut inbox: mpsc::Receiver<pubsub::Message>) -> std::io::Result<&'static str> {
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut decoder = RequestDecoder::new();
-    let mut batch = Vec::with_capacity(16);
+    let mut pending: VecDeque<Vec<Bytes>> = VecDeque::new();
+    let mut protocol_error = None;
     let mut shutdown = shared.shutdown_signal();
     let handle = session.handle.clone();
     loop {
-        let limits = decode_limits(shared, session);
-        let mut protocol_error = None;
-        let mut more_buffered = false;
-        loop {
-            if batch.len() == MAX_BATCH {
-                more_buffered = true;
-                break;
-            }
-            match decoder.decode(&mut input, &limits) {
-                Ok(Some(args)) => batch.push(args),
-                Ok(None) => break,
-                Err(e) => {
-                    protocol_error = Some(e);
-                    break;
+        if protocol_error.is_none() && pending.len() < MAX_PENDING {
+            let limits = decode_limits(shared, session);
+            // Before AUTH the limits are tiny, so decode one request at a time
+            // and re-derive the limits once it has run.
+            while pending.len() < MAX_PENDING && (session.authenticated || pending.is_empty()) {
+                match decoder.decode(&mut input, &limits) {
+                    Ok(Some(args)) => pending.push_back(args),
+                    Ok(None) => break,
+                    Err(e) => {
+                        protocol_error = Some(e);
+                        break;
+                    }
                 }
             }
         }
-        if !batch.is_empty() {
-            let now = unix_ms();
-            handle.last_interaction_ms.store(now, Ordering::Relaxed);
-            let mut data = shared.data.lock();
-            for args in batch.drain(..) {
-                let mut ctx = ExecCtx { keyspace: &mut data.keyspace, shared, session, now_ms: unix_ms() };
+        if session.blocked.is_none() && !pending.is_empty() {
+            handle.last_interaction_ms.store(unix_ms(), Ordering::Relaxed);
+            let mut guard = shared.data.lock();
+            let data = &mut *guard;
+            let mut ran = 0;
+            while let Some(args) = pending.pop_front() {
+                let mut ctx = ExecCtx { keyspace: &mut data.keyspace, blocking: &mut data.blocking, pubsub: &mut data.pubsub, shared, session, now_ms: unix_ms() };
                 let reply = commands::execute(&mut ctx, &args);
                 session.write_reply(&reply, &mut output);
-                if session.close_after_reply {
+                ran += 1;
+                if session.close_after_reply || session.blocked.is_some() || ran == MAX_BATCH {
+                    break;
+                }
+                if !session.authenticated && !pending.is_empty() {
+                    // Limits change with authentication: decode the rest anew.
                     break;
                 }
             }
-            drop(data);
-            batch.clear();
         }
-        if let Some(e) = protocol_error {
-            tracing::info!(client = handle.id, error = %e, "closing client after protocol error");
-            resp::encode(&Frame::error_owned(format!("ERR {e}")), session.proto, &mut output);
-            write_out(shared, socket, &mut output).await?;
-            return Ok("protocol error");
+        if session.blocked.is_none() && pending.is_empty() {
+            if let Some(e) = protocol_error.take() {
+                tracing::info!(client = handle.id, error = %e, "closing client after protocol error");
+                resp::encode(&Frame::error_owned(format!("ERR {e}")), session.proto, &mut output);
+                write_out(shared, socket, &mut output).await?;
+                return Ok("protocol error");
+            }
         }
         if !output.is_empty() {
             write_out(shared, socket, &mut output).await?;
@@ -95,9 +106,7 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
         if session.close_after_reply {
             return Ok("quit");
         }
-        if more_buffered {
-            // The batch limit was hit with requests still buffered: serve
-            // them before reading again.
+        if session.blocked.is_none() && !pending.is_empty() {
             continue;
         }
         if let Some(wanted) = decoder.wanted_bytes(&input) {
@@ -106,20 +115,62 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
             input.reserve(16 * 1024);
         }
         let idle_timeout = shared.settings.read().timeout;
+        let never_idle = idle_timeout == 0 || session.blocked.is_some() || session.subscriptions > 0;
         let idle = async {
-            if idle_timeout == 0 {
+            if never_idle {
                 std::future::pending::<()>().await
             } else {
                 tokio::time::sleep(Duration::from_secs(idle_timeout)).await
             }
         };
+        let may_read = pending.len() < MAX_PENDING && protocol_error.is_none();
+        let blocked = session.blocked.as_mut();
+        let (deadline, reply_rx) = match blocked {
+            Some(b) => (b.deadline, Some(&mut b.reply)),
+            None => (None, None),
+        };
+        let block_reply = async {
+            match reply_rx {
+                Some(rx) => rx.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let block_timeout = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            read = socket.read_buf(&mut input) => {
+            read = socket.read_buf(&mut input), if may_read => {
                 let n = read?;
                 if n == 0 {
                     return Ok("eof");
                 }
                 shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Some(reply) = block_reply => {
+                session.blocked = None;
+                session.write_reply(&reply, &mut output);
+            }
+            _ = block_timeout => {
+                let mut data = shared.data.lock();
+                let still_blocked = data.blocking.unblock(session.id());
+                drop(data);
+                if let Some(mut wait) = session.blocked.take() {
+                    // Served in the same instant as the timeout: the reply wins.
+                    let reply = if still_blocked { wait.timeout_reply } else { wait.reply.try_recv().unwrap_or(wait.timeout_reply) };
+                    session.write_reply(&reply, &mut output);
+                }
+            }
+            Some(message) = inbox.recv() => {
+                resp::encode(&message.to_frame(), session.proto, &mut output);
+                while let Ok(message) = inbox.try_recv() {
+                    resp::encode(&message.to_frame(), session.proto, &mut output);
+                    if output.len() > 64 * 1024 {
+                        break;
+                    }
+                }
             }
             _ = handle.killed() => return Ok("killed"),
             _ = wait_shutdown(&mut shutdown) => return Ok("server shutdown"),

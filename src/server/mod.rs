@@ -30,6 +30,8 @@ pub fn unix_ms() -> i64 {
 /// What the dataset lock protects.
 pub struct Data {
     pub keyspace: Keyspace,
+    pub blocking: crate::commands::blocking::Blocking,
+    pub pubsub: crate::commands::pubsub::PubSub,
 }
 
 /// State shared by every task of a node.
@@ -53,7 +55,7 @@ impl Shared {
         let (shutdown, _) = watch::channel(false);
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect();
         Arc::new(Shared {
-            data: Mutex::new(Data { keyspace: Keyspace::new() }),
+            data: Mutex::new(Data { keyspace: Keyspace::new(), blocking: Default::default(), pubsub: Default::default() }),
             settings: RwLock::new(settings),
             config_file: sources.file.clone(),
             clients: ClientRegistry::default(),

@@ -1,0 +1,150 @@
+//! Clients blocked on keys (BLPOP, BLMOVE, BZPOPMIN, ...).
+//!
+//! A blocking command that finds nothing registers a [`Waiter`] and its
+//! connection waits on a oneshot channel. Writes that may satisfy a waiter
+//! mark the key ready; after the writing command finishes, [`serve_ready`]
+//! hands elements to waiters in the order they blocked (FIFO per key), doing
+//! the pop on each waiter's behalf under the same lock, so a woken client
+//! always gets its element and no other client can steal it.
+
+use super::{list, zset, ExecCtx};
+use crate::keyspace::Blob;
+use crate::resp::Frame;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// What a blocked client wants done once a key has data.
+#[derive(Debug, Clone)]
+pub enum BlockOp {
+    /// BLPOP/BRPOP (`mpop` false) and BLMPOP (`mpop` true).
+    ListPop { left: bool, count: usize, mpop: bool },
+    /// BLMOVE/BRPOPLPUSH.
+    ListMove { from_left: bool, dest: Blob, to_left: bool },
+    /// BZPOPMIN/BZPOPMAX (`mpop` false) and BZMPOP (`mpop` true).
+    ZPop { min: bool, count: usize, mpop: bool },
+}
+
+impl BlockOp {
+    /// Reply when the timeout passes.
+    pub fn timeout_reply(&self) -> Frame {
+        match self {
+            BlockOp::ListMove { .. } => Frame::Null,
+            _ => Frame::NullArray,
+        }
+    }
+
+    fn wants_list(&self) -> bool {
+        !matches!(self, BlockOp::ZPop { .. })
+    }
+}
+
+struct Waiter {
+    db: usize,
+    keys: Vec<Blob>,
+    op: BlockOp,
+    reply: oneshot::Sender<Frame>,
+}
+
+/// The connection's side of a block: where the reply arrives and until when.
+pub struct BlockedWait {
+    pub reply: oneshot::Receiver<Frame>,
+    pub deadline: Option<Instant>,
+    pub timeout_reply: Frame,
+}
+
+#[derive(Default)]
+pub struct Blocking {
+    by_key: HashMap<(usize, Blob), VecDeque<u64>>,
+    waiters: HashMap<u64, Waiter>,
+    ready: Vec<(usize, Blob)>,
+    ready_set: HashSet<(usize, Blob)>,
+}
+
+impl Blocking {
+    pub fn blocked_clients(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Registers `client` as waiting on `keys`; returns its side of the wait.
+    pub fn block(&mut self, client: u64, db: usize, keys: Vec<Blob>, op: BlockOp, deadline: Option<Instant>) -> BlockedWait {
+        self.unblock(client);
+        let (tx, rx) = oneshot::channel();
+        for key in &keys {
+            self.by_key.entry((db, key.clone())).or_default().push_back(client);
+        }
+        let timeout_reply = op.timeout_reply();
+        self.waiters.insert(client, Waiter { db, keys, op, reply: tx });
+        BlockedWait { reply: rx, deadline, timeout_reply }
+    }
+
+    /// Removes a client's registration (timeout, disconnect). Returns false
+    /// if it was not blocked (already served).
+    pub fn unblock(&mut self, client: u64) -> bool {
+        self.take_waiter(client).is_some()
+    }
+
+    fn take_waiter(&mut self, client: u64) -> Option<Waiter> {
+        let w = self.waiters.remove(&client)?;
+        for key in &w.keys {
+            let slot = (w.db, key.clone());
+            if let Some(queue) = self.by_key.get_mut(&slot) {
+                queue.retain(|&c| c != client);
+                if queue.is_empty() {
+                    self.by_key.remove(&slot);
+                }
+            }
+        }
+        Some(w)
+    }
+
+    /// Notes that `key` may now satisfy waiters (cheap when none wait).
+    pub fn signal(&mut self, db: usize, key: &[u8]) {
+        if self.by_key.is_empty() {
+            return;
+        }
+        let slot = (db, Blob::new(key));
+        if self.by_key.contains_key(&slot) && self.ready_set.insert(slot.clone()) {
+            self.ready.push(slot);
+        }
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+}
+
+/// Serves waiters on every key marked ready, in blocking order. Serving a
+/// move may make its destination ready; the loop continues until quiet.
+pub fn serve_ready(ctx: &mut ExecCtx) {
+    let saved_db = ctx.session.db;
+    while !ctx.blocking.ready.is_empty() {
+        let ready = std::mem::take(&mut ctx.blocking.ready);
+        ctx.blocking.ready_set.clear();
+        for (db, key) in ready {
+            loop {
+                let Some(client) = ctx.blocking.by_key.get(&(db, key.clone())).and_then(|q| q.front().copied()) else { break };
+                let Some(waiter) = ctx.blocking.waiters.get(&client) else { break };
+                let op = waiter.op.clone();
+                ctx.session.db = db;
+                let kind_ok = if op.wants_list() { super::typed::check_type(ctx, &key, crate::keyspace::ValueKind::List) } else { super::typed::check_type(ctx, &key, crate::keyspace::ValueKind::ZSet) };
+                if !matches!(kind_ok, Ok(true)) {
+                    break;
+                }
+                let reply = match &op {
+                    BlockOp::ListPop { left, count, mpop } => list::pop_for_waiter(ctx, &key, *left, *count, *mpop),
+                    BlockOp::ListMove { from_left, dest, to_left } => list::move_for_waiter(ctx, &key, *from_left, dest, *to_left),
+                    BlockOp::ZPop { min, count, mpop } => zset::pop_for_waiter(ctx, &key, *min, *count, *mpop),
+                };
+                let Some(reply) = reply else { break };
+                if let Some(waiter) = ctx.blocking.take_waiter(client) {
+                    // Waiters are removed under this lock when their client
+                    // disconnects, so the receiving side is alive here.
+                    let _ = waiter.reply.send(reply);
+                }
+            }
+        }
+    }
+    ctx.session.db = saved_db;
+}
+
