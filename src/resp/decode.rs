@@ -146,6 +146,7 @@ impl RequestDecoder {
 /// Takes one `\r\n`-terminated line (without the terminator) from `buf`.
 fn take_line(buf: &mut BytesMut, too_big: ProtocolError) -> Result<Option<BytesMut>, ProtocolError> {
     match memchr_newline(buf) {
+        Some(pos) if pos > INLINE_MAX_BYTES => Err(too_big),
         Some(pos) => {
             let mut line = buf.split_to(pos + 1);
             line.truncate(pos);

@@ -1,0 +1,259 @@
+//! Test harness: runs a Quire node in-process on an ephemeral loopback
+//! port (its own runtime on a thread) and offers two clients: the `redis`
+//! crate, and a raw RESP client that shows exact wire replies.
+
+#![allow(dead_code)]
+
+use quire::config::{Settings, Sources};
+use quire::server::{Node, Shared};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub struct TestNode {
+    pub port: u16,
+    pub dir: Option<tempfile::TempDir>,
+    pub shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestNode {
+    pub fn start() -> TestNode {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(configure: impl FnOnce(&mut Settings)) -> TestNode {
+        Self::try_start_in(tempfile::tempdir().expect("tempdir"), configure).expect("node starts")
+    }
+
+    /// Starts a node whose data directory is `dir` (for restarts).
+    pub fn try_start_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Settings)) -> Result<TestNode, String> {
+        let mut settings = Settings::default();
+        settings.port = 0;
+        settings.dir = dir.path().to_path_buf();
+        settings.save = String::new();
+        configure(&mut settings);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                match Node::start(settings, &Sources::default()).await {
+                    Ok(node) => {
+                        let _ = tx.send(Ok((node.port(), node.shared.clone())));
+                        node.run().await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        });
+        match rx.recv_timeout(Duration::from_secs(30)).map_err(|e| e.to_string())? {
+            Ok((port, shared)) => Ok(TestNode { port, dir: Some(dir), shared, thread: Some(thread) }),
+            Err(e) => {
+                let _ = thread.join();
+                Err(e)
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A synchronous `redis` crate connection with bounded timeouts.
+    pub fn client(&self) -> redis::Connection {
+        let client = redis::Client::open(self.url()).expect("client");
+        let con = client.get_connection_with_timeout(Duration::from_secs(5)).expect("connect");
+        con.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        con.set_write_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        con
+    }
+
+    pub fn raw(&self) -> RawClient {
+        RawClient::connect(self.port)
+    }
+
+    /// Stops the node and hands back its data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        self.dir.take().expect("dir")
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.begin_shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Runs a command through the `redis` crate, returning the raw value.
+pub fn cmd(con: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<redis::Value> {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(con)
+}
+
+/// Polls `check` every 10 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    check()
+}
+
+/// A decoded reply, for exact assertions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Nil,
+    Array(Vec<Reply>),
+    Map(Vec<(Reply, Reply)>),
+    Set(Vec<Reply>),
+    Push(Vec<Reply>),
+    Double(String),
+    Bool(bool),
+    Verbatim(String),
+}
+
+impl Reply {
+    pub fn bulk(s: &str) -> Reply {
+        Reply::Bulk(s.as_bytes().to_vec())
+    }
+
+    pub fn err(&self) -> &str {
+        match self {
+            Reply::Error(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Reply::Bulk(b) => String::from_utf8_lossy(b).into(),
+            Reply::Simple(s) | Reply::Verbatim(s) | Reply::Double(s) => s.clone(),
+            other => panic!("expected a string, got {other:?}"),
+        }
+    }
+
+    pub fn int(&self) -> i64 {
+        match self {
+            Reply::Int(n) => *n,
+            other => panic!("expected an integer, got {other:?}"),
+        }
+    }
+
+    pub fn items(&self) -> Vec<Reply> {
+        match self {
+            Reply::Array(v) | Reply::Set(v) | Reply::Push(v) => v.clone(),
+            other => panic!("expected an aggregate, got {other:?}"),
+        }
+    }
+
+    /// Aggregate of bulk strings as Rust strings.
+    pub fn strings(&self) -> Vec<String> {
+        self.items().iter().map(Reply::text).collect()
+    }
+}
+
+pub struct RawClient {
+    reader: BufReader<TcpStream>,
+}
+
+impl RawClient {
+    pub fn connect(port: u16) -> RawClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        RawClient { reader: BufReader::new(stream) }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("write");
+    }
+
+    pub fn send(&mut self, args: &[&str]) {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        self.send_raw(&out);
+    }
+
+    pub fn call(&mut self, args: &[&str]) -> Reply {
+        self.send(args);
+        self.read()
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read line");
+        assert!(n > 0, "connection closed");
+        line.trim_end_matches("\r\n").to_string()
+    }
+
+    /// True once the server has closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0))
+    }
+
+    pub fn read(&mut self) -> Reply {
+        let line = self.line();
+        let (kind, rest) = line.split_at(1);
+        let n = || rest.parse::<i64>().expect("length");
+        match kind {
+            "+" => Reply::Simple(rest.into()),
+            "-" => Reply::Error(rest.into()),
+            ":" => Reply::Int(n()),
+            "_" => Reply::Nil,
+            "," => Reply::Double(rest.into()),
+            "#" => Reply::Bool(rest == "t"),
+            "$" | "=" => {
+                if n() < 0 {
+                    return Reply::Nil;
+                }
+                let mut buf = vec![0u8; n() as usize + 2];
+                self.reader.read_exact(&mut buf).expect("bulk");
+                buf.truncate(n() as usize);
+                if kind == "=" {
+                    Reply::Verbatim(String::from_utf8_lossy(&buf[4..]).into())
+                } else {
+                    Reply::Bulk(buf)
+                }
+            }
+            "*" | "~" | ">" => {
+                if n() < 0 {
+                    return Reply::Nil;
+                }
+                let items = (0..n()).map(|_| self.read()).collect();
+                match kind {
+                    "*" => Reply::Array(items),
+                    "~" => Reply::Set(items),
+                    _ => Reply::Push(items),
+                }
+            }
+            "%" => Reply::Map((0..n()).map(|_| (self.read(), self.read())).collect()),
+            other => panic!("unexpected reply type {other:?} in {line:?}"),
+        }
+    }
+}
