@@ -39,7 +39,7 @@ struct SourceArgs {
     #[arg(long)]
     profile: Option<String>,
     /// Directory holding profiles.
-    #[arg(long, env = "QUIRE_PROFILE_DIR")]
+    #[arg(long)]
     profile_dir: Option<PathBuf>,
 }
 

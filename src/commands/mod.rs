@@ -157,8 +157,10 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
     [strings::COMMANDS, keys::COMMANDS, server::COMMANDS, connection::COMMANDS, tx::COMMANDS, hash::COMMANDS, list::COMMANDS, set::COMMANDS, zset::COMMANDS, pubsub::COMMANDS].into_iter().flatten()
 }
 
-fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
-    static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
+type Table = HashMap<&'static str, &'static CommandSpec, foldhash::fast::FixedState>;
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| families().map(|c| (c.name, c)).collect())
 }
 
@@ -241,9 +243,13 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
 
 /// Calls a command's handler and does the bookkeeping every call shares.
 pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Frame {
-    *ctx.session.handle.last_command.lock() = spec.name;
+    ctx.session.last_command = spec.name;
     let reply = (spec.run)(ctx, args).unwrap_or_else(|e| e);
-    ctx.shared.stats.count_command(spec.name, reply.is_error());
+    ctx.session.commands_processed += 1;
+    ctx.session.error_replies += reply.is_error() as u64;
+    if ctx.db().expired.is_empty() {
+        return reply;
+    }
     let expired = ctx.keyspace.drain_expired();
     ctx.dirty(expired.len() as u64);
     reply

@@ -57,6 +57,11 @@ pub struct Session {
     pub subscriber: super::pubsub::Subscriber,
     /// Set by a blocking command that found nothing: the connection waits.
     pub blocked: Option<super::blocking::BlockedWait>,
+    /// Counters kept locally and flushed to the shared stats per batch, so
+    /// the hot path touches no shared cache line per command.
+    pub commands_processed: u64,
+    pub error_replies: u64,
+    pub last_command: &'static str,
 }
 
 impl Session {
@@ -75,6 +80,9 @@ impl Session {
             in_exec: false,
             subscriber: super::pubsub::Subscriber::new(outbox),
             blocked: None,
+            commands_processed: 0,
+            error_replies: 0,
+            last_command: "NULL",
         }
     }
 
@@ -116,6 +124,20 @@ impl Session {
             ReplyMode::On => crate::resp::encode(reply, self.proto, out),
             ReplyMode::Off => {}
             ReplyMode::Skip => self.reply_mode = ReplyMode::On,
+        }
+    }
+}
+
+impl Session {
+    /// Moves the per-batch counters into the shared statistics.
+    pub fn flush_stats(&mut self, stats: &crate::server::Stats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.commands_processed > 0 {
+            stats.commands_processed.fetch_add(self.commands_processed, Relaxed);
+            stats.error_replies.fetch_add(self.error_replies, Relaxed);
+            self.commands_processed = 0;
+            self.error_replies = 0;
+            *self.handle.last_command.lock() = self.last_command;
         }
     }
 }

@@ -91,6 +91,8 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
                     break;
                 }
             }
+            drop(guard);
+            session.flush_stats(&shared.stats);
         }
         if session.blocked.is_none() && pending.is_empty() {
             if let Some(e) = protocol_error.take() {

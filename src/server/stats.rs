@@ -14,13 +14,6 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn count_command(&self, _name: &'static str, failed: bool) {
-        self.commands_processed.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            self.error_replies.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     pub fn reset(&self) {
         for counter in [&self.connections_received, &self.rejected_connections, &self.commands_processed, &self.error_replies, &self.net_input_bytes, &self.net_output_bytes] {
             counter.store(0, Ordering::Relaxed);

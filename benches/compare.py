@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Side-by-side throughput and memory: Debian's redis-server vs Quire.
+
+Runs the same redis-benchmark invocation against both servers, alternating
+between them run by run so machine noise hits both alike, and reports the
+median of RUNS runs and the Quire/Redis ratio. Memory is the resident set
+size (VmRSS) of a fresh process of each after loading the same data.
+
+Usage: python3 benches/compare.py [--runs 5] [--requests 200000] [--skip-memory]
+Needs: redis-server and redis-benchmark (apt-get install redis-server redis-tools).
+"""
+
+import argparse
+import csv
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUIRE = os.path.join(ROOT, "target", "release", "quire")
+TESTS = "set,get,incr,mset,lpush,lpop,sadd,hset,zadd"
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True, text=True)
+        if r.stdout.strip() == "PONG":
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+class Server:
+    def __init__(self, kind, port):
+        self.kind, self.port = kind, port
+        self.dir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
+        if kind == "redis":
+            cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--enable-debug-command", "yes", "--dir", self.dir]
+        else:
+            cmd = [QUIRE, "server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", self.dir]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port)
+
+    def rss_mb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        return 0.0
+
+    def cli(self, *args, stdin=None):
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], input=stdin, capture_output=True, text=True, check=True).stdout
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def bench(port, pipeline, requests):
+    out = subprocess.run(
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", TESTS, "-n", str(requests), "-c", "50", "-P", str(pipeline), "--csv"],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout
+    result = {}
+    for row in csv.reader(io.StringIO(out)):
+        if row and row[0] != "test":
+            name = row[0].split(" ")[0]
+            result[name] = result.get(name) or float(row[1])
+    return result
+
+
+def throughput(runs, requests):
+    redis, quire = Server("redis", 16379), Server("quire", 16380)
+    samples = {}
+    try:
+        for run in range(runs):
+            for pipeline in (1, 16):
+                for server in (redis, quire) if run % 2 == 0 else (quire, redis):
+                    for test, rps in bench(server.port, pipeline, requests).items():
+                        samples.setdefault((test, pipeline, server.kind), []).append(rps)
+            print(f"run {run + 1}/{runs} done", file=sys.stderr)
+    finally:
+        redis.stop()
+        quire.stop()
+    rows = []
+    for test in sorted({t for t, _, _ in samples}):
+        for pipeline in (1, 16):
+            r = statistics.median(samples[(test, pipeline, "redis")])
+            q = statistics.median(samples[(test, pipeline, "quire")])
+            rows.append((test, pipeline, r, q, q / r))
+    return rows
+
+
+def pipe_load(server, commands):
+    data = "".join(commands)
+    server.cli("--pipe", stdin=data)
+
+
+def resp(*args):
+    out = f"*{len(args)}\r\n"
+    for a in args:
+        a = str(a)
+        out += f"${len(a.encode())}\r\n{a}\r\n"
+    return out
+
+
+def memory_case(name, loader):
+    result = {}
+    for kind, port in (("redis", 16381), ("quire", 16382)):
+        server = Server(kind, port)
+        try:
+            before = server.rss_mb()
+            loader(server)
+            time.sleep(0.5)
+            result[kind] = (before, server.rss_mb())
+        finally:
+            server.stop()
+    return name, result
+
+
+def memory():
+    members = 1_000_000
+    chunk = 1000
+
+    def strings(server):
+        server.cli("DEBUG", "POPULATE", str(members))
+
+    def collection(cmd, key, fmt):
+        def load(server):
+            batch = []
+            for start in range(0, members, chunk):
+                args = [cmd, key]
+                for i in range(start, start + chunk):
+                    args.extend(fmt(i))
+                batch.append(resp(*args))
+            pipe_load(server, batch)
+        return load
+
+    cases = [
+        ("1M string keys (DEBUG POPULATE)", strings),
+        ("1M-member set", collection("SADD", "s", lambda i: [f"member:{i}"])),
+        ("1M-field hash", collection("HSET", "h", lambda i: [f"field:{i}", f"value:{i}"])),
+        ("1M-member zset", collection("ZADD", "z", lambda i: [i, f"member:{i}"])),
+    ]
+    return [memory_case(name, loader) for name, loader in cases]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=200000)
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+    if not os.path.exists(QUIRE):
+        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
+    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+    print(f"redis-server {redis_version.removeprefix('v=')} vs quire, {os.cpu_count()} cores, "
+          f"redis-benchmark -t {TESTS} -n {args.requests} -c 50, median of {args.runs} runs\n")
+    print("| test | pipeline | redis ops/s | quire ops/s | quire/redis |")
+    print("|---|---|---|---|---|")
+    for test, pipeline, r, q, ratio in throughput(args.runs, args.requests):
+        print(f"| {test} | -P {pipeline} | {r:,.0f} | {q:,.0f} | {ratio:.2f}x |")
+    if not args.skip_memory:
+        print("\n| dataset | redis RSS MB | quire RSS MB | quire/redis |")
+        print("|---|---|---|---|")
+        for name, result in memory():
+            r, q = result["redis"][1], result["quire"][1]
+            print(f"| {name} | {r:.1f} | {q:.1f} | {q / r:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
