@@ -12,6 +12,16 @@
 //! dataset at one instant — values are shared copy-on-write, so BGSAVE does
 //! not stop clients — into a checksummed, versioned record stream.
 //!
+//! A write that changed the data also appends its *effect* (a command
+//! that gives the same result when replayed later, elsewhere) to the
+//! replication stream (`replication::stream`), under the same lock, so the
+//! stream's order is the order of execution. Per replica, a sender task
+//! cuts the stream into batches, compresses them with a per-link zstd
+//! context and sends them over QUIC with mutual TLS (`transport`); the
+//! replica verifies, decompresses, applies each command or transaction
+//! atomically, forwards the same bytes to its own replicas, and acks its
+//! offset.
+//!
 //! Settings come in layers (`config`): defaults, a region profile, a file,
 //! `QUIRE_*` environment variables, command-line flags.
 
@@ -19,8 +29,10 @@ pub mod commands;
 pub mod config;
 pub mod keyspace;
 pub mod persist;
+pub mod replication;
 pub mod resp;
 pub mod server;
+pub mod transport;
 
 /// The Redis version Quire reports to clients (INFO `redis_version`, HELLO)
 /// so that client libraries enable the features it implements.

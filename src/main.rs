@@ -21,6 +21,37 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Manage replication certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a CA (or reuse the one in DIR) and a certificate/key pair per
+    /// node, valid for both server and client authentication.
+    Init(CertsInitArgs),
+}
+
+#[derive(Args)]
+struct CertsInitArgs {
+    /// Directory for ca.pem/ca.key and NODE.pem/NODE.key.
+    #[arg(long, default_value = "certs")]
+    dir: PathBuf,
+    /// A node to issue a certificate for (repeat for several).
+    #[arg(long = "node", required = true)]
+    nodes: Vec<String>,
+    /// An IP address every issued certificate names (repeatable).
+    #[arg(long = "ip")]
+    ips: Vec<std::net::IpAddr>,
+    /// An extra DNS name every issued certificate names (repeatable).
+    #[arg(long = "dns")]
+    dns: Vec<String>,
+    /// Validity of node certificates in days.
+    #[arg(long, default_value_t = 825)]
+    days: i64,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +93,24 @@ struct ServerArgs {
     /// Save rules, e.g. "3600 1 300 100" ("" disables).
     #[arg(long)]
     save: Option<String>,
+    /// UDP port of the QUIC replication endpoint (default 7379).
+    #[arg(long)]
+    repl_port: Option<u16>,
+    /// Address the replication endpoint binds (default: --bind).
+    #[arg(long)]
+    repl_bind: Option<String>,
+    /// Directory with the CA and this node's certificate.
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// This node's name (its certificate is NAME.pem in the certs dir).
+    #[arg(long)]
+    node: Option<String>,
+    /// Region label for INFO and logs.
+    #[arg(long)]
+    region: Option<String>,
+    /// Replicate from this upstream's replication endpoint, HOST:PORT.
+    #[arg(long)]
+    replicaof: Option<String>,
 }
 
 impl SourceArgs {
@@ -88,13 +137,32 @@ impl ServerArgs {
         if let Some(v) = &self.save {
             o.push(("save".into(), v.clone()));
         }
+        if let Some(v) = self.repl_port {
+            o.push(("repl.port".into(), v.to_string()));
+        }
+        if let Some(v) = &self.repl_bind {
+            o.push(("repl.bind".into(), v.clone()));
+        }
+        if let Some(v) = &self.certs {
+            o.push(("repl.certs".into(), v.display().to_string()));
+        }
+        if let Some(v) = &self.node {
+            o.push(("node.name".into(), v.clone()));
+        }
+        if let Some(v) = &self.region {
+            o.push(("node.region".into(), v.clone()));
+        }
+        if let Some(v) = &self.replicaof {
+            o.push(("replicaof".into(), v.clone()));
+        }
         o
     }
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
 }
 
 fn main() -> Result<()> {
@@ -106,12 +174,25 @@ fn main() -> Result<()> {
             let settings = Settings::load(&sources)?;
             run_server(settings, sources)
         }
+        Command::Certs { command: CertsCommand::Init(args) } => certs_init(args),
         Command::Config { command: ConfigCommand::Check(args) } => {
             let settings = Settings::load(&args.sources(Vec::new()))?;
             print!("{}", quire::config::toml_string(&settings));
             Ok(())
         }
     }
+}
+
+fn certs_init(args: CertsInitArgs) -> Result<()> {
+    use quire::transport::certs::{Authority, NodeCertSpec};
+    let (ca, created) = Authority::open_or_create(&args.dir)?;
+    println!("{} CA in {}", if created { "created" } else { "reusing" }, args.dir.display());
+    for node in &args.nodes {
+        let spec = NodeCertSpec { ips: args.ips.clone(), dns: args.dns.clone(), valid_until_days: args.days, ..NodeCertSpec::new(node) };
+        let (cert, key) = ca.issue(&args.dir, &spec)?;
+        println!("issued {} and {}", cert.display(), key.display());
+    }
+    Ok(())
 }
 
 fn run_server(settings: Settings, sources: Sources) -> Result<()> {

@@ -51,6 +51,9 @@ pub struct BlockedWait {
     pub reply: oneshot::Receiver<Frame>,
     pub deadline: Option<Instant>,
     pub timeout_reply: Frame,
+    /// Computes the reply at timeout instead of `timeout_reply` (WAIT
+    /// answers with how many replicas got there in time).
+    pub on_timeout: Option<Box<dyn FnOnce(&crate::server::Shared) -> Frame + Send>>,
 }
 
 #[derive(Default)]
@@ -75,7 +78,7 @@ impl Blocking {
         }
         let timeout_reply = op.timeout_reply();
         self.waiters.insert(client, Waiter { db, keys, op, reply: tx });
-        BlockedWait { reply: rx, deadline, timeout_reply }
+        BlockedWait { reply: rx, deadline, timeout_reply, on_timeout: None }
     }
 
     /// Removes a client's registration (timeout, disconnect). Returns false
@@ -136,7 +139,11 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
                     BlockOp::ListMove { from_left, dest, to_left } => list::move_for_waiter(ctx, &key, *from_left, dest, *to_left),
                     BlockOp::ZPop { min, count, mpop } => zset::pop_for_waiter(ctx, &key, *min, *count, *mpop),
                 };
-                let Some(reply) = reply else { break };
+                let Some(reply) = reply else {
+                    ctx.effects = None;
+                    break;
+                };
+                ctx.flush_effects();
                 if let Some(waiter) = ctx.blocking.take_waiter(client) {
                     // Waiters are removed under this lock when their client
                     // disconnects, so the receiving side is alive here.

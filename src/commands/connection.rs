@@ -86,7 +86,7 @@ fn hello(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     ctx.session.proto = proto;
     ctx.session.handle.resp.store(if proto == Protocol::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
-    let role = ctx.shared.role_name();
+    let role = if ctx.shared.repl.is_replica() { "replica" } else { "master" };
     Ok(Frame::Map(vec![
         (Frame::bulk("server"), Frame::bulk("redis")),
         (Frame::bulk("version"), Frame::bulk(crate::REDIS_COMPAT_VERSION)),

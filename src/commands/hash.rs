@@ -127,6 +127,8 @@ fn hincrbyfloat(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let text = format!("{next}");
     write_hash(ctx, &args[1], true)?.expect("created").insert(Blob::new(&args[2]), Blob::new(text.as_bytes()));
     ctx.modified(&args[1], 1);
+    // Float arithmetic may round differently elsewhere: replicate the result.
+    ctx.propagate(&[b"HSET".as_slice(), &args[1], &args[2], text.as_bytes()]);
     Ok(Frame::bulk(text))
 }
 

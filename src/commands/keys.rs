@@ -328,8 +328,11 @@ fn expire(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     if at <= now {
         db.remove(key);
+        ctx.propagate(&[b"DEL".as_slice(), key]);
     } else {
         db.set_expire(key, at);
+        let at = at.to_string();
+        ctx.propagate(&[b"PEXPIREAT".as_slice(), key, at.as_bytes()]);
     }
     ctx.dirty(1);
     Ok(Frame::Integer(1))

@@ -79,6 +79,9 @@ fn pop_n(ctx: &mut ExecCtx, key: &[u8], left: bool, count: usize) -> Result<Opti
     let items: Vec<Frame> = (0..n).filter_map(|_| if left { list.pop_front() } else { list.pop_back() }).map(|b| Frame::Bulk(b.to_bytes())).collect();
     if n > 0 {
         ctx.modified(key, n as u64);
+        // Blocking and multi-key pops replicate as the pop that happened.
+        let count = n.to_string();
+        ctx.propagate(&[if left { b"LPOP".as_slice() } else { b"RPOP" }, key, count.as_bytes()]);
     }
     Ok(Some(items))
 }
@@ -311,6 +314,8 @@ fn move_one(ctx: &mut ExecCtx, src: &[u8], dst: &[u8], from_left: bool, to_left:
         dest.push_back(item.clone());
     }
     ctx.modified(dst, 1);
+    let side = |left: bool| if left { b"LEFT".as_slice() } else { b"RIGHT" };
+    ctx.propagate(&[b"LMOVE".as_slice(), src, dst, side(from_left), side(to_left)]);
     Ok(Some(item.to_bytes()))
 }
 

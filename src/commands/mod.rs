@@ -17,6 +17,7 @@ mod hash;
 mod keys;
 mod list;
 pub mod pubsub;
+pub mod replication;
 mod server;
 pub mod session;
 mod set;
@@ -123,12 +124,45 @@ pub struct ExecCtx<'a> {
     /// Wall-clock milliseconds for this command (one value per command, so
     /// a command sees a single instant).
     pub now_ms: i64,
+    /// The replication stream the effects of writes go to.
+    pub repl: &'a mut crate::replication::ReplicationLog,
+    /// Effects a handler chose to replicate instead of its own arguments
+    /// (EXPIRE → PEXPIREAT, SPOP → SREM, ...); see [`ExecCtx::propagate`].
+    pub effects: Option<Vec<Vec<Bytes>>>,
 }
 
 impl<'a> ExecCtx<'a> {
     /// The client's selected database.
     pub fn db(&mut self) -> &mut Db {
         &mut self.keyspace.dbs[self.session.db]
+    }
+
+    /// Replicates `args` as (one of) this command's effects instead of the
+    /// command itself: what the replica runs must give the same result
+    /// there, later, without clocks or randomness.
+    pub fn propagate<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        let effect = args.iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect();
+        self.effects.get_or_insert_with(Vec::new).push(effect);
+    }
+
+    /// Writes the effects recorded with [`ExecCtx::propagate`] to the
+    /// stream, as one transaction when there are several.
+    fn flush_effects(&mut self) {
+        let Some(effects) = self.effects.take() else { return };
+        if self.session.replicated {
+            return;
+        }
+        let db = self.session.db;
+        let wrap = effects.len() > 1;
+        if wrap {
+            self.repl.begin_tx();
+        }
+        for effect in &effects {
+            self.repl.emit(db, effect);
+        }
+        if wrap {
+            self.repl.end_tx();
+        }
     }
 
     /// Records `n` changes to the dataset (save rules, stats).
@@ -154,7 +188,7 @@ impl<'a> ExecCtx<'a> {
 }
 
 fn families() -> impl Iterator<Item = &'static CommandSpec> {
-    [strings::COMMANDS, keys::COMMANDS, server::COMMANDS, connection::COMMANDS, tx::COMMANDS, hash::COMMANDS, list::COMMANDS, set::COMMANDS, zset::COMMANDS, pubsub::COMMANDS].into_iter().flatten()
+    [strings::COMMANDS, keys::COMMANDS, server::COMMANDS, connection::COMMANDS, tx::COMMANDS, hash::COMMANDS, list::COMMANDS, set::COMMANDS, zset::COMMANDS, pubsub::COMMANDS, replication::COMMANDS].into_iter().flatten()
 }
 
 type Table = HashMap<&'static str, &'static CommandSpec, foldhash::fast::FixedState>;
@@ -226,6 +260,12 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
             spec.name
         ));
     }
+    if !ctx.session.replicated {
+        if let Err(e) = replication::check_write_allowed(ctx, spec) {
+            ctx.session.flag_multi_error();
+            return e;
+        }
+    }
     if ctx.session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
         if spec.has(flags::NO_MULTI) {
             ctx.session.flag_multi_error();
@@ -241,17 +281,47 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     reply
 }
 
-/// Calls a command's handler and does the bookkeeping every call shares.
+/// Applies one command of the upstream's stream on a replica. The stream
+/// was produced by a node running the same table, so a command it does not
+/// know is a version mismatch: logged and skipped, never a crash.
+pub fn apply_replicated(ctx: &mut ExecCtx, args: &[Bytes]) {
+    match lookup(&args[0]) {
+        Some(spec) if spec.arity_ok(args.len()) => {
+            let reply = call(ctx, spec, args);
+            if let Frame::Error(e) = &reply {
+                tracing::warn!(command = spec.name, error = %e, "replicated command failed");
+            }
+        }
+        _ => tracing::error!(command = %String::from_utf8_lossy(&args[0]), "replication stream carries an unknown command; skipped"),
+    }
+}
+
+/// Calls a command's handler and does the bookkeeping every call shares,
+/// including replication: keys found expired become DELs, then the
+/// command's effects (its own arguments unless the handler replaced them)
+/// go to the stream if it changed the data.
 pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Frame {
     ctx.session.last_command = spec.name;
+    let dirty_before = ctx.keyspace.dirty;
+    ctx.effects = None;
     let reply = (spec.run)(ctx, args).unwrap_or_else(|e| e);
     ctx.session.commands_processed += 1;
     ctx.session.error_replies += reply.is_error() as u64;
-    if ctx.db().expired.is_empty() {
-        return reply;
+    let changed = ctx.keyspace.dirty > dirty_before;
+    if !ctx.db().expired.is_empty() {
+        let expired = ctx.keyspace.drain_expired();
+        ctx.dirty(expired.len() as u64);
+        if !ctx.session.replicated {
+            for (db, key) in &expired {
+                ctx.repl.emit(*db, &[b"DEL".as_slice(), key.as_bytes()]);
+            }
+        }
     }
-    let expired = ctx.keyspace.drain_expired();
-    ctx.dirty(expired.len() as u64);
+    if ctx.effects.is_some() {
+        ctx.flush_effects();
+    } else if !ctx.session.replicated && ((changed && spec.has(flags::WRITE) && spec.name != "exec") || spec.name == "publish") {
+        ctx.repl.emit(ctx.session.db, args);
+    }
     reply
 }
 

@@ -32,7 +32,6 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("lastsave", 1, LOADING | STALE | FAST, "Returns the Unix timestamp of the last successful save to disk.", "", lastsave),
     spec!("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI, "Synchronously saves the database(s) to disk and shuts down the server.", "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]", shutdown),
     spec!("memory", -2, READONLY, "A container for memory diagnostics commands.", "subcommand [arguments ...]", memory),
-    spec!("role", 1, NOSCRIPT | LOADING | STALE | FAST, "Returns the replication role.", "", role),
 ];
 
 /// Resident set size of this process in bytes, from /proc.
@@ -154,7 +153,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
             );
         }
         "replication" => {
-            out.push_str(&shared.replication_info());
+            super::replication::info_section(ctx, out);
         }
         "cpu" => {
             let (sys, user) = cpu_times();
@@ -445,7 +444,7 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         Ok(Frame::ok())
     } else if is(sub, "reload") && args.len() == 2 {
-        persistence::save_blocking(ctx.shared, ctx.keyspace).map_err(|e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")))?;
+        persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position()).map_err(|e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")))?;
         let path = ctx.shared.settings.read().snapshot_path();
         let (_, dbs, _) = crate::persist::load_from_file(&path).map_err(|e| Frame::error_owned(format!("ERR Error trying to load the RDB dump: {e}")))?;
         crate::persist::install(ctx.keyspace, dbs);
@@ -464,7 +463,7 @@ fn save(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     if ctx.shared.persistence.state.lock().in_progress {
         return Err(Frame::error("ERR Background save already in progress"));
     }
-    persistence::save_blocking(ctx.shared, ctx.keyspace).map_err(|_| Frame::error("ERR"))?;
+    persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position()).map_err(|_| Frame::error("ERR"))?;
     Ok(Frame::ok())
 }
 
@@ -472,7 +471,7 @@ fn bgsave(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if args.len() > 2 || (args.len() == 2 && !is(&args[1], "schedule")) {
         return Err(ERR_SYNTAX);
     }
-    if persistence::start_background_save(ctx.shared, ctx.keyspace) {
+    if persistence::start_background_save(ctx.shared, ctx.keyspace, ctx.repl.position()) {
         Ok(Frame::simple("Background saving started"))
     } else {
         Err(Frame::error("ERR Background save already in progress"))
@@ -504,7 +503,7 @@ fn shutdown(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     let rules = !ctx.shared.settings.read().save.trim().is_empty();
     if save || (rules && !nosave) {
-        if let Err(e) = persistence::save_blocking(ctx.shared, ctx.keyspace) {
+        if let Err(e) = persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position()) {
             if !force {
                 tracing::warn!(error = %e, "error saving on SHUTDOWN");
                 return Err(Frame::error("ERR Errors trying to SHUTDOWN. Check logs."));
@@ -533,9 +532,6 @@ fn memory(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
 }
 
-fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
-    Ok(ctx.shared.role_reply())
-}
 
 #[cfg(test)]
 mod tests {

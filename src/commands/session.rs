@@ -62,6 +62,10 @@ pub struct Session {
     pub commands_processed: u64,
     pub error_replies: u64,
     pub last_command: &'static str,
+    /// The session that applies the upstream's stream on a replica: its
+    /// writes are allowed on a read-only replica and are not re-propagated
+    /// (the received bytes are forwarded verbatim instead).
+    pub replicated: bool,
 }
 
 impl Session {
@@ -83,6 +87,7 @@ impl Session {
             commands_processed: 0,
             error_replies: 0,
             last_command: "NULL",
+            replicated: false,
         }
     }
 

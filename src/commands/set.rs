@@ -95,14 +95,18 @@ fn spop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     };
     let n = count.unwrap_or(1).min(set.len());
     let mut popped = Vec::with_capacity(n);
+    let mut effect = vec![Bytes::from_static(b"SREM"), args[1].clone()];
     for _ in 0..n {
         let i = rand::random_range(0..set.len());
         if let Some(m) = set.swap_remove_index(i) {
+            effect.push(m.to_bytes());
             popped.push(Frame::Bulk(m.to_bytes()));
         }
     }
     if n > 0 {
         ctx.modified(&args[1], n as u64);
+        // The members were picked at random: replicate which ones.
+        ctx.propagate(&effect);
     }
     Ok(match count {
         Some(_) => Frame::Set(popped),

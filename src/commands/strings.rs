@@ -104,6 +104,20 @@ fn store(ctx: &mut ExecCtx, key: &[u8], value: &[u8], expiry: Expiry) {
     ctx.dirty(1);
 }
 
+/// A relative or absolute TTL replicates as an absolute PXAT, so the key
+/// expires at the same instant everywhere however late the replica applies
+/// it; a deadline already past replicates as the DEL it caused.
+fn propagate_deadline(ctx: &mut ExecCtx, key: &[u8], value: &[u8], expiry: Expiry) {
+    if let Expiry::At(at) = expiry {
+        if at <= ctx.now_ms {
+            ctx.propagate(&[b"DEL".as_slice(), key]);
+        } else {
+            let at = at.to_string();
+            ctx.propagate(&[b"SET".as_slice(), key, value, b"PXAT", at.as_bytes()]);
+        }
+    }
+}
+
 fn set(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (key, value) = (&args[1], &args[2]);
     let (mut nx, mut xx, mut want_get) = (false, false, false);
@@ -134,6 +148,7 @@ fn set(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         return Ok(if want_get { bulk_or_null(old) } else { Frame::Null });
     }
     store(ctx, key, value, expiry);
+    propagate_deadline(ctx, key, value, expiry);
     Ok(if want_get { bulk_or_null(old) } else { Frame::ok() })
 }
 
@@ -149,12 +164,14 @@ fn setnx(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 fn setex(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let at = parse_expire_option(ctx, b"ex", &args[2], "setex")?;
     store(ctx, &args[1], &args[3], Expiry::At(at));
+    propagate_deadline(ctx, &args[1], &args[3], Expiry::At(at));
     Ok(Frame::ok())
 }
 
 fn psetex(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let at = parse_expire_option(ctx, b"px", &args[2], "psetex")?;
     store(ctx, &args[1], &args[3], Expiry::At(at));
+    propagate_deadline(ctx, &args[1], &args[3], Expiry::At(at));
     Ok(Frame::ok())
 }
 
@@ -227,14 +244,18 @@ fn getex(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Expiry::At(at) if at <= now => {
             ctx.db().remove(key);
             ctx.dirty(1);
+            ctx.propagate(&[b"DEL".as_slice(), key]);
         }
         Expiry::At(at) => {
             ctx.db().set_expire(key, at);
             ctx.dirty(1);
+            let at = at.to_string();
+            ctx.propagate(&[b"PEXPIREAT".as_slice(), key, at.as_bytes()]);
         }
         Expiry::Persist => {
             if ctx.db().persist(key) {
                 ctx.dirty(1);
+                ctx.propagate(&[b"PERSIST".as_slice(), key]);
             }
         }
         _ => {}
@@ -391,5 +412,7 @@ fn incrbyfloat(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let text = format!("{next}");
     ctx.db().set(&args[1], Value::string(text.as_bytes()), true);
     ctx.dirty(1);
+    // Float arithmetic may round differently elsewhere: replicate the result.
+    ctx.propagate(&[b"SET".as_slice(), &args[1], text.as_bytes(), b"KEEPTTL"]);
     Ok(Frame::bulk(text))
 }

@@ -63,6 +63,7 @@ fn exec(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     }
     unwatch_all(ctx.keyspace, ctx.session);
     ctx.session.in_exec = true;
+    ctx.repl.begin_tx();
     let mut replies = Vec::with_capacity(multi.queued.len());
     for args in &multi.queued {
         let reply = match super::lookup(&args[0]) {
@@ -72,6 +73,7 @@ fn exec(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
         replies.push(reply);
     }
     ctx.session.in_exec = false;
+    ctx.repl.end_tx();
     Ok(Frame::Array(replies))
 }
 

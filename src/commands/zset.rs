@@ -360,6 +360,8 @@ fn pop(ctx: &mut ExecCtx, key: &[u8], min: bool, count: usize) -> Result<Option<
     }
     if n > 0 {
         ctx.modified(key, n as u64);
+        let count = n.to_string();
+        ctx.propagate(&[if min { b"ZPOPMIN".as_slice() } else { b"ZPOPMAX" }, key, count.as_bytes()]);
     }
     Ok(Some(items))
 }

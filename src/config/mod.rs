@@ -50,6 +50,69 @@ pub struct Settings {
     pub hz: u32,
     /// Name of this node and its region, used in logs and INFO.
     pub node: NodeSettings,
+    /// Upstream to replicate from, "host:port" of its replication port;
+    /// empty for a primary.
+    pub replicaof: String,
+    /// Refuse writes from clients while a replica (Redis's default).
+    pub replica_read_only: bool,
+    /// Serve reads while the link to the upstream is down.
+    pub replica_serve_stale_data: bool,
+    /// Refuse writes unless this many replicas are connected with lag
+    /// below `min_replicas_max_lag` seconds (0 disables).
+    pub min_replicas_to_write: u32,
+    pub min_replicas_max_lag: u64,
+    /// Replication transport and stream.
+    pub repl: ReplSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplSettings {
+    /// Address of the QUIC replication endpoint; empty means the client
+    /// `bind` address.
+    pub bind: String,
+    /// UDP port of the replication endpoint (0 picks a free one).
+    pub port: u16,
+    /// Directory with `ca.pem`, `NODE.pem`, `NODE.key`.
+    pub certs: PathBuf,
+    /// Name the upstream's certificate must carry; empty means the host of
+    /// `replicaof`.
+    pub upstream_name: String,
+    /// Largest batch of stream bytes compressed and sent at once.
+    pub batch_max_bytes: usize,
+    /// Longest a written byte waits to be batched with later ones.
+    pub batch_max_delay_ms: u64,
+    /// zstd level for the stream (1 fastest .. 19 smallest).
+    pub compression_level: i32,
+    pub backlog: BacklogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BacklogSettings {
+    /// Bytes of recent stream kept for partial resyncs.
+    pub size: u64,
+}
+
+impl Default for BacklogSettings {
+    fn default() -> Self {
+        BacklogSettings { size: 64 << 20 }
+    }
+}
+
+impl Default for ReplSettings {
+    fn default() -> Self {
+        ReplSettings {
+            bind: String::new(),
+            port: 7379,
+            certs: PathBuf::from("certs"),
+            upstream_name: String::new(),
+            batch_max_bytes: 64 * 1024,
+            batch_max_delay_ms: 2,
+            compression_level: 3,
+            backlog: BacklogSettings::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,6 +144,12 @@ impl Default for Settings {
             timeout: 0,
             hz: 10,
             node: NodeSettings::default(),
+            replicaof: String::new(),
+            replica_read_only: true,
+            replica_serve_stale_data: true,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: 10,
+            repl: ReplSettings::default(),
         }
     }
 }
@@ -147,7 +216,30 @@ impl Settings {
         if self.dbfilename.contains('/') {
             return Err(ConfigError::Invalid { key: "dbfilename", reason: "must be a file name, not a path".into() });
         }
+        if !self.replicaof.is_empty() {
+            parse_host_port(&self.replicaof).map_err(|reason| ConfigError::Invalid { key: "replicaof", reason })?;
+        }
+        if !self.repl.bind.is_empty() && self.repl.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::Invalid { key: "repl.bind", reason: format!("'{}' is not an IP address", self.repl.bind) });
+        }
+        if !(1024..=(4 << 20)).contains(&self.repl.batch_max_bytes) {
+            return Err(ConfigError::Invalid { key: "repl.batch_max_bytes", reason: "must be between 1024 and 4194304".into() });
+        }
+        if !(1..=22).contains(&self.repl.compression_level) {
+            return Err(ConfigError::Invalid { key: "repl.compression_level", reason: "must be between 1 and 22".into() });
+        }
+        if self.repl.backlog.size < 16 * 1024 {
+            return Err(ConfigError::Invalid { key: "repl.backlog.size", reason: "must be at least 16384".into() });
+        }
         Ok(())
+    }
+
+    /// The replication endpoint's address.
+    pub fn repl_addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        let host = if self.repl.bind.is_empty() { self.bind.as_str() } else { self.repl.bind.as_str() };
+        let host = if host == "localhost" { "127.0.0.1" } else { host };
+        let ip: std::net::IpAddr = host.parse().map_err(|_| ConfigError::Invalid { key: "repl.bind", reason: format!("'{host}' is not an IP address") })?;
+        Ok(std::net::SocketAddr::new(ip, self.repl.port))
     }
 
     pub fn snapshot_path(&self) -> PathBuf {
@@ -161,6 +253,17 @@ impl Settings {
     }
 }
 
+/// Splits "host:port" (IPv6 hosts in brackets).
+pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("'{text}' is not host:port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port number"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(format!("'{text}' is not host:port"));
+    }
+    Ok((host.to_string(), port))
+}
+
 /// Serialises settings as TOML (small enough to write by hand: flat keys and
 /// one `[node]` table), so no TOML writer crate is needed.
 pub fn toml_string(s: &Settings) -> String {
@@ -169,7 +272,13 @@ pub fn toml_string(s: &Settings) -> String {
     out.push_str(&format!("bind = {}\nport = {}\ndir = {}\ndbfilename = {}\n", q(&s.bind), s.port, q(&s.dir.display().to_string()), q(&s.dbfilename)));
     out.push_str(&format!("requirepass = {}\nsave = {}\nmaxclients = {}\n", q(&s.requirepass), q(&s.save), s.maxclients));
     out.push_str(&format!("proto_max_bulk_len = {}\ntimeout = {}\nhz = {}\n", s.proto_max_bulk_len, s.timeout, s.hz));
+    out.push_str(&format!("replicaof = {}\nreplica_read_only = {}\nreplica_serve_stale_data = {}\n", q(&s.replicaof), s.replica_read_only, s.replica_serve_stale_data));
+    out.push_str(&format!("min_replicas_to_write = {}\nmin_replicas_max_lag = {}\n", s.min_replicas_to_write, s.min_replicas_max_lag));
     out.push_str(&format!("\n[node]\nname = {}\nregion = {}\n", q(&s.node.name), q(&s.node.region)));
+    let r = &s.repl;
+    out.push_str(&format!("\n[repl]\nbind = {}\nport = {}\ncerts = {}\nupstream_name = {}\n", q(&r.bind), r.port, q(&r.certs.display().to_string()), q(&r.upstream_name)));
+    out.push_str(&format!("batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n", r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level));
+    out.push_str(&format!("\n[repl.backlog]\nsize = {}\n", r.backlog.size));
     out
 }
 

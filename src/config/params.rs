@@ -25,6 +25,18 @@ pub fn parse_memory(v: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("argument must be 'yes' or 'no'".into()),
+    }
+}
+
 pub static PARAMS: &[Param] = &[
     Param { name: "bind", get: |s| s.bind.clone(), set: None },
     Param { name: "port", get: |s| s.port.to_string(), set: None },
@@ -81,6 +93,20 @@ pub static PARAMS: &[Param] = &[
         set: Some(|s, v| {
             let n: u32 = parse_num(v)?;
             s.hz = n.clamp(1, 500);
+            Ok(())
+        }),
+    },
+    Param { name: "replicaof", get: |s| s.replicaof.replace(':', " "), set: None },
+    Param { name: "replica-read-only", get: |s| yes_no(s.replica_read_only), set: Some(|s, v| Ok(s.replica_read_only = parse_bool(v)?)) },
+    Param { name: "replica-serve-stale-data", get: |s| yes_no(s.replica_serve_stale_data), set: Some(|s, v| Ok(s.replica_serve_stale_data = parse_bool(v)?)) },
+    Param { name: "min-replicas-to-write", get: |s| s.min_replicas_to_write.to_string(), set: Some(|s, v| Ok(s.min_replicas_to_write = parse_num(v)?)) },
+    Param { name: "min-replicas-max-lag", get: |s| s.min_replicas_max_lag.to_string(), set: Some(|s, v| Ok(s.min_replicas_max_lag = parse_num(v)?)) },
+    Param {
+        name: "repl-backlog-size",
+        get: |s| s.repl.backlog.size.to_string(),
+        set: Some(|s, v| {
+            let n: u64 = parse_num(v)?;
+            s.repl.backlog.size = n.max(16 * 1024);
             Ok(())
         }),
     },

@@ -77,9 +77,19 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
             handle.last_interaction_ms.store(unix_ms(), Ordering::Relaxed);
             let mut guard = shared.data.lock();
             let data = &mut *guard;
+            let offset_before = data.repl.offset();
             let mut ran = 0;
             while let Some(args) = pending.pop_front() {
-                let mut ctx = ExecCtx { keyspace: &mut data.keyspace, blocking: &mut data.blocking, pubsub: &mut data.pubsub, shared, session, now_ms: unix_ms() };
+                let mut ctx = ExecCtx {
+                    keyspace: &mut data.keyspace,
+                    blocking: &mut data.blocking,
+                    pubsub: &mut data.pubsub,
+                    shared,
+                    session,
+                    now_ms: unix_ms(),
+                    repl: &mut data.repl,
+                    effects: None,
+                };
                 let reply = commands::execute(&mut ctx, &args);
                 session.write_reply(&reply, &mut output);
                 ran += 1;
@@ -91,7 +101,11 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
                     break;
                 }
             }
+            let wrote = data.repl.offset() != offset_before;
             drop(guard);
+            if wrote {
+                shared.repl.stream_ready.notify_waiters();
+            }
             session.flush_stats(&shared.stats);
         }
         if session.blocked.is_none() && pending.is_empty() {
@@ -161,7 +175,11 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
                 drop(data);
                 if let Some(mut wait) = session.blocked.take() {
                     // Served in the same instant as the timeout: the reply wins.
-                    let reply = if still_blocked { wait.timeout_reply } else { wait.reply.try_recv().unwrap_or(wait.timeout_reply) };
+                    let timeout_reply = match wait.on_timeout.take() {
+                        Some(compute) => compute(shared),
+                        None => wait.timeout_reply,
+                    };
+                    let reply = if still_blocked { timeout_reply } else { wait.reply.try_recv().unwrap_or(timeout_reply) };
                     session.write_reply(&reply, &mut output);
                 }
             }

@@ -32,6 +32,8 @@ pub struct Data {
     pub keyspace: Keyspace,
     pub blocking: crate::commands::blocking::Blocking,
     pub pubsub: crate::commands::pubsub::PubSub,
+    /// The replication stream, beside the data it describes.
+    pub repl: crate::replication::ReplicationLog,
 }
 
 /// State shared by every task of a node.
@@ -47,6 +49,8 @@ pub struct Shared {
     pub started: Instant,
     /// The TCP port actually bound (differs from settings when 0 was asked).
     pub tcp_port: std::sync::atomic::AtomicU16,
+    /// Role, upstream link, attached replicas.
+    pub repl: crate::replication::Replication,
     shutdown: watch::Sender<bool>,
 }
 
@@ -54,8 +58,14 @@ impl Shared {
     pub fn new(settings: Settings, sources: &Sources) -> Arc<Shared> {
         let (shutdown, _) = watch::channel(false);
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect();
+        let backlog_bytes = settings.repl.backlog.size as usize;
         Arc::new(Shared {
-            data: Mutex::new(Data { keyspace: Keyspace::new(), blocking: Default::default(), pubsub: Default::default() }),
+            data: Mutex::new(Data {
+                keyspace: Keyspace::new(),
+                blocking: Default::default(),
+                pubsub: Default::default(),
+                repl: crate::replication::ReplicationLog::new(backlog_bytes),
+            }),
             settings: RwLock::new(settings),
             config_file: sources.file.clone(),
             clients: ClientRegistry::default(),
@@ -64,6 +74,7 @@ impl Shared {
             run_id,
             started: Instant::now(),
             tcp_port: Default::default(),
+            repl: Default::default(),
             shutdown,
         })
     }
@@ -75,26 +86,6 @@ impl Shared {
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
-    }
-
-    /// "master" or "slave", as INFO and HELLO report it.
-    pub fn role_name(&self) -> &'static str {
-        "master"
-    }
-
-    /// The `ROLE` reply.
-    pub fn role_reply(&self) -> crate::resp::Frame {
-        use crate::resp::Frame;
-        Frame::Array(vec![Frame::bulk("master"), Frame::Integer(0), Frame::Array(vec![])])
-    }
-
-    /// INFO's `replication` section.
-    pub fn replication_info(&self) -> String {
-        format!(
-            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n",
-            self.run_id,
-            "0".repeat(40)
-        )
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -125,6 +116,8 @@ pub enum StartError {
     Load(#[from] crate::persist::SnapshotError),
     #[error("cannot use data directory {path}: {source}")]
     Dir { path: String, source: std::io::Error },
+    #[error("replication: {0}")]
+    Replication(String),
 }
 
 impl Node {
@@ -138,6 +131,7 @@ impl Node {
         let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         shared.tcp_port.store(port, std::sync::atomic::Ordering::Relaxed);
+        bind_replication(&shared)?;
         Ok(Node { shared, listener })
     }
 
@@ -150,6 +144,7 @@ impl Node {
     pub async fn run(self) {
         let Node { shared, listener } = self;
         let cron = tokio::spawn(cron(shared.clone()));
+        start_replication(&shared);
         let mut shutdown = shared.shutdown_signal();
         tracing::info!(port = shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed), "ready to accept connections");
         loop {
@@ -174,6 +169,45 @@ impl Node {
     }
 }
 
+/// Binds the QUIC replication endpoint when this node has certificates.
+/// Without them a primary runs without replication (logged); a node
+/// configured as a replica refuses to start.
+fn bind_replication(shared: &Arc<Shared>) -> Result<(), StartError> {
+    let settings = shared.settings.read().clone();
+    let (dir, node) = (&settings.repl.certs, &settings.node.name);
+    if !crate::transport::TlsIdentity::present(dir, node) {
+        if !settings.replicaof.is_empty() {
+            return Err(StartError::Replication(format!("replicaof is set but there are no certificates for node '{node}' in {} (create them with `quire certs init`)", dir.display())));
+        }
+        tracing::info!(certs = %dir.display(), node = %node, "replication disabled: no certificates for this node");
+        return Ok(());
+    }
+    let identity = crate::transport::TlsIdentity::load(dir, node).map_err(|e| StartError::Replication(e.to_string()))?;
+    let addr = settings.repl_addr().map_err(|e| StartError::Replication(e.to_string()))?;
+    let endpoint = crate::transport::bind_endpoint(addr, &identity).map_err(|e| StartError::Replication(e.to_string()))?;
+    let port = endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
+    shared.repl.port.store(port, std::sync::atomic::Ordering::Relaxed);
+    *shared.repl.endpoint.lock() = Some(endpoint);
+    Ok(())
+}
+
+/// Starts accepting replicas and, if configured, the upstream link.
+fn start_replication(shared: &Arc<Shared>) {
+    let Some(endpoint) = shared.repl.endpoint.lock().clone() else { return };
+    tracing::info!(port = shared.repl.port.load(std::sync::atomic::Ordering::Relaxed), "replication endpoint ready");
+    tokio::spawn(crate::replication::primary::serve(shared.clone(), endpoint));
+    let replicaof = shared.settings.read().replicaof.clone();
+    if let Ok((host, port)) = crate::config::parse_host_port(&replicaof) {
+        let upstream = crate::replication::Upstream { host, port };
+        let mut data = shared.data.lock();
+        data.keyspace.set_delete_expired(false);
+        data.repl.activate();
+        drop(data);
+        let generation = shared.repl.set_upstream(Some(upstream.clone()));
+        crate::replication::replica::spawn_link(shared.clone(), upstream, generation);
+    }
+}
+
 /// Background work `hz` times a second: active expiry and save rules.
 async fn cron(shared: Arc<Shared>) {
     loop {
@@ -181,12 +215,26 @@ async fn cron(shared: Arc<Shared>) {
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
         let now = unix_ms();
         shared.stats.ops.sample(Stats::get(&shared.stats.commands_processed));
-        let mut data = shared.data.lock();
-        active_expire_cycle(&mut data.keyspace, now, Duration::from_millis(250 / hz as u64));
+        let (backlog_bytes, is_replica) = (shared.settings.read().repl.backlog.size as usize, shared.repl.is_replica());
+        let mut guard = shared.data.lock();
+        let data = &mut *guard;
+        if data.repl.backlog().capacity() != backlog_bytes {
+            data.repl.set_backlog_capacity(backlog_bytes);
+        }
+        let offset_before = data.repl.offset();
+        if !is_replica {
+            for (db, key) in active_expire_cycle(&mut data.keyspace, now, Duration::from_millis(250 / hz as u64)) {
+                data.repl.emit(db, &[b"DEL".as_slice(), key.as_bytes()]);
+            }
+        }
+        if data.repl.offset() != offset_before {
+            shared.repl.stream_ready.notify_waiters();
+        }
         let dirty = data.keyspace.dirty;
         if persistence::save_rule_due(&shared, dirty, now / 1000) {
             tracing::info!(changes = dirty, "save rule reached, saving in background");
-            persistence::start_background_save(&shared, &data.keyspace);
+            let position = data.repl.position();
+            persistence::start_background_save(&shared, &data.keyspace, position);
         }
     }
 }
@@ -194,7 +242,8 @@ async fn cron(shared: Arc<Shared>) {
 /// Redis's active expiry: sample 20 keys with a TTL per database, delete the
 /// expired ones, repeat while more than a quarter were expired, within a
 /// time budget.
-pub fn active_expire_cycle(ks: &mut Keyspace, now_ms: i64, budget: Duration) {
+/// Returns the keys deleted, for the replication stream.
+pub fn active_expire_cycle(ks: &mut Keyspace, now_ms: i64, budget: Duration) -> Vec<(usize, crate::keyspace::Blob)> {
     let started = Instant::now();
     for db in ks.dbs.iter_mut() {
         loop {
@@ -206,6 +255,7 @@ pub fn active_expire_cycle(ks: &mut Keyspace, now_ms: i64, budget: Duration) {
     }
     let expired = ks.drain_expired();
     ks.dirty += expired.len() as u64;
+    expired
 }
 
 /// Shutdown on a signal: save if save rules are configured (as Redis does
@@ -214,7 +264,8 @@ pub fn shutdown_and_save(shared: &Arc<Shared>) {
     let rules = !shared.settings.read().save.trim().is_empty();
     if rules {
         let mut data = shared.data.lock();
-        if let Err(e) = persistence::save_blocking(shared, &mut data.keyspace) {
+        let position = data.repl.position();
+        if let Err(e) = persistence::save_blocking(shared, &mut data.keyspace, position) {
             tracing::error!(error = %e, "error saving before shutdown");
         }
     }

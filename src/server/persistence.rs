@@ -32,15 +32,19 @@ pub struct Persistence {
     pub state: Mutex<SaveState>,
 }
 
-fn header(shared: &Shared) -> SnapshotHeader {
-    SnapshotHeader { created_unix_ms: super::unix_ms(), repl_id: String::new(), repl_offset: 0, node: shared.settings.read().node.name.clone() }
+/// The replication position a snapshot's data corresponds to, so that a
+/// restarted node can ask its upstream to continue from there.
+pub type ReplPosition = (String, u64);
+
+fn header(shared: &Shared, (repl_id, repl_offset): ReplPosition) -> SnapshotHeader {
+    SnapshotHeader { created_unix_ms: super::unix_ms(), repl_id, repl_offset, node: shared.settings.read().node.name.clone() }
 }
 
 /// SAVE: writes the dataset now, holding the dataset lock (as Redis does).
-pub fn save_blocking(shared: &Shared, ks: &mut Keyspace) -> Result<(), SnapshotError> {
+pub fn save_blocking(shared: &Shared, ks: &mut Keyspace, position: ReplPosition) -> Result<(), SnapshotError> {
     let path = shared.settings.read().snapshot_path();
     let started = Instant::now();
-    let result = persist::save_to_file(&path, &ks.dbs, &header(shared), super::unix_ms());
+    let result = persist::save_to_file(&path, &ks.dbs, &header(shared, position), super::unix_ms());
     let mut state = shared.persistence.state.lock();
     state.last_status_ok = result.is_ok();
     match &result {
@@ -60,7 +64,7 @@ pub fn save_blocking(shared: &Shared, ks: &mut Keyspace) -> Result<(), SnapshotE
 /// BGSAVE: copies the dataset (values are shared copy-on-write, so this is
 /// cheap) and writes it on a blocking thread. Returns false if a background
 /// save is already running.
-pub fn start_background_save(shared: &Arc<Shared>, ks: &Keyspace) -> bool {
+pub fn start_background_save(shared: &Arc<Shared>, ks: &Keyspace, position: ReplPosition) -> bool {
     {
         let mut state = shared.persistence.state.lock();
         if state.in_progress {
@@ -72,7 +76,7 @@ pub fn start_background_save(shared: &Arc<Shared>, ks: &Keyspace) -> bool {
     let dbs = ks.snapshot();
     let dirty_at_start = ks.dirty;
     let path = shared.settings.read().snapshot_path();
-    let header = header(shared);
+    let header = header(shared, position);
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
@@ -124,10 +128,14 @@ pub fn load_at_startup(shared: &Shared) -> Result<u64, SnapshotError> {
         return Ok(0);
     }
     let started = Instant::now();
-    let (_header, dbs, keys) = persist::load_from_file(&path)?;
+    let (header, dbs, keys) = persist::load_from_file(&path)?;
     let mut data = shared.data.lock();
     persist::install(&mut data.keyspace, dbs);
     data.keyspace.dirty = 0;
+    if !header.repl_id.is_empty() {
+        data.repl.reset(header.repl_id.clone(), header.repl_offset);
+        tracing::info!(replid = %header.repl_id, offset = header.repl_offset, "replication position restored from the snapshot");
+    }
     tracing::info!(path = %path.display(), keys, ms = started.elapsed().as_millis() as u64, "DB loaded from disk");
     Ok(keys)
 }

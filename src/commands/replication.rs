@@ -1,0 +1,243 @@
+//! Replication administration: REPLICAOF/SLAVEOF, WAIT, ROLE and INFO's
+//! replication section, with Redis's field names and replies.
+
+use super::args::*;
+use super::blocking::BlockedWait;
+use super::flags::*;
+use super::{CmdResult, CommandSpec, ExecCtx};
+use crate::replication::{replica, Upstream};
+use crate::resp::Frame;
+use crate::server::Shared;
+use bytes::Bytes;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+const G: &str = "server";
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
+        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: (0, 0, 0), group: G, summary: $summary, syntax: $syntax, run: $run }
+    };
+}
+
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    spec!("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Configures a server as replica of another, or promotes it to a master.", "host port", replicaof),
+    spec!("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port", replicaof),
+    spec!("wait", 3, NOSCRIPT, "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "numreplicas timeout", wait),
+    spec!("role", 1, NOSCRIPT | LOADING | STALE | FAST, "Returns the replication role.", "", role),
+];
+
+fn replicaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let shared: &Arc<Shared> = ctx.shared;
+    if is(&args[1], "no") && is(&args[2], "one") {
+        if shared.repl.is_replica() {
+            promote(ctx);
+        }
+        return Ok(Frame::ok());
+    }
+    let port = int(&args[2]).ok().filter(|p| (1..=65535).contains(p)).ok_or(Frame::error("ERR Invalid master port"))? as u16;
+    let upstream = Upstream { host: text(&args[1]), port };
+    if shared.repl.upstream().as_ref() == Some(&upstream) {
+        return Ok(Frame::simple("OK Already connected to specified master"));
+    }
+    if shared.repl.endpoint.lock().is_none() {
+        let s = shared.settings.read();
+        return Err(Frame::error_owned(format!(
+            "ERR replication is not available: no certificates for node '{}' in {} (see `quire certs init`)",
+            s.node.name,
+            s.repl.certs.display()
+        )));
+    }
+    become_replica(ctx, upstream);
+    Ok(Frame::ok())
+}
+
+/// Makes this node a replica of `upstream` (REPLICAOF, or `replicaof` at
+/// start-up): reads keep being served, expiry waits for the upstream's
+/// DELs, and the link task starts.
+pub fn become_replica(ctx: &mut ExecCtx, upstream: Upstream) {
+    tracing::info!(host = %upstream.host, port = upstream.port, "becoming a replica");
+    ctx.keyspace.set_delete_expired(false);
+    ctx.repl.activate();
+    let generation = ctx.shared.repl.set_upstream(Some(upstream.clone()));
+    replica::spawn_link(ctx.shared.clone(), upstream, generation);
+}
+
+/// REPLICAOF NO ONE: the replica becomes a primary with a new history; the
+/// old one stays valid up to here, so other replicas continue partially.
+fn promote(ctx: &mut ExecCtx) {
+    ctx.shared.repl.set_upstream(None);
+    ctx.repl.promote();
+    ctx.keyspace.set_delete_expired(true);
+    tracing::info!(replid = %ctx.repl.replid, replid2 = %ctx.repl.replid2, offset = ctx.repl.offset(), "promoted to primary");
+}
+
+fn wait(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    if ctx.shared.repl.is_replica() {
+        return Err(Frame::error("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated."));
+    }
+    let numreplicas = int(&args[1])?.max(0) as usize;
+    let timeout_ms = int(&args[2])?;
+    if timeout_ms < 0 {
+        return Err(Frame::error("ERR timeout is negative"));
+    }
+    let target = ctx.repl.offset();
+    let client = ctx.session.id();
+    let mut table = ctx.shared.repl.replicas.lock();
+    let acked = table.acked(target);
+    if acked >= numreplicas || ctx.session.in_exec || !ctx.repl.is_active() {
+        return Ok(Frame::Integer(acked as i64));
+    }
+    let reply = table.add_wait(client, target, numreplicas);
+    drop(table);
+    let deadline = (timeout_ms > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
+    ctx.session.blocked = Some(BlockedWait {
+        reply,
+        deadline,
+        timeout_reply: Frame::Integer(acked as i64),
+        on_timeout: Some(Box::new(move |shared: &Shared| {
+            let mut table = shared.repl.replicas.lock();
+            let n = table.end_wait(client).unwrap_or_else(|| table.acked(target));
+            Frame::Integer(n as i64)
+        })),
+    });
+    Ok(Frame::NoReply)
+}
+
+fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
+    let shared = ctx.shared;
+    let offset = ctx.repl.offset() as i64;
+    if let Some(up) = shared.repl.upstream() {
+        let state = if shared.repl.link_up() { "connected" } else { shared.repl.link.lock().state };
+        return Ok(Frame::Array(vec![Frame::bulk("slave"), Frame::bulk(up.host), Frame::Integer(up.port as i64), Frame::bulk(state), Frame::Integer(offset)]));
+    }
+    let table = shared.repl.replicas.lock();
+    let replicas = table
+        .replicas
+        .values()
+        .map(|r| Frame::Array(vec![Frame::bulk(r.addr.ip().to_string()), Frame::bulk(r.tcp_port.to_string()), Frame::bulk(r.ack_offset.to_string())]))
+        .collect();
+    Ok(Frame::Array(vec![Frame::bulk("master"), Frame::Integer(offset), Frame::Array(replicas)]))
+}
+
+/// Refuses writes the replication settings forbid, with Redis's errors:
+/// writes on a read-only replica, anything but stale-safe commands while a
+/// replica's link is down and stale data is not to be served, and writes
+/// without enough healthy replicas (`min-replicas-to-write`).
+pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(), Frame> {
+    let repl = &ctx.shared.repl;
+    if repl.is_replica() {
+        let s = ctx.shared.settings.read();
+        if spec.has(WRITE) && s.replica_read_only {
+            return Err(Frame::error("READONLY You can't write against a read only replica."));
+        }
+        if !s.replica_serve_stale_data && !repl.link_up() && !spec.has(STALE) {
+            return Err(Frame::error("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."));
+        }
+        return Ok(());
+    }
+    if spec.has(WRITE) {
+        let (min, max_lag) = {
+            let s = ctx.shared.settings.read();
+            (s.min_replicas_to_write, s.min_replicas_max_lag)
+        };
+        if min > 0 && repl.replicas.lock().good(max_lag) < min as usize {
+            return Err(Frame::error("NOREPLICAS Not enough good replicas to write."));
+        }
+    }
+    Ok(())
+}
+
+/// INFO's `replication` section.
+pub fn info_section(ctx: &ExecCtx, out: &mut String) {
+    let shared = ctx.shared;
+    let repl = &shared.repl;
+    let log = &*ctx.repl;
+    let offset = log.offset();
+    let settings = shared.settings.read();
+    out.push_str("# Replication\r\n");
+    match repl.upstream() {
+        Some(up) => {
+            let link = repl.link.lock().clone();
+            let _ = write!(
+                out,
+                "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{offset}\r\nslave_repl_offset:{offset}\r\nslave_priority:100\r\nslave_read_only:{}\r\nreplica_announced:1\r\n",
+                up.host,
+                up.port,
+                if repl.link_up() { "up" } else { "down" },
+                link.last_io.map(|t| t.elapsed().as_secs() as i64).unwrap_or(-1),
+                link.sync_in_progress as u8,
+                settings.replica_read_only as u8,
+            );
+            if let Some(since) = link.down_since {
+                let _ = write!(out, "master_link_down_since_seconds:{}\r\n", since.elapsed().as_secs());
+            }
+            let _ = write!(
+                out,
+                "quire_link_state:{}\r\nquire_link_rtt_ms:{}\r\nquire_link_lag_ms:{}\r\nquire_upstream_offset:{}\r\nquire_lag_bytes:{}\r\nquire_full_syncs:{}\r\nquire_partial_syncs:{}\r\nquire_link_last_error:{}\r\n",
+                link.state,
+                link.rtt_ms,
+                link.lag_ms,
+                link.upstream_offset,
+                link.upstream_offset.saturating_sub(offset),
+                link.full_syncs,
+                link.partial_syncs,
+                link.last_error.replace(['\r', '\n'], " "),
+            );
+        }
+        None => out.push_str("role:master\r\n"),
+    }
+    let table = repl.replicas.lock();
+    let _ = write!(out, "connected_slaves:{}\r\n", table.replicas.len());
+    if settings.min_replicas_to_write > 0 {
+        let _ = write!(out, "min_slaves_good_slaves:{}\r\n", table.good(settings.min_replicas_max_lag));
+    }
+    for (i, r) in table.replicas.values().enumerate() {
+        let _ = write!(
+            out,
+            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={}\r\n",
+            r.addr.ip(),
+            r.tcp_port,
+            r.state,
+            r.ack_offset,
+            r.last_ack.elapsed().as_secs(),
+            r.node,
+            r.region,
+            r.rtt_ms,
+            offset.saturating_sub(r.ack_offset),
+        );
+    }
+    drop(table);
+    let backlog = log.backlog();
+    let _ = write!(
+        out,
+        "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{offset}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+        log.replid,
+        log.replid2,
+        log.second_offset.map(|o| o as i64).unwrap_or(-1),
+        log.is_active() as u8,
+        backlog.capacity(),
+        backlog.start_offset(),
+        backlog.len(),
+    );
+    let c = &repl.counters;
+    let sent_wire = c.sent_wire_bytes.load(Ordering::Relaxed);
+    let sent_raw = c.sent_raw_bytes.load(Ordering::Relaxed);
+    let recv_wire = c.received_wire_bytes.load(Ordering::Relaxed);
+    let recv_raw = c.received_raw_bytes.load(Ordering::Relaxed);
+    let ratio = |raw: u64, wire: u64| if wire == 0 { 0.0 } else { raw as f64 / wire as f64 };
+    let _ = write!(
+        out,
+        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nquire_rejected_links:{}\r\n",
+        settings.node.name,
+        settings.node.region,
+        repl.port.load(Ordering::Relaxed),
+        ratio(sent_raw, sent_wire),
+        ratio(recv_raw, recv_wire),
+        c.full_syncs_served.load(Ordering::Relaxed),
+        c.partial_syncs_ok.load(Ordering::Relaxed),
+        c.partial_syncs_err.load(Ordering::Relaxed),
+        c.rejected_links.load(Ordering::Relaxed),
+    );
+}

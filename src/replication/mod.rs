@@ -1,0 +1,240 @@
+//! Replication: a primary streams the effects of its writes to replicas
+//! over QUIC; replicas apply them in order and acknowledge offsets.
+//!
+//! The sans-IO cores are [`stream`] (effects → bytes at offsets, PSYNC
+//! decisions), [`backlog`], [`batch`] (when to cut, zstd per link),
+//! [`apply`] (received bytes → atomic units) and [`protocol`] (messages and
+//! their framing). [`primary`] and [`replica`] are the async edges that
+//! drive them over quinn connections. This file holds the state both edges
+//! and the commands share: the node's role, the upstream link's status,
+//! and the table of attached replicas (acks, WAIT).
+
+pub mod apply;
+pub mod backlog;
+pub mod batch;
+pub mod primary;
+pub mod protocol;
+pub mod replica;
+pub mod stream;
+
+pub use stream::ReplicationLog;
+
+use crate::resp::Frame;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::sync::{oneshot, watch, Notify};
+
+/// Where a replica replicates from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+}
+
+/// A replica attached to this node, as INFO and WAIT see it.
+#[derive(Debug, Clone)]
+pub struct AttachedReplica {
+    pub node: String,
+    pub region: String,
+    pub addr: SocketAddr,
+    pub tcp_port: u16,
+    pub state: &'static str,
+    pub ack_offset: u64,
+    pub last_ack: Instant,
+    pub rtt_ms: u64,
+    pub wire_bytes: u64,
+    pub raw_bytes: u64,
+}
+
+struct WaitRequest {
+    client: u64,
+    target: u64,
+    numreplicas: usize,
+    reply: oneshot::Sender<Frame>,
+}
+
+/// Replicas attached to this node and clients waiting for their acks.
+#[derive(Default)]
+pub struct ReplicaTable {
+    next_id: u64,
+    pub replicas: BTreeMap<u64, AttachedReplica>,
+    waits: Vec<WaitRequest>,
+}
+
+impl ReplicaTable {
+    pub fn add(&mut self, replica: AttachedReplica) -> u64 {
+        self.next_id += 1;
+        self.replicas.insert(self.next_id, replica);
+        self.next_id
+    }
+
+    pub fn remove(&mut self, id: u64) {
+        self.replicas.remove(&id);
+    }
+
+    /// Replicas that acknowledged at least `offset`.
+    pub fn acked(&self, offset: u64) -> usize {
+        self.replicas.values().filter(|r| r.state == "online" && r.ack_offset >= offset).count()
+    }
+
+    /// Replicas whose last ack is at most `max_lag_secs` old.
+    pub fn good(&self, max_lag_secs: u64) -> usize {
+        self.replicas.values().filter(|r| r.state == "online" && r.last_ack.elapsed().as_secs() <= max_lag_secs).count()
+    }
+
+    pub fn handle_ack(&mut self, id: u64, offset: u64) {
+        if let Some(r) = self.replicas.get_mut(&id) {
+            r.ack_offset = r.ack_offset.max(offset);
+            r.last_ack = Instant::now();
+        }
+        let mut i = 0;
+        while i < self.waits.len() {
+            let w = &self.waits[i];
+            let n = self.acked(w.target);
+            if n >= w.numreplicas {
+                let w = self.waits.swap_remove(i);
+                let _ = w.reply.send(Frame::Integer(n as i64));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    pub fn add_wait(&mut self, client: u64, target: u64, numreplicas: usize) -> oneshot::Receiver<Frame> {
+        let (reply, rx) = oneshot::channel();
+        self.waits.push(WaitRequest { client, target, numreplicas, reply });
+        rx
+    }
+
+    /// Ends a client's WAIT (timeout): how many replicas reached its target.
+    pub fn end_wait(&mut self, client: u64) -> Option<usize> {
+        let i = self.waits.iter().position(|w| w.client == client)?;
+        let w = self.waits.swap_remove(i);
+        Some(self.acked(w.target))
+    }
+}
+
+/// Status of this node's link to its upstream (replica side).
+#[derive(Debug, Clone)]
+pub struct LinkStatus {
+    pub state: &'static str,
+    pub last_io: Option<Instant>,
+    pub down_since: Option<Instant>,
+    pub sync_in_progress: bool,
+    pub last_error: String,
+    pub rtt_ms: u64,
+    /// Upstream's offset and wall clock from its last ping.
+    pub upstream_offset: u64,
+    pub lag_ms: i64,
+    pub full_syncs: u64,
+    pub partial_syncs: u64,
+}
+
+impl Default for LinkStatus {
+    fn default() -> Self {
+        LinkStatus {
+            state: "connect",
+            last_io: None,
+            down_since: Some(Instant::now()),
+            sync_in_progress: false,
+            last_error: String::new(),
+            rtt_ms: 0,
+            upstream_offset: 0,
+            lag_ms: 0,
+            full_syncs: 0,
+            partial_syncs: 0,
+        }
+    }
+}
+
+/// Counters for INFO (bytes on the wire vs stream bytes).
+#[derive(Default)]
+pub struct ReplCounters {
+    pub sent_wire_bytes: AtomicU64,
+    pub sent_raw_bytes: AtomicU64,
+    pub received_wire_bytes: AtomicU64,
+    pub received_raw_bytes: AtomicU64,
+    pub full_syncs_served: AtomicU64,
+    pub partial_syncs_ok: AtomicU64,
+    pub partial_syncs_err: AtomicU64,
+    pub rejected_links: AtomicU64,
+}
+
+/// Replication state shared by a node's tasks.
+pub struct Replication {
+    is_replica: AtomicBool,
+    link_up: AtomicBool,
+    upstream: Mutex<Option<Upstream>>,
+    pub link: Mutex<LinkStatus>,
+    pub replicas: Mutex<ReplicaTable>,
+    /// Woken when new bytes are in the log (senders wait on it).
+    pub stream_ready: Notify,
+    /// Bumped on every role change; the upstream link task of an older
+    /// generation stops.
+    pub role_generation: watch::Sender<u64>,
+    pub endpoint: Mutex<Option<quinn::Endpoint>>,
+    pub port: AtomicU16,
+    pub counters: ReplCounters,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Replication {
+            is_replica: AtomicBool::new(false),
+            link_up: AtomicBool::new(false),
+            upstream: Mutex::new(None),
+            link: Mutex::new(LinkStatus::default()),
+            replicas: Mutex::new(ReplicaTable::default()),
+            stream_ready: Notify::new(),
+            role_generation: watch::channel(0).0,
+            endpoint: Mutex::new(None),
+            port: AtomicU16::new(0),
+            counters: ReplCounters::default(),
+        }
+    }
+}
+
+impl Replication {
+    pub fn is_replica(&self) -> bool {
+        self.is_replica.load(Ordering::Acquire)
+    }
+
+    pub fn link_up(&self) -> bool {
+        self.link_up.load(Ordering::Acquire)
+    }
+
+    pub fn set_link_up(&self, up: bool) {
+        self.link_up.store(up, Ordering::Release);
+        let mut link = self.link.lock();
+        if up {
+            link.down_since = None;
+        } else if link.down_since.is_none() {
+            link.down_since = Some(Instant::now());
+        }
+    }
+
+    pub fn upstream(&self) -> Option<Upstream> {
+        self.upstream.lock().clone()
+    }
+
+    /// Records a role change; returns the new generation.
+    pub fn set_upstream(&self, upstream: Option<Upstream>) -> u64 {
+        self.is_replica.store(upstream.is_some(), Ordering::Release);
+        *self.upstream.lock() = upstream;
+        self.set_link_up(false);
+        *self.link.lock() = LinkStatus::default();
+        let mut generation = 0;
+        self.role_generation.send_modify(|g| {
+            *g += 1;
+            generation = *g;
+        });
+        generation
+    }
+
+    pub fn generation(&self) -> u64 {
+        *self.role_generation.borrow()
+    }
+}

@@ -1,0 +1,262 @@
+//! The primary's edge: accepts replica connections on the QUIC endpoint,
+//! answers the handshake (partial or full resync), then streams batches
+//! from the replica's offset and reads its acks.
+//!
+//! Every node runs this: a replica serves its own sub-replicas the bytes
+//! it received, at the same offsets.
+
+use super::batch::{BatchPolicy, Batcher, Compressor, Cut};
+use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
+use super::stream::Resync;
+use super::AttachedReplica;
+use crate::persist::{SnapshotHeader, SnapshotWriter};
+use crate::server::{unix_ms, wait_shutdown, Shared};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes of snapshot per chunk message.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("write: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("read: {0}")]
+    Read(#[from] quinn::ReadError),
+    #[error("{0}")]
+    Protocol(#[from] protocol::ProtocolError),
+    #[error("timed out during {0}")]
+    Timeout(&'static str),
+    #[error("{0}")]
+    Refused(String),
+    #[error("replica fell behind the backlog: {0}")]
+    Compacted(#[from] super::backlog::Compacted),
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] crate::persist::SnapshotError),
+}
+
+/// Accepts replica connections until shutdown.
+pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+    let mut shutdown = shared.shutdown_signal();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move { handle(shared, incoming).await });
+                }
+                None => break,
+            },
+            _ = wait_shutdown(&mut shutdown) => break,
+        }
+    }
+    endpoint.close(0u32.into(), b"shutdown");
+}
+
+async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let peer = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            shared.repl.counters.rejected_links.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, reason = %e, "replication connection refused during the TLS handshake");
+            return;
+        }
+    };
+    match serve_replica(&shared, &conn).await {
+        Ok(reason) => tracing::info!(%peer, reason, "replica link closed"),
+        Err(e) => tracing::warn!(%peer, error = %e, "replica link closed"),
+    }
+    conn.close(0u32.into(), b"closed");
+}
+
+/// Reads the next message of type `T`, feeding `reader` from `recv`.
+pub(super) async fn read_message<T: for<'de> serde::Deserialize<'de>>(recv: &mut quinn::RecvStream, reader: &mut MessageReader, buf: &mut [u8]) -> Result<Option<T>, LinkError> {
+    loop {
+        if let Some(m) = reader.poll_message()? {
+            return Ok(Some(m));
+        }
+        match recv.read(buf).await? {
+            Some(n) => reader.handle_bytes(&buf[..n]),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Removes a replica from the table when its link ends, however it ends.
+struct Attached<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.shared.repl.replicas.lock().remove(self.id);
+    }
+}
+
+async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<&'static str, LinkError> {
+    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await.map_err(|_| LinkError::Timeout("handshake"))??;
+    let mut reader = MessageReader::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_message::<ReplicaMessage>(&mut recv, &mut reader, &mut buf)).await.map_err(|_| LinkError::Timeout("handshake"))?? {
+        Some(ReplicaMessage::Hello(hello)) => hello,
+        Some(other) => return Err(LinkError::Refused(format!("expected a hello, got {other:?}"))),
+        None => return Ok("closed before the hello"),
+    };
+    if hello.version != protocol::PROTOCOL_VERSION {
+        let reason = format!("protocol version {} is not supported (this node speaks {})", hello.version, protocol::PROTOCOL_VERSION);
+        send.write_all(&protocol::encode(&PrimaryMessage::Refused { reason: reason.clone() })).await?;
+        return Err(LinkError::Refused(reason));
+    }
+    let (decision, replid, generation) = {
+        let mut data = shared.data.lock();
+        data.repl.activate();
+        (data.repl.resync(&hello.replid, hello.offset), data.repl.replid.clone(), data.repl.generation)
+    };
+    let attached = Attached { shared, id: shared.repl.replicas.lock().add(attached_replica(&hello, conn)) };
+    let start = match decision {
+        Resync::Continue { offset } => {
+            tracing::info!(node = %hello.node, region = %hello.region, offset, "partial resync accepted");
+            shared.repl.counters.partial_syncs_ok.fetch_add(1, Ordering::Relaxed);
+            send.write_all(&protocol::encode(&PrimaryMessage::Continue { replid, offset })).await?;
+            offset
+        }
+        Resync::Full { reason } => {
+            tracing::info!(node = %hello.node, region = %hello.region, %reason, "full resync");
+            if hello.offset > 0 {
+                shared.repl.counters.partial_syncs_err.fetch_add(1, Ordering::Relaxed);
+            }
+            shared.repl.counters.full_syncs_served.fetch_add(1, Ordering::Relaxed);
+            set_state(shared, attached.id, "send_bulk");
+            full_sync(shared, &mut send).await?
+        }
+    };
+    set_state(shared, attached.id, "online");
+    stream(shared, conn, &mut send, &mut recv, reader, start, generation, attached.id).await
+}
+
+fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica {
+    AttachedReplica {
+        node: hello.node.clone(),
+        region: hello.region.clone(),
+        addr: conn.remote_address(),
+        tcp_port: hello.tcp_port,
+        state: "wait_bgsave",
+        ack_offset: 0,
+        last_ack: Instant::now(),
+        rtt_ms: conn.rtt().as_millis() as u64,
+        wire_bytes: 0,
+        raw_bytes: 0,
+    }
+}
+
+fn set_state(shared: &Shared, id: u64, state: &'static str) {
+    if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
+        r.state = state;
+    }
+}
+
+/// Sends a point-in-time snapshot; returns the offset the stream resumes
+/// at. Writes go on meanwhile: they are in the backlog after that offset.
+async fn full_sync(shared: &Arc<Shared>, send: &mut quinn::SendStream) -> Result<u64, LinkError> {
+    let (dbs, replid, offset) = {
+        let data = shared.data.lock();
+        (data.keyspace.snapshot(), data.repl.replid.clone(), data.repl.offset())
+    };
+    let header = SnapshotHeader { created_unix_ms: unix_ms(), repl_id: replid.clone(), repl_offset: offset, node: shared.settings.read().node.name.clone() };
+    let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, crate::persist::SnapshotError> {
+        let mut writer = SnapshotWriter::new(Vec::new(), &header)?;
+        writer.write_dbs(&dbs, unix_ms())?;
+        writer.finish()
+    })
+    .await
+    .map_err(|e| LinkError::Refused(format!("snapshot task failed: {e}")))??;
+    tracing::info!(offset, bytes = bytes.len(), "sending snapshot");
+    send.write_all(&protocol::encode(&PrimaryMessage::FullResync { replid, offset, snapshot_bytes: bytes.len() as u64 })).await?;
+    for (i, chunk) in bytes.chunks(SNAPSHOT_CHUNK_BYTES).enumerate() {
+        let message = PrimaryMessage::SnapshotChunk { at: (i * SNAPSHOT_CHUNK_BYTES) as u64, crc32: crc32fast::hash(chunk), data: chunk.to_vec() };
+        let wire = protocol::encode(&message);
+        shared.repl.counters.sent_wire_bytes.fetch_add(wire.len() as u64, Ordering::Relaxed);
+        send.write_all(&wire).await?;
+    }
+    Ok(offset)
+}
+
+/// Streams batches from `sent` until the link or the node ends.
+#[allow(clippy::too_many_arguments)]
+async fn stream(shared: &Arc<Shared>, conn: &quinn::Connection, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, mut reader: MessageReader, mut sent: u64, generation: u64, id: u64) -> Result<&'static str, LinkError> {
+    let (policy, level) = {
+        let s = shared.settings.read();
+        (BatchPolicy { max_bytes: s.repl.batch_max_bytes, max_delay: Duration::from_millis(s.repl.batch_max_delay_ms) }, s.repl.compression_level)
+    };
+    let mut batcher = Batcher::new(policy);
+    let mut compressor = Compressor::new(level);
+    let mut ping = tokio::time::interval(Duration::from_secs(1));
+    let mut shutdown = shared.shutdown_signal();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let notified = shared.repl.stream_ready.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (end, current_generation) = {
+            let data = shared.data.lock();
+            (data.repl.offset(), data.repl.generation)
+        };
+        if current_generation != generation {
+            return Ok("the replication history was replaced (resync or promotion)");
+        }
+        let wait_until = match batcher.poll_cut(Instant::now(), end.saturating_sub(sent)) {
+            Cut::Send(n) => {
+                let raw = shared.data.lock().repl.read(sent, n)?;
+                let batch = compressor.compress(sent, &raw);
+                let wire = protocol::encode(&PrimaryMessage::Batch(batch));
+                send.write_all(&wire).await?;
+                sent += raw.len() as u64;
+                batcher.handle_sent(Instant::now(), end.saturating_sub(sent));
+                let counters = &shared.repl.counters;
+                counters.sent_wire_bytes.fetch_add(wire.len() as u64, Ordering::Relaxed);
+                counters.sent_raw_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
+                if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
+                    r.wire_bytes += wire.len() as u64;
+                    r.raw_bytes += raw.len() as u64;
+                }
+                continue;
+            }
+            Cut::WaitUntil(at) => Some(at),
+            Cut::Idle => None,
+        };
+        let timer = async {
+            match wait_until {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut notified, if wait_until.is_none() => {}
+            _ = timer => {}
+            read = recv.read(&mut buf) => {
+                let Some(n) = read? else { return Ok("replica closed the stream") };
+                reader.handle_bytes(&buf[..n]);
+                while let Some(message) = reader.poll_message::<ReplicaMessage>()? {
+                    match message {
+                        ReplicaMessage::Ack { offset } => shared.repl.replicas.lock().handle_ack(id, offset),
+                        other => return Err(LinkError::Refused(format!("unexpected message {other:?}"))),
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
+                    r.rtt_ms = conn.rtt().as_millis() as u64;
+                }
+                let wire = protocol::encode(&PrimaryMessage::Ping { offset: sent, unix_ms: unix_ms() });
+                send.write_all(&wire).await?;
+            }
+            _ = wait_shutdown(&mut shutdown) => return Ok("shutdown"),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The replica's edge: the link task that dials the upstream, asks for the
+//! history it lacks, loads a snapshot when it must, then applies batches in
+//! order and acknowledges its offset. After a broken link it reconnects
+//! with jittered backoff capped at one second and asks to continue from
+//! the last applied unit.
+
+use super::apply::{Unit, UnitSplitter};
+use super::batch::Decompressor;
+use super::primary::{read_message, LinkError};
+use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
+use super::Upstream;
+use crate::commands::{self, ExecCtx, Session};
+use crate::persist::{KeyspaceBuilder, SnapshotReader};
+use crate::server::{unix_ms, wait_shutdown, Shared};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Largest snapshot a replica accepts into memory during a full sync.
+const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("{0}")]
+    Link(#[from] LinkError),
+    #[error("cannot connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("{0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("no replication endpoint (certificates missing?)")]
+    NoEndpoint,
+    #[error("{0}")]
+    Stream(String),
+}
+
+impl From<quinn::WriteError> for ReplicaError {
+    fn from(e: quinn::WriteError) -> Self {
+        ReplicaError::Link(e.into())
+    }
+}
+
+impl From<protocol::ProtocolError> for ReplicaError {
+    fn from(e: protocol::ProtocolError) -> Self {
+        ReplicaError::Link(e.into())
+    }
+}
+
+/// Starts the link task for the current role generation.
+pub fn spawn_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
+    tokio::spawn(async move { run_link(shared, upstream, generation).await });
+}
+
+async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
+    let mut role = shared.repl.role_generation.subscribe();
+    let mut shutdown = shared.shutdown_signal();
+    let mut backoff = Duration::from_millis(50);
+    tracing::info!(host = %upstream.host, port = upstream.port, "replicating from upstream");
+    loop {
+        if *role.borrow() != generation || shared.is_shutting_down() {
+            return;
+        }
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = session(&shared, &upstream) => r,
+            _ = role.wait_for(|g| *g != generation) => return,
+            _ = wait_shutdown(&mut shutdown) => return,
+        };
+        shared.repl.set_link_up(false);
+        {
+            let mut link = shared.repl.link.lock();
+            link.state = "connect";
+            link.sync_in_progress = false;
+            if let Err(e) = &result {
+                link.last_error = e.to_string();
+            }
+        }
+        match result {
+            Ok(reason) => tracing::info!(reason, "link to upstream closed"),
+            Err(e) => tracing::warn!(error = %e, host = %upstream.host, port = upstream.port, "link to upstream failed"),
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            backoff = Duration::from_millis(50);
+        }
+        let jitter = rand::random_range(0.5..1.0);
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn resolve(upstream: &Upstream, ipv4: bool) -> Result<SocketAddr, ReplicaError> {
+    let target = format!("{}:{}", upstream.host, upstream.port);
+    let addrs = tokio::net::lookup_host(&target).await.map_err(|e| ReplicaError::Resolve(format!("{target}: {e}")))?;
+    let addrs: Vec<SocketAddr> = addrs.collect();
+    addrs.iter().find(|a| a.is_ipv4() == ipv4).or(addrs.first()).copied().ok_or(ReplicaError::Resolve(target))
+}
+
+async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static str, ReplicaError> {
+    let endpoint = shared.repl.endpoint.lock().clone().ok_or(ReplicaError::NoEndpoint)?;
+    let local_v4 = endpoint.local_addr().map(|a| a.is_ipv4()).unwrap_or(true);
+    let addr = resolve(upstream, local_v4).await?;
+    let (server_name, hello) = {
+        let s = shared.settings.read();
+        let name = if s.repl.upstream_name.is_empty() { upstream.host.clone() } else { s.repl.upstream_name.clone() };
+        let (replid, offset) = shared.data.lock().repl.position();
+        let repl_addr = format!("{}:{}", s.repl_addr().map(|a| a.ip().to_string()).unwrap_or_default(), shared.repl.port.load(Ordering::Relaxed));
+        let hello = Hello {
+            version: protocol::PROTOCOL_VERSION,
+            node: s.node.name.clone(),
+            region: s.node.region.clone(),
+            tcp_port: shared.tcp_port.load(Ordering::Relaxed),
+            repl_addr,
+            replid,
+            offset,
+        };
+        (name, hello)
+    };
+    shared.repl.link.lock().state = "connecting";
+    let connecting = endpoint.connect(addr, &server_name)?;
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.map_err(|_| LinkError::Timeout("connect"))??;
+    let result = run_session(shared, &conn, hello).await;
+    conn.close(0u32.into(), b"closed");
+    result
+}
+
+async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hello) -> Result<&'static str, ReplicaError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let asked = hello.offset;
+    let our_replid = hello.replid.clone();
+    send.write_all(&protocol::encode(&ReplicaMessage::Hello(hello))).await?;
+    let mut reader = MessageReader::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    shared.repl.link.lock().state = "sync";
+    let first = tokio::time::timeout(Duration::from_secs(60), read_message::<PrimaryMessage>(&mut recv, &mut reader, &mut buf))
+        .await
+        .map_err(|_| LinkError::Timeout("handshake"))?
+        .map_err(ReplicaError::Link)?;
+    let start = match first {
+        None => return Ok("upstream closed during the handshake"),
+        Some(PrimaryMessage::Continue { replid, offset }) => {
+            if offset != asked {
+                return Err(ReplicaError::Stream(format!("upstream continues at {offset}, we asked for {asked}")));
+            }
+            let mut data = shared.data.lock();
+            if replid != our_replid {
+                // Continuing the previous history of a promoted node: adopt
+                // its new id, keep ours as the secondary one.
+                data.repl.adopt_replid(replid, offset);
+            }
+            data.repl.activate();
+            drop(data);
+            shared.repl.link.lock().partial_syncs += 1;
+            tracing::info!(offset, "partial resync");
+            offset
+        }
+        Some(PrimaryMessage::FullResync { replid, offset, snapshot_bytes }) => {
+            receive_snapshot(shared, &mut recv, &mut reader, &mut buf, replid, offset, snapshot_bytes).await?;
+            offset
+        }
+        Some(PrimaryMessage::Refused { reason }) => return Err(ReplicaError::Stream(format!("upstream refused the link: {reason}"))),
+        Some(other) => return Err(ReplicaError::Stream(format!("unexpected handshake reply {other:?}"))),
+    };
+    shared.repl.set_link_up(true);
+    {
+        let mut link = shared.repl.link.lock();
+        link.state = "connected";
+        link.sync_in_progress = false;
+        link.last_io = Some(Instant::now());
+        link.last_error.clear();
+        link.rtt_ms = conn.rtt().as_millis() as u64;
+    }
+    let mut decompressor = Decompressor::new(start);
+    let mut splitter = UnitSplitter::new();
+    let mut session = replicated_session(conn.remote_address());
+    let mut ack_timer = tokio::time::interval(Duration::from_secs(1));
+    let mut acked = 0u64;
+    loop {
+        let mut ack_due = false;
+        let mut ack_tick = false;
+        tokio::select! {
+            read = recv.read(&mut buf) => {
+                let Some(n) = read.map_err(LinkError::from)? else { return Ok("upstream closed the stream") };
+                reader.handle_bytes(&buf[..n]);
+                shared.repl.counters.received_wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                shared.repl.link.lock().last_io = Some(Instant::now());
+            }
+            _ = ack_timer.tick() => {
+                ack_due = true;
+                ack_tick = true;
+            }
+        }
+        while let Some(message) = reader.poll_message::<PrimaryMessage>()? {
+            match message {
+                PrimaryMessage::Batch(batch) => {
+                    let raw = decompressor.decompress(&batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+                    shared.repl.counters.received_raw_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
+                    let units = splitter.handle_bytes(&raw).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+                    apply_units(shared, &mut session, units);
+                    ack_due = true;
+                }
+                PrimaryMessage::Ping { offset, unix_ms: sent_ms } => {
+                    let applied = shared.data.lock().repl.offset();
+                    let mut link = shared.repl.link.lock();
+                    link.upstream_offset = offset;
+                    link.lag_ms = if applied >= offset { 0 } else { (unix_ms() - sent_ms).max(0) };
+                    link.rtt_ms = conn.rtt().as_millis() as u64;
+                    ack_due = true;
+                }
+                other => return Err(ReplicaError::Stream(format!("unexpected message {other:?}"))),
+            }
+        }
+        if ack_due && reader.buffered() == 0 {
+            let offset = shared.data.lock().repl.offset();
+            if offset != acked || ack_tick {
+                send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset })).await?;
+                acked = offset;
+            }
+        }
+    }
+}
+
+/// A session that applies the upstream's stream: authenticated, allowed
+/// to write on a read-only replica, not re-propagating.
+fn replicated_session(peer: SocketAddr) -> Session {
+    let handle = Arc::new(crate::server::clients::ClientHandle::new(0, peer, peer));
+    let (outbox, _) = tokio::sync::mpsc::channel(1);
+    let mut session = Session::new(handle, true, outbox);
+    session.replicated = true;
+    session
+}
+
+/// Applies complete units under the dataset lock, forwarding their bytes
+/// into this node's own log (for sub-replicas and later promotion).
+fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Vec<Unit>) {
+    if units.is_empty() {
+        return;
+    }
+    {
+        let mut guard = shared.data.lock();
+        let data = &mut *guard;
+        for unit in units {
+            let mut ctx = ExecCtx {
+                keyspace: &mut data.keyspace,
+                blocking: &mut data.blocking,
+                pubsub: &mut data.pubsub,
+                shared,
+                session,
+                now_ms: unix_ms(),
+                repl: &mut data.repl,
+                effects: None,
+            };
+            for args in &unit.commands {
+                commands::apply_replicated(&mut ctx, args);
+            }
+            data.repl.append_raw(&unit.raw);
+        }
+    }
+    shared.repl.stream_ready.notify_waiters();
+}
+
+async fn receive_snapshot(shared: &Arc<Shared>, recv: &mut quinn::RecvStream, reader: &mut MessageReader, buf: &mut [u8], replid: String, offset: u64, size: u64) -> Result<(), ReplicaError> {
+    if size > MAX_SNAPSHOT_BYTES {
+        return Err(ReplicaError::Stream(format!("snapshot of {size} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit")));
+    }
+    shared.repl.link.lock().sync_in_progress = true;
+    tracing::info!(offset, bytes = size, "full resync: receiving snapshot");
+    let started = Instant::now();
+    let mut bytes = Vec::with_capacity(size.min(1 << 30) as usize);
+    while (bytes.len() as u64) < size {
+        match read_message::<PrimaryMessage>(recv, reader, buf).await.map_err(ReplicaError::Link)? {
+            Some(PrimaryMessage::SnapshotChunk { at, crc32, data }) => {
+                if at != bytes.len() as u64 || crc32fast::hash(&data) != crc32 || bytes.len() as u64 + data.len() as u64 > size {
+                    return Err(ReplicaError::Stream(format!("snapshot chunk at {at} failed verification")));
+                }
+                bytes.extend_from_slice(&data);
+            }
+            Some(other) => return Err(ReplicaError::Stream(format!("unexpected message during snapshot transfer: {other:?}"))),
+            None => return Err(ReplicaError::Stream("upstream closed during the snapshot transfer".into())),
+        }
+    }
+    let (header, dbs) = tokio::task::spawn_blocking(move || -> Result<_, crate::persist::SnapshotError> {
+        let mut reader = SnapshotReader::new(std::io::Cursor::new(bytes))?;
+        let mut builder = KeyspaceBuilder::new();
+        while let Some(record) = reader.next_record()? {
+            builder.apply(record)?;
+        }
+        Ok((reader.header.clone(), builder.finish()))
+    })
+    .await
+    .map_err(|e| ReplicaError::Stream(e.to_string()))?
+    .map_err(|e| ReplicaError::Stream(format!("snapshot refused: {e}")))?;
+    if header.repl_id != replid || header.repl_offset != offset {
+        return Err(ReplicaError::Stream("snapshot header does not match the resync reply".into()));
+    }
+    {
+        let mut data = shared.data.lock();
+        crate::persist::install(&mut data.keyspace, dbs);
+        data.keyspace.set_delete_expired(false);
+        data.repl.reset(replid, offset);
+        data.repl.activate();
+    }
+    shared.repl.link.lock().full_syncs += 1;
+    tracing::info!(offset, ms = started.elapsed().as_millis() as u64, "full resync: snapshot loaded");
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! The replication stream: the effects of writes, in execution order, as
+//! RESP command bytes at byte offsets (Redis's `master_repl_offset`).
+//!
+//! The log lives under the dataset lock beside the keyspace, so the order of
+//! bytes in the stream is the order in which writes changed the data. A
+//! command is appended whole; a transaction is appended whole, wrapped in
+//! MULTI/EXEC, so a replica applies it atomically. A replica forwards the
+//! bytes it receives verbatim ([`ReplicationLog::append_raw`]): every node of
+//! a replication group has the same bytes at the same offsets, which is what
+//! lets a sub-replica be re-pointed at any of them with a partial resync.
+
+use super::backlog::{Backlog, Compacted};
+use crate::resp;
+
+/// A replication id: 40 hex characters naming one history of the stream.
+pub fn new_replid() -> String {
+    (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect()
+}
+
+/// How a replica's request for history is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resync {
+    /// Partial: stream from this offset.
+    Continue { offset: u64 },
+    /// Full: the history asked for is not here.
+    Full { reason: String },
+}
+
+struct TxStage {
+    bytes: Vec<u8>,
+    commands: usize,
+    db_before: Option<usize>,
+}
+
+pub struct ReplicationLog {
+    pub replid: String,
+    /// The previous history (after a promotion), valid up to
+    /// `second_offset`.
+    pub replid2: String,
+    pub second_offset: Option<u64>,
+    backlog: Backlog,
+    /// Whether writes are being recorded (Redis creates its backlog when the
+    /// first replica attaches; a node that never had one pays nothing).
+    active: bool,
+    offset_without_backlog: u64,
+    /// The database the stream's reader has selected.
+    stream_db: Option<usize>,
+    tx: Option<TxStage>,
+    /// Bumped whenever the history is replaced (full sync, promotion), so
+    /// senders streaming the old history stop.
+    pub generation: u64,
+}
+
+impl ReplicationLog {
+    pub fn new(backlog_bytes: usize) -> ReplicationLog {
+        ReplicationLog {
+            replid: new_replid(),
+            replid2: "0".repeat(40),
+            second_offset: None,
+            backlog: Backlog::new(0, backlog_bytes),
+            active: false,
+            offset_without_backlog: 0,
+            stream_db: None,
+            tx: None,
+            generation: 0,
+        }
+    }
+
+    /// The offset of the next byte (`master_repl_offset`).
+    pub fn offset(&self) -> u64 {
+        if self.active { self.backlog.end_offset() } else { self.offset_without_backlog }
+    }
+
+    /// (replid, offset) for snapshot headers.
+    pub fn position(&self) -> (String, u64) {
+        (self.replid.clone(), self.offset())
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
+    }
+
+    pub fn set_backlog_capacity(&mut self, bytes: usize) {
+        self.backlog.set_capacity(bytes);
+    }
+
+    /// Starts recording (first replica attached, or this node is a replica).
+    pub fn activate(&mut self) {
+        if !self.active {
+            self.active = true;
+            self.backlog = Backlog::new(self.offset_without_backlog, self.backlog.capacity());
+            self.stream_db = None;
+        }
+    }
+
+    /// Restores a history (snapshot loaded, full sync installed): the stream
+    /// continues at `offset` of `replid`, with an empty backlog.
+    pub fn reset(&mut self, replid: String, offset: u64) {
+        self.replid = replid;
+        self.replid2 = "0".repeat(40);
+        self.second_offset = None;
+        self.backlog = Backlog::new(offset, self.backlog.capacity());
+        self.offset_without_backlog = offset;
+        self.stream_db = None;
+        self.tx = None;
+        self.generation += 1;
+    }
+
+    /// A replica becomes a primary: a new history starts here, and the old
+    /// one stays acceptable up to this offset (PSYNC2), so the other
+    /// replicas of the old primary continue with a partial resync.
+    pub fn promote(&mut self) {
+        let offset = self.offset();
+        self.replid2 = std::mem::replace(&mut self.replid, new_replid());
+        self.second_offset = Some(offset);
+        self.stream_db = None;
+        self.generation += 1;
+    }
+
+    /// A replica continuing from a promoted upstream's previous history:
+    /// the upstream's new id becomes ours, ours stays valid up to `offset`
+    /// for our own sub-replicas.
+    pub fn adopt_replid(&mut self, replid: String, offset: u64) {
+        self.replid2 = std::mem::replace(&mut self.replid, replid);
+        self.second_offset = Some(offset);
+    }
+
+    /// Records one write effect, executed in database `db`.
+    pub fn emit<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
+        if !self.active {
+            return;
+        }
+        let mut out = Vec::with_capacity(64);
+        if self.stream_db != Some(db) {
+            let db_text = db.to_string();
+            resp::encode_request(&[b"SELECT".as_slice(), db_text.as_bytes()], &mut out);
+            self.stream_db = Some(db);
+        }
+        resp::encode_request(args, &mut out);
+        match &mut self.tx {
+            Some(tx) => {
+                tx.bytes.extend_from_slice(&out);
+                tx.commands += 1;
+            }
+            None => self.backlog.append(&out),
+        }
+    }
+
+    /// Starts collecting the effects of an EXEC.
+    pub fn begin_tx(&mut self) {
+        if self.active && self.tx.is_none() {
+            self.tx = Some(TxStage { bytes: Vec::new(), commands: 0, db_before: self.stream_db });
+        }
+    }
+
+    /// Appends the collected transaction: wrapped in MULTI/EXEC when it
+    /// holds more than one effect.
+    pub fn end_tx(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        match tx.commands {
+            0 => self.stream_db = tx.db_before,
+            1 => self.backlog.append(&tx.bytes),
+            _ => {
+                let mut out = Vec::with_capacity(tx.bytes.len() + 32);
+                resp::encode_request(&[b"MULTI".as_slice()], &mut out);
+                out.extend_from_slice(&tx.bytes);
+                resp::encode_request(&[b"EXEC".as_slice()], &mut out);
+                self.backlog.append(&out);
+            }
+        }
+    }
+
+    /// Appends bytes received from this node's upstream, unchanged.
+    pub fn append_raw(&mut self, bytes: &[u8]) {
+        self.activate();
+        self.backlog.append(bytes);
+        // The upstream's SELECTs are in the bytes; if this node is promoted
+        // its own first write must select explicitly.
+        self.stream_db = None;
+    }
+
+    /// The PSYNC decision for a replica holding `replid` up to `offset`.
+    pub fn resync(&self, replid: &str, offset: u64) -> Resync {
+        let known = replid == self.replid || (replid == self.replid2 && self.second_offset.is_some_and(|s| offset <= s));
+        if !known {
+            return Resync::Full { reason: format!("replication id {replid} is not {} or a valid {}", self.replid, self.replid2) };
+        }
+        if !self.active || !self.backlog.covers(offset) {
+            // A replica exactly at our offset with no backlog yet can start
+            // the backlog here.
+            if offset == self.offset() {
+                return Resync::Continue { offset };
+            }
+            return Resync::Full {
+                reason: format!("offset {offset} is outside the backlog [{}, {}]", self.backlog.start_offset(), self.backlog.end_offset()),
+            };
+        }
+        Resync::Continue { offset }
+    }
+
+    /// Up to `max` stream bytes from `from`.
+    pub fn read(&self, from: u64, max: usize) -> Result<Vec<u8>, Compacted> {
+        if !self.active {
+            return if from == self.offset_without_backlog { Ok(Vec::new()) } else { Err(Compacted { requested: from, start: from, end: from }) };
+        }
+        self.backlog.read(from, max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(log: &ReplicationLog, from: u64) -> String {
+        String::from_utf8(log.read(from, usize::MAX).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn inactive_log_records_nothing() {
+        let mut log = ReplicationLog::new(1024);
+        log.emit(0, &["SET", "k", "v"]);
+        assert_eq!(log.offset(), 0);
+        log.activate();
+        log.emit(0, &["SET", "k", "v"]);
+        assert_eq!(text(&log, 0), "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+    }
+
+    #[test]
+    fn select_only_when_db_changes() {
+        let mut log = ReplicationLog::new(1024);
+        log.activate();
+        log.emit(0, &["DEL", "a"]);
+        let after_first = log.offset();
+        log.emit(0, &["DEL", "b"]);
+        log.emit(3, &["DEL", "c"]);
+        assert_eq!(text(&log, after_first), "*2\r\n$3\r\nDEL\r\n$1\r\nb\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n*2\r\n$3\r\nDEL\r\n$1\r\nc\r\n");
+    }
+
+    #[test]
+    fn transactions_wrapped_only_when_needed() {
+        let mut log = ReplicationLog::new(1024);
+        log.activate();
+        log.emit(0, &["DEL", "x"]);
+        let start = log.offset();
+        log.begin_tx();
+        log.emit(0, &["INCR", "a"]);
+        log.emit(0, &["INCR", "b"]);
+        log.end_tx();
+        assert!(text(&log, start).starts_with("*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR"));
+        assert!(text(&log, start).ends_with("*1\r\n$4\r\nEXEC\r\n"));
+        let start = log.offset();
+        log.begin_tx();
+        log.emit(0, &["INCR", "a"]);
+        log.end_tx();
+        assert_eq!(text(&log, start), "*2\r\n$4\r\nINCR\r\n$1\r\na\r\n");
+        log.begin_tx();
+        log.end_tx();
+        assert_eq!(log.offset(), start + 20);
+    }
+
+    #[test]
+    fn resync_decisions() {
+        let mut log = ReplicationLog::new(64);
+        log.activate();
+        let id = log.replid.clone();
+        assert_eq!(log.resync(&id, 0), Resync::Continue { offset: 0 });
+        for _ in 0..10 {
+            log.emit(0, &["SET", "key", "value"]);
+        }
+        assert!(matches!(log.resync(&id, 0), Resync::Full { .. }), "trimmed history");
+        let end = log.offset();
+        assert_eq!(log.resync(&id, end), Resync::Continue { offset: end });
+        assert!(matches!(log.resync(&"f".repeat(40), end), Resync::Full { .. }));
+        log.promote();
+        assert_eq!(log.resync(&id, end), Resync::Continue { offset: end }, "old history up to the promotion");
+        log.emit(0, &["SET", "k", "v"]);
+        assert!(matches!(log.resync(&id, log.offset()), Resync::Full { .. }), "old id past the promotion point");
+    }
+}
