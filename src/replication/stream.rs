@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(text(&log, start), "*2\r\n$4\r\nINCR\r\n$1\r\na\r\n");
         log.begin_tx();
         log.end_tx();
-        assert_eq!(log.offset(), start + 20);
+        assert_eq!(log.offset(), start + 21, "an empty transaction adds nothing");
     }
 
     #[test]

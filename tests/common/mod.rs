@@ -257,3 +257,66 @@ impl RawClient {
         }
     }
 }
+
+/// A throwaway PKI: a CA and node certificates naming 127.0.0.1.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new(nodes: &[&str]) -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = quire::transport::certs::Authority::create(dir.path()).expect("ca");
+        let pki = Pki { dir };
+        for node in nodes {
+            pki.issue_with(&ca, node, |_| {});
+        }
+        pki
+    }
+
+    pub fn authority(&self) -> quire::transport::certs::Authority {
+        quire::transport::certs::Authority::open(self.dir.path()).expect("ca").expect("ca exists")
+    }
+
+    pub fn issue_with(&self, ca: &quire::transport::certs::Authority, node: &str, tweak: impl FnOnce(&mut quire::transport::certs::NodeCertSpec)) {
+        let mut spec = quire::transport::certs::NodeCertSpec::new(node);
+        spec.ips = vec!["127.0.0.1".parse().unwrap()];
+        tweak(&mut spec);
+        ca.issue(self.dir.path(), &spec).expect("issue");
+    }
+
+    /// Settings for a node named `node` using this PKI.
+    pub fn configure(&self, node: &str, s: &mut Settings) {
+        s.repl.port = 0;
+        s.repl.certs = self.dir.path().to_path_buf();
+        s.node.name = node.to_string();
+        s.node.region = format!("region-{node}");
+    }
+}
+
+impl TestNode {
+    /// The UDP port of the node's replication endpoint.
+    pub fn repl_port(&self) -> u16 {
+        self.shared.repl.port.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn repl_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.repl_port())
+    }
+
+    /// One field of `INFO section`.
+    pub fn info(&self, section: &str, field: &str) -> String {
+        let mut con = self.client();
+        let text: String = redis::cmd("INFO").arg(section).query(&mut con).expect("info");
+        text.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string())).unwrap_or_default()
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.info("replication", "master_repl_offset").parse().unwrap_or(0)
+    }
+
+    pub fn digest(&self) -> String {
+        let mut con = self.client();
+        redis::cmd("DEBUG").arg("DIGEST").query(&mut con).expect("digest")
+    }
+}
