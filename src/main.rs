@@ -21,10 +21,31 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Size the replication backlog for a write rate and an outage.
+    Backlog {
+        #[command(subcommand)]
+        command: BacklogCommand,
+    },
     /// Manage replication certificates.
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BacklogCommand {
+    /// Print the backlog size needed to resume partially after an outage.
+    Plan {
+        /// Replication stream rate, bytes per second, with units (e.g. 5mb).
+        #[arg(long)]
+        write_rate: String,
+        /// Outage to survive (e.g. 90s, 10m, 2h).
+        #[arg(long)]
+        outage: String,
+        /// Headroom over the rate (the node uses 1.5 when sizing itself).
+        #[arg(long, default_value_t = quire::replication::backlog::SAFETY_FACTOR)]
+        safety: f64,
     },
 }
 
@@ -175,6 +196,23 @@ fn main() -> Result<()> {
             run_server(settings, sources)
         }
         Command::Certs { command: CertsCommand::Init(args) } => certs_init(args),
+        Command::Backlog { command: BacklogCommand::Plan { write_rate, outage, safety } } => {
+            let rate = quire::config::params::parse_memory(write_rate.trim_end_matches("/s")).with_context(|| format!("--write-rate: '{write_rate}' is not a byte count like 5mb"))? as f64;
+            let secs = quire::config::parse_duration_secs(&outage).map_err(anyhow::Error::msg)?.context("--outage is required")?;
+            let bytes = quire::replication::backlog::plan_bytes(rate, secs, safety);
+            println!("write rate        {rate:.0} bytes/s");
+            println!("outage            {secs:.0} s");
+            println!("safety factor     {safety}");
+            println!("backlog needed    {bytes} bytes ({:.1} MiB)", bytes as f64 / (1u64 << 20) as f64);
+            println!("covers            {:.0} s at this rate (INFO quire_backlog_outage_seconds_covered)", bytes as f64 / rate.max(1.0));
+            println!();
+            println!("[repl.backlog]");
+            println!("size = {bytes}");
+            println!("# or let the node size itself from its measured peak rate:");
+            println!("# outage_tolerance = \"{outage}\"");
+            println!("max_disk = {}", bytes.max(10 << 30));
+            Ok(())
+        }
         Command::Config { command: ConfigCommand::Check(args) } => {
             let settings = Settings::load(&args.sources(Vec::new()))?;
             print!("{}", quire::config::toml_string(&settings));

@@ -210,16 +210,20 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     }
     drop(table);
     let backlog = log.backlog();
+    let (first, histlen, memory, disk, segments) = if log.is_active() { (backlog.start_offset(), backlog.len(), backlog.memory_len(), backlog.disk_bytes(), backlog.segments()) } else { (offset, 0, 0, 0, 0) };
+    let covered = log.outage_seconds_covered();
     let _ = write!(
         out,
-        "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{offset}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\nrepl_backlog_histlen:{}\r\n",
+        "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{offset}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\nquire_backlog_last_byte_offset:{}\r\nquire_backlog_memory_bytes:{memory}\r\nquire_backlog_disk_bytes:{disk}\r\nquire_backlog_segments:{segments}\r\nquire_write_rate_bytes_per_sec:{:.0}\r\nquire_write_rate_peak_bytes_per_sec:{:.0}\r\nquire_backlog_outage_seconds_covered:{}\r\n",
         log.replid,
         log.replid2,
         log.second_offset.map(|o| o as i64).unwrap_or(-1),
         log.is_active() as u8,
-        backlog.capacity(),
-        backlog.start_offset(),
-        backlog.len(),
+        log.capacity(),
+        offset.saturating_sub(1).max(first),
+        log.sizer.current_rate(),
+        log.sizer.peak_rate(),
+        if covered.is_finite() { format!("{covered:.0}") } else { "inf".to_string() },
     );
     let c = &repl.counters;
     let sent_wire = c.sent_wire_bytes.load(Ordering::Relaxed);

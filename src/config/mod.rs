@@ -92,14 +92,63 @@ pub struct ReplSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BacklogSettings {
-    /// Bytes of recent stream kept for partial resyncs.
+    /// Bytes of recent stream kept for partial resyncs (the minimum when
+    /// `outage_tolerance` is set).
     pub size: u64,
+    /// Length of link outage to survive without a full resync, e.g. "10m";
+    /// the backlog then grows to peak write rate × this × 1.5. Empty: off.
+    pub outage_tolerance: String,
+    /// Upper bound of the backlog on disk.
+    pub max_disk: u64,
+    /// Bytes of the most recent stream also kept in memory.
+    pub memory: u64,
+    /// Size of one backlog segment file.
+    pub segment_bytes: u64,
 }
 
 impl Default for BacklogSettings {
     fn default() -> Self {
-        BacklogSettings { size: 64 << 20 }
+        BacklogSettings { size: 64 << 20, outage_tolerance: String::new(), max_disk: 10 << 30, memory: 16 << 20, segment_bytes: 16 << 20 }
     }
+}
+
+impl BacklogSettings {
+    pub fn outage_secs(&self) -> Option<f64> {
+        parse_duration_secs(&self.outage_tolerance).ok().flatten()
+    }
+
+    /// The backlog layout for a node whose data directory is `dir`.
+    pub fn layout(&self, dir: &Path) -> crate::replication::backlog::BacklogConfig {
+        crate::replication::backlog::BacklogConfig {
+            capacity: self.size.min(self.max_disk),
+            memory_bytes: self.memory as usize,
+            segment_bytes: self.segment_bytes,
+            dir: Some(dir.join("backlog")),
+        }
+    }
+}
+
+/// Parses "500ms", "90s", "10m", "2h", "1d" or a bare number of seconds;
+/// empty means unset.
+pub fn parse_duration_secs(text: &str) -> Result<Option<f64>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let (digits, unit) = t.find(|c: char| c.is_ascii_alphabetic()).map(|i| t.split_at(i)).unwrap_or((t, "s"));
+    let n: f64 = digits.trim().parse().map_err(|_| format!("'{text}' is not a duration like 90s, 10m, 2h"))?;
+    let mult = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return Err(format!("'{text}' has an unknown unit (use ms, s, m, h, d)")),
+    };
+    if n < 0.0 || !n.is_finite() {
+        return Err(format!("'{text}' must be a positive duration"));
+    }
+    Ok(Some(n * mult))
 }
 
 impl Default for ReplSettings {
@@ -233,6 +282,16 @@ impl Settings {
         if self.repl.backlog.size < 16 * 1024 {
             return Err(ConfigError::Invalid { key: "repl.backlog.size", reason: "must be at least 16384".into() });
         }
+        parse_duration_secs(&self.repl.backlog.outage_tolerance).map_err(|reason| ConfigError::Invalid { key: "repl.backlog.outage_tolerance", reason })?;
+        if self.repl.backlog.max_disk < self.repl.backlog.size {
+            return Err(ConfigError::Invalid { key: "repl.backlog.max_disk", reason: "must be at least repl.backlog.size".into() });
+        }
+        if self.repl.backlog.memory < 64 * 1024 {
+            return Err(ConfigError::Invalid { key: "repl.backlog.memory", reason: "must be at least 65536".into() });
+        }
+        if self.repl.backlog.segment_bytes < 4096 {
+            return Err(ConfigError::Invalid { key: "repl.backlog.segment_bytes", reason: "must be at least 4096".into() });
+        }
         Ok(())
     }
 
@@ -280,7 +339,8 @@ pub fn toml_string(s: &Settings) -> String {
     let r = &s.repl;
     out.push_str(&format!("\n[repl]\nbind = {}\nport = {}\ncerts = {}\nupstream_name = {}\n", q(&r.bind), r.port, q(&r.certs.display().to_string()), q(&r.upstream_name)));
     out.push_str(&format!("batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n", r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level));
-    out.push_str(&format!("\n[repl.backlog]\nsize = {}\n", r.backlog.size));
+    let b = &r.backlog;
+    out.push_str(&format!("\n[repl.backlog]\nsize = {}\noutage_tolerance = {}\nmax_disk = {}\nmemory = {}\nsegment_bytes = {}\n", b.size, q(&b.outage_tolerance), b.max_disk, b.memory, b.segment_bytes));
     out
 }
 

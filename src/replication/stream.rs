@@ -9,7 +9,7 @@
 //! a replication group has the same bytes at the same offsets, which is what
 //! lets a sub-replica be re-pointed at any of them with a partial resync.
 
-use super::backlog::{Backlog, Compacted};
+use super::backlog::{Backlog, BacklogConfig, BacklogSizer, Compacted};
 use crate::resp;
 
 /// A replication id: 40 hex characters naming one history of the stream.
@@ -39,6 +39,7 @@ pub struct ReplicationLog {
     pub replid2: String,
     pub second_offset: Option<u64>,
     backlog: Backlog,
+    config: BacklogConfig,
     /// Whether writes are being recorded (Redis creates its backlog when the
     /// first replica attaches; a node that never had one pays nothing).
     active: bool,
@@ -49,20 +50,99 @@ pub struct ReplicationLog {
     /// Bumped whenever the history is replaced (full sync, promotion), so
     /// senders streaming the old history stop.
     pub generation: u64,
+    /// Write-rate tracking for outage-based sizing and INFO.
+    pub sizer: BacklogSizer,
+}
+
+/// The replication ids that name the backlog's bytes, saved beside the
+/// segment files so a restarted node knows which history they belong to.
+#[derive(Debug, Clone, PartialEq)]
+struct Meta {
+    replid: String,
+    replid2: String,
+    second_offset: Option<u64>,
+}
+
+impl Meta {
+    fn path(config: &BacklogConfig) -> Option<std::path::PathBuf> {
+        config.dir.as_ref().map(|d| d.join("meta"))
+    }
+
+    fn read(config: &BacklogConfig) -> Option<Meta> {
+        let text = std::fs::read_to_string(Self::path(config)?).ok()?;
+        let mut lines = text.lines();
+        let replid = lines.next()?.to_string();
+        let replid2 = lines.next()?.to_string();
+        let second_offset = lines.next()?.parse::<u64>().ok();
+        Some(Meta { replid, replid2, second_offset })
+    }
+
+    fn write(&self, config: &BacklogConfig) {
+        let Some(path) = Self::path(config) else { return };
+        let text = format!("{}\n{}\n{}\n", self.replid, self.replid2, self.second_offset.map(|o| o.to_string()).unwrap_or("-".into()));
+        if let Err(e) = std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new("."))).and_then(|_| crate::persist::write_atomically(&path, text.as_bytes())) {
+            tracing::warn!(error = %e, "cannot save the backlog's replication ids");
+        }
+    }
 }
 
 impl ReplicationLog {
-    pub fn new(backlog_bytes: usize) -> ReplicationLog {
+    pub fn new(config: BacklogConfig) -> ReplicationLog {
+        let mut memory_only = config.clone();
+        memory_only.dir = None;
         ReplicationLog {
             replid: new_replid(),
             replid2: "0".repeat(40),
             second_offset: None,
-            backlog: Backlog::new(0, backlog_bytes),
+            // Inactive until the first replica: no files are touched yet.
+            backlog: Backlog::new(0, BacklogConfig { capacity: 1, memory_bytes: 1, ..memory_only }),
+            config,
             active: false,
             offset_without_backlog: 0,
             stream_db: None,
             tx: None,
             generation: 0,
+            sizer: BacklogSizer::default(),
+        }
+    }
+
+    fn save_meta(&self) {
+        if self.active {
+            Meta { replid: self.replid.clone(), replid2: self.replid2.clone(), second_offset: self.second_offset }.write(&self.config);
+        }
+    }
+
+    /// Start-up after loading a snapshot taken at `offset` of `replid`:
+    /// reopens the backlog segments of that history when they cover it, so
+    /// replicas (and this node, if a replica) resync partially.
+    pub fn restore(&mut self, replid: String, offset: u64) {
+        if let Some(meta) = Meta::read(&self.config).filter(|m| m.replid == replid) {
+            if let Some(backlog) = Backlog::recover(offset, self.config.clone()) {
+                tracing::info!(start = backlog.start_offset(), end = backlog.end_offset(), "replication backlog recovered from disk");
+                self.replid = replid;
+                self.replid2 = meta.replid2;
+                self.second_offset = meta.second_offset;
+                self.backlog = backlog;
+                self.active = true;
+                self.offset_without_backlog = offset;
+                self.stream_db = None;
+                self.sizer.rebase(offset);
+                return;
+            }
+        }
+        self.reset(replid, offset);
+    }
+
+    /// Flushes segment bytes to the OS and updates sizing (cron).
+    pub fn tick(&mut self, now_ms: i64, size: u64, outage_secs: Option<f64>, max_disk: u64) {
+        self.sizer.handle_offset(now_ms, self.offset());
+        let capacity = super::backlog::effective_capacity(size, outage_secs, self.sizer.peak_rate(), max_disk);
+        self.config.capacity = capacity;
+        if self.active {
+            if self.backlog.capacity() != capacity {
+                self.backlog.set_capacity(capacity);
+            }
+            self.backlog.flush();
         }
     }
 
@@ -71,8 +151,12 @@ impl ReplicationLog {
         if self.active { self.backlog.end_offset() } else { self.offset_without_backlog }
     }
 
-    /// (replid, offset) for snapshot headers.
-    pub fn position(&self) -> (String, u64) {
+    /// (replid, offset) for snapshot headers. Flushes the backlog so the
+    /// files on disk cover the position a snapshot records.
+    pub fn position(&mut self) -> (String, u64) {
+        if self.active {
+            self.backlog.flush();
+        }
         (self.replid.clone(), self.offset())
     }
 
@@ -80,20 +164,30 @@ impl ReplicationLog {
         self.active
     }
 
+    /// The backlog's effective capacity (fixed, or sized for an outage).
+    pub fn capacity(&self) -> u64 {
+        self.config.capacity
+    }
+
     pub fn backlog(&self) -> &Backlog {
         &self.backlog
     }
 
-    pub fn set_backlog_capacity(&mut self, bytes: usize) {
-        self.backlog.set_capacity(bytes);
+    /// How many seconds of outage the backlog covers at the current write
+    /// rate: a replica cut off now is trimmed past after `capacity` more
+    /// bytes.
+    pub fn outage_seconds_covered(&self) -> f64 {
+        let rate = self.sizer.current_rate();
+        if rate <= 0.0 { f64::INFINITY } else { self.config.capacity as f64 / rate }
     }
 
     /// Starts recording (first replica attached, or this node is a replica).
     pub fn activate(&mut self) {
         if !self.active {
             self.active = true;
-            self.backlog = Backlog::new(self.offset_without_backlog, self.backlog.capacity());
+            self.backlog = Backlog::new(self.offset_without_backlog, self.config.clone());
             self.stream_db = None;
+            self.save_meta();
         }
     }
 
@@ -103,11 +197,15 @@ impl ReplicationLog {
         self.replid = replid;
         self.replid2 = "0".repeat(40);
         self.second_offset = None;
-        self.backlog = Backlog::new(offset, self.backlog.capacity());
         self.offset_without_backlog = offset;
+        if self.active {
+            self.backlog = Backlog::new(offset, self.config.clone());
+        }
         self.stream_db = None;
         self.tx = None;
         self.generation += 1;
+        self.sizer.rebase(offset);
+        self.save_meta();
     }
 
     /// A replica becomes a primary: a new history starts here, and the old
@@ -119,6 +217,7 @@ impl ReplicationLog {
         self.second_offset = Some(offset);
         self.stream_db = None;
         self.generation += 1;
+        self.save_meta();
     }
 
     /// A replica continuing from a promoted upstream's previous history:
@@ -127,6 +226,7 @@ impl ReplicationLog {
     pub fn adopt_replid(&mut self, replid: String, offset: u64) {
         self.replid2 = std::mem::replace(&mut self.replid, replid);
         self.second_offset = Some(offset);
+        self.save_meta();
     }
 
     /// Records one write effect, executed in database `db`.
@@ -203,7 +303,7 @@ impl ReplicationLog {
     }
 
     /// Up to `max` stream bytes from `from`.
-    pub fn read(&self, from: u64, max: usize) -> Result<Vec<u8>, Compacted> {
+    pub fn read(&mut self, from: u64, max: usize) -> Result<Vec<u8>, Compacted> {
         if !self.active {
             return if from == self.offset_without_backlog { Ok(Vec::new()) } else { Err(Compacted { requested: from, start: from, end: from }) };
         }
@@ -215,34 +315,34 @@ impl ReplicationLog {
 mod tests {
     use super::*;
 
-    fn text(log: &ReplicationLog, from: u64) -> String {
+    fn text(log: &mut ReplicationLog, from: u64) -> String {
         String::from_utf8(log.read(from, usize::MAX).unwrap()).unwrap()
     }
 
     #[test]
     fn inactive_log_records_nothing() {
-        let mut log = ReplicationLog::new(1024);
+        let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
         log.emit(0, &["SET", "k", "v"]);
         assert_eq!(log.offset(), 0);
         log.activate();
         log.emit(0, &["SET", "k", "v"]);
-        assert_eq!(text(&log, 0), "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+        assert_eq!(text(&mut log, 0), "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
     }
 
     #[test]
     fn select_only_when_db_changes() {
-        let mut log = ReplicationLog::new(1024);
+        let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
         log.activate();
         log.emit(0, &["DEL", "a"]);
         let after_first = log.offset();
         log.emit(0, &["DEL", "b"]);
         log.emit(3, &["DEL", "c"]);
-        assert_eq!(text(&log, after_first), "*2\r\n$3\r\nDEL\r\n$1\r\nb\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n*2\r\n$3\r\nDEL\r\n$1\r\nc\r\n");
+        assert_eq!(text(&mut log, after_first), "*2\r\n$3\r\nDEL\r\n$1\r\nb\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n*2\r\n$3\r\nDEL\r\n$1\r\nc\r\n");
     }
 
     #[test]
     fn transactions_wrapped_only_when_needed() {
-        let mut log = ReplicationLog::new(1024);
+        let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
         log.activate();
         log.emit(0, &["DEL", "x"]);
         let start = log.offset();
@@ -250,13 +350,13 @@ mod tests {
         log.emit(0, &["INCR", "a"]);
         log.emit(0, &["INCR", "b"]);
         log.end_tx();
-        assert!(text(&log, start).starts_with("*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR"));
-        assert!(text(&log, start).ends_with("*1\r\n$4\r\nEXEC\r\n"));
+        assert!(text(&mut log, start).starts_with("*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR"));
+        assert!(text(&mut log, start).ends_with("*1\r\n$4\r\nEXEC\r\n"));
         let start = log.offset();
         log.begin_tx();
         log.emit(0, &["INCR", "a"]);
         log.end_tx();
-        assert_eq!(text(&log, start), "*2\r\n$4\r\nINCR\r\n$1\r\na\r\n");
+        assert_eq!(text(&mut log, start), "*2\r\n$4\r\nINCR\r\n$1\r\na\r\n");
         log.begin_tx();
         log.end_tx();
         assert_eq!(log.offset(), start + 21, "an empty transaction adds nothing");
@@ -264,7 +364,7 @@ mod tests {
 
     #[test]
     fn resync_decisions() {
-        let mut log = ReplicationLog::new(64);
+        let mut log = ReplicationLog::new(BacklogConfig::memory(64));
         log.activate();
         let id = log.replid.clone();
         assert_eq!(log.resync(&id, 0), Resync::Continue { offset: 0 });

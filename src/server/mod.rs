@@ -58,13 +58,13 @@ impl Shared {
     pub fn new(settings: Settings, sources: &Sources) -> Arc<Shared> {
         let (shutdown, _) = watch::channel(false);
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect();
-        let backlog_bytes = settings.repl.backlog.size as usize;
+        let backlog = settings.repl.backlog.layout(&settings.dir);
         Arc::new(Shared {
             data: Mutex::new(Data {
                 keyspace: Keyspace::new(),
                 blocking: Default::default(),
                 pubsub: Default::default(),
-                repl: crate::replication::ReplicationLog::new(backlog_bytes),
+                repl: crate::replication::ReplicationLog::new(backlog),
             }),
             settings: RwLock::new(settings),
             config_file: sources.file.clone(),
@@ -215,12 +215,10 @@ async fn cron(shared: Arc<Shared>) {
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
         let now = unix_ms();
         shared.stats.ops.sample(Stats::get(&shared.stats.commands_processed));
-        let (backlog_bytes, is_replica) = (shared.settings.read().repl.backlog.size as usize, shared.repl.is_replica());
+        let (backlog, is_replica) = (shared.settings.read().repl.backlog.clone(), shared.repl.is_replica());
         let mut guard = shared.data.lock();
         let data = &mut *guard;
-        if data.repl.backlog().capacity() != backlog_bytes {
-            data.repl.set_backlog_capacity(backlog_bytes);
-        }
+        data.repl.tick(now, backlog.size, backlog.outage_secs(), backlog.max_disk);
         let offset_before = data.repl.offset();
         if !is_replica {
             for (db, key) in active_expire_cycle(&mut data.keyspace, now, Duration::from_millis(250 / hz as u64)) {

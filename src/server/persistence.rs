@@ -133,7 +133,7 @@ pub fn load_at_startup(shared: &Shared) -> Result<u64, SnapshotError> {
     persist::install(&mut data.keyspace, dbs);
     data.keyspace.dirty = 0;
     if !header.repl_id.is_empty() {
-        data.repl.reset(header.repl_id.clone(), header.repl_offset);
+        data.repl.restore(header.repl_id.clone(), header.repl_offset);
         tracing::info!(replid = %header.repl_id, offset = header.repl_offset, "replication position restored from the snapshot");
     }
     tracing::info!(path = %path.display(), keys, ms = started.elapsed().as_millis() as u64, "DB loaded from disk");
