@@ -33,6 +33,7 @@ pub mod replication;
 pub mod resp;
 pub mod server;
 pub mod transport;
+pub mod wan;
 
 /// The Redis version Quire reports to clients (INFO `redis_version`, HELLO)
 /// so that client libraries enable the features it implements.

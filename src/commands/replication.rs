@@ -132,6 +132,9 @@ pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(
         if spec.has(WRITE) && s.replica_read_only {
             return Err(Frame::error("READONLY You can't write against a read only replica."));
         }
+        if !s.replica_serve_stale_data && repl.loading.load(Ordering::Acquire) && !spec.has(STALE) {
+            return Err(Frame::error("LOADING Redis is loading the dataset in memory"));
+        }
         if !s.replica_serve_stale_data && !repl.link_up() && !spec.has(STALE) {
             return Err(Frame::error("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."));
         }
@@ -170,12 +173,21 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
                 link.sync_in_progress as u8,
                 settings.replica_read_only as u8,
             );
+            if let Some(incoming) = repl.incoming.lock().as_ref() {
+                let _ = write!(
+                    out,
+                    "master_sync_total_bytes:{}\r\nmaster_sync_read_bytes:{}\r\nmaster_sync_left_bytes:{}\r\n",
+                    incoming.size,
+                    incoming.received,
+                    incoming.size - incoming.received
+                );
+            }
             if let Some(since) = link.down_since {
                 let _ = write!(out, "master_link_down_since_seconds:{}\r\n", since.elapsed().as_secs());
             }
             let _ = write!(
                 out,
-                "quire_link_state:{}\r\nquire_link_rtt_ms:{}\r\nquire_link_lag_ms:{}\r\nquire_upstream_offset:{}\r\nquire_lag_bytes:{}\r\nquire_full_syncs:{}\r\nquire_partial_syncs:{}\r\nquire_link_last_error:{}\r\n",
+                "quire_link_state:{}\r\nquire_link_rtt_ms:{}\r\nquire_link_lag_ms:{}\r\nquire_upstream_offset:{}\r\nquire_lag_bytes:{}\r\nquire_full_syncs:{}\r\nquire_partial_syncs:{}\r\nquire_snapshot_resumes:{}\r\nquire_loading:{}\r\nquire_link_last_error:{}\r\n",
                 link.state,
                 link.rtt_ms,
                 link.lag_ms,
@@ -183,6 +195,8 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
                 link.upstream_offset.saturating_sub(offset),
                 link.full_syncs,
                 link.partial_syncs,
+                link.snapshot_resumes,
+                repl.loading.load(Ordering::Relaxed) as u8,
                 link.last_error.replace(['\r', '\n'], " "),
             );
         }
@@ -233,7 +247,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     let ratio = |raw: u64, wire: u64| if wire == 0 { 0.0 } else { raw as f64 / wire as f64 };
     let _ = write!(
         out,
-        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nquire_rejected_links:{}\r\n",
+        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nquire_rejected_links:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\n",
         settings.node.name,
         settings.node.region,
         repl.port.load(Ordering::Relaxed),
@@ -243,5 +257,9 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         c.partial_syncs_ok.load(Ordering::Relaxed),
         c.partial_syncs_err.load(Ordering::Relaxed),
         c.rejected_links.load(Ordering::Relaxed),
+        c.snapshot_bytes_sent.load(Ordering::Relaxed),
+        c.last_snapshot_bytes.load(Ordering::Relaxed),
+        c.snapshot_resumes_served.load(Ordering::Relaxed),
+        repl.snapshots.count(),
     );
 }

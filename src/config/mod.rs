@@ -86,6 +86,13 @@ pub struct ReplSettings {
     /// default: on JSON-like writes it compresses as well as 3, at twice
     /// the speed).
     pub compression_level: i32,
+    /// Keep-alive interval on a replication link.
+    pub keepalive_ms: u64,
+    /// A link silent this long is declared dead (and redialled). Long
+    /// enough to ride out short cuts; keep-alives keep quiet links up.
+    pub idle_timeout_ms: u64,
+    /// QUIC stream flow-control window (≥ bandwidth × RTT of the link).
+    pub window_bytes: u64,
     pub backlog: BacklogSettings,
 }
 
@@ -161,6 +168,9 @@ impl Default for ReplSettings {
             batch_max_bytes: 64 * 1024,
             batch_max_delay_ms: 2,
             compression_level: 1,
+            keepalive_ms: 1000,
+            idle_timeout_ms: 30_000,
+            window_bytes: 16 << 20,
             backlog: BacklogSettings::default(),
         }
     }
@@ -282,6 +292,12 @@ impl Settings {
         if self.repl.backlog.size < 16 * 1024 {
             return Err(ConfigError::Invalid { key: "repl.backlog.size", reason: "must be at least 16384".into() });
         }
+        if self.repl.keepalive_ms == 0 || self.repl.idle_timeout_ms <= self.repl.keepalive_ms {
+            return Err(ConfigError::Invalid { key: "repl.idle_timeout_ms", reason: "must be greater than repl.keepalive_ms (and keepalive_ms > 0)".into() });
+        }
+        if !(64 * 1024..=(1 << 30)).contains(&self.repl.window_bytes) {
+            return Err(ConfigError::Invalid { key: "repl.window_bytes", reason: "must be between 65536 and 1073741824".into() });
+        }
         parse_duration_secs(&self.repl.backlog.outage_tolerance).map_err(|reason| ConfigError::Invalid { key: "repl.backlog.outage_tolerance", reason })?;
         if self.repl.backlog.max_disk < self.repl.backlog.size {
             return Err(ConfigError::Invalid { key: "repl.backlog.max_disk", reason: "must be at least repl.backlog.size".into() });
@@ -339,6 +355,7 @@ pub fn toml_string(s: &Settings) -> String {
     let r = &s.repl;
     out.push_str(&format!("\n[repl]\nbind = {}\nport = {}\ncerts = {}\nupstream_name = {}\n", q(&r.bind), r.port, q(&r.certs.display().to_string()), q(&r.upstream_name)));
     out.push_str(&format!("batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n", r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level));
+    out.push_str(&format!("keepalive_ms = {}\nidle_timeout_ms = {}\nwindow_bytes = {}\n", r.keepalive_ms, r.idle_timeout_ms, r.window_bytes));
     let b = &r.backlog;
     out.push_str(&format!("\n[repl.backlog]\nsize = {}\noutage_tolerance = {}\nmax_disk = {}\nmemory = {}\nsegment_bytes = {}\n", b.size, q(&b.outage_tolerance), b.max_disk, b.memory, b.segment_bytes));
     out

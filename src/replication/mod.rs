@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod backlog;
 pub mod batch;
+pub mod fullsync;
 pub mod primary;
 pub mod protocol;
 pub mod replica;
@@ -131,6 +132,7 @@ pub struct LinkStatus {
     pub lag_ms: i64,
     pub full_syncs: u64,
     pub partial_syncs: u64,
+    pub snapshot_resumes: u64,
 }
 
 impl Default for LinkStatus {
@@ -146,6 +148,7 @@ impl Default for LinkStatus {
             lag_ms: 0,
             full_syncs: 0,
             partial_syncs: 0,
+            snapshot_resumes: 0,
         }
     }
 }
@@ -161,6 +164,11 @@ pub struct ReplCounters {
     pub partial_syncs_ok: AtomicU64,
     pub partial_syncs_err: AtomicU64,
     pub rejected_links: AtomicU64,
+    /// Snapshot bytes sent in full syncs (resumed transfers send only the
+    /// rest).
+    pub snapshot_bytes_sent: AtomicU64,
+    pub snapshot_resumes_served: AtomicU64,
+    pub last_snapshot_bytes: AtomicU64,
 }
 
 /// Replication state shared by a node's tasks.
@@ -178,6 +186,12 @@ pub struct Replication {
     pub endpoint: Mutex<Option<quinn::Endpoint>>,
     pub port: AtomicU16,
     pub counters: ReplCounters,
+    /// Snapshot files this node serves to replicas.
+    pub snapshots: fullsync::SnapshotStore,
+    /// The snapshot this replica is receiving.
+    pub incoming: Mutex<Option<fullsync::IncomingSnapshot>>,
+    /// A received snapshot is being loaded.
+    pub loading: AtomicBool,
 }
 
 impl Default for Replication {
@@ -193,6 +207,9 @@ impl Default for Replication {
             endpoint: Mutex::new(None),
             port: AtomicU16::new(0),
             counters: ReplCounters::default(),
+            snapshots: Default::default(),
+            incoming: Mutex::new(None),
+            loading: AtomicBool::new(false),
         }
     }
 }
@@ -225,7 +242,10 @@ impl Replication {
         self.is_replica.store(upstream.is_some(), Ordering::Release);
         *self.upstream.lock() = upstream;
         self.set_link_up(false);
-        *self.link.lock() = LinkStatus::default();
+        let mut link = self.link.lock();
+        let (full, partial, resumes) = (link.full_syncs, link.partial_syncs, link.snapshot_resumes);
+        *link = LinkStatus { full_syncs: full, partial_syncs: partial, snapshot_resumes: resumes, ..LinkStatus::default() };
+        drop(link);
         let mut generation = 0;
         self.role_generation.send_modify(|g| {
             *g += 1;

@@ -9,7 +9,8 @@ use super::batch::{BatchPolicy, Batcher, Compressor, Cut};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use super::stream::Resync;
 use super::AttachedReplica;
-use crate::persist::{SnapshotHeader, SnapshotWriter};
+use super::fullsync::{self, ServedSnapshot};
+use crate::persist::SnapshotHeader;
 use crate::server::{unix_ms, wait_shutdown, Shared};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -119,21 +120,38 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         (data.repl.resync(&hello.replid, hello.offset), data.repl.replid.clone(), data.repl.generation)
     };
     let attached = Attached { shared, id: shared.repl.replicas.lock().add(attached_replica(&hello, conn)) };
-    let start = match decision {
-        Resync::Continue { offset } => {
+    // A snapshot transfer cut short resumes where it stopped, as long as
+    // the stream after the snapshot is still in the backlog.
+    let resumable = hello.resume.as_ref().and_then(|r| {
+        let snapshot = shared.repl.snapshots.find(&r.id)?;
+        (r.at <= snapshot.size && snapshot_usable(shared, &snapshot)).then_some((snapshot, r.at))
+    });
+    let start = match (resumable, decision) {
+        (Some((snapshot, at)), _) => {
+            tracing::info!(node = %hello.node, id = %snapshot.id, at, size = snapshot.size, "resuming snapshot transfer");
+            shared.repl.counters.snapshot_resumes_served.fetch_add(1, Ordering::Relaxed);
+            set_state(shared, attached.id, "send_bulk");
+            send_snapshot(shared, &mut send, &snapshot, at).await?
+        }
+        (None, Resync::Continue { offset }) => {
             tracing::info!(node = %hello.node, region = %hello.region, offset, "partial resync accepted");
             shared.repl.counters.partial_syncs_ok.fetch_add(1, Ordering::Relaxed);
             send.write_all(&protocol::encode(&PrimaryMessage::Continue { replid, offset })).await?;
             offset
         }
-        Resync::Full { reason } => {
+        (None, Resync::Full { reason }) => {
             tracing::info!(node = %hello.node, region = %hello.region, %reason, "full resync");
             if hello.offset > 0 {
                 shared.repl.counters.partial_syncs_err.fetch_add(1, Ordering::Relaxed);
             }
             shared.repl.counters.full_syncs_served.fetch_add(1, Ordering::Relaxed);
+            set_state(shared, attached.id, "wait_bgsave");
+            let snapshot = match shared.repl.snapshots.newest(|s| snapshot_usable(shared, s)) {
+                Some(existing) => existing,
+                None => make_snapshot(shared).await?,
+            };
             set_state(shared, attached.id, "send_bulk");
-            full_sync(shared, &mut send).await?
+            send_snapshot(shared, &mut send, &snapshot, 0).await?
         }
     };
     set_state(shared, attached.id, "online");
@@ -161,30 +179,76 @@ fn set_state(shared: &Shared, id: u64, state: &'static str) {
     }
 }
 
-/// Sends a point-in-time snapshot; returns the offset the stream resumes
-/// at. Writes go on meanwhile: they are in the backlog after that offset.
-async fn full_sync(shared: &Arc<Shared>, send: &mut quinn::SendStream) -> Result<u64, LinkError> {
-    let (dbs, replid, offset) = {
-        let data = shared.data.lock();
-        (data.keyspace.snapshot(), data.repl.replid.clone(), data.repl.offset())
+/// Whether a replica loading `snapshot` could continue with the stream
+/// afterwards (its offset is still in the backlog of this history).
+fn snapshot_usable(shared: &Shared, snapshot: &ServedSnapshot) -> bool {
+    let data = shared.data.lock();
+    matches!(data.repl.resync(&snapshot.replid, snapshot.offset), Resync::Continue { .. })
+}
+
+/// Writes a point-in-time snapshot file. Writes go on meanwhile: they are
+/// in the backlog after the snapshot's offset.
+async fn make_snapshot(shared: &Arc<Shared>) -> Result<ServedSnapshot, LinkError> {
+    let (dbs, mut position) = {
+        let mut data = shared.data.lock();
+        let position = data.repl.position();
+        (data.keyspace.snapshot(), position)
     };
-    let header = SnapshotHeader { created_unix_ms: unix_ms(), repl_id: replid.clone(), repl_offset: offset, node: shared.settings.read().node.name.clone() };
-    let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, crate::persist::SnapshotError> {
-        let mut writer = SnapshotWriter::new(Vec::new(), &header)?;
-        writer.write_dbs(&dbs, unix_ms())?;
-        writer.finish()
-    })
-    .await
-    .map_err(|e| LinkError::Refused(format!("snapshot task failed: {e}")))??;
-    tracing::info!(offset, bytes = bytes.len(), "sending snapshot");
-    send.write_all(&protocol::encode(&PrimaryMessage::FullResync { replid, offset, snapshot_bytes: bytes.len() as u64 })).await?;
-    for (i, chunk) in bytes.chunks(SNAPSHOT_CHUNK_BYTES).enumerate() {
-        let message = PrimaryMessage::SnapshotChunk { at: (i * SNAPSHOT_CHUNK_BYTES) as u64, crc32: crc32fast::hash(chunk), data: chunk.to_vec() };
-        let wire = protocol::encode(&message);
-        shared.repl.counters.sent_wire_bytes.fetch_add(wire.len() as u64, Ordering::Relaxed);
-        send.write_all(&wire).await?;
+    let replid = std::mem::take(&mut position.0);
+    let offset = position.1;
+    let (dir, node) = {
+        let s = shared.settings.read();
+        (s.dir.join("repl-snapshots"), s.node.name.clone())
+    };
+    let id = format!("{}-{offset}-{:08x}", &replid[..8], rand::random::<u32>());
+    let header = SnapshotHeader { created_unix_ms: unix_ms(), repl_id: replid.clone(), repl_offset: offset, node };
+    let started = Instant::now();
+    let file_id = id.clone();
+    let (path, size, crc32) = tokio::task::spawn_blocking(move || fullsync::write_snapshot_file(&dir, &file_id, &dbs, &header, unix_ms()))
+        .await
+        .map_err(|e| LinkError::Refused(format!("snapshot task failed: {e}")))??;
+    tracing::info!(%id, offset, bytes = size, ms = started.elapsed().as_millis() as u64, "replication snapshot written");
+    let snapshot = ServedSnapshot { id, path, size, crc32, replid, offset, last_used: Instant::now(), in_use: 0 };
+    shared.repl.snapshots.add(snapshot.clone());
+    shared.repl.counters.last_snapshot_bytes.store(size, Ordering::Relaxed);
+    Ok(snapshot)
+}
+
+/// Sends snapshot file bytes from `at`, in verified chunks; returns the
+/// offset the stream continues from.
+async fn send_snapshot(shared: &Arc<Shared>, send: &mut quinn::SendStream, snapshot: &ServedSnapshot, at: u64) -> Result<u64, LinkError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    shared.repl.snapshots.acquire(&snapshot.id);
+    let result = async {
+        let reply = PrimaryMessage::FullResync {
+            replid: snapshot.replid.clone(),
+            offset: snapshot.offset,
+            snapshot_id: snapshot.id.clone(),
+            snapshot_bytes: snapshot.size,
+            file_crc32: snapshot.crc32,
+            resume_at: at,
+        };
+        send.write_all(&protocol::encode(&reply)).await?;
+        let mut file = tokio::fs::File::open(&snapshot.path).await.map_err(|e| LinkError::Snapshot(e.into()))?;
+        file.seek(std::io::SeekFrom::Start(at)).await.map_err(|e| LinkError::Snapshot(e.into()))?;
+        let mut position = at;
+        let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+        while position < snapshot.size {
+            let want = ((snapshot.size - position) as usize).min(SNAPSHOT_CHUNK_BYTES);
+            file.read_exact(&mut buf[..want]).await.map_err(|e| LinkError::Snapshot(e.into()))?;
+            let chunk = &buf[..want];
+            let wire = protocol::encode(&PrimaryMessage::SnapshotChunk { at: position, crc32: crc32fast::hash(chunk), data: chunk.to_vec() });
+            send.write_all(&wire).await?;
+            let counters = &shared.repl.counters;
+            counters.sent_wire_bytes.fetch_add(wire.len() as u64, Ordering::Relaxed);
+            counters.snapshot_bytes_sent.fetch_add(want as u64, Ordering::Relaxed);
+            position += want as u64;
+        }
+        Ok(snapshot.offset)
     }
-    Ok(offset)
+    .await;
+    shared.repl.snapshots.release(&snapshot.id);
+    result
 }
 
 /// Streams batches from `sent` until the link or the node ends.

@@ -37,6 +37,16 @@ pub struct Hello {
     pub replid: String,
     /// ...and the offset of the next byte it needs.
     pub offset: u64,
+    /// A full-sync snapshot partly received before the link broke: resume
+    /// it instead of starting over.
+    pub resume: Option<SnapshotResume>,
+}
+
+/// "Continue sending snapshot `id` from byte `at`."
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotResume {
+    pub id: String,
+    pub at: u64,
 }
 
 /// A batch of the replication stream: raw bytes `[start, start+raw_len)`,
@@ -64,9 +74,9 @@ pub enum ReplicaMessage {
 pub enum PrimaryMessage {
     /// Partial resync: the stream continues from `offset` of `replid`.
     Continue { replid: String, offset: u64 },
-    /// Full resync: a snapshot of the data at `offset` follows, then the
-    /// stream from `offset`.
-    FullResync { replid: String, offset: u64, snapshot_bytes: u64 },
+    /// Full resync: snapshot file `snapshot_id` (the data at `offset`)
+    /// follows from byte `resume_at`, then the stream from `offset`.
+    FullResync { replid: String, offset: u64, snapshot_id: String, snapshot_bytes: u64, file_crc32: u32, resume_at: u64 },
     /// Part of the snapshot file starting at byte `at`.
     SnapshotChunk {
         at: u64,
@@ -179,6 +189,7 @@ mod tests {
             repl_addr: "127.0.0.1:7380".into(),
             replid: "a".repeat(40),
             offset: 12345,
+            resume: Some(SnapshotResume { id: "s1".into(), at: 99 }),
         })
     }
 

@@ -5,12 +5,13 @@
 //! the last applied unit.
 
 use super::apply::{Unit, UnitSplitter};
+use super::fullsync::IncomingSnapshot;
+use std::path::PathBuf;
 use super::batch::Decompressor;
 use super::primary::{read_message, LinkError};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use super::Upstream;
 use crate::commands::{self, ExecCtx, Session};
-use crate::persist::{KeyspaceBuilder, SnapshotReader};
 use crate::server::{unix_ms, wait_shutdown, Shared};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -116,6 +117,7 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
             repl_addr,
             replid,
             offset,
+            resume: shared.repl.incoming.lock().as_ref().map(|i| protocol::SnapshotResume { id: i.id.clone(), at: i.received }),
         };
         (name, hello)
     };
@@ -157,8 +159,9 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
             tracing::info!(offset, "partial resync");
             offset
         }
-        Some(PrimaryMessage::FullResync { replid, offset, snapshot_bytes }) => {
-            receive_snapshot(shared, &mut recv, &mut reader, &mut buf, replid, offset, snapshot_bytes).await?;
+        Some(PrimaryMessage::FullResync { replid, offset, snapshot_id, snapshot_bytes, file_crc32, resume_at }) => {
+            let incoming = IncomingSnapshot { id: snapshot_id, replid, offset, size: snapshot_bytes, crc32: file_crc32, received: resume_at, path: PathBuf::new() };
+            receive_snapshot(shared, &mut recv, &mut reader, &mut buf, incoming).await?;
             offset
         }
         Some(PrimaryMessage::Refused { reason }) => return Err(ReplicaError::Stream(format!("upstream refused the link: {reason}"))),
@@ -262,48 +265,83 @@ fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Vec<Unit>) {
     shared.repl.stream_ready.notify_waiters();
 }
 
-async fn receive_snapshot(shared: &Arc<Shared>, recv: &mut quinn::RecvStream, reader: &mut MessageReader, buf: &mut [u8], replid: String, offset: u64, size: u64) -> Result<(), ReplicaError> {
-    if size > MAX_SNAPSHOT_BYTES {
-        return Err(ReplicaError::Stream(format!("snapshot of {size} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit")));
+/// Receives a snapshot file (from its start, or from where an earlier
+/// attempt stopped), verifies it whole, loads it and swaps it in.
+async fn receive_snapshot(shared: &Arc<Shared>, recv: &mut quinn::RecvStream, reader: &mut MessageReader, buf: &mut [u8], mut incoming: IncomingSnapshot) -> Result<(), ReplicaError> {
+    use std::io::Write;
+    if incoming.size > MAX_SNAPSHOT_BYTES {
+        return Err(ReplicaError::Stream(format!("snapshot of {} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit", incoming.size)));
     }
+    let dir = shared.settings.read().dir.clone();
+    incoming.path = dir.join("fullsync.part");
+    let resuming = incoming.received > 0;
+    if resuming {
+        let previous = shared.repl.incoming.lock().clone();
+        let matches = previous.as_ref().is_some_and(|p| p.id == incoming.id && p.received == incoming.received && p.size == incoming.size);
+        if !matches {
+            *shared.repl.incoming.lock() = None;
+            return Err(ReplicaError::Stream("upstream resumed a snapshot transfer we do not hold".into()));
+        }
+        shared.repl.link.lock().snapshot_resumes += 1;
+        tracing::info!(id = %incoming.id, at = incoming.received, size = incoming.size, "full resync: resuming snapshot transfer");
+    } else {
+        tracing::info!(id = %incoming.id, offset = incoming.offset, bytes = incoming.size, "full resync: receiving snapshot");
+    }
+    let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(!resuming).open(&incoming.path).map_err(|e| ReplicaError::Stream(format!("{}: {e}", incoming.path.display())))?;
+    file.set_len(incoming.received).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(incoming.received)).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+    *shared.repl.incoming.lock() = Some(incoming.clone());
     shared.repl.link.lock().sync_in_progress = true;
-    tracing::info!(offset, bytes = size, "full resync: receiving snapshot");
     let started = Instant::now();
-    let mut bytes = Vec::with_capacity(size.min(1 << 30) as usize);
-    while (bytes.len() as u64) < size {
+    while incoming.received < incoming.size {
         match read_message::<PrimaryMessage>(recv, reader, buf).await.map_err(ReplicaError::Link)? {
             Some(PrimaryMessage::SnapshotChunk { at, crc32, data }) => {
-                if at != bytes.len() as u64 || crc32fast::hash(&data) != crc32 || bytes.len() as u64 + data.len() as u64 > size {
-                    return Err(ReplicaError::Stream(format!("snapshot chunk at {at} failed verification")));
+                if at != incoming.received || crc32fast::hash(&data) != crc32 || incoming.received + data.len() as u64 > incoming.size {
+                    // Not written: the reconnect asks for this chunk again.
+                    return Err(ReplicaError::Stream(format!("snapshot chunk at {at} failed verification; re-requesting")));
                 }
-                bytes.extend_from_slice(&data);
+                file.write_all(&data).map_err(|e| ReplicaError::Stream(format!("writing the snapshot: {e}")))?;
+                incoming.received += data.len() as u64;
+                if let Some(i) = shared.repl.incoming.lock().as_mut() {
+                    i.received = incoming.received;
+                }
             }
             Some(other) => return Err(ReplicaError::Stream(format!("unexpected message during snapshot transfer: {other:?}"))),
             None => return Err(ReplicaError::Stream("upstream closed during the snapshot transfer".into())),
         }
     }
-    let (header, dbs) = tokio::task::spawn_blocking(move || -> Result<_, crate::persist::SnapshotError> {
-        let mut reader = SnapshotReader::new(std::io::Cursor::new(bytes))?;
-        let mut builder = KeyspaceBuilder::new();
-        while let Some(record) = reader.next_record()? {
-            builder.apply(record)?;
+    file.sync_all().map_err(|e| ReplicaError::Stream(e.to_string()))?;
+    drop(file);
+    *shared.repl.incoming.lock() = None;
+    let path = incoming.path.clone();
+    shared.repl.loading.store(true, Ordering::Release);
+    let loaded = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let crc = super::fullsync::file_crc32(&path).map_err(|e| e.to_string())?;
+        if crc != incoming.crc32 {
+            return Err(format!("whole-file checksum mismatch ({crc:08x} != {:08x})", incoming.crc32));
         }
-        Ok((reader.header.clone(), builder.finish()))
+        crate::persist::load_from_file(&path).map_err(|e| e.to_string())
     })
     .await
-    .map_err(|e| ReplicaError::Stream(e.to_string()))?
-    .map_err(|e| ReplicaError::Stream(format!("snapshot refused: {e}")))?;
-    if header.repl_id != replid || header.repl_offset != offset {
-        return Err(ReplicaError::Stream("snapshot header does not match the resync reply".into()));
-    }
-    {
-        let mut data = shared.data.lock();
-        crate::persist::install(&mut data.keyspace, dbs);
-        data.keyspace.set_delete_expired(false);
-        data.repl.reset(replid, offset);
-        data.repl.activate();
-    }
-    shared.repl.link.lock().full_syncs += 1;
-    tracing::info!(offset, ms = started.elapsed().as_millis() as u64, "full resync: snapshot loaded");
-    Ok(())
+    .map_err(|e| ReplicaError::Stream(e.to_string()))
+    .and_then(|r| r.map_err(|e| ReplicaError::Stream(format!("snapshot refused, discarded: {e}"))));
+    let _ = std::fs::remove_file(&incoming.path);
+    let result = match loaded {
+        Ok((header, dbs, keys)) if header.repl_id == incoming.replid && header.repl_offset == incoming.offset => {
+            let mut data = shared.data.lock();
+            crate::persist::install(&mut data.keyspace, dbs);
+            data.keyspace.set_delete_expired(false);
+            data.repl.activate();
+            data.repl.reset(incoming.replid.clone(), incoming.offset);
+            drop(data);
+            shared.repl.link.lock().full_syncs += 1;
+            tracing::info!(offset = incoming.offset, keys, ms = started.elapsed().as_millis() as u64, "full resync: snapshot loaded");
+            Ok(())
+        }
+        Ok(_) => Err(ReplicaError::Stream("snapshot header does not match the resync reply; discarded".into())),
+        Err(e) => Err(e),
+    };
+    shared.repl.loading.store(false, Ordering::Release);
+    result
 }

@@ -125,6 +125,9 @@ impl Node {
     /// [`Node::run`].
     pub async fn start(settings: Settings, sources: &Sources) -> Result<Node, StartError> {
         std::fs::create_dir_all(&settings.dir).map_err(|source| StartError::Dir { path: settings.dir.display().to_string(), source })?;
+        // Transfers of an earlier run cannot be resumed by this one.
+        crate::replication::fullsync::clear_dir(&settings.dir.join("repl-snapshots"));
+        let _ = std::fs::remove_file(settings.dir.join("fullsync.part"));
         let addr = format!("{}:{}", settings.bind, settings.port);
         let shared = Shared::new(settings, sources);
         persistence::load_at_startup(&shared)?;
@@ -184,7 +187,7 @@ fn bind_replication(shared: &Arc<Shared>) -> Result<(), StartError> {
     }
     let identity = crate::transport::TlsIdentity::load(dir, node).map_err(|e| StartError::Replication(e.to_string()))?;
     let addr = settings.repl_addr().map_err(|e| StartError::Replication(e.to_string()))?;
-    let endpoint = crate::transport::bind_endpoint(addr, &identity).map_err(|e| StartError::Replication(e.to_string()))?;
+    let endpoint = crate::transport::bind_endpoint(addr, &identity, &settings.repl).map_err(|e| StartError::Replication(e.to_string()))?;
     let port = endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
     shared.repl.port.store(port, std::sync::atomic::Ordering::Relaxed);
     *shared.repl.endpoint.lock() = Some(endpoint);
@@ -228,6 +231,7 @@ async fn cron(shared: Arc<Shared>) {
         if data.repl.offset() != offset_before {
             shared.repl.stream_ready.notify_waiters();
         }
+        shared.repl.snapshots.sweep(crate::replication::fullsync::KEEP);
         let dirty = data.keyspace.dirty;
         if persistence::save_rule_due(&shared, dirty, now / 1000) {
             tracing::info!(changes = dirty, "save rule reached, saving in background");

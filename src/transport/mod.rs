@@ -77,7 +77,7 @@ impl TlsIdentity {
 
     /// The server side: client certificates are required and must chain to
     /// the CA.
-    pub fn server_config(&self) -> Result<quinn::ServerConfig, TransportError> {
+    pub fn server_config(&self, transport: Arc<quinn::TransportConfig>) -> Result<quinn::ServerConfig, TransportError> {
         let verifier = rustls::server::WebPkiClientVerifier::builder(self.roots.clone()).build().map_err(|e| TransportError::Tls(e.to_string()))?;
         let mut tls = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
             .with_client_cert_verifier(verifier)
@@ -86,12 +86,12 @@ impl TlsIdentity {
         tls.alpn_protocols = vec![crate::replication::protocol::ALPN.to_vec()];
         let quic = QuicServerConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-        config.transport_config(transport_config());
+        config.transport_config(transport);
         Ok(config)
     }
 
     /// The client side (a replica dialling its upstream).
-    pub fn client_config(&self) -> Result<quinn::ClientConfig, TransportError> {
+    pub fn client_config(&self, transport: Arc<quinn::TransportConfig>) -> Result<quinn::ClientConfig, TransportError> {
         let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
             .with_root_certificates(self.roots.clone())
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
@@ -99,7 +99,7 @@ impl TlsIdentity {
         tls.alpn_protocols = vec![crate::replication::protocol::ALPN.to_vec()];
         let quic = QuicClientConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        config.transport_config(transport_config());
+        config.transport_config(transport);
         Ok(config)
     }
 }
@@ -108,13 +108,14 @@ impl TlsIdentity {
 /// timeout so a quiet link stays up, an idle timeout long enough to ride
 /// out short cuts, and flow-control windows large enough for a long fat
 /// pipe (bandwidth × RTT).
-pub fn transport_config() -> Arc<quinn::TransportConfig> {
+pub fn transport_config(settings: &crate::config::ReplSettings) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(Duration::from_secs(1)));
-    t.max_idle_timeout(Some(Duration::from_secs(30).try_into().expect("30s fits")));
-    t.stream_receive_window((16u32 << 20).into());
-    t.receive_window((32u32 << 20).into());
-    t.send_window(32 << 20);
+    let window = settings.window_bytes.min(u32::MAX as u64) as u32;
+    t.keep_alive_interval(Some(Duration::from_millis(settings.keepalive_ms)));
+    t.max_idle_timeout(Some(Duration::from_millis(settings.idle_timeout_ms).try_into().unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000)))));
+    t.stream_receive_window(window.into());
+    t.receive_window((window.saturating_mul(2)).into());
+    t.send_window(2 * window as u64);
     t.max_concurrent_uni_streams(0u32.into());
     t.max_concurrent_bidi_streams(4u32.into());
     Arc::new(t)
@@ -122,8 +123,9 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
 
 /// Binds a node's replication endpoint: it accepts replicas and dials its
 /// upstream from the same UDP socket.
-pub fn bind_endpoint(addr: SocketAddr, identity: &TlsIdentity) -> Result<quinn::Endpoint, TransportError> {
-    let mut endpoint = quinn::Endpoint::server(identity.server_config()?, addr).map_err(|source| TransportError::Bind { addr, source })?;
-    endpoint.set_default_client_config(identity.client_config()?);
+pub fn bind_endpoint(addr: SocketAddr, identity: &TlsIdentity, settings: &crate::config::ReplSettings) -> Result<quinn::Endpoint, TransportError> {
+    let transport = transport_config(settings);
+    let mut endpoint = quinn::Endpoint::server(identity.server_config(transport.clone())?, addr).map_err(|source| TransportError::Bind { addr, source })?;
+    endpoint.set_default_client_config(identity.client_config(transport)?);
     Ok(endpoint)
 }
