@@ -133,6 +133,8 @@ pub struct LinkStatus {
     pub full_syncs: u64,
     pub partial_syncs: u64,
     pub snapshot_resumes: u64,
+    /// Sessions with the upstream that ended in an error.
+    pub failures: u64,
 }
 
 impl Default for LinkStatus {
@@ -149,6 +151,7 @@ impl Default for LinkStatus {
             full_syncs: 0,
             partial_syncs: 0,
             snapshot_resumes: 0,
+            failures: 0,
         }
     }
 }
@@ -243,8 +246,8 @@ impl Replication {
         *self.upstream.lock() = upstream;
         self.set_link_up(false);
         let mut link = self.link.lock();
-        let (full, partial, resumes) = (link.full_syncs, link.partial_syncs, link.snapshot_resumes);
-        *link = LinkStatus { full_syncs: full, partial_syncs: partial, snapshot_resumes: resumes, ..LinkStatus::default() };
+        let (full, partial, resumes, failures) = (link.full_syncs, link.partial_syncs, link.snapshot_resumes, link.failures);
+        *link = LinkStatus { full_syncs: full, partial_syncs: partial, snapshot_resumes: resumes, failures, ..LinkStatus::default() };
         drop(link);
         let mut generation = 0;
         self.role_generation.send_modify(|g| {

@@ -78,6 +78,7 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
             link.sync_in_progress = false;
             if let Err(e) = &result {
                 link.last_error = e.to_string();
+                link.failures += 1;
             }
         }
         match result {

@@ -1,0 +1,269 @@
+//! Surviving WAN trouble: link cuts longer than the idle timeout resume
+//! with a partial resync; a large full sync cut three times resumes by
+//! byte offset; restarts resync partially; a trimmed backlog falls back to
+//! a clean full sync. The link runs through the loopback WAN relay.
+
+mod common;
+
+use common::{cmd, wait_until, Pki, TestNode};
+use quire::wan::relay::RelayThread;
+use quire::wan::LinkParams;
+use rand::RngCore;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Short link timers so a cut is detected quickly.
+fn fast_link(s: &mut quire::config::Settings) {
+    s.repl.keepalive_ms = 200;
+    s.repl.idle_timeout_ms = 1000;
+    s.repl.window_bytes = 1 << 20;
+}
+
+fn relay_to(node: &TestNode) -> RelayThread {
+    RelayThread::start(node.repl_addr().parse().unwrap(), LinkParams::default(), LinkParams::default(), 1).expect("relay")
+}
+
+fn replica_via(pki: &Pki, name: &str, relay: &RelayThread, tweak: impl FnOnce(&mut quire::config::Settings)) -> TestNode {
+    let addr = relay.addr.to_string();
+    TestNode::start_with(|s| {
+        pki.configure(name, s);
+        fast_link(s);
+        s.replicaof = addr;
+        tweak(s);
+    })
+}
+
+fn num(node: &TestNode, field: &str) -> u64 {
+    node.info("replication", field).parse().unwrap_or(0)
+}
+
+fn wait_caught_up(primary: &TestNode, replica: &TestNode) {
+    let target = primary.offset();
+    assert!(
+        wait_until(LIMIT, || replica.offset() >= target && replica.info("replication", "master_link_status") == "up"),
+        "replica at {} < {target}; last error: {}",
+        replica.offset(),
+        replica.info("replication", "quire_link_last_error")
+    );
+}
+
+/// Writes a key every few milliseconds until stopped.
+fn steady_writer(node: &TestNode) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut con = node.client();
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !flag.load(Ordering::Relaxed) {
+            cmd(&mut con, &["SET", &format!("steady:{}", n % 500), &n.to_string()]).unwrap();
+            cmd(&mut con, &["INCR", "steady:count"]).unwrap();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        n
+    });
+    (stop, handle)
+}
+
+#[test]
+fn cut_longer_than_idle_timeout_resumes_partially() {
+    let pki = Pki::new(&["p", "r"]);
+    let p = TestNode::start_with(|s| {
+        pki.configure("p", s);
+        fast_link(s);
+    });
+    let relay = relay_to(&p);
+    let r = replica_via(&pki, "r", &relay, |_| {});
+    assert!(wait_until(LIMIT, || r.info("replication", "master_link_status") == "up"));
+    let (stop, writer) = steady_writer(&p);
+    std::thread::sleep(Duration::from_millis(200));
+    let failures = num(&r, "quire_link_failures");
+    relay.control.set_outage(true);
+    // The link is declared dead after the idle timeout (1 s) on both ends.
+    assert!(wait_until(LIMIT, || num(&r, "quire_link_failures") > failures), "the cut was not noticed");
+    assert!(wait_until(LIMIT, || p.info("replication", "connected_slaves") == "0"));
+    std::thread::sleep(Duration::from_millis(1500));
+    relay.control.set_outage(false);
+    wait_caught_up(&p, &r);
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    assert!(writes > 100, "the writer kept writing through the cut ({writes})");
+    wait_caught_up(&p, &r);
+    assert_eq!(r.digest(), p.digest());
+    assert_eq!(num(&p, "sync_full"), 1, "only the initial sync was full");
+    assert!(num(&p, "sync_partial_ok") >= 1);
+    assert_eq!(num(&r, "quire_full_syncs"), 1);
+    assert!(num(&r, "quire_partial_syncs") >= 1);
+}
+
+#[test]
+fn large_full_sync_cut_three_times_resumes_by_offset() {
+    let pki = Pki::new(&["p", "r"]);
+    let p = TestNode::start_with(|s| {
+        pki.configure("p", s);
+        fast_link(s);
+    });
+    // ≥ 200 MB of incompressible values, so the snapshot file is as large.
+    let mut con = p.client();
+    let mut rng = rand::rng();
+    let mut value = vec![0u8; 1024];
+    for batch in 0..200 {
+        let mut pipe = redis::pipe();
+        for i in 0..1000 {
+            rng.fill_bytes(&mut value);
+            pipe.cmd("SET").arg(format!("big:{batch}:{i}")).arg(&value[..]).ignore();
+        }
+        pipe.query::<()>(&mut con).unwrap();
+    }
+    let relay = relay_to(&p);
+    let step = 50 << 20;
+    relay.control.cut_after_down_bytes(step);
+    let r = replica_via(&pki, "r", &relay, |_| {});
+    for cut in 1..=3 {
+        assert!(wait_until(LIMIT, || relay.control.in_outage()), "cut {cut} never triggered");
+        assert!(wait_until(LIMIT, || num(&r, "quire_link_failures") >= cut), "cut {cut} not noticed");
+        if cut < 3 {
+            relay.control.cut_after_down_bytes(step);
+        }
+        relay.control.set_outage(false);
+    }
+    wait_caught_up(&p, &r);
+    assert_eq!(r.digest(), p.digest());
+    let file = num(&p, "quire_snapshot_last_bytes");
+    let sent = num(&p, "quire_snapshot_bytes_sent");
+    assert!(file >= 200_000_000, "snapshot of {file} bytes");
+    assert!(sent as f64 <= 1.1 * file as f64, "sent {sent} bytes for a {file}-byte snapshot");
+    eprintln!("snapshot {file} bytes, sent {sent} bytes ({:.3}x) over 3 cuts", sent as f64 / file as f64);
+    assert_eq!(num(&r, "quire_snapshot_resumes"), 3);
+    assert_eq!(num(&p, "quire_snapshot_resumes_served"), 3);
+    assert_eq!(num(&p, "sync_full"), 1);
+    assert_eq!(num(&r, "quire_full_syncs"), 1);
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn primary_and_replica_restarts_resync_partially() {
+    let pki = Pki::new(&["p", "r"]);
+    let repl_port = free_udp_port();
+    let start_primary = |dir: Option<tempfile::TempDir>| {
+        let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        TestNode::try_start_in(dir, |s| {
+            pki.configure("p", s);
+            fast_link(s);
+            s.repl.port = repl_port;
+        })
+        .expect("primary starts")
+    };
+    let p = start_primary(None);
+    let addr = format!("127.0.0.1:{repl_port}");
+    let r = TestNode::start_with(|s| {
+        pki.configure("r", s);
+        fast_link(s);
+        s.replicaof = addr.clone();
+    });
+    let mut c = p.client();
+    for i in 0..300 {
+        cmd(&mut c, &["RPUSH", "list", &i.to_string()]).unwrap();
+    }
+    wait_caught_up(&p, &r);
+
+    // Primary restart: it saves (snapshot + replication position, backlog
+    // on disk) and comes back on the same address.
+    cmd(&mut c, &["SAVE"]).unwrap();
+    drop(c);
+    let dir = p.stop();
+    let p = start_primary(Some(dir));
+    let mut c = p.client();
+    cmd(&mut c, &["SET", "after-primary-restart", "1"]).unwrap();
+    wait_caught_up(&p, &r);
+    assert_eq!(num(&r, "quire_full_syncs"), 1);
+    assert_eq!(num(&r, "quire_partial_syncs"), 1, "reconnected to the restarted primary partially");
+
+    // Replica restart.
+    cmd(&mut r.client(), &["SAVE"]).unwrap();
+    let rdir = r.stop();
+    cmd(&mut c, &["SET", "while-replica-down", "1"]).unwrap();
+    let r = TestNode::try_start_in(rdir, |s| {
+        pki.configure("r", s);
+        fast_link(s);
+        s.replicaof = addr.clone();
+    })
+    .expect("replica restarts");
+    wait_caught_up(&p, &r);
+    assert_eq!(r.digest(), p.digest());
+    assert_eq!(num(&r, "quire_full_syncs"), 0);
+    assert_eq!(num(&r, "quire_partial_syncs"), 1);
+    assert_eq!(num(&p, "sync_full"), 0, "the restarted primary never needed a full sync");
+    assert_eq!(num(&p, "sync_partial_ok"), 2);
+}
+
+#[test]
+fn backlog_trimmed_past_replica_gives_clean_full_sync() {
+    let pki = Pki::new(&["p", "r"]);
+    let p = TestNode::start_with(|s| {
+        pki.configure("p", s);
+        fast_link(s);
+        s.repl.backlog.size = 16 * 1024;
+        s.repl.backlog.memory = 64 * 1024;
+        s.repl.backlog.segment_bytes = 4096;
+    });
+    let relay = relay_to(&p);
+    let r = replica_via(&pki, "r", &relay, |_| {});
+    let mut c = p.client();
+    cmd(&mut c, &["SET", "before", "1"]).unwrap();
+    wait_caught_up(&p, &r);
+    let failures = num(&r, "quire_link_failures");
+    relay.control.set_outage(true);
+    assert!(wait_until(LIMIT, || num(&r, "quire_link_failures") > failures));
+    // Far more than the backlog keeps.
+    for i in 0..2000 {
+        cmd(&mut c, &["SET", &format!("during:{i}"), &"x".repeat(100)]).unwrap();
+    }
+    let first: u64 = num(&p, "repl_backlog_first_byte_offset");
+    assert!(first > r.offset(), "the backlog was trimmed past the replica");
+    relay.control.set_outage(false);
+    wait_caught_up(&p, &r);
+    assert_eq!(r.digest(), p.digest());
+    assert_eq!(num(&p, "sync_full"), 2, "initial + the one after trimming");
+    assert_eq!(num(&r, "quire_full_syncs"), 2);
+    assert_eq!(cmd(&mut r.client(), &["DBSIZE"]).unwrap(), redis::Value::Int(2001));
+}
+
+#[test]
+fn info_reports_outage_coverage_matching_the_plan() {
+    let pki = Pki::new(&["p", "r"]);
+    let p = TestNode::start_with(|s| {
+        pki.configure("p", s);
+        s.repl.backlog.size = 1 << 20;
+    });
+    assert_eq!(p.info("replication", "repl_backlog_active"), "0", "no backlog before the first replica");
+    let r = TestNode::start_with(|s| {
+        pki.configure("r", s);
+        s.replicaof = p.repl_addr();
+    });
+    assert!(wait_until(LIMIT, || r.info("replication", "master_link_status") == "up"));
+    assert_eq!(p.info("replication", "quire_backlog_outage_seconds_covered"), "inf", "idle: any outage is covered");
+    let (stop, writer) = steady_writer(&p);
+    assert!(wait_until(LIMIT, || num(&p, "quire_write_rate_bytes_per_sec") > 0));
+    std::thread::sleep(Duration::from_millis(1500));
+    let text: String = redis::cmd("INFO").arg("replication").query(&mut p.client()).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap().trim().parse::<f64>().unwrap();
+    let (rate, covered, capacity) = (field("quire_write_rate_bytes_per_sec"), field("quire_backlog_outage_seconds_covered"), field("repl_backlog_size"));
+    assert!((covered - capacity / rate).abs() <= 1.0, "covered {covered} s, capacity {capacity}, rate {rate}");
+    // `quire backlog plan` for that rate and outage asks for that capacity.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(["backlog", "plan", "--write-rate", &format!("{}", rate as u64), "--outage", &format!("{}s", covered as u64), "--safety", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needed: f64 = text.lines().find_map(|l| l.strip_prefix("backlog needed")).and_then(|l| l.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!((needed - capacity).abs() / capacity < 0.02, "plan says {needed}, node has {capacity}:\n{text}");
+}
