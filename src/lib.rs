@@ -28,6 +28,7 @@
 pub mod commands;
 pub mod config;
 pub mod keyspace;
+pub mod metrics;
 pub mod persist;
 pub mod replication;
 pub mod resp;

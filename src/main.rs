@@ -186,8 +186,17 @@ fn init_tracing() {
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Server(args) => {
             init_tracing();
@@ -216,6 +225,25 @@ fn main() -> Result<()> {
         Command::Config { command: ConfigCommand::Check(args) } => {
             let settings = Settings::load(&args.sources(Vec::new()))?;
             print!("{}", quire::config::toml_string(&settings));
+            println!("\n# Derived");
+            match settings.link.derive() {
+                Some(d) => {
+                    println!("# link: {} ms RTT x {} Mbit/s = bandwidth-delay product {} bytes", settings.link.rtt_ms, settings.link.bandwidth_mbit, d.bdp_bytes);
+                    println!("# QUIC stream window {} bytes (2 x BDP), batches up to {} bytes / {} ms, idle timeout {} ms", d.window_bytes, d.batch_max_bytes, d.batch_max_delay_ms, d.idle_timeout_ms);
+                }
+                None => println!("# link: rtt_ms/bandwidth_mbit not set; transport defaults apply"),
+            }
+            let b = &settings.repl.backlog;
+            match b.outage_secs() {
+                Some(secs) => {
+                    println!("# backlog: sized for a {secs:.0} s outage at the measured peak write rate x {}, between {} and {} bytes", quire::replication::backlog::SAFETY_FACTOR, b.size, b.max_disk);
+                    for rate in [100_000u64, 1_000_000, 10_000_000] {
+                        let need = quire::replication::backlog::effective_capacity(b.size, Some(secs), rate as f64, b.max_disk);
+                        println!("#   at {:>5.1} MB/s of writes: {need} bytes, covering {:.0} s", rate as f64 / 1e6, need as f64 / rate as f64);
+                    }
+                }
+                None => println!("# backlog: fixed {} bytes", b.size),
+            }
             Ok(())
         }
     }

@@ -211,7 +211,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     for (i, r) in table.replicas.values().enumerate() {
         let _ = write!(
             out,
-            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={}\r\n",
+            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={}\r\n",
             r.addr.ip(),
             r.tcp_port,
             r.state,
@@ -221,6 +221,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             r.region,
             r.rtt_ms,
             offset.saturating_sub(r.ack_offset),
+            repl.lag_ms_at(r.ack_offset, offset),
         );
     }
     drop(table);

@@ -63,6 +63,69 @@ pub struct Settings {
     pub min_replicas_max_lag: u64,
     /// Replication transport and stream.
     pub repl: ReplSettings,
+    /// The WAN link to the upstream (or, on a primary, to its replicas):
+    /// QUIC windows, batching and backlog size are derived from it.
+    pub link: LinkSettings,
+    /// Prometheus endpoint.
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkSettings {
+    /// Expected round-trip time, milliseconds (0: unknown, keep defaults).
+    pub rtt_ms: u64,
+    /// Expected bandwidth, megabits per second (0: unknown).
+    pub bandwidth_mbit: u64,
+    /// Outage to survive without a full resync (sets
+    /// `repl.backlog.outage_tolerance` unless that is set).
+    pub outage_tolerance: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Address of the HTTP `/metrics` endpoint; empty means `bind`.
+    pub bind: String,
+    /// Port of the endpoint; 0 disables it.
+    pub port: u16,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings { bind: String::new(), port: 0 }
+    }
+}
+
+/// Values derived from the link parameters, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    pub bdp_bytes: u64,
+    pub window_bytes: u64,
+    pub batch_max_bytes: usize,
+    pub batch_max_delay_ms: u64,
+    pub idle_timeout_ms: u64,
+}
+
+impl LinkSettings {
+    /// Sizes for this link: flow-control windows of twice the
+    /// bandwidth-delay product (so one lost packet's recovery does not
+    /// stall the sender), batches that fill about a sixteenth of the BDP,
+    /// a batching delay well under the RTT, and an idle timeout of at
+    /// least 30 s or 20 RTTs.
+    pub fn derive(&self) -> Option<Derived> {
+        if self.rtt_ms == 0 || self.bandwidth_mbit == 0 {
+            return None;
+        }
+        let bdp_bytes = self.bandwidth_mbit * 1_000_000 / 8 * self.rtt_ms / 1000;
+        Some(Derived {
+            bdp_bytes,
+            window_bytes: (2 * bdp_bytes).clamp(1 << 20, 256 << 20),
+            batch_max_bytes: ((bdp_bytes / 16) as usize).clamp(64 * 1024, 1 << 20),
+            batch_max_delay_ms: (self.rtt_ms / 40).clamp(1, 5),
+            idle_timeout_ms: (20 * self.rtt_ms).max(30_000),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -211,6 +274,8 @@ impl Default for Settings {
             min_replicas_to_write: 0,
             min_replicas_max_lag: 10,
             repl: ReplSettings::default(),
+            link: LinkSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -254,9 +319,33 @@ impl Settings {
         for (key, value) in &sources.overrides {
             builder = builder.set_override(key.as_str(), value.as_str())?;
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.apply_link();
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Fills the transport, batching and backlog settings still at their
+    /// defaults from the link parameters (explicit values win).
+    pub fn apply_link(&mut self) {
+        let defaults = ReplSettings::default();
+        if let Some(d) = self.link.derive() {
+            if self.repl.window_bytes == defaults.window_bytes {
+                self.repl.window_bytes = d.window_bytes;
+            }
+            if self.repl.batch_max_bytes == defaults.batch_max_bytes {
+                self.repl.batch_max_bytes = d.batch_max_bytes;
+            }
+            if self.repl.batch_max_delay_ms == defaults.batch_max_delay_ms {
+                self.repl.batch_max_delay_ms = d.batch_max_delay_ms;
+            }
+            if self.repl.idle_timeout_ms == defaults.idle_timeout_ms {
+                self.repl.idle_timeout_ms = d.idle_timeout_ms;
+            }
+        }
+        if self.repl.backlog.outage_tolerance.is_empty() && !self.link.outage_tolerance.is_empty() {
+            self.repl.backlog.outage_tolerance = self.link.outage_tolerance.clone();
+        }
     }
 
     /// Checks values serde cannot: rule syntax, ranges.
@@ -297,6 +386,10 @@ impl Settings {
         }
         if !(64 * 1024..=(1 << 30)).contains(&self.repl.window_bytes) {
             return Err(ConfigError::Invalid { key: "repl.window_bytes", reason: "must be between 65536 and 1073741824".into() });
+        }
+        parse_duration_secs(&self.link.outage_tolerance).map_err(|reason| ConfigError::Invalid { key: "link.outage_tolerance", reason })?;
+        if !self.metrics.bind.is_empty() && self.metrics.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::Invalid { key: "metrics.bind", reason: format!("'{}' is not an IP address", self.metrics.bind) });
         }
         parse_duration_secs(&self.repl.backlog.outage_tolerance).map_err(|reason| ConfigError::Invalid { key: "repl.backlog.outage_tolerance", reason })?;
         if self.repl.backlog.max_disk < self.repl.backlog.size {
@@ -357,6 +450,8 @@ pub fn toml_string(s: &Settings) -> String {
     out.push_str(&format!("batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n", r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level));
     out.push_str(&format!("keepalive_ms = {}\nidle_timeout_ms = {}\nwindow_bytes = {}\n", r.keepalive_ms, r.idle_timeout_ms, r.window_bytes));
     let b = &r.backlog;
+    out.push_str(&format!("\n[link]\nrtt_ms = {}\nbandwidth_mbit = {}\noutage_tolerance = {}\n", s.link.rtt_ms, s.link.bandwidth_mbit, q(&s.link.outage_tolerance)));
+    out.push_str(&format!("\n[metrics]\nbind = {}\nport = {}\n", q(&s.metrics.bind), s.metrics.port));
     out.push_str(&format!("\n[repl.backlog]\nsize = {}\noutage_tolerance = {}\nmax_disk = {}\nmemory = {}\nsegment_bytes = {}\n", b.size, q(&b.outage_tolerance), b.max_disk, b.memory, b.segment_bytes));
     out
 }

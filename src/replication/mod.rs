@@ -195,6 +195,9 @@ pub struct Replication {
     pub incoming: Mutex<Option<fullsync::IncomingSnapshot>>,
     /// A received snapshot is being loaded.
     pub loading: AtomicBool,
+    /// (offset, when) samples of the stream's end, to turn a replica's
+    /// acknowledged offset into a lag in time.
+    history: Mutex<std::collections::VecDeque<(u64, Instant)>>,
 }
 
 impl Default for Replication {
@@ -213,6 +216,7 @@ impl Default for Replication {
             snapshots: Default::default(),
             incoming: Mutex::new(None),
             loading: AtomicBool::new(false),
+            history: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
@@ -255,6 +259,28 @@ impl Replication {
             generation = *g;
         });
         generation
+    }
+
+    /// Records the stream's end at `now` (cron, 10 times a second).
+    pub fn record_offset(&self, offset: u64, now: Instant) {
+        let mut h = self.history.lock();
+        if h.back().is_none_or(|(o, _)| *o != offset) {
+            h.push_back((offset, now));
+            while h.len() > 36_000 {
+                h.pop_front();
+            }
+        }
+    }
+
+    /// How long ago the first byte after `acked` was written (0 when
+    /// nothing is outstanding), at the cron's resolution.
+    pub fn lag_ms_at(&self, acked: u64, current: u64) -> u64 {
+        if acked >= current {
+            return 0;
+        }
+        let h = self.history.lock();
+        let i = h.partition_point(|(o, _)| *o <= acked);
+        h.get(i).map(|(_, t)| t.elapsed().as_millis() as u64).unwrap_or(0)
     }
 
     pub fn generation(&self) -> u64 {

@@ -51,6 +51,8 @@ pub struct Shared {
     pub tcp_port: std::sync::atomic::AtomicU16,
     /// Role, upstream link, attached replicas.
     pub repl: crate::replication::Replication,
+    /// The metrics port actually bound (0: none).
+    pub metrics_port: std::sync::atomic::AtomicU16,
     shutdown: watch::Sender<bool>,
 }
 
@@ -75,6 +77,7 @@ impl Shared {
             started: Instant::now(),
             tcp_port: Default::default(),
             repl: Default::default(),
+            metrics_port: Default::default(),
             shutdown,
         })
     }
@@ -106,6 +109,7 @@ pub async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
 pub struct Node {
     pub shared: Arc<Shared>,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +139,20 @@ impl Node {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         shared.tcp_port.store(port, std::sync::atomic::Ordering::Relaxed);
         bind_replication(&shared)?;
-        Ok(Node { shared, listener })
+        let metrics = {
+            let s = shared.settings.read().clone();
+            if s.metrics.port == 0 {
+                None
+            } else {
+                let host = if s.metrics.bind.is_empty() { s.bind.clone() } else { s.metrics.bind.clone() };
+                let addr = format!("{host}:{}", s.metrics.port);
+                Some(TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, source })?)
+            }
+        };
+        if let Some(m) = &metrics {
+            shared.metrics_port.store(m.local_addr().map(|a| a.port()).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(Node { shared, listener, metrics })
     }
 
     pub fn port(&self) -> u16 {
@@ -145,8 +162,11 @@ impl Node {
     /// Serves until shutdown; saves on the way out if save rules are set
     /// (like Redis on SIGTERM) unless the shutdown already did.
     pub async fn run(self) {
-        let Node { shared, listener } = self;
+        let Node { shared, listener, metrics } = self;
         let cron = tokio::spawn(cron(shared.clone()));
+        if let Some(m) = metrics {
+            tokio::spawn(crate::metrics::serve(shared.clone(), m));
+        }
         start_replication(&shared);
         let mut shutdown = shared.shutdown_signal();
         tracing::info!(port = shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed), "ready to accept connections");
@@ -231,6 +251,7 @@ async fn cron(shared: Arc<Shared>) {
         if data.repl.offset() != offset_before {
             shared.repl.stream_ready.notify_waiters();
         }
+        shared.repl.record_offset(data.repl.offset(), Instant::now());
         shared.repl.snapshots.sweep(crate::replication::fullsync::KEEP);
         let dirty = data.keyspace.dirty;
         if persistence::save_rule_due(&shared, dirty, now / 1000) {
