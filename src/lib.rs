@@ -27,6 +27,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod keyspace;
 pub mod metrics;
 pub mod persist;

@@ -16,6 +16,19 @@ struct Cli {
 enum Command {
     /// Run a node.
     Server(ServerArgs),
+    /// Three regions on loopback over emulated WAN links, a write load and
+    /// a live table of replication (Ctrl-C stops).
+    Demo {
+        /// Client port of us-east (eu-west, ap-south: the next two).
+        #[arg(long, default_value_t = 16379)]
+        base_port: u16,
+        /// Writes per second at us-east.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Stop after this many seconds instead of waiting for Ctrl-C.
+        #[arg(long)]
+        duration: Option<u64>,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -205,6 +218,13 @@ fn run(cli: Cli) -> Result<()> {
             run_server(settings, sources)
         }
         Command::Certs { command: CertsCommand::Init(args) } => certs_init(args),
+        Command::Demo { base_port, rate, duration } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_tracing();
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+            runtime.block_on(quire::demo::run(quire::demo::DemoOptions { base_port, rate, duration: duration.map(std::time::Duration::from_secs) }))
+        }
         Command::Backlog { command: BacklogCommand::Plan { write_rate, outage, safety } } => {
             let rate = quire::config::params::parse_memory(write_rate.trim_end_matches("/s")).with_context(|| format!("--write-rate: '{write_rate}' is not a byte count like 5mb"))? as f64;
             let secs = quire::config::parse_duration_secs(&outage).map_err(anyhow::Error::msg)?.context("--outage is required")?;
