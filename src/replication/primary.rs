@@ -13,6 +13,7 @@ use super::fullsync::{self, ServedSnapshot};
 use crate::persist::SnapshotHeader;
 use crate::server::{unix_ms, wait_shutdown, Shared};
 use std::sync::atomic::Ordering;
+use tracing::Instrument;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,7 @@ pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
                     let shared = shared.clone();
-                    tokio::spawn(async move { handle(shared, incoming).await });
+                    tokio::spawn(async move { handle(shared, incoming).await }.in_current_span());
                 }
                 None => break,
             },

@@ -15,6 +15,7 @@ use crate::commands::{self, ExecCtx, Session};
 use crate::server::{unix_ms, wait_shutdown, Shared};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use tracing::Instrument;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,8 @@ impl From<protocol::ProtocolError> for ReplicaError {
 
 /// Starts the link task for the current role generation.
 pub fn spawn_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
-    tokio::spawn(async move { run_link(shared, upstream, generation).await });
+    let span = shared.span();
+    tokio::spawn(async move { run_link(shared, upstream, generation).await }.instrument(span));
 }
 
 async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {

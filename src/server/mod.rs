@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 pub use clients::ClientRegistry;
 pub use stats::Stats;
@@ -80,6 +81,13 @@ impl Shared {
             metrics_port: Default::default(),
             shutdown,
         })
+    }
+
+    /// The tracing span every task of this node runs in (node and region
+    /// on every log line).
+    pub fn span(&self) -> tracing::Span {
+        let s = self.settings.read();
+        tracing::info_span!("quire", node = %s.node.name, region = %s.node.region)
     }
 
     /// Asks every task of the node to stop (SHUTDOWN, signals).
@@ -163,19 +171,22 @@ impl Node {
     /// (like Redis on SIGTERM) unless the shutdown already did.
     pub async fn run(self) {
         let Node { shared, listener, metrics } = self;
-        let cron = tokio::spawn(cron(shared.clone()));
+        let span = shared.span();
+        let cron = tokio::spawn(cron(shared.clone()).instrument(span.clone()));
         if let Some(m) = metrics {
-            tokio::spawn(crate::metrics::serve(shared.clone(), m));
+            tokio::spawn(crate::metrics::serve(shared.clone(), m).instrument(span.clone()));
         }
         start_replication(&shared);
         let mut shutdown = shared.shutdown_signal();
+        let _entered = span.enter();
         tracing::info!(port = shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed), "ready to accept connections");
+        drop(_entered);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((socket, addr)) => {
                         let shared = shared.clone();
-                        tokio::spawn(async move { connection::serve(shared, socket, addr).await });
+                        tokio::spawn(async move { connection::serve(shared, socket, addr).await }.instrument(span.clone()));
                     }
                     Err(e) => {
                         // Out of file descriptors and similar: back off, keep serving.
@@ -218,7 +229,7 @@ fn bind_replication(shared: &Arc<Shared>) -> Result<(), StartError> {
 fn start_replication(shared: &Arc<Shared>) {
     let Some(endpoint) = shared.repl.endpoint.lock().clone() else { return };
     tracing::info!(port = shared.repl.port.load(std::sync::atomic::Ordering::Relaxed), "replication endpoint ready");
-    tokio::spawn(crate::replication::primary::serve(shared.clone(), endpoint));
+    tokio::spawn(crate::replication::primary::serve(shared.clone(), endpoint).instrument(shared.span()));
     let replicaof = shared.settings.read().replicaof.clone();
     if let Ok((host, port)) = crate::config::parse_host_port(&replicaof) {
         let upstream = crate::replication::Upstream { host, port };
