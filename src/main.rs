@@ -39,6 +39,25 @@ enum Command {
         #[command(subcommand)]
         command: BacklogCommand,
     },
+    /// Disaster recovery: promote the replica at HOST:PORT (its client
+    /// port) to primary (REPLICAOF NO ONE) and report when it takes writes.
+    Promote {
+        #[arg(long)]
+        node: String,
+        #[arg(long, env = "QUIRE_PASSWORD", default_value = "")]
+        password: String,
+    },
+    /// Point the node at HOST:PORT (client port) at a new upstream
+    /// replication endpoint (REPLICAOF), and wait for its link to come up.
+    Repoint {
+        #[arg(long)]
+        node: String,
+        /// The new upstream's replication address, HOST:REPL_PORT.
+        #[arg(long)]
+        to: String,
+        #[arg(long, env = "QUIRE_PASSWORD", default_value = "")]
+        password: String,
+    },
     /// Manage replication certificates.
     Certs {
         #[command(subcommand)]
@@ -218,6 +237,37 @@ fn run(cli: Cli) -> Result<()> {
             run_server(settings, sources)
         }
         Command::Certs { command: CertsCommand::Init(args) } => certs_init(args),
+        Command::Promote { node, password } => {
+            let mut client = admin::Client::connect(&node, &password)?;
+            let started = std::time::Instant::now();
+            let reply = client.command(&["REPLICAOF", "NO", "ONE"])?;
+            anyhow::ensure!(reply.starts_with("+OK"), "REPLICAOF NO ONE failed: {reply}");
+            let role = client.command(&["ROLE"])?;
+            let elapsed = started.elapsed();
+            anyhow::ensure!(role.contains("master"), "still not a primary: {role}");
+            let info = client.info_field("quire_epoch")?;
+            let offset = client.info_field("master_repl_offset")?;
+            println!("{node} is primary (epoch {info}, offset {offset}); accepting writes {:.1} ms after the promote command", elapsed.as_secs_f64() * 1000.0);
+            Ok(())
+        }
+        Command::Repoint { node, to, password } => {
+            let (host, port) = quire::config::parse_host_port(&to).map_err(anyhow::Error::msg)?;
+            let mut client = admin::Client::connect(&node, &password)?;
+            let reply = client.command(&["REPLICAOF", &host, &port.to_string()])?;
+            anyhow::ensure!(reply.starts_with("+OK"), "REPLICAOF failed: {reply}");
+            let started = std::time::Instant::now();
+            while client.info_field("master_link_status")? != "up" {
+                anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(60), "link to {to} not up after 60 s: {}", client.info_field("quire_link_last_error")?);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            println!(
+                "{node} follows {to}: link up, offset {}, partial resyncs {}, full resyncs {}",
+                client.info_field("slave_repl_offset")?,
+                client.info_field("quire_partial_syncs")?,
+                client.info_field("quire_full_syncs")?
+            );
+            Ok(())
+        }
         Command::Demo { base_port, rate, duration } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 init_tracing();
@@ -298,4 +348,71 @@ fn run_server(settings: Settings, sources: Sources) -> Result<()> {
         node.run().await;
         Ok(())
     })
+}
+
+/// A minimal blocking RESP client for the admin commands.
+mod admin {
+    use anyhow::{bail, Context, Result};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+
+    pub struct Client {
+        reader: BufReader<TcpStream>,
+        writer: TcpStream,
+    }
+
+    impl Client {
+        pub fn connect(addr: &str, password: &str) -> Result<Client> {
+            let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+            let mut client = Client { reader: BufReader::new(stream.try_clone()?), writer: stream };
+            if !password.is_empty() {
+                let reply = client.command(&["AUTH", password])?;
+                if !reply.starts_with("+OK") {
+                    bail!("AUTH failed: {reply}");
+                }
+            }
+            Ok(client)
+        }
+
+        /// Sends a command; returns the reply as text (bulk replies inline).
+        pub fn command(&mut self, args: &[&str]) -> Result<String> {
+            let mut out = Vec::new();
+            quire::resp::encode_request(args, &mut out);
+            self.writer.write_all(&out)?;
+            self.read_reply()
+        }
+
+        fn read_reply(&mut self) -> Result<String> {
+            let mut line = String::new();
+            self.reader.read_line(&mut line)?;
+            let line = line.trim_end().to_string();
+            match line.as_bytes().first() {
+                Some(b'$') => {
+                    let len: i64 = line[1..].parse()?;
+                    if len < 0 {
+                        return Ok(String::new());
+                    }
+                    let mut body = vec![0u8; len as usize + 2];
+                    self.reader.read_exact(&mut body)?;
+                    Ok(String::from_utf8_lossy(&body[..len as usize]).to_string())
+                }
+                Some(b'*') => {
+                    let n: i64 = line[1..].parse()?;
+                    let mut parts = Vec::new();
+                    for _ in 0..n.max(0) {
+                        parts.push(self.read_reply()?);
+                    }
+                    Ok(parts.join(" "))
+                }
+                Some(_) => Ok(line),
+                None => bail!("connection closed"),
+            }
+        }
+
+        pub fn info_field(&mut self, field: &str) -> Result<String> {
+            let text = self.command(&["INFO", "replication"])?;
+            Ok(text.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap_or("").trim().to_string())
+        }
+    }
 }

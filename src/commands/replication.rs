@@ -25,6 +25,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Configures a server as replica of another, or promotes it to a master.", "host port", replicaof),
     spec!("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port", replicaof),
     spec!("wait", 3, NOSCRIPT, "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "numreplicas timeout", wait),
+    spec!("failover", -1, ADMIN | NOSCRIPT | STALE, "Starts a coordinated failover from a server to one of its replicas.", "[TO host port [FORCE]] [ABORT] [TIMEOUT milliseconds]", failover),
     spec!("role", 1, NOSCRIPT | LOADING | STALE | FAST, "Returns the replication role.", "", role),
 ];
 
@@ -53,24 +54,87 @@ fn replicaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     Ok(Frame::ok())
 }
 
-/// Makes this node a replica of `upstream` (REPLICAOF, or `replicaof` at
-/// start-up): reads keep being served, expiry waits for the upstream's
-/// DELs, and the link task starts.
-pub fn become_replica(ctx: &mut ExecCtx, upstream: Upstream) {
-    tracing::info!(host = %upstream.host, port = upstream.port, "becoming a replica");
-    ctx.keyspace.set_delete_expired(false);
-    ctx.repl.activate();
-    let generation = ctx.shared.repl.set_upstream(Some(upstream.clone()));
-    replica::spawn_link(ctx.shared.clone(), upstream, generation);
+fn become_replica(ctx: &mut ExecCtx, upstream: Upstream) {
+    replica::follow(ctx.shared, ctx.keyspace, ctx.repl, upstream);
 }
 
-/// REPLICAOF NO ONE: the replica becomes a primary with a new history; the
-/// old one stays valid up to here, so other replicas continue partially.
+/// REPLICAOF NO ONE: the replica becomes a primary with a new history and
+/// epoch; the old history stays valid up to here.
 fn promote(ctx: &mut ExecCtx) {
-    ctx.shared.repl.set_upstream(None);
-    ctx.repl.promote();
-    ctx.keyspace.set_delete_expired(true);
-    tracing::info!(replid = %ctx.repl.replid, replid2 = %ctx.repl.replid2, offset = ctx.repl.offset(), "promoted to primary");
+    replica::promote(ctx.shared, ctx.keyspace, ctx.repl, None);
+}
+
+/// FAILOVER (Redis 6.2): pause writes, wait until the target replica has
+/// everything, tell it to take over, then follow it.
+fn failover(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    use crate::replication::failover::FailoverState;
+    let (mut to, mut force, mut abort, mut timeout_ms) = (None, false, false, 0i64);
+    let mut i = 1;
+    while i < args.len() {
+        if is(&args[i], "to") && i + 2 < args.len() {
+            let port = int(&args[i + 2]).ok().filter(|p| (1..=65535).contains(p)).ok_or(Frame::error("ERR Invalid master port"))?;
+            to = Some((text(&args[i + 1]), port as u16));
+            i += 3;
+        } else if is(&args[i], "force") {
+            force = true;
+            i += 1;
+        } else if is(&args[i], "abort") {
+            abort = true;
+            i += 1;
+        } else if is(&args[i], "timeout") && i + 1 < args.len() {
+            timeout_ms = int(&args[i + 1])?;
+            if timeout_ms <= 0 {
+                return Err(Frame::error("ERR FAILOVER timeout must be greater than 0"));
+            }
+            i += 2;
+        } else {
+            return Err(ERR_SYNTAX);
+        }
+    }
+    let repl = &ctx.shared.repl;
+    if abort {
+        if to.is_some() || force || timeout_ms > 0 {
+            return Err(ERR_SYNTAX);
+        }
+        let mut state = repl.failover.lock();
+        return match &*state {
+            FailoverState::None => Err(Frame::error("ERR No failover in progress.")),
+            FailoverState::WaitingForSync { .. } => {
+                *state = FailoverState::None;
+                repl.writes_paused.store(false, Ordering::Release);
+                Ok(Frame::ok())
+            }
+            FailoverState::InProgress { .. } => Err(Frame::error("ERR Failover is already handing over and cannot be aborted.")),
+        };
+    }
+    if repl.is_replica() {
+        return Err(Frame::error("ERR FAILOVER is not valid when server is a replica."));
+    }
+    if force && (to.is_none() || timeout_ms == 0) {
+        return Err(Frame::error("ERR FAILOVER with force option requires both a timeout and target HOST and IP."));
+    }
+    if *repl.failover.lock() != FailoverState::None {
+        return Err(Frame::error("ERR FAILOVER already in progress."));
+    }
+    let target = {
+        let table = repl.replicas.lock();
+        let online = table.replicas.values().filter(|r| r.state == "online");
+        match &to {
+            Some((host, port)) => online
+                .filter(|r| (r.addr.ip().to_string() == *host || host == "localhost" || r.repl_addr.starts_with(&format!("{host}:"))) && (r.tcp_port == *port || r.repl_addr.ends_with(&format!(":{port}"))))
+                .map(|r| r.repl_addr.clone())
+                .next()
+                .ok_or(Frame::error("ERR FAILOVER target HOST and PORT is not a replica."))?,
+            None => online.max_by_key(|r| r.ack_offset).map(|r| r.repl_addr.clone()).ok_or(Frame::error("ERR FAILOVER requires connected replicas."))?,
+        }
+    };
+    let deadline_ms = if timeout_ms > 0 { ctx.now_ms + timeout_ms } else { 0 };
+    *repl.failover.lock() = FailoverState::WaitingForSync { target: target.clone(), offset: ctx.repl.offset(), deadline_ms, force };
+    repl.writes_paused.store(true, Ordering::Release);
+    tracing::info!(%target, offset = ctx.repl.offset(), "failover started: writes paused");
+    let span = ctx.shared.span();
+    tokio::spawn(tracing::Instrument::instrument(crate::replication::fence::drive_failover(ctx.shared.clone()), span));
+    Ok(Frame::ok())
 }
 
 fn wait(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -139,6 +203,12 @@ pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(
             return Err(Frame::error("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."));
         }
         return Ok(());
+    }
+    if spec.has(WRITE) && repl.awaiting_fence_check.load(Ordering::Acquire) {
+        return Err(Frame::error("TRYAGAIN Checking the replication peers for a newer primary before accepting writes"));
+    }
+    if spec.has(WRITE) && repl.writes_paused.load(Ordering::Acquire) {
+        return Err(Frame::error("TRYAGAIN Failover in progress: writes are paused until the new primary takes over"));
     }
     if spec.has(WRITE) {
         let (min, max_lag) = {
@@ -230,7 +300,9 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     let covered = log.outage_seconds_covered();
     let _ = write!(
         out,
-        "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{offset}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\nquire_backlog_last_byte_offset:{}\r\nquire_backlog_memory_bytes:{memory}\r\nquire_backlog_disk_bytes:{disk}\r\nquire_backlog_segments:{segments}\r\nquire_write_rate_bytes_per_sec:{:.0}\r\nquire_write_rate_peak_bytes_per_sec:{:.0}\r\nquire_backlog_outage_seconds_covered:{}\r\n",
+        "master_failover_state:{}\r\nquire_epoch:{}\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{offset}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\nrepl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{first}\r\nrepl_backlog_histlen:{histlen}\r\nquire_backlog_last_byte_offset:{}\r\nquire_backlog_memory_bytes:{memory}\r\nquire_backlog_disk_bytes:{disk}\r\nquire_backlog_segments:{segments}\r\nquire_write_rate_bytes_per_sec:{:.0}\r\nquire_write_rate_peak_bytes_per_sec:{:.0}\r\nquire_backlog_outage_seconds_covered:{}\r\n",
+        repl.failover.lock().name(),
+        repl.epoch(),
         log.replid,
         log.replid2,
         log.second_offset.map(|o| o as i64).unwrap_or(-1),
@@ -241,6 +313,16 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         log.sizer.peak_rate(),
         if covered.is_finite() { format!("{covered:.0}") } else { "inf".to_string() },
     );
+    if let Some(f) = repl.fenced.lock().as_ref() {
+        let (from, to) = f.divergence.as_ref().map(|d| (d.from as i64, d.to as i64)).unwrap_or((-1, -1));
+        let _ = write!(
+            out,
+            "quire_fenced:1\r\nquire_fenced_old_epoch:{}\r\nquire_fenced_new_epoch:{}\r\nquire_fenced_follow:{}\r\nquire_fenced_writes:{}\r\nquire_fenced_from_offset:{from}\r\nquire_fenced_to_offset:{to}\r\n",
+            f.old_epoch, f.new_epoch, f.follow, f.commands
+        );
+    } else {
+        out.push_str("quire_fenced:0\r\n");
+    }
     let c = &repl.counters;
     let sent_wire = c.sent_wire_bytes.load(Ordering::Relaxed);
     let sent_raw = c.sent_raw_bytes.load(Ordering::Relaxed);

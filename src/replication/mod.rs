@@ -12,6 +12,8 @@
 pub mod apply;
 pub mod backlog;
 pub mod batch;
+pub mod failover;
+pub mod fence;
 pub mod fullsync;
 pub mod primary;
 pub mod protocol;
@@ -42,6 +44,8 @@ pub struct AttachedReplica {
     pub region: String,
     pub addr: SocketAddr,
     pub tcp_port: u16,
+    /// The replica's own replication endpoint (for failover to it).
+    pub repl_addr: String,
     pub state: &'static str,
     pub ack_offset: u64,
     pub last_ack: Instant,
@@ -198,6 +202,28 @@ pub struct Replication {
     /// (offset, when) samples of the stream's end, to turn a replica's
     /// acknowledged offset into a lag in time.
     history: Mutex<std::collections::VecDeque<(u64, Instant)>>,
+    /// The newest promotion epoch this node has seen (see `failover`).
+    pub epoch: AtomicU64,
+    pub failover: Mutex<failover::FailoverState>,
+    /// Writes are refused while a planned failover hands over.
+    pub writes_paused: AtomicBool,
+    /// Writes are refused until the first round of fencing probes has
+    /// answered (a restarted primary might have been replaced meanwhile).
+    pub awaiting_fence_check: AtomicBool,
+    /// Woken when a planned failover wants the target's sender to hand over.
+    pub handover: Notify,
+    /// What this node reported when it was fenced.
+    pub fenced: Mutex<Option<FencedReport>>,
+}
+
+/// A fenced primary's account of the writes the group never saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FencedReport {
+    pub old_epoch: u64,
+    pub new_epoch: u64,
+    pub follow: String,
+    pub divergence: Option<failover::Divergence>,
+    pub commands: u64,
 }
 
 impl Default for Replication {
@@ -217,6 +243,12 @@ impl Default for Replication {
             incoming: Mutex::new(None),
             loading: AtomicBool::new(false),
             history: Mutex::new(std::collections::VecDeque::new()),
+            epoch: AtomicU64::new(0),
+            failover: Mutex::new(failover::FailoverState::None),
+            writes_paused: AtomicBool::new(false),
+            awaiting_fence_check: AtomicBool::new(false),
+            handover: Notify::new(),
+            fenced: Mutex::new(None),
         }
     }
 }
@@ -281,6 +313,18 @@ impl Replication {
         let h = self.history.lock();
         let i = h.partition_point(|(o, _)| *o <= acked);
         h.get(i).map(|(_, t)| t.elapsed().as_millis() as u64).unwrap_or(0)
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Raises the epoch to at least `epoch`, saving it in `dir`.
+    pub fn observe_epoch(&self, epoch: u64, dir: &std::path::Path) {
+        if self.epoch.fetch_max(epoch, Ordering::AcqRel) < epoch {
+            failover::save_epoch(dir, epoch);
+            tracing::info!(epoch, "replication epoch advanced");
+        }
     }
 
     pub fn generation(&self) -> u64 {

@@ -107,6 +107,16 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
     let mut buf = vec![0u8; 64 * 1024];
     let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_message::<ReplicaMessage>(&mut recv, &mut reader, &mut buf)).await.map_err(|_| LinkError::Timeout("handshake"))?? {
         Some(ReplicaMessage::Hello(hello)) => hello,
+        Some(ReplicaMessage::Probe { epoch }) => {
+            send.write_all(&protocol::encode(&probe_reply(shared))).await?;
+            let _ = send.finish();
+            // Let the reply reach the prober before the connection closes.
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, recv.read(&mut buf)).await;
+            if epoch > shared.repl.epoch() {
+                tracing::info!(epoch, "probed by a node with a newer epoch");
+            }
+            return Ok("probe answered");
+        }
         Some(other) => return Err(LinkError::Refused(format!("expected a hello, got {other:?}"))),
         None => return Ok("closed before the hello"),
     };
@@ -115,12 +125,24 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         send.write_all(&protocol::encode(&PrimaryMessage::Refused { reason: reason.clone() })).await?;
         return Err(LinkError::Refused(reason));
     }
+    let my_epoch = shared.repl.epoch();
+    if hello.epoch > my_epoch {
+        let reason = format!("this node is fenced: its epoch {my_epoch} is older than the replica's ({})", hello.epoch);
+        send.write_all(&protocol::encode(&PrimaryMessage::Refused { reason: reason.clone() })).await?;
+        if !shared.repl.is_replica() {
+            // A replica has seen a promotion this primary missed.
+            super::fence::demote(shared, super::failover::FenceDecision::Demote { follow: hello.repl_addr.clone(), epoch: hello.epoch, divergence: None }, my_epoch);
+        }
+        return Err(LinkError::Refused(reason));
+    }
     let (decision, replid, generation) = {
         let mut data = shared.data.lock();
         data.repl.activate();
         (data.repl.resync(&hello.replid, hello.offset), data.repl.replid.clone(), data.repl.generation)
     };
-    let attached = Attached { shared, id: shared.repl.replicas.lock().add(attached_replica(&hello, conn)) };
+    let replica_info = attached_replica(&hello, conn);
+    let repl_addr = replica_info.repl_addr.clone();
+    let attached = Attached { shared, id: shared.repl.replicas.lock().add(replica_info) };
     // A snapshot transfer cut short resumes where it stopped, as long as
     // the stream after the snapshot is still in the backlog.
     let resumable = hello.resume.as_ref().and_then(|r| {
@@ -137,7 +159,7 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         (None, Resync::Continue { offset }) => {
             tracing::info!(node = %hello.node, region = %hello.region, offset, "partial resync accepted");
             shared.repl.counters.partial_syncs_ok.fetch_add(1, Ordering::Relaxed);
-            send.write_all(&protocol::encode(&PrimaryMessage::Continue { replid, offset })).await?;
+            send.write_all(&protocol::encode(&PrimaryMessage::Continue { replid, offset, epoch: my_epoch })).await?;
             offset
         }
         (None, Resync::Full { reason }) => {
@@ -156,15 +178,34 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         }
     };
     set_state(shared, attached.id, "online");
-    stream(shared, conn, &mut send, &mut recv, reader, start, generation, attached.id).await
+    stream(shared, conn, &mut send, &mut recv, reader, start, generation, attached.id, &repl_addr).await
+}
+
+/// This node's answer to a fencing probe.
+pub(super) fn probe_reply(shared: &Shared) -> PrimaryMessage {
+    let data = shared.data.lock();
+    PrimaryMessage::ProbeReply {
+        epoch: shared.repl.epoch(),
+        is_primary: !shared.repl.is_replica(),
+        upstream: shared.repl.upstream().map(|u| format!("{}:{}", u.host, u.port)),
+        replid: data.repl.replid.clone(),
+        replid2: data.repl.replid2.clone(),
+        second_offset: data.repl.second_offset,
+    }
 }
 
 fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica {
+    // A replica bound to a wildcard address is reachable where it dialled from.
+    let repl_addr = match hello.repl_addr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => std::net::SocketAddr::new(conn.remote_address().ip(), a.port()).to_string(),
+        _ => hello.repl_addr.clone(),
+    };
     AttachedReplica {
         node: hello.node.clone(),
         region: hello.region.clone(),
         addr: conn.remote_address(),
         tcp_port: hello.tcp_port,
+        repl_addr,
         state: "wait_bgsave",
         ack_offset: 0,
         last_ack: Instant::now(),
@@ -228,6 +269,7 @@ async fn send_snapshot(shared: &Arc<Shared>, send: &mut quinn::SendStream, snaps
             snapshot_bytes: snapshot.size,
             file_crc32: snapshot.crc32,
             resume_at: at,
+            epoch: shared.repl.epoch(),
         };
         send.write_all(&protocol::encode(&reply)).await?;
         let mut file = tokio::fs::File::open(&snapshot.path).await.map_err(|e| LinkError::Snapshot(e.into()))?;
@@ -254,7 +296,7 @@ async fn send_snapshot(shared: &Arc<Shared>, send: &mut quinn::SendStream, snaps
 
 /// Streams batches from `sent` until the link or the node ends.
 #[allow(clippy::too_many_arguments)]
-async fn stream(shared: &Arc<Shared>, conn: &quinn::Connection, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, mut reader: MessageReader, mut sent: u64, generation: u64, id: u64) -> Result<&'static str, LinkError> {
+async fn stream(shared: &Arc<Shared>, conn: &quinn::Connection, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, mut reader: MessageReader, mut sent: u64, generation: u64, id: u64, repl_addr: &str) -> Result<&'static str, LinkError> {
     let (policy, level) = {
         let s = shared.settings.read();
         (BatchPolicy { max_bytes: s.repl.batch_max_bytes, max_delay: Duration::from_millis(s.repl.batch_max_delay_ms) }, s.repl.compression_level)
@@ -268,6 +310,21 @@ async fn stream(shared: &Arc<Shared>, conn: &quinn::Connection, send: &mut quinn
         let notified = shared.repl.stream_ready.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        let handover = shared.repl.handover.notified();
+        tokio::pin!(handover);
+        handover.as_mut().enable();
+        let failover_state = shared.repl.failover.lock().clone();
+        if let super::failover::FailoverState::InProgress { target } = &failover_state {
+            let end = shared.data.lock().repl.offset();
+            if target == repl_addr && sent >= end {
+                let epoch = super::failover::promoted_epoch(shared.repl.epoch());
+                send.write_all(&protocol::encode(&PrimaryMessage::Handover { epoch, offset: end })).await?;
+                tracing::info!(target = %target, offset = end, epoch, "handed over to the failover target");
+                // Wait for its last ack (or the link to close).
+                let _ = tokio::time::timeout(Duration::from_secs(5), recv.read(&mut buf)).await;
+                return Ok("handed over (planned failover)");
+            }
+        }
         let (end, current_generation) = {
             let data = shared.data.lock();
             (data.repl.offset(), data.repl.generation)
@@ -303,6 +360,7 @@ async fn stream(shared: &Arc<Shared>, conn: &quinn::Connection, send: &mut quinn
         };
         tokio::select! {
             _ = &mut notified, if wait_until.is_none() => {}
+            _ = &mut handover => {}
             _ = timer => {}
             read = recv.read(&mut buf) => {
                 let Some(n) = read? else { return Ok("replica closed the stream") };

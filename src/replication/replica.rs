@@ -52,6 +52,31 @@ impl From<protocol::ProtocolError> for ReplicaError {
     }
 }
 
+/// Makes this node a replica of `upstream` (REPLICAOF, `replicaof` at
+/// start-up, fencing, planned failover): reads keep being served, expiry
+/// waits for the upstream's DELs, and the link task starts.
+pub fn follow(shared: &Arc<Shared>, keyspace: &mut crate::keyspace::Keyspace, log: &mut super::ReplicationLog, upstream: Upstream) {
+    tracing::info!(host = %upstream.host, port = upstream.port, "becoming a replica");
+    keyspace.set_delete_expired(false);
+    log.activate();
+    let generation = shared.repl.set_upstream(Some(upstream.clone()));
+    spawn_link(shared.clone(), upstream, generation);
+}
+
+/// Makes this replica a primary: a new history and a new epoch; the old
+/// history stays valid up to here, so the other replicas (and the old
+/// primary, once fenced) continue with a partial resync.
+pub fn promote(shared: &Arc<Shared>, keyspace: &mut crate::keyspace::Keyspace, log: &mut super::ReplicationLog, epoch: Option<u64>) {
+    shared.repl.set_upstream(None);
+    log.promote();
+    keyspace.set_delete_expired(true);
+    let epoch = epoch.unwrap_or_else(|| super::failover::promoted_epoch(shared.repl.epoch()));
+    let dir = shared.settings.read().dir.clone();
+    shared.repl.observe_epoch(epoch, &dir);
+    *shared.repl.fenced.lock() = None;
+    tracing::info!(replid = %log.replid, replid2 = %log.replid2, offset = log.offset(), epoch, "promoted to primary");
+}
+
 /// Starts the link task for the current role generation.
 pub fn spawn_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
     let span = shared.span();
@@ -121,6 +146,7 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
             replid,
             offset,
             resume: shared.repl.incoming.lock().as_ref().map(|i| protocol::SnapshotResume { id: i.id.clone(), at: i.received }),
+            epoch: shared.repl.epoch(),
         };
         (name, hello)
     };
@@ -146,7 +172,8 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
         .map_err(ReplicaError::Link)?;
     let start = match first {
         None => return Ok("upstream closed during the handshake"),
-        Some(PrimaryMessage::Continue { replid, offset }) => {
+        Some(PrimaryMessage::Continue { replid, offset, epoch }) => {
+            check_epoch(shared, epoch)?;
             if offset != asked {
                 return Err(ReplicaError::Stream(format!("upstream continues at {offset}, we asked for {asked}")));
             }
@@ -162,7 +189,8 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
             tracing::info!(offset, "partial resync");
             offset
         }
-        Some(PrimaryMessage::FullResync { replid, offset, snapshot_id, snapshot_bytes, file_crc32, resume_at }) => {
+        Some(PrimaryMessage::FullResync { replid, offset, snapshot_id, snapshot_bytes, file_crc32, resume_at, epoch }) => {
+            check_epoch(shared, epoch)?;
             let incoming = IncomingSnapshot { id: snapshot_id, replid, offset, size: snapshot_bytes, crc32: file_crc32, received: resume_at, path: PathBuf::new() };
             receive_snapshot(shared, &mut recv, &mut reader, &mut buf, incoming).await?;
             offset
@@ -216,6 +244,23 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
                     link.rtt_ms = conn.rtt().as_millis() as u64;
                     ack_due = true;
                 }
+                PrimaryMessage::Handover { epoch, offset } => {
+                    let applied = {
+                        let mut guard = shared.data.lock();
+                        let data = &mut *guard;
+                        let applied = data.repl.offset();
+                        if applied == offset {
+                            promote(shared, &mut data.keyspace, &mut data.repl, Some(epoch));
+                        }
+                        applied
+                    };
+                    if applied != offset {
+                        return Err(ReplicaError::Stream(format!("handover at {offset} but applied {applied}")));
+                    }
+                    let _ = send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset })).await;
+                    let _ = send.finish();
+                    return Ok("took over as primary (planned failover)");
+                }
                 other => return Err(ReplicaError::Stream(format!("unexpected message {other:?}"))),
             }
         }
@@ -227,6 +272,18 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
             }
         }
     }
+}
+
+/// Refuses an upstream whose epoch is older than ours (it has been
+/// replaced by a promotion this node knows about); adopts a newer one.
+fn check_epoch(shared: &Shared, upstream_epoch: u64) -> Result<(), ReplicaError> {
+    let mine = shared.repl.epoch();
+    if !super::failover::may_follow(mine, upstream_epoch) {
+        return Err(ReplicaError::Stream(format!("upstream is fenced: its epoch {upstream_epoch} is older than ours ({mine})")));
+    }
+    let dir = shared.settings.read().dir.clone();
+    shared.repl.observe_epoch(upstream_epoch, &dir);
+    Ok(())
 }
 
 /// A session that applies the upstream's stream: authenticated, allowed

@@ -146,6 +146,8 @@ impl Node {
         let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         shared.tcp_port.store(port, std::sync::atomic::Ordering::Relaxed);
+        let epoch = crate::replication::failover::load_epoch(&shared.settings.read().dir);
+        shared.repl.epoch.store(epoch, std::sync::atomic::Ordering::Release);
         bind_replication(&shared)?;
         let metrics = {
             let s = shared.settings.read().clone();
@@ -240,6 +242,7 @@ fn start_replication(shared: &Arc<Shared>) {
         let generation = shared.repl.set_upstream(Some(upstream.clone()));
         crate::replication::replica::spawn_link(shared.clone(), upstream, generation);
     }
+    tokio::spawn(crate::replication::fence::run(shared.clone()).instrument(shared.span()));
 }
 
 /// Background work `hz` times a second: active expiry and save rules.
