@@ -191,6 +191,49 @@ fn compressor_speed(writes: usize, level: i32) -> (f64, f64, f64) {
     (compress_mbs, decompress_mbs, wire as f64 / stream.len() as f64)
 }
 
+/// Sends one command, returns the first reply line.
+fn command(port: u16, args: &[&str]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut out = Vec::new();
+    quire::resp::encode_request(args, &mut out);
+    s.write_all(&out).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}
+
+/// Time from REPLICAOF NO ONE to the first accepted write, on a replica
+/// that follows a primary (median of `runs`).
+fn promotion_ms(bin: &str, dir: &Path, runs: usize) -> f64 {
+    let _ = std::fs::remove_dir_all(dir.join("p"));
+    let _ = std::fs::remove_dir_all(dir.join("r1"));
+    let p = start(bin, dir, "p", 17800, 17801, None);
+    let r = start(bin, dir, "r1", 17802, 17803, Some(17801));
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        wait(Duration::from_secs(20), || info(r.port, "master_link_status") == "up");
+        let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        let started = Instant::now();
+        s.write_all(b"*3\r\n$9\r\nREPLICAOF\r\n$2\r\nNO\r\n$3\r\nONE\r\n").unwrap();
+        reader.read_line(&mut line).unwrap();
+        loop {
+            line.clear();
+            s.write_all(b"*3\r\n$3\r\nSET\r\n$5\r\nprobe\r\n$1\r\n1\r\n").unwrap();
+            reader.read_line(&mut line).unwrap();
+            if line.starts_with("+OK") {
+                break;
+            }
+        }
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(command(r.port, &["REPLICAOF", "127.0.0.1", "17801"]).starts_with("+OK"));
+    }
+    drop(p);
+    median(&mut samples)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -241,6 +284,7 @@ fn main() {
         }
         eprintln!("run {}/{runs} done", run + 1);
     }
+    let promote = promotion_ms(bin, &dir, runs);
     let (cmbs1, dmbs, ratio1) = compressor_speed(writes, 1);
     let (cmbs, _, ratio) = compressor_speed(writes, 3);
     let (a, w) = (median(&mut alone), median(&mut with));
@@ -259,5 +303,6 @@ fn main() {
     println!("| compressor, zstd level 1 (default), streaming, 64 KiB batches | {cmbs1:.0} MB/s, ratio {ratio1:.3} |");
     println!("| compressor, zstd level 3 | {cmbs:.0} MB/s, ratio {ratio:.3} |");
     println!("| decompressor | {dmbs:.0} MB/s |");
+    println!("| promote (REPLICAOF NO ONE) to first accepted write | {promote:.2} ms |");
     let _ = std::fs::remove_dir_all(&dir);
 }
