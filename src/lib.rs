@@ -25,6 +25,7 @@
 //! Settings come in layers (`config`): defaults, a region profile, a file,
 //! `QUIRE_*` environment variables, command-line flags.
 
+pub mod bench;
 pub mod commands;
 pub mod config;
 pub mod demo;

@@ -58,6 +58,29 @@ enum Command {
         #[arg(long, env = "QUIRE_PASSWORD", default_value = "")]
         password: String,
     },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+    /// A UDP relay emulating a WAN link (delay, jitter, loss, bandwidth,
+    /// outages) between a replica and its upstream; loopback only.
+    WanEmu {
+        /// Address the replica dials instead of the upstream.
+        #[arg(long, default_value = "127.0.0.1:17379")]
+        listen: std::net::SocketAddr,
+        /// The upstream's replication endpoint.
+        #[arg(long)]
+        upstream: std::net::SocketAddr,
+        /// transatlantic, transpacific, lossy, intercontinental, loopback.
+        #[arg(long, default_value = "transatlantic")]
+        profile: String,
+        /// Cut the link for OUTAGE_FOR seconds every OUTAGE_EVERY seconds.
+        #[arg(long)]
+        outage_every: Option<u64>,
+        #[arg(long, default_value_t = 15)]
+        outage_for: u64,
+    },
     /// Manage replication certificates.
     Certs {
         #[command(subcommand)]
@@ -78,6 +101,49 @@ enum BacklogCommand {
         /// Headroom over the rate (the node uses 1.5 when sizing itself).
         #[arg(long, default_value_t = quire::replication::backlog::SAFETY_FACTOR)]
         safety: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Replication lag, bandwidth and catch-up over emulated WAN links,
+    /// Quire next to Redis (when redis-server is installed).
+    Wan {
+        /// Link profiles, comma separated, or "all".
+        #[arg(long, default_value = "transatlantic,transpacific,lossy")]
+        profile: String,
+        /// Writes per second.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Seconds of load per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// json, bytes or counter.
+        #[arg(long, default_value = "json")]
+        value: quire::bench::ValueKind,
+        #[arg(long, default_value_t = 150)]
+        value_size: usize,
+        /// Distinct keys written.
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+        /// Cut the link for this many seconds a third of the way in.
+        #[arg(long)]
+        outage: Option<u64>,
+        /// Skip the Redis side.
+        #[arg(long)]
+        no_redis: bool,
+        /// Override the profiles' loss rate (e.g. 0 to compare with TCP,
+        /// whose relay cannot drop segments).
+        #[arg(long)]
+        loss: Option<f64>,
+        /// Congestion controller for Quire's links (cubic, bbr, newreno).
+        #[arg(long, default_value = "bbr")]
+        congestion: String,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// SVG plot of lag over time.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -237,6 +303,44 @@ fn run(cli: Cli) -> Result<()> {
             run_server(settings, sources)
         }
         Command::Certs { command: CertsCommand::Init(args) } => certs_init(args),
+        Command::Bench { command: BenchCommand::Wan { profile, rate, seconds, value, value_size, keys, outage, no_redis, loss, congestion, json, plot } } => {
+            let profiles = if profile == "all" { vec!["transatlantic".into(), "transpacific".into(), "lossy".into()] } else { profile.split(',').map(|p| p.trim().to_string()).collect() };
+            let quire_bin = std::env::current_exe().context("locating the quire binary")?;
+            quire::bench::run(quire::bench::WanBenchOptions { profiles, rate, seconds, value, value_size, keys, outage_secs: outage, redis: !no_redis, loss, congestion, json, plot, quire_bin })?;
+            Ok(())
+        }
+        Command::WanEmu { listen, upstream, profile, outage_every, outage_for } => {
+            init_tracing();
+            anyhow::ensure!(listen.ip().is_loopback() && upstream.ip().is_loopback(), "the WAN emulator relays on loopback only");
+            let params = quire::wan::profile(&profile).with_context(|| format!("unknown profile '{profile}' (known: {:?})", quire::wan::PROFILES))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let relay = quire::wan::relay::Relay::spawn(listen, upstream, params.clone(), params.clone(), 1).await?;
+                println!("relaying {} -> {upstream} as '{profile}': {params:?}", relay.addr);
+                println!("send SIGUSR1 to toggle an outage");
+                let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+                let mut schedule = tokio::time::interval(std::time::Duration::from_secs(outage_every.unwrap_or(u64::MAX / 4).max(1)));
+                schedule.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => break,
+                        _ = usr1.recv() => {
+                            let on = !relay.control.in_outage();
+                            relay.control.set_outage(on);
+                            println!("outage {}", if on { "on" } else { "off" });
+                        }
+                        _ = schedule.tick(), if outage_every.is_some() => {
+                            relay.control.set_outage(true);
+                            println!("scheduled outage for {outage_for} s");
+                            tokio::time::sleep(std::time::Duration::from_secs(outage_for)).await;
+                            relay.control.set_outage(false);
+                            println!("outage over");
+                        }
+                    }
+                }
+                Ok::<(), anyhow::Error>(())
+            })
+        }
         Command::Promote { node, password } => {
             let mut client = admin::Client::connect(&node, &password)?;
             let started = std::time::Instant::now();

@@ -156,6 +156,10 @@ pub struct ReplSettings {
     pub idle_timeout_ms: u64,
     /// QUIC stream flow-control window (≥ bandwidth × RTT of the link).
     pub window_bytes: u64,
+    /// Congestion controller of replication links: "bbr" (default),
+    /// "cubic" or "newreno". BBR keeps the stream flowing on lossy links
+    /// where Cubic's window collapses (benches/RESULTS.md has the numbers).
+    pub congestion: String,
     /// Replication addresses of the other nodes of the group. A primary
     /// probes them every second; if one has seen a newer promotion epoch,
     /// this node has been replaced: it fences itself and follows it.
@@ -239,6 +243,7 @@ impl Default for ReplSettings {
             idle_timeout_ms: 30_000,
             window_bytes: 16 << 20,
             peers: Vec::new(),
+            congestion: "bbr".into(),
             backlog: BacklogSettings::default(),
         }
     }
@@ -389,6 +394,9 @@ impl Settings {
         if self.repl.keepalive_ms == 0 || self.repl.idle_timeout_ms <= self.repl.keepalive_ms {
             return Err(ConfigError::Invalid { key: "repl.idle_timeout_ms", reason: "must be greater than repl.keepalive_ms (and keepalive_ms > 0)".into() });
         }
+        if !["cubic", "bbr", "newreno"].contains(&self.repl.congestion.as_str()) {
+            return Err(ConfigError::Invalid { key: "repl.congestion", reason: format!("'{}' is not cubic, bbr or newreno", self.repl.congestion) });
+        }
         for peer in &self.repl.peers {
             parse_host_port(peer).map_err(|reason| ConfigError::Invalid { key: "repl.peers", reason })?;
         }
@@ -457,6 +465,7 @@ pub fn toml_string(s: &Settings) -> String {
     out.push_str(&format!("\n[repl]\nbind = {}\nport = {}\ncerts = {}\nupstream_name = {}\n", q(&r.bind), r.port, q(&r.certs.display().to_string()), q(&r.upstream_name)));
     out.push_str(&format!("batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n", r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level));
     out.push_str(&format!("keepalive_ms = {}\nidle_timeout_ms = {}\nwindow_bytes = {}\n", r.keepalive_ms, r.idle_timeout_ms, r.window_bytes));
+    out.push_str(&format!("congestion = {}\n", q(&r.congestion)));
     out.push_str(&format!("peers = [{}]\n", r.peers.iter().map(|p| q(p)).collect::<Vec<_>>().join(", ")));
     let b = &r.backlog;
     out.push_str(&format!("\n[link]\nrtt_ms = {}\nbandwidth_mbit = {}\noutage_tolerance = {}\n", s.link.rtt_ms, s.link.bandwidth_mbit, q(&s.link.outage_tolerance)));

@@ -220,7 +220,7 @@ fn bind_replication(shared: &Arc<Shared>) -> Result<(), StartError> {
     }
     let identity = crate::transport::TlsIdentity::load(dir, node).map_err(|e| StartError::Replication(e.to_string()))?;
     let addr = settings.repl_addr().map_err(|e| StartError::Replication(e.to_string()))?;
-    let endpoint = crate::transport::bind_endpoint(addr, &identity, &settings.repl).map_err(|e| StartError::Replication(e.to_string()))?;
+    let endpoint = crate::transport::bind_endpoint(addr, &identity, &settings.repl, &settings.link).map_err(|e| StartError::Replication(e.to_string()))?;
     let port = endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
     shared.repl.port.store(port, std::sync::atomic::Ordering::Relaxed);
     *shared.repl.endpoint.lock() = Some(endpoint);

@@ -108,8 +108,43 @@ impl TlsIdentity {
 /// timeout so a quiet link stays up, an idle timeout long enough to ride
 /// out short cuts, and flow-control windows large enough for a long fat
 /// pipe (bandwidth × RTT).
-pub fn transport_config(settings: &crate::config::ReplSettings) -> Arc<quinn::TransportConfig> {
+pub fn transport_config(settings: &crate::config::ReplSettings, link: &crate::config::LinkSettings) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
+    let rtt_ms = link.rtt_ms;
+    // A replication link is long-lived and dedicated: start the congestion
+    // window at the path's bandwidth-delay product (bounded) rather than
+    // ~14 KB, so a new or re-established link does not spend several round
+    // trips in slow start before it carries the write rate (this is what
+    // decides catch-up time after an outage).
+    let initial_window = link.derive().map(|d| d.bdp_bytes.clamp(14_720, 4 << 20));
+    match settings.congestion.as_str() {
+        "bbr" => {
+            let mut c = quinn::congestion::BbrConfig::default();
+            if let Some(w) = initial_window {
+                c.initial_window(w);
+            }
+            t.congestion_controller_factory(Arc::new(c))
+        }
+        "newreno" => {
+            let mut c = quinn::congestion::NewRenoConfig::default();
+            if let Some(w) = initial_window {
+                c.initial_window(w);
+            }
+            t.congestion_controller_factory(Arc::new(c))
+        }
+        _ => {
+            let mut c = quinn::congestion::CubicConfig::default();
+            if let Some(w) = initial_window {
+                c.initial_window(w);
+            }
+            t.congestion_controller_factory(Arc::new(c))
+        }
+    };
+    // Start from the expected RTT of the link instead of quinn's 333 ms
+    // guess, so loss detection and pacing are right from the first flight.
+    if rtt_ms > 0 {
+        t.initial_rtt(Duration::from_millis(rtt_ms));
+    }
     let window = settings.window_bytes.min(u32::MAX as u64) as u32;
     t.keep_alive_interval(Some(Duration::from_millis(settings.keepalive_ms)));
     t.max_idle_timeout(Some(Duration::from_millis(settings.idle_timeout_ms).try_into().unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000)))));
@@ -123,8 +158,8 @@ pub fn transport_config(settings: &crate::config::ReplSettings) -> Arc<quinn::Tr
 
 /// Binds a node's replication endpoint: it accepts replicas and dials its
 /// upstream from the same UDP socket.
-pub fn bind_endpoint(addr: SocketAddr, identity: &TlsIdentity, settings: &crate::config::ReplSettings) -> Result<quinn::Endpoint, TransportError> {
-    let transport = transport_config(settings);
+pub fn bind_endpoint(addr: SocketAddr, identity: &TlsIdentity, settings: &crate::config::ReplSettings, link: &crate::config::LinkSettings) -> Result<quinn::Endpoint, TransportError> {
+    let transport = transport_config(settings, link);
     let mut endpoint = quinn::Endpoint::server(identity.server_config(transport.clone())?, addr).map_err(|source| TransportError::Bind { addr, source })?;
     endpoint.set_default_client_config(identity.client_config(transport)?);
     Ok(endpoint)

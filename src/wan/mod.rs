@@ -8,6 +8,7 @@
 //! tokio sockets.
 
 pub mod relay;
+pub mod tcp_relay;
 
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
