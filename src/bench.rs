@@ -166,7 +166,7 @@ fn value(kind: ValueKind, size: usize, rng: &mut impl Rng, id: u64) -> Vec<u8> {
 /// The writer: `rate` SETs per second plus a probe every 10 ms, for
 /// `seconds`; returns the logical bytes written. `outage` toggles the
 /// link at its instants.
-fn drive(port: u16, opts: &WanBenchOptions, started: Instant, outage: &dyn Fn(bool)) -> (u64, Option<Instant>) {
+fn drive(port: u16, replica: u16, opts: &WanBenchOptions, started: Instant, outage: &dyn Fn(bool)) -> (u64, Option<std::thread::JoinHandle<f64>>) {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return (0, None) };
     let _ = s.set_nodelay(true);
     let mut drain = s.try_clone().expect("clone");
@@ -189,7 +189,7 @@ fn drive(port: u16, opts: &WanBenchOptions, started: Instant, outage: &dyn Fn(bo
     let total = Duration::from_secs(opts.seconds);
     let outage_window = opts.outage_secs.map(|o| (total / 3, total / 3 + Duration::from_secs(o)));
     let mut in_outage = false;
-    let mut restored_at = None;
+    let mut catchup = None;
     let mut next = Instant::now();
     let begin = Instant::now();
     while begin.elapsed() < total {
@@ -200,7 +200,7 @@ fn drive(port: u16, opts: &WanBenchOptions, started: Instant, outage: &dyn Fn(bo
                 outage(want);
                 in_outage = want;
                 if !want {
-                    restored_at = Some(Instant::now());
+                    catchup = Some(measure_catch_up(port, replica));
                 }
             }
         }
@@ -229,11 +229,22 @@ fn drive(port: u16, opts: &WanBenchOptions, started: Instant, outage: &dyn Fn(bo
     }
     if in_outage {
         outage(false);
-        restored_at = Some(Instant::now());
+        catchup = Some(measure_catch_up(port, replica));
     }
     stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
-    (logical, restored_at)
+    (logical, catchup)
+}
+
+/// From now (the link just came back): seconds until the replica has the
+/// offset the primary had at this instant.
+fn measure_catch_up(primary: u16, replica: u16) -> std::thread::JoinHandle<f64> {
+    let restored = Instant::now();
+    let target = field(&info(primary, "replication"), "master_repl_offset");
+    std::thread::spawn(move || {
+        wait_for(Duration::from_secs(600), || field(&info(replica, "replication"), "slave_repl_offset") >= target);
+        restored.elapsed().as_secs_f64()
+    })
 }
 
 /// Probes in the first second are not counted: both systems' links get the
@@ -302,15 +313,6 @@ fn summarize(system: &str, profile: &str, samples: Vec<(f64, f64)>, logical: u64
     }
 }
 
-/// Waits until the replica's offset reaches the primary's at `restored`;
-/// returns seconds from `restored`.
-fn catch_up(primary: u16, replica: u16, restored: Option<Instant>, primary_field: &str, replica_field: &str) -> Option<f64> {
-    let restored = restored?;
-    let target = field(&info(primary, "replication"), primary_field);
-    wait_for(Duration::from_secs(300), || field(&info(replica, "replication"), replica_field) >= target);
-    Some(restored.elapsed().as_secs_f64())
-}
-
 fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, name: &str, link: &LinkParams) -> anyhow::Result<RunResult> {
     let certs = dir.join("certs");
     let (pp, prp, rp, rrp) = (free_port(), free_udp_port(), free_port(), free_udp_port());
@@ -341,8 +343,8 @@ fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     let sub = subscribe(rp, started, stop.clone());
     std::thread::sleep(Duration::from_millis(100));
     let control = relay.control.clone();
-    let (logical, restored) = drive(pp, opts, started, &|on| control.set_outage(on));
-    let catchup = catch_up(pp, rp, restored, "master_repl_offset", "slave_repl_offset");
+    let (logical, catchup) = drive(pp, rp, opts, started, &|on| control.set_outage(on));
+    let catchup = catchup.and_then(|h| h.join().ok());
     wait_for(Duration::from_secs(120), || field(&info(rp, "replication"), "slave_repl_offset") >= field(&info(pp, "replication"), "master_repl_offset"));
     std::thread::sleep(Duration::from_millis(200) + link.delay * 2);
     stop.store(true, Ordering::Relaxed);
@@ -382,8 +384,8 @@ fn run_redis(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     std::thread::sleep(Duration::from_millis(100));
     let control = relay.control.clone();
     let stream_before = field(&info(pp, "replication"), "master_repl_offset");
-    let (logical, restored) = drive(pp, opts, started, &|on| control.set_outage(on));
-    let catchup = catch_up(pp, rp, restored, "master_repl_offset", "slave_repl_offset");
+    let (logical, catchup) = drive(pp, rp, opts, started, &|on| control.set_outage(on));
+    let catchup = catchup.and_then(|h| h.join().ok());
     wait_for(Duration::from_secs(120), || field(&info(rp, "replication"), "slave_repl_offset") >= field(&info(pp, "replication"), "master_repl_offset"));
     std::thread::sleep(Duration::from_millis(200) + link.delay * 2);
     stop.store(true, Ordering::Relaxed);

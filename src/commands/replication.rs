@@ -211,11 +211,8 @@ pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(
         return Err(Frame::error("TRYAGAIN Failover in progress: writes are paused until the new primary takes over"));
     }
     if spec.has(WRITE) {
-        let (min, max_lag) = {
-            let s = ctx.shared.settings.read();
-            (s.min_replicas_to_write, s.min_replicas_max_lag)
-        };
-        if min > 0 && repl.replicas.lock().good(max_lag) < min as usize {
+        let min = repl.min_replicas.load(Ordering::Acquire);
+        if min > 0 && repl.replicas.lock().good(repl.min_replicas_max_lag.load(Ordering::Acquire)) < min as usize {
             return Err(Frame::error("NOREPLICAS Not enough good replicas to write."));
         }
     }

@@ -194,6 +194,7 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             };
             set(&mut settings, &text(&pair[1])).map_err(|e| Frame::error_owned(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}")))?;
         }
+        ctx.shared.repl.refresh(&settings);
         *ctx.shared.settings.write() = settings;
         Ok(Frame::ok())
     } else if is(sub, "resetstat") && args.len() == 2 {

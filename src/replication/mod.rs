@@ -207,6 +207,10 @@ pub struct Replication {
     pub failover: Mutex<failover::FailoverState>,
     /// Writes are refused while a planned failover hands over.
     pub writes_paused: AtomicBool,
+    /// `min_replicas_to_write` and `min_replicas_max_lag`, mirrored here so
+    /// the write path does not take the settings lock.
+    pub min_replicas: AtomicU64,
+    pub min_replicas_max_lag: AtomicU64,
     /// Writes are refused until the first round of fencing probes has
     /// answered (a restarted primary might have been replaced meanwhile).
     pub awaiting_fence_check: AtomicBool,
@@ -247,6 +251,8 @@ impl Default for Replication {
             failover: Mutex::new(failover::FailoverState::None),
             writes_paused: AtomicBool::new(false),
             awaiting_fence_check: AtomicBool::new(false),
+            min_replicas: AtomicU64::new(0),
+            min_replicas_max_lag: AtomicU64::new(10),
             handover: Notify::new(),
             fenced: Mutex::new(None),
         }
@@ -313,6 +319,12 @@ impl Replication {
         let h = self.history.lock();
         let i = h.partition_point(|(o, _)| *o <= acked);
         h.get(i).map(|(_, t)| t.elapsed().as_millis() as u64).unwrap_or(0)
+    }
+
+    /// Mirrors the settings the write path checks.
+    pub fn refresh(&self, settings: &crate::config::Settings) {
+        self.min_replicas.store(settings.min_replicas_to_write as u64, Ordering::Release);
+        self.min_replicas_max_lag.store(settings.min_replicas_max_lag, Ordering::Release);
     }
 
     pub fn epoch(&self) -> u64 {

@@ -146,6 +146,7 @@ impl Node {
         let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         shared.tcp_port.store(port, std::sync::atomic::Ordering::Relaxed);
+        shared.repl.refresh(&shared.settings.read());
         let epoch = crate::replication::failover::load_epoch(&shared.settings.read().dir);
         shared.repl.epoch.store(epoch, std::sync::atomic::Ordering::Release);
         bind_replication(&shared)?;
