@@ -243,7 +243,12 @@ fn main() {
     let bin = env!("CARGO_BIN_EXE_quire");
     let dir = std::env::temp_dir().join(format!("quire-bench-repl-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let status = Command::new(bin).args(["certs", "init", "--node", "p", "--node", "r1", "--node", "r2", "--ip", "127.0.0.1", "--dir"]).arg(dir.join("certs")).stdout(Stdio::null()).status().unwrap();
+    let status = Command::new(bin)
+        .args(["certs", "init", "--node", "p", "--node", "r1", "--node", "r2", "--ip", "127.0.0.1", "--dir"])
+        .arg(dir.join("certs"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success());
 
     let (mut alone, mut with) = (Vec::new(), Vec::new());

@@ -290,7 +290,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn summarize(system: &str, profile: &str, samples: Vec<(f64, f64)>, logical: u64, wire: u64, stream: u64, cpu: f64, outage: Option<u64>, catchup: Option<f64>, full_syncs: Option<u64>) -> RunResult {
+fn summarize(
+    system: &str,
+    profile: &str,
+    samples: Vec<(f64, f64)>,
+    logical: u64,
+    wire: u64,
+    stream: u64,
+    cpu: f64,
+    outage: Option<u64>,
+    catchup: Option<f64>,
+    full_syncs: Option<u64>,
+) -> RunResult {
     let mut lags: Vec<f64> = samples.iter().map(|s| s.1).collect();
     lags.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     RunResult {
@@ -472,7 +483,8 @@ fn svg(results: &[RunResult]) -> String {
     let x = |t: f64| m + (w - 2.0 * m) * t / max_t;
     let y = |l: f64| h - m - (h - 2.0 * m) * (l.min(max_lag) / max_lag);
     let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
-    let mut out = format!("<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n");
+    let mut out =
+        format!("<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n");
     out.push_str(&format!("<text x='{m}' y='20' font-size='14'>Replication lag per probe (ms) over time (s)</text>\n"));
     out.push_str(&format!("<line x1='{m}' y1='{}' x2='{}' y2='{}' stroke='black'/>\n<line x1='{m}' y1='{m}' x2='{m}' y2='{}' stroke='black'/>\n", h - m, w - m, h - m, h - m));
     for i in 0..=5 {

@@ -203,13 +203,28 @@ fn row(shared: &Shared, upstream: Option<&Shared>, me: &str) -> Row {
         }
         None => (0, 0, format!("{} replica(s)", shared.repl.replicas.lock().replicas.len())),
     };
-    Row { role: if upstream.is_some() { "replica".into() } else { "primary".into() }, offset, lag_bytes, lag_ms, link, wire, ratio: if wire > 0 { raw as f64 / wire as f64 } else { 0.0 }, keys }
+    Row {
+        role: if upstream.is_some() { "replica".into() } else { "primary".into() },
+        offset,
+        lag_bytes,
+        lag_ms,
+        link,
+        wire,
+        ratio: if wire > 0 { raw as f64 / wire as f64 } else { 0.0 },
+        keys,
+    }
 }
 
 fn render(regions: &[Region], elapsed: Duration, writes: u64, rate: u64) -> String {
     let mut out = String::new();
-    out.push_str(&format!("Quire demo — three regions on loopback, emulated WAN links, {rate} writes/s at us-east — {:>4} s, {writes} writes (Ctrl-C stops)\n\n", elapsed.as_secs()));
-    out.push_str(&format!("{:<9} {:<8} {:<20} {:>12} {:>10} {:>8} {:<18} {:>12} {:>6} {:>7}\n", "region", "role", "link", "offset", "lag bytes", "lag ms", "link state", "wire bytes", "ratio", "keys"));
+    out.push_str(&format!(
+        "Quire demo — three regions on loopback, emulated WAN links, {rate} writes/s at us-east — {:>4} s, {writes} writes (Ctrl-C stops)\n\n",
+        elapsed.as_secs()
+    ));
+    out.push_str(&format!(
+        "{:<9} {:<8} {:<20} {:>12} {:>10} {:>8} {:<18} {:>12} {:>6} {:>7}\n",
+        "region", "role", "link", "offset", "lag bytes", "lag ms", "link state", "wire bytes", "ratio", "keys"
+    ));
     for (i, r) in regions.iter().enumerate() {
         let upstream = if i == 0 { None } else { Some(&*regions[i - 1].shared) };
         let row = row(&r.shared, upstream, r.name);

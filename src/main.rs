@@ -304,9 +304,24 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Certs { command: CertsCommand::Init(args) } => certs_init(args),
         Command::Bench { command: BenchCommand::Wan { profile, rate, seconds, value, value_size, keys, outage, no_redis, loss, congestion, json, plot } } => {
-            let profiles = if profile == "all" { vec!["transatlantic".into(), "transpacific".into(), "lossy".into()] } else { profile.split(',').map(|p| p.trim().to_string()).collect() };
+            let profiles =
+                if profile == "all" { vec!["transatlantic".into(), "transpacific".into(), "lossy".into()] } else { profile.split(',').map(|p| p.trim().to_string()).collect() };
             let quire_bin = std::env::current_exe().context("locating the quire binary")?;
-            quire::bench::run(quire::bench::WanBenchOptions { profiles, rate, seconds, value, value_size, keys, outage_secs: outage, redis: !no_redis, loss, congestion, json, plot, quire_bin })?;
+            quire::bench::run(quire::bench::WanBenchOptions {
+                profiles,
+                rate,
+                seconds,
+                value,
+                value_size,
+                keys,
+                outage_secs: outage,
+                redis: !no_redis,
+                loss,
+                congestion,
+                json,
+                plot,
+                quire_bin,
+            })?;
             Ok(())
         }
         Command::WanEmu { listen, upstream, profile, outage_every, outage_for } => {
@@ -380,7 +395,8 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(quire::demo::run(quire::demo::DemoOptions { base_port, rate, duration: duration.map(std::time::Duration::from_secs) }))
         }
         Command::Backlog { command: BacklogCommand::Plan { write_rate, outage, safety } } => {
-            let rate = quire::config::params::parse_memory(write_rate.trim_end_matches("/s")).with_context(|| format!("--write-rate: '{write_rate}' is not a byte count like 5mb"))? as f64;
+            let rate = quire::config::params::parse_memory(write_rate.trim_end_matches("/s"))
+                .with_context(|| format!("--write-rate: '{write_rate}' is not a byte count like 5mb"))? as f64;
             let secs = quire::config::parse_duration_secs(&outage).map_err(anyhow::Error::msg)?.context("--outage is required")?;
             let bytes = quire::replication::backlog::plan_bytes(rate, secs, safety);
             println!("write rate        {rate:.0} bytes/s");
@@ -403,14 +419,22 @@ fn run(cli: Cli) -> Result<()> {
             match settings.link.derive() {
                 Some(d) => {
                     println!("# link: {} ms RTT x {} Mbit/s = bandwidth-delay product {} bytes", settings.link.rtt_ms, settings.link.bandwidth_mbit, d.bdp_bytes);
-                    println!("# QUIC stream window {} bytes (2 x BDP), batches up to {} bytes / {} ms, idle timeout {} ms", d.window_bytes, d.batch_max_bytes, d.batch_max_delay_ms, d.idle_timeout_ms);
+                    println!(
+                        "# QUIC stream window {} bytes (2 x BDP), batches up to {} bytes / {} ms, idle timeout {} ms",
+                        d.window_bytes, d.batch_max_bytes, d.batch_max_delay_ms, d.idle_timeout_ms
+                    );
                 }
                 None => println!("# link: rtt_ms/bandwidth_mbit not set; transport defaults apply"),
             }
             let b = &settings.repl.backlog;
             match b.outage_secs() {
                 Some(secs) => {
-                    println!("# backlog: sized for a {secs:.0} s outage at the measured peak write rate x {}, between {} and {} bytes", quire::replication::backlog::SAFETY_FACTOR, b.size, b.max_disk);
+                    println!(
+                        "# backlog: sized for a {secs:.0} s outage at the measured peak write rate x {}, between {} and {} bytes",
+                        quire::replication::backlog::SAFETY_FACTOR,
+                        b.size,
+                        b.max_disk
+                    );
                     for rate in [100_000u64, 1_000_000, 10_000_000] {
                         let need = quire::replication::backlog::effective_capacity(b.size, Some(secs), rate as f64, b.max_disk);
                         println!("#   at {:>5.1} MB/s of writes: {need} bytes, covering {:.0} s", rate as f64 / 1e6, need as f64 / rate as f64);

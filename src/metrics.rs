@@ -72,10 +72,22 @@ pub fn render(shared: &Shared) -> String {
     let repl = &shared.repl;
     let c = &repl.counters;
     let mut out = String::new();
-    metric(&mut out, "quire_info", "gauge", "Node identity.", &[(format!("node=\"{node}\",region=\"{region}\",role=\"{}\"", if repl.is_replica() { "replica" } else { "primary" }), 1.0)]);
+    metric(
+        &mut out,
+        "quire_info",
+        "gauge",
+        "Node identity.",
+        &[(format!("node=\"{node}\",region=\"{region}\",role=\"{}\"", if repl.is_replica() { "replica" } else { "primary" }), 1.0)],
+    );
     metric(&mut out, "quire_repl_offset_bytes", "gauge", "Replication stream offset (master_repl_offset).", &one(offset as f64));
     metric(&mut out, "quire_backlog_bytes", "gauge", "Bytes of stream history in the backlog.", &one(backlog_bytes as f64));
-    metric(&mut out, "quire_backlog_outage_seconds_covered", "gauge", "Seconds of link outage the backlog covers at the current write rate.", &one(if covered.is_finite() { covered } else { f64::INFINITY }));
+    metric(
+        &mut out,
+        "quire_backlog_outage_seconds_covered",
+        "gauge",
+        "Seconds of link outage the backlog covers at the current write rate.",
+        &one(if covered.is_finite() { covered } else { f64::INFINITY }),
+    );
     metric(&mut out, "quire_write_rate_bytes_per_second", "gauge", "Replication stream bytes per second (10 s average).", &one(rate));
     {
         let table = repl.replicas.lock();
@@ -97,7 +109,13 @@ pub fn render(shared: &Shared) -> String {
         let link = repl.link.lock().clone();
         metric(&mut out, "quire_upstream_link_up", "gauge", "1 when the link to the upstream is streaming.", &one(repl.link_up() as u8 as f64));
         metric(&mut out, "quire_upstream_lag_seconds", "gauge", "Replication lag behind the upstream, from its keep-alives.", &one(link.lag_ms as f64 / 1000.0));
-        metric(&mut out, "quire_upstream_lag_bytes", "gauge", "Stream bytes the upstream has that this replica has not applied.", &one(link.upstream_offset.saturating_sub(offset) as f64));
+        metric(
+            &mut out,
+            "quire_upstream_lag_bytes",
+            "gauge",
+            "Stream bytes the upstream has that this replica has not applied.",
+            &one(link.upstream_offset.saturating_sub(offset) as f64),
+        );
         metric(&mut out, "quire_upstream_rtt_seconds", "gauge", "Round-trip time to the upstream.", &one(link.rtt_ms as f64 / 1000.0));
         metric(&mut out, "quire_upstream_full_syncs_total", "counter", "Full resyncs this replica loaded.", &one(link.full_syncs as f64));
         metric(&mut out, "quire_upstream_partial_syncs_total", "counter", "Partial resyncs this replica made.", &one(link.partial_syncs as f64));
@@ -105,15 +123,30 @@ pub fn render(shared: &Shared) -> String {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
     metric(&mut out, "quire_sync_full_total", "counter", "Full resyncs served.", &one(load(&c.full_syncs_served)));
     metric(&mut out, "quire_sync_partial_ok_total", "counter", "Partial resyncs accepted.", &one(load(&c.partial_syncs_ok)));
-    metric(&mut out, "quire_repl_wire_bytes_total", "counter", "Replication bytes on the wire.", &[("direction=\"sent\"".into(), load(&c.sent_wire_bytes)), ("direction=\"received\"".into(), load(&c.received_wire_bytes))]);
-    metric(&mut out, "quire_repl_stream_bytes_total", "counter", "Replication stream bytes before compression.", &[("direction=\"sent\"".into(), load(&c.sent_raw_bytes)), ("direction=\"received\"".into(), load(&c.received_raw_bytes))]);
+    metric(
+        &mut out,
+        "quire_repl_wire_bytes_total",
+        "counter",
+        "Replication bytes on the wire.",
+        &[("direction=\"sent\"".into(), load(&c.sent_wire_bytes)), ("direction=\"received\"".into(), load(&c.received_wire_bytes))],
+    );
+    metric(
+        &mut out,
+        "quire_repl_stream_bytes_total",
+        "counter",
+        "Replication stream bytes before compression.",
+        &[("direction=\"sent\"".into(), load(&c.sent_raw_bytes)), ("direction=\"received\"".into(), load(&c.received_raw_bytes))],
+    );
     let ratio = |raw: f64, wire: f64| if wire > 0.0 { raw / wire } else { 0.0 };
     metric(
         &mut out,
         "quire_repl_compression_ratio",
         "gauge",
         "Stream bytes per wire byte.",
-        &[("direction=\"sent\"".into(), ratio(load(&c.sent_raw_bytes), load(&c.sent_wire_bytes))), ("direction=\"received\"".into(), ratio(load(&c.received_raw_bytes), load(&c.received_wire_bytes)))],
+        &[
+            ("direction=\"sent\"".into(), ratio(load(&c.sent_raw_bytes), load(&c.sent_wire_bytes))),
+            ("direction=\"received\"".into(), ratio(load(&c.received_raw_bytes), load(&c.received_wire_bytes))),
+        ],
     );
     metric(&mut out, "quire_ops_per_second", "gauge", "Commands per second.", &one(shared.stats.ops_per_sec() as f64));
     metric(&mut out, "quire_commands_processed_total", "counter", "Commands processed.", &one(Stats::get(&shared.stats.commands_processed) as f64));

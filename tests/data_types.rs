@@ -237,7 +237,10 @@ fn sorted_sets() {
     assert_eq!(r.call(&["ZPOPMIN", "dst"]).strings(), vec!["a", "1"]);
     assert_eq!(r.call(&["ZPOPMAX", "z", "2"]).strings(), vec!["b", "5", "d", "4"]);
     r.call(&["ZADD", "z", "5", "b", "4", "d"]);
-    assert_eq!(r.call(&["ZMPOP", "2", "nope", "z", "MIN", "COUNT", "1"]), Reply::Array(vec![Reply::bulk("z"), Reply::Array(vec![Reply::Array(vec![Reply::bulk("a"), Reply::bulk("1")])])]));
+    assert_eq!(
+        r.call(&["ZMPOP", "2", "nope", "z", "MIN", "COUNT", "1"]),
+        Reply::Array(vec![Reply::bulk("z"), Reply::Array(vec![Reply::Array(vec![Reply::bulk("a"), Reply::bulk("1")])])])
+    );
     r.call(&["ZADD", "z", "1", "a"]);
     assert_eq!(r.call(&["ZREMRANGEBYRANK", "z", "0", "0"]).int(), 1);
     assert_eq!(r.call(&["ZREMRANGEBYSCORE", "z", "4", "(5"]).int(), 1);
@@ -273,7 +276,10 @@ fn sorted_sets() {
     let mut r3 = node.raw();
     r3.call(&["HELLO", "3"]);
     assert_eq!(r3.call(&["ZSCORE", "z1", "a"]), Reply::Double("1".into()));
-    assert_eq!(r3.call(&["ZRANGE", "z1", "0", "-1", "WITHSCORES"]), Reply::Array(vec![Reply::Array(vec![Reply::bulk("a"), Reply::Double("1".into())]), Reply::Array(vec![Reply::bulk("b"), Reply::Double("2".into())])]));
+    assert_eq!(
+        r3.call(&["ZRANGE", "z1", "0", "-1", "WITHSCORES"]),
+        Reply::Array(vec![Reply::Array(vec![Reply::bulk("a"), Reply::Double("1".into())]), Reply::Array(vec![Reply::bulk("b"), Reply::Double("2".into())])])
+    );
 }
 
 #[test]

@@ -80,14 +80,16 @@ fn kubernetes_manifests_match_profiles() {
         // The ConfigMap carries the profile unchanged.
         let embedded = docs[0]["data"][format!("{r}.toml").as_str()].as_str().expect("profile in ConfigMap");
         assert_eq!(embedded.trim(), read(&format!("deploy/profiles/{r}.toml")).trim());
-        let service_ports: Vec<(i64, String)> = docs[1]["spec"]["ports"].as_vec().unwrap().iter().map(|p| (p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap().to_string())).collect();
+        let service_ports: Vec<(i64, String)> =
+            docs[1]["spec"]["ports"].as_vec().unwrap().iter().map(|p| (p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap().to_string())).collect();
         assert_eq!(service_ports, [(s.port as i64, "TCP".into()), (s.repl.port as i64, "UDP".into()), (s.metrics.port as i64, "TCP".into())]);
         let pod = &docs[2]["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
         assert_eq!(strs(&container["args"]), ["server", "--profile", r, "--profile-dir", "/etc/quire/profiles"]);
         let container_ports: Vec<i64> = container["ports"].as_vec().unwrap().iter().map(|p| p["containerPort"].as_i64().unwrap()).collect();
         assert_eq!(container_ports, [s.port as i64, s.repl.port as i64, s.metrics.port as i64]);
-        let env: Vec<(String, String)> = container["env"].as_vec().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string())).collect();
+        let env: Vec<(String, String)> =
+            container["env"].as_vec().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string())).collect();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("QUIRE_REPL__CERTS").as_deref(), Some("/certs"));
         match upstream_region(&s) {

@@ -103,10 +103,8 @@ fn demo_runs_three_replicating_regions() {
             break candidate;
         }
     };
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args(["demo", "--duration", "4", "--rate", "500", "--base-port", &base.to_string()])
-        .output()
-        .expect("demo runs");
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_quire")).args(["demo", "--duration", "4", "--rate", "500", "--base-port", &base.to_string()]).output().expect("demo runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let last = text.rsplit("Quire demo").next().unwrap();

@@ -200,10 +200,7 @@ fn wait_min_replicas_replicaof_and_promotion() {
 }
 
 fn assert_link_refused(replica: &TestNode, primary: &TestNode, expect_primary_rejects: bool) -> String {
-    assert!(
-        wait_until(SYNC_LIMIT, || !replica.info("replication", "quire_link_last_error").is_empty()),
-        "replica reports no link error"
-    );
+    assert!(wait_until(SYNC_LIMIT, || !replica.info("replication", "quire_link_last_error").is_empty()), "replica reports no link error");
     if expect_primary_rejects {
         assert!(wait_until(SYNC_LIMIT, || primary.info("replication", "quire_rejected_links") != "0"));
     }

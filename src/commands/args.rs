@@ -73,7 +73,11 @@ pub fn parse_f64(arg: &[u8]) -> Option<f64> {
             lower.parse::<f64>().ok()?
         }
     };
-    if v.is_nan() { None } else { Some(v) }
+    if v.is_nan() {
+        None
+    } else {
+        Some(v)
+    }
 }
 
 pub fn float(arg: &[u8]) -> Result<f64, Frame> {
@@ -93,7 +97,11 @@ pub fn text(arg: &Bytes) -> String {
 /// `[^a]`, `\x`), optionally case-insensitive.
 pub fn glob_match(pattern: &[u8], string: &[u8], nocase: bool) -> bool {
     fn eq(a: u8, b: u8, nocase: bool) -> bool {
-        if nocase { a.eq_ignore_ascii_case(&b) } else { a == b }
+        if nocase {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
     }
     fn inner(p: &[u8], s: &[u8], nocase: bool, depth: usize) -> bool {
         if depth > 1000 {

@@ -130,7 +130,11 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
                 let Some(waiter) = ctx.blocking.waiters.get(&client) else { break };
                 let op = waiter.op.clone();
                 ctx.session.db = db;
-                let kind_ok = if op.wants_list() { super::typed::check_type(ctx, &key, crate::keyspace::ValueKind::List) } else { super::typed::check_type(ctx, &key, crate::keyspace::ValueKind::ZSet) };
+                let kind_ok = if op.wants_list() {
+                    super::typed::check_type(ctx, &key, crate::keyspace::ValueKind::List)
+                } else {
+                    super::typed::check_type(ctx, &key, crate::keyspace::ValueKind::ZSet)
+                };
                 if !matches!(kind_ok, Ok(true)) {
                     break;
                 }
@@ -154,4 +158,3 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
     }
     ctx.session.db = saved_db;
 }
-

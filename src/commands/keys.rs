@@ -20,7 +20,15 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("del", -2, WRITE, (1, -1, 1), "Deletes one or more keys.", "key [key ...]", del),
     spec!("unlink", -2, WRITE | FAST, (1, -1, 1), "Asynchronously deletes one or more keys.", "key [key ...]", del),
     spec!("exists", -2, READONLY | FAST, (1, -1, 1), "Determines whether one or more keys exist.", "key [key ...]", exists),
-    spec!("touch", -2, READONLY | FAST, (1, -1, 1), "Returns the number of existing keys out of those specified after updating the time they were last accessed.", "key [key ...]", exists),
+    spec!(
+        "touch",
+        -2,
+        READONLY | FAST,
+        (1, -1, 1),
+        "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
+        "key [key ...]",
+        exists
+    ),
     spec!("type", 2, READONLY | FAST, (1, 1, 1), "Determines the type of value stored at a key.", "key", type_),
     spec!("keys", 2, READONLY, (0, 0, 0), "Returns all key names that match a pattern.", "pattern", keys),
     spec!("scan", -2, READONLY, (0, 0, 0), "Iterates over the key names in the database.", "cursor [MATCH pattern] [COUNT count] [TYPE type]", scan),
@@ -36,7 +44,15 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("expire", -3, WRITE | FAST, (1, 1, 1), "Sets the expiration time of a key in seconds.", "key seconds [NX | XX | GT | LT]", expire),
     spec!("pexpire", -3, WRITE | FAST, (1, 1, 1), "Sets the expiration time of a key in milliseconds.", "key milliseconds [NX | XX | GT | LT]", expire),
     spec!("expireat", -3, WRITE | FAST, (1, 1, 1), "Sets the expiration time of a key to a Unix timestamp.", "key unix-time-seconds [NX | XX | GT | LT]", expire),
-    spec!("pexpireat", -3, WRITE | FAST, (1, 1, 1), "Sets the expiration time of a key to a Unix milliseconds timestamp.", "key unix-time-milliseconds [NX | XX | GT | LT]", expire),
+    spec!(
+        "pexpireat",
+        -3,
+        WRITE | FAST,
+        (1, 1, 1),
+        "Sets the expiration time of a key to a Unix milliseconds timestamp.",
+        "key unix-time-milliseconds [NX | XX | GT | LT]",
+        expire
+    ),
     spec!("ttl", 2, READONLY | FAST, (1, 1, 1), "Returns the expiration time in seconds of a key.", "key", ttl),
     spec!("pttl", 2, READONLY | FAST, (1, 1, 1), "Returns the expiration time in milliseconds of a key.", "key", ttl),
     spec!("expiretime", 2, READONLY | FAST, (1, 1, 1), "Returns the expiration time of a key as a Unix timestamp.", "key", ttl),
@@ -410,9 +426,5 @@ fn object(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 /// Redis's reply for an unknown subcommand of a container command.
 pub(super) fn unknown_subcommand(sub: &[u8], container: &str) -> Frame {
-    Frame::error_owned(format!(
-        "ERR unknown subcommand '{}'. Try {} HELP.",
-        String::from_utf8_lossy(sub),
-        container
-    ))
+    Frame::error_owned(format!("ERR unknown subcommand '{}'. Try {} HELP.", String::from_utf8_lossy(sub), container))
 }

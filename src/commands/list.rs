@@ -32,14 +32,78 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("ltrim", 4, WRITE, (1, 1, 1), "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", "key start stop", ltrim),
     spec!("linsert", 5, WRITE | DENYOOM, (1, 1, 1), "Inserts an element before or after another element in a list.", "key BEFORE | AFTER pivot element", linsert),
     spec!("lpos", -3, READONLY, (1, 1, 1), "Returns the index of matching elements in a list.", "key element [RANK rank] [COUNT num-matches] [MAXLEN len]", lpos),
-    spec!("lmove", 5, WRITE | DENYOOM, (1, 2, 1), "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", "source destination LEFT | RIGHT LEFT | RIGHT", lmove),
-    spec!("rpoplpush", 3, WRITE | DENYOOM, (1, 2, 1), "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "source destination", rpoplpush),
-    spec!("lmpop", -4, WRITE | MOVABLE_KEYS, (0, 0, 0), "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "numkeys key [key ...] LEFT | RIGHT [COUNT count]", lmpop),
-    spec!("blpop", -3, WRITE | BLOCKING, (1, -2, 1), "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key [key ...] timeout", blpop),
-    spec!("brpop", -3, WRITE | BLOCKING, (1, -2, 1), "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key [key ...] timeout", brpop),
-    spec!("blmove", 6, WRITE | DENYOOM | BLOCKING, (1, 2, 1), "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", "source destination LEFT | RIGHT LEFT | RIGHT timeout", blmove),
-    spec!("brpoplpush", 4, WRITE | DENYOOM | BLOCKING, (1, 2, 1), "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", "source destination timeout", brpoplpush),
-    spec!("blmpop", -5, WRITE | BLOCKING | MOVABLE_KEYS, (0, 0, 0), "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "timeout numkeys key [key ...] LEFT | RIGHT [COUNT count]", blmpop),
+    spec!(
+        "lmove",
+        5,
+        WRITE | DENYOOM,
+        (1, 2, 1),
+        "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.",
+        "source destination LEFT | RIGHT LEFT | RIGHT",
+        lmove
+    ),
+    spec!(
+        "rpoplpush",
+        3,
+        WRITE | DENYOOM,
+        (1, 2, 1),
+        "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.",
+        "source destination",
+        rpoplpush
+    ),
+    spec!(
+        "lmpop",
+        -4,
+        WRITE | MOVABLE_KEYS,
+        (0, 0, 0),
+        "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.",
+        "numkeys key [key ...] LEFT | RIGHT [COUNT count]",
+        lmpop
+    ),
+    spec!(
+        "blpop",
+        -3,
+        WRITE | BLOCKING,
+        (1, -2, 1),
+        "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
+        "key [key ...] timeout",
+        blpop
+    ),
+    spec!(
+        "brpop",
+        -3,
+        WRITE | BLOCKING,
+        (1, -2, 1),
+        "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
+        "key [key ...] timeout",
+        brpop
+    ),
+    spec!(
+        "blmove",
+        6,
+        WRITE | DENYOOM | BLOCKING,
+        (1, 2, 1),
+        "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.",
+        "source destination LEFT | RIGHT LEFT | RIGHT timeout",
+        blmove
+    ),
+    spec!(
+        "brpoplpush",
+        4,
+        WRITE | DENYOOM | BLOCKING,
+        (1, 2, 1),
+        "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.",
+        "source destination timeout",
+        brpoplpush
+    ),
+    spec!(
+        "blmpop",
+        -5,
+        WRITE | BLOCKING | MOVABLE_KEYS,
+        (0, 0, 0),
+        "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
+        "timeout numkeys key [key ...] LEFT | RIGHT [COUNT count]",
+        blmpop
+    ),
 ];
 
 fn push(ctx: &mut ExecCtx, args: &[Bytes], left: bool, only_existing: bool) -> CmdResult {

@@ -27,11 +27,11 @@ mod typed;
 mod zset;
 
 use crate::keyspace::{Db, Keyspace};
-use blocking::Blocking;
-use pubsub::PubSub;
 use crate::resp::Frame;
 use crate::server::Shared;
+use blocking::Blocking;
 use bytes::Bytes;
+use pubsub::PubSub;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -101,7 +101,11 @@ impl CommandSpec {
 
     fn arity_ok(&self, argc: usize) -> bool {
         let argc = argc as i32;
-        if self.arity >= 0 { argc == self.arity } else { argc >= -self.arity }
+        if self.arity >= 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
     }
 
     /// The key arguments of a concrete invocation (for WATCH-style checks
@@ -188,7 +192,21 @@ impl<'a> ExecCtx<'a> {
 }
 
 fn families() -> impl Iterator<Item = &'static CommandSpec> {
-    [strings::COMMANDS, keys::COMMANDS, server::COMMANDS, connection::COMMANDS, tx::COMMANDS, hash::COMMANDS, list::COMMANDS, set::COMMANDS, zset::COMMANDS, pubsub::COMMANDS, replication::COMMANDS].into_iter().flatten()
+    [
+        strings::COMMANDS,
+        keys::COMMANDS,
+        server::COMMANDS,
+        connection::COMMANDS,
+        tx::COMMANDS,
+        hash::COMMANDS,
+        list::COMMANDS,
+        set::COMMANDS,
+        zset::COMMANDS,
+        pubsub::COMMANDS,
+        replication::COMMANDS,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 type Table = HashMap<&'static str, &'static CommandSpec, foldhash::fast::FixedState>;
@@ -255,10 +273,7 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
         return Frame::error("NOAUTH Authentication required.");
     }
     if ctx.session.in_subscribed_context() && !spec.has(flags::SUBSCRIBED_OK) {
-        return Frame::error_owned(format!(
-            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-            spec.name
-        ));
+        return Frame::error_owned(format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", spec.name));
     }
     if !ctx.session.replicated {
         if let Err(e) = replication::check_write_allowed(ctx, spec) {

@@ -125,8 +125,22 @@ macro_rules! spec {
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("subscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK, "Listens for messages published to channels.", "channel [channel ...]", subscribe),
     spec!("unsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK, "Stops listening to messages posted to channels.", "[channel [channel ...]]", unsubscribe),
-    spec!("psubscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK, "Listens for messages published to channels that match one or more patterns.", "pattern [pattern ...]", psubscribe),
-    spec!("punsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK, "Stops listening to messages published to channels that match one or more patterns.", "[pattern [pattern ...]]", punsubscribe),
+    spec!(
+        "psubscribe",
+        -2,
+        PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK,
+        "Listens for messages published to channels that match one or more patterns.",
+        "pattern [pattern ...]",
+        psubscribe
+    ),
+    spec!(
+        "punsubscribe",
+        -1,
+        PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK,
+        "Stops listening to messages published to channels that match one or more patterns.",
+        "[pattern [pattern ...]]",
+        punsubscribe
+    ),
     spec!("publish", 3, PUBSUB | LOADING | STALE | FAST, "Posts a message to a channel.", "channel message", publish),
     spec!("pubsub", -2, PUBSUB | LOADING | STALE, "A container for Pub/Sub commands.", "subcommand [arguments ...]", pubsub),
 ];

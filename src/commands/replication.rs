@@ -25,7 +25,14 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Configures a server as replica of another, or promotes it to a master.", "host port", replicaof),
     spec!("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port", replicaof),
     spec!("wait", 3, NOSCRIPT, "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "numreplicas timeout", wait),
-    spec!("failover", -1, ADMIN | NOSCRIPT | STALE, "Starts a coordinated failover from a server to one of its replicas.", "[TO host port [FORCE]] [ABORT] [TIMEOUT milliseconds]", failover),
+    spec!(
+        "failover",
+        -1,
+        ADMIN | NOSCRIPT | STALE,
+        "Starts a coordinated failover from a server to one of its replicas.",
+        "[TO host port [FORCE]] [ABORT] [TIMEOUT milliseconds]",
+        failover
+    ),
     spec!("role", 1, NOSCRIPT | LOADING | STALE | FAST, "Returns the replication role.", "", role),
 ];
 
@@ -121,7 +128,10 @@ fn failover(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         let online = table.replicas.values().filter(|r| r.state == "online");
         match &to {
             Some((host, port)) => online
-                .filter(|r| (r.addr.ip().to_string() == *host || host == "localhost" || r.repl_addr.starts_with(&format!("{host}:"))) && (r.tcp_port == *port || r.repl_addr.ends_with(&format!(":{port}"))))
+                .filter(|r| {
+                    (r.addr.ip().to_string() == *host || host == "localhost" || r.repl_addr.starts_with(&format!("{host}:")))
+                        && (r.tcp_port == *port || r.repl_addr.ends_with(&format!(":{port}")))
+                })
                 .map(|r| r.repl_addr.clone())
                 .next()
                 .ok_or(Frame::error("ERR FAILOVER target HOST and PORT is not a replica."))?,
@@ -293,7 +303,8 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     }
     drop(table);
     let backlog = log.backlog();
-    let (first, histlen, memory, disk, segments) = if log.is_active() { (backlog.start_offset(), backlog.len(), backlog.memory_len(), backlog.disk_bytes(), backlog.segments()) } else { (offset, 0, 0, 0, 0) };
+    let (first, histlen, memory, disk, segments) =
+        if log.is_active() { (backlog.start_offset(), backlog.len(), backlog.memory_len(), backlog.disk_bytes(), backlog.segments()) } else { (offset, 0, 0, 0, 0) };
     let covered = log.outage_seconds_covered();
     let _ = write!(
         out,

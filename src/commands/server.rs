@@ -30,7 +30,14 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("save", 1, ADMIN | NOSCRIPT | NO_MULTI, "Synchronously saves the database(s) to disk.", "", save),
     spec!("bgsave", -1, ADMIN | NOSCRIPT, "Asynchronously saves the database(s) to disk.", "[SCHEDULE]", bgsave),
     spec!("lastsave", 1, LOADING | STALE | FAST, "Returns the Unix timestamp of the last successful save to disk.", "", lastsave),
-    spec!("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI, "Synchronously saves the database(s) to disk and shuts down the server.", "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]", shutdown),
+    spec!(
+        "shutdown",
+        -1,
+        ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI,
+        "Synchronously saves the database(s) to disk and shuts down the server.",
+        "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]",
+        shutdown
+    ),
     spec!("memory", -2, READONLY, "A container for memory diagnostics commands.", "subcommand [arguments ...]", memory),
 ];
 
@@ -108,7 +115,14 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
             );
         }
         "clients" => {
-            let _ = write!(out, "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\npubsub_patterns:{}\r\n", shared.clients.len(), settings.maxclients, ctx.blocking.blocked_clients(), ctx.pubsub.numpat());
+            let _ = write!(
+                out,
+                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\npubsub_patterns:{}\r\n",
+                shared.clients.len(),
+                settings.maxclients,
+                ctx.blocking.blocked_clients(),
+                ctx.pubsub.numpat()
+            );
         }
         "memory" => {
             let rss = rss_bytes();
@@ -344,7 +358,8 @@ fn parse_sequence(tokens: &[&str], pos: &mut usize) -> Vec<DocArg> {
     if alternatives.len() == 1 {
         return alternatives.pop().unwrap_or_default();
     }
-    let options = alternatives.into_iter().filter(|a| !a.is_empty()).map(|alt| if alt.len() == 1 { alt.into_iter().next().expect("one") } else { DocArg::group("block", alt) }).collect();
+    let options =
+        alternatives.into_iter().filter(|a| !a.is_empty()).map(|alt| if alt.len() == 1 { alt.into_iter().next().expect("one") } else { DocArg::group("block", alt) }).collect();
     vec![DocArg::group("oneof", options)]
 }
 
@@ -387,7 +402,23 @@ fn command(_ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         Ok(Frame::Array(keys))
     } else if is(sub, "help") && args.len() == 2 {
-        let lines = ["COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:", "(no subcommand)", "    Return details about all commands.", "COUNT", "    Return the total number of commands in this server.", "LIST", "    Return a list of all commands in this server.", "INFO [<command-name> ...]", "    Return details about multiple commands.", "DOCS [<command-name> ...]", "    Return documentation details about multiple commands.", "GETKEYS <full-command>", "    Return the keys from a full command.", "HELP", "    Print this help."];
+        let lines = [
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all commands.",
+            "COUNT",
+            "    Return the total number of commands in this server.",
+            "LIST",
+            "    Return a list of all commands in this server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple commands.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple commands.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full command.",
+            "HELP",
+            "    Print this help.",
+        ];
         Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()))
     } else {
         Err(unknown_subcommand(sub, "COMMAND"))
@@ -453,7 +484,15 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     } else if is(sub, "set-active-expire") && args.len() == 3 {
         Ok(Frame::ok())
     } else if is(sub, "help") {
-        let lines = ["DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:", "DIGEST", "DIGEST-VALUE <key> [<key> ...]", "SLEEP <seconds>", "POPULATE <count> [<prefix>] [<size>]", "RELOAD", "HELP"];
+        let lines = [
+            "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DIGEST",
+            "DIGEST-VALUE <key> [<key> ...]",
+            "SLEEP <seconds>",
+            "POPULATE <count> [<prefix>] [<size>]",
+            "RELOAD",
+            "HELP",
+        ];
         Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()))
     } else {
         Err(unknown_subcommand(sub, "DEBUG"))
@@ -532,7 +571,6 @@ fn memory(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Err(unknown_subcommand(sub, "MEMORY"))
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,15 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("sismember", 3, READONLY | FAST, (1, 1, 1), "Determines whether a member belongs to a set.", "key member", sismember),
     spec!("smismember", -3, READONLY | FAST, (1, 1, 1), "Determines whether multiple members belong to a set.", "key member [member ...]", smismember),
     spec!("smembers", 2, READONLY, (1, 1, 1), "Returns all members of a set.", "key", smembers),
-    spec!("spop", -2, WRITE | FAST, (1, 1, 1), "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.", "key [count]", spop),
+    spec!(
+        "spop",
+        -2,
+        WRITE | FAST,
+        (1, 1, 1),
+        "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.",
+        "key [count]",
+        spop
+    ),
     spec!("srandmember", -2, READONLY, (1, 1, 1), "Get one or multiple random members from a set", "key [count]", srandmember),
     spec!("smove", 4, WRITE | FAST, (1, 2, 1), "Moves a member from one set to another.", "source destination member", smove),
     spec!("sinter", -2, READONLY, (1, -1, 1), "Returns the intersect of multiple sets.", "key [key ...]", sinter),
@@ -35,7 +43,15 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("sunionstore", -3, WRITE | DENYOOM, (1, -1, 1), "Stores the union of multiple sets in a key.", "destination key [key ...]", sunionstore),
     spec!("sdiff", -2, READONLY, (1, -1, 1), "Returns the difference of multiple sets.", "key [key ...]", sdiff),
     spec!("sdiffstore", -3, WRITE | DENYOOM, (1, -1, 1), "Stores the difference of multiple sets in a key.", "destination key [key ...]", sdiffstore),
-    spec!("sintercard", -3, READONLY | MOVABLE_KEYS, (0, 0, 0), "Returns the number of members of the intersect of multiple sets.", "numkeys key [key ...] [LIMIT limit]", sintercard),
+    spec!(
+        "sintercard",
+        -3,
+        READONLY | MOVABLE_KEYS,
+        (0, 0, 0),
+        "Returns the number of members of the intersect of multiple sets.",
+        "numkeys key [key ...] [LIMIT limit]",
+        sintercard
+    ),
     spec!("sscan", -3, READONLY, (1, 1, 1), "Iterates over members of a set.", "key cursor [MATCH pattern] [COUNT count]", sscan),
 ];
 

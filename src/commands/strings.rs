@@ -18,26 +18,82 @@ macro_rules! spec {
 
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("get", 2, READONLY | FAST, (1, 1, 1), "Returns the string value of a key.", "key", get),
-    spec!("set", -3, WRITE | DENYOOM, (1, 1, 1), "Sets the string value of a key, ignoring its type.", "key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]", set),
+    spec!(
+        "set",
+        -3,
+        WRITE | DENYOOM,
+        (1, 1, 1),
+        "Sets the string value of a key, ignoring its type.",
+        "key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]",
+        set
+    ),
     spec!("setnx", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Set the string value of a key only when the key doesn't exist.", "key value", setnx),
     spec!("setex", 4, WRITE | DENYOOM, (1, 1, 1), "Sets the string value and expiration time of a key.", "key seconds value", setex),
     spec!("psetex", 4, WRITE | DENYOOM, (1, 1, 1), "Sets the string value and expiration time in milliseconds of a key.", "key milliseconds value", psetex),
     spec!("mget", -2, READONLY | FAST, (1, -1, 1), "Atomically returns the string values of one or more keys.", "key [key ...]", mget),
     spec!("mset", -3, WRITE | DENYOOM, (1, -1, 2), "Atomically creates or modifies the string values of one or more keys.", "key value [key value ...]", mset),
-    spec!("msetnx", -3, WRITE | DENYOOM, (1, -1, 2), "Atomically modifies the string values of one or more keys only when all keys don't exist.", "key value [key value ...]", msetnx),
+    spec!(
+        "msetnx",
+        -3,
+        WRITE | DENYOOM,
+        (1, -1, 2),
+        "Atomically modifies the string values of one or more keys only when all keys don't exist.",
+        "key value [key value ...]",
+        msetnx
+    ),
     spec!("getset", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Returns the previous string value of a key after setting it to a new value.", "key value", getset),
     spec!("getdel", 2, WRITE | FAST, (1, 1, 1), "Returns the string value of a key after deleting the key.", "key", getdel),
-    spec!("getex", -2, WRITE | FAST, (1, 1, 1), "Returns the string value of a key after setting its expiration time.", "key [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | PERSIST]", getex),
+    spec!(
+        "getex",
+        -2,
+        WRITE | FAST,
+        (1, 1, 1),
+        "Returns the string value of a key after setting its expiration time.",
+        "key [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | PERSIST]",
+        getex
+    ),
     spec!("append", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Appends a string to the value of a key. Creates the key if it doesn't exist.", "key value", append),
     spec!("strlen", 2, READONLY | FAST, (1, 1, 1), "Returns the length of a string value.", "key", strlen),
     spec!("getrange", 4, READONLY, (1, 1, 1), "Returns a substring of the string stored at a key.", "key start end", getrange),
     spec!("substr", 4, READONLY, (1, 1, 1), "Returns a substring from a string value.", "key start end", getrange),
-    spec!("setrange", 4, WRITE | DENYOOM, (1, 1, 1), "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", "key offset value", setrange),
+    spec!(
+        "setrange",
+        4,
+        WRITE | DENYOOM,
+        (1, 1, 1),
+        "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
+        "key offset value",
+        setrange
+    ),
     spec!("incr", 2, WRITE | DENYOOM | FAST, (1, 1, 1), "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key", incr),
     spec!("decr", 2, WRITE | DENYOOM | FAST, (1, 1, 1), "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key", decr),
-    spec!("incrby", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", "key increment", incrby),
-    spec!("decrby", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", "key decrement", decrby),
-    spec!("incrbyfloat", 3, WRITE | DENYOOM | FAST, (1, 1, 1), "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", "key increment", incrbyfloat),
+    spec!(
+        "incrby",
+        3,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+        "key increment",
+        incrby
+    ),
+    spec!(
+        "decrby",
+        3,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
+        "key decrement",
+        decrby
+    ),
+    spec!(
+        "incrbyfloat",
+        3,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+        "key increment",
+        incrbyfloat
+    ),
 ];
 
 /// Reads a string value; WRONGTYPE if the key holds another type.

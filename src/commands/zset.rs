@@ -172,11 +172,7 @@ fn zadd(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
     }
     ctx.modified(key, (added + changed) as u64);
-    Ok(if incr {
-        incr_result.map(Frame::Double).unwrap_or(Frame::Null)
-    } else {
-        Frame::Integer(if ch { added + changed } else { added })
-    })
+    Ok(if incr { incr_result.map(Frame::Double).unwrap_or(Frame::Null) } else { Frame::Integer(if ch { added + changed } else { added }) })
 }
 
 fn zincrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -354,7 +350,11 @@ fn store_result(ctx: &mut ExecCtx, dst: &[u8], z: ZSet) -> CmdResult {
 fn pop(ctx: &mut ExecCtx, key: &[u8], min: bool, count: usize) -> Result<Option<Vec<(Blob, f64)>>, Frame> {
     let Some(z) = write_zset(ctx, key, false)? else { return Ok(None) };
     let n = count.min(z.len());
-    let items: Vec<(Blob, f64)> = if min { z.iter_from_rank(0).take(n).map(|(m, s)| (m.clone(), s)).collect() } else { z.iter_rev_from_rank(z.len().saturating_sub(1)).take(n).map(|(m, s)| (m.clone(), s)).collect() };
+    let items: Vec<(Blob, f64)> = if min {
+        z.iter_from_rank(0).take(n).map(|(m, s)| (m.clone(), s)).collect()
+    } else {
+        z.iter_rev_from_rank(z.len().saturating_sub(1)).take(n).map(|(m, s)| (m.clone(), s)).collect()
+    };
     for (m, _) in &items {
         z.remove(m);
     }
@@ -537,7 +537,11 @@ fn aggregate(agg: Aggregate, a: f64, b: f64) -> f64 {
     match agg {
         Aggregate::Sum => {
             let s = a + b;
-            if s.is_nan() { 0.0 } else { s }
+            if s.is_nan() {
+                0.0
+            } else {
+                s
+            }
         }
         Aggregate::Min => a.min(b),
         Aggregate::Max => a.max(b),
@@ -594,7 +598,11 @@ fn zsetop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     let weighted = |s: f64, w: f64| {
         let v = s * w;
-        if v.is_nan() { 0.0 } else { v }
+        if v.is_nan() {
+            0.0
+        } else {
+            v
+        }
     };
     let mut result: Map<Blob, f64> = Map::default();
     match op {

@@ -470,7 +470,14 @@ pub fn toml_string(s: &Settings) -> String {
     let b = &r.backlog;
     out.push_str(&format!("\n[link]\nrtt_ms = {}\nbandwidth_mbit = {}\noutage_tolerance = {}\n", s.link.rtt_ms, s.link.bandwidth_mbit, q(&s.link.outage_tolerance)));
     out.push_str(&format!("\n[metrics]\nbind = {}\nport = {}\n", q(&s.metrics.bind), s.metrics.port));
-    out.push_str(&format!("\n[repl.backlog]\nsize = {}\noutage_tolerance = {}\nmax_disk = {}\nmemory = {}\nsegment_bytes = {}\n", b.size, q(&b.outage_tolerance), b.max_disk, b.memory, b.segment_bytes));
+    out.push_str(&format!(
+        "\n[repl.backlog]\nsize = {}\noutage_tolerance = {}\nmax_disk = {}\nmemory = {}\nsegment_bytes = {}\n",
+        b.size,
+        q(&b.outage_tolerance),
+        b.max_disk,
+        b.memory,
+        b.segment_bytes
+    ));
     out
 }
 

@@ -37,15 +37,7 @@ impl Clone for Db {
     /// Clones the data only (for point-in-time snapshots): WATCH
     /// registrations and logs belong to the live database.
     fn clone(&self) -> Db {
-        Db {
-            entries: self.entries.clone(),
-            expires: self.expires.clone(),
-            watched: HashMap::new(),
-            expired: Vec::new(),
-            delete_expired: self.delete_expired,
-            hits: 0,
-            misses: 0,
-        }
+        Db { entries: self.entries.clone(), expires: self.expires.clone(), watched: HashMap::new(), expired: Vec::new(), delete_expired: self.delete_expired, hits: 0, misses: 0 }
     }
 }
 

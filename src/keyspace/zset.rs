@@ -66,10 +66,18 @@ fn cmp_entry(score: f64, member: &[u8], other_score: f64, other_member: &[u8]) -
 
 impl ScoreBound {
     fn admits_min(&self, score: f64) -> bool {
-        if self.exclusive { score > self.value } else { score >= self.value }
+        if self.exclusive {
+            score > self.value
+        } else {
+            score >= self.value
+        }
     }
     fn admits_max(&self, score: f64) -> bool {
-        if self.exclusive { score < self.value } else { score <= self.value }
+        if self.exclusive {
+            score < self.value
+        } else {
+            score <= self.value
+        }
     }
 }
 

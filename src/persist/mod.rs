@@ -70,10 +70,17 @@ pub enum Payload {
 pub enum Record {
     SelectDb(u16),
     /// A key with its deadline and its value (or the value's first chunk).
-    Key { key: Vec<u8>, expire_ms: Option<i64>, payload: Payload },
+    Key {
+        key: Vec<u8>,
+        expire_ms: Option<i64>,
+        payload: Payload,
+    },
     /// More elements of the previous key's collection, same type.
     More(Payload),
-    End { records: u64, crc32: u32 },
+    End {
+        records: u64,
+        crc32: u32,
+    },
 }
 
 /// Writes records into any `Write`, compressing and checksumming.

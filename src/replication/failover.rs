@@ -100,9 +100,16 @@ pub fn save_epoch(dir: &Path, epoch: u64) {
 pub enum FailoverState {
     None,
     /// Writes paused; waiting for the target to acknowledge `offset`.
-    WaitingForSync { target: String, offset: u64, deadline_ms: i64, force: bool },
+    WaitingForSync {
+        target: String,
+        offset: u64,
+        deadline_ms: i64,
+        force: bool,
+    },
     /// Target told to take over; this node is switching to follow it.
-    InProgress { target: String },
+    InProgress {
+        target: String,
+    },
 }
 
 impl FailoverState {

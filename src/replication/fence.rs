@@ -79,7 +79,9 @@ fn probe(endpoint: &quinn::Endpoint, peer: &str, epoch: u64) -> impl std::future
             let reply = read_message::<PrimaryMessage>(&mut recv, &mut reader, &mut buf).await.ok()??;
             conn.close(0u32.into(), b"probed");
             match reply {
-                PrimaryMessage::ProbeReply { epoch, is_primary, upstream, replid, replid2, second_offset } => Some(PeerView { addr: peer.clone(), epoch, is_primary, upstream, replid, replid2, second_offset }),
+                PrimaryMessage::ProbeReply { epoch, is_primary, upstream, replid, replid2, second_offset } => {
+                    Some(PeerView { addr: peer.clone(), epoch, is_primary, upstream, replid, replid2, second_offset })
+                }
                 _ => None,
             }
         })

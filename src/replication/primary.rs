@@ -6,16 +6,16 @@
 //! it received, at the same offsets.
 
 use super::batch::{BatchPolicy, Batcher, Compressor, Cut};
+use super::fullsync::{self, ServedSnapshot};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use super::stream::Resync;
 use super::AttachedReplica;
-use super::fullsync::{self, ServedSnapshot};
 use crate::persist::SnapshotHeader;
 use crate::server::{unix_ms, wait_shutdown, Shared};
 use std::sync::atomic::Ordering;
-use tracing::Instrument;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Bytes of snapshot per chunk message.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
@@ -105,21 +105,22 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
     let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await.map_err(|_| LinkError::Timeout("handshake"))??;
     let mut reader = MessageReader::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_message::<ReplicaMessage>(&mut recv, &mut reader, &mut buf)).await.map_err(|_| LinkError::Timeout("handshake"))?? {
-        Some(ReplicaMessage::Hello(hello)) => hello,
-        Some(ReplicaMessage::Probe { epoch }) => {
-            send.write_all(&protocol::encode(&probe_reply(shared))).await?;
-            let _ = send.finish();
-            // Let the reply reach the prober before the connection closes.
-            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, recv.read(&mut buf)).await;
-            if epoch > shared.repl.epoch() {
-                tracing::info!(epoch, "probed by a node with a newer epoch");
+    let hello =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_message::<ReplicaMessage>(&mut recv, &mut reader, &mut buf)).await.map_err(|_| LinkError::Timeout("handshake"))?? {
+            Some(ReplicaMessage::Hello(hello)) => hello,
+            Some(ReplicaMessage::Probe { epoch }) => {
+                send.write_all(&protocol::encode(&probe_reply(shared))).await?;
+                let _ = send.finish();
+                // Let the reply reach the prober before the connection closes.
+                let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, recv.read(&mut buf)).await;
+                if epoch > shared.repl.epoch() {
+                    tracing::info!(epoch, "probed by a node with a newer epoch");
+                }
+                return Ok("probe answered");
             }
-            return Ok("probe answered");
-        }
-        Some(other) => return Err(LinkError::Refused(format!("expected a hello, got {other:?}"))),
-        None => return Ok("closed before the hello"),
-    };
+            Some(other) => return Err(LinkError::Refused(format!("expected a hello, got {other:?}"))),
+            None => return Ok("closed before the hello"),
+        };
     if hello.version != protocol::PROTOCOL_VERSION {
         let reason = format!("protocol version {} is not supported (this node speaks {})", hello.version, protocol::PROTOCOL_VERSION);
         send.write_all(&protocol::encode(&PrimaryMessage::Refused { reason: reason.clone() })).await?;
@@ -296,7 +297,17 @@ async fn send_snapshot(shared: &Arc<Shared>, send: &mut quinn::SendStream, snaps
 
 /// Streams batches from `sent` until the link or the node ends.
 #[allow(clippy::too_many_arguments)]
-async fn stream(shared: &Arc<Shared>, conn: &quinn::Connection, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, mut reader: MessageReader, mut sent: u64, generation: u64, id: u64, repl_addr: &str) -> Result<&'static str, LinkError> {
+async fn stream(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    mut reader: MessageReader,
+    mut sent: u64,
+    generation: u64,
+    id: u64,
+    repl_addr: &str,
+) -> Result<&'static str, LinkError> {
     let (policy, level) = {
         let s = shared.settings.read();
         (BatchPolicy { max_bytes: s.repl.batch_max_bytes, max_delay: Duration::from_millis(s.repl.batch_max_delay_ms) }, s.repl.compression_level)

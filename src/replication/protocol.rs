@@ -68,20 +68,36 @@ pub struct Batch {
 pub enum ReplicaMessage {
     Hello(Hello),
     /// Everything before `offset` is applied.
-    Ack { offset: u64 },
+    Ack {
+        offset: u64,
+    },
     /// A fencing probe from a node acting as primary: "what epoch are you
     /// at, and who is your primary?" Answered with `ProbeReply`.
-    Probe { epoch: u64 },
+    Probe {
+        epoch: u64,
+    },
 }
 
 /// Messages from primary to replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PrimaryMessage {
     /// Partial resync: the stream continues from `offset` of `replid`.
-    Continue { replid: String, offset: u64, epoch: u64 },
+    Continue {
+        replid: String,
+        offset: u64,
+        epoch: u64,
+    },
     /// Full resync: snapshot file `snapshot_id` (the data at `offset`)
     /// follows from byte `resume_at`, then the stream from `offset`.
-    FullResync { replid: String, offset: u64, snapshot_id: String, snapshot_bytes: u64, file_crc32: u32, resume_at: u64, epoch: u64 },
+    FullResync {
+        replid: String,
+        offset: u64,
+        snapshot_id: String,
+        snapshot_bytes: u64,
+        file_crc32: u32,
+        resume_at: u64,
+        epoch: u64,
+    },
     /// Part of the snapshot file starting at byte `at`.
     SnapshotChunk {
         at: u64,
@@ -92,14 +108,29 @@ pub enum PrimaryMessage {
     Batch(Batch),
     /// Keep-alive with the primary's current offset and wall clock (for lag
     /// in milliseconds); the replica answers with an ack.
-    Ping { offset: u64, unix_ms: i64 },
+    Ping {
+        offset: u64,
+        unix_ms: i64,
+    },
     /// The primary refuses the link (reason is logged by both sides).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// Answer to a probe.
-    ProbeReply { epoch: u64, is_primary: bool, upstream: Option<String>, replid: String, replid2: String, second_offset: Option<u64> },
+    ProbeReply {
+        epoch: u64,
+        is_primary: bool,
+        upstream: Option<String>,
+        replid: String,
+        replid2: String,
+        second_offset: Option<u64>,
+    },
     /// Planned failover: everything up to `offset` has been sent; take over
     /// as primary with `epoch`.
-    Handover { epoch: u64, offset: u64 },
+    Handover {
+        epoch: u64,
+        offset: u64,
+    },
 }
 
 /// Encodes a message with its length prefix.

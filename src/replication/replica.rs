@@ -5,19 +5,19 @@
 //! the last applied unit.
 
 use super::apply::{Unit, UnitSplitter};
-use super::fullsync::IncomingSnapshot;
-use std::path::PathBuf;
 use super::batch::Decompressor;
+use super::fullsync::IncomingSnapshot;
 use super::primary::{read_message, LinkError};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use super::Upstream;
 use crate::commands::{self, ExecCtx, Session};
 use crate::server::{unix_ms, wait_shutdown, Shared};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use tracing::Instrument;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -327,7 +327,13 @@ fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Vec<Unit>) {
 
 /// Receives a snapshot file (from its start, or from where an earlier
 /// attempt stopped), verifies it whole, loads it and swaps it in.
-async fn receive_snapshot(shared: &Arc<Shared>, recv: &mut quinn::RecvStream, reader: &mut MessageReader, buf: &mut [u8], mut incoming: IncomingSnapshot) -> Result<(), ReplicaError> {
+async fn receive_snapshot(
+    shared: &Arc<Shared>,
+    recv: &mut quinn::RecvStream,
+    reader: &mut MessageReader,
+    buf: &mut [u8],
+    mut incoming: IncomingSnapshot,
+) -> Result<(), ReplicaError> {
     use std::io::Write;
     if incoming.size > MAX_SNAPSHOT_BYTES {
         return Err(ReplicaError::Stream(format!("snapshot of {} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit", incoming.size)));
@@ -347,7 +353,12 @@ async fn receive_snapshot(shared: &Arc<Shared>, recv: &mut quinn::RecvStream, re
     } else {
         tracing::info!(id = %incoming.id, offset = incoming.offset, bytes = incoming.size, "full resync: receiving snapshot");
     }
-    let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(!resuming).open(&incoming.path).map_err(|e| ReplicaError::Stream(format!("{}: {e}", incoming.path.display())))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(!resuming)
+        .open(&incoming.path)
+        .map_err(|e| ReplicaError::Stream(format!("{}: {e}", incoming.path.display())))?;
     file.set_len(incoming.received).map_err(|e| ReplicaError::Stream(e.to_string()))?;
     use std::io::Seek;
     file.seek(std::io::SeekFrom::Start(incoming.received)).map_err(|e| ReplicaError::Stream(e.to_string()))?;

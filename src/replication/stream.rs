@@ -148,7 +148,11 @@ impl ReplicationLog {
 
     /// The offset of the next byte (`master_repl_offset`).
     pub fn offset(&self) -> u64 {
-        if self.active { self.backlog.end_offset() } else { self.offset_without_backlog }
+        if self.active {
+            self.backlog.end_offset()
+        } else {
+            self.offset_without_backlog
+        }
     }
 
     /// (replid, offset) for snapshot headers. Flushes the backlog so the
@@ -178,7 +182,11 @@ impl ReplicationLog {
     /// bytes.
     pub fn outage_seconds_covered(&self) -> f64 {
         let rate = self.sizer.current_rate();
-        if rate <= 0.0 { f64::INFINITY } else { self.config.capacity as f64 / rate }
+        if rate <= 0.0 {
+            f64::INFINITY
+        } else {
+            self.config.capacity as f64 / rate
+        }
     }
 
     /// Starts recording (first replica attached, or this node is a replica).
@@ -295,9 +303,7 @@ impl ReplicationLog {
             if offset == self.offset() {
                 return Resync::Continue { offset };
             }
-            return Resync::Full {
-                reason: format!("offset {offset} is outside the backlog [{}, {}]", self.backlog.start_offset(), self.backlog.end_offset()),
-            };
+            return Resync::Full { reason: format!("offset {offset} is outside the backlog [{}, {}]", self.backlog.start_offset(), self.backlog.end_offset()) };
         }
         Resync::Continue { offset }
     }

@@ -92,11 +92,7 @@ impl RequestDecoder {
                 let Some(line) = take_line(buf, ProtocolError::MultibulkCountTooBig)? else { return Ok(None) };
                 let count = parse_len(&line[1..]).ok_or(ProtocolError::InvalidMultibulkLength)?;
                 if count > limits.max_multibulk_len as i64 {
-                    return Err(if limits.max_multibulk_len < 1024 {
-                        ProtocolError::UnauthenticatedMultibulk
-                    } else {
-                        ProtocolError::InvalidMultibulkLength
-                    });
+                    return Err(if limits.max_multibulk_len < 1024 { ProtocolError::UnauthenticatedMultibulk } else { ProtocolError::InvalidMultibulkLength });
                 }
                 if count <= 0 {
                     continue;
@@ -120,11 +116,7 @@ impl RequestDecoder {
                         let Some(line) = take_line(buf, ProtocolError::BulkCountTooBig)? else { return Ok(None) };
                         let len = parse_len(&line[1..]).ok_or(ProtocolError::InvalidBulkLength)?;
                         if len < 0 || len as u64 > limits.max_bulk_bytes as u64 {
-                            return Err(if limits.max_multibulk_len < 1024 {
-                                ProtocolError::UnauthenticatedBulk
-                            } else {
-                                ProtocolError::InvalidBulkLength
-                            });
+                            return Err(if limits.max_multibulk_len < 1024 { ProtocolError::UnauthenticatedBulk } else { ProtocolError::InvalidBulkLength });
                         }
                         self.pending_bulk_len = Some(len as usize);
                         len as usize

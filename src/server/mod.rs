@@ -63,12 +63,7 @@ impl Shared {
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect();
         let backlog = settings.repl.backlog.layout(&settings.dir);
         Arc::new(Shared {
-            data: Mutex::new(Data {
-                keyspace: Keyspace::new(),
-                blocking: Default::default(),
-                pubsub: Default::default(),
-                repl: crate::replication::ReplicationLog::new(backlog),
-            }),
+            data: Mutex::new(Data { keyspace: Keyspace::new(), blocking: Default::default(), pubsub: Default::default(), repl: crate::replication::ReplicationLog::new(backlog) }),
             settings: RwLock::new(settings),
             config_file: sources.file.clone(),
             clients: ClientRegistry::default(),
@@ -214,7 +209,10 @@ fn bind_replication(shared: &Arc<Shared>) -> Result<(), StartError> {
     let (dir, node) = (&settings.repl.certs, &settings.node.name);
     if !crate::transport::TlsIdentity::present(dir, node) {
         if !settings.replicaof.is_empty() {
-            return Err(StartError::Replication(format!("replicaof is set but there are no certificates for node '{node}' in {} (create them with `quire certs init`)", dir.display())));
+            return Err(StartError::Replication(format!(
+                "replicaof is set but there are no certificates for node '{node}' in {} (create them with `quire certs init`)",
+                dir.display()
+            )));
         }
         tracing::info!(certs = %dir.display(), node = %node, "replication disabled: no certificates for this node");
         return Ok(());

@@ -158,7 +158,12 @@ pub fn transport_config(settings: &crate::config::ReplSettings, link: &crate::co
 
 /// Binds a node's replication endpoint: it accepts replicas and dials its
 /// upstream from the same UDP socket.
-pub fn bind_endpoint(addr: SocketAddr, identity: &TlsIdentity, settings: &crate::config::ReplSettings, link: &crate::config::LinkSettings) -> Result<quinn::Endpoint, TransportError> {
+pub fn bind_endpoint(
+    addr: SocketAddr,
+    identity: &TlsIdentity,
+    settings: &crate::config::ReplSettings,
+    link: &crate::config::LinkSettings,
+) -> Result<quinn::Endpoint, TransportError> {
     let transport = transport_config(settings, link);
     let mut endpoint = quinn::Endpoint::server(identity.server_config(transport.clone())?, addr).map_err(|source| TransportError::Bind { addr, source })?;
     endpoint.set_default_client_config(identity.client_config(transport)?);

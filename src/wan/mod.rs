@@ -40,10 +40,16 @@ pub fn profile(name: &str) -> Option<LinkParams> {
     let mbit = |n: u64| Some(n * 1_000_000);
     let p = match name {
         "loopback" => LinkParams::default(),
-        "transatlantic" => LinkParams { delay: Duration::from_millis(40), jitter: Duration::from_millis(2), loss: 0.001, bandwidth_bps: mbit(1000), queue_bytes: 8 << 20, reorder: false },
-        "transpacific" => LinkParams { delay: Duration::from_millis(90), jitter: Duration::from_millis(5), loss: 0.005, bandwidth_bps: mbit(200), queue_bytes: 8 << 20, reorder: false },
+        "transatlantic" => {
+            LinkParams { delay: Duration::from_millis(40), jitter: Duration::from_millis(2), loss: 0.001, bandwidth_bps: mbit(1000), queue_bytes: 8 << 20, reorder: false }
+        }
+        "transpacific" => {
+            LinkParams { delay: Duration::from_millis(90), jitter: Duration::from_millis(5), loss: 0.005, bandwidth_bps: mbit(200), queue_bytes: 8 << 20, reorder: false }
+        }
         "lossy" => LinkParams { delay: Duration::from_millis(40), jitter: Duration::from_millis(5), loss: 0.02, bandwidth_bps: mbit(100), queue_bytes: 4 << 20, reorder: true },
-        "intercontinental" => LinkParams { delay: Duration::from_millis(60), jitter: Duration::from_millis(3), loss: 0.002, bandwidth_bps: mbit(500), queue_bytes: 8 << 20, reorder: false },
+        "intercontinental" => {
+            LinkParams { delay: Duration::from_millis(60), jitter: Duration::from_millis(3), loss: 0.002, bandwidth_bps: mbit(500), queue_bytes: 8 << 20, reorder: false }
+        }
         _ => return None,
     };
     Some(p)
