@@ -301,6 +301,12 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
 /// know is a version mismatch: logged and skipped, never a crash.
 pub fn apply_replicated(ctx: &mut ExecCtx, args: &[Bytes]) {
     match lookup(&args[0]) {
+        // Only data changes travel in the stream (blocking pops arrive as
+        // the pop that happened): anything else does not belong there and
+        // could block, sleep or save on the replica's behalf.
+        Some(spec) if spec.has(flags::BLOCKING) || !(spec.has(flags::WRITE) || matches!(spec.name, "select" | "publish" | "ping")) => {
+            tracing::error!(command = spec.name, "replication stream carries a command that is not a write; skipped");
+        }
         Some(spec) if spec.arity_ok(args.len()) => {
             let reply = call(ctx, spec, args);
             if let Frame::Error(e) = &reply {

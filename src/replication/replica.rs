@@ -288,7 +288,7 @@ fn check_epoch(shared: &Shared, upstream_epoch: u64) -> Result<(), ReplicaError>
 
 /// A session that applies the upstream's stream: authenticated, allowed
 /// to write on a read-only replica, not re-propagating.
-fn replicated_session(peer: SocketAddr) -> Session {
+pub fn replicated_session(peer: SocketAddr) -> Session {
     let handle = Arc::new(crate::server::clients::ClientHandle::new(0, peer, peer));
     let (outbox, _) = tokio::sync::mpsc::channel(1);
     let mut session = Session::new(handle, true, outbox);
@@ -298,7 +298,7 @@ fn replicated_session(peer: SocketAddr) -> Session {
 
 /// Applies complete units under the dataset lock, forwarding their bytes
 /// into this node's own log (for sub-replicas and later promotion).
-fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Vec<Unit>) {
+pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Vec<Unit>) {
     if units.is_empty() {
         return;
     }

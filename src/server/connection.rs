@@ -57,6 +57,7 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
     let mut protocol_error = None;
     let mut shutdown = shared.shutdown_signal();
     let handle = session.handle.clone();
+    let mut last_activity = std::time::Instant::now();
     loop {
         if protocol_error.is_none() && pending.len() < MAX_PENDING {
             let limits = decode_limits(shared, session);
@@ -78,18 +79,13 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
             let mut guard = shared.data.lock();
             let data = &mut *guard;
             let offset_before = data.repl.offset();
+            // One clock reading per batch: the commands of a pipeline run
+            // within microseconds of each other under one lock.
+            let now_ms = unix_ms();
             let mut ran = 0;
             while let Some(args) = pending.pop_front() {
-                let mut ctx = ExecCtx {
-                    keyspace: &mut data.keyspace,
-                    blocking: &mut data.blocking,
-                    pubsub: &mut data.pubsub,
-                    shared,
-                    session,
-                    now_ms: unix_ms(),
-                    repl: &mut data.repl,
-                    effects: None,
-                };
+                let mut ctx =
+                    ExecCtx { keyspace: &mut data.keyspace, blocking: &mut data.blocking, pubsub: &mut data.pubsub, shared, session, now_ms, repl: &mut data.repl, effects: None };
                 let reply = commands::execute(&mut ctx, &args);
                 session.write_reply(&reply, &mut output);
                 ran += 1;
@@ -132,11 +128,15 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
         }
         let idle_timeout = shared.settings.read().timeout;
         let never_idle = idle_timeout == 0 || session.blocked.is_some() || session.subscriptions > 0;
+        // Idle is measured from the last byte received; the timeout is
+        // re-read every second so CONFIG SET timeout reaches stalled clients.
         let idle = async {
             if never_idle {
-                std::future::pending::<()>().await
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                false
             } else {
-                tokio::time::sleep(Duration::from_secs(idle_timeout)).await
+                tokio::time::sleep_until((last_activity + Duration::from_secs(idle_timeout)).into()).await;
+                true
             }
         };
         let may_read = pending.len() < MAX_PENDING && protocol_error.is_none();
@@ -163,6 +163,7 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
                 if n == 0 {
                     return Ok("eof");
                 }
+                last_activity = std::time::Instant::now();
                 shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
             Some(reply) = block_reply => {
@@ -194,7 +195,9 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
             }
             _ = handle.killed() => return Ok("killed"),
             _ = wait_shutdown(&mut shutdown) => return Ok("server shutdown"),
-            _ = idle => return Ok("idle timeout"),
+            expired = idle => if expired {
+                return Ok("idle timeout");
+            },
         }
     }
 }
