@@ -290,6 +290,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn summarize(
     system: &str,
     profile: &str,

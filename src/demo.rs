@@ -37,10 +37,9 @@ struct Region {
     link: &'static str,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn settings(dir: &std::path::Path, certs: &std::path::Path, name: &str, region: &str, port: u16, replicaof: Option<SocketAddr>, rtt_ms: u64, mbit: u64) -> Settings {
-    let mut s = Settings::default();
-    s.port = port;
-    s.dir = dir.join(name);
+    let mut s = Settings { port, dir: dir.join(name), ..Settings::default() };
     s.save = String::new();
     s.node.name = name.into();
     s.node.region = region.into();

@@ -380,7 +380,7 @@ fn pubsub_resp2_and_resp3() {
     channels.sort();
     assert_eq!(channels, vec!["news", "sports"]);
     sub.send(&["UNSUBSCRIBE"]);
-    let mut acks = vec![sub.read(), sub.read()];
+    let mut acks = [sub.read(), sub.read()];
     acks.sort_by_key(|r| format!("{r:?}"));
     assert_eq!(acks[0].items()[0], Reply::bulk("unsubscribe"));
     assert_eq!(sub.call(&["GET", "k"]), Reply::bulk("v"), "back to normal after unsubscribing from all");

@@ -64,6 +64,6 @@ fn redis_benchmark_runs_to_completion() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     for test in ["SET", "GET", "INCR", "MSET", "LPUSH", "LPOP", "SADD", "HSET", "ZADD"] {
-        assert!(text.lines().any(|l| l.contains(&format!("{test}")) && l.contains("requests per second")), "{test} missing in:\n{text}");
+        assert!(text.lines().any(|l| l.contains(&test.to_string()) && l.contains("requests per second")), "{test} missing in:\n{text}");
     }
 }

@@ -53,8 +53,11 @@ pub struct BlockedWait {
     pub timeout_reply: Frame,
     /// Computes the reply at timeout instead of `timeout_reply` (WAIT
     /// answers with how many replicas got there in time).
-    pub on_timeout: Option<Box<dyn FnOnce(&crate::server::Shared) -> Frame + Send>>,
+    pub on_timeout: Option<TimeoutReply>,
 }
+
+/// Computes a blocked command's reply when its deadline passes.
+pub type TimeoutReply = Box<dyn FnOnce(&crate::server::Shared) -> Frame + Send>;
 
 #[derive(Default)]
 pub struct Blocking {
@@ -125,6 +128,7 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
         let ready = std::mem::take(&mut ctx.blocking.ready);
         ctx.blocking.ready_set.clear();
         for (db, key) in ready {
+            #[allow(clippy::while_let_loop)] // several exits, each with its own condition
             loop {
                 let Some(client) = ctx.blocking.by_key.get(&(db, key.clone())).and_then(|q| q.front().copied()) else { break };
                 let Some(waiter) = ctx.blocking.waiters.get(&client) else { break };

@@ -216,7 +216,7 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Ok(if mode == ReplyMode::On { Frame::ok() } else { Frame::NoReply })
     } else if is(sub, "setinfo") && n == 4 {
         let value = text(&args[3]);
-        if value.contains(|c: char| c == ' ' || c == '\n') {
+        if value.contains([' ', '\n']) {
             return Err(Frame::error_owned(format!("ERR {} cannot contain spaces, newlines or special characters.", text(&args[2]).to_ascii_lowercase())));
         }
         if is(&args[2], "lib-name") {
@@ -275,7 +275,7 @@ fn client_kill(ctx: &mut ExecCtx, opts: &[Bytes]) -> CmdResult {
         }
         return Ok(Frame::ok());
     }
-    if opts.len() % 2 != 0 {
+    if !opts.len().is_multiple_of(2) {
         return Err(ERR_SYNTAX);
     }
     let (mut id, mut addr, mut laddr, mut skipme) = (None, None, None, true);

@@ -37,7 +37,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn hset(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(super::wrong_arity(if is(&args[0], "hmset") { "hmset" } else { "hset" }));
     }
     let hash = write_hash(ctx, &args[1], true)?.expect("created");

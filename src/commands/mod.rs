@@ -284,7 +284,7 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     if ctx.session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
         if spec.has(flags::NO_MULTI) {
             ctx.session.flag_multi_error();
-            return Frame::error_owned(format!("ERR Command not allowed inside a transaction"));
+            return Frame::error_owned("ERR Command not allowed inside a transaction".to_string());
         }
         ctx.session.queue(args.to_vec());
         return Frame::simple("QUEUED");
@@ -346,35 +346,6 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     reply
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_is_consistent() {
-        for spec in families() {
-            assert_eq!(spec.name, spec.name.to_ascii_lowercase(), "{}", spec.name);
-            assert!(spec.arity != 0, "{}", spec.name);
-            assert!(!(spec.has(flags::WRITE) && spec.has(flags::READONLY)), "{}", spec.name);
-            assert!(spec.name.len() <= 32);
-        }
-        let names: Vec<_> = families().map(|c| c.name).collect();
-        let mut dedup = names.clone();
-        dedup.sort();
-        dedup.dedup();
-        assert_eq!(names.len(), dedup.len(), "duplicate command names");
-        assert!(lookup(b"GeT").is_some());
-    }
-
-    #[test]
-    fn key_positions() {
-        let mset = lookup(b"mset").unwrap();
-        assert_eq!(mset.key_indexes(5).collect::<Vec<_>>(), vec![1, 3]);
-        let del = lookup(b"del").unwrap();
-        assert_eq!(del.key_indexes(4).collect::<Vec<_>>(), vec![1, 2, 3]);
-    }
-}
-
 /// Releases what a client holds in shared structures when it disconnects.
 pub fn disconnect(data: &mut crate::server::Data, session: &mut Session) {
     tx::unwatch_all(&mut data.keyspace, session);
@@ -406,4 +377,33 @@ pub fn block_client(ctx: &mut ExecCtx, keys: &[Bytes], op: blocking::BlockOp, de
     let wait = ctx.blocking.block(ctx.session.id(), ctx.session.db, keys, op, deadline);
     ctx.session.blocked = Some(wait);
     Frame::NoReply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        for spec in families() {
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase(), "{}", spec.name);
+            assert!(spec.arity != 0, "{}", spec.name);
+            assert!(!(spec.has(flags::WRITE) && spec.has(flags::READONLY)), "{}", spec.name);
+            assert!(spec.name.len() <= 32);
+        }
+        let names: Vec<_> = families().map(|c| c.name).collect();
+        let mut dedup = names.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(names.len(), dedup.len(), "duplicate command names");
+        assert!(lookup(b"GeT").is_some());
+    }
+
+    #[test]
+    fn key_positions() {
+        let mset = lookup(b"mset").unwrap();
+        assert_eq!(mset.key_indexes(5).collect::<Vec<_>>(), vec![1, 3]);
+        let del = lookup(b"del").unwrap();
+        assert_eq!(del.key_indexes(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
 }

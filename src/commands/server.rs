@@ -196,7 +196,7 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             }
         }
         Ok(Frame::Map(pairs))
-    } else if is(sub, "set") && args.len() >= 4 && args.len() % 2 == 0 {
+    } else if is(sub, "set") && args.len() >= 4 && args.len().is_multiple_of(2) {
         let mut settings = ctx.shared.settings.read().clone();
         for pair in args[2..].chunks(2) {
             let name = text(&pair[0]);

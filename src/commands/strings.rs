@@ -242,7 +242,7 @@ fn mget(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn mset(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(super::wrong_arity(if is(&args[0], "msetnx") { "msetnx" } else { "mset" }));
     }
     for pair in args[1..].chunks(2) {
@@ -252,7 +252,7 @@ fn mset(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn msetnx(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(super::wrong_arity("msetnx"));
     }
     let now = ctx.now_ms;
@@ -308,11 +308,9 @@ fn getex(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             let at = at.to_string();
             ctx.propagate(&[b"PEXPIREAT".as_slice(), key, at.as_bytes()]);
         }
-        Expiry::Persist => {
-            if ctx.db().persist(key) {
-                ctx.dirty(1);
-                ctx.propagate(&[b"PERSIST".as_slice(), key]);
-            }
+        Expiry::Persist if ctx.db().persist(key) => {
+            ctx.dirty(1);
+            ctx.propagate(&[b"PERSIST".as_slice(), key]);
         }
         _ => {}
     }

@@ -119,7 +119,7 @@ fn zadd(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         i += 1;
     }
     let pairs = &args[i..];
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(ERR_SYNTAX);
     }
     if nx && xx {

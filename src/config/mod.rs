@@ -84,17 +84,12 @@ pub struct LinkSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct MetricsSettings {
     /// Address of the HTTP `/metrics` endpoint; empty means `bind`.
     pub bind: String,
     /// Port of the endpoint; 0 disables it.
     pub port: u16,
-}
-
-impl Default for MetricsSettings {
-    fn default() -> Self {
-        MetricsSettings { bind: String::new(), port: 0 }
-    }
 }
 
 /// Values derived from the link parameters, and why.
@@ -490,7 +485,7 @@ pub struct SaveRule {
 
 pub fn parse_save_rules(text: &str) -> Result<Vec<SaveRule>, String> {
     let parts: Vec<&str> = text.split_whitespace().collect();
-    if parts.len() % 2 != 0 {
+    if !parts.len().is_multiple_of(2) {
         return Err("save rules come in pairs: SECONDS CHANGES".into());
     }
     parts
@@ -533,8 +528,7 @@ mod tests {
 
     #[test]
     fn toml_roundtrip() {
-        let mut s = Settings::default();
-        s.requirepass = "p\"w".into();
+        let s = Settings { requirepass: "p\"w".into(), ..Settings::default() };
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(toml_string(&s).as_bytes()).unwrap();
         let back = Settings::load(&Sources { file: Some(file.path().to_path_buf()), ..Default::default() }).unwrap();

@@ -8,8 +8,11 @@ use super::{parse_save_rules, Settings};
 pub struct Param {
     pub name: &'static str,
     pub get: fn(&Settings) -> String,
-    pub set: Option<fn(&mut Settings, &str) -> Result<(), String>>,
+    pub set: Option<Setter>,
 }
+
+/// Applies a new value (text as CONFIG SET gives it) to the settings.
+pub type Setter = fn(&mut Settings, &str) -> Result<(), String>;
 
 fn parse_num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
     parse_memory(v).and_then(|n| n.to_string().parse::<T>().ok()).ok_or_else(|| "argument couldn't be parsed into an integer".to_string())
@@ -52,7 +55,14 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         }),
     },
-    Param { name: "requirepass", get: |s| s.requirepass.clone(), set: Some(|s, v| Ok(s.requirepass = v.into())) },
+    Param {
+        name: "requirepass",
+        get: |s| s.requirepass.clone(),
+        set: Some(|s, v| {
+            let _: () = s.requirepass = v.into();
+            Ok(())
+        }),
+    },
     Param {
         name: "save",
         get: |s| s.save.clone(),
@@ -86,7 +96,14 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         }),
     },
-    Param { name: "timeout", get: |s| s.timeout.to_string(), set: Some(|s, v| Ok(s.timeout = parse_num(v)?)) },
+    Param {
+        name: "timeout",
+        get: |s| s.timeout.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.timeout = parse_num(v)?;
+            Ok(())
+        }),
+    },
     Param {
         name: "hz",
         get: |s| s.hz.to_string(),
@@ -97,10 +114,38 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     Param { name: "replicaof", get: |s| s.replicaof.replace(':', " "), set: None },
-    Param { name: "replica-read-only", get: |s| yes_no(s.replica_read_only), set: Some(|s, v| Ok(s.replica_read_only = parse_bool(v)?)) },
-    Param { name: "replica-serve-stale-data", get: |s| yes_no(s.replica_serve_stale_data), set: Some(|s, v| Ok(s.replica_serve_stale_data = parse_bool(v)?)) },
-    Param { name: "min-replicas-to-write", get: |s| s.min_replicas_to_write.to_string(), set: Some(|s, v| Ok(s.min_replicas_to_write = parse_num(v)?)) },
-    Param { name: "min-replicas-max-lag", get: |s| s.min_replicas_max_lag.to_string(), set: Some(|s, v| Ok(s.min_replicas_max_lag = parse_num(v)?)) },
+    Param {
+        name: "replica-read-only",
+        get: |s| yes_no(s.replica_read_only),
+        set: Some(|s, v| {
+            let _: () = s.replica_read_only = parse_bool(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "replica-serve-stale-data",
+        get: |s| yes_no(s.replica_serve_stale_data),
+        set: Some(|s, v| {
+            let _: () = s.replica_serve_stale_data = parse_bool(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "min-replicas-to-write",
+        get: |s| s.min_replicas_to_write.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.min_replicas_to_write = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "min-replicas-max-lag",
+        get: |s| s.min_replicas_max_lag.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.min_replicas_max_lag = parse_num(v)?;
+            Ok(())
+        }),
+    },
     Param {
         name: "repl-backlog-size",
         get: |s| s.repl.backlog.size.to_string(),

@@ -297,6 +297,22 @@ impl Db {
     }
 }
 
+/// The SCAN cursor walk over any swap-remove indexed collection of `len`
+/// elements (keys, hash fields, set members): visits up to `count`
+/// positions downwards from the cursor and returns the next cursor.
+/// See [`Db::scan`] for why walking downwards keeps SCAN's guarantee.
+pub fn scan_positions(len: usize, cursor: u64, count: usize, mut visit: impl FnMut(usize)) -> u64 {
+    let len = len as u64;
+    let mut pos = if cursor == 0 || cursor > len { len } else { cursor };
+    let mut visited = 0;
+    while pos > 0 && visited < count.max(1) {
+        pos -= 1;
+        visit(pos as usize);
+        visited += 1;
+    }
+    pos
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,7 +356,7 @@ mod tests {
             db.set_expire(format!("x{i}").as_bytes(), 5);
         }
         let mut rounds = 0;
-        while db.len() > 0 && rounds < 1000 {
+        while !db.is_empty() && rounds < 1000 {
             db.active_expire_round(10, 20);
             rounds += 1;
         }
@@ -356,20 +372,4 @@ mod tests {
         assert!(db.get(b"a", 200).is_none());
         assert_eq!(db.len(), 1);
     }
-}
-
-/// The SCAN cursor walk over any swap-remove indexed collection of `len`
-/// elements (keys, hash fields, set members): visits up to `count`
-/// positions downwards from the cursor and returns the next cursor.
-/// See [`Db::scan`] for why walking downwards keeps SCAN's guarantee.
-pub fn scan_positions(len: usize, cursor: u64, count: usize, mut visit: impl FnMut(usize)) -> u64 {
-    let len = len as u64;
-    let mut pos = if cursor == 0 || cursor > len { len } else { cursor };
-    let mut visited = 0;
-    while pos > 0 && visited < count.max(1) {
-        pos -= 1;
-        visit(pos as usize);
-        visited += 1;
-    }
-    pos
 }

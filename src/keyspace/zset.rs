@@ -313,6 +313,7 @@ impl ZSet {
             self.nodes[idx as usize].links[i] = Link { forward: prev_link.forward, span: prev_link.span - distance };
             self.nodes[prev].links[i] = Link { forward: idx, span: distance + 1 };
         }
+        #[allow(clippy::needless_range_loop)] // i indexes both update[] and links[]
         for i in level..self.level {
             self.nodes[update[i] as usize].links[i].span += 1;
         }
@@ -347,6 +348,7 @@ impl ZSet {
         if target == NIL || self.nodes[target as usize].member.as_bytes() != member {
             return;
         }
+        #[allow(clippy::needless_range_loop)] // i indexes both update[] and links[]
         for i in 0..self.level {
             let prev = update[i] as usize;
             if self.nodes[prev].links[i].forward == target {

@@ -63,7 +63,7 @@ pub fn decide(me: &SelfView, replies: &[PeerView]) -> FenceDecision {
     };
     // Follow the primary of the newest epoch if a peer is it; otherwise the
     // newest peer itself (every node serves the same stream).
-    let primary = replies.iter().filter(|p| p.epoch == newest.epoch && p.is_primary).next().unwrap_or(newest);
+    let primary = replies.iter().find(|p| p.epoch == newest.epoch && p.is_primary).unwrap_or(newest);
     let divergence = replies
         .iter()
         .filter(|p| p.epoch == newest.epoch && p.replid2 == me.replid)

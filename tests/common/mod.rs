@@ -30,9 +30,7 @@ impl TestNode {
 
     /// Starts a node whose data directory is `dir` (for restarts).
     pub fn try_start_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Settings)) -> Result<TestNode, String> {
-        let mut settings = Settings::default();
-        settings.port = 0;
-        settings.dir = dir.path().to_path_buf();
+        let mut settings = Settings { port: 0, dir: dir.path().to_path_buf(), ..Settings::default() };
         settings.save = String::new();
         configure(&mut settings);
         let (tx, rx) = std::sync::mpsc::channel();
