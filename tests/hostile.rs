@@ -118,3 +118,34 @@ fn garbage_on_the_replication_port_is_ignored() {
     assert!(wait_until(Duration::from_secs(20), || r.offset() >= p.offset()));
     assert_eq!(cmd(&mut r.client(), &["GET", "canary"]).unwrap(), redis::Value::BulkString(b"alive".to_vec()));
 }
+
+#[test]
+fn maxmemory_noeviction_and_output_buffer_limit() {
+    let node = TestNode::start();
+    let mut c = node.client();
+    cmd(&mut c, &["SET", "canary", "alive"]).unwrap();
+    cmd(&mut c, &["RPUSH", "big", &"x".repeat(1000)]).unwrap();
+    for _ in 0..10 {
+        cmd(&mut c, &["LPUSHX", "big", &"y".repeat(100_000)]).unwrap();
+    }
+    // Any process is above one byte: writes that grow the data are refused.
+    cmd(&mut c, &["CONFIG", "SET", "maxmemory", "1"]).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || cmd(&mut c, &["SET", "k", "v"]).is_err()));
+    let err = cmd(&mut c, &["SET", "k", "v"]).unwrap_err();
+    assert_eq!(err.code(), Some("OOM"));
+    assert_eq!(err.detail(), Some("command not allowed when used memory > 'maxmemory'."));
+    assert_eq!(cmd(&mut c, &["DEL", "nothing"]).unwrap(), redis::Value::Int(0), "deletes still work");
+    still_serving(&node);
+    assert_eq!(node.info("memory", "maxmemory"), "1");
+    cmd(&mut c, &["CONFIG", "SET", "maxmemory", "0"]).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || cmd(&mut c, &["SET", "k", "v"]).is_ok()));
+    assert!(cmd(&mut c, &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]).is_err(), "only noeviction");
+
+    // A reply larger than the normal-class hard limit closes that client only.
+    cmd(&mut c, &["CONFIG", "SET", "client-output-buffer-limit", "normal 100000 0 0"]).unwrap();
+    let mut greedy = node.raw();
+    greedy.send(&["LRANGE", "big", "0", "-1"]);
+    assert!(greedy.is_closed(), "client over its output limit is closed");
+    still_serving(&node);
+    assert_eq!(cmd(&mut c, &["LLEN", "big"]).unwrap(), redis::Value::Int(11));
+}

@@ -35,6 +35,7 @@ use pubsub::PubSub;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+pub use server::rss_bytes;
 pub use session::Session;
 
 /// Result of a handler: `Err` carries an error reply (so `?` works on
@@ -271,6 +272,10 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
         ctx.session.flag_multi_error();
         return Frame::error("NOAUTH Authentication required.");
+    }
+    if spec.has(flags::DENYOOM) && !ctx.session.replicated && ctx.shared.stats.over_maxmemory.load(std::sync::atomic::Ordering::Acquire) {
+        ctx.session.flag_multi_error();
+        return Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
     }
     if ctx.session.in_subscribed_context() && !spec.has(flags::SUBSCRIBED_OK) {
         return Frame::error_owned(format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", spec.name));

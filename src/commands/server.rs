@@ -126,11 +126,13 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
         }
         "memory" => {
             let rss = rss_bytes();
+            let (maxmemory, policy) = (settings.maxmemory, settings.maxmemory_policy.clone());
             let _ = write!(
                 out,
-                "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_allocator:libc\r\n",
+                "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_allocator:libc\r\n",
                 human_bytes(rss),
-                human_bytes(rss)
+                human_bytes(rss),
+                human_bytes(maxmemory)
             );
         }
         "persistence" => {

@@ -44,6 +44,14 @@ pub struct Settings {
     pub maxclients: u32,
     /// Longest bulk string a client may send.
     pub proto_max_bulk_len: u64,
+    /// Memory limit in bytes (process RSS); 0 = none. Above it, commands
+    /// that may grow the data set are refused with Redis's OOM error.
+    pub maxmemory: u64,
+    /// Only "noeviction" is implemented.
+    pub maxmemory_policy: String,
+    /// Replies a normal client has not read beyond this many bytes close
+    /// the client (Redis's hard limit for the "normal" class; 0 = none).
+    pub client_output_buffer_limit_normal: u64,
     /// Close clients idle this many seconds (0 = never).
     pub timeout: u64,
     /// Background task frequency (active expiry, save rules), per second.
@@ -270,6 +278,9 @@ impl Default for Settings {
             save: "3600 1 300 100 60 10000".into(),
             maxclients: 10000,
             proto_max_bulk_len: 512 * 1024 * 1024,
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".into(),
+            client_output_buffer_limit_normal: 0,
             timeout: 0,
             hz: 10,
             node: NodeSettings::default(),
@@ -356,6 +367,9 @@ impl Settings {
     /// Checks values serde cannot: rule syntax, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         parse_save_rules(&self.save).map_err(|reason| ConfigError::Invalid { key: "save", reason })?;
+        if self.maxmemory_policy != "noeviction" {
+            return Err(ConfigError::Invalid { key: "maxmemory_policy", reason: format!("'{}' is not supported (only noeviction)", self.maxmemory_policy) });
+        }
         if self.hz == 0 || self.hz > 500 {
             return Err(ConfigError::Invalid { key: "hz", reason: "must be between 1 and 500".into() });
         }
@@ -453,6 +467,12 @@ pub fn toml_string(s: &Settings) -> String {
     out.push_str(&format!("bind = {}\nport = {}\ndir = {}\ndbfilename = {}\n", q(&s.bind), s.port, q(&s.dir.display().to_string()), q(&s.dbfilename)));
     out.push_str(&format!("requirepass = {}\nsave = {}\nmaxclients = {}\n", q(&s.requirepass), q(&s.save), s.maxclients));
     out.push_str(&format!("proto_max_bulk_len = {}\ntimeout = {}\nhz = {}\n", s.proto_max_bulk_len, s.timeout, s.hz));
+    out.push_str(&format!(
+        "maxmemory = {}\nmaxmemory_policy = {}\nclient_output_buffer_limit_normal = {}\n",
+        s.maxmemory,
+        q(&s.maxmemory_policy),
+        s.client_output_buffer_limit_normal
+    ));
     out.push_str(&format!("replicaof = {}\nreplica_read_only = {}\nreplica_serve_stale_data = {}\n", q(&s.replicaof), s.replica_read_only, s.replica_serve_stale_data));
     out.push_str(&format!("min_replicas_to_write = {}\nmin_replicas_max_lag = {}\n", s.min_replicas_to_write, s.min_replicas_max_lag));
     out.push_str(&format!("\n[node]\nname = {}\nregion = {}\n", q(&s.node.name), q(&s.node.region)));

@@ -158,8 +158,36 @@ pub static PARAMS: &[Param] = &[
     // Fixed facts clients and tools ask about (redis-benchmark reads these).
     Param { name: "appendonly", get: |_| "no".into(), set: None },
     Param { name: "databases", get: |_| crate::keyspace::DATABASES.to_string(), set: None },
-    Param { name: "maxmemory", get: |_| "0".into(), set: None },
-    Param { name: "maxmemory-policy", get: |_| "noeviction".into(), set: None },
+    Param { name: "maxmemory", get: |s| s.maxmemory.to_string(), set: Some(|s, v| Ok(s.maxmemory = parse_num(v)?)) },
+    Param {
+        name: "maxmemory-policy",
+        get: |s| s.maxmemory_policy.clone(),
+        set: Some(|s, v| {
+            if !v.eq_ignore_ascii_case("noeviction") {
+                return Err("only noeviction is supported".into());
+            }
+            s.maxmemory_policy = "noeviction".into();
+            Ok(())
+        }),
+    },
+    Param {
+        name: "client-output-buffer-limit",
+        get: |s| format!("normal {} 0 0 replica 0 0 0 pubsub 0 0 0", s.client_output_buffer_limit_normal),
+        set: Some(|s, v| {
+            let words: Vec<&str> = v.split_whitespace().collect();
+            if words.len() % 4 != 0 || words.is_empty() {
+                return Err("Wrong number of arguments in buffer limit configuration.".into());
+            }
+            for class in words.chunks(4) {
+                match class[0].to_ascii_lowercase().as_str() {
+                    "normal" => s.client_output_buffer_limit_normal = parse_num(class[1])?,
+                    "replica" | "slave" | "pubsub" => {}
+                    _ => return Err("Invalid client class specified in buffer limit configuration.".into()),
+                }
+            }
+            Ok(())
+        }),
+    },
 ];
 
 /// Glob match used by CONFIG GET and KEYS-style patterns.

@@ -103,6 +103,11 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
                 shared.repl.stream_ready.notify_waiters();
             }
             session.flush_stats(&shared.stats);
+            let limit = shared.settings.read().client_output_buffer_limit_normal;
+            if limit > 0 && output.len() as u64 > limit && session.subscriptions == 0 {
+                tracing::warn!(client = handle.id, bytes = output.len(), limit, "closing client: output buffer limit reached");
+                return Ok("output buffer limit reached");
+            }
         }
         if session.blocked.is_none() && pending.is_empty() {
             if let Some(e) = protocol_error.take() {

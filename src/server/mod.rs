@@ -251,6 +251,10 @@ async fn cron(shared: Arc<Shared>) {
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
         let now = unix_ms();
         shared.stats.ops.sample(Stats::get(&shared.stats.commands_processed));
+        let used = crate::commands::rss_bytes();
+        let maxmemory = shared.settings.read().maxmemory;
+        shared.stats.used_memory.store(used, std::sync::atomic::Ordering::Relaxed);
+        shared.stats.over_maxmemory.store(maxmemory > 0 && used > maxmemory, std::sync::atomic::Ordering::Release);
         let (backlog, is_replica) = (shared.settings.read().repl.backlog.clone(), shared.repl.is_replica());
         let mut guard = shared.data.lock();
         let data = &mut *guard;

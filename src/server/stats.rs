@@ -4,6 +4,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Default)]
 pub struct Stats {
+    /// Process RSS sampled by the cron (INFO used_memory, maxmemory).
+    pub used_memory: AtomicU64,
+    /// Set by the cron while used memory exceeds `maxmemory`.
+    pub over_maxmemory: std::sync::atomic::AtomicBool,
     pub connections_received: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub commands_processed: AtomicU64,
