@@ -158,7 +158,14 @@ pub static PARAMS: &[Param] = &[
     // Fixed facts clients and tools ask about (redis-benchmark reads these).
     Param { name: "appendonly", get: |_| "no".into(), set: None },
     Param { name: "databases", get: |_| crate::keyspace::DATABASES.to_string(), set: None },
-    Param { name: "maxmemory", get: |s| s.maxmemory.to_string(), set: Some(|s, v| Ok(s.maxmemory = parse_num(v)?)) },
+    Param {
+        name: "maxmemory",
+        get: |s| s.maxmemory.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.maxmemory = parse_num(v)?;
+            Ok(())
+        }),
+    },
     Param {
         name: "maxmemory-policy",
         get: |s| s.maxmemory_policy.clone(),
@@ -175,7 +182,7 @@ pub static PARAMS: &[Param] = &[
         get: |s| format!("normal {} 0 0 replica 0 0 0 pubsub 0 0 0", s.client_output_buffer_limit_normal),
         set: Some(|s, v| {
             let words: Vec<&str> = v.split_whitespace().collect();
-            if words.len() % 4 != 0 || words.is_empty() {
+            if !words.len().is_multiple_of(4) || words.is_empty() {
                 return Err("Wrong number of arguments in buffer limit configuration.".into());
             }
             for class in words.chunks(4) {
