@@ -279,3 +279,43 @@ fn no_certificate_handshake(pki: &Pki, port: u16) {
         assert!(result.is_err(), "a client without a certificate must be refused");
     });
 }
+
+/// The stream only SELECTs when the database changes: a replica that joins
+/// (full sync) or resumes (restart) while the primary's stream is in
+/// database 5 must apply what follows in database 5.
+#[test]
+fn replicas_resume_in_the_streams_current_database() {
+    let pki = Pki::new(&["p", "r"]);
+    let p = primary(&pki, "p");
+    let warm = replica_of(&pki, "r", &p);
+    let mut c = p.client();
+    cmd(&mut c, &["SELECT", "5"]).unwrap();
+    cmd(&mut c, &["SET", "a", "1"]).unwrap();
+    wait_caught_up(&p, &[&warm]);
+    drop(warm);
+    // A fresh replica joins by full sync; the next write has no SELECT.
+    let r = replica_of(&pki, "r", &p);
+    assert!(wait_until(SYNC_LIMIT, || r.info("replication", "master_link_status") == "up"));
+    cmd(&mut c, &["SET", "b", "2"]).unwrap();
+    wait_caught_up(&p, &[&r]);
+    assert_eq!(r.digest(), p.digest());
+    // Restart: it resumes from its snapshot in database 5.
+    cmd(&mut r.client(), &["SAVE"]).unwrap();
+    let dir = r.stop();
+    cmd(&mut c, &["SET", "c", "3"]).unwrap();
+    let addr = p.repl_addr();
+    let r = TestNode::try_start_in(dir, |s| {
+        pki.configure("r", s);
+        s.replicaof = addr;
+    })
+    .expect("restart");
+    wait_caught_up(&p, &[&r]);
+    assert_eq!(r.info("replication", "quire_partial_syncs"), "1");
+    assert_eq!(r.digest(), p.digest());
+    let mut rc = r.client();
+    cmd(&mut rc, &["SELECT", "5"]).unwrap();
+    assert_eq!(
+        cmd(&mut rc, &["MGET", "a", "b", "c"]).unwrap(),
+        Value::Array(vec![Value::BulkString(b"1".to_vec()), Value::BulkString(b"2".to_vec()), Value::BulkString(b"3".to_vec())])
+    );
+}

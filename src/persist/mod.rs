@@ -26,7 +26,8 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub const MAGIC: &[u8; 8] = b"QUIRESNP";
-pub const FORMAT_VERSION: u16 = 1;
+/// 2 added `repl_db` to the header; version 1 files are still read.
+pub const FORMAT_VERSION: u16 = 2;
 pub const CHUNK_ITEMS: usize = 1024;
 /// Largest record accepted when reading: a 512 MB string plus framing.
 pub const MAX_RECORD_BYTES: usize = 600 * 1024 * 1024;
@@ -55,6 +56,18 @@ pub struct SnapshotHeader {
     pub repl_id: String,
     pub repl_offset: u64,
     pub node: String,
+    /// The database selected in the replication stream at `repl_offset`:
+    /// the stream after it assumes that database until its next SELECT.
+    pub repl_db: u32,
+}
+
+/// The header as format version 1 wrote it.
+#[derive(Deserialize)]
+struct HeaderV1 {
+    created_unix_ms: i64,
+    repl_id: String,
+    repl_offset: u64,
+    node: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,7 +200,7 @@ impl<R: Read> SnapshotReader<R> {
         let mut word = [0u8; 2];
         read_exact(&mut inner, &mut word)?;
         let version = u16::from_le_bytes(word);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let mut len = [0u8; 4];
@@ -200,7 +213,12 @@ impl<R: Read> SnapshotReader<R> {
         read_exact(&mut inner, &mut header)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&header);
-        let header = postcard::from_bytes(&header).map_err(|e| SnapshotError::Corrupt(format!("header: {e}")))?;
+        let header = if version == 1 {
+            let v1: HeaderV1 = postcard::from_bytes(&header).map_err(|e| SnapshotError::Corrupt(format!("header: {e}")))?;
+            SnapshotHeader { created_unix_ms: v1.created_unix_ms, repl_id: v1.repl_id, repl_offset: v1.repl_offset, node: v1.node, repl_db: 0 }
+        } else {
+            postcard::from_bytes(&header).map_err(|e| SnapshotError::Corrupt(format!("header: {e}")))?
+        };
         let decoder = zstd::stream::read::Decoder::new(inner)?;
         Ok(SnapshotReader { decoder, crc, records: 0, finished: false, header })
     }

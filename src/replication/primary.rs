@@ -232,19 +232,18 @@ fn snapshot_usable(shared: &Shared, snapshot: &ServedSnapshot) -> bool {
 /// Writes a point-in-time snapshot file. Writes go on meanwhile: they are
 /// in the backlog after the snapshot's offset.
 async fn make_snapshot(shared: &Arc<Shared>) -> Result<ServedSnapshot, LinkError> {
-    let (dbs, mut position) = {
+    let (dbs, position) = {
         let mut data = shared.data.lock();
         let position = data.repl.position();
         (data.keyspace.snapshot(), position)
     };
-    let replid = std::mem::take(&mut position.0);
-    let offset = position.1;
+    let (replid, offset, stream_db) = (position.replid, position.offset, position.db as u32);
     let (dir, node) = {
         let s = shared.settings.read();
         (s.dir.join("repl-snapshots"), s.node.name.clone())
     };
     let id = format!("{}-{offset}-{:08x}", &replid[..8], rand::random::<u32>());
-    let header = SnapshotHeader { created_unix_ms: unix_ms(), repl_id: replid.clone(), repl_offset: offset, node };
+    let header = SnapshotHeader { created_unix_ms: unix_ms(), repl_id: replid.clone(), repl_offset: offset, node, repl_db: stream_db };
     let started = Instant::now();
     let file_id = id.clone();
     let (path, size, crc32) = tokio::task::spawn_blocking(move || fullsync::write_snapshot_file(&dir, &file_id, &dbs, &header, unix_ms()))

@@ -135,7 +135,8 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
     let (server_name, hello) = {
         let s = shared.settings.read();
         let name = if s.repl.upstream_name.is_empty() { upstream.host.clone() } else { s.repl.upstream_name.clone() };
-        let (replid, offset) = shared.data.lock().repl.position();
+        let position = shared.data.lock().repl.position();
+        let (replid, offset) = (position.replid, position.offset);
         let repl_addr = format!("{}:{}", s.repl_addr().map(|a| a.ip().to_string()).unwrap_or_default(), shared.repl.port.load(Ordering::Relaxed));
         let hello = Hello {
             version: protocol::PROTOCOL_VERSION,
@@ -210,6 +211,8 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
     let mut decompressor = Decompressor::new(start);
     let mut splitter = UnitSplitter::new();
     let mut session = replicated_session(conn.remote_address());
+    // Resume in the database the stream is in at our offset.
+    session.db = shared.data.lock().repl.end_db;
     let mut ack_timer = tokio::time::interval(Duration::from_secs(1));
     let mut acked = 0u64;
     loop {
@@ -320,6 +323,7 @@ pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Vec<Unit>
                 commands::apply_replicated(&mut ctx, args);
             }
             data.repl.append_raw(&unit.raw);
+            data.repl.end_db = session.db;
         }
     }
     shared.repl.stream_ready.notify_waiters();
@@ -404,7 +408,7 @@ async fn receive_snapshot(
             crate::persist::install(&mut data.keyspace, dbs);
             data.keyspace.set_delete_expired(false);
             data.repl.activate();
-            data.repl.reset(incoming.replid.clone(), incoming.offset);
+            data.repl.reset(incoming.replid.clone(), incoming.offset, header.repl_db as usize);
             drop(data);
             shared.repl.link.lock().full_syncs += 1;
             tracing::info!(offset = incoming.offset, keys, ms = started.elapsed().as_millis() as u64, "full resync: snapshot loaded");

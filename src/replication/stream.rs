@@ -17,6 +17,15 @@ pub fn new_replid() -> String {
     (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect()
 }
 
+/// Where a stream stands: its history, its end offset, and the database
+/// in effect there (what a reader starting at that offset must assume).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPosition {
+    pub replid: String,
+    pub offset: u64,
+    pub db: usize,
+}
+
 /// How a replica's request for history is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resync {
@@ -44,8 +53,13 @@ pub struct ReplicationLog {
     /// first replica attaches; a node that never had one pays nothing).
     active: bool,
     offset_without_backlog: u64,
-    /// The database the stream's reader has selected.
+    /// The database the stream's reader has selected, as far as this
+    /// node's own emissions are concerned (`None` forces a SELECT).
     stream_db: Option<usize>,
+    /// The database in effect at the end of the stream (set by emissions
+    /// and, on a replica, by the applier): a reader starting at the end
+    /// offset must begin in it.
+    pub end_db: usize,
     tx: Option<TxStage>,
     /// Bumped whenever the history is replaced (full sync, promotion), so
     /// senders streaming the old history stop.
@@ -100,6 +114,7 @@ impl ReplicationLog {
             active: false,
             offset_without_backlog: 0,
             stream_db: None,
+            end_db: 0,
             tx: None,
             generation: 0,
             sizer: BacklogSizer::default(),
@@ -115,7 +130,8 @@ impl ReplicationLog {
     /// Start-up after loading a snapshot taken at `offset` of `replid`:
     /// reopens the backlog segments of that history when they cover it, so
     /// replicas (and this node, if a replica) resync partially.
-    pub fn restore(&mut self, replid: String, offset: u64) {
+    pub fn restore(&mut self, replid: String, offset: u64, db: usize) {
+        self.end_db = db;
         if let Some(meta) = Meta::read(&self.config).filter(|m| m.replid == replid) {
             if let Some(backlog) = Backlog::recover(offset, self.config.clone()) {
                 tracing::info!(start = backlog.start_offset(), end = backlog.end_offset(), "replication backlog recovered from disk");
@@ -130,7 +146,7 @@ impl ReplicationLog {
                 return;
             }
         }
-        self.reset(replid, offset);
+        self.reset(replid, offset, db);
     }
 
     /// Flushes segment bytes to the OS and updates sizing (cron).
@@ -157,11 +173,11 @@ impl ReplicationLog {
 
     /// (replid, offset) for snapshot headers. Flushes the backlog so the
     /// files on disk cover the position a snapshot records.
-    pub fn position(&mut self) -> (String, u64) {
+    pub fn position(&mut self) -> StreamPosition {
         if self.active {
             self.backlog.flush();
         }
-        (self.replid.clone(), self.offset())
+        StreamPosition { replid: self.replid.clone(), offset: self.offset(), db: self.end_db }
     }
 
     pub fn is_active(&self) -> bool {
@@ -201,7 +217,8 @@ impl ReplicationLog {
 
     /// Restores a history (snapshot loaded, full sync installed): the stream
     /// continues at `offset` of `replid`, with an empty backlog.
-    pub fn reset(&mut self, replid: String, offset: u64) {
+    pub fn reset(&mut self, replid: String, offset: u64, db: usize) {
+        self.end_db = db;
         self.replid = replid;
         self.replid2 = "0".repeat(40);
         self.second_offset = None;
@@ -248,6 +265,7 @@ impl ReplicationLog {
             resp::encode_request(&[b"SELECT".as_slice(), db_text.as_bytes()], &mut out);
             self.stream_db = Some(db);
         }
+        self.end_db = db;
         resp::encode_request(args, &mut out);
         match &mut self.tx {
             Some(tx) => {

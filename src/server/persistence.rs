@@ -34,10 +34,16 @@ pub struct Persistence {
 
 /// The replication position a snapshot's data corresponds to, so that a
 /// restarted node can ask its upstream to continue from there.
-pub type ReplPosition = (String, u64);
+pub type ReplPosition = crate::replication::stream::StreamPosition;
 
-fn header(shared: &Shared, (repl_id, repl_offset): ReplPosition) -> SnapshotHeader {
-    SnapshotHeader { created_unix_ms: super::unix_ms(), repl_id, repl_offset, node: shared.settings.read().node.name.clone() }
+fn header(shared: &Shared, position: ReplPosition) -> SnapshotHeader {
+    SnapshotHeader {
+        created_unix_ms: super::unix_ms(),
+        repl_id: position.replid,
+        repl_offset: position.offset,
+        node: shared.settings.read().node.name.clone(),
+        repl_db: position.db as u32,
+    }
 }
 
 /// SAVE: writes the dataset now, holding the dataset lock (as Redis does).
@@ -133,7 +139,7 @@ pub fn load_at_startup(shared: &Shared) -> Result<u64, SnapshotError> {
     persist::install(&mut data.keyspace, dbs);
     data.keyspace.dirty = 0;
     if !header.repl_id.is_empty() {
-        data.repl.restore(header.repl_id.clone(), header.repl_offset);
+        data.repl.restore(header.repl_id.clone(), header.repl_offset, header.repl_db as usize);
         tracing::info!(replid = %header.repl_id, offset = header.repl_offset, "replication position restored from the snapshot");
     }
     tracing::info!(path = %path.display(), keys, ms = started.elapsed().as_millis() as u64, "DB loaded from disk");
