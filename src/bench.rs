@@ -325,6 +325,33 @@ fn summarize(
     }
 }
 
+/// What one run observed, whichever system it ran.
+struct Measured {
+    samples: Vec<(f64, f64)>,
+    logical: u64,
+    catchup: Option<f64>,
+    cpu: f64,
+}
+
+/// Drives the load and probes against a running primary/replica pair
+/// (processes `pids`), waits for the replica to catch up, and collects lag
+/// samples, logical bytes, catch-up time and CPU.
+fn measure(pp: u16, rp: u16, opts: &WanBenchOptions, link: &LinkParams, pids: [u32; 2], outage: &dyn Fn(bool)) -> Measured {
+    let cpu_now = || pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
+    let cpu_before = cpu_now();
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sub = subscribe(rp, started, stop.clone());
+    std::thread::sleep(Duration::from_millis(100));
+    let (logical, catchup) = drive(pp, rp, opts, started, outage);
+    let catchup = catchup.and_then(|h| h.join().ok());
+    wait_for(Duration::from_secs(120), || field(&info(rp, "replication"), "slave_repl_offset") >= field(&info(pp, "replication"), "master_repl_offset"));
+    std::thread::sleep(Duration::from_millis(200) + link.delay * 2);
+    stop.store(true, Ordering::Relaxed);
+    let samples = sub.join().unwrap_or_default();
+    Measured { samples, logical, catchup, cpu: cpu_now() - cpu_before }
+}
+
 fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, name: &str, link: &LinkParams) -> anyhow::Result<RunResult> {
     let certs = dir.join("certs");
     let (pp, prp, rp, rrp) = (free_port(), free_udp_port(), free_port(), free_udp_port());
@@ -349,25 +376,25 @@ fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     let relay = rt.block_on(Relay::spawn("127.0.0.1:0".parse()?, SocketAddr::from(([127, 0, 0, 1], prp)), link.clone(), link.clone(), 7))?;
     let replica = spawn("r", rp, rrp, Some(relay.addr))?;
     anyhow::ensure!(wait_for(Duration::from_secs(30), || info(rp, "replication").contains("master_link_status:up")), "quire replica did not connect");
-    let cpu_before = cpu_seconds(primary.0.id()) + cpu_seconds(replica.0.id());
-    let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sub = subscribe(rp, started, stop.clone());
-    std::thread::sleep(Duration::from_millis(100));
     let control = relay.control.clone();
-    let (logical, catchup) = drive(pp, rp, opts, started, &|on| control.set_outage(on));
-    let catchup = catchup.and_then(|h| h.join().ok());
-    wait_for(Duration::from_secs(120), || field(&info(rp, "replication"), "slave_repl_offset") >= field(&info(pp, "replication"), "master_repl_offset"));
-    std::thread::sleep(Duration::from_millis(200) + link.delay * 2);
-    stop.store(true, Ordering::Relaxed);
-    let samples = sub.join().unwrap_or_default();
-    let cpu = cpu_seconds(primary.0.id()) + cpu_seconds(replica.0.id()) - cpu_before;
+    let m = measure(pp, rp, opts, link, [primary.0.id(), replica.0.id()], &|on| control.set_outage(on));
     let pinfo = info(pp, "replication");
     let full = field(&pinfo, "sync_full").saturating_sub(1);
     drop(replica);
     drop(primary);
     relay.stop();
-    Ok(summarize("quire", name, samples, logical, field(&pinfo, "quire_sent_wire_bytes"), field(&pinfo, "quire_sent_stream_bytes"), cpu, opts.outage_secs, catchup, Some(full)))
+    Ok(summarize(
+        "quire",
+        name,
+        m.samples,
+        m.logical,
+        field(&pinfo, "quire_sent_wire_bytes"),
+        field(&pinfo, "quire_sent_stream_bytes"),
+        m.cpu,
+        opts.outage_secs,
+        m.catchup,
+        Some(full),
+    ))
 }
 
 fn run_redis(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, name: &str, link: &LinkParams) -> anyhow::Result<RunResult> {
@@ -388,28 +415,17 @@ fn run_redis(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     let relay = rt.block_on(TcpRelay::spawn("127.0.0.1:0".parse()?, SocketAddr::from(([127, 0, 0, 1], pp)), link.clone()))?;
     let replica = spawn(rp, Some(relay.addr))?;
     anyhow::ensure!(wait_for(Duration::from_secs(30), || info(rp, "replication").contains("master_link_status:up")), "redis replica did not connect");
-    let cpu_before = cpu_seconds(primary.0.id()) + cpu_seconds(replica.0.id());
     let wire_before = relay.control.down_bytes.load(Ordering::Relaxed);
-    let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sub = subscribe(rp, started, stop.clone());
-    std::thread::sleep(Duration::from_millis(100));
-    let control = relay.control.clone();
     let stream_before = field(&info(pp, "replication"), "master_repl_offset");
-    let (logical, catchup) = drive(pp, rp, opts, started, &|on| control.set_outage(on));
-    let catchup = catchup.and_then(|h| h.join().ok());
-    wait_for(Duration::from_secs(120), || field(&info(rp, "replication"), "slave_repl_offset") >= field(&info(pp, "replication"), "master_repl_offset"));
-    std::thread::sleep(Duration::from_millis(200) + link.delay * 2);
-    stop.store(true, Ordering::Relaxed);
-    let samples = sub.join().unwrap_or_default();
-    let cpu = cpu_seconds(primary.0.id()) + cpu_seconds(replica.0.id()) - cpu_before;
+    let control = relay.control.clone();
+    let m = measure(pp, rp, opts, link, [primary.0.id(), replica.0.id()], &|on| control.set_outage(on));
     let wire = relay.control.down_bytes.load(Ordering::Relaxed) - wire_before;
     let pinfo = info(pp, "replication");
     let stream = field(&pinfo, "master_repl_offset") - stream_before;
     let full = field(&info(pp, "stats"), "sync_full").saturating_sub(1);
     drop(replica);
     drop(primary);
-    Ok(summarize("redis", name, samples, logical, wire, stream, cpu, opts.outage_secs, catchup, Some(full)))
+    Ok(summarize("redis", name, m.samples, m.logical, wire, stream, m.cpu, opts.outage_secs, m.catchup, Some(full)))
 }
 
 /// Runs the benchmark; prints the table; writes JSON and the plot.
