@@ -29,6 +29,8 @@ pub mod bench;
 pub mod commands;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keyspace;
 pub mod metrics;
 pub mod persist;

@@ -103,8 +103,31 @@ fn demo_runs_three_replicating_regions() {
             break candidate;
         }
     };
-    let out =
-        std::process::Command::new(env!("CARGO_BIN_EXE_quire")).args(["demo", "--duration", "4", "--rate", "500", "--base-port", &base.to_string()]).output().expect("demo runs");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(["demo", "--duration", "6", "--rate", "500", "--base-port", &base.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("demo runs");
+    // Under the demo's load the metrics of every region move.
+    let metrics = |i: u16| base + 3000 + i;
+    let offset_of = |text: &str| gauge(text, "quire_repl_offset_bytes");
+    assert!(wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", metrics(2))).is_ok()));
+    std::thread::sleep(Duration::from_millis(1500));
+    let first: Vec<String> = (0..3).map(|i| scrape(metrics(i))).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let second: Vec<String> = (0..3).map(|i| scrape(metrics(i))).collect();
+    for i in 0..3 {
+        assert!(offset_of(&second[i]) > offset_of(&first[i]), "region {i} offset did not move:\n{}", second[i]);
+    }
+    assert!(second[0].contains("quire_replica_lag_bytes{replica=\"eu-west\""), "{}", second[0]);
+    assert!(second[0].contains("quire_replica_lag_seconds{replica=\"eu-west\""));
+    assert!(second[1].contains("quire_replica_lag_bytes{replica=\"ap-south\""));
+    for text in &second[1..] {
+        assert_eq!(gauge(text, "quire_upstream_link_up"), 1.0);
+        assert!(text.contains("quire_upstream_lag_seconds"));
+    }
+    let out = child.wait_with_output().expect("demo ends");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let last = text.rsplit("Quire demo").next().unwrap();

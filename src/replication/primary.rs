@@ -386,7 +386,7 @@ async fn stream(
                 if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                     r.rtt_ms = conn.rtt().as_millis() as u64;
                 }
-                let wire = protocol::encode(&PrimaryMessage::Ping { offset: sent, unix_ms: unix_ms() });
+                let wire = protocol::encode(&PrimaryMessage::Ping { offset: sent, unix_ms: unix_ms(), epoch: shared.repl.epoch() });
                 send.write_all(&wire).await?;
             }
             _ = wait_shutdown(&mut shutdown) => return Ok("shutdown"),

@@ -111,6 +111,8 @@ pub enum PrimaryMessage {
     Ping {
         offset: u64,
         unix_ms: i64,
+        /// The primary's epoch, so fencing also reaches live links.
+        epoch: u64,
     },
     /// The primary refuses the link (reason is logged by both sides).
     Refused {

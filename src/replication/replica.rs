@@ -239,7 +239,10 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
                     apply_units(shared, &mut session, units);
                     ack_due = true;
                 }
-                PrimaryMessage::Ping { offset, unix_ms: sent_ms } => {
+                PrimaryMessage::Ping { offset, unix_ms: sent_ms, epoch } => {
+                    // The epoch rides the stream too: an upstream replaced
+                    // since the handshake is left at once.
+                    check_epoch(shared, epoch)?;
                     let applied = shared.data.lock().repl.offset();
                     let mut link = shared.repl.link.lock();
                     link.upstream_offset = offset;
