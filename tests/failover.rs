@@ -246,3 +246,33 @@ fn isolated_primary_is_fenced_and_reports_its_lost_writes() {
     assert_eq!(cmd(&mut a.client(), &["GET", "new"]).unwrap(), redis::Value::BulkString(b"1".to_vec()));
     assert_eq!(num(&a, "quire_full_syncs"), 1, "diverged history needs a full resync");
 }
+
+/// A node that has seen epoch 1 is pointed back at a primary still at
+/// epoch 0 (a stale region): it refuses that upstream, and the stale
+/// primary, seeing the newer epoch in the handshake, fences itself.
+#[test]
+fn replica_refuses_a_stale_primary_and_the_stale_primary_fences_itself() {
+    let pki = Pki::new(&["old", "new", "r"]);
+    let (po, pn, pr) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let old = TestNode::start_with(region(&pki, "old", po, &[], None));
+    let new = TestNode::start_with(region(&pki, "new", pn, &[], Some(po)));
+    assert!(wait_until(LIMIT, || new.info("replication", "master_link_status") == "up"));
+    // Elsewhere, "new" is promoted (epoch 1) and "r" follows it.
+    cmd(&mut new.client(), &["REPLICAOF", "NO", "ONE"]).unwrap();
+    let r = TestNode::start_with(region(&pki, "r", pr, &[], Some(pn)));
+    assert!(wait_until(LIMIT, || r.info("replication", "quire_epoch") == "1"));
+    // Someone points r back at the stale "old" primary (epoch 0).
+    cmd(&mut r.client(), &["REPLICAOF", "127.0.0.1", &po.to_string()]).unwrap();
+    assert!(wait_until(LIMIT, || old.info("replication", "quire_fenced") == "1"), "stale primary did not fence itself");
+    assert_eq!(old.info("replication", "role"), "slave", "the stale primary no longer takes writes");
+    assert!(cmd(&mut old.client(), &["SET", "x", "1"]).is_err());
+    // It follows the node that showed it the newer epoch...
+    assert_eq!(old.info("replication", "master_port"), pr.to_string());
+    assert!(wait_until(LIMIT, || old.info("replication", "quire_epoch") == "1"));
+    // ...which never applies the stale node's stream: first refused as
+    // fenced, then as a cycle once the stale node follows it.
+    std::thread::sleep(Duration::from_millis(500));
+    let error = r.info("replication", "quire_link_last_error");
+    assert!(error.contains("fenced") || error.contains("cycle"), "{error}");
+    assert_eq!(r.info("replication", "master_link_status"), "down");
+}

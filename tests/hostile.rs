@@ -62,10 +62,10 @@ fn slowloris_clients_do_not_block_others_and_idle_ones_are_closed() {
 }
 
 #[test]
-fn a_thousand_connections_and_maxclients() {
-    let node = TestNode::start_with(|s| s.maxclients = 1500);
+fn two_thousand_connections_and_maxclients() {
+    let node = TestNode::start_with(|s| s.maxclients = 2500);
     cmd(&mut node.client(), &["SET", "canary", "alive"]).unwrap();
-    let mut conns: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(("127.0.0.1", node.port)).unwrap()).collect();
+    let mut conns: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(("127.0.0.1", node.port)).unwrap()).collect();
     for c in conns.iter_mut() {
         c.write_all(b"PING\r\n").unwrap();
     }
@@ -75,7 +75,7 @@ fn a_thousand_connections_and_maxclients() {
         c.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"+PONG\r\n");
     }
-    cmd(&mut node.client(), &["CONFIG", "SET", "maxclients", "1000"]).unwrap();
+    cmd(&mut node.client(), &["CONFIG", "SET", "maxclients", "2000"]).unwrap();
     let mut extra = TcpStream::connect(("127.0.0.1", node.port)).unwrap();
     extra.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reply = String::new();

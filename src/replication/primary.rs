@@ -123,13 +123,23 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         };
     if hello.version != protocol::PROTOCOL_VERSION {
         let reason = format!("protocol version {} is not supported (this node speaks {})", hello.version, protocol::PROTOCOL_VERSION);
-        send.write_all(&protocol::encode(&PrimaryMessage::Refused { reason: reason.clone() })).await?;
+        refuse(&mut send, &mut recv, &reason).await;
         return Err(LinkError::Refused(reason));
+    }
+    // Two nodes following each other would stream nothing forever: while
+    // our link to our upstream works, that upstream cannot be our replica.
+    if let Some(up) = shared.repl.upstream().filter(|_| shared.repl.link_up()) {
+        let replica_addr = attached_replica(&hello, conn).repl_addr;
+        if format!("{}:{}", up.host, up.port) == replica_addr {
+            let reason = "replication cycle: the replica is this node's own upstream".to_string();
+            refuse(&mut send, &mut recv, &reason).await;
+            return Err(LinkError::Refused(reason));
+        }
     }
     let my_epoch = shared.repl.epoch();
     if hello.epoch > my_epoch {
         let reason = format!("this node is fenced: its epoch {my_epoch} is older than the replica's ({})", hello.epoch);
-        send.write_all(&protocol::encode(&PrimaryMessage::Refused { reason: reason.clone() })).await?;
+        refuse(&mut send, &mut recv, &reason).await;
         if !shared.repl.is_replica() {
             // A replica has seen a promotion this primary missed.
             super::fence::demote(shared, super::failover::FenceDecision::Demote { follow: hello.repl_addr.clone(), epoch: hello.epoch, divergence: None }, my_epoch);
@@ -180,6 +190,15 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
     };
     set_state(shared, attached.id, "online");
     stream(shared, conn, &mut send, &mut recv, reader, start, generation, attached.id, &repl_addr).await
+}
+
+/// Tells the replica why it is refused and gives it a moment to read that
+/// before the connection closes.
+async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, reason: &str) {
+    let _ = send.write_all(&protocol::encode(&PrimaryMessage::Refused { reason: reason.to_string() })).await;
+    let _ = send.finish();
+    let mut buf = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_secs(1), recv.read(&mut buf)).await;
 }
 
 /// This node's answer to a fencing probe.
