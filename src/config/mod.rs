@@ -159,6 +159,9 @@ pub struct ReplSettings {
     pub idle_timeout_ms: u64,
     /// QUIC stream flow-control window (≥ bandwidth × RTT of the link).
     pub window_bytes: u64,
+    /// How long a full-sync snapshot file is kept after its last use, so a
+    /// cut transfer can resume and other replicas can reuse it.
+    pub snapshot_keep_secs: u64,
     /// Congestion controller of replication links: "bbr" (default),
     /// "cubic" or "newreno". BBR keeps the stream flowing on lossy links
     /// where Cubic's window collapses (benches/RESULTS.md has the numbers).
@@ -247,6 +250,7 @@ impl Default for ReplSettings {
             window_bytes: 16 << 20,
             peers: Vec::new(),
             congestion: "bbr".into(),
+            snapshot_keep_secs: 300,
             backlog: BacklogSettings::default(),
         }
     }
@@ -480,7 +484,7 @@ pub fn toml_string(s: &Settings) -> String {
     out.push_str(&format!("\n[repl]\nbind = {}\nport = {}\ncerts = {}\nupstream_name = {}\n", q(&r.bind), r.port, q(&r.certs.display().to_string()), q(&r.upstream_name)));
     out.push_str(&format!("batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n", r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level));
     out.push_str(&format!("keepalive_ms = {}\nidle_timeout_ms = {}\nwindow_bytes = {}\n", r.keepalive_ms, r.idle_timeout_ms, r.window_bytes));
-    out.push_str(&format!("congestion = {}\n", q(&r.congestion)));
+    out.push_str(&format!("congestion = {}\nsnapshot_keep_secs = {}\n", q(&r.congestion), r.snapshot_keep_secs));
     out.push_str(&format!("peers = [{}]\n", r.peers.iter().map(|p| q(p)).collect::<Vec<_>>().join(", ")));
     let b = &r.backlog;
     out.push_str(&format!("\n[link]\nrtt_ms = {}\nbandwidth_mbit = {}\noutage_tolerance = {}\n", s.link.rtt_ms, s.link.bandwidth_mbit, q(&s.link.outage_tolerance)));

@@ -3,7 +3,7 @@
 //! The primary writes a point-in-time snapshot (the data at stream offset
 //! X, copied without pausing writes — values are copy-on-write) to a file
 //! under `dir/repl-snapshots/`, with a whole-file CRC32, and keeps it while
-//! transfers use it and for `KEEP` after, so a replica whose link broke can
+//! transfers use it and for `repl.snapshot_keep_secs` after, so a replica whose link broke can
 //! ask for the rest from byte N and another replica can reuse it while X is
 //! still in the backlog. The replica writes chunks to `dir/fullsync.part`
 //! as they arrive, each verified; after the last byte it verifies the whole
@@ -17,9 +17,6 @@ use parking_lot::Mutex;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// How long an unused snapshot file is kept for resumption or reuse.
-pub const KEEP: Duration = Duration::from_secs(300);
 
 /// A snapshot file the primary serves.
 #[derive(Debug, Clone)]

@@ -255,7 +255,10 @@ async fn cron(shared: Arc<Shared>) {
         let maxmemory = shared.settings.read().maxmemory;
         shared.stats.used_memory.store(used, std::sync::atomic::Ordering::Relaxed);
         shared.stats.over_maxmemory.store(maxmemory > 0 && used > maxmemory, std::sync::atomic::Ordering::Release);
-        let (backlog, is_replica) = (shared.settings.read().repl.backlog.clone(), shared.repl.is_replica());
+        let (backlog, backlog_keep, is_replica) = {
+            let s = shared.settings.read();
+            (s.repl.backlog.clone(), s.repl.snapshot_keep_secs, shared.repl.is_replica())
+        };
         let mut guard = shared.data.lock();
         let data = &mut *guard;
         data.repl.tick(now, backlog.size, backlog.outage_secs(), backlog.max_disk);
@@ -269,7 +272,7 @@ async fn cron(shared: Arc<Shared>) {
             shared.repl.stream_ready.notify_waiters();
         }
         shared.repl.record_offset(data.repl.offset(), Instant::now());
-        shared.repl.snapshots.sweep(crate::replication::fullsync::KEEP);
+        shared.repl.snapshots.sweep(Duration::from_secs(backlog_keep));
         let dirty = data.keyspace.dirty;
         if persistence::save_rule_due(&shared, dirty, now / 1000) {
             tracing::info!(changes = dirty, "save rule reached, saving in background");
