@@ -167,6 +167,9 @@ fn primary_and_replica_restarts_resync_partially() {
         fast_link(s);
         s.replicaof = addr.clone();
     });
+    // Writes made before any replica attached are in no backlog; start
+    // once the stream is being recorded.
+    assert!(wait_until(LIMIT, || p.info("replication", "connected_slaves") == "1"));
     let mut c = p.client();
     for i in 0..300 {
         cmd(&mut c, &["RPUSH", "list", &i.to_string()]).unwrap();
@@ -277,4 +280,34 @@ fn info_reports_outage_coverage_matching_the_plan() {
     let text = String::from_utf8_lossy(&out.stdout);
     let needed: f64 = text.lines().find_map(|l| l.strip_prefix("backlog needed")).and_then(|l| l.split_whitespace().next()).unwrap().parse().unwrap();
     assert!((needed - capacity).abs() / capacity < 0.02, "plan says {needed}, node has {capacity}:\n{text}");
+}
+
+/// Regression: a primary restarted from a snapshot whose backlog held no
+/// bytes takes a write before its replica reconnects. That write is in no
+/// backlog, so the replica must not be told to continue (it would silently
+/// miss it): it gets a full sync and the data matches.
+#[test]
+fn writes_made_while_no_backlog_recorded_force_a_full_sync() {
+    let pki = Pki::new(&["p", "r"]);
+    let repl_port = free_udp_port();
+    let start_primary = |dir: tempfile::TempDir| {
+        TestNode::try_start_in(dir, |s| {
+            pki.configure("p", s);
+            fast_link(s);
+            s.repl.port = repl_port;
+        })
+        .expect("primary starts")
+    };
+    let p = start_primary(tempfile::tempdir().unwrap());
+    let r = TestNode::start_with(|s| {
+        pki.configure("r", s);
+        fast_link(s);
+        s.replicaof = format!("127.0.0.1:{repl_port}");
+    });
+    assert!(wait_until(LIMIT, || p.info("replication", "connected_slaves") == "1"));
+    cmd(&mut p.client(), &["SAVE"]).unwrap();
+    let p = start_primary(p.stop());
+    cmd(&mut p.client(), &["SET", "written-before-the-replica-returned", "1"]).unwrap();
+    assert!(wait_until(LIMIT, || r.info("replication", "master_link_status") == "up" && r.digest() == p.digest()), "the replica missed a write");
+    assert_eq!(cmd(&mut r.client(), &["EXISTS", "written-before-the-replica-returned"]).unwrap(), redis::Value::Int(1));
 }

@@ -66,6 +66,8 @@ pub struct ReplicationLog {
     pub generation: u64,
     /// Write-rate tracking for outage-based sizing and INFO.
     pub sizer: BacklogSizer,
+    /// Writes were made while no backlog recorded them.
+    unrecorded: bool,
 }
 
 /// The replication ids that name the backlog's bytes, saved beside the
@@ -118,6 +120,7 @@ impl ReplicationLog {
             tx: None,
             generation: 0,
             sizer: BacklogSizer::default(),
+            unrecorded: false,
         }
     }
 
@@ -208,6 +211,15 @@ impl ReplicationLog {
     /// Starts recording (first replica attached, or this node is a replica).
     pub fn activate(&mut self) {
         if !self.active {
+            if self.unrecorded {
+                // Writes happened that no backlog holds: the data is no
+                // longer what this replication id at this offset names.
+                self.replid = new_replid();
+                self.replid2 = "0".repeat(40);
+                self.second_offset = None;
+                self.generation += 1;
+                self.unrecorded = false;
+            }
             self.active = true;
             self.backlog = Backlog::new(self.offset_without_backlog, self.config.clone());
             self.stream_db = None;
@@ -219,6 +231,7 @@ impl ReplicationLog {
     /// continues at `offset` of `replid`, with an empty backlog.
     pub fn reset(&mut self, replid: String, offset: u64, db: usize) {
         self.end_db = db;
+        self.unrecorded = false;
         self.replid = replid;
         self.replid2 = "0".repeat(40);
         self.second_offset = None;
@@ -257,6 +270,8 @@ impl ReplicationLog {
     /// Records one write effect, executed in database `db`.
     pub fn emit<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
         if !self.active {
+            // Not recorded: no replica can continue this history past here.
+            self.unrecorded = true;
             return;
         }
         let mut out = Vec::with_capacity(64);
@@ -317,8 +332,8 @@ impl ReplicationLog {
         }
         if !self.active || !self.backlog.covers(offset) {
             // A replica exactly at our offset with no backlog yet can start
-            // the backlog here.
-            if offset == self.offset() {
+            // the backlog here, unless writes went unrecorded meanwhile.
+            if offset == self.offset() && !(self.unrecorded && !self.active) {
                 return Resync::Continue { offset };
             }
             return Resync::Full { reason: format!("offset {offset} is outside the backlog [{}, {}]", self.backlog.start_offset(), self.backlog.end_offset()) };
@@ -384,6 +399,18 @@ mod tests {
         log.begin_tx();
         log.end_tx();
         assert_eq!(log.offset(), start + 21, "an empty transaction adds nothing");
+    }
+
+    #[test]
+    fn writes_without_a_backlog_start_a_new_history() {
+        let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
+        log.reset("a".repeat(40), 100, 0);
+        assert_eq!(log.resync(&"a".repeat(40), 100), Resync::Continue { offset: 100 });
+        log.emit(0, &["SET", "k", "v"]);
+        assert!(matches!(log.resync(&"a".repeat(40), 100), Resync::Full { .. }), "a write is missing from any backlog");
+        log.activate();
+        assert_ne!(log.replid, "a".repeat(40));
+        assert!(matches!(log.resync(&"a".repeat(40), 100), Resync::Full { .. }));
     }
 
     #[test]
