@@ -333,7 +333,7 @@ impl ReplicationLog {
         if !self.active || !self.backlog.covers(offset) {
             // A replica exactly at our offset with no backlog yet can start
             // the backlog here, unless writes went unrecorded meanwhile.
-            if offset == self.offset() && !(self.unrecorded && !self.active) {
+            if offset == self.offset() && (self.active || !self.unrecorded) {
                 return Resync::Continue { offset };
             }
             return Resync::Full { reason: format!("offset {offset} is outside the backlog [{}, {}]", self.backlog.start_offset(), self.backlog.end_offset()) };
