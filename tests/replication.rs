@@ -319,3 +319,22 @@ fn replicas_resume_in_the_streams_current_database() {
         Value::Array(vec![Value::BulkString(b"1".to_vec()), Value::BulkString(b"2".to_vec()), Value::BulkString(b"3".to_vec())])
     );
 }
+
+/// A writable replica's local writes stay local (Redis semantics): its
+/// stream remains its upstream's, byte for byte, so a chained replica is
+/// not corrupted by them.
+#[test]
+fn writable_replica_keeps_local_writes_out_of_the_stream() {
+    let pki = Pki::new(&["p", "r", "c"]);
+    let p = primary(&pki, "p");
+    let r = replica_of(&pki, "r", &p);
+    let c = replica_of(&pki, "c", &r);
+    assert!(wait_until(SYNC_LIMIT, || c.info("replication", "master_link_status") == "up"));
+    cmd(&mut r.client(), &["CONFIG", "SET", "replica-read-only", "no"]).unwrap();
+    cmd(&mut r.client(), &["SET", "local-only", "1"]).unwrap();
+    cmd(&mut p.client(), &["SET", "from-primary", "1"]).unwrap();
+    wait_caught_up(&p, &[&r, &c]);
+    assert_eq!(r.offset(), p.offset(), "the replica's stream has only the primary's bytes");
+    assert_eq!(cmd(&mut c.client(), &["EXISTS", "local-only", "from-primary"]).unwrap(), Value::Int(1));
+    assert_eq!(c.digest(), p.digest());
+}

@@ -150,11 +150,18 @@ impl<'a> ExecCtx<'a> {
         self.effects.get_or_insert_with(Vec::new).push(effect);
     }
 
+    /// Whether this command's effects go to the stream: not when they came
+    /// from the stream, and not for local writes on a (writable) replica —
+    /// its stream is its upstream's, byte for byte, as in Redis.
+    fn propagates(&self) -> bool {
+        !self.session.replicated && !self.shared.repl.is_replica()
+    }
+
     /// Writes the effects recorded with [`ExecCtx::propagate`] to the
     /// stream, as one transaction when there are several.
     fn flush_effects(&mut self) {
         let Some(effects) = self.effects.take() else { return };
-        if self.session.replicated {
+        if !self.propagates() {
             return;
         }
         let db = self.session.db;
@@ -337,7 +344,7 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     if !ctx.db().expired.is_empty() {
         let expired = ctx.keyspace.drain_expired();
         ctx.dirty(expired.len() as u64);
-        if !ctx.session.replicated {
+        if ctx.propagates() {
             for (db, key) in &expired {
                 ctx.repl.emit(*db, &[b"DEL".as_slice(), key.as_bytes()]);
             }
@@ -345,7 +352,7 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     }
     if ctx.effects.is_some() {
         ctx.flush_effects();
-    } else if !ctx.session.replicated && ((changed && spec.has(flags::WRITE) && spec.name != "exec") || spec.name == "publish") {
+    } else if ctx.propagates() && ((changed && spec.has(flags::WRITE) && spec.name != "exec") || spec.name == "publish") {
         ctx.repl.emit(ctx.session.db, args);
     }
     reply
