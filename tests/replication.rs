@@ -18,6 +18,16 @@ fn replica_of(pki: &Pki, name: &str, upstream: &TestNode) -> TestNode {
     })
 }
 
+/// Starts replica `name` again from its data directory.
+fn restart_replica(pki: &Pki, name: &str, dir: tempfile::TempDir, upstream: &TestNode) -> TestNode {
+    let addr = upstream.repl_addr();
+    TestNode::try_start_in(dir, |s| {
+        pki.configure(name, s);
+        s.replicaof = addr;
+    })
+    .expect("replica restarts")
+}
+
 fn primary(pki: &Pki, name: &str) -> TestNode {
     TestNode::start_with(|s| pki.configure(name, s))
 }
@@ -146,12 +156,7 @@ fn replica_restart_resumes_with_partial_resync() {
         cmd(&mut c, &["SET", &format!("k{i}"), &format!("v{i}")]).unwrap();
     }
     cmd(&mut c, &["HSET", "while-away", "f", "v"]).unwrap();
-    let addr = p.repl_addr();
-    let r = TestNode::try_start_in(dir, |s| {
-        pki.configure("r", s);
-        s.replicaof = addr;
-    })
-    .expect("restart");
+    let r = restart_replica(&pki, "r", dir, &p);
     wait_caught_up(&p, &[&r]);
     assert_eq!(r.digest(), p.digest());
     assert_eq!(r.info("replication", "quire_partial_syncs"), "1");
@@ -303,12 +308,7 @@ fn replicas_resume_in_the_streams_current_database() {
     cmd(&mut r.client(), &["SAVE"]).unwrap();
     let dir = r.stop();
     cmd(&mut c, &["SET", "c", "3"]).unwrap();
-    let addr = p.repl_addr();
-    let r = TestNode::try_start_in(dir, |s| {
-        pki.configure("r", s);
-        s.replicaof = addr;
-    })
-    .expect("restart");
+    let r = restart_replica(&pki, "r", dir, &p);
     wait_caught_up(&p, &[&r]);
     assert_eq!(r.info("replication", "quire_partial_syncs"), "1");
     assert_eq!(r.digest(), p.digest());
