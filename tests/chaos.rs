@@ -28,7 +28,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    common::reserve_port(true)
 }
 
 struct Member {

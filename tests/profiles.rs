@@ -11,11 +11,11 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    common::reserve_port(false)
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    common::reserve_port(true)
 }
 
 struct Ports {
@@ -96,13 +96,18 @@ fn shipped_profiles_replicate_end_to_end() {
 /// regions (run briefly on free ports).
 #[test]
 fn demo_runs_three_replicating_regions() {
-    let base = loop {
-        let candidate = 20_000 + (std::process::id() as u16 % 5_000) * 2;
-        let free = (0..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", candidate + i)).is_ok());
-        if free {
-            break candidate;
-        }
-    };
+    // The demo uses base..base+2 (TCP), +1000 (UDP) and +3000 (TCP): pick
+    // them below the ports other tests reserve and the ephemeral range.
+    let base = (0..1000u16)
+        .map(|i| 5_000 + ((std::process::id() as u16 % 1000 + i) % 1000) * 3)
+        .find(|&b| {
+            (0..3).all(|i| {
+                std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()
+                    && std::net::UdpSocket::bind(("127.0.0.1", b + 1000 + i)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", b + 3000 + i)).is_ok()
+            })
+        })
+        .expect("free ports for the demo");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
         .args(["demo", "--duration", "6", "--rate", "500", "--base-port", &base.to_string()])
         .stdout(std::process::Stdio::piped())

@@ -144,7 +144,7 @@ fn large_full_sync_cut_three_times_resumes_by_offset() {
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    common::reserve_port(true)
 }
 
 #[test]

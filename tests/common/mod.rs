@@ -318,3 +318,20 @@ impl TestNode {
         redis::cmd("DEBUG").arg("DIGEST").query(&mut con).expect("digest")
     }
 }
+
+/// A port that is free now, outside the kernel's ephemeral range (so an
+/// outgoing connection of another test cannot take it before the node
+/// binds it), for tests that need to know a node's port in advance.
+pub fn reserve_port(udp: bool) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 400) as u16 * 20, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + (port - 20_000) % 12_000;
+        let free = if udp { std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() } else { std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() };
+        if free {
+            return port;
+        }
+    }
+}
