@@ -7,9 +7,10 @@
 //! Run: `cargo bench --bench replication` (env: RUNS=5 WRITES=200000).
 //! Uses the release `quire` binary cargo builds for benches.
 
+use quire::bench::cpu_seconds;
 use quire::replication::batch::{Compressor, Decompressor};
 use rand::{Rng, SeedableRng};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -86,17 +87,9 @@ fn wait(limit: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// One field of the node's `INFO replication`.
 fn info(port: u16, field: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"INFO replication\r\n").unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let len: usize = line.trim_start_matches('$').trim().parse().unwrap();
-    let mut body = vec![0u8; len + 2];
-    r.read_exact(&mut body).unwrap();
-    let text = String::from_utf8_lossy(&body).to_string();
-    text.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string())).unwrap_or_default()
+    quire::bench::field_text(&quire::bench::info(port, "replication"), field)
 }
 
 /// Writes `writes` documents from CLIENTS connections, PIPELINE deep;
@@ -145,16 +138,6 @@ fn load(port: u16, writes: usize, seed: u64) -> (f64, u64) {
         t.join().unwrap();
     }
     ((per_client * CLIENTS) as f64 / started.elapsed().as_secs_f64(), logical)
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the stat line (11 and 12 after the command name).
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn median(v: &mut [f64]) -> f64 {

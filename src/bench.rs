@@ -83,7 +83,9 @@ pub struct RunResult {
     pub lag_series: Vec<(f64, f64)>,
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
+/// CPU seconds (user + system) process `pid` has used so far: fields 14
+/// and 15 of /proc/PID/stat (11 and 12 after the command name).
+pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
@@ -118,7 +120,9 @@ fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
-fn info(port: u16, section: &str) -> String {
+/// `INFO section` of the Redis-protocol server on a loopback port ("" if
+/// it cannot be read). Shared by the benchmarks in `benches/`.
+pub fn info(port: u16, section: &str) -> String {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut out = Vec::new();
@@ -137,8 +141,13 @@ fn info(port: u16, section: &str) -> String {
     String::from_utf8_lossy(&body).to_string()
 }
 
+/// One `name:value` line of INFO text, as text ("" if absent).
+pub fn field_text(text: &str, name: &str) -> String {
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).map(|v| v.trim().to_string()).unwrap_or_default()
+}
+
 fn field(text: &str, name: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    field_text(text, name).parse().unwrap_or(0)
 }
 
 fn value(kind: ValueKind, size: usize, rng: &mut impl Rng, id: u64) -> Vec<u8> {
