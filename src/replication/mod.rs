@@ -13,6 +13,7 @@ pub mod apply;
 pub mod backlog;
 pub mod batch;
 pub mod failover;
+pub mod fastpath;
 pub mod fence;
 pub mod fullsync;
 pub mod primary;

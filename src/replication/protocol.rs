@@ -63,6 +63,47 @@ pub struct Batch {
     pub payload: Vec<u8>,
 }
 
+/// Tag byte that opens every stream-copy datagram (the datagram format's
+/// version: a datagram with another tag is discarded).
+pub const FRAGMENT_TAG: u8 = 1;
+/// Upper bound of a [`Fragment`]'s encoding apart from its data, so the
+/// sender can size pieces to the path's datagram limit.
+pub const FRAGMENT_OVERHEAD: usize = 48;
+
+/// One piece of a [`Batch`] sent as a QUIC DATAGRAM (the loss-resilient
+/// copy beside the stream): the batch's identity, the checksum of its whole
+/// compressed payload, and this piece's place in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fragment {
+    pub start: u64,
+    pub raw_len: u32,
+    /// CRC32 of the raw bytes (as in [`Batch`]).
+    pub crc32: u32,
+    /// Length and CRC32 of the whole compressed payload, checked once all
+    /// pieces are in, before anything reaches the decompressor.
+    pub payload_len: u32,
+    pub payload_crc32: u32,
+    pub index: u16,
+    pub count: u16,
+    #[serde(with = "serde_bytes_compat")]
+    pub data: Vec<u8>,
+}
+
+/// Encodes a fragment as one datagram.
+pub fn encode_fragment(fragment: &Fragment) -> Vec<u8> {
+    // Serializing owned in-memory values to a Vec cannot fail.
+    postcard::to_extend(fragment, vec![FRAGMENT_TAG]).unwrap_or_default()
+}
+
+/// Decodes one datagram; a foreign or malformed one is an error.
+pub fn decode_fragment(datagram: &[u8]) -> Result<Fragment, ProtocolError> {
+    match datagram.split_first() {
+        Some((&FRAGMENT_TAG, body)) => postcard::from_bytes(body).map_err(|e| ProtocolError::Malformed(e.to_string())),
+        Some((tag, _)) => Err(ProtocolError::Malformed(format!("unknown datagram tag {tag}"))),
+        None => Err(ProtocolError::Malformed("empty datagram".into())),
+    }
+}
+
 /// Messages from replica to primary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ReplicaMessage {
@@ -259,6 +300,17 @@ mod tests {
     fn batch_payload_is_compact() {
         let batch = PrimaryMessage::Batch(Batch { start: 1, raw_len: 3, crc32: 9, payload: vec![0xff; 1000] });
         assert!(encode(&batch).len() < 1020);
+    }
+
+    #[test]
+    fn fragment_overhead_bound_holds_for_extreme_headers() {
+        let f = Fragment { start: u64::MAX, raw_len: u32::MAX, crc32: u32::MAX, payload_len: u32::MAX, payload_crc32: u32::MAX, index: u16::MAX, count: u16::MAX, data: vec![7; 1400] };
+        let wire = encode_fragment(&f);
+        assert!(wire.len() <= 1400 + FRAGMENT_OVERHEAD, "{}", wire.len());
+        assert_eq!(decode_fragment(&wire).unwrap(), f);
+        assert!(decode_fragment(&wire[..wire.len() - 1]).is_err());
+        assert!(decode_fragment(&[]).is_err());
+        assert!(decode_fragment(&[9, 1, 2]).is_err());
     }
 
     #[test]

@@ -1,0 +1,642 @@
+//! The loss-resilient fast path (sans-IO): every compressed batch may also
+//! travel as QUIC DATAGRAMs beside the reliable stream, and the replica
+//! applies each batch from whichever copy arrives first.
+//!
+//! Why: on one ordered stream a single lost packet holds back everything
+//! behind it for a round trip plus loss detection. The stream is small next
+//! to the link (zstd), so a second, independently lost copy costs little and
+//! turns most of those stalls into nothing: the datagram copy of the lost
+//! batch, and of the batches after it, arrive while the stream waits for its
+//! retransmission.
+//!
+//! The stream stays the source of truth. Both copies are the *same*
+//! compressed bytes (one compressor per link), so the replica's zstd history
+//! is identical whichever copy it decoded; the [`Reassembler`] hands batches
+//! over strictly in offset order, exactly once, after checking each datagram
+//! copy whole (length + CRC32 of the compressed payload) — nothing
+//! unverified reaches the decompressor.
+//!
+//! [`Redundancy`] decides per batch whether to send the copy: never while the
+//! sender is behind (catch-up after an outage, or a saturated link), never
+//! when the copies themselves queue up, and in `auto` mode only while the
+//! link has shown loss recently.
+
+use super::protocol::{self, Batch, Fragment, FRAGMENT_OVERHEAD};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Batches that would need more datagrams than this go by stream only
+/// (they are catch-up batches; the copy would only compete with them).
+pub const MAX_FRAGMENTS: usize = 64;
+
+/// Splits `batch` into datagrams of at most `max_datagram` bytes, or `None`
+/// if it needs more than [`MAX_FRAGMENTS`] (or the path allows none).
+pub fn fragment(batch: &Batch, max_datagram: usize) -> Option<Vec<Vec<u8>>> {
+    let room = max_datagram.checked_sub(FRAGMENT_OVERHEAD).filter(|r| *r >= 64)?;
+    let count = batch.payload.len().div_ceil(room).max(1);
+    if count > MAX_FRAGMENTS {
+        return None;
+    }
+    let payload_crc32 = crc32fast::hash(&batch.payload);
+    let pieces = (0..count)
+        .map(|i| {
+            let data = batch.payload[i * room..((i + 1) * room).min(batch.payload.len())].to_vec();
+            protocol::encode_fragment(&Fragment {
+                start: batch.start,
+                raw_len: batch.raw_len,
+                crc32: batch.crc32,
+                payload_len: batch.payload.len() as u32,
+                payload_crc32,
+                index: i as u16,
+                count: count as u16,
+                data,
+            })
+        })
+        .collect();
+    Some(pieces)
+}
+
+/// Which copy of a batch was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Stream,
+    Datagram,
+}
+
+/// Counters of the reassembly, for INFO and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReassemblyStats {
+    pub from_stream: u64,
+    pub from_datagram: u64,
+    /// Copies that arrived after their batch was already had.
+    pub duplicates: u64,
+    /// Datagrams discarded as malformed, inconsistent or failing their
+    /// checksum, or dropped to stay within the memory bound.
+    pub rejected: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ReassemblyError {
+    /// The reliable stream itself skipped or repeated bytes: the link is
+    /// broken and must be re-established.
+    #[error("stream batch starts at {got}, expected {expected}")]
+    StreamGap { expected: u64, got: u64 },
+    #[error("stream batch [{start}, {end}) straddles the applied offset {next}")]
+    StreamOverlap { start: u64, end: u64, next: u64 },
+}
+
+/// Why a datagram was discarded (the link carries on: the stream has it).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FragmentError {
+    #[error("{0}")]
+    Malformed(#[from] protocol::ProtocolError),
+    #[error("fragment header out of bounds")]
+    Bounds,
+    #[error("fragment disagrees with earlier pieces of its batch")]
+    Inconsistent,
+    #[error("batch [{start}, {end}) straddles the applied offset {next}")]
+    Overlap { start: u64, end: u64, next: u64 },
+    #[error("batch at {start} is too far ahead of the applied offset {next}")]
+    TooFarAhead { start: u64, next: u64 },
+    #[error("reassembled payload failed its checksum")]
+    Checksum,
+}
+
+/// Memory bounds of the reassembly.
+#[derive(Debug, Clone, Copy)]
+pub struct ReassemblyLimits {
+    /// Datagram bytes held while waiting for earlier batches.
+    pub max_buffered_bytes: usize,
+    /// Batches starting further than this past the applied offset are
+    /// discarded (the stream brings them).
+    pub max_ahead: u64,
+}
+
+impl Default for ReassemblyLimits {
+    fn default() -> Self {
+        ReassemblyLimits { max_buffered_bytes: 8 << 20, max_ahead: 64 << 20 }
+    }
+}
+
+struct Partial {
+    raw_len: u32,
+    crc32: u32,
+    payload_len: u32,
+    payload_crc32: u32,
+    pieces: Vec<Option<Vec<u8>>>,
+    missing: usize,
+    bytes: usize,
+}
+
+impl Partial {
+    fn matches(&self, f: &Fragment) -> bool {
+        self.raw_len == f.raw_len && self.crc32 == f.crc32 && self.payload_len == f.payload_len && self.payload_crc32 == f.payload_crc32 && self.pieces.len() == f.count as usize
+    }
+}
+
+/// Merges the stream copy and the datagram copy of each batch into one
+/// in-order sequence of batches, each exactly once.
+pub struct Reassembler {
+    /// Offset of the next batch to hand over (everything before it was).
+    next: u64,
+    /// Where the next stream batch must start (the stream is contiguous).
+    stream_next: u64,
+    ready: BTreeMap<u64, (Batch, Source)>,
+    partial: BTreeMap<u64, Partial>,
+    /// Bytes held for datagram copies (ready or partial).
+    buffered: usize,
+    limits: ReassemblyLimits,
+    stats: ReassemblyStats,
+}
+
+impl Reassembler {
+    /// A reassembler for a link whose stream starts at `start`.
+    pub fn new(start: u64, limits: ReassemblyLimits) -> Reassembler {
+        Reassembler { next: start, stream_next: start, ready: BTreeMap::new(), partial: BTreeMap::new(), buffered: 0, limits, stats: ReassemblyStats::default() }
+    }
+
+    pub fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    pub fn stats(&self) -> ReassemblyStats {
+        self.stats
+    }
+
+    /// Bytes held for datagram copies.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// A batch read from the reliable stream.
+    pub fn handle_stream(&mut self, batch: Batch) -> Result<(), ReassemblyError> {
+        let (start, end) = (batch.start, batch.start + batch.raw_len as u64);
+        if start != self.stream_next {
+            return Err(ReassemblyError::StreamGap { expected: self.stream_next, got: start });
+        }
+        self.stream_next = end;
+        if end <= self.next {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        if start < self.next {
+            return Err(ReassemblyError::StreamOverlap { start, end, next: self.next });
+        }
+        match self.ready.get(&start) {
+            // The datagram copy got here first and is verified: keep it.
+            Some((held, Source::Datagram)) if held.raw_len == batch.raw_len => self.stats.duplicates += 1,
+            _ => {
+                if let Some((old, Source::Datagram)) = self.ready.insert(start, (batch, Source::Stream)) {
+                    self.buffered -= old.payload.len();
+                }
+            }
+        }
+        if let Some(p) = self.partial.remove(&start) {
+            self.buffered -= p.bytes;
+        }
+        Ok(())
+    }
+
+    /// One datagram. Errors are reasons to discard it, not to drop the link.
+    pub fn handle_datagram(&mut self, datagram: &[u8]) -> Result<(), FragmentError> {
+        let result = self.take_fragment(datagram);
+        if result.is_err() {
+            self.stats.rejected += 1;
+        }
+        result
+    }
+
+    fn take_fragment(&mut self, datagram: &[u8]) -> Result<(), FragmentError> {
+        let f = protocol::decode_fragment(datagram)?;
+        let count = f.count as usize;
+        let max = protocol::MAX_MESSAGE_BYTES as u32;
+        if count == 0 || count > MAX_FRAGMENTS || f.index >= f.count || f.payload_len > max || f.raw_len > max || f.data.len() > f.payload_len as usize {
+            return Err(FragmentError::Bounds);
+        }
+        let (start, end) = (f.start, f.start.saturating_add(f.raw_len as u64));
+        if end <= self.next || self.ready.contains_key(&start) {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        if start < self.next {
+            return Err(FragmentError::Overlap { start, end, next: self.next });
+        }
+        if start - self.next > self.limits.max_ahead {
+            return Err(FragmentError::TooFarAhead { start, next: self.next });
+        }
+        let partial = self.partial.entry(start).or_insert_with(|| Partial {
+            raw_len: f.raw_len,
+            crc32: f.crc32,
+            payload_len: f.payload_len,
+            payload_crc32: f.payload_crc32,
+            pieces: vec![None; count],
+            missing: count,
+            bytes: 0,
+        });
+        if !partial.matches(&f) {
+            return Err(FragmentError::Inconsistent);
+        }
+        let slot = &mut partial.pieces[f.index as usize];
+        if slot.is_some() {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        let len = f.data.len();
+        *slot = Some(f.data);
+        partial.missing -= 1;
+        partial.bytes += len;
+        self.buffered += len;
+        if partial.missing == 0 {
+            let Some(p) = self.partial.remove(&start) else { return Ok(()) };
+            self.buffered -= p.bytes;
+            let mut payload = Vec::with_capacity(p.bytes);
+            for piece in p.pieces.into_iter().flatten() {
+                payload.extend_from_slice(&piece);
+            }
+            if payload.len() != p.payload_len as usize || crc32fast::hash(&payload) != p.payload_crc32 {
+                return Err(FragmentError::Checksum);
+            }
+            self.buffered += payload.len();
+            self.ready.insert(start, (Batch { start, raw_len: p.raw_len, crc32: p.crc32, payload }, Source::Datagram));
+        }
+        self.enforce_memory_bound();
+        Ok(())
+    }
+
+    /// Drops the datagram copies furthest ahead until within the bound
+    /// (the stream brings those batches anyway).
+    fn enforce_memory_bound(&mut self) {
+        while self.buffered > self.limits.max_buffered_bytes {
+            let ready = self.ready.iter().rev().find(|(_, (_, s))| *s == Source::Datagram).map(|(k, _)| *k);
+            let partial = self.partial.keys().next_back().copied();
+            let victim_ready = match (ready, partial) {
+                (Some(r), Some(p)) => r > p,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return,
+            };
+            if victim_ready {
+                if let Some((b, _)) = ready.and_then(|k| self.ready.remove(&k)) {
+                    self.buffered -= b.payload.len();
+                }
+            } else if let Some(p) = partial.and_then(|k| self.partial.remove(&k)) {
+                self.buffered -= p.bytes;
+            }
+            self.stats.rejected += 1;
+        }
+    }
+
+    /// The next batch in offset order, if it is here.
+    pub fn poll_batch(&mut self) -> Option<(Batch, Source)> {
+        loop {
+            let (&start, _) = self.ready.first_key_value()?;
+            if start > self.next {
+                return None;
+            }
+            let (batch, source) = self.ready.remove(&start)?;
+            if source == Source::Datagram {
+                self.buffered -= batch.payload.len();
+            }
+            if start < self.next {
+                continue;
+            }
+            self.next = start + batch.raw_len as u64;
+            match source {
+                Source::Stream => self.stats.from_stream += 1,
+                Source::Datagram => self.stats.from_datagram += 1,
+            }
+            while let Some(entry) = self.partial.first_entry() {
+                if *entry.key() >= self.next {
+                    break;
+                }
+                self.buffered -= entry.remove().bytes;
+            }
+            return Some((batch, source));
+        }
+    }
+}
+
+/// Whether datagram copies are sent (`repl.datagrams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramMode {
+    Off,
+    /// Copies whenever there is room for them, loss or not.
+    On,
+    /// Copies while the link has lost packets within [`LOSS_MEMORY`] and
+    /// there is room for them.
+    Auto,
+}
+
+impl std::str::FromStr for DatagramMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(DatagramMode::Off),
+            "on" => Ok(DatagramMode::On),
+            "auto" => Ok(DatagramMode::Auto),
+            _ => Err(format!("'{s}' is not off, on or auto")),
+        }
+    }
+}
+
+impl DatagramMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatagramMode::Off => "off",
+            DatagramMode::On => "on",
+            DatagramMode::Auto => "auto",
+        }
+    }
+}
+
+/// How long one observed loss keeps `auto` copies on.
+pub const LOSS_MEMORY: Duration = Duration::from_secs(30);
+
+/// The link's state as the sender samples it (about once a second).
+#[derive(Debug, Clone, Copy)]
+pub struct PathSample {
+    pub at: Instant,
+    /// Packets the QUIC connection declared lost so far.
+    pub lost_packets: u64,
+    /// Stream bytes sent on this link so far (without the copies).
+    pub stream_bytes: u64,
+}
+
+/// The redundancy decision for one link.
+#[derive(Debug)]
+pub struct Redundancy {
+    mode: DatagramMode,
+    /// The link's capacity in bytes per second, if configured.
+    capacity: Option<f64>,
+    last: Option<PathSample>,
+    last_loss: Option<Instant>,
+    stream_rate: f64,
+    active: bool,
+}
+
+impl Redundancy {
+    pub fn new(mode: DatagramMode, capacity_bytes_per_sec: Option<f64>) -> Redundancy {
+        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: None, stream_rate: 0.0, active: false }
+    }
+
+    /// Whether the last decision sent a copy (for INFO).
+    pub fn active(&self) -> bool {
+        self.active
+    }
+
+    pub fn handle_sample(&mut self, sample: PathSample) {
+        if let Some(last) = self.last {
+            if sample.lost_packets > last.lost_packets {
+                self.last_loss = Some(sample.at);
+            }
+            let secs = sample.at.saturating_duration_since(last.at).as_secs_f64();
+            if secs > 0.0 {
+                self.stream_rate = sample.stream_bytes.saturating_sub(last.stream_bytes) as f64 / secs;
+            }
+        } else if sample.lost_packets > 0 {
+            self.last_loss = Some(sample.at);
+        }
+        self.last = Some(sample);
+    }
+
+    /// Whether the batch just cut gets a datagram copy. `unsent` is what
+    /// the sender still has to send after it (non-zero: it is behind);
+    /// `copies_queued` says the previous copies have not left yet.
+    pub fn decide(&mut self, now: Instant, unsent: u64, copies_queued: bool) -> bool {
+        let room = unsent == 0 && !copies_queued && self.capacity.is_none_or(|c| self.stream_rate * 2.0 <= c * 0.5);
+        self.active = room
+            && match self.mode {
+                DatagramMode::Off => false,
+                DatagramMode::On => true,
+                DatagramMode::Auto => self.last_loss.is_some_and(|t| now.saturating_duration_since(t) < LOSS_MEMORY),
+            };
+        self.active
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::batch::{Compressor, Decompressor};
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    /// A stream of SET commands cut into batches, compressed by one
+    /// compressor: (raw stream, batches).
+    fn stream_and_batches(rng: &mut StdRng, commands: usize) -> (Vec<u8>, Vec<Batch>) {
+        let mut compressor = Compressor::new(1);
+        let mut raw = Vec::new();
+        let mut batches = Vec::new();
+        let mut pending = Vec::new();
+        for i in 0..commands {
+            let value: String = (0..rng.random_range(5..400)).map(|_| rng.random_range(b'a'..=b'z') as char).collect();
+            let cmd = format!("*3\r\n$3\r\nSET\r\n${}\r\nk{i}\r\n${}\r\n{value}\r\n", format!("k{i}").len(), value.len());
+            pending.extend_from_slice(cmd.as_bytes());
+            if rng.random_bool(0.3) || i + 1 == commands {
+                batches.push(compressor.compress(raw.len() as u64, &pending));
+                raw.extend_from_slice(&pending);
+                pending.clear();
+            }
+        }
+        (raw, batches)
+    }
+
+    /// Delivers the stream (in order, with stalls) and datagram copies
+    /// (lost, duplicated, reordered) through a reassembler and a
+    /// decompressor; returns the bytes applied.
+    fn deliver(seed: u64, loss: f64, dup: f64, mtu: usize) -> (Vec<u8>, Vec<u8>, ReassemblyStats) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (raw, batches) = stream_and_batches(&mut rng, 300);
+        enum Event {
+            Stream(Batch),
+            Datagram(Vec<u8>),
+        }
+        // (arrival time, tiebreak, event)
+        let mut events: Vec<(u64, u64, Event)> = Vec::new();
+        let mut stream_clock = 0u64;
+        for (i, b) in batches.iter().enumerate() {
+            let sent = i as u64 * 10;
+            // The stream is in order but stalls now and then (a lost packet
+            // waiting for its retransmission holds back all behind it).
+            if rng.random_bool(loss) {
+                stream_clock = stream_clock.max(sent) + 200;
+            }
+            stream_clock = stream_clock.max(sent + 40);
+            events.push((stream_clock, rng.random(), Event::Stream(b.clone())));
+            for piece in fragment(b, mtu).unwrap_or_default() {
+                if rng.random_bool(loss) {
+                    continue;
+                }
+                let copies = if rng.random_bool(dup) { 2 } else { 1 };
+                for _ in 0..copies {
+                    events.push((sent + 35 + rng.random_range(0..30), rng.random(), Event::Datagram(piece.clone())));
+                }
+            }
+        }
+        events.sort_by_key(|e| (e.0, e.1));
+        // Reordering among datagrams arriving together.
+        events.chunks_mut(7).for_each(|c| {
+            if rng.random_bool(0.2) {
+                c.shuffle(&mut rng)
+            }
+        });
+        // ...but the stream itself stays in order: a stream event delivers
+        // the next stream batch, whichever it was scheduled for.
+        let mut stream: std::collections::VecDeque<Batch> = batches.into_iter().collect();
+        let mut r = Reassembler::new(0, ReassemblyLimits::default());
+        let mut d = Decompressor::new(0);
+        let mut out = Vec::new();
+        for (_, _, event) in events {
+            match event {
+                Event::Stream(_) => r.handle_stream(stream.pop_front().unwrap()).unwrap(),
+                Event::Datagram(bytes) => {
+                    let _ = r.handle_datagram(&bytes);
+                }
+            }
+            while let Some((batch, _)) = r.poll_batch() {
+                out.extend_from_slice(&d.decompress(&batch).expect("in-order batches decompress"));
+            }
+        }
+        assert_eq!(r.buffered(), 0, "nothing held once the stream is through");
+        (raw, out, r.stats())
+    }
+
+    #[test]
+    fn any_loss_duplication_and_reordering_yields_the_exact_stream() {
+        for seed in 0..60 {
+            let loss = [0.0, 0.005, 0.02, 0.1, 0.5, 1.0][seed as usize % 6];
+            let mtu = [200, 1200, 1452][seed as usize % 3];
+            let (raw, out, stats) = deliver(seed, loss, 0.1, mtu);
+            assert_eq!(out.len(), raw.len(), "seed {seed}");
+            assert!(out == raw, "seed {seed}: applied bytes differ");
+            assert_eq!(stats.rejected, 0, "seed {seed}");
+            if loss == 0.0 {
+                assert!(stats.from_datagram > 0, "seed {seed}: copies used when they arrive first");
+            }
+        }
+    }
+
+    #[test]
+    fn datagram_copies_bridge_a_stalled_stream() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let (raw, batches) = stream_and_batches(&mut rng, 50);
+        let mut r = Reassembler::new(0, ReassemblyLimits::default());
+        let mut d = Decompressor::new(0);
+        let mut out = Vec::new();
+        // The stream's first batch is stuck; all copies arrive.
+        for b in &batches {
+            for piece in fragment(b, 1200).unwrap() {
+                r.handle_datagram(&piece).unwrap();
+            }
+            while let Some((b, source)) = r.poll_batch() {
+                assert_eq!(source, Source::Datagram);
+                out.extend_from_slice(&d.decompress(&b).unwrap());
+            }
+        }
+        assert_eq!(out, raw);
+        // Then the stream delivers everything again: all duplicates.
+        for b in batches.clone() {
+            r.handle_stream(b).unwrap();
+            assert!(r.poll_batch().is_none());
+        }
+        assert_eq!(r.stats().duplicates, batches.len() as u64);
+    }
+
+    #[test]
+    fn corrupt_or_inconsistent_datagrams_are_discarded_not_applied() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let (_, batches) = stream_and_batches(&mut rng, 20);
+        let b = &batches[0];
+        let pieces = fragment(b, 120).unwrap();
+        assert!(pieces.len() > 1);
+        let mut r = Reassembler::new(0, ReassemblyLimits::default());
+        // A piece whose data was altered (same header): the whole payload
+        // fails its checksum.
+        let mut f = protocol::decode_fragment(&pieces[0]).unwrap();
+        f.data[0] ^= 0xff;
+        r.handle_datagram(&protocol::encode_fragment(&f)).unwrap();
+        for p in &pieces[1..] {
+            let _ = r.handle_datagram(p);
+        }
+        assert!(r.poll_batch().is_none());
+        assert!(r.stats().rejected >= 1);
+        // Garbage and out-of-bounds headers.
+        assert!(r.handle_datagram(b"").is_err());
+        assert!(r.handle_datagram(&[1, 2, 3]).is_err());
+        let mut bad = protocol::decode_fragment(&pieces[0]).unwrap();
+        bad.index = bad.count;
+        assert_eq!(r.handle_datagram(&protocol::encode_fragment(&bad)), Err(FragmentError::Bounds));
+        bad.index = 0;
+        bad.raw_len += 1;
+        r.handle_datagram(&pieces[0]).unwrap();
+        assert_eq!(r.handle_datagram(&protocol::encode_fragment(&bad)), Err(FragmentError::Inconsistent));
+        // The stream copy still goes through.
+        r.handle_stream(b.clone()).unwrap();
+        assert_eq!(r.poll_batch().map(|(b, s)| (b.start, s)), Some((0, Source::Stream)));
+    }
+
+    #[test]
+    fn memory_is_bounded_while_a_batch_is_missing() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let (_, batches) = stream_and_batches(&mut rng, 400);
+        let limits = ReassemblyLimits { max_buffered_bytes: 4096, max_ahead: 1 << 20 };
+        let mut r = Reassembler::new(0, limits);
+        // The first batch never arrives by datagram.
+        for b in &batches[1..] {
+            for piece in fragment(b, 1200).unwrap() {
+                let _ = r.handle_datagram(&piece);
+                assert!(r.buffered() <= 4096 + 1200);
+            }
+        }
+        assert!(r.poll_batch().is_none());
+        for b in batches.clone() {
+            r.handle_stream(b).unwrap();
+        }
+        let mut n = 0;
+        while r.poll_batch().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, batches.len());
+    }
+
+    #[test]
+    fn stream_gaps_break_the_link() {
+        let mut r = Reassembler::new(100, ReassemblyLimits::default());
+        let b = Batch { start: 120, raw_len: 10, crc32: 0, payload: vec![] };
+        assert_eq!(r.handle_stream(b), Err(ReassemblyError::StreamGap { expected: 100, got: 120 }));
+    }
+
+    #[test]
+    fn large_batches_are_not_copied() {
+        let b = Batch { start: 0, raw_len: 1, crc32: 0, payload: vec![0; 1400 * 70] };
+        assert!(fragment(&b, 1452).is_none());
+        assert!(fragment(&b, 40).is_none());
+    }
+
+    #[test]
+    fn redundancy_follows_loss_and_backs_off_when_behind() {
+        let t0 = Instant::now();
+        let mut auto = Redundancy::new(DatagramMode::Auto, Some(12.5e6));
+        auto.handle_sample(PathSample { at: t0, lost_packets: 0, stream_bytes: 0 });
+        assert!(!auto.decide(t0, 0, false), "no loss seen: no copies");
+        let t1 = t0 + Duration::from_secs(1);
+        auto.handle_sample(PathSample { at: t1, lost_packets: 2, stream_bytes: 300_000 });
+        assert!(auto.decide(t1, 0, false));
+        assert!(auto.active());
+        assert!(!auto.decide(t1, 64 * 1024, false), "catching up: stream only");
+        assert!(!auto.decide(t1, 0, true), "copies queueing: the link is full");
+        let t2 = t1 + Duration::from_secs(1);
+        auto.handle_sample(PathSample { at: t2, lost_packets: 2, stream_bytes: 300_000 + 5_000_000 });
+        assert!(!auto.decide(t2, 0, false), "stream uses most of the link");
+        let t3 = t2 + Duration::from_secs(1);
+        auto.handle_sample(PathSample { at: t3, lost_packets: 2, stream_bytes: 5_600_000 });
+        assert!(auto.decide(t3, 0, false));
+        assert!(!auto.decide(t1 + LOSS_MEMORY, 0, false), "loss forgotten");
+        let mut on = Redundancy::new(DatagramMode::On, None);
+        assert!(on.decide(t0, 0, false));
+        let mut off = Redundancy::new(DatagramMode::Off, None);
+        off.handle_sample(PathSample { at: t0, lost_packets: 9, stream_bytes: 0 });
+        assert!(!off.decide(t0, 0, false));
+    }
+}
