@@ -57,6 +57,8 @@ pub struct WanBenchOptions {
     /// Replaces the profiles' loss rate.
     pub loss: Option<f64>,
     pub congestion: String,
+    /// `repl.datagrams` modes to run Quire with (one run each).
+    pub datagrams: Vec<String>,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
     pub quire_bin: PathBuf,
@@ -79,6 +81,10 @@ pub struct RunResult {
     pub outage_secs: Option<u64>,
     pub catchup_secs: Option<f64>,
     pub full_syncs_after_start: Option<u64>,
+    /// Quire's fast path: datagram copy bytes per stream wire byte, and
+    /// the share of batches the replica applied from a datagram copy.
+    pub datagram_overhead: Option<f64>,
+    pub batches_via_datagram: Option<f64>,
     #[serde(skip)]
     pub lag_series: Vec<(f64, f64)>,
 }
@@ -330,6 +336,8 @@ fn summarize(
         outage_secs: outage,
         catchup_secs: catchup,
         full_syncs_after_start: full_syncs,
+        datagram_overhead: None,
+        batches_via_datagram: None,
         lag_series: samples,
     }
 }
@@ -361,7 +369,7 @@ fn measure(pp: u16, rp: u16, opts: &WanBenchOptions, link: &LinkParams, pids: [u
     Measured { samples, logical, catchup, cpu: cpu_now() - cpu_before }
 }
 
-fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, name: &str, link: &LinkParams) -> anyhow::Result<RunResult> {
+fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, name: &str, link: &LinkParams, datagrams: &str) -> anyhow::Result<RunResult> {
     let certs = dir.join("certs");
     let (pp, prp, rp, rrp) = (free_port(), free_udp_port(), free_port(), free_udp_port());
     let rtt = (link.delay.as_millis() * 2) as u64;
@@ -373,7 +381,7 @@ fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
         cmd.args(["server", "--port", &port.to_string(), "--repl-port", &repl.to_string(), "--save", "", "--node", node]);
         cmd.arg("--dir").arg(&data).arg("--certs").arg(&certs);
         cmd.env("QUIRE_LINK__RTT_MS", rtt.max(1).to_string()).env("QUIRE_LINK__BANDWIDTH_MBIT", mbit.max(1).to_string());
-        cmd.env("QUIRE_LINK__OUTAGE_TOLERANCE", "10m").env("QUIRE_REPL__CONGESTION", &opts.congestion);
+        cmd.env("QUIRE_LINK__OUTAGE_TOLERANCE", "10m").env("QUIRE_REPL__CONGESTION", &opts.congestion).env("QUIRE_REPL__DATAGRAMS", datagrams);
         if let Some(up) = upstream {
             cmd.args(["--replicaof", &up.to_string()]);
         }
@@ -388,22 +396,18 @@ fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     let control = relay.control.clone();
     let m = measure(pp, rp, opts, link, [primary.0.id(), replica.0.id()], &|on| control.set_outage(on));
     let pinfo = info(pp, "replication");
+    let rinfo = info(rp, "replication");
     let full = field(&pinfo, "sync_full").saturating_sub(1);
     drop(replica);
     drop(primary);
     relay.stop();
-    Ok(summarize(
-        "quire",
-        name,
-        m.samples,
-        m.logical,
-        field(&pinfo, "quire_sent_wire_bytes"),
-        field(&pinfo, "quire_sent_stream_bytes"),
-        m.cpu,
-        opts.outage_secs,
-        m.catchup,
-        Some(full),
-    ))
+    let (stream_wire, copies) = (field(&pinfo, "quire_sent_wire_bytes"), field(&pinfo, "quire_datagram_sent_bytes"));
+    let system = if opts.datagrams.len() > 1 { format!("quire dg={datagrams}") } else { "quire".to_string() };
+    let mut result = summarize(&system, name, m.samples, m.logical, stream_wire + copies, field(&pinfo, "quire_sent_stream_bytes"), m.cpu, opts.outage_secs, m.catchup, Some(full));
+    let (via_stream, via_datagram) = (field(&rinfo, "quire_batches_via_stream"), field(&rinfo, "quire_batches_via_datagram"));
+    result.datagram_overhead = Some(if stream_wire > 0 { copies as f64 / stream_wire as f64 } else { 0.0 });
+    result.batches_via_datagram = Some(if via_stream + via_datagram > 0 { via_datagram as f64 / (via_stream + via_datagram) as f64 } else { 0.0 });
+    Ok(result)
 }
 
 fn run_redis(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, name: &str, link: &LinkParams) -> anyhow::Result<RunResult> {
@@ -453,8 +457,10 @@ pub fn run(opts: WanBenchOptions) -> anyhow::Result<Vec<RunResult>> {
         if let Some(loss) = opts.loss {
             link.loss = loss;
         }
-        eprintln!("profile {name}: quire...");
-        results.push(run_quire(&rt, &dir, &opts, name, &link)?);
+        for mode in &opts.datagrams {
+            eprintln!("profile {name}: quire (datagrams {mode})...");
+            results.push(run_quire(&rt, &dir, &opts, name, &link, mode)?);
+        }
         if redis {
             eprintln!("profile {name}: redis...");
             results.push(run_redis(&rt, &dir, &opts, name, &link)?);
@@ -481,11 +487,11 @@ fn print_table(opts: &WanBenchOptions, results: &[RunResult]) {
         opts.outage_secs.map(|o| format!(", {o} s outage at {} s", opts.seconds / 3)).unwrap_or_default(),
         opts.congestion
     );
-    println!("| profile | system | p50 ms | p99 ms | p99.9 ms | max ms | wire/logical | compression | CPU s/GB | catch-up s | full syncs |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| profile | system | p50 ms | p99 ms | p99.9 ms | max ms | wire/logical | compression | copies/stream | via datagram | CPU s/GB | catch-up s | full syncs |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.2}x | {:.1} | {} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.2}x | {} | {} | {:.1} | {} | {} |",
             r.profile,
             r.system,
             r.lag_p50_ms,
@@ -494,6 +500,8 @@ fn print_table(opts: &WanBenchOptions, results: &[RunResult]) {
             r.lag_max_ms,
             r.wire_per_logical,
             r.compression_ratio,
+            r.datagram_overhead.map(|o| format!("{o:.2}")).unwrap_or("-".into()),
+            r.batches_via_datagram.map(|v| format!("{:.0} %", v * 100.0)).unwrap_or("-".into()),
             r.cpu_seconds_per_gb,
             r.catchup_secs.map(|c| format!("{c:.2}")).unwrap_or("-".into()),
             r.full_syncs_after_start.map(|f| f.to_string()).unwrap_or("-".into()),

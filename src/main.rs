@@ -139,6 +139,10 @@ enum BenchCommand {
         /// Congestion controller for Quire's links (cubic, bbr, newreno).
         #[arg(long, default_value = "bbr")]
         congestion: String,
+        /// Fast-path datagram copies for Quire's links (off, on, auto);
+        /// several, comma separated, run side by side (e.g. "off,auto").
+        #[arg(long, default_value = "auto")]
+        datagrams: String,
         #[arg(long)]
         json: Option<PathBuf>,
         /// SVG plot of lag over time.
@@ -303,7 +307,7 @@ fn run(cli: Cli) -> Result<()> {
             run_server(settings, sources)
         }
         Command::Certs { command: CertsCommand::Init(args) } => certs_init(args),
-        Command::Bench { command: BenchCommand::Wan { profile, rate, seconds, value, value_size, keys, outage, no_redis, loss, congestion, json, plot } } => {
+        Command::Bench { command: BenchCommand::Wan { profile, rate, seconds, value, value_size, keys, outage, no_redis, loss, congestion, datagrams, json, plot } } => {
             let profiles =
                 if profile == "all" { vec!["transatlantic".into(), "transpacific".into(), "lossy".into()] } else { profile.split(',').map(|p| p.trim().to_string()).collect() };
             let quire_bin = std::env::current_exe().context("locating the quire binary")?;
@@ -318,6 +322,7 @@ fn run(cli: Cli) -> Result<()> {
                 redis: !no_redis,
                 loss,
                 congestion,
+                datagrams: datagrams.split(',').map(|m| m.trim().to_string()).collect(),
                 json,
                 plot,
                 quire_bin,

@@ -148,6 +148,28 @@ pub fn render(shared: &Shared) -> String {
             ("direction=\"received\"".into(), ratio(load(&c.received_raw_bytes), load(&c.received_wire_bytes))),
         ],
     );
+    metric(
+        &mut out,
+        "quire_repl_datagram_bytes_total",
+        "counter",
+        "Fast path: bytes of batch copies sent or received as QUIC datagrams.",
+        &[("direction=\"sent\"".into(), load(&c.datagram_sent_bytes)), ("direction=\"received\"".into(), load(&c.datagram_received_bytes))],
+    );
+    metric(
+        &mut out,
+        "quire_repl_datagram_overhead_ratio",
+        "gauge",
+        "Fast path: datagram copy bytes per stream wire byte sent.",
+        &one(ratio(load(&c.datagram_sent_bytes), load(&c.sent_wire_bytes))),
+    );
+    metric(
+        &mut out,
+        "quire_repl_batches_applied_total",
+        "counter",
+        "Batches applied, by the copy that arrived first.",
+        &[("via=\"stream\"".into(), load(&c.batches_via_stream)), ("via=\"datagram\"".into(), load(&c.batches_via_datagram))],
+    );
+    metric(&mut out, "quire_repl_datagrams_rejected_total", "counter", "Fast path: datagrams discarded (malformed, checksum, memory bound).", &one(load(&c.datagrams_rejected)));
     metric(&mut out, "quire_ops_per_second", "gauge", "Commands per second.", &one(shared.stats.ops_per_sec() as f64));
     metric(&mut out, "quire_commands_processed_total", "counter", "Commands processed.", &one(Stats::get(&shared.stats.commands_processed) as f64));
     metric(&mut out, "quire_connected_clients", "gauge", "Client connections.", &one(shared.clients.len() as f64));

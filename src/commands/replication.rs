@@ -288,7 +288,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     for (i, r) in table.replicas.values().enumerate() {
         let _ = write!(
             out,
-            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={}\r\n",
+            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={}\r\n",
             r.addr.ip(),
             r.tcp_port,
             r.state,
@@ -299,6 +299,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             r.rtt_ms,
             offset.saturating_sub(r.ack_offset),
             repl.lag_ms_at(r.ack_offset, offset),
+            if r.datagrams_active { "on" } else { "off" },
         );
     }
     drop(table);
@@ -353,5 +354,20 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         c.last_snapshot_bytes.load(Ordering::Relaxed),
         c.snapshot_resumes_served.load(Ordering::Relaxed),
         repl.snapshots.count(),
+    );
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let dg_sent = load(&c.datagram_sent_bytes);
+    let _ = write!(
+        out,
+        "quire_datagrams:{}\r\nquire_datagram_sent_bytes:{dg_sent}\r\nquire_datagram_sent_batches:{}\r\nquire_datagram_dropped_batches:{}\r\nquire_datagram_overhead:{:.3}\r\nquire_datagram_received_bytes:{}\r\nquire_batches_via_stream:{}\r\nquire_batches_via_datagram:{}\r\nquire_batch_copies_discarded:{}\r\nquire_datagrams_rejected:{}\r\n",
+        settings.repl.datagrams,
+        load(&c.datagram_sent_batches),
+        load(&c.datagram_dropped_batches),
+        if sent_wire == 0 { 0.0 } else { dg_sent as f64 / sent_wire as f64 },
+        load(&c.datagram_received_bytes),
+        load(&c.batches_via_stream),
+        load(&c.batches_via_datagram),
+        load(&c.batch_copies_discarded),
+        load(&c.datagrams_rejected),
     );
 }

@@ -166,6 +166,15 @@ pub struct ReplSettings {
     /// "cubic" or "newreno". BBR keeps the stream flowing on lossy links
     /// where Cubic's window collapses (benches/RESULTS.md has the numbers).
     pub congestion: String,
+    /// Loss-resilient fast path: "auto" (default) also sends each batch as
+    /// QUIC datagrams while the link has lost packets in the last 30 s (a
+    /// new link counts as lossy until then) and has room; "on" whenever
+    /// there is room; "off" stream only. The
+    /// replica applies whichever copy arrives first.
+    pub datagrams: String,
+    /// Delay of a batch's datagram copy after its stream copy, so the two
+    /// leave in different packets (one loss cannot take both).
+    pub datagram_stagger_us: u64,
     /// Replication addresses of the other nodes of the group. A primary
     /// probes them every second; if one has seen a newer promotion epoch,
     /// this node has been replaced: it fences itself and follows it.
@@ -250,6 +259,8 @@ impl Default for ReplSettings {
             window_bytes: 16 << 20,
             peers: Vec::new(),
             congestion: "bbr".into(),
+            datagrams: "auto".into(),
+            datagram_stagger_us: 1000,
             snapshot_keep_secs: 300,
             backlog: BacklogSettings::default(),
         }
@@ -410,6 +421,10 @@ impl Settings {
         if !["cubic", "bbr", "newreno"].contains(&self.repl.congestion.as_str()) {
             return Err(ConfigError::Invalid { key: "repl.congestion", reason: format!("'{}' is not cubic, bbr or newreno", self.repl.congestion) });
         }
+        self.repl.datagrams.parse::<crate::replication::fastpath::DatagramMode>().map_err(|reason| ConfigError::Invalid { key: "repl.datagrams", reason })?;
+        if self.repl.datagram_stagger_us > 100_000 {
+            return Err(ConfigError::Invalid { key: "repl.datagram_stagger_us", reason: "must be at most 100000".into() });
+        }
         for peer in &self.repl.peers {
             parse_host_port(peer).map_err(|reason| ConfigError::Invalid { key: "repl.peers", reason })?;
         }
@@ -485,6 +500,7 @@ pub fn toml_string(s: &Settings) -> String {
     out.push_str(&format!("batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n", r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level));
     out.push_str(&format!("keepalive_ms = {}\nidle_timeout_ms = {}\nwindow_bytes = {}\n", r.keepalive_ms, r.idle_timeout_ms, r.window_bytes));
     out.push_str(&format!("congestion = {}\nsnapshot_keep_secs = {}\n", q(&r.congestion), r.snapshot_keep_secs));
+    out.push_str(&format!("datagrams = {}\ndatagram_stagger_us = {}\n", q(&r.datagrams), r.datagram_stagger_us));
     out.push_str(&format!("peers = [{}]\n", r.peers.iter().map(|p| q(p)).collect::<Vec<_>>().join(", ")));
     let b = &r.backlog;
     out.push_str(&format!("\n[link]\nrtt_ms = {}\nbandwidth_mbit = {}\noutage_tolerance = {}\n", s.link.rtt_ms, s.link.bandwidth_mbit, q(&s.link.outage_tolerance)));

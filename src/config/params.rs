@@ -195,6 +195,16 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         }),
     },
+    Param {
+        name: "repl-datagrams",
+        get: |s| s.repl.datagrams.clone(),
+        set: Some(|s, v| {
+            let mode = v.to_ascii_lowercase();
+            mode.parse::<crate::replication::fastpath::DatagramMode>()?;
+            s.repl.datagrams = mode;
+            Ok(())
+        }),
+    },
 ];
 
 /// Glob match used by CONFIG GET and KEYS-style patterns.

@@ -19,7 +19,8 @@
 //! [`Redundancy`] decides per batch whether to send the copy: never while the
 //! sender is behind (catch-up after an outage, or a saturated link), never
 //! when the copies themselves queue up, and in `auto` mode only while the
-//! link has shown loss recently.
+//! link has shown loss recently (a new link is presumed lossy until it has
+//! run clean for a while).
 
 use super::protocol::{self, Batch, Fragment, FRAGMENT_OVERHEAD};
 use std::collections::BTreeMap;
@@ -322,8 +323,9 @@ pub enum DatagramMode {
     Off,
     /// Copies whenever there is room for them, loss or not.
     On,
-    /// Copies while the link has lost packets within [`LOSS_MEMORY`] and
-    /// there is room for them.
+    /// Copies while the link has lost packets within [`LOSS_MEMORY`] (or
+    /// is younger than that: a new link is presumed lossy until it has
+    /// shown otherwise) and there is room for them.
     Auto,
 }
 
@@ -369,14 +371,21 @@ pub struct Redundancy {
     /// The link's capacity in bytes per second, if configured.
     capacity: Option<f64>,
     last: Option<PathSample>,
-    last_loss: Option<Instant>,
+    /// The last loss seen, or the link's start until one is seen.
+    last_loss: Instant,
     stream_rate: f64,
     active: bool,
 }
 
 impl Redundancy {
-    pub fn new(mode: DatagramMode, capacity_bytes_per_sec: Option<f64>) -> Redundancy {
-        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: None, stream_rate: 0.0, active: false }
+    /// The decision for a link that starts at `now`.
+    pub fn new(mode: DatagramMode, capacity_bytes_per_sec: Option<f64>, now: Instant) -> Redundancy {
+        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, stream_rate: 0.0, active: false }
+    }
+
+    /// Follows a run-time change of `repl.datagrams`.
+    pub fn set_mode(&mut self, mode: DatagramMode) {
+        self.mode = mode;
     }
 
     /// Whether the last decision sent a copy (for INFO).
@@ -387,14 +396,14 @@ impl Redundancy {
     pub fn handle_sample(&mut self, sample: PathSample) {
         if let Some(last) = self.last {
             if sample.lost_packets > last.lost_packets {
-                self.last_loss = Some(sample.at);
+                self.last_loss = sample.at;
             }
             let secs = sample.at.saturating_duration_since(last.at).as_secs_f64();
             if secs > 0.0 {
                 self.stream_rate = sample.stream_bytes.saturating_sub(last.stream_bytes) as f64 / secs;
             }
         } else if sample.lost_packets > 0 {
-            self.last_loss = Some(sample.at);
+            self.last_loss = sample.at;
         }
         self.last = Some(sample);
     }
@@ -408,7 +417,7 @@ impl Redundancy {
             && match self.mode {
                 DatagramMode::Off => false,
                 DatagramMode::On => true,
-                DatagramMode::Auto => self.last_loss.is_some_and(|t| now.saturating_duration_since(t) < LOSS_MEMORY),
+                DatagramMode::Auto => now.saturating_duration_since(self.last_loss) < LOSS_MEMORY,
             };
         self.active
     }
@@ -617,9 +626,10 @@ mod tests {
     #[test]
     fn redundancy_follows_loss_and_backs_off_when_behind() {
         let t0 = Instant::now();
-        let mut auto = Redundancy::new(DatagramMode::Auto, Some(12.5e6));
+        let mut auto = Redundancy::new(DatagramMode::Auto, Some(12.5e6), t0);
         auto.handle_sample(PathSample { at: t0, lost_packets: 0, stream_bytes: 0 });
-        assert!(!auto.decide(t0, 0, false), "no loss seen: no copies");
+        assert!(auto.decide(t0, 0, false), "a new link is presumed lossy");
+        assert!(!auto.decide(t0 + LOSS_MEMORY, 0, false), "no loss seen for a while: no copies");
         let t1 = t0 + Duration::from_secs(1);
         auto.handle_sample(PathSample { at: t1, lost_packets: 2, stream_bytes: 300_000 });
         assert!(auto.decide(t1, 0, false));
@@ -633,9 +643,9 @@ mod tests {
         auto.handle_sample(PathSample { at: t3, lost_packets: 2, stream_bytes: 5_600_000 });
         assert!(auto.decide(t3, 0, false));
         assert!(!auto.decide(t1 + LOSS_MEMORY, 0, false), "loss forgotten");
-        let mut on = Redundancy::new(DatagramMode::On, None);
+        let mut on = Redundancy::new(DatagramMode::On, None, t0);
         assert!(on.decide(t0, 0, false));
-        let mut off = Redundancy::new(DatagramMode::Off, None);
+        let mut off = Redundancy::new(DatagramMode::Off, None, t0);
         off.handle_sample(PathSample { at: t0, lost_packets: 9, stream_bytes: 0 });
         assert!(!off.decide(t0, 0, false));
     }

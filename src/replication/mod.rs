@@ -53,6 +53,8 @@ pub struct AttachedReplica {
     pub rtt_ms: u64,
     pub wire_bytes: u64,
     pub raw_bytes: u64,
+    /// Whether batches to this replica currently get datagram copies.
+    pub datagrams_active: bool,
 }
 
 struct WaitRequest {
@@ -177,6 +179,17 @@ pub struct ReplCounters {
     pub snapshot_bytes_sent: AtomicU64,
     pub snapshot_resumes_served: AtomicU64,
     pub last_snapshot_bytes: AtomicU64,
+    /// Fast path, sending side: datagram bytes and batches copied, and
+    /// copies not sent (queue full, or the peer refused datagrams).
+    pub datagram_sent_bytes: AtomicU64,
+    pub datagram_sent_batches: AtomicU64,
+    pub datagram_dropped_batches: AtomicU64,
+    /// Fast path, receiving side.
+    pub datagram_received_bytes: AtomicU64,
+    pub batches_via_stream: AtomicU64,
+    pub batches_via_datagram: AtomicU64,
+    pub batch_copies_discarded: AtomicU64,
+    pub datagrams_rejected: AtomicU64,
 }
 
 /// Replication state shared by a node's tasks.

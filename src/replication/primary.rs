@@ -6,6 +6,7 @@
 //! it received, at the same offsets.
 
 use super::batch::{BatchPolicy, Batcher, Compressor, Cut};
+use super::fastpath::{self, DatagramMode, PathSample, Redundancy};
 use super::fullsync::{self, ServedSnapshot};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use super::stream::Resync;
@@ -232,6 +233,7 @@ fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica 
         rtt_ms: conn.rtt().as_millis() as u64,
         wire_bytes: 0,
         raw_bytes: 0,
+        datagrams_active: false,
     }
 }
 
@@ -332,6 +334,13 @@ async fn stream(
     };
     let mut batcher = Batcher::new(policy);
     let mut compressor = Compressor::new(level);
+    let (mut redundancy, stagger) = {
+        let s = shared.settings.read();
+        let capacity = (s.link.bandwidth_mbit > 0).then(|| s.link.bandwidth_mbit as f64 * 1e6 / 8.0);
+        (Redundancy::new(datagram_mode(&s.repl), capacity, Instant::now()), Duration::from_micros(s.repl.datagram_stagger_us))
+    };
+    let copies = DatagramCopies::spawn(shared.clone(), conn.clone());
+    let mut stream_wire = 0u64;
     let mut ping = tokio::time::interval(Duration::from_secs(1));
     let mut shutdown = shared.shutdown_signal();
     let mut buf = vec![0u8; 16 * 1024];
@@ -365,8 +374,20 @@ async fn stream(
             Cut::Send(n) => {
                 let raw = shared.data.lock().repl.read(sent, n)?;
                 let batch = compressor.compress(sent, &raw);
+                let now = Instant::now();
+                let unsent = end.saturating_sub(sent + raw.len() as u64);
+                let copy = match conn.max_datagram_size() {
+                    Some(max) if redundancy.decide(now, unsent, copies.queued()) => fastpath::fragment(&batch, max),
+                    _ => None,
+                };
                 let wire = protocol::encode(&PrimaryMessage::Batch(batch));
                 send.write_all(&wire).await?;
+                stream_wire += wire.len() as u64;
+                // The copy leaves a moment after the stream's packet, so
+                // one lost packet cannot carry both.
+                if let Some(pieces) = copy {
+                    copies.send(now + stagger, pieces);
+                }
                 sent += raw.len() as u64;
                 batcher.handle_sent(Instant::now(), end.saturating_sub(sent));
                 let counters = &shared.repl.counters;
@@ -402,13 +423,78 @@ async fn stream(
                 }
             }
             _ = ping.tick() => {
+                let mode = datagram_mode(&shared.settings.read().repl);
+                redundancy.set_mode(mode);
+                redundancy.handle_sample(PathSample { at: Instant::now(), lost_packets: conn.stats().path.lost_packets, stream_bytes: stream_wire });
                 if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                     r.rtt_ms = conn.rtt().as_millis() as u64;
+                    r.datagrams_active = redundancy.active();
                 }
                 let wire = protocol::encode(&PrimaryMessage::Ping { offset: sent, unix_ms: unix_ms(), epoch: shared.repl.epoch() });
                 send.write_all(&wire).await?;
             }
             _ = wait_shutdown(&mut shutdown) => return Ok("shutdown"),
+        }
+    }
+}
+
+fn datagram_mode(settings: &crate::config::ReplSettings) -> DatagramMode {
+    // Validated when the settings were loaded or changed.
+    settings.datagrams.parse().unwrap_or(DatagramMode::Off)
+}
+
+/// Copies queued ahead of this are a sign the link has no room for them.
+const MAX_QUEUED_COPIES: usize = 8;
+
+/// The sending half of a link's fast path: a task that puts each batch's
+/// datagram copy on the connection at its due time.
+struct DatagramCopies {
+    queue: tokio::sync::mpsc::Sender<(Instant, Vec<Vec<u8>>)>,
+    shared: Arc<Shared>,
+}
+
+impl DatagramCopies {
+    fn spawn(shared: Arc<Shared>, conn: quinn::Connection) -> DatagramCopies {
+        let (queue, mut due) = tokio::sync::mpsc::channel::<(Instant, Vec<Vec<u8>>)>(64);
+        let counters = shared.clone();
+        tokio::spawn(
+            async move {
+                while let Some((at, pieces)) = due.recv().await {
+                    tokio::time::sleep_until(at.into()).await;
+                    let c = &counters.repl.counters;
+                    // Copies still waiting in quinn's queue mean the
+                    // congestion window has no room: skip this one.
+                    if conn.datagram_send_buffer_space() < crate::transport::DATAGRAM_SEND_BUFFER / 2 {
+                        c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    for piece in pieces {
+                        let len = piece.len() as u64;
+                        match conn.send_datagram(piece.into()) {
+                            Ok(()) => c.datagram_sent_bytes.fetch_add(len, Ordering::Relaxed),
+                            Err(e) => {
+                                tracing::warn!(reason = %e, "datagram copies stopped on this link");
+                                c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
+                        };
+                    }
+                    c.datagram_sent_batches.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            .in_current_span(),
+        );
+        DatagramCopies { queue, shared }
+    }
+
+    /// Whether earlier copies are still waiting (the link is behind).
+    fn queued(&self) -> bool {
+        self.queue.max_capacity() - self.queue.capacity() >= MAX_QUEUED_COPIES
+    }
+
+    fn send(&self, at: Instant, pieces: Vec<Vec<u8>>) {
+        if self.queue.try_send((at, pieces)).is_err() {
+            self.shared.repl.counters.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

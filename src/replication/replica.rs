@@ -6,6 +6,7 @@
 
 use super::apply::{Unit, UnitSplitter};
 use super::batch::Decompressor;
+use super::fastpath::{ReassemblyLimits, ReassemblyStats, Reassembler};
 use super::fullsync::IncomingSnapshot;
 use super::primary::{read_message, LinkError};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
@@ -209,6 +210,8 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
         link.rtt_ms = conn.rtt().as_millis() as u64;
     }
     let mut decompressor = Decompressor::new(start);
+    let mut reassembler = Reassembler::new(start, ReassemblyLimits::default());
+    let mut counted = ReassemblyStats::default();
     let mut splitter = UnitSplitter::new();
     let mut session = replicated_session(conn.remote_address());
     // Resume in the database the stream is in at our offset.
@@ -225,6 +228,17 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
                 shared.repl.counters.received_wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 shared.repl.link.lock().last_io = Some(Instant::now());
             }
+            datagram = conn.read_datagram() => {
+                let datagram = datagram?;
+                shared.repl.counters.datagram_received_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                if let Err(e) = reassembler.handle_datagram(&datagram) {
+                    let rejected = shared.repl.counters.datagrams_rejected.load(Ordering::Relaxed) + 1;
+                    if rejected.is_power_of_two() {
+                        tracing::warn!(reason = %e, rejected, "datagram copy discarded (the stream carries the batch)");
+                    }
+                }
+                ack_due |= apply_ready(shared, &mut session, &mut reassembler, &mut decompressor, &mut splitter)?;
+            }
             _ = ack_timer.tick() => {
                 ack_due = true;
                 ack_tick = true;
@@ -233,11 +247,8 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
         while let Some(message) = reader.poll_message::<PrimaryMessage>()? {
             match message {
                 PrimaryMessage::Batch(batch) => {
-                    let raw = decompressor.decompress(&batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
-                    shared.repl.counters.received_raw_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
-                    let units = splitter.handle_bytes(&raw).map_err(|e| ReplicaError::Stream(e.to_string()))?;
-                    apply_units(shared, &mut session, units);
-                    ack_due = true;
+                    reassembler.handle_stream(batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+                    ack_due |= apply_ready(shared, &mut session, &mut reassembler, &mut decompressor, &mut splitter)?;
                 }
                 PrimaryMessage::Ping { offset, unix_ms: sent_ms, epoch } => {
                     // The epoch rides the stream too: an upstream replaced
@@ -270,6 +281,7 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
                 other => return Err(ReplicaError::Stream(format!("unexpected message {other:?}"))),
             }
         }
+        count_reassembly(shared, reassembler.stats(), &mut counted);
         if ack_due && reader.buffered() == 0 {
             let offset = shared.data.lock().repl.offset();
             if offset != acked || ack_tick {
@@ -278,6 +290,30 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
             }
         }
     }
+}
+
+/// Decompresses and applies the batches the reassembler has in order
+/// (from either copy); whether anything was applied.
+fn apply_ready(shared: &Arc<Shared>, session: &mut Session, reassembler: &mut Reassembler, decompressor: &mut Decompressor, splitter: &mut UnitSplitter) -> Result<bool, ReplicaError> {
+    let mut units = Vec::new();
+    while let Some((batch, _)) = reassembler.poll_batch() {
+        let raw = decompressor.decompress(&batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+        shared.repl.counters.received_raw_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        units.extend(splitter.handle_bytes(&raw).map_err(|e| ReplicaError::Stream(e.to_string()))?);
+    }
+    let applied = !units.is_empty();
+    apply_units(shared, session, units);
+    Ok(applied)
+}
+
+/// Adds the reassembly counters gained since `counted` to the node's.
+fn count_reassembly(shared: &Shared, now: ReassemblyStats, counted: &mut ReassemblyStats) {
+    let c = &shared.repl.counters;
+    c.batches_via_stream.fetch_add(now.from_stream - counted.from_stream, Ordering::Relaxed);
+    c.batches_via_datagram.fetch_add(now.from_datagram - counted.from_datagram, Ordering::Relaxed);
+    c.batch_copies_discarded.fetch_add(now.duplicates - counted.duplicates, Ordering::Relaxed);
+    c.datagrams_rejected.fetch_add(now.rejected - counted.rejected, Ordering::Relaxed);
+    *counted = now;
 }
 
 /// Refuses an upstream whose epoch is older than ours (it has been

@@ -104,6 +104,9 @@ impl TlsIdentity {
     }
 }
 
+/// Bytes of datagram copies quinn queues on a link.
+pub const DATAGRAM_SEND_BUFFER: usize = 256 << 10;
+
 /// Transport parameters for long links: keep-alives well inside the idle
 /// timeout so a quiet link stays up, an idle timeout long enough to ride
 /// out short cuts, and flow-control windows large enough for a long fat
@@ -151,6 +154,11 @@ pub fn transport_config(settings: &crate::config::ReplSettings, link: &crate::co
     t.stream_receive_window(window.into());
     t.receive_window((window.saturating_mul(2)).into());
     t.send_window(2 * window as u64);
+    // The fast path's datagram copies: a small send queue, so copies that
+    // cannot leave (congestion window full) are noticed and skipped rather
+    // than sent late; a receive queue for a few round trips of copies.
+    t.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
+    t.datagram_receive_buffer_size(Some(4 << 20));
     t.max_concurrent_uni_streams(0u32.into());
     t.max_concurrent_bidi_streams(4u32.into());
     Arc::new(t)

@@ -46,6 +46,9 @@ pub fn profile(name: &str) -> Option<LinkParams> {
         "transpacific" => {
             LinkParams { delay: Duration::from_millis(90), jitter: Duration::from_millis(5), loss: 0.005, bandwidth_bps: mbit(200), queue_bytes: 8 << 20, reorder: false }
         }
+        "transatlantic-lossy" => {
+            LinkParams { delay: Duration::from_millis(40), jitter: Duration::from_millis(2), loss: 0.005, bandwidth_bps: mbit(100), queue_bytes: 4 << 20, reorder: false }
+        }
         "lossy" => LinkParams { delay: Duration::from_millis(40), jitter: Duration::from_millis(5), loss: 0.02, bandwidth_bps: mbit(100), queue_bytes: 4 << 20, reorder: true },
         "intercontinental" => {
             LinkParams { delay: Duration::from_millis(60), jitter: Duration::from_millis(3), loss: 0.002, bandwidth_bps: mbit(500), queue_bytes: 8 << 20, reorder: false }
@@ -55,7 +58,7 @@ pub fn profile(name: &str) -> Option<LinkParams> {
     Some(p)
 }
 
-pub const PROFILES: &[&str] = &["loopback", "transatlantic", "transpacific", "lossy", "intercontinental"];
+pub const PROFILES: &[&str] = &["loopback", "transatlantic", "transatlantic-lossy", "transpacific", "lossy", "intercontinental"];
 
 /// What happens to one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
