@@ -358,7 +358,8 @@ pub const LOSS_MEMORY: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy)]
 pub struct PathSample {
     pub at: Instant,
-    /// Packets the QUIC connection declared lost so far.
+    /// Packets the QUIC connection sent and declared lost so far.
+    pub sent_packets: u64,
     pub lost_packets: u64,
     /// Stream bytes sent on this link so far (without the copies).
     pub stream_bytes: u64,
@@ -373,14 +374,20 @@ pub struct Redundancy {
     last: Option<PathSample>,
     /// The last loss seen, or the link's start until one is seen.
     last_loss: Instant,
+    /// Smoothed fraction of packets lost.
+    loss_rate: f64,
     stream_rate: f64,
     active: bool,
 }
 
+/// Measured loss at which every batch gets a second datagram copy: where
+/// one copy and the stream are both lost often enough to show in p99.
+pub const SECOND_COPY_LOSS: f64 = 0.01;
+
 impl Redundancy {
     /// The decision for a link that starts at `now`.
     pub fn new(mode: DatagramMode, capacity_bytes_per_sec: Option<f64>, now: Instant) -> Redundancy {
-        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, stream_rate: 0.0, active: false }
+        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, loss_rate: 0.0, stream_rate: 0.0, active: false }
     }
 
     /// Follows a run-time change of `repl.datagrams`.
@@ -398,6 +405,11 @@ impl Redundancy {
             if sample.lost_packets > last.lost_packets {
                 self.last_loss = sample.at;
             }
+            let sent = sample.sent_packets.saturating_sub(last.sent_packets);
+            if sent >= 100 {
+                let fraction = sample.lost_packets.saturating_sub(last.lost_packets) as f64 / sent as f64;
+                self.loss_rate = 0.5 * self.loss_rate + 0.5 * fraction;
+            }
             let secs = sample.at.saturating_duration_since(last.at).as_secs_f64();
             if secs > 0.0 {
                 self.stream_rate = sample.stream_bytes.saturating_sub(last.stream_bytes) as f64 / secs;
@@ -408,18 +420,29 @@ impl Redundancy {
         self.last = Some(sample);
     }
 
-    /// Whether the batch just cut gets a datagram copy. `unsent` is what
+    /// Smoothed fraction of packets lost on the link.
+    pub fn loss_rate(&self) -> f64 {
+        self.loss_rate
+    }
+
+    /// How many datagram copies the batch just cut gets (0, 1, or 2 when
+    /// measured loss is at least [`SECOND_COPY_LOSS`]). `unsent` is what
     /// the sender still has to send after it (non-zero: it is behind);
     /// `copies_queued` says the previous copies have not left yet.
-    pub fn decide(&mut self, now: Instant, unsent: u64, copies_queued: bool) -> bool {
-        let room = unsent == 0 && !copies_queued && self.capacity.is_none_or(|c| self.stream_rate * 2.0 <= c * 0.5);
+    pub fn decide(&mut self, now: Instant, unsent: u64, copies_queued: bool) -> usize {
+        let copies = if self.loss_rate >= SECOND_COPY_LOSS { 2 } else { 1 };
+        let room = unsent == 0 && !copies_queued && self.capacity.is_none_or(|c| self.stream_rate * (1 + copies) as f64 <= c * 0.5);
         self.active = room
             && match self.mode {
                 DatagramMode::Off => false,
                 DatagramMode::On => true,
                 DatagramMode::Auto => now.saturating_duration_since(self.last_loss) < LOSS_MEMORY,
             };
-        self.active
+        if self.active {
+            copies
+        } else {
+            0
+        }
     }
 }
 
@@ -626,27 +649,32 @@ mod tests {
     #[test]
     fn redundancy_follows_loss_and_backs_off_when_behind() {
         let t0 = Instant::now();
+        let sample = |secs: u64, sent_packets: u64, lost_packets: u64, stream_bytes: u64| PathSample { at: t0 + Duration::from_secs(secs), sent_packets, lost_packets, stream_bytes };
         let mut auto = Redundancy::new(DatagramMode::Auto, Some(12.5e6), t0);
-        auto.handle_sample(PathSample { at: t0, lost_packets: 0, stream_bytes: 0 });
-        assert!(auto.decide(t0, 0, false), "a new link is presumed lossy");
-        assert!(!auto.decide(t0 + LOSS_MEMORY, 0, false), "no loss seen for a while: no copies");
+        auto.handle_sample(sample(0, 0, 0, 0));
+        assert_eq!(auto.decide(t0, 0, false), 1, "a new link is presumed lossy");
+        assert_eq!(auto.decide(t0 + LOSS_MEMORY, 0, false), 0, "no loss seen for a while: no copies");
         let t1 = t0 + Duration::from_secs(1);
-        auto.handle_sample(PathSample { at: t1, lost_packets: 2, stream_bytes: 300_000 });
-        assert!(auto.decide(t1, 0, false));
+        auto.handle_sample(sample(1, 1000, 2, 300_000));
+        assert_eq!(auto.decide(t1, 0, false), 1);
         assert!(auto.active());
-        assert!(!auto.decide(t1, 64 * 1024, false), "catching up: stream only");
-        assert!(!auto.decide(t1, 0, true), "copies queueing: the link is full");
+        assert_eq!(auto.decide(t1, 64 * 1024, false), 0, "catching up: stream only");
+        assert_eq!(auto.decide(t1, 0, true), 0, "copies queueing: the link is full");
         let t2 = t1 + Duration::from_secs(1);
-        auto.handle_sample(PathSample { at: t2, lost_packets: 2, stream_bytes: 300_000 + 5_000_000 });
-        assert!(!auto.decide(t2, 0, false), "stream uses most of the link");
+        auto.handle_sample(sample(2, 2000, 2, 300_000 + 5_000_000));
+        assert_eq!(auto.decide(t2, 0, false), 0, "stream uses most of the link");
         let t3 = t2 + Duration::from_secs(1);
-        auto.handle_sample(PathSample { at: t3, lost_packets: 2, stream_bytes: 5_600_000 });
-        assert!(auto.decide(t3, 0, false));
-        assert!(!auto.decide(t1 + LOSS_MEMORY, 0, false), "loss forgotten");
+        auto.handle_sample(sample(3, 3000, 2, 5_600_000));
+        assert_eq!(auto.decide(t3, 0, false), 1);
+        assert_eq!(auto.decide(t1 + LOSS_MEMORY, 0, false), 0, "loss forgotten");
+        // Heavy loss: a second copy.
+        auto.handle_sample(sample(4, 4000, 52, 5_900_000));
+        assert!(auto.loss_rate() >= SECOND_COPY_LOSS);
+        assert_eq!(auto.decide(t3 + Duration::from_secs(1), 0, false), 2);
         let mut on = Redundancy::new(DatagramMode::On, None, t0);
-        assert!(on.decide(t0, 0, false));
+        assert_eq!(on.decide(t0 + LOSS_MEMORY * 2, 0, false), 1);
         let mut off = Redundancy::new(DatagramMode::Off, None, t0);
-        off.handle_sample(PathSample { at: t0, lost_packets: 9, stream_bytes: 0 });
-        assert!(!off.decide(t0, 0, false));
+        off.handle_sample(sample(0, 100, 9, 0));
+        assert_eq!(off.decide(t0, 0, false), 0);
     }
 }

@@ -13,6 +13,7 @@ use super::stream::Resync;
 use super::AttachedReplica;
 use crate::persist::SnapshotHeader;
 use crate::server::{unix_ms, wait_shutdown, Shared};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -376,8 +377,9 @@ async fn stream(
                 let batch = compressor.compress(sent, &raw);
                 let now = Instant::now();
                 let unsent = end.saturating_sub(sent + raw.len() as u64);
+                let wanted = redundancy.decide(now, unsent, copies.queued());
                 let copy = match conn.max_datagram_size() {
-                    Some(max) if redundancy.decide(now, unsent, copies.queued()) => fastpath::fragment(&batch, max),
+                    Some(max) if wanted > 0 => fastpath::fragment(&batch, max),
                     _ => None,
                 };
                 let wire = protocol::encode(&PrimaryMessage::Batch(batch));
@@ -386,6 +388,9 @@ async fn stream(
                 // The copy leaves a moment after the stream's packet, so
                 // one lost packet cannot carry both.
                 if let Some(pieces) = copy {
+                    if wanted > 1 {
+                        copies.send(now + stagger * 3, pieces.clone());
+                    }
                     copies.send(now + stagger, pieces);
                 }
                 sent += raw.len() as u64;
@@ -425,7 +430,8 @@ async fn stream(
             _ = ping.tick() => {
                 let mode = datagram_mode(&shared.settings.read().repl);
                 redundancy.set_mode(mode);
-                redundancy.handle_sample(PathSample { at: Instant::now(), lost_packets: conn.stats().path.lost_packets, stream_bytes: stream_wire });
+                let path = conn.stats().path;
+                redundancy.handle_sample(PathSample { at: Instant::now(), sent_packets: path.sent_packets, lost_packets: path.lost_packets, stream_bytes: stream_wire });
                 if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                     r.rtt_ms = conn.rtt().as_millis() as u64;
                     r.datagrams_active = redundancy.active();
@@ -443,53 +449,79 @@ fn datagram_mode(settings: &crate::config::ReplSettings) -> DatagramMode {
     settings.datagrams.parse().unwrap_or(DatagramMode::Off)
 }
 
-/// Copies queued ahead of this are a sign the link has no room for them.
-const MAX_QUEUED_COPIES: usize = 8;
+/// Copies still waiting in quinn's queue mean the congestion window has no
+/// room for them: later ones are skipped until it drains.
+fn copies_backed_up(conn: &quinn::Connection) -> bool {
+    conn.datagram_send_buffer_space() < crate::transport::DATAGRAM_SEND_BUFFER / 2
+}
+
+/// Puts one batch copy on the connection; false once the connection
+/// cannot carry datagrams any more.
+fn send_copy(conn: &quinn::Connection, c: &super::ReplCounters, pieces: Vec<Vec<u8>>) -> bool {
+    if copies_backed_up(conn) {
+        c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+    for piece in pieces {
+        let len = piece.len() as u64;
+        if let Err(e) = conn.send_datagram(piece.into()) {
+            tracing::warn!(reason = %e, "datagram copies stopped on this link");
+            c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        c.datagram_sent_bytes.fetch_add(len, Ordering::Relaxed);
+    }
+    c.datagram_sent_batches.fetch_add(1, Ordering::Relaxed);
+    true
+}
 
 /// The sending half of a link's fast path: a task that puts each batch's
 /// datagram copy on the connection at its due time.
 struct DatagramCopies {
     queue: tokio::sync::mpsc::Sender<(Instant, Vec<Vec<u8>>)>,
     shared: Arc<Shared>,
+    conn: quinn::Connection,
 }
 
 impl DatagramCopies {
     fn spawn(shared: Arc<Shared>, conn: quinn::Connection) -> DatagramCopies {
-        let (queue, mut due) = tokio::sync::mpsc::channel::<(Instant, Vec<Vec<u8>>)>(64);
+        let (queue, mut incoming) = tokio::sync::mpsc::channel::<(Instant, Vec<Vec<u8>>)>(64);
         let counters = shared.clone();
+        let link = conn.clone();
         tokio::spawn(
             async move {
-                while let Some((at, pieces)) = due.recv().await {
-                    tokio::time::sleep_until(at.into()).await;
-                    let c = &counters.repl.counters;
-                    // Copies still waiting in quinn's queue mean the
-                    // congestion window has no room: skip this one.
-                    if conn.datagram_send_buffer_space() < crate::transport::DATAGRAM_SEND_BUFFER / 2 {
-                        c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    for piece in pieces {
-                        let len = piece.len() as u64;
-                        match conn.send_datagram(piece.into()) {
-                            Ok(()) => c.datagram_sent_bytes.fetch_add(len, Ordering::Relaxed),
-                            Err(e) => {
-                                tracing::warn!(reason = %e, "datagram copies stopped on this link");
-                                c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
-                                return;
+                // Copies by due time (a second copy is due after the next
+                // batch's first one).
+                let mut due: BTreeMap<(Instant, u64), Vec<Vec<u8>>> = BTreeMap::new();
+                let mut seq = 0u64;
+                loop {
+                    let next = due.keys().next().map(|k| k.0);
+                    tokio::select! {
+                        item = incoming.recv() => match item {
+                            Some((at, pieces)) => {
+                                seq += 1;
+                                due.insert((at, seq), pieces);
                             }
-                        };
+                            None => return,
+                        },
+                        _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now).into()), if next.is_some() => {
+                            while let Some(entry) = due.first_entry().filter(|e| e.key().0 <= Instant::now()) {
+                                if !send_copy(&conn, &counters.repl.counters, entry.remove()) {
+                                    return;
+                                }
+                            }
+                        }
                     }
-                    c.datagram_sent_batches.fetch_add(1, Ordering::Relaxed);
                 }
             }
             .in_current_span(),
         );
-        DatagramCopies { queue, shared }
+        DatagramCopies { queue, shared, conn: link }
     }
 
     /// Whether earlier copies are still waiting (the link is behind).
     fn queued(&self) -> bool {
-        self.queue.max_capacity() - self.queue.capacity() >= MAX_QUEUED_COPIES
+        copies_backed_up(&self.conn)
     }
 
     fn send(&self, at: Instant, pieces: Vec<Vec<u8>>) {
