@@ -395,9 +395,19 @@ impl Redundancy {
         self.mode = mode;
     }
 
-    /// Whether the last decision sent a copy (for INFO).
+    /// Whether the last decision sent a copy.
     pub fn active(&self) -> bool {
         self.active
+    }
+
+    /// Whether the mode and the link's loss call for copies now (batches
+    /// cut while the sender is behind still go without): INFO's view.
+    pub fn engaged(&self, now: Instant) -> bool {
+        match self.mode {
+            DatagramMode::Off => false,
+            DatagramMode::On => true,
+            DatagramMode::Auto => now.saturating_duration_since(self.last_loss) < LOSS_MEMORY,
+        }
     }
 
     pub fn handle_sample(&mut self, sample: PathSample) {
@@ -432,12 +442,7 @@ impl Redundancy {
     pub fn decide(&mut self, now: Instant, unsent: u64, copies_queued: bool) -> usize {
         let copies = if self.loss_rate >= SECOND_COPY_LOSS { 2 } else { 1 };
         let room = unsent == 0 && !copies_queued && self.capacity.is_none_or(|c| self.stream_rate * (1 + copies) as f64 <= c * 0.5);
-        self.active = room
-            && match self.mode {
-                DatagramMode::Off => false,
-                DatagramMode::On => true,
-                DatagramMode::Auto => now.saturating_duration_since(self.last_loss) < LOSS_MEMORY,
-            };
+        self.active = room && self.engaged(now);
         if self.active {
             copies
         } else {
@@ -649,7 +654,8 @@ mod tests {
     #[test]
     fn redundancy_follows_loss_and_backs_off_when_behind() {
         let t0 = Instant::now();
-        let sample = |secs: u64, sent_packets: u64, lost_packets: u64, stream_bytes: u64| PathSample { at: t0 + Duration::from_secs(secs), sent_packets, lost_packets, stream_bytes };
+        let sample =
+            |secs: u64, sent_packets: u64, lost_packets: u64, stream_bytes: u64| PathSample { at: t0 + Duration::from_secs(secs), sent_packets, lost_packets, stream_bytes };
         let mut auto = Redundancy::new(DatagramMode::Auto, Some(12.5e6), t0);
         auto.handle_sample(sample(0, 0, 0, 0));
         assert_eq!(auto.decide(t0, 0, false), 1, "a new link is presumed lossy");

@@ -434,7 +434,7 @@ async fn stream(
                 redundancy.handle_sample(PathSample { at: Instant::now(), sent_packets: path.sent_packets, lost_packets: path.lost_packets, stream_bytes: stream_wire });
                 if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                     r.rtt_ms = conn.rtt().as_millis() as u64;
-                    r.datagrams_active = redundancy.active();
+                    r.datagrams_active = redundancy.engaged(Instant::now());
                 }
                 let wire = protocol::encode(&PrimaryMessage::Ping { offset: sent, unix_ms: unix_ms(), epoch: shared.repl.epoch() });
                 send.write_all(&wire).await?;

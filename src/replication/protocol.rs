@@ -304,7 +304,8 @@ mod tests {
 
     #[test]
     fn fragment_overhead_bound_holds_for_extreme_headers() {
-        let f = Fragment { start: u64::MAX, raw_len: u32::MAX, crc32: u32::MAX, payload_len: u32::MAX, payload_crc32: u32::MAX, index: u16::MAX, count: u16::MAX, data: vec![7; 1400] };
+        let f =
+            Fragment { start: u64::MAX, raw_len: u32::MAX, crc32: u32::MAX, payload_len: u32::MAX, payload_crc32: u32::MAX, index: u16::MAX, count: u16::MAX, data: vec![7; 1400] };
         let wire = encode_fragment(&f);
         assert!(wire.len() <= 1400 + FRAGMENT_OVERHEAD, "{}", wire.len());
         assert_eq!(decode_fragment(&wire).unwrap(), f);

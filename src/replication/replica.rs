@@ -6,7 +6,7 @@
 
 use super::apply::{Unit, UnitSplitter};
 use super::batch::Decompressor;
-use super::fastpath::{ReassemblyLimits, ReassemblyStats, Reassembler};
+use super::fastpath::{Reassembler, ReassemblyLimits, ReassemblyStats};
 use super::fullsync::IncomingSnapshot;
 use super::primary::{read_message, LinkError};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
@@ -294,7 +294,13 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
 
 /// Decompresses and applies the batches the reassembler has in order
 /// (from either copy); whether anything was applied.
-fn apply_ready(shared: &Arc<Shared>, session: &mut Session, reassembler: &mut Reassembler, decompressor: &mut Decompressor, splitter: &mut UnitSplitter) -> Result<bool, ReplicaError> {
+fn apply_ready(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    reassembler: &mut Reassembler,
+    decompressor: &mut Decompressor,
+    splitter: &mut UnitSplitter,
+) -> Result<bool, ReplicaError> {
     let mut units = Vec::new();
     while let Some((batch, _)) = reassembler.poll_batch() {
         let raw = decompressor.decompress(&batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
