@@ -3,8 +3,9 @@
 //!
 //! For each link profile a primary and a replica run as separate processes;
 //! the replica reaches the primary through a relay that applies the
-//! profile (UDP for Quire's QUIC; TCP — delay, jitter and bandwidth, no
-//! loss — for Redis's replication). A writer drives a fixed rate of SETs at
+//! profile (UDP for Quire's QUIC; TCP for Redis's replication, where a
+//! lost segment shows as TCP's fast recovery would deliver it — see
+//! [`crate::wan::tcp_relay`]). A writer drives a fixed rate of SETs at
 //! the primary and, every 10 ms, a PUBLISH probe carrying its send time;
 //! a subscriber on the replica receives the probe once the stream got
 //! there, so `receive − send` is the end-to-end replication lag of that

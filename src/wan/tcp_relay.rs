@@ -1,10 +1,18 @@
-//! A TCP relay that adds one-way delay, jitter and a bandwidth cap, for
-//! running Redis's own replication over the same emulated link as Quire.
+//! A TCP relay that adds one-way delay, jitter, a bandwidth cap and the
+//! effect of loss, for running Redis's own replication over the same
+//! emulated link as Quire.
 //!
-//! A user-space TCP relay terminates TCP on both sides, so it cannot drop
-//! segments the way a lossy link does: loss is *not* emulated here (the
-//! comparison is optimistic for TCP on lossy profiles). An outage holds
-//! the bytes back until the link returns, as a stalled path would.
+//! A user-space relay terminates TCP on both sides, so it cannot drop a
+//! segment and let TCP recover. It emulates what the receiver sees instead:
+//! each 1448-byte segment is lost with the profile's probability, and a
+//! lost one arrives after Linux's fast recovery would have resent it —
+//! RACK declares it lost once a later segment is acknowledged and
+//! RTT + RTT/4 have passed, and the resend takes one more one-way delay, so
+//! 2.5 one-way delays late — with everything behind it held back (TCP
+//! delivers in order). That is the *best* case of TCP recovery (a tail
+//! loss waits for a probe timeout, a lost resend for a retransmission
+//! timeout), so the comparison stays favourable to TCP. An outage holds the
+//! bytes back until the link returns, as a stalled path would.
 
 use super::LinkParams;
 use rand::Rng;
@@ -58,6 +66,21 @@ impl TcpRelay {
     }
 }
 
+/// Maximum segment size of the emulated path.
+const MSS: usize = 1448;
+/// How late a lost segment arrives after fast recovery, in one-way delays.
+const RECOVERY_ONE_WAY_DELAYS: f64 = 2.5;
+
+/// Whether any of the segments carrying `bytes` is lost.
+fn segment_lost(loss: f64, bytes: usize) -> bool {
+    if loss <= 0.0 {
+        return false;
+    }
+    let segments = bytes.div_ceil(MSS).max(1) as i32;
+    let any = 1.0 - (1.0 - loss.min(1.0)).powi(segments);
+    rand::rng().random_bool(any.clamp(0.0, 1.0))
+}
+
 async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, params: LinkParams, control: Arc<TcpRelayControl>, down: bool) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let writer_control = control.clone();
@@ -89,8 +112,10 @@ async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
             busy_until = depart;
         }
         let jitter = if params.jitter.is_zero() { Duration::ZERO } else { params.jitter.mul_f64(rand::rng().random::<f64>()) };
-        // TCP delivers in order: jitter never reorders bytes.
-        let at = (depart + params.delay + jitter).max(last);
+        let recovery = if segment_lost(params.loss, n) { params.delay.mul_f64(RECOVERY_ONE_WAY_DELAYS) } else { Duration::ZERO };
+        // TCP delivers in order: jitter never reorders bytes, and a lost
+        // segment holds back everything behind it.
+        let at = (depart + params.delay + jitter + recovery).max(last);
         last = at;
         if tx.send((at, buf[..n].to_vec())).is_err() {
             break;
@@ -98,4 +123,20 @@ async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
     }
     drop(tx);
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_loss_follows_the_rate_per_segment() {
+        assert!(!(0..1000).any(|_| segment_lost(0.0, 64 * 1024)));
+        assert!((0..1000).all(|_| segment_lost(1.0, 1)));
+        // One segment at 10 %: about 10 % of chunks; 10 segments: about 65 %.
+        let one = (0..20_000).filter(|_| segment_lost(0.1, 100)).count() as f64 / 20_000.0;
+        let ten = (0..20_000).filter(|_| segment_lost(0.1, 10 * MSS)).count() as f64 / 20_000.0;
+        assert!((0.08..0.12).contains(&one), "{one}");
+        assert!((0.60..0.70).contains(&ten), "{ten}");
+    }
 }
