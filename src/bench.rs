@@ -398,6 +398,21 @@ fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     let m = measure(pp, rp, opts, link, [primary.0.id(), replica.0.id()], &|on| control.set_outage(on));
     let pinfo = info(pp, "replication");
     let rinfo = info(rp, "replication");
+    if std::env::var_os("WAN_BENCH_DEBUG").is_some() {
+        for f in ["slave0", "quire_datagram_sent_batches", "quire_datagram_dropped_batches", "quire_sent_wire_bytes", "quire_datagram_sent_bytes"] {
+            eprintln!("primary {f}: {}", field_text(&pinfo, f));
+        }
+        for f in [
+            "quire_batches_via_stream",
+            "quire_batches_via_datagram",
+            "quire_batch_copies_discarded",
+            "quire_datagrams_rejected",
+            "quire_datagrams_recovered",
+            "quire_datagram_received_bytes",
+        ] {
+            eprintln!("replica {f}: {}", field_text(&rinfo, f));
+        }
+    }
     let full = field(&pinfo, "sync_full").saturating_sub(1);
     drop(replica);
     drop(primary);

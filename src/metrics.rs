@@ -169,6 +169,7 @@ pub fn render(shared: &Shared) -> String {
         "Batches applied, by the copy that arrived first.",
         &[("via=\"stream\"".into(), load(&c.batches_via_stream)), ("via=\"datagram\"".into(), load(&c.batches_via_datagram))],
     );
+    metric(&mut out, "quire_repl_datagrams_recovered_total", "counter", "Fast path: lost datagrams rebuilt from parity.", &one(load(&c.datagrams_recovered)));
     metric(&mut out, "quire_repl_datagrams_rejected_total", "counter", "Fast path: datagrams discarded (malformed, checksum, memory bound).", &one(load(&c.datagrams_rejected)));
     metric(&mut out, "quire_ops_per_second", "gauge", "Commands per second.", &one(shared.stats.ops_per_sec() as f64));
     metric(&mut out, "quire_commands_processed_total", "counter", "Commands processed.", &one(Stats::get(&shared.stats.commands_processed) as f64));

@@ -288,7 +288,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     for (i, r) in table.replicas.values().enumerate() {
         let _ = write!(
             out,
-            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={}\r\n",
+            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={},loss_pct={:.2}\r\n",
             r.addr.ip(),
             r.tcp_port,
             r.state,
@@ -300,6 +300,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             offset.saturating_sub(r.ack_offset),
             repl.lag_ms_at(r.ack_offset, offset),
             if r.datagrams_active { "on" } else { "off" },
+            r.loss_rate * 100.0,
         );
     }
     drop(table);
@@ -359,7 +360,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     let dg_sent = load(&c.datagram_sent_bytes);
     let _ = write!(
         out,
-        "quire_datagrams:{}\r\nquire_datagram_sent_bytes:{dg_sent}\r\nquire_datagram_sent_batches:{}\r\nquire_datagram_dropped_batches:{}\r\nquire_datagram_overhead:{:.3}\r\nquire_datagram_received_bytes:{}\r\nquire_batches_via_stream:{}\r\nquire_batches_via_datagram:{}\r\nquire_batch_copies_discarded:{}\r\nquire_datagrams_rejected:{}\r\n",
+        "quire_datagrams:{}\r\nquire_datagram_sent_bytes:{dg_sent}\r\nquire_datagram_sent_batches:{}\r\nquire_datagram_dropped_batches:{}\r\nquire_datagram_overhead:{:.3}\r\nquire_datagram_received_bytes:{}\r\nquire_batches_via_stream:{}\r\nquire_batches_via_datagram:{}\r\nquire_batch_copies_discarded:{}\r\nquire_datagrams_rejected:{}\r\nquire_datagrams_recovered:{}\r\n",
         settings.repl.datagrams,
         load(&c.datagram_sent_batches),
         load(&c.datagram_dropped_batches),
@@ -369,5 +370,6 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         load(&c.batches_via_datagram),
         load(&c.batch_copies_discarded),
         load(&c.datagrams_rejected),
+        load(&c.datagrams_recovered),
     );
 }

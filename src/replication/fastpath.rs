@@ -22,7 +22,7 @@
 //! link has shown loss recently (a new link is presumed lossy until it has
 //! run clean for a while).
 
-use super::protocol::{self, Batch, Fragment, FRAGMENT_OVERHEAD};
+use super::protocol::{self, Batch, Datagram, Fragment, Parity, FRAGMENT_OVERHEAD, MAX_PARITY_GROUP, PARITY_OVERHEAD};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -30,19 +30,24 @@ use std::time::{Duration, Instant};
 /// (they are catch-up batches; the copy would only compete with them).
 pub const MAX_FRAGMENTS: usize = 64;
 
-/// Splits `batch` into datagrams of at most `max_datagram` bytes, or `None`
-/// if it needs more than [`MAX_FRAGMENTS`] (or the path allows none).
-pub fn fragment(batch: &Batch, max_datagram: usize) -> Option<Vec<Vec<u8>>> {
-    let room = max_datagram.checked_sub(FRAGMENT_OVERHEAD).filter(|r| *r >= 64)?;
+/// Splits `batch` into datagrams of at most `max_datagram` bytes (leaving
+/// room for a parity header), numbered from `next_seq` on; `None` if it
+/// needs more than [`MAX_FRAGMENTS`] (or the path allows none).
+pub fn fragment(batch: &Batch, max_datagram: usize, next_seq: &mut u64) -> Option<Vec<(u64, Vec<u8>)>> {
+    let room = max_datagram.checked_sub(FRAGMENT_OVERHEAD + PARITY_OVERHEAD).filter(|r| *r >= 64)?;
     let count = batch.payload.len().div_ceil(room).max(1);
     if count > MAX_FRAGMENTS {
         return None;
     }
     let payload_crc32 = crc32fast::hash(&batch.payload);
+    let first = *next_seq;
+    *next_seq += count as u64;
     let pieces = (0..count)
         .map(|i| {
             let data = batch.payload[i * room..((i + 1) * room).min(batch.payload.len())].to_vec();
-            protocol::encode_fragment(&Fragment {
+            let seq = first + i as u64;
+            let encoded = protocol::encode_fragment(&Fragment {
+                seq,
                 start: batch.start,
                 raw_len: batch.raw_len,
                 crc32: batch.crc32,
@@ -51,11 +56,83 @@ pub fn fragment(batch: &Batch, max_datagram: usize) -> Option<Vec<Vec<u8>>> {
                 index: i as u16,
                 count: count as u16,
                 data,
-            })
+            });
+            (seq, encoded)
         })
         .collect();
     Some(pieces)
 }
+
+/// XOR parity over groups of consecutive fragment datagrams (sending
+/// side): one extra datagram per group lets the replica rebuild any one
+/// lost member. During a stream stall every copy counts — one lost copy
+/// holds back all later batches until the stream's retransmission — and a
+/// stall spans dozens of datagrams on a long link.
+#[derive(Debug)]
+pub struct ParityEncoder {
+    group: usize,
+    first_seq: u64,
+    lens: Vec<u16>,
+    xor: Vec<u8>,
+    /// When the open group got its first member.
+    opened: Option<Instant>,
+}
+
+impl ParityEncoder {
+    pub fn new(group: usize) -> ParityEncoder {
+        ParityEncoder { group: group.clamp(1, MAX_PARITY_GROUP), first_seq: 0, lens: Vec::new(), xor: Vec::new(), opened: None }
+    }
+
+    /// Adds fragment datagram `seq` (sent at `now`); returns the group's
+    /// parity datagram once the group is full.
+    pub fn handle(&mut self, now: Instant, seq: u64, encoded: &[u8]) -> Option<Vec<u8>> {
+        if !self.lens.is_empty() && seq != self.first_seq + self.lens.len() as u64 {
+            // Not contiguous (cannot happen: every copied fragment comes
+            // here); start over rather than describe a wrong group.
+            self.lens.clear();
+            self.xor.clear();
+        }
+        if self.lens.is_empty() {
+            self.first_seq = seq;
+            self.opened = Some(now);
+        }
+        if self.xor.len() < encoded.len() {
+            self.xor.resize(encoded.len(), 0);
+        }
+        self.xor.iter_mut().zip(encoded).for_each(|(x, b)| *x ^= b);
+        self.lens.push(encoded.len() as u16);
+        if self.lens.len() >= self.group {
+            self.flush()
+        } else {
+            None
+        }
+    }
+
+    /// When the open group must be closed (see [`Self::poll_flush`]).
+    pub fn deadline(&self, max_wait: Duration) -> Option<Instant> {
+        self.opened.map(|t| t + max_wait)
+    }
+
+    /// The parity of a group open for `max_wait` or longer, so the last
+    /// copies before a lull are covered without waiting for more traffic.
+    pub fn poll_flush(&mut self, now: Instant, max_wait: Duration) -> Option<Vec<u8>> {
+        self.deadline(max_wait).filter(|d| *d <= now).and_then(|_| self.flush())
+    }
+
+    /// The parity of the group so far, if it has members.
+    pub fn flush(&mut self) -> Option<Vec<u8>> {
+        self.opened = None;
+        if self.lens.is_empty() {
+            return None;
+        }
+        let parity = Parity { first_seq: self.first_seq, lens: std::mem::take(&mut self.lens), xor: std::mem::take(&mut self.xor) };
+        Some(protocol::encode_parity(&parity))
+    }
+}
+
+/// Fragments (by sequence number) and parities kept for rebuilding lost
+/// datagrams: this many sequence numbers behind the newest seen.
+const RECOVERY_WINDOW: u64 = 1024;
 
 /// Which copy of a batch was applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +151,8 @@ pub struct ReassemblyStats {
     /// Datagrams discarded as malformed, inconsistent or failing their
     /// checksum, or dropped to stay within the memory bound.
     pub rejected: u64,
+    /// Lost fragment datagrams rebuilt from a parity datagram.
+    pub recovered: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -146,6 +225,11 @@ pub struct Reassembler {
     partial: BTreeMap<u64, Partial>,
     /// Bytes held for datagram copies (ready or partial).
     buffered: usize,
+    /// Recent fragment datagrams as received, and parities, by sequence
+    /// number (within [`RECOVERY_WINDOW`] of `newest_seq`).
+    recent: BTreeMap<u64, Vec<u8>>,
+    parities: BTreeMap<u64, Parity>,
+    newest_seq: u64,
     limits: ReassemblyLimits,
     stats: ReassemblyStats,
 }
@@ -153,7 +237,18 @@ pub struct Reassembler {
 impl Reassembler {
     /// A reassembler for a link whose stream starts at `start`.
     pub fn new(start: u64, limits: ReassemblyLimits) -> Reassembler {
-        Reassembler { next: start, stream_next: start, ready: BTreeMap::new(), partial: BTreeMap::new(), buffered: 0, limits, stats: ReassemblyStats::default() }
+        Reassembler {
+            next: start,
+            stream_next: start,
+            ready: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            buffered: 0,
+            recent: BTreeMap::new(),
+            parities: BTreeMap::new(),
+            newest_seq: 0,
+            limits,
+            stats: ReassemblyStats::default(),
+        }
     }
 
     pub fn next_offset(&self) -> u64 {
@@ -200,15 +295,87 @@ impl Reassembler {
 
     /// One datagram. Errors are reasons to discard it, not to drop the link.
     pub fn handle_datagram(&mut self, datagram: &[u8]) -> Result<(), FragmentError> {
-        let result = self.take_fragment(datagram);
+        let result = match protocol::decode_datagram(datagram) {
+            Err(e) => Err(e.into()),
+            Ok(Datagram::Fragment(f)) => {
+                let seq = f.seq;
+                self.remember(seq, datagram);
+                let taken = self.take_fragment(f);
+                self.try_recover(seq);
+                taken
+            }
+            Ok(Datagram::Parity(p)) => self.take_parity(p),
+        };
         if result.is_err() {
             self.stats.rejected += 1;
         }
         result
     }
 
-    fn take_fragment(&mut self, datagram: &[u8]) -> Result<(), FragmentError> {
-        let f = protocol::decode_fragment(datagram)?;
+    /// Keeps a fragment datagram for rebuilding others of its group.
+    fn remember(&mut self, seq: u64, datagram: &[u8]) {
+        if seq + RECOVERY_WINDOW < self.newest_seq {
+            return;
+        }
+        self.recent.entry(seq).or_insert_with(|| datagram.to_vec());
+        if seq > self.newest_seq {
+            self.newest_seq = seq;
+            let floor = seq.saturating_sub(RECOVERY_WINDOW);
+            self.recent = self.recent.split_off(&floor);
+            self.parities = self.parities.split_off(&floor);
+        }
+    }
+
+    fn take_parity(&mut self, p: Parity) -> Result<(), FragmentError> {
+        let max_len = protocol::MAX_MESSAGE_BYTES;
+        if p.lens.is_empty() || p.lens.len() > MAX_PARITY_GROUP || p.xor.len() > max_len || p.lens.iter().any(|l| *l as usize > p.xor.len()) {
+            return Err(FragmentError::Bounds);
+        }
+        if p.first_seq + RECOVERY_WINDOW < self.newest_seq {
+            return Ok(());
+        }
+        let first = p.first_seq;
+        self.parities.insert(first, p);
+        self.try_recover(first);
+        Ok(())
+    }
+
+    /// Rebuilds the one missing member of the parity group holding `seq`,
+    /// if exactly one is missing, and takes it as if it had arrived.
+    fn try_recover(&mut self, seq: u64) {
+        let Some((&first, parity)) = self.parities.range(..=seq).next_back() else { return };
+        let members = first..first + parity.lens.len() as u64;
+        if !members.contains(&seq) {
+            return;
+        }
+        let mut missing = members.clone().filter(|s| !self.recent.contains_key(s));
+        let (Some(lost), None) = (missing.next(), missing.next()) else {
+            if members.clone().all(|s| self.recent.contains_key(&s)) {
+                self.parities.remove(&first);
+            }
+            return;
+        };
+        let Some(parity) = self.parities.remove(&first) else { return };
+        let mut rebuilt = parity.xor;
+        for s in members {
+            if let Some(d) = self.recent.get(&s) {
+                rebuilt.iter_mut().zip(d).for_each(|(x, b)| *x ^= b);
+            }
+        }
+        rebuilt.truncate(parity.lens[(lost - first) as usize] as usize);
+        match protocol::decode_datagram(&rebuilt) {
+            Ok(Datagram::Fragment(f)) if f.seq == lost => {
+                self.stats.recovered += 1;
+                self.recent.insert(lost, rebuilt);
+                if self.take_fragment(f).is_err() {
+                    self.stats.rejected += 1;
+                }
+            }
+            _ => self.stats.rejected += 1,
+        }
+    }
+
+    fn take_fragment(&mut self, f: Fragment) -> Result<(), FragmentError> {
         let count = f.count as usize;
         let max = protocol::MAX_MESSAGE_BYTES as u32;
         if count == 0 || count > MAX_FRAGMENTS || f.index >= f.count || f.payload_len > max || f.raw_len > max || f.data.len() > f.payload_len as usize {
@@ -382,7 +549,7 @@ pub struct Redundancy {
 
 /// Measured loss at which every batch gets a second datagram copy: where
 /// one copy and the stream are both lost often enough to show in p99.
-pub const SECOND_COPY_LOSS: f64 = 0.01;
+pub const SECOND_COPY_LOSS: f64 = 0.012;
 
 impl Redundancy {
     /// The decision for a link that starts at `now`.
@@ -418,7 +585,7 @@ impl Redundancy {
             let sent = sample.sent_packets.saturating_sub(last.sent_packets);
             if sent >= 100 {
                 let fraction = sample.lost_packets.saturating_sub(last.lost_packets) as f64 / sent as f64;
-                self.loss_rate = 0.5 * self.loss_rate + 0.5 * fraction;
+                self.loss_rate = 0.8 * self.loss_rate + 0.2 * fraction;
             }
             let secs = sample.at.saturating_duration_since(last.at).as_secs_f64();
             if secs > 0.0 {
@@ -492,6 +659,9 @@ mod tests {
         // (arrival time, tiebreak, event)
         let mut events: Vec<(u64, u64, Event)> = Vec::new();
         let mut stream_clock = 0u64;
+        let mut seq = 0u64;
+        let mut parity = ParityEncoder::new(5);
+        let last = batches.len() - 1;
         for (i, b) in batches.iter().enumerate() {
             let sent = i as u64 * 10;
             // The stream is in order but stalls now and then (a lost packet
@@ -501,7 +671,13 @@ mod tests {
             }
             stream_clock = stream_clock.max(sent + 40);
             events.push((stream_clock, rng.random(), Event::Stream));
-            for piece in fragment(b, mtu).unwrap_or_default() {
+            let mut datagrams = Vec::new();
+            for (n, piece) in fragment(b, mtu, &mut seq).unwrap_or_default() {
+                datagrams.extend(parity.handle(Instant::now(), n, &piece));
+                datagrams.push(piece);
+            }
+            datagrams.extend(parity.flush().filter(|_| i == last));
+            for piece in datagrams {
                 if rng.random_bool(loss) {
                     continue;
                 }
@@ -541,9 +717,10 @@ mod tests {
 
     #[test]
     fn any_loss_duplication_and_reordering_yields_the_exact_stream() {
+        let mut recovered = 0;
         for seed in 0..60 {
             let loss = [0.0, 0.005, 0.02, 0.1, 0.5, 1.0][seed as usize % 6];
-            let mtu = [200, 1200, 1452][seed as usize % 3];
+            let mtu = [300, 1200, 1452][seed as usize % 3];
             let (raw, out, stats) = deliver(seed, loss, 0.1, mtu);
             assert_eq!(out.len(), raw.len(), "seed {seed}");
             assert!(out == raw, "seed {seed}: applied bytes differ");
@@ -551,7 +728,9 @@ mod tests {
             if loss == 0.0 {
                 assert!(stats.from_datagram > 0, "seed {seed}: copies used when they arrive first");
             }
+            recovered += stats.recovered;
         }
+        assert!(recovered > 0, "parity rebuilt some lost datagrams");
     }
 
     #[test]
@@ -562,8 +741,9 @@ mod tests {
         let mut d = Decompressor::new(0);
         let mut out = Vec::new();
         // The stream's first batch is stuck; all copies arrive.
+        let mut seq = 0;
         for b in &batches {
-            for piece in fragment(b, 1200).unwrap() {
+            for (_, piece) in fragment(b, 1200, &mut seq).unwrap() {
                 r.handle_datagram(&piece).unwrap();
             }
             while let Some((b, source)) = r.poll_batch() {
@@ -585,12 +765,16 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(2);
         let (_, batches) = stream_and_batches(&mut rng, 20);
         let b = &batches[0];
-        let pieces = fragment(b, 120).unwrap();
+        let pieces: Vec<Vec<u8>> = fragment(b, 190, &mut 0).unwrap().into_iter().map(|(_, p)| p).collect();
         assert!(pieces.len() > 1);
         let mut r = Reassembler::new(0, ReassemblyLimits::default());
         // A piece whose data was altered (same header): the whole payload
         // fails its checksum.
-        let mut f = protocol::decode_fragment(&pieces[0]).unwrap();
+        let decode = |d: &[u8]| match protocol::decode_datagram(d) {
+            Ok(Datagram::Fragment(f)) => f,
+            other => panic!("{other:?}"),
+        };
+        let mut f = decode(&pieces[0]);
         f.data[0] ^= 0xff;
         r.handle_datagram(&protocol::encode_fragment(&f)).unwrap();
         for p in &pieces[1..] {
@@ -601,7 +785,7 @@ mod tests {
         // Garbage and out-of-bounds headers.
         assert!(r.handle_datagram(b"").is_err());
         assert!(r.handle_datagram(&[1, 2, 3]).is_err());
-        let mut bad = protocol::decode_fragment(&pieces[0]).unwrap();
+        let mut bad = decode(&pieces[0]);
         bad.index = bad.count;
         assert_eq!(r.handle_datagram(&protocol::encode_fragment(&bad)), Err(FragmentError::Bounds));
         bad.index = 0;
@@ -620,8 +804,9 @@ mod tests {
         let limits = ReassemblyLimits { max_buffered_bytes: 4096, max_ahead: 1 << 20 };
         let mut r = Reassembler::new(0, limits);
         // The first batch never arrives by datagram.
+        let mut seq = 0;
         for b in &batches[1..] {
-            for piece in fragment(b, 1200).unwrap() {
+            for (_, piece) in fragment(b, 1200, &mut seq).unwrap() {
                 let _ = r.handle_datagram(&piece);
                 assert!(r.buffered() <= 4096 + 1200);
             }
@@ -638,6 +823,40 @@ mod tests {
     }
 
     #[test]
+    fn parity_rebuilds_one_lost_datagram_per_group() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let (raw, batches) = stream_and_batches(&mut rng, 200);
+        let mut parity = ParityEncoder::new(4);
+        let mut seq = 0;
+        let mut datagrams = Vec::new();
+        for b in &batches {
+            for (n, piece) in fragment(b, 300, &mut seq).unwrap() {
+                // Parity first: the group's last member arrives after it.
+                datagrams.extend(parity.handle(Instant::now(), n, &piece).map(|p| (u64::MAX, p)));
+                datagrams.push((n, piece));
+            }
+        }
+        datagrams.extend(parity.flush().map(|p| (u64::MAX, p)));
+        // Lose one fragment in every group of four; the stream never comes.
+        let mut r = Reassembler::new(0, ReassemblyLimits::default());
+        let mut d = Decompressor::new(0);
+        let mut out = Vec::new();
+        let victims: Vec<u64> = (0..=seq / 4).map(|_| rng.random_range(0..4)).collect();
+        for (n, datagram) in &datagrams {
+            if *n != u64::MAX && n % 4 == victims[(n / 4) as usize] {
+                continue;
+            }
+            r.handle_datagram(datagram).unwrap();
+            while let Some((b, _)) = r.poll_batch() {
+                out.extend_from_slice(&d.decompress(&b).unwrap());
+            }
+        }
+        assert!(r.stats().recovered > 0);
+        assert_eq!(r.stats().rejected, 0);
+        assert!(out == raw, "every batch rebuilt from parity");
+    }
+
+    #[test]
     fn stream_gaps_break_the_link() {
         let mut r = Reassembler::new(100, ReassemblyLimits::default());
         let b = Batch { start: 120, raw_len: 10, crc32: 0, payload: vec![] };
@@ -647,8 +866,8 @@ mod tests {
     #[test]
     fn large_batches_are_not_copied() {
         let b = Batch { start: 0, raw_len: 1, crc32: 0, payload: vec![0; 1400 * 70] };
-        assert!(fragment(&b, 1452).is_none());
-        assert!(fragment(&b, 40).is_none());
+        assert!(fragment(&b, 1452, &mut 0).is_none());
+        assert!(fragment(&b, 100, &mut 0).is_none());
     }
 
     #[test]
@@ -674,9 +893,11 @@ mod tests {
         assert_eq!(auto.decide(t3, 0, false), 1);
         assert_eq!(auto.decide(t1 + LOSS_MEMORY, 0, false), 0, "loss forgotten");
         // Heavy loss: a second copy.
-        auto.handle_sample(sample(4, 4000, 52, 5_900_000));
+        for i in 0..10 {
+            auto.handle_sample(sample(4 + i, 4000 + 1000 * i, 52 + 50 * i, 5_900_000));
+        }
         assert!(auto.loss_rate() >= SECOND_COPY_LOSS);
-        assert_eq!(auto.decide(t3 + Duration::from_secs(1), 0, false), 2);
+        assert_eq!(auto.decide(t0 + Duration::from_secs(14), 0, false), 2);
         let mut on = Redundancy::new(DatagramMode::On, None, t0);
         assert_eq!(on.decide(t0 + LOSS_MEMORY * 2, 0, false), 1);
         let mut off = Redundancy::new(DatagramMode::Off, None, t0);

@@ -55,6 +55,8 @@ pub struct AttachedReplica {
     pub raw_bytes: u64,
     /// Whether batches to this replica currently get datagram copies.
     pub datagrams_active: bool,
+    /// Smoothed fraction of packets lost on the link.
+    pub loss_rate: f64,
 }
 
 struct WaitRequest {
@@ -190,6 +192,7 @@ pub struct ReplCounters {
     pub batches_via_datagram: AtomicU64,
     pub batch_copies_discarded: AtomicU64,
     pub datagrams_rejected: AtomicU64,
+    pub datagrams_recovered: AtomicU64,
 }
 
 /// Replication state shared by a node's tasks.

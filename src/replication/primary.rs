@@ -6,7 +6,7 @@
 //! it received, at the same offsets.
 
 use super::batch::{BatchPolicy, Batcher, Compressor, Cut};
-use super::fastpath::{self, DatagramMode, PathSample, Redundancy};
+use super::fastpath::{self, DatagramMode, ParityEncoder, PathSample, Redundancy};
 use super::fullsync::{self, ServedSnapshot};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use super::stream::Resync;
@@ -19,6 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
+/// Fragment datagrams per parity datagram on the fast path: at 0.5 % loss
+/// a group of 5 + 1 loses two (and cannot be rebuilt) about once in 2,000
+/// groups, for 20 % more copy bytes.
+const PARITY_GROUP: usize = 5;
+/// Longest a parity group stays open waiting for more members.
+const PARITY_MAX_WAIT: Duration = Duration::from_millis(10);
 /// Bytes of snapshot per chunk message.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -235,6 +241,7 @@ fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica 
         wire_bytes: 0,
         raw_bytes: 0,
         datagrams_active: false,
+        loss_rate: 0.0,
     }
 }
 
@@ -341,6 +348,8 @@ async fn stream(
         (Redundancy::new(datagram_mode(&s.repl), capacity, Instant::now()), Duration::from_micros(s.repl.datagram_stagger_us))
     };
     let copies = DatagramCopies::spawn(shared.clone(), conn.clone());
+    let mut parity = ParityEncoder::new(PARITY_GROUP);
+    let mut next_seq = 0u64;
     let mut stream_wire = 0u64;
     let mut ping = tokio::time::interval(Duration::from_secs(1));
     let mut shutdown = shared.shutdown_signal();
@@ -379,7 +388,7 @@ async fn stream(
                 let unsent = end.saturating_sub(sent + raw.len() as u64);
                 let wanted = redundancy.decide(now, unsent, copies.queued());
                 let copy = match conn.max_datagram_size() {
-                    Some(max) if wanted > 0 => fastpath::fragment(&batch, max),
+                    Some(max) if wanted > 0 => fastpath::fragment(&batch, max, &mut next_seq),
                     _ => None,
                 };
                 let wire = protocol::encode(&PrimaryMessage::Batch(batch));
@@ -388,10 +397,15 @@ async fn stream(
                 // The copy leaves a moment after the stream's packet, so
                 // one lost packet cannot carry both.
                 if let Some(pieces) = copy {
-                    if wanted > 1 {
-                        copies.send(now + stagger * 3, pieces.clone());
+                    let mut first = Vec::with_capacity(pieces.len() + 1);
+                    for (seq, piece) in &pieces {
+                        first.push(piece.clone());
+                        first.extend(parity.handle(now, *seq, piece));
                     }
-                    copies.send(now + stagger, pieces);
+                    copies.send(now + stagger, first);
+                    if wanted > 1 {
+                        copies.send(now + stagger * 3, pieces.into_iter().map(|(_, p)| p).collect());
+                    }
                 }
                 sent += raw.len() as u64;
                 batcher.handle_sent(Instant::now(), end.saturating_sub(sent));
@@ -407,8 +421,17 @@ async fn stream(
             Cut::WaitUntil(at) => Some(at),
             Cut::Idle => None,
         };
+        // A lull: cover the last copies without waiting for more.
+        let now = Instant::now();
+        if let Some(p) = parity.poll_flush(now, PARITY_MAX_WAIT) {
+            copies.send(now + stagger, vec![p]);
+        }
+        let timer_at = match (wait_until, parity.deadline(PARITY_MAX_WAIT)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let timer = async {
-            match wait_until {
+            match timer_at {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
@@ -435,6 +458,7 @@ async fn stream(
                 if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                     r.rtt_ms = conn.rtt().as_millis() as u64;
                     r.datagrams_active = redundancy.engaged(Instant::now());
+                    r.loss_rate = redundancy.loss_rate();
                 }
                 let wire = protocol::encode(&PrimaryMessage::Ping { offset: sent, unix_ms: unix_ms(), epoch: shared.repl.epoch() });
                 send.write_all(&wire).await?;

@@ -63,18 +63,26 @@ pub struct Batch {
     pub payload: Vec<u8>,
 }
 
-/// Tag byte that opens every stream-copy datagram (the datagram format's
+/// Tag bytes that open the fast path's datagrams (the datagram format's
 /// version: a datagram with another tag is discarded).
 pub const FRAGMENT_TAG: u8 = 1;
-/// Upper bound of a [`Fragment`]'s encoding apart from its data, so the
-/// sender can size pieces to the path's datagram limit.
-pub const FRAGMENT_OVERHEAD: usize = 48;
+pub const PARITY_TAG: u8 = 2;
+/// Upper bound of a [`Fragment`]'s encoding apart from its data.
+pub const FRAGMENT_OVERHEAD: usize = 56;
+/// Most datagrams one [`Parity`] covers.
+pub const MAX_PARITY_GROUP: usize = 16;
+/// Upper bound of a [`Parity`]'s encoding apart from its XOR bytes. The
+/// sender sizes fragments to leave this much room, so a parity datagram
+/// fits wherever its members did.
+pub const PARITY_OVERHEAD: usize = 1 + 10 + 1 + 3 * MAX_PARITY_GROUP + 3;
 
 /// One piece of a [`Batch`] sent as a QUIC DATAGRAM (the loss-resilient
 /// copy beside the stream): the batch's identity, the checksum of its whole
 /// compressed payload, and this piece's place in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fragment {
+    /// The link's datagram sequence number (parity groups name these).
+    pub seq: u64,
     pub start: u64,
     pub raw_len: u32,
     /// CRC32 of the raw bytes (as in [`Batch`]).
@@ -89,16 +97,41 @@ pub struct Fragment {
     pub data: Vec<u8>,
 }
 
+/// XOR of the encodings of fragments `first_seq ..` (each zero-padded to
+/// the longest): with all but one of them, the missing one is rebuilt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parity {
+    pub first_seq: u64,
+    /// Encoded length of each member, in sequence order.
+    pub lens: Vec<u16>,
+    #[serde(with = "serde_bytes_compat")]
+    pub xor: Vec<u8>,
+}
+
+/// A fast-path datagram.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Datagram {
+    Fragment(Fragment),
+    Parity(Parity),
+}
+
 /// Encodes a fragment as one datagram.
 pub fn encode_fragment(fragment: &Fragment) -> Vec<u8> {
     // Serializing owned in-memory values to a Vec cannot fail.
     postcard::to_extend(fragment, vec![FRAGMENT_TAG]).unwrap_or_default()
 }
 
+/// Encodes a parity datagram.
+pub fn encode_parity(parity: &Parity) -> Vec<u8> {
+    postcard::to_extend(parity, vec![PARITY_TAG]).unwrap_or_default()
+}
+
 /// Decodes one datagram; a foreign or malformed one is an error.
-pub fn decode_fragment(datagram: &[u8]) -> Result<Fragment, ProtocolError> {
+pub fn decode_datagram(datagram: &[u8]) -> Result<Datagram, ProtocolError> {
+    let malformed = |e: postcard::Error| ProtocolError::Malformed(e.to_string());
     match datagram.split_first() {
-        Some((&FRAGMENT_TAG, body)) => postcard::from_bytes(body).map_err(|e| ProtocolError::Malformed(e.to_string())),
+        Some((&FRAGMENT_TAG, body)) => postcard::from_bytes(body).map(Datagram::Fragment).map_err(malformed),
+        Some((&PARITY_TAG, body)) => postcard::from_bytes(body).map(Datagram::Parity).map_err(malformed),
         Some((tag, _)) => Err(ProtocolError::Malformed(format!("unknown datagram tag {tag}"))),
         None => Err(ProtocolError::Malformed("empty datagram".into())),
     }
@@ -303,15 +336,28 @@ mod tests {
     }
 
     #[test]
-    fn fragment_overhead_bound_holds_for_extreme_headers() {
-        let f =
-            Fragment { start: u64::MAX, raw_len: u32::MAX, crc32: u32::MAX, payload_len: u32::MAX, payload_crc32: u32::MAX, index: u16::MAX, count: u16::MAX, data: vec![7; 1400] };
+    fn datagram_overhead_bounds_hold_for_extreme_headers() {
+        let f = Fragment {
+            seq: u64::MAX,
+            start: u64::MAX,
+            raw_len: u32::MAX,
+            crc32: u32::MAX,
+            payload_len: u32::MAX,
+            payload_crc32: u32::MAX,
+            index: u16::MAX,
+            count: u16::MAX,
+            data: vec![7; 1400],
+        };
         let wire = encode_fragment(&f);
         assert!(wire.len() <= 1400 + FRAGMENT_OVERHEAD, "{}", wire.len());
-        assert_eq!(decode_fragment(&wire).unwrap(), f);
-        assert!(decode_fragment(&wire[..wire.len() - 1]).is_err());
-        assert!(decode_fragment(&[]).is_err());
-        assert!(decode_fragment(&[9, 1, 2]).is_err());
+        assert_eq!(decode_datagram(&wire).unwrap(), Datagram::Fragment(f));
+        assert!(decode_datagram(&wire[..wire.len() - 1]).is_err());
+        let p = Parity { first_seq: u64::MAX, lens: vec![u16::MAX; MAX_PARITY_GROUP], xor: vec![1; 1400] };
+        let wire = encode_parity(&p);
+        assert!(wire.len() <= 1400 + PARITY_OVERHEAD, "{}", wire.len());
+        assert_eq!(decode_datagram(&wire).unwrap(), Datagram::Parity(p));
+        assert!(decode_datagram(&[]).is_err());
+        assert!(decode_datagram(&[9, 1, 2]).is_err());
     }
 
     #[test]

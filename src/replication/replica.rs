@@ -319,6 +319,7 @@ fn count_reassembly(shared: &Shared, now: ReassemblyStats, counted: &mut Reassem
     c.batches_via_datagram.fetch_add(now.from_datagram - counted.from_datagram, Ordering::Relaxed);
     c.batch_copies_discarded.fetch_add(now.duplicates - counted.duplicates, Ordering::Relaxed);
     c.datagrams_rejected.fetch_add(now.rejected - counted.rejected, Ordering::Relaxed);
+    c.datagrams_recovered.fetch_add(now.recovered - counted.recovered, Ordering::Relaxed);
     *counted = now;
 }
 
