@@ -603,12 +603,13 @@ impl Redundancy {
     }
 
     /// How many datagram copies the batch just cut gets (0, 1, or 2 when
-    /// measured loss is at least [`SECOND_COPY_LOSS`]). `unsent` is what
-    /// the sender still has to send after it (non-zero: it is behind);
-    /// `copies_queued` says the previous copies have not left yet.
-    pub fn decide(&mut self, now: Instant, unsent: u64, copies_queued: bool) -> usize {
+    /// measured loss is at least [`SECOND_COPY_LOSS`]). `behind` says the
+    /// sender has more to send after this batch, or the replica's acks lag
+    /// well behind (an outage, or catch-up after one); `copies_queued` says
+    /// the previous copies have not left yet.
+    pub fn decide(&mut self, now: Instant, behind: bool, copies_queued: bool) -> usize {
         let copies = if self.loss_rate >= SECOND_COPY_LOSS { 2 } else { 1 };
-        let room = unsent == 0 && !copies_queued && self.capacity.is_none_or(|c| self.stream_rate * (1 + copies) as f64 <= c * 0.5);
+        let room = !behind && !copies_queued && self.capacity.is_none_or(|c| self.stream_rate * (1 + copies) as f64 <= c * 0.5);
         self.active = room && self.engaged(now);
         if self.active {
             copies
@@ -877,31 +878,31 @@ mod tests {
             |secs: u64, sent_packets: u64, lost_packets: u64, stream_bytes: u64| PathSample { at: t0 + Duration::from_secs(secs), sent_packets, lost_packets, stream_bytes };
         let mut auto = Redundancy::new(DatagramMode::Auto, Some(12.5e6), t0);
         auto.handle_sample(sample(0, 0, 0, 0));
-        assert_eq!(auto.decide(t0, 0, false), 1, "a new link is presumed lossy");
-        assert_eq!(auto.decide(t0 + LOSS_MEMORY, 0, false), 0, "no loss seen for a while: no copies");
+        assert_eq!(auto.decide(t0, false, false), 1, "a new link is presumed lossy");
+        assert_eq!(auto.decide(t0 + LOSS_MEMORY, false, false), 0, "no loss seen for a while: no copies");
         let t1 = t0 + Duration::from_secs(1);
         auto.handle_sample(sample(1, 1000, 2, 300_000));
-        assert_eq!(auto.decide(t1, 0, false), 1);
+        assert_eq!(auto.decide(t1, false, false), 1);
         assert!(auto.active());
-        assert_eq!(auto.decide(t1, 64 * 1024, false), 0, "catching up: stream only");
-        assert_eq!(auto.decide(t1, 0, true), 0, "copies queueing: the link is full");
+        assert_eq!(auto.decide(t1, true, false), 0, "catching up: stream only");
+        assert_eq!(auto.decide(t1, false, true), 0, "copies queueing: the link is full");
         let t2 = t1 + Duration::from_secs(1);
         auto.handle_sample(sample(2, 2000, 2, 300_000 + 5_000_000));
-        assert_eq!(auto.decide(t2, 0, false), 0, "stream uses most of the link");
+        assert_eq!(auto.decide(t2, false, false), 0, "stream uses most of the link");
         let t3 = t2 + Duration::from_secs(1);
         auto.handle_sample(sample(3, 3000, 2, 5_600_000));
-        assert_eq!(auto.decide(t3, 0, false), 1);
-        assert_eq!(auto.decide(t1 + LOSS_MEMORY, 0, false), 0, "loss forgotten");
+        assert_eq!(auto.decide(t3, false, false), 1);
+        assert_eq!(auto.decide(t1 + LOSS_MEMORY, false, false), 0, "loss forgotten");
         // Heavy loss: a second copy.
         for i in 0..10 {
             auto.handle_sample(sample(4 + i, 4000 + 1000 * i, 52 + 50 * i, 5_900_000));
         }
         assert!(auto.loss_rate() >= SECOND_COPY_LOSS);
-        assert_eq!(auto.decide(t0 + Duration::from_secs(14), 0, false), 2);
+        assert_eq!(auto.decide(t0 + Duration::from_secs(14), false, false), 2);
         let mut on = Redundancy::new(DatagramMode::On, None, t0);
-        assert_eq!(on.decide(t0 + LOSS_MEMORY * 2, 0, false), 1);
+        assert_eq!(on.decide(t0 + LOSS_MEMORY * 2, false, false), 1);
         let mut off = Redundancy::new(DatagramMode::Off, None, t0);
         off.handle_sample(sample(0, 100, 9, 0));
-        assert_eq!(off.decide(t0, 0, false), 0);
+        assert_eq!(off.decide(t0, false, false), 0);
     }
 }

@@ -23,6 +23,10 @@ use tracing::Instrument;
 /// a group of 5 + 1 loses two (and cannot be rebuilt) about once in 2,000
 /// groups, for 20 % more copy bytes.
 const PARITY_GROUP: usize = 5;
+/// Acks lagging more than two round trips plus this mean the link is
+/// down or catching up: no datagram copies then (they would only compete
+/// with the stream's retransmissions).
+const ACK_LAG_SLACK: Duration = Duration::from_millis(500);
 /// Longest a parity group stays open waiting for more members.
 const PARITY_MAX_WAIT: Duration = Duration::from_millis(10);
 /// Bytes of snapshot per chunk message.
@@ -386,7 +390,10 @@ async fn stream(
                 let batch = compressor.compress(sent, &raw);
                 let now = Instant::now();
                 let unsent = end.saturating_sub(sent + raw.len() as u64);
-                let wanted = redundancy.decide(now, unsent, copies.queued());
+                let acked = shared.repl.replicas.lock().replicas.get(&id).map_or(0, |r| r.ack_offset);
+                let ack_lag = Duration::from_millis(shared.repl.lag_ms_at(acked, sent));
+                let behind = unsent > 0 || ack_lag > conn.rtt() * 2 + ACK_LAG_SLACK;
+                let wanted = redundancy.decide(now, behind, copies.queued());
                 let copy = match conn.max_datagram_size() {
                     Some(max) if wanted > 0 => fastpath::fragment(&batch, max, &mut next_seq),
                     _ => None,

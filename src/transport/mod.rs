@@ -105,7 +105,7 @@ impl TlsIdentity {
 }
 
 /// Bytes of datagram copies quinn queues on a link.
-pub const DATAGRAM_SEND_BUFFER: usize = 256 << 10;
+pub const DATAGRAM_SEND_BUFFER: usize = 64 << 10;
 
 /// Transport parameters for long links: keep-alives well inside the idle
 /// timeout so a quiet link stays up, an idle timeout long enough to ride
