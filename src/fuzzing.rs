@@ -30,6 +30,27 @@ pub fn resp_decode(data: &[u8]) {
     }
 }
 
+/// Fast-path datagrams from an untrusted peer: the input is cut into
+/// datagrams (a length byte before each), fed to a reassembler, and any
+/// batch it hands over goes to a decompressor (which must refuse it
+/// cleanly if it is garbage).
+pub fn fastpath_datagrams(data: &[u8]) {
+    use crate::replication::fastpath::{Reassembler, ReassemblyLimits};
+    let mut r = Reassembler::new(0, ReassemblyLimits { max_buffered_bytes: 64 * 1024, max_ahead: 1 << 20 });
+    let mut d = Decompressor::new(0);
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (datagram, next) = tail.split_at((len as usize).min(tail.len()));
+        let _ = r.handle_datagram(datagram);
+        while let Some((batch, _)) = r.poll_batch() {
+            if d.decompress(&batch).is_err() {
+                return;
+            }
+        }
+        rest = next;
+    }
+}
+
 /// Replication control messages and frames from an untrusted peer.
 pub fn repl_message(data: &[u8]) {
     let mut a = MessageReader::new();

@@ -37,3 +37,8 @@ fn batch_apply_corpus() {
 fn snapshot_load_corpus() {
     replay("snapshot_load", quire::fuzzing::snapshot_load);
 }
+
+#[test]
+fn fastpath_datagrams_corpus() {
+    replay("fastpath_datagrams", quire::fuzzing::fastpath_datagrams);
+}

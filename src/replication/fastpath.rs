@@ -541,8 +541,9 @@ pub struct Redundancy {
     last: Option<PathSample>,
     /// The last loss seen, or the link's start until one is seen.
     last_loss: Instant,
-    /// Smoothed fraction of packets lost.
+    /// Smoothed fraction of packets lost, once a sample was taken.
     loss_rate: f64,
+    loss_measured: bool,
     stream_rate: f64,
     active: bool,
 }
@@ -554,7 +555,7 @@ pub const SECOND_COPY_LOSS: f64 = 0.012;
 impl Redundancy {
     /// The decision for a link that starts at `now`.
     pub fn new(mode: DatagramMode, capacity_bytes_per_sec: Option<f64>, now: Instant) -> Redundancy {
-        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, loss_rate: 0.0, stream_rate: 0.0, active: false }
+        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, loss_rate: 0.0, loss_measured: false, stream_rate: 0.0, active: false }
     }
 
     /// Follows a run-time change of `repl.datagrams`.
@@ -585,7 +586,18 @@ impl Redundancy {
             let sent = sample.sent_packets.saturating_sub(last.sent_packets);
             if sent >= 100 {
                 let fraction = sample.lost_packets.saturating_sub(last.lost_packets) as f64 / sent as f64;
-                self.loss_rate = 0.8 * self.loss_rate + 0.2 * fraction;
+                // Quick to rise (the first sample counts in full), slow to
+                // fall: a second copy comes on within a second or two of
+                // heavy loss and does not flap on a noisy sample.
+                let alpha = if !self.loss_measured {
+                    1.0
+                } else if fraction > self.loss_rate {
+                    0.5
+                } else {
+                    0.1
+                };
+                self.loss_rate += alpha * (fraction - self.loss_rate);
+                self.loss_measured = true;
             }
             let secs = sample.at.saturating_duration_since(last.at).as_secs_f64();
             if secs > 0.0 {

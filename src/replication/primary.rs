@@ -495,12 +495,20 @@ fn send_copy(conn: &quinn::Connection, c: &super::ReplCounters, pieces: Vec<Vec<
     }
     for piece in pieces {
         let len = piece.len() as u64;
-        if let Err(e) = conn.send_datagram(piece.into()) {
-            tracing::warn!(reason = %e, "datagram copies stopped on this link");
-            c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        c.datagram_sent_bytes.fetch_add(len, Ordering::Relaxed);
+        match conn.send_datagram(piece.into()) {
+            Ok(()) => c.datagram_sent_bytes.fetch_add(len, Ordering::Relaxed),
+            // The path MTU shrank since the batch was cut (black-hole
+            // detection): this copy is lost, later ones are cut smaller.
+            Err(quinn::SendDatagramError::TooLarge) => {
+                c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e, "datagram copies stopped on this link");
+                c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        };
     }
     c.datagram_sent_batches.fetch_add(1, Ordering::Relaxed);
     true
