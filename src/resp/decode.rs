@@ -60,6 +60,56 @@ pub struct RequestDecoder {
     /// Length of the bulk string being waited for, once its header is read.
     pending_bulk_len: Option<usize>,
     args: Vec<Bytes>,
+    /// Argument positions found by the whole-request scan (reused).
+    spans: Vec<(usize, usize)>,
+}
+
+/// Finds a complete, well-formed multibulk request at the front of `buf`
+/// within `limits` without consuming anything; returns its length and the
+/// arguments' positions. Anything else — incomplete, malformed, empty,
+/// over a limit — is `None`, and the incremental decoder takes it (with
+/// Redis's errors).
+fn scan_complete_multibulk(buf: &[u8], limits: &DecodeLimits, spans: &mut Vec<(usize, usize)>) -> Option<usize> {
+    if buf.first() != Some(&b'*') {
+        return None;
+    }
+    let (count, mut pos) = scan_length_line(buf, 1)?;
+    if count == 0 || count > limits.max_multibulk_len || count > buf.len() / 4 {
+        return None;
+    }
+    spans.clear();
+    for _ in 0..count {
+        if buf.get(pos) != Some(&b'$') {
+            return None;
+        }
+        let (len, start) = scan_length_line(buf, pos + 1)?;
+        if len > limits.max_bulk_bytes {
+            return None;
+        }
+        let end = start.checked_add(len)?;
+        if buf.get(end..end + 2) != Some(b"\r\n".as_slice()) {
+            return None;
+        }
+        spans.push((start, end));
+        pos = end + 2;
+    }
+    Some(pos)
+}
+
+/// Reads non-negative decimal digits from `at` up to `\r\n`: the value and
+/// the position after the line.
+fn scan_length_line(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut value: usize = 0;
+    let mut i = at;
+    while let Some(&d) = buf.get(i) {
+        match d {
+            b'0'..=b'9' if i - at < 18 => value = value * 10 + (d - b'0') as usize,
+            b'\r' if i > at && buf.get(i + 1) == Some(&b'\n') => return Some((value, i + 2)),
+            _ => return None,
+        }
+        i += 1;
+    }
+    None
 }
 
 impl RequestDecoder {
@@ -81,6 +131,12 @@ impl RequestDecoder {
     pub fn decode(&mut self, buf: &mut BytesMut, limits: &DecodeLimits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         loop {
             if self.remaining_args.is_none() {
+                // The common case, a whole well-formed request already in
+                // the buffer: one split, arguments sliced from it.
+                if let Some(total) = scan_complete_multibulk(buf, limits, &mut self.spans) {
+                    let frame = buf.split_to(total).freeze();
+                    return Ok(Some(self.spans.iter().map(|&(start, end)| frame.slice(start..end)).collect()));
+                }
                 let Some(&first) = buf.first() else { return Ok(None) };
                 if first != b'*' {
                     match decode_inline(buf)? {
@@ -298,6 +354,56 @@ mod tests {
         assert_eq!(got[0], vec![Bytes::from("GET"), Bytes::from("k")]);
         assert_eq!(got[1], vec![Bytes::from("PING")]);
         assert_eq!(got[2], vec![Bytes::from("set"), Bytes::from("a"), Bytes::from("b cA")]);
+    }
+
+    /// Decodes `input` fed one byte at a time (the incremental path only)
+    /// until the first error.
+    fn decode_bytewise(input: &[u8]) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+        let mut decoder = RequestDecoder::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for &b in input {
+            buf.extend_from_slice(&[b]);
+            loop {
+                match decoder.decode(&mut buf, &DecodeLimits::default()) {
+                    Ok(Some(args)) => out.push(args),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+        }
+        (out, None)
+    }
+
+    #[test]
+    fn whole_request_scan_agrees_with_the_incremental_path() {
+        let cases: &[&[u8]] = &[
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n",
+            b"*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n",
+            b"*2\n$3\nGET\n$1\nk\r\n",
+            b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n",
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n+4\r\nPING\r\n",
+            b"*007\r\n$1\r\na\r\n",
+            b"*1\r\n$0004\r\nPING\r\n",
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nv\r\nvv\r\n",
+        ];
+        for case in cases {
+            let whole = {
+                let mut decoder = RequestDecoder::new();
+                let mut buf = BytesMut::from(*case);
+                let mut out = Vec::new();
+                let err = loop {
+                    match decoder.decode(&mut buf, &DecodeLimits::default()) {
+                        Ok(Some(args)) => out.push(args),
+                        Ok(None) => break None,
+                        Err(e) => break Some(e),
+                    }
+                };
+                (out, err)
+            };
+            assert_eq!(whole, decode_bytewise(case), "{}", String::from_utf8_lossy(case));
+        }
     }
 
     #[test]
