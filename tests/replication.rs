@@ -328,8 +328,14 @@ fn writable_replica_keeps_local_writes_out_of_the_stream() {
     let pki = Pki::new(&["p", "r", "c"]);
     let p = primary(&pki, "p");
     let r = replica_of(&pki, "r", &p);
+    // r must hold p's history before c joins: a full sync of r from p
+    // later would replace r's stream and send c a fresh snapshot of r's
+    // keyspace, local writes included (as in Redis).
+    assert!(wait_until(SYNC_LIMIT, || r.info("replication", "master_link_status") == "up"));
+    wait_caught_up(&p, &[&r]);
     let c = replica_of(&pki, "c", &r);
     assert!(wait_until(SYNC_LIMIT, || c.info("replication", "master_link_status") == "up"));
+    wait_caught_up(&p, &[&r, &c]);
     cmd(&mut r.client(), &["CONFIG", "SET", "replica-read-only", "no"]).unwrap();
     cmd(&mut r.client(), &["SET", "local-only", "1"]).unwrap();
     cmd(&mut p.client(), &["SET", "from-primary", "1"]).unwrap();

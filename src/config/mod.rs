@@ -168,8 +168,9 @@ pub struct ReplSettings {
     pub congestion: String,
     /// Loss-resilient fast path: "auto" (default) also sends each batch as
     /// QUIC datagrams while the link has lost packets in the last 30 s (a
-    /// new link counts as lossy until then) and has room; "on" whenever
-    /// there is room; "off" stream only. The
+    /// new link counts as lossy until then), has a round trip of 5 ms or
+    /// more, and has room; "on" whenever there is room; "off" stream only.
+    /// The
     /// replica applies whichever copy arrives first.
     pub datagrams: String,
     /// Delay of a batch's datagram copy after its stream copy, so the two

@@ -492,7 +492,8 @@ pub enum DatagramMode {
     On,
     /// Copies while the link has lost packets within [`LOSS_MEMORY`] (or
     /// is younger than that: a new link is presumed lossy until it has
-    /// shown otherwise) and there is room for them.
+    /// shown otherwise), its round trip is at least [`MIN_AUTO_RTT`], and
+    /// there is room for them.
     Auto,
 }
 
@@ -520,11 +521,15 @@ impl DatagramMode {
 
 /// How long one observed loss keeps `auto` copies on.
 pub const LOSS_MEMORY: Duration = Duration::from_secs(30);
+/// Below this round trip a stream stall costs a few milliseconds at most
+/// (a LAN, or co-located nodes): `auto` sends no copies.
+pub const MIN_AUTO_RTT: Duration = Duration::from_millis(5);
 
 /// The link's state as the sender samples it (about once a second).
 #[derive(Debug, Clone, Copy)]
 pub struct PathSample {
     pub at: Instant,
+    pub rtt: Duration,
     /// Packets the QUIC connection sent and declared lost so far.
     pub sent_packets: u64,
     pub lost_packets: u64,
@@ -541,6 +546,7 @@ pub struct Redundancy {
     last: Option<PathSample>,
     /// The last loss seen, or the link's start until one is seen.
     last_loss: Instant,
+    rtt: Duration,
     /// Smoothed fraction of packets lost, once a sample was taken.
     loss_rate: f64,
     loss_measured: bool,
@@ -553,9 +559,9 @@ pub struct Redundancy {
 pub const SECOND_COPY_LOSS: f64 = 0.012;
 
 impl Redundancy {
-    /// The decision for a link that starts at `now`.
-    pub fn new(mode: DatagramMode, capacity_bytes_per_sec: Option<f64>, now: Instant) -> Redundancy {
-        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, loss_rate: 0.0, loss_measured: false, stream_rate: 0.0, active: false }
+    /// The decision for a link that starts at `now` with round trip `rtt`.
+    pub fn new(mode: DatagramMode, capacity_bytes_per_sec: Option<f64>, now: Instant, rtt: Duration) -> Redundancy {
+        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, rtt, loss_rate: 0.0, loss_measured: false, stream_rate: 0.0, active: false }
     }
 
     /// Follows a run-time change of `repl.datagrams`.
@@ -574,11 +580,12 @@ impl Redundancy {
         match self.mode {
             DatagramMode::Off => false,
             DatagramMode::On => true,
-            DatagramMode::Auto => now.saturating_duration_since(self.last_loss) < LOSS_MEMORY,
+            DatagramMode::Auto => self.rtt >= MIN_AUTO_RTT && now.saturating_duration_since(self.last_loss) < LOSS_MEMORY,
         }
     }
 
     pub fn handle_sample(&mut self, sample: PathSample) {
+        self.rtt = sample.rtt;
         if let Some(last) = self.last {
             if sample.lost_packets > last.lost_packets {
                 self.last_loss = sample.at;
@@ -886,9 +893,12 @@ mod tests {
     #[test]
     fn redundancy_follows_loss_and_backs_off_when_behind() {
         let t0 = Instant::now();
+        let rtt = Duration::from_millis(80);
         let sample =
-            |secs: u64, sent_packets: u64, lost_packets: u64, stream_bytes: u64| PathSample { at: t0 + Duration::from_secs(secs), sent_packets, lost_packets, stream_bytes };
-        let mut auto = Redundancy::new(DatagramMode::Auto, Some(12.5e6), t0);
+            |secs: u64, sent_packets: u64, lost_packets: u64, stream_bytes: u64| PathSample { at: t0 + Duration::from_secs(secs), rtt, sent_packets, lost_packets, stream_bytes };
+        let mut lan = Redundancy::new(DatagramMode::Auto, None, t0, Duration::from_micros(300));
+        assert_eq!(lan.decide(t0, false, false), 0, "a LAN link gets no copies in auto");
+        let mut auto = Redundancy::new(DatagramMode::Auto, Some(12.5e6), t0, rtt);
         auto.handle_sample(sample(0, 0, 0, 0));
         assert_eq!(auto.decide(t0, false, false), 1, "a new link is presumed lossy");
         assert_eq!(auto.decide(t0 + LOSS_MEMORY, false, false), 0, "no loss seen for a while: no copies");
@@ -911,9 +921,9 @@ mod tests {
         }
         assert!(auto.loss_rate() >= SECOND_COPY_LOSS);
         assert_eq!(auto.decide(t0 + Duration::from_secs(14), false, false), 2);
-        let mut on = Redundancy::new(DatagramMode::On, None, t0);
+        let mut on = Redundancy::new(DatagramMode::On, None, t0, Duration::ZERO);
         assert_eq!(on.decide(t0 + LOSS_MEMORY * 2, false, false), 1);
-        let mut off = Redundancy::new(DatagramMode::Off, None, t0);
+        let mut off = Redundancy::new(DatagramMode::Off, None, t0, rtt);
         off.handle_sample(sample(0, 100, 9, 0));
         assert_eq!(off.decide(t0, false, false), 0);
     }

@@ -349,7 +349,7 @@ async fn stream(
     let (mut redundancy, stagger) = {
         let s = shared.settings.read();
         let capacity = (s.link.bandwidth_mbit > 0).then(|| s.link.bandwidth_mbit as f64 * 1e6 / 8.0);
-        (Redundancy::new(datagram_mode(&s.repl), capacity, Instant::now()), Duration::from_micros(s.repl.datagram_stagger_us))
+        (Redundancy::new(datagram_mode(&s.repl), capacity, Instant::now(), conn.rtt()), Duration::from_micros(s.repl.datagram_stagger_us))
     };
     let copies = DatagramCopies::spawn(shared.clone(), conn.clone());
     let mut parity = ParityEncoder::new(PARITY_GROUP);
@@ -461,7 +461,7 @@ async fn stream(
                 let mode = datagram_mode(&shared.settings.read().repl);
                 redundancy.set_mode(mode);
                 let path = conn.stats().path;
-                redundancy.handle_sample(PathSample { at: Instant::now(), sent_packets: path.sent_packets, lost_packets: path.lost_packets, stream_bytes: stream_wire });
+                redundancy.handle_sample(PathSample { at: Instant::now(), rtt: conn.rtt(), sent_packets: path.sent_packets, lost_packets: path.lost_packets, stream_bytes: stream_wire });
                 if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                     r.rtt_ms = conn.rtt().as_millis() as u64;
                     r.datagrams_active = redundancy.engaged(Instant::now());
