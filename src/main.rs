@@ -234,6 +234,9 @@ struct ServerArgs {
     /// Replicate from this upstream's replication endpoint, HOST:PORT.
     #[arg(long)]
     replicaof: Option<String>,
+    /// Worker threads (0 = from the number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 impl SourceArgs {
@@ -277,6 +280,9 @@ impl ServerArgs {
         }
         if let Some(v) = &self.replicaof {
             o.push(("replicaof".into(), v.clone()));
+        }
+        if let Some(v) = self.threads {
+            o.push(("threads".into(), v.to_string()));
         }
         o
     }
@@ -465,7 +471,7 @@ fn certs_init(args: CertsInitArgs) -> Result<()> {
 }
 
 fn run_server(settings: Settings, sources: Sources) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(settings.worker_threads()).enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let node = quire::server::Node::start(settings, &sources).await?;
         let shared = node.shared.clone();

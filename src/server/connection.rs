@@ -75,13 +75,13 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
             }
         }
         if session.blocked.is_none() && !pending.is_empty() {
-            handle.last_interaction_ms.store(unix_ms(), Ordering::Relaxed);
-            let mut guard = shared.data.lock();
-            let data = &mut *guard;
-            let offset_before = data.repl.offset();
             // One clock reading per batch: the commands of a pipeline run
             // within microseconds of each other under one lock.
             let now_ms = unix_ms();
+            handle.last_interaction_ms.store(now_ms, Ordering::Relaxed);
+            let mut guard = shared.data.lock();
+            let data = &mut *guard;
+            let offset_before = data.repl.offset();
             let mut ran = 0;
             while let Some(args) = pending.pop_front() {
                 let mut ctx =
