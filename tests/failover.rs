@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cmd, wait_until, Pki, TestNode};
+use common::{cmd, wait_caught_up, wait_until, Pki, TestNode};
 use quire::config::Settings;
 use quire::wan::relay::RelayThread;
 use quire::wan::LinkParams;
@@ -47,18 +47,6 @@ fn quire(args: &[&str]) -> String {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "quire {args:?} failed: {text}");
     text
-}
-
-fn wait_caught_up(primary: &TestNode, replicas: &[&TestNode]) {
-    let target = primary.offset();
-    for r in replicas {
-        assert!(
-            wait_until(LIMIT, || r.offset() >= target && r.info("replication", "master_link_status") == "up"),
-            "replica at {} < {target}: {}",
-            r.offset(),
-            r.info("replication", "quire_link_last_error")
-        );
-    }
 }
 
 /// Writes `k:<i>` with `WAIT 2` after each; records the writes two
@@ -112,7 +100,7 @@ fn region_loss_promote_repoint_and_fenced_return() {
     assert!(wait_until(LIMIT, || acked.lock().unwrap().len() > 300));
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    wait_caught_up(&us, &[&eu, &ap]);
+    wait_caught_up(&us, &[&eu, &ap], LIMIT);
     // us-east is lost.
     let us_offset = us.offset();
     let us_dir = us.stop();
@@ -132,7 +120,7 @@ fn region_loss_promote_repoint_and_fenced_return() {
     // finds the newer epoch, it is fenced and follows eu-west.
     let us = start_in(us_dir, region(&pki, "us-east", a, &[b, c], None));
     assert!(wait_until(LIMIT, || us.info("replication", "role") == "slave"), "old primary was not fenced");
-    wait_caught_up(&eu, &[&us, &ap]);
+    wait_caught_up(&eu, &[&us, &ap], LIMIT);
     assert_eq!(us.info("replication", "quire_fenced"), "1");
     assert_eq!(us.info("replication", "quire_epoch"), "1");
     assert_eq!(num(&us, "quire_partial_syncs"), 1, "the old primary rejoined with a partial resync");
@@ -197,7 +185,7 @@ fn planned_failover_under_load_loses_no_acknowledged_write() {
     assert_eq!(num(&a, "quire_partial_syncs"), 1, "old primary follows with a partial resync");
     assert_eq!(num(&a, "quire_full_syncs"), 0);
     cmd(&mut b.client(), &["SET", "on-new-primary", "1"]).unwrap();
-    wait_caught_up(&b, &[&a]);
+    wait_caught_up(&b, &[&a], LIMIT);
     assert!(wait_until(LIMIT, || c.offset() >= b.offset()), "chained replica follows through the old primary");
     assert_eq!(a.digest(), b.digest());
     assert_eq!(c.digest(), b.digest());
@@ -225,7 +213,7 @@ fn isolated_primary_is_fenced_and_reports_its_lost_writes() {
         s.replicaof = relay1.addr.to_string();
     });
     assert!(wait_until(LIMIT, || cmd(&mut a.client(), &["SET", "before", "1"]).is_ok()));
-    wait_caught_up(&a, &[&b]);
+    wait_caught_up(&a, &[&b], LIMIT);
     relay1.control.set_outage(true);
     relay2.control.set_outage(true);
     assert!(wait_until(LIMIT, || b.info("replication", "master_link_status") == "down"));
@@ -240,7 +228,7 @@ fn isolated_primary_is_fenced_and_reports_its_lost_writes() {
     assert!(wait_until(LIMIT, || a.info("replication", "quire_fenced") == "1"), "old primary not fenced");
     assert_eq!(a.info("replication", "quire_fenced_writes"), "5");
     assert!(num(&a, "quire_fenced_to_offset") > num(&a, "quire_fenced_from_offset"));
-    wait_caught_up(&b, &[&a]);
+    wait_caught_up(&b, &[&a], LIMIT);
     assert_eq!(a.digest(), b.digest());
     assert_eq!(cmd(&mut a.client(), &["EXISTS", "lost:0", "lost:4"]).unwrap(), redis::Value::Int(0), "diverged writes are not merged");
     assert_eq!(cmd(&mut a.client(), &["GET", "new"]).unwrap(), redis::Value::BulkString(b"1".to_vec()));

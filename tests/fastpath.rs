@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cmd, wait_until, Pki, TestNode};
+use common::{cmd, wait_caught_up, wait_until, Pki, TestNode};
 use quire::wan::relay::RelayThread;
 use quire::wan::LinkParams;
 use std::time::Duration;
@@ -33,11 +33,6 @@ fn pair(pki: &Pki, mode: &str, link: LinkParams) -> (TestNode, RelayThread, Test
     });
     assert!(wait_until(LIMIT, || r.info("replication", "master_link_status") == "up"), "replica did not connect");
     (p, relay, r)
-}
-
-fn wait_caught_up(primary: &TestNode, replica: &TestNode) {
-    let target = primary.offset();
-    assert!(wait_until(LIMIT, || replica.offset() >= target), "replica at {} < {target}", replica.offset());
 }
 
 /// Mixed writes in small pipelines, so batches are cut often: counters
@@ -69,7 +64,7 @@ fn lossy_link_applies_every_batch_once_from_either_copy() {
     let pki = Pki::new(&["p", "r"]);
     let (p, _relay, r) = pair(&pki, "on", lossy());
     write_mix(&p, 1500);
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(r.digest(), p.digest(), "datasets differ");
     let mut rc = r.client();
     assert_eq!(cmd(&mut rc, &["GET", "count"]).unwrap(), redis::Value::BulkString(b"1500".to_vec()));
@@ -87,7 +82,7 @@ fn datagrams_off_is_stream_only_and_config_set_switches_them_on() {
     let pki = Pki::new(&["p", "r"]);
     let (p, _relay, r) = pair(&pki, "off", LinkParams::default());
     write_mix(&p, 200);
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(num(&p, "quire_datagram_sent_bytes"), 0);
     assert_eq!(num(&r, "quire_batches_via_datagram"), 0);
     assert_eq!(r.digest(), p.digest());
@@ -108,6 +103,6 @@ fn datagrams_off_is_stream_only_and_config_set_switches_them_on() {
         }),
         "no datagram copies after CONFIG SET repl-datagrams on"
     );
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(r.digest(), p.digest());
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{cmd, wait_until, Pki, Reply, TestNode};
+use common::{cmd, wait_caught_up, wait_until, Pki, Reply, TestNode};
 use redis::Value;
 use std::time::Duration;
 
@@ -33,13 +33,6 @@ fn primary(pki: &Pki, name: &str) -> TestNode {
 }
 
 /// Waits until every replica reached the primary's current offset.
-fn wait_caught_up(primary: &TestNode, replicas: &[&TestNode]) -> u64 {
-    let target = primary.offset();
-    for r in replicas {
-        assert!(wait_until(SYNC_LIMIT, || r.offset() >= target), "replica stuck at {} < {target}: {}", r.offset(), r.info("replication", "quire_link_last_error"));
-    }
-    target
-}
 
 fn err_text(r: redis::RedisResult<Value>) -> String {
     match r {
@@ -105,7 +98,7 @@ fn topology_replicates_every_type_and_refuses_replica_writes() {
     waiter.join().unwrap();
     ok(cmd(&mut c, &["PUBLISH", "news", "hello"]));
 
-    let target = wait_caught_up(&p, &[&r1, &r2, &r3]);
+    let target = wait_caught_up(&p, &[&r1, &r2, &r3], SYNC_LIMIT);
     assert!(target > 0);
     let digest = p.digest();
     for r in [&r1, &r2, &r3] {
@@ -148,7 +141,7 @@ fn replica_restart_resumes_with_partial_resync() {
     for i in 0..200 {
         cmd(&mut c, &["SET", &format!("k{i}"), &format!("v{i}")]).unwrap();
     }
-    wait_caught_up(&p, &[&r]);
+    wait_caught_up(&p, &[&r], SYNC_LIMIT);
     // The replica saves its data with its replication position and stops.
     cmd(&mut r.client(), &["SAVE"]).unwrap();
     let dir = r.stop();
@@ -157,7 +150,7 @@ fn replica_restart_resumes_with_partial_resync() {
     }
     cmd(&mut c, &["HSET", "while-away", "f", "v"]).unwrap();
     let r = restart_replica(&pki, "r", dir, &p);
-    wait_caught_up(&p, &[&r]);
+    wait_caught_up(&p, &[&r], SYNC_LIMIT);
     assert_eq!(r.digest(), p.digest());
     assert_eq!(r.info("replication", "quire_partial_syncs"), "1");
     assert_eq!(r.info("replication", "quire_full_syncs"), "0");
@@ -183,7 +176,7 @@ fn wait_min_replicas_replicaof_and_promotion() {
     assert_eq!(cmd(&mut cb, &["REPLICAOF", "127.0.0.1", &port]).unwrap(), Value::Okay);
     assert!(wait_until(SYNC_LIMIT, || a.info("replication", "connected_slaves") == "1"));
     assert!(wait_until(SYNC_LIMIT, || cmd(&mut ca, &["SET", "k", "3"]).is_ok()));
-    wait_caught_up(&a, &[&b]);
+    wait_caught_up(&a, &[&b], SYNC_LIMIT);
     assert_eq!(cmd(&mut cb, &["EXISTS", "only-on-b"]).unwrap(), Value::Int(0), "full sync replaced b's data");
     assert_eq!(cmd(&mut cb, &["GET", "k"]).unwrap(), Value::BulkString(b"3".to_vec()));
     // Promotion: b writable again, keeps a's history as replid2.
@@ -197,7 +190,7 @@ fn wait_min_replicas_replicaof_and_promotion() {
     let port = b.repl_port().to_string();
     cmd(&mut ca, &["CONFIG", "SET", "min-replicas-to-write", "0"]).unwrap();
     cmd(&mut ca, &["REPLICAOF", "127.0.0.1", &port]).unwrap();
-    wait_caught_up(&b, &[&a]);
+    wait_caught_up(&b, &[&a], SYNC_LIMIT);
     assert_eq!(a.info("replication", "quire_partial_syncs"), "1");
     assert_eq!(a.info("replication", "quire_full_syncs"), "0");
     assert_eq!(cmd(&mut a.client(), &["GET", "k"]).unwrap(), Value::BulkString(b"4".to_vec()));
@@ -296,20 +289,20 @@ fn replicas_resume_in_the_streams_current_database() {
     let mut c = p.client();
     cmd(&mut c, &["SELECT", "5"]).unwrap();
     cmd(&mut c, &["SET", "a", "1"]).unwrap();
-    wait_caught_up(&p, &[&warm]);
+    wait_caught_up(&p, &[&warm], SYNC_LIMIT);
     drop(warm);
     // A fresh replica joins by full sync; the next write has no SELECT.
     let r = replica_of(&pki, "r", &p);
     assert!(wait_until(SYNC_LIMIT, || r.info("replication", "master_link_status") == "up"));
     cmd(&mut c, &["SET", "b", "2"]).unwrap();
-    wait_caught_up(&p, &[&r]);
+    wait_caught_up(&p, &[&r], SYNC_LIMIT);
     assert_eq!(r.digest(), p.digest());
     // Restart: it resumes from its snapshot in database 5.
     cmd(&mut r.client(), &["SAVE"]).unwrap();
     let dir = r.stop();
     cmd(&mut c, &["SET", "c", "3"]).unwrap();
     let r = restart_replica(&pki, "r", dir, &p);
-    wait_caught_up(&p, &[&r]);
+    wait_caught_up(&p, &[&r], SYNC_LIMIT);
     assert_eq!(r.info("replication", "quire_partial_syncs"), "1");
     assert_eq!(r.digest(), p.digest());
     let mut rc = r.client();
@@ -332,14 +325,14 @@ fn writable_replica_keeps_local_writes_out_of_the_stream() {
     // later would replace r's stream and send c a fresh snapshot of r's
     // keyspace, local writes included (as in Redis).
     assert!(wait_until(SYNC_LIMIT, || r.info("replication", "master_link_status") == "up"));
-    wait_caught_up(&p, &[&r]);
+    wait_caught_up(&p, &[&r], SYNC_LIMIT);
     let c = replica_of(&pki, "c", &r);
     assert!(wait_until(SYNC_LIMIT, || c.info("replication", "master_link_status") == "up"));
-    wait_caught_up(&p, &[&r, &c]);
+    wait_caught_up(&p, &[&r, &c], SYNC_LIMIT);
     cmd(&mut r.client(), &["CONFIG", "SET", "replica-read-only", "no"]).unwrap();
     cmd(&mut r.client(), &["SET", "local-only", "1"]).unwrap();
     cmd(&mut p.client(), &["SET", "from-primary", "1"]).unwrap();
-    wait_caught_up(&p, &[&r, &c]);
+    wait_caught_up(&p, &[&r, &c], SYNC_LIMIT);
     assert_eq!(r.offset(), p.offset(), "the replica's stream has only the primary's bytes");
     assert_eq!(cmd(&mut c.client(), &["EXISTS", "local-only", "from-primary"]).unwrap(), Value::Int(1));
     assert_eq!(c.digest(), p.digest());

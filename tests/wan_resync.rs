@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cmd, wait_until, Pki, TestNode};
+use common::{cmd, wait_caught_up, wait_until, Pki, TestNode};
 use quire::wan::relay::RelayThread;
 use quire::wan::LinkParams;
 use rand::RngCore;
@@ -38,16 +38,6 @@ fn replica_via(pki: &Pki, name: &str, relay: &RelayThread, tweak: impl FnOnce(&m
 
 fn num(node: &TestNode, field: &str) -> u64 {
     node.info("replication", field).parse().unwrap_or(0)
-}
-
-fn wait_caught_up(primary: &TestNode, replica: &TestNode) {
-    let target = primary.offset();
-    assert!(
-        wait_until(LIMIT, || replica.offset() >= target && replica.info("replication", "master_link_status") == "up"),
-        "replica at {} < {target}; last error: {}",
-        replica.offset(),
-        replica.info("replication", "quire_link_last_error")
-    );
 }
 
 /// Writes a key every few milliseconds until stopped.
@@ -87,11 +77,11 @@ fn cut_longer_than_idle_timeout_resumes_partially() {
     assert!(wait_until(LIMIT, || p.info("replication", "connected_slaves") == "0"));
     std::thread::sleep(Duration::from_millis(1500));
     relay.control.set_outage(false);
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     stop.store(true, Ordering::Relaxed);
     let writes = writer.join().unwrap();
     assert!(writes > 100, "the writer kept writing through the cut ({writes})");
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(r.digest(), p.digest());
     assert_eq!(num(&p, "sync_full"), 1, "only the initial sync was full");
     assert!(num(&p, "sync_partial_ok") >= 1);
@@ -130,7 +120,7 @@ fn large_full_sync_cut_three_times_resumes_by_offset() {
         }
         relay.control.set_outage(false);
     }
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(r.digest(), p.digest());
     let file = num(&p, "quire_snapshot_last_bytes");
     let sent = num(&p, "quire_snapshot_bytes_sent");
@@ -174,7 +164,7 @@ fn primary_and_replica_restarts_resync_partially() {
     for i in 0..300 {
         cmd(&mut c, &["RPUSH", "list", &i.to_string()]).unwrap();
     }
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
 
     // Primary restart: it saves (snapshot + replication position, backlog
     // on disk) and comes back on the same address.
@@ -184,7 +174,7 @@ fn primary_and_replica_restarts_resync_partially() {
     let p = start_primary(Some(dir));
     let mut c = p.client();
     cmd(&mut c, &["SET", "after-primary-restart", "1"]).unwrap();
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(num(&r, "quire_full_syncs"), 1);
     assert!(num(&r, "quire_partial_syncs") >= 1, "reconnected to the restarted primary partially");
 
@@ -198,7 +188,7 @@ fn primary_and_replica_restarts_resync_partially() {
         s.replicaof = addr.clone();
     })
     .expect("replica restarts");
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     if r.digest() != p.digest() {
         let keys = |n: &TestNode| -> Vec<String> { redis::cmd("KEYS").arg("*").query(&mut n.client()).unwrap() };
         panic!(
@@ -231,7 +221,7 @@ fn backlog_trimmed_past_replica_gives_clean_full_sync() {
     let r = replica_via(&pki, "r", &relay, |_| {});
     let mut c = p.client();
     cmd(&mut c, &["SET", "before", "1"]).unwrap();
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     let failures = num(&r, "quire_link_failures");
     relay.control.set_outage(true);
     assert!(wait_until(LIMIT, || num(&r, "quire_link_failures") > failures));
@@ -242,7 +232,7 @@ fn backlog_trimmed_past_replica_gives_clean_full_sync() {
     let first: u64 = num(&p, "repl_backlog_first_byte_offset");
     assert!(first > r.offset(), "the backlog was trimmed past the replica");
     relay.control.set_outage(false);
-    wait_caught_up(&p, &r);
+    wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(r.digest(), p.digest());
     assert_eq!(num(&p, "sync_full"), 2, "initial + the one after trimming");
     assert_eq!(num(&r, "quire_full_syncs"), 2);

@@ -335,3 +335,18 @@ pub fn reserve_port(udp: bool) -> u16 {
         }
     }
 }
+
+/// Waits until every replica has applied what the primary had when called,
+/// over a working link; returns that offset.
+pub fn wait_caught_up(primary: &TestNode, replicas: &[&TestNode], limit: Duration) -> u64 {
+    let target = primary.offset();
+    for r in replicas {
+        assert!(
+            wait_until(limit, || r.offset() >= target && r.info("replication", "master_link_status") == "up"),
+            "replica at {} < {target}; last error: {}",
+            r.offset(),
+            r.info("replication", "quire_link_last_error")
+        );
+    }
+    target
+}
