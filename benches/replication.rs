@@ -174,17 +174,6 @@ fn compressor_speed(writes: usize, level: i32) -> (f64, f64, f64) {
     (compress_mbs, decompress_mbs, wire as f64 / stream.len() as f64)
 }
 
-/// Sends one command, returns the first reply line.
-fn command(port: u16, args: &[&str]) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut out = Vec::new();
-    quire::resp::encode_request(args, &mut out);
-    s.write_all(&out).unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    line
-}
-
 /// Time from REPLICAOF NO ONE to the first accepted write, on a replica
 /// that follows a primary (median of `runs`).
 fn promotion_ms(bin: &str, dir: &Path, runs: usize) -> f64 {

@@ -32,8 +32,6 @@ fn primary(pki: &Pki, name: &str) -> TestNode {
     TestNode::start_with(|s| pki.configure(name, s))
 }
 
-/// Waits until every replica reached the primary's current offset.
-
 fn err_text(r: redis::RedisResult<Value>) -> String {
     match r {
         Err(e) => format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or("")).trim().to_string(),
