@@ -187,10 +187,12 @@ fn row(shared: &Shared, upstream: Option<&Shared>, me: &str) -> Row {
         (data.repl.offset(), data.keyspace.dbs.iter().map(|d| d.len()).sum())
     };
     let c = &shared.repl.counters;
+    // Wire bytes: the stream and the fast path's datagram copies.
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let (raw, wire) = if upstream.is_some() {
-        (c.received_raw_bytes.load(Ordering::Relaxed), c.received_wire_bytes.load(Ordering::Relaxed))
+        (load(&c.received_raw_bytes), load(&c.received_wire_bytes) + load(&c.datagram_received_bytes))
     } else {
-        (c.sent_raw_bytes.load(Ordering::Relaxed), c.sent_wire_bytes.load(Ordering::Relaxed))
+        (load(&c.sent_raw_bytes), load(&c.sent_wire_bytes) + load(&c.datagram_sent_bytes))
     };
     let (lag_bytes, lag_ms, link) = match upstream {
         Some(up) => {
