@@ -76,11 +76,13 @@ pub struct ParityEncoder {
     xor: Vec<u8>,
     /// When the open group got its first member.
     opened: Option<Instant>,
+    /// Longest a group stays open waiting for more members.
+    max_wait: Duration,
 }
 
 impl ParityEncoder {
-    pub fn new(group: usize) -> ParityEncoder {
-        ParityEncoder { group: group.clamp(1, MAX_PARITY_GROUP), first_seq: 0, lens: Vec::new(), xor: Vec::new(), opened: None }
+    pub fn new(group: usize, max_wait: Duration) -> ParityEncoder {
+        ParityEncoder { group: group.clamp(1, MAX_PARITY_GROUP), first_seq: 0, lens: Vec::new(), xor: Vec::new(), opened: None, max_wait }
     }
 
     /// Adds fragment datagram `seq` (sent at `now`); returns the group's
@@ -99,7 +101,7 @@ impl ParityEncoder {
         if self.xor.len() < encoded.len() {
             self.xor.resize(encoded.len(), 0);
         }
-        self.xor.iter_mut().zip(encoded).for_each(|(x, b)| *x ^= b);
+        xor_into(&mut self.xor, encoded);
         self.lens.push(encoded.len() as u16);
         if self.lens.len() >= self.group {
             self.flush()
@@ -109,14 +111,14 @@ impl ParityEncoder {
     }
 
     /// When the open group must be closed (see [`Self::poll_flush`]).
-    pub fn deadline(&self, max_wait: Duration) -> Option<Instant> {
-        self.opened.map(|t| t + max_wait)
+    pub fn deadline(&self) -> Option<Instant> {
+        self.opened.map(|t| t + self.max_wait)
     }
 
     /// The parity of a group open for `max_wait` or longer, so the last
     /// copies before a lull are covered without waiting for more traffic.
-    pub fn poll_flush(&mut self, now: Instant, max_wait: Duration) -> Option<Vec<u8>> {
-        self.deadline(max_wait).filter(|d| *d <= now).and_then(|_| self.flush())
+    pub fn poll_flush(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.deadline().filter(|d| *d <= now).and_then(|_| self.flush())
     }
 
     /// The parity of the group so far, if it has members.
@@ -128,6 +130,11 @@ impl ParityEncoder {
         let parity = Parity { first_seq: self.first_seq, lens: std::mem::take(&mut self.lens), xor: std::mem::take(&mut self.xor) };
         Some(protocol::encode_parity(&parity))
     }
+}
+
+/// XORs `src` into the front of `dst` (parity over zero-padded members).
+fn xor_into(dst: &mut [u8], src: &[u8]) {
+    dst.iter_mut().zip(src).for_each(|(x, b)| *x ^= b);
 }
 
 /// Fragments (by sequence number) and parities kept for rebuilding lost
@@ -251,10 +258,6 @@ impl Reassembler {
         }
     }
 
-    pub fn next_offset(&self) -> u64 {
-        self.next
-    }
-
     pub fn stats(&self) -> ReassemblyStats {
         self.stats
     }
@@ -359,7 +362,7 @@ impl Reassembler {
         let mut rebuilt = parity.xor;
         for s in members {
             if let Some(d) = self.recent.get(&s) {
-                rebuilt.iter_mut().zip(d).for_each(|(x, b)| *x ^= b);
+                xor_into(&mut rebuilt, d);
             }
         }
         rebuilt.truncate(parity.lens[(lost - first) as usize] as usize);
@@ -551,7 +554,6 @@ pub struct Redundancy {
     loss_rate: f64,
     loss_measured: bool,
     stream_rate: f64,
-    active: bool,
 }
 
 /// Measured loss at which every batch gets a second datagram copy: where
@@ -561,17 +563,12 @@ pub const SECOND_COPY_LOSS: f64 = 0.012;
 impl Redundancy {
     /// The decision for a link that starts at `now` with round trip `rtt`.
     pub fn new(mode: DatagramMode, capacity_bytes_per_sec: Option<f64>, now: Instant, rtt: Duration) -> Redundancy {
-        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, rtt, loss_rate: 0.0, loss_measured: false, stream_rate: 0.0, active: false }
+        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, rtt, loss_rate: 0.0, loss_measured: false, stream_rate: 0.0 }
     }
 
     /// Follows a run-time change of `repl.datagrams`.
     pub fn set_mode(&mut self, mode: DatagramMode) {
         self.mode = mode;
-    }
-
-    /// Whether the last decision sent a copy.
-    pub fn active(&self) -> bool {
-        self.active
     }
 
     /// Whether the mode and the link's loss call for copies now (batches
@@ -629,8 +626,7 @@ impl Redundancy {
     pub fn decide(&mut self, now: Instant, behind: bool, copies_queued: bool) -> usize {
         let copies = if self.loss_rate >= SECOND_COPY_LOSS { 2 } else { 1 };
         let room = !behind && !copies_queued && self.capacity.is_none_or(|c| self.stream_rate * (1 + copies) as f64 <= c * 0.5);
-        self.active = room && self.engaged(now);
-        if self.active {
+        if room && self.engaged(now) {
             copies
         } else {
             0
@@ -680,7 +676,7 @@ mod tests {
         let mut events: Vec<(u64, u64, Event)> = Vec::new();
         let mut stream_clock = 0u64;
         let mut seq = 0u64;
-        let mut parity = ParityEncoder::new(5);
+        let mut parity = ParityEncoder::new(5, Duration::from_millis(10));
         let last = batches.len() - 1;
         for (i, b) in batches.iter().enumerate() {
             let sent = i as u64 * 10;
@@ -846,7 +842,7 @@ mod tests {
     fn parity_rebuilds_one_lost_datagram_per_group() {
         let mut rng = StdRng::seed_from_u64(4);
         let (raw, batches) = stream_and_batches(&mut rng, 200);
-        let mut parity = ParityEncoder::new(4);
+        let mut parity = ParityEncoder::new(4, Duration::from_millis(10));
         let mut seq = 0;
         let mut datagrams = Vec::new();
         for b in &batches {
@@ -905,7 +901,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(1);
         auto.handle_sample(sample(1, 1000, 2, 300_000));
         assert_eq!(auto.decide(t1, false, false), 1);
-        assert!(auto.active());
+        assert!(auto.engaged(t1));
         assert_eq!(auto.decide(t1, true, false), 0, "catching up: stream only");
         assert_eq!(auto.decide(t1, false, true), 0, "copies queueing: the link is full");
         let t2 = t1 + Duration::from_secs(1);

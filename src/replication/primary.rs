@@ -352,7 +352,7 @@ async fn stream(
         (Redundancy::new(datagram_mode(&s.repl), capacity, Instant::now(), conn.rtt()), Duration::from_micros(s.repl.datagram_stagger_us))
     };
     let copies = DatagramCopies::spawn(shared.clone(), conn.clone());
-    let mut parity = ParityEncoder::new(PARITY_GROUP);
+    let mut parity = ParityEncoder::new(PARITY_GROUP, PARITY_MAX_WAIT);
     let mut next_seq = 0u64;
     let mut stream_wire = 0u64;
     let mut ping = tokio::time::interval(Duration::from_secs(1));
@@ -430,10 +430,10 @@ async fn stream(
         };
         // A lull: cover the last copies without waiting for more.
         let now = Instant::now();
-        if let Some(p) = parity.poll_flush(now, PARITY_MAX_WAIT) {
+        if let Some(p) = parity.poll_flush(now) {
             copies.send(now + stagger, vec![p]);
         }
-        let timer_at = match (wait_until, parity.deadline(PARITY_MAX_WAIT)) {
+        let timer_at = match (wait_until, parity.deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

@@ -232,7 +232,7 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
                 let datagram = datagram?;
                 shared.repl.counters.datagram_received_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
                 if let Err(e) = reassembler.handle_datagram(&datagram) {
-                    let rejected = shared.repl.counters.datagrams_rejected.load(Ordering::Relaxed) + 1;
+                    let rejected = reassembler.stats().rejected;
                     if rejected.is_power_of_two() {
                         tracing::warn!(reason = %e, rejected, "datagram copy discarded (the stream carries the batch)");
                     }

@@ -96,20 +96,15 @@ fn scan_complete_multibulk(buf: &[u8], limits: &DecodeLimits, spans: &mut Vec<(u
     Some(pos)
 }
 
-/// Reads non-negative decimal digits from `at` up to `\r\n`: the value and
-/// the position after the line.
+/// Reads a non-negative length line from `at` up to `\r\n` with
+/// [`parse_len`]: the value and the position after the line.
 fn scan_length_line(buf: &[u8], at: usize) -> Option<(usize, usize)> {
-    let mut value: usize = 0;
-    let mut i = at;
-    while let Some(&d) = buf.get(i) {
-        match d {
-            b'0'..=b'9' if i - at < 18 => value = value * 10 + (d - b'0') as usize,
-            b'\r' if i > at && buf.get(i + 1) == Some(&b'\n') => return Some((value, i + 2)),
-            _ => return None,
-        }
-        i += 1;
+    let end = at + buf.get(at..)?.iter().take(21).position(|&b| b == b'\r')?;
+    if buf.get(end + 1) != Some(&b'\n') {
+        return None;
     }
-    None
+    let value = parse_len(&buf[at..end]).filter(|v| *v >= 0)?;
+    Some((value as usize, end + 2))
 }
 
 impl RequestDecoder {
