@@ -227,7 +227,7 @@ fn main() {
     assert!(status.success());
 
     let (mut alone, mut with) = (Vec::new(), Vec::new());
-    let (mut cpu_alone, mut cpu_with) = (Vec::new(), Vec::new());
+    let (mut cpu_alone, mut cpu_with, mut cpu_replica) = (Vec::new(), Vec::new(), Vec::new());
     let (mut wire_per_stream, mut wire_per_logical) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let order: &[bool] = if run % 2 == 0 { &[false, true] } else { &[true, false] };
@@ -244,6 +244,7 @@ fn main() {
                 wait(Duration::from_secs(20), || info(p.port, "connected_slaves") == "2");
             }
             let cpu_before = cpu_seconds(p.child.id());
+            let replica_cpu_before: f64 = attached.iter().map(|r| cpu_seconds(r.child.id())).sum();
             let (ops, logical) = load(p.port, writes, run as u64 * 100);
             let cpu_us_per_write = (cpu_seconds(p.child.id()) - cpu_before) * 1e6 / writes as f64;
             if replicas {
@@ -253,6 +254,8 @@ fn main() {
                 for r in &attached {
                     wait(Duration::from_secs(60), || info(r.port, "slave_repl_offset").parse::<u64>().unwrap_or(0) >= target);
                 }
+                let replica_cpu: f64 = attached.iter().map(|r| cpu_seconds(r.child.id())).sum::<f64>() - replica_cpu_before;
+                cpu_replica.push(replica_cpu * 1e6 / (attached.len() * writes) as f64);
                 let wire: f64 = info(p.port, "quire_sent_wire_bytes").parse().unwrap();
                 let raw: f64 = info(p.port, "quire_sent_stream_bytes").parse().unwrap();
                 wire_per_stream.push(wire / raw);
@@ -278,6 +281,7 @@ fn main() {
     println!("| primary CPU per write, alone | {ca:.2} us |");
     println!("| primary CPU per write, 2 replicas | {cw:.2} us |");
     println!("| primary CPU efficiency (alone / with replicas) | {:.2}x |", ca / cw);
+    println!("| replica CPU per write applied (each) | {:.2} us |", median(&mut cpu_replica));
     println!("| wire bytes per stream byte (RESP) | {:.3} |", median(&mut wire_per_stream));
     println!("| wire bytes per logical byte (key+value) | {:.3} |", median(&mut wire_per_logical));
     println!("| compressor, zstd level 1 (default), streaming, 64 KiB batches | {cmbs1:.0} MB/s, ratio {ratio1:.3} |");

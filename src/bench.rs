@@ -74,6 +74,9 @@ pub struct RunResult {
     pub profile: String,
     pub probes: usize,
     pub lag_p50_ms: f64,
+    /// The median one-way delay the emulated link itself gave the replica's
+    /// incoming packets (jitter and in-order delivery included).
+    pub link_p50_ms: Option<f64>,
     pub lag_p99_ms: f64,
     pub lag_p999_ms: f64,
     pub lag_max_ms: f64,
@@ -329,6 +332,7 @@ fn summarize(
         profile: profile.into(),
         probes: lags.len(),
         lag_p50_ms: percentile(&lags, 0.5),
+        link_p50_ms: None,
         lag_p99_ms: percentile(&lags, 0.99),
         lag_p999_ms: percentile(&lags, 0.999),
         lag_max_ms: lags.last().copied().unwrap_or(f64::NAN),
@@ -398,7 +402,9 @@ fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     let replica = spawn("r", rp, rrp, Some(relay.addr))?;
     anyhow::ensure!(wait_for(Duration::from_secs(30), || info(rp, "replication").contains("master_link_status:up")), "quire replica did not connect");
     let control = relay.control.clone();
+    control.down_delays.clear();
     let m = measure(pp, rp, opts, link, [primary.0.id(), replica.0.id()], &|on| control.set_outage(on));
+    let link_p50 = control.down_delays.median_ms();
     let pinfo = info(pp, "replication");
     let rinfo = info(rp, "replication");
     if std::env::var_os("WAN_BENCH_DEBUG").is_some() {
@@ -424,6 +430,7 @@ fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     let system = if opts.datagrams.len() > 1 { format!("quire dg={datagrams}") } else { "quire".to_string() };
     let mut result = summarize(&system, name, m.samples, m.logical, stream_wire + copies, field(&pinfo, "quire_sent_stream_bytes"), m.cpu, opts.outage_secs, m.catchup, Some(full));
     let (via_stream, via_datagram) = (field(&rinfo, "quire_batches_via_stream"), field(&rinfo, "quire_batches_via_datagram"));
+    result.link_p50_ms = link_p50;
     result.datagram_overhead = Some(if stream_wire > 0 { copies as f64 / stream_wire as f64 } else { 0.0 });
     result.batches_via_datagram = Some(if via_stream + via_datagram > 0 { via_datagram as f64 / (via_stream + via_datagram) as f64 } else { 0.0 });
     Ok(result)
@@ -450,14 +457,18 @@ fn run_redis(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     let wire_before = relay.control.down_bytes.load(Ordering::Relaxed);
     let stream_before = field(&info(pp, "replication"), "master_repl_offset");
     let control = relay.control.clone();
+    control.down_delays.clear();
     let m = measure(pp, rp, opts, link, [primary.0.id(), replica.0.id()], &|on| control.set_outage(on));
+    let link_p50 = control.down_delays.median_ms();
     let wire = relay.control.down_bytes.load(Ordering::Relaxed) - wire_before;
     let pinfo = info(pp, "replication");
     let stream = field(&pinfo, "master_repl_offset") - stream_before;
     let full = field(&info(pp, "stats"), "sync_full").saturating_sub(1);
     drop(replica);
     drop(primary);
-    Ok(summarize("redis", name, m.samples, m.logical, wire, stream, m.cpu, opts.outage_secs, m.catchup, Some(full)))
+    let mut result = summarize("redis", name, m.samples, m.logical, wire, stream, m.cpu, opts.outage_secs, m.catchup, Some(full));
+    result.link_p50_ms = link_p50;
+    Ok(result)
 }
 
 /// Runs the benchmark; prints the table; writes JSON and the plot.
@@ -506,14 +517,16 @@ fn print_table(opts: &WanBenchOptions, results: &[RunResult]) {
         opts.outage_secs.map(|o| format!(", {o} s outage at {} s", opts.seconds / 3)).unwrap_or_default(),
         opts.congestion
     );
-    println!("| profile | system | p50 ms | p99 ms | p99.9 ms | max ms | wire/logical | compression | copies/stream | via datagram | CPU s/GB | catch-up s | full syncs |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| profile | system | p50 ms | link p50 ms | p50 over link ms | p99 ms | p99.9 ms | max ms | wire/logical | compression | copies/stream | via datagram | CPU s/GB | catch-up s | full syncs |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} | {:.2}x | {} | {} | {:.1} | {} | {} |",
+            "| {} | {} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.2}x | {} | {} | {:.1} | {} | {} |",
             r.profile,
             r.system,
             r.lag_p50_ms,
+            r.link_p50_ms.map(|l| format!("{l:.1}")).unwrap_or("-".into()),
+            r.link_p50_ms.map(|l| format!("{:+.1}", r.lag_p50_ms - l)).unwrap_or("-".into()),
             r.lag_p99_ms,
             r.lag_p999_ms,
             r.lag_max_ms,

@@ -7,6 +7,7 @@
 //! it decides to drop it or when to deliver it. [`relay`] drives it with
 //! tokio sockets.
 
+mod delay_line;
 pub mod relay;
 pub mod tcp_relay;
 
@@ -59,6 +60,41 @@ pub fn profile(name: &str) -> Option<LinkParams> {
 }
 
 pub const PROFILES: &[&str] = &["loopback", "transatlantic", "transatlantic-lossy", "transpacific", "lossy", "intercontinental"];
+
+/// The one-way delays one direction of a relay gave what it delivered
+/// (queueing, jitter and in-order delivery included): the link's own share
+/// of a measured lag.
+#[derive(Default)]
+pub struct DelayRecord {
+    micros: parking_lot::Mutex<Vec<u32>>,
+}
+
+impl DelayRecord {
+    /// Samples kept (a 10 s run at the default rate records ~10^4).
+    const MAX_SAMPLES: usize = 1 << 20;
+
+    pub fn record(&self, delay: Duration) {
+        let mut v = self.micros.lock();
+        if v.len() < Self::MAX_SAMPLES {
+            v.push(delay.as_micros().min(u32::MAX as u128) as u32);
+        }
+    }
+
+    /// Forgets what was recorded (e.g. the handshake and warm-up).
+    pub fn clear(&self) {
+        self.micros.lock().clear();
+    }
+
+    /// The median delay in milliseconds, if anything was delivered.
+    pub fn median_ms(&self) -> Option<f64> {
+        let mut v = self.micros.lock().clone();
+        if v.is_empty() {
+            return None;
+        }
+        let mid = v.len() / 2;
+        Some(*v.select_nth_unstable(mid).1 as f64 / 1000.0)
+    }
+}
 
 /// What happens to one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,9 +5,9 @@
 //! ("up": replica → upstream, "down": upstream → replica) and delivers it
 //! when the model says. Outages drop everything until switched off.
 
-use super::{LinkModel, LinkParams, Verdict};
+use super::delay_line::DelayLine;
+use super::{DelayRecord, LinkModel, LinkParams, Verdict};
 use parking_lot::Mutex;
-use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub struct RelayControl {
     pub up_bytes: AtomicU64,
     pub down_dropped: AtomicU64,
     pub up_dropped: AtomicU64,
+    /// One-way delays of the datagrams delivered downstream.
+    pub down_delays: DelayRecord,
     params: Mutex<Option<(LinkParams, LinkParams)>>,
     stop: AtomicBool,
 }
@@ -37,6 +39,7 @@ impl RelayControl {
             up_bytes: AtomicU64::new(0),
             down_dropped: AtomicU64::new(0),
             up_dropped: AtomicU64::new(0),
+            down_delays: DelayRecord::default(),
             params: Mutex::new(None),
             stop: AtomicBool::new(false),
         }
@@ -62,24 +65,10 @@ impl RelayControl {
     }
 }
 
-#[derive(PartialEq, Eq)]
-struct Pending {
-    at: Instant,
-    seq: u64,
+/// A datagram on its way: which direction, and its bytes.
+struct InFlight {
     down: bool,
     data: Vec<u8>,
-}
-
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 /// A running relay.
@@ -117,8 +106,7 @@ impl Drop for Relay {
 
 async fn run(front: UdpSocket, back: UdpSocket, upstream: SocketAddr, mut down: LinkModel, mut up: LinkModel, control: Arc<RelayControl>) -> std::io::Result<()> {
     let mut client: Option<SocketAddr> = None;
-    let mut queue: BinaryHeap<Pending> = BinaryHeap::new();
-    let mut seq = 0u64;
+    let (line, mut released) = DelayLine::spawn("wan-relay-delay")?;
     let mut front_buf = vec![0u8; 65536];
     let mut back_buf = vec![0u8; 65536];
     let mut stop_check = tokio::time::interval(std::time::Duration::from_millis(100));
@@ -130,19 +118,12 @@ async fn run(front: UdpSocket, back: UdpSocket, upstream: SocketAddr, mut down: 
             down.set_params(d);
             up.set_params(u);
         }
-        let next = queue.peek().map(|p| p.at);
-        let timer = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             r = front.recv_from(&mut front_buf) => {
                 let (n, from) = r?;
                 client = Some(from);
                 control.up_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                admit(&mut up, &control, &mut queue, &mut seq, false, &front_buf[..n]);
+                admit(&mut up, &control, &line, false, &front_buf[..n]);
             }
             r = back.recv_from(&mut back_buf) => {
                 let (n, _) = r?;
@@ -151,23 +132,19 @@ async fn run(front: UdpSocket, back: UdpSocket, upstream: SocketAddr, mut down: 
                     control.cut_after_down_bytes.store(u64::MAX, Ordering::Release);
                     control.set_outage(true);
                 }
-                admit(&mut down, &control, &mut queue, &mut seq, true, &back_buf[..n]);
+                admit(&mut down, &control, &line, true, &back_buf[..n]);
             }
-            _ = timer => {
-                let now = Instant::now();
-                while queue.peek().is_some_and(|p| p.at <= now) {
-                    let p = queue.pop().expect("peeked");
-                    // A cut also loses what was already on the wire.
-                    if control.in_outage() {
-                        continue;
+            Some(p) = released.recv() => {
+                // A cut also loses what was already on the wire.
+                if control.in_outage() {
+                    continue;
+                }
+                if p.down {
+                    if let Some(c) = client {
+                        let _ = front.send_to(&p.data, c).await;
                     }
-                    if p.down {
-                        if let Some(c) = client {
-                            let _ = front.send_to(&p.data, c).await;
-                        }
-                    } else {
-                        let _ = back.send_to(&p.data, upstream).await;
-                    }
+                } else {
+                    let _ = back.send_to(&p.data, upstream).await;
                 }
             }
             _ = stop_check.tick() => {}
@@ -175,16 +152,19 @@ async fn run(front: UdpSocket, back: UdpSocket, upstream: SocketAddr, mut down: 
     }
 }
 
-fn admit(model: &mut LinkModel, control: &RelayControl, queue: &mut BinaryHeap<Pending>, seq: &mut u64, down: bool, data: &[u8]) {
+fn admit(model: &mut LinkModel, control: &RelayControl, line: &DelayLine<InFlight>, down: bool, data: &[u8]) {
     let dropped = if down { &control.down_dropped } else { &control.up_dropped };
     if control.in_outage() {
         dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    match model.handle_datagram(Instant::now(), data.len()) {
+    let now = Instant::now();
+    match model.handle_datagram(now, data.len()) {
         Verdict::Deliver(at) => {
-            *seq += 1;
-            queue.push(Pending { at, seq: *seq, down, data: data.to_vec() });
+            if down {
+                control.down_delays.record(at.saturating_duration_since(now));
+            }
+            line.schedule(at, InFlight { down, data: data.to_vec() });
         }
         Verdict::Lost | Verdict::QueueFull => {
             dropped.fetch_add(1, Ordering::Relaxed);

@@ -14,22 +14,24 @@
 //! timeout), so the comparison stays favourable to TCP. An outage holds the
 //! bytes back until the link returns, as a stalled path would.
 
-use super::LinkParams;
+use super::delay_line::DelayLine;
+use super::{DelayRecord, LinkParams};
 use rand::Rng;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 #[derive(Default)]
 pub struct TcpRelayControl {
     outage: AtomicBool,
     pub down_bytes: AtomicU64,
     pub up_bytes: AtomicU64,
+    /// One-way delays of the chunks delivered downstream.
+    pub down_delays: DelayRecord,
 }
 
 impl TcpRelayControl {
@@ -82,11 +84,10 @@ fn segment_lost(loss: f64, bytes: usize) -> bool {
 }
 
 async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, params: LinkParams, control: Arc<TcpRelayControl>, down: bool) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let Ok((line, mut released)) = DelayLine::<Vec<u8>>::spawn("wan-tcp-delay") else { return };
     let writer_control = control.clone();
     let writer = tokio::spawn(async move {
-        while let Some((at, data)) = rx.recv().await {
-            tokio::time::sleep_until(at).await;
+        while let Some(data) = released.recv().await {
             while writer_control.outage.load(Ordering::Acquire) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -117,11 +118,14 @@ async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
         // segment holds back everything behind it.
         let at = (depart + params.delay + jitter + recovery).max(last);
         last = at;
-        if tx.send((at, buf[..n].to_vec())).is_err() {
+        if down {
+            control.down_delays.record(at.saturating_duration_since(now));
+        }
+        if !line.schedule(at, buf[..n].to_vec()) {
             break;
         }
     }
-    drop(tx);
+    drop(line);
     let _ = writer.await;
 }
 
