@@ -10,12 +10,18 @@
 use crate::resp::{DecodeLimits, ProtocolError, RequestDecoder};
 use bytes::{Bytes, BytesMut};
 
-/// One atomically applied piece of the stream.
+/// One atomically applied piece of the stream: one command, or the
+/// commands of a transaction (MULTI/EXEC themselves stripped).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unit {
-    /// The commands to run (MULTI/EXEC themselves stripped).
     pub commands: Vec<Vec<Bytes>>,
-    /// The unit's exact stream bytes, forwarded verbatim to sub-replicas.
+}
+
+/// The units completed by some input, and their exact stream bytes (all
+/// of them, in order), which the replica forwards verbatim to its own log.
+#[derive(Debug, Default, PartialEq)]
+pub struct Units {
+    pub units: Vec<Unit>,
     pub raw: Vec<u8>,
 }
 
@@ -30,17 +36,36 @@ pub enum ApplyError {
 #[derive(Default)]
 pub struct UnitSplitter {
     decoder: RequestDecoder,
+    /// What the decoder has not consumed yet.
     buf: BytesMut,
-    /// Raw bytes of the unit being assembled (complete commands only).
-    raw: Vec<u8>,
-    /// Bytes consumed from `buf` by the decoder but not yet part of a
-    /// complete command.
-    partial: usize,
+    /// Input not yet handed out as a unit's bytes: the open unit's
+    /// complete commands, then the bytes of a command still incomplete.
+    input: Vec<u8>,
+    /// Bytes of `input` the decoder consumed.
+    consumed: usize,
+    /// Where in `input` the last complete command ends.
+    command_end: usize,
+    /// Where in `input` the last complete unit ends.
+    unit_end: usize,
     tx: Option<Vec<Vec<Bytes>>>,
 }
 
 fn is(arg: &[u8], name: &str) -> bool {
     arg.eq_ignore_ascii_case(name.as_bytes())
+}
+
+fn decimal_digits(mut n: usize) -> usize {
+    let mut digits = 1;
+    while n >= 10 {
+        n /= 10;
+        digits += 1;
+    }
+    digits
+}
+
+/// Length of `args` encoded as a canonical RESP array of bulk strings.
+fn canonical_len(args: &[Bytes]) -> usize {
+    3 + decimal_digits(args.len()) + args.iter().map(|a| 5 + decimal_digits(a.len()) + a.len()).sum::<usize>()
 }
 
 impl UnitSplitter {
@@ -50,31 +75,26 @@ impl UnitSplitter {
 
     /// Bytes received that are not yet part of a complete unit.
     pub fn pending_bytes(&self) -> usize {
-        self.raw.len() + self.partial + self.buf.len()
+        self.input.len()
     }
 
     /// Feeds stream bytes; returns the units they complete, in order.
-    pub fn handle_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Unit>, ApplyError> {
+    pub fn handle_bytes(&mut self, bytes: &[u8]) -> Result<Units, ApplyError> {
         let limits = DecodeLimits { max_bulk_bytes: 1 << 30, max_multibulk_len: 1 << 24 };
         let mut units = Vec::new();
+        self.input.extend_from_slice(bytes);
         self.buf.extend_from_slice(bytes);
         loop {
             let before = self.buf.len();
             let decoded = self.decoder.decode(&mut self.buf, &limits)?;
-            let used = before - self.buf.len();
-            self.partial += used;
+            self.consumed += before - self.buf.len();
             let Some(args) = decoded else { break };
-            // The command spans the last `partial` bytes consumed. The
-            // stream is canonical RESP, so re-encoding the arguments gives
-            // those bytes back; anything else is refused.
-            let len = self.partial;
-            self.partial = 0;
-            let mut encoded = Vec::with_capacity(len);
-            crate::resp::encode_request(&args, &mut encoded);
-            if encoded.len() != len {
+            // The stream is canonical RESP (the bytes forwarded are exactly
+            // what a re-encoding would give); anything else is refused.
+            if canonical_len(&args) != self.consumed - self.command_end {
                 return Err(ApplyError::Structure("the stream must carry commands as RESP arrays"));
             }
-            self.raw.extend_from_slice(&encoded);
+            self.command_end = self.consumed;
             if is(&args[0], "multi") {
                 if self.tx.is_some() {
                     return Err(ApplyError::Structure("nested MULTI"));
@@ -84,15 +104,23 @@ impl UnitSplitter {
             }
             if is(&args[0], "exec") {
                 let Some(commands) = self.tx.take() else { return Err(ApplyError::Structure("EXEC without MULTI")) };
-                units.push(Unit { commands, raw: std::mem::take(&mut self.raw) });
+                units.push(Unit { commands });
+                self.unit_end = self.command_end;
                 continue;
             }
             match &mut self.tx {
                 Some(commands) => commands.push(args),
-                None => units.push(Unit { commands: vec![args], raw: std::mem::take(&mut self.raw) }),
+                None => {
+                    units.push(Unit { commands: vec![args] });
+                    self.unit_end = self.command_end;
+                }
             }
         }
-        Ok(units)
+        let done = std::mem::take(&mut self.unit_end);
+        let raw = if done == self.input.len() { std::mem::take(&mut self.input) } else { self.input.drain(..done).collect() };
+        self.consumed -= done;
+        self.command_end -= done;
+        Ok(Units { units, raw })
     }
 }
 
@@ -113,12 +141,12 @@ mod tests {
         let stream = wire(&[&["SELECT", "0"], &["SET", "a", "1"], &["MULTI"], &["INCR", "a"], &["INCR", "b"], &["EXEC"], &["DEL", "a"]]);
         for split in 0..stream.len() {
             let mut s = UnitSplitter::new();
-            let mut units = s.handle_bytes(&stream[..split]).unwrap();
-            units.extend(s.handle_bytes(&stream[split..]).unwrap());
+            let first = s.handle_bytes(&stream[..split]).unwrap();
+            let second = s.handle_bytes(&stream[split..]).unwrap();
+            let units: Vec<Unit> = first.units.into_iter().chain(second.units).collect();
             assert_eq!(units.len(), 4, "split at {split}");
             assert_eq!(units[2].commands.len(), 2);
-            let raw: Vec<u8> = units.iter().flat_map(|u| u.raw.clone()).collect();
-            assert_eq!(raw, stream);
+            assert_eq!([first.raw, second.raw].concat(), stream);
             assert_eq!(s.pending_bytes(), 0);
         }
     }
@@ -126,9 +154,14 @@ mod tests {
     #[test]
     fn open_transaction_is_held_back() {
         let mut s = UnitSplitter::new();
-        let units = s.handle_bytes(&wire(&[&["MULTI"], &["INCR", "a"]])).unwrap();
-        assert!(units.is_empty());
-        assert!(s.pending_bytes() > 0);
+        let open = wire(&[&["MULTI"], &["INCR", "a"]]);
+        let units = s.handle_bytes(&open).unwrap();
+        assert!(units.units.is_empty() && units.raw.is_empty());
+        assert_eq!(s.pending_bytes(), open.len());
+        let done = s.handle_bytes(&wire(&[&["EXEC"], &["PING"]])).unwrap();
+        assert_eq!(done.units.len(), 2);
+        assert_eq!(done.raw, wire(&[&["MULTI"], &["INCR", "a"], &["EXEC"], &["PING"]]));
+        assert_eq!(s.pending_bytes(), 0);
     }
 
     #[test]
@@ -136,5 +169,6 @@ mod tests {
         assert!(UnitSplitter::new().handle_bytes(b"*2\r\n$3\r\nfoo\r\nxx\r\n").is_err());
         assert!(UnitSplitter::new().handle_bytes(&wire(&[&["EXEC"]])).is_err());
         assert!(UnitSplitter::new().handle_bytes(b"PING\r\n").is_err(), "inline commands are not stream commands");
+        assert!(UnitSplitter::new().handle_bytes(b"*1\r\n$04\r\nPING\r\n").is_err(), "non-canonical lengths are refused");
     }
 }

@@ -131,7 +131,7 @@ fn count_commands(log: &mut super::ReplicationLog, from: u64, to: u64) -> u64 {
         }
         at += bytes.len() as u64;
         match splitter.handle_bytes(&bytes) {
-            Ok(units) => commands += units.iter().map(|u| u.commands.iter().filter(|c| !c[0].eq_ignore_ascii_case(b"select")).count() as u64).sum::<u64>(),
+            Ok(units) => commands += units.units.iter().map(|u| u.commands.iter().filter(|c| !c[0].eq_ignore_ascii_case(b"select")).count() as u64).sum::<u64>(),
             Err(_) => break,
         }
     }

@@ -4,7 +4,7 @@
 //! with jittered backoff capped at one second and asks to continue from
 //! the last applied unit.
 
-use super::apply::{Unit, UnitSplitter};
+use super::apply::{UnitSplitter, Units};
 use super::batch::Decompressor;
 use super::fastpath::{Reassembler, ReassemblyLimits, ReassemblyStats};
 use super::fullsync::IncomingSnapshot;
@@ -301,14 +301,14 @@ fn apply_ready(
     decompressor: &mut Decompressor,
     splitter: &mut UnitSplitter,
 ) -> Result<bool, ReplicaError> {
-    let mut units = Vec::new();
+    let mut applied = false;
     while let Some((batch, _)) = reassembler.poll_batch() {
         let raw = decompressor.decompress(&batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
         shared.repl.counters.received_raw_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
-        units.extend(splitter.handle_bytes(&raw).map_err(|e| ReplicaError::Stream(e.to_string()))?);
+        let units = splitter.handle_bytes(&raw).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+        applied |= !units.units.is_empty();
+        apply_units(shared, session, units);
     }
-    let applied = !units.is_empty();
-    apply_units(shared, session, units);
     Ok(applied)
 }
 
@@ -347,30 +347,32 @@ pub fn replicated_session(peer: SocketAddr) -> Session {
 
 /// Applies complete units under the dataset lock, forwarding their bytes
 /// into this node's own log (for sub-replicas and later promotion).
-pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Vec<Unit>) {
-    if units.is_empty() {
+pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Units) {
+    if units.units.is_empty() {
         return;
     }
     {
         let mut guard = shared.data.lock();
         let data = &mut *guard;
-        for unit in units {
-            let mut ctx = ExecCtx {
-                keyspace: &mut data.keyspace,
-                blocking: &mut data.blocking,
-                pubsub: &mut data.pubsub,
-                shared,
-                session,
-                now_ms: unix_ms(),
-                repl: &mut data.repl,
-                effects: None,
-            };
+        // One dataset lock and one clock reading for the whole run of
+        // units: nothing else sees the data between them.
+        let mut ctx = ExecCtx {
+            keyspace: &mut data.keyspace,
+            blocking: &mut data.blocking,
+            pubsub: &mut data.pubsub,
+            shared,
+            session,
+            now_ms: unix_ms(),
+            repl: &mut data.repl,
+            effects: None,
+        };
+        for unit in &units.units {
             for args in &unit.commands {
                 commands::apply_replicated(&mut ctx, args);
             }
-            data.repl.append_raw(&unit.raw);
-            data.repl.end_db = session.db;
         }
+        data.repl.append_raw(&units.raw);
+        data.repl.end_db = session.db;
     }
     shared.repl.stream_ready.notify_waiters();
 }
