@@ -9,6 +9,10 @@ size (VmRSS) of a fresh process of each after loading the same data.
 Usage: python3 benches/compare.py [--runs 5] [--requests 200000] [--skip-memory]
 Pipelined runs (-P 16) use 10x the requests, so each lasts about as long
 as an unpipelined one (at 100k requests they would last ~70 ms: noise).
+Each test runs on its own, and the server's CPU time (user + system, from
+/proc) is read around it: on a 2-core machine redis-benchmark itself needs
+most of a core at -P 16, so both servers can end up at the client's limit;
+CPU microseconds per request then say which server does the work cheaper.
 Needs: redis-server and redis-benchmark (apt-get install redis-server redis-tools).
 """
 
@@ -48,6 +52,11 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(port)
 
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
@@ -63,17 +72,24 @@ class Server:
         self.proc.wait(timeout=30)
 
 
-def bench(port, pipeline, requests):
+def bench(server, test, pipeline, requests):
+    """One redis-benchmark test: (requests/s, server CPU us per request,
+    client CPU share of the run's wall time)."""
+    cpu_before, started = server.cpu_seconds(), time.time()
+    client_before = os.times()
     out = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", TESTS, "-n", str(requests), "-c", "50", "-P", str(pipeline), "--csv"],
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-t", test, "-n", str(requests), "-c", "50", "-P", str(pipeline), "--csv"],
         capture_output=True, text=True, check=True, timeout=600,
     ).stdout
-    result = {}
+    wall = time.time() - started
+    client_after = os.times()
+    server_cpu = server.cpu_seconds() - cpu_before
+    client_cpu = (client_after.children_user + client_after.children_system) - (client_before.children_user + client_before.children_system)
+    rps = None
     for row in csv.reader(io.StringIO(out)):
         if row and row[0] != "test":
-            name = row[0].split(" ")[0]
-            result[name] = result.get(name) or float(row[1])
-    return result
+            rps = rps or float(row[1])
+    return rps, server_cpu * 1e6 / requests, client_cpu / wall
 
 
 def throughput(runs, requests):
@@ -82,10 +98,10 @@ def throughput(runs, requests):
     try:
         for run in range(runs):
             for pipeline in (1, 16):
-                for server in (redis, quire) if run % 2 == 0 else (quire, redis):
-                    n = requests * 10 if pipeline > 1 else requests
-                    for test, rps in bench(server.port, pipeline, n).items():
-                        samples.setdefault((test, pipeline, server.kind), []).append(rps)
+                for test in TESTS.split(","):
+                    for server in (redis, quire) if run % 2 == 0 else (quire, redis):
+                        n = requests * 10 if pipeline > 1 else requests
+                        samples.setdefault((test.upper(), pipeline, server.kind), []).append(bench(server, test, pipeline, n))
             print(f"run {run + 1}/{runs} done", file=sys.stderr)
     finally:
         redis.stop()
@@ -93,9 +109,11 @@ def throughput(runs, requests):
     rows = []
     for test in sorted({t for t, _, _ in samples}):
         for pipeline in (1, 16):
-            r = statistics.median(samples[(test, pipeline, "redis")])
-            q = statistics.median(samples[(test, pipeline, "quire")])
-            rows.append((test, pipeline, r, q, q / r))
+            med = lambda kind, i: statistics.median(s[i] for s in samples[(test, pipeline, kind)])
+            r, q = med("redis", 0), med("quire", 0)
+            rc, qc = med("redis", 1), med("quire", 1)
+            client = med("redis", 2), med("quire", 2)
+            rows.append((test, pipeline, r, q, q / r, rc, qc, rc / qc, client))
     return rows
 
 
@@ -164,10 +182,10 @@ def main():
     redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
     print(f"redis-server {redis_version.removeprefix('v=')} vs quire, {os.cpu_count()} cores, "
           f"redis-benchmark -t {TESTS} -n {args.requests} (-P 16: {args.requests * 10}) -c 50, median of {args.runs} runs\n")
-    print("| test | pipeline | redis ops/s | quire ops/s | quire/redis |")
-    print("|---|---|---|---|---|")
-    for test, pipeline, r, q, ratio in throughput(args.runs, args.requests):
-        print(f"| {test} | -P {pipeline} | {r:,.0f} | {q:,.0f} | {ratio:.2f}x |")
+    print("| test | pipeline | redis ops/s | quire ops/s | quire/redis | redis CPU us/op | quire CPU us/op | CPU redis/quire | client CPU (redis, quire runs) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for test, pipeline, r, q, ratio, rc, qc, cpu_ratio, client in throughput(args.runs, args.requests):
+        print(f"| {test} | -P {pipeline} | {r:,.0f} | {q:,.0f} | {ratio:.2f}x | {rc:.2f} | {qc:.2f} | {cpu_ratio:.2f}x | {client[0]:.0%}, {client[1]:.0%} |")
     if not args.skip_memory:
         print("\n| dataset | redis RSS MB | quire RSS MB | quire/redis |")
         print("|---|---|---|---|")
