@@ -229,6 +229,7 @@ fn main() {
     let (mut alone, mut with) = (Vec::new(), Vec::new());
     let (mut cpu_alone, mut cpu_with, mut cpu_replica) = (Vec::new(), Vec::new(), Vec::new());
     let (mut wire_per_stream, mut wire_per_logical) = (Vec::new(), Vec::new());
+    let mut compressions_per_batch = Vec::new();
     for run in 0..runs {
         let order: &[bool] = if run % 2 == 0 { &[false, true] } else { &[true, false] };
         for &replicas in order {
@@ -256,6 +257,9 @@ fn main() {
                 }
                 let replica_cpu: f64 = attached.iter().map(|r| cpu_seconds(r.child.id())).sum::<f64>() - replica_cpu_before;
                 cpu_replica.push(replica_cpu * 1e6 / (attached.len() * writes) as f64);
+                let sent: f64 = info(p.port, "quire_batches_sent").parse().unwrap();
+                let compressed: f64 = info(p.port, "quire_batches_compressed").parse().unwrap();
+                compressions_per_batch.push(compressed / sent);
                 let wire: f64 = info(p.port, "quire_sent_wire_bytes").parse().unwrap();
                 let raw: f64 = info(p.port, "quire_sent_stream_bytes").parse().unwrap();
                 wire_per_stream.push(wire / raw);
@@ -282,6 +286,7 @@ fn main() {
     println!("| primary CPU per write, 2 replicas | {cw:.2} us |");
     println!("| primary CPU efficiency (alone / with replicas) | {:.2}x |", ca / cw);
     println!("| replica CPU per write applied (each) | {:.2} us |", median(&mut cpu_replica));
+    println!("| batches compressed per batch sent (2 links; 0.5 = all shared) | {:.2} |", median(&mut compressions_per_batch));
     println!("| wire bytes per stream byte (RESP) | {:.3} |", median(&mut wire_per_stream));
     println!("| wire bytes per logical byte (key+value) | {:.3} |", median(&mut wire_per_logical));
     println!("| compressor, zstd level 1 (default), streaming, 64 KiB batches | {cmbs1:.0} MB/s, ratio {ratio1:.3} |");

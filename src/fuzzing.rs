@@ -80,7 +80,7 @@ pub fn batch_apply(data: &[u8]) {
     if data.len() >= 8 {
         let raw_len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) % (1 << 20);
         let crc32 = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
-        let batch = Batch { start: 0, raw_len, crc32, payload: data[8..].to_vec() };
+        let batch = Batch { start: 0, raw_len, crc32, fresh: true, payload: data[8..].to_vec() };
         let _ = Decompressor::new(0).decompress(&batch);
     }
     let batch = Compressor::new(1).compress(0, data);

@@ -372,4 +372,6 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         load(&c.datagrams_rejected),
         load(&c.datagrams_recovered),
     );
+    // Compression shared between the links at the live tail.
+    let _ = write!(out, "quire_batches_sent:{}\r\nquire_batches_compressed:{}\r\n", load(&c.batches_sent), load(&c.batches_compressed));
 }

@@ -5,10 +5,13 @@
 //! size cap or the maximum delay is reached — so under load batches grow and
 //! compress better, and no byte waits longer than `max_delay`.
 //!
-//! [`Compressor`]/[`Decompressor`] hold one zstd stream per link, flushed per
-//! batch: each batch decodes on its own once the previous ones were decoded,
-//! and later batches reuse the earlier ones as history, which is what makes
-//! small, repetitive commands compress well.
+//! [`Compressor`]/[`Decompressor`] hold one zstd stream, flushed per batch:
+//! each batch decodes on its own once the previous ones were decoded, and
+//! later batches reuse the earlier ones as history, which is what makes
+//! small, repetitive commands compress well. A compressor's first batch is
+//! marked `fresh`; the decompressor starts a new context there, so a link
+//! can move between compressed streams (its own, or the one the node
+//! shares between the replicas at the live tail, see `tail`).
 
 use super::protocol::Batch;
 use std::io::Write;
@@ -95,18 +98,21 @@ pub enum BatchError {
     Checksum,
     #[error("corrupt compressed batch: {0}")]
     Corrupt(String),
+    #[error("batch at {0} continues a compression context this link never started")]
+    NoContext(u64),
 }
 
-/// The sending side's zstd stream for one link.
+/// The sending side's zstd stream.
 pub struct Compressor {
     encoder: zstd::stream::write::Encoder<'static, Vec<u8>>,
+    started: bool,
 }
 
 impl Compressor {
     pub fn new(level: i32) -> Compressor {
         // Creating a context only fails on allocation failure.
         let encoder = zstd::stream::write::Encoder::new(Vec::new(), level).expect("zstd context");
-        Compressor { encoder }
+        Compressor { encoder, started: false }
     }
 
     /// Compresses `raw` (stream bytes starting at `start`) into a batch.
@@ -115,13 +121,16 @@ impl Compressor {
         let _ = self.encoder.write_all(raw);
         let _ = self.encoder.flush();
         let payload = std::mem::take(self.encoder.get_mut());
-        Batch { start, raw_len: raw.len() as u32, crc32: crc32fast::hash(raw), payload }
+        let fresh = !std::mem::replace(&mut self.started, true);
+        Batch { start, raw_len: raw.len() as u32, crc32: crc32fast::hash(raw), fresh, payload }
     }
 }
 
 /// The receiving side's zstd stream for one link, and the expected offset.
 pub struct Decompressor {
     decoder: zstd::stream::write::Decoder<'static, Limited>,
+    /// Whether a fresh batch started the current context.
+    started: bool,
     next: u64,
 }
 
@@ -147,8 +156,12 @@ impl Write for Limited {
 impl Decompressor {
     /// A decoder for a stream whose next batch starts at `next`.
     pub fn new(next: u64) -> Decompressor {
-        let decoder = zstd::stream::write::Decoder::new(Limited { buf: Vec::new(), limit: 0 }).expect("zstd context");
-        Decompressor { decoder, next }
+        Decompressor { decoder: Self::context(), started: false, next }
+    }
+
+    fn context() -> zstd::stream::write::Decoder<'static, Limited> {
+        // Creating a context only fails on allocation failure.
+        zstd::stream::write::Decoder::new(Limited { buf: Vec::new(), limit: 0 }).expect("zstd context")
     }
 
     pub fn next_offset(&self) -> u64 {
@@ -160,6 +173,12 @@ impl Decompressor {
     pub fn decompress(&mut self, batch: &Batch) -> Result<Vec<u8>, BatchError> {
         if batch.start != self.next {
             return Err(BatchError::OutOfOrder { expected: self.next, got: batch.start });
+        }
+        if batch.fresh {
+            self.decoder = Self::context();
+            self.started = true;
+        } else if !self.started {
+            return Err(BatchError::NoContext(batch.start));
         }
         let out = self.decoder.get_mut();
         out.buf = Vec::with_capacity((batch.raw_len as usize).min(1 << 20));
@@ -247,5 +266,33 @@ mod tests {
         garbage.payload = vec![0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff];
         assert!(Decompressor::new(0).decompress(&garbage).is_err());
         assert_eq!(Decompressor::new(0).decompress(&batch).unwrap(), b"*1\r\n$4\r\nPING\r\n");
+        let later = c.compress(batch.raw_len as u64, b"*1\r\n$4\r\nPING\r\n");
+        assert!(!later.fresh);
+        assert_eq!(Decompressor::new(later.start).decompress(&later), Err(BatchError::NoContext(later.start)));
+    }
+
+    #[test]
+    fn a_fresh_batch_switches_the_receiver_to_another_stream() {
+        let cmd = |i: u64| format!("*3\r\n$3\r\nSET\r\n$8\r\nkey:{i:04}\r\n$20\r\n{{\"v\":\"value-{i:07}\"}}\r\n");
+        let mut own = Compressor::new(1);
+        let mut d = Decompressor::new(0);
+        let mut offset = 0u64;
+        for i in 0..10 {
+            let raw = cmd(i);
+            let b = own.compress(offset, raw.as_bytes());
+            assert_eq!(b.fresh, i == 0);
+            assert_eq!(d.decompress(&b).unwrap(), raw.as_bytes());
+            offset += raw.len() as u64;
+        }
+        // Mid-way, the link moves to another compressor's stream, which
+        // starts a new context there.
+        let mut shared = Compressor::new(1);
+        for i in 10..20 {
+            let raw = cmd(i);
+            let b = shared.compress(offset, raw.as_bytes());
+            assert_eq!(b.fresh, i == 10);
+            assert_eq!(d.decompress(&b).unwrap(), raw.as_bytes());
+            offset += raw.len() as u64;
+        }
     }
 }

@@ -51,6 +51,7 @@ pub fn fragment(batch: &Batch, max_datagram: usize, next_seq: &mut u64) -> Optio
                 start: batch.start,
                 raw_len: batch.raw_len,
                 crc32: batch.crc32,
+                fresh: batch.fresh,
                 payload_len: batch.payload.len() as u32,
                 payload_crc32,
                 index: i as u16,
@@ -208,6 +209,7 @@ impl Default for ReassemblyLimits {
 struct Partial {
     raw_len: u32,
     crc32: u32,
+    fresh: bool,
     payload_len: u32,
     payload_crc32: u32,
     pieces: Vec<Option<Vec<u8>>>,
@@ -217,7 +219,7 @@ struct Partial {
 
 impl Partial {
     fn matches(&self, f: &Fragment) -> bool {
-        self.raw_len == f.raw_len && self.crc32 == f.crc32 && self.payload_len == f.payload_len && self.payload_crc32 == f.payload_crc32 && self.pieces.len() == f.count as usize
+        self.raw_len == f.raw_len && self.crc32 == f.crc32 && self.fresh == f.fresh && self.payload_len == f.payload_len && self.payload_crc32 == f.payload_crc32 && self.pieces.len() == f.count as usize
     }
 }
 
@@ -283,7 +285,7 @@ impl Reassembler {
         }
         match self.ready.get(&start) {
             // The datagram copy got here first and is verified: keep it.
-            Some((held, Source::Datagram)) if held.raw_len == batch.raw_len => self.stats.duplicates += 1,
+            Some((held, Source::Datagram)) if held.raw_len == batch.raw_len && held.fresh == batch.fresh => self.stats.duplicates += 1,
             _ => {
                 if let Some((old, Source::Datagram)) = self.ready.insert(start, (batch, Source::Stream)) {
                     self.buffered -= old.payload.len();
@@ -398,6 +400,7 @@ impl Reassembler {
         let partial = self.partial.entry(start).or_insert_with(|| Partial {
             raw_len: f.raw_len,
             crc32: f.crc32,
+            fresh: f.fresh,
             payload_len: f.payload_len,
             payload_crc32: f.payload_crc32,
             pieces: vec![None; count],
@@ -428,7 +431,7 @@ impl Reassembler {
                 return Err(FragmentError::Checksum);
             }
             self.buffered += payload.len();
-            self.ready.insert(start, (Batch { start, raw_len: p.raw_len, crc32: p.crc32, payload }, Source::Datagram));
+            self.ready.insert(start, (Batch { start, raw_len: p.raw_len, crc32: p.crc32, fresh: p.fresh, payload }, Source::Datagram));
         }
         self.enforce_memory_bound();
         Ok(())
@@ -875,13 +878,13 @@ mod tests {
     #[test]
     fn stream_gaps_break_the_link() {
         let mut r = Reassembler::new(100, ReassemblyLimits::default());
-        let b = Batch { start: 120, raw_len: 10, crc32: 0, payload: vec![] };
+        let b = Batch { start: 120, raw_len: 10, crc32: 0, fresh: false, payload: vec![] };
         assert_eq!(r.handle_stream(b), Err(ReassemblyError::StreamGap { expected: 100, got: 120 }));
     }
 
     #[test]
     fn large_batches_are_not_copied() {
-        let b = Batch { start: 0, raw_len: 1, crc32: 0, payload: vec![0; 1400 * 70] };
+        let b = Batch { start: 0, raw_len: 1, crc32: 0, fresh: true, payload: vec![0; 1400 * 70] };
         assert!(fragment(&b, 1452, &mut 0).is_none());
         assert!(fragment(&b, 100, &mut 0).is_none());
     }

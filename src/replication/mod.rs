@@ -20,6 +20,7 @@ pub mod primary;
 pub mod protocol;
 pub mod replica;
 pub mod stream;
+pub mod tail;
 
 pub use stream::ReplicationLog;
 
@@ -193,6 +194,10 @@ pub struct ReplCounters {
     pub batch_copies_discarded: AtomicU64,
     pub datagrams_rejected: AtomicU64,
     pub datagrams_recovered: AtomicU64,
+    /// Batches sent on all links, and those this node compressed (fewer
+    /// when replicas at the live tail share them).
+    pub batches_sent: AtomicU64,
+    pub batches_compressed: AtomicU64,
 }
 
 /// Replication state shared by a node's tasks.
@@ -204,6 +209,8 @@ pub struct Replication {
     pub replicas: Mutex<ReplicaTable>,
     /// Woken when new bytes are in the log (senders wait on it).
     pub stream_ready: Notify,
+    /// Batches compressed once for every link at the live tail.
+    pub tail: Mutex<tail::SharedTail>,
     /// Bumped on every role change; the upstream link task of an older
     /// generation stops.
     pub role_generation: watch::Sender<u64>,
@@ -256,6 +263,7 @@ impl Default for Replication {
             link: Mutex::new(LinkStatus::default()),
             replicas: Mutex::new(ReplicaTable::default()),
             stream_ready: Notify::new(),
+            tail: Mutex::new(tail::SharedTail::default()),
             role_generation: watch::channel(0).0,
             endpoint: Mutex::new(None),
             port: AtomicU16::new(0),

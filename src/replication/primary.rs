@@ -5,7 +5,8 @@
 //! Every node runs this: a replica serves its own sub-replicas the bytes
 //! it received, at the same offsets.
 
-use super::batch::{BatchPolicy, Batcher, Compressor, Cut};
+use super::batch::{BatchPolicy, Batcher, Cut};
+use super::tail::LinkCompressor;
 use super::fastpath::{self, DatagramMode, ParityEncoder, PathSample, Redundancy};
 use super::fullsync::{self, ServedSnapshot};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
@@ -345,7 +346,7 @@ async fn stream(
         (BatchPolicy { max_bytes: s.repl.batch_max_bytes, max_delay: Duration::from_millis(s.repl.batch_max_delay_ms) }, s.repl.compression_level)
     };
     let mut batcher = Batcher::new(policy);
-    let mut compressor = Compressor::new(level);
+    let mut compressor = LinkCompressor::new(level);
     let (mut redundancy, stagger) = {
         let s = shared.settings.read();
         let capacity = (s.link.bandwidth_mbit > 0).then(|| s.link.bandwidth_mbit as f64 * 1e6 / 8.0);
@@ -384,12 +385,28 @@ async fn stream(
         if current_generation != generation {
             return Ok("the replication history was replaced (resync or promotion)");
         }
-        let wait_until = match batcher.poll_cut(Instant::now(), end.saturating_sub(sent)) {
-            Cut::Send(n) => {
-                let raw = shared.data.lock().repl.read(sent, n)?;
-                let batch = compressor.compress(sent, &raw);
+        // A batch another link on the shared stream already cut goes out
+        // at once; otherwise this link's batcher decides.
+        let ready = if sent < end { compressor.ready(&mut shared.repl.tail.lock(), generation, sent) } else { None };
+        let cut = match ready {
+            Some(batch) => Ok(batch),
+            None => match batcher.poll_cut(Instant::now(), end.saturating_sub(sent)) {
+                Cut::Send(n) => {
+                    let next = compressor.next_batch(&mut shared.repl.tail.lock(), generation, sent, n, |at, n| shared.data.lock().repl.read(at, n))?;
+                    if next.compressed {
+                        shared.repl.counters.batches_compressed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(next.batch)
+                }
+                Cut::WaitUntil(at) => Err(Some(at)),
+                Cut::Idle => Err(None),
+            },
+        };
+        let wait_until = match cut {
+            Ok(batch) => {
+                let raw_len = batch.raw_len as u64;
                 let now = Instant::now();
-                let unsent = end.saturating_sub(sent + raw.len() as u64);
+                let unsent = end.saturating_sub(sent + raw_len);
                 let acked = shared.repl.replicas.lock().replicas.get(&id).map_or(0, |r| r.ack_offset);
                 let ack_lag = Duration::from_millis(shared.repl.lag_ms_at(acked, sent));
                 let behind = unsent > 0 || ack_lag > conn.rtt() * 2 + ACK_LAG_SLACK;
@@ -398,7 +415,7 @@ async fn stream(
                     Some(max) if wanted > 0 => fastpath::fragment(&batch, max, &mut next_seq),
                     _ => None,
                 };
-                let wire = protocol::encode(&PrimaryMessage::Batch(batch));
+                let wire = protocol::encode_batch(&batch);
                 send.write_all(&wire).await?;
                 stream_wire += wire.len() as u64;
                 // The copy leaves a moment after the stream's packet, so
@@ -414,19 +431,19 @@ async fn stream(
                         copies.send(now + stagger * 3, pieces.into_iter().map(|(_, p)| p).collect());
                     }
                 }
-                sent += raw.len() as u64;
+                sent += raw_len;
                 batcher.handle_sent(Instant::now(), end.saturating_sub(sent));
                 let counters = &shared.repl.counters;
                 counters.sent_wire_bytes.fetch_add(wire.len() as u64, Ordering::Relaxed);
-                counters.sent_raw_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
+                counters.sent_raw_bytes.fetch_add(raw_len, Ordering::Relaxed);
+                counters.batches_sent.fetch_add(1, Ordering::Relaxed);
                 if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                     r.wire_bytes += wire.len() as u64;
-                    r.raw_bytes += raw.len() as u64;
+                    r.raw_bytes += raw_len;
                 }
                 continue;
             }
-            Cut::WaitUntil(at) => Some(at),
-            Cut::Idle => None,
+            Err(wait) => wait,
         };
         // A lull: cover the last copies without waiting for more.
         let now = Instant::now();

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 /// ALPN protocol name of this wire format.
 pub const ALPN: &[u8] = b"quire-repl/1";
 /// Version carried in the hello.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest encoded message accepted (a batch or snapshot chunk is far
 /// smaller; this bounds memory per link).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -52,13 +52,18 @@ pub struct SnapshotResume {
 }
 
 /// A batch of the replication stream: raw bytes `[start, start+raw_len)`,
-/// compressed with the link's streaming zstd context.
+/// compressed with a streaming zstd context that earlier batches of the
+/// link built up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     pub start: u64,
     pub raw_len: u32,
     /// CRC32 of the raw (decompressed) bytes.
     pub crc32: u32,
+    /// The batch opens a new compression context: the receiver starts a
+    /// new decoder for it (a link's first batch, and where a link joins or
+    /// leaves the node's shared stream).
+    pub fresh: bool,
     #[serde(with = "serde_bytes_compat")]
     pub payload: Vec<u8>,
 }
@@ -87,6 +92,7 @@ pub struct Fragment {
     pub raw_len: u32,
     /// CRC32 of the raw bytes (as in [`Batch`]).
     pub crc32: u32,
+    pub fresh: bool,
     /// Length and CRC32 of the whole compressed payload, checked once all
     /// pieces are in, before anything reaches the decompressor.
     pub payload_len: u32,
@@ -219,6 +225,19 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     out
 }
 
+/// Encodes `PrimaryMessage::Batch` from a borrowed batch (links on the
+/// shared stream send the same batch without copying it first).
+pub fn encode_batch(batch: &Batch) -> Vec<u8> {
+    struct AsMessage<'a>(&'a Batch);
+    impl Serialize for AsMessage<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            // The variant's place in `PrimaryMessage` (a test pins it).
+            s.serialize_newtype_variant("PrimaryMessage", 3, "Batch", self.0)
+        }
+    }
+    encode(&AsMessage(batch))
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProtocolError {
     #[error("message of {0} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
@@ -330,8 +349,14 @@ mod tests {
     }
 
     #[test]
+    fn a_borrowed_batch_encodes_as_the_message() {
+        let batch = Batch { start: 77, raw_len: 3, crc32: 9, fresh: true, payload: vec![1, 2, 3] };
+        assert_eq!(encode_batch(&batch), encode(&PrimaryMessage::Batch(batch.clone())));
+    }
+
+    #[test]
     fn batch_payload_is_compact() {
-        let batch = PrimaryMessage::Batch(Batch { start: 1, raw_len: 3, crc32: 9, payload: vec![0xff; 1000] });
+        let batch = PrimaryMessage::Batch(Batch { start: 1, raw_len: 3, crc32: 9, fresh: false, payload: vec![0xff; 1000] });
         assert!(encode(&batch).len() < 1020);
     }
 
@@ -342,6 +367,7 @@ mod tests {
             start: u64::MAX,
             raw_len: u32::MAX,
             crc32: u32::MAX,
+            fresh: true,
             payload_len: u32::MAX,
             payload_crc32: u32::MAX,
             index: u16::MAX,
