@@ -128,6 +128,10 @@ fn topology_replicates_every_type_and_refuses_replica_writes() {
     assert_eq!(cmd(&mut c, &["WAIT", "2", "5000"]).unwrap(), Value::Int(2));
     assert_eq!(r1.info("replication", "master_link_status"), "up");
     assert!(p.info("replication", "slave0").contains("state=online"));
+    // The two replicas at the live tail were sent batches compressed once.
+    let sent: u64 = p.info("replication", "quire_batches_sent").parse().unwrap();
+    let compressed: u64 = p.info("replication", "quire_batches_compressed").parse().unwrap();
+    assert!(sent > 0 && compressed < sent, "{compressed} batches compressed for {sent} sent");
 }
 
 #[test]

@@ -219,7 +219,12 @@ struct Partial {
 
 impl Partial {
     fn matches(&self, f: &Fragment) -> bool {
-        self.raw_len == f.raw_len && self.crc32 == f.crc32 && self.fresh == f.fresh && self.payload_len == f.payload_len && self.payload_crc32 == f.payload_crc32 && self.pieces.len() == f.count as usize
+        self.raw_len == f.raw_len
+            && self.crc32 == f.crc32
+            && self.fresh == f.fresh
+            && self.payload_len == f.payload_len
+            && self.payload_crc32 == f.payload_crc32
+            && self.pieces.len() == f.count as usize
     }
 }
 

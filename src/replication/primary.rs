@@ -6,11 +6,11 @@
 //! it received, at the same offsets.
 
 use super::batch::{BatchPolicy, Batcher, Cut};
-use super::tail::LinkCompressor;
 use super::fastpath::{self, DatagramMode, ParityEncoder, PathSample, Redundancy};
 use super::fullsync::{self, ServedSnapshot};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use super::stream::Resync;
+use super::tail::LinkCompressor;
 use super::AttachedReplica;
 use crate::persist::SnapshotHeader;
 use crate::server::{unix_ms, wait_shutdown, Shared};
