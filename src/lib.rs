@@ -16,8 +16,9 @@
 //! that gives the same result when replayed later, elsewhere) to the
 //! replication stream (`replication::stream`), under the same lock, so the
 //! stream's order is the order of execution. Per replica, a sender task
-//! cuts the stream into batches, compresses them with a per-link zstd
-//! context and sends them over QUIC with mutual TLS (`transport`); the
+//! cuts the stream into batches, compressed once for all the replicas at
+//! the live tail (`replication::tail`; a link catching up uses its own zstd
+//! context), and sends them over QUIC with mutual TLS (`transport`); the
 //! replica verifies, decompresses, applies each command or transaction
 //! atomically, forwards the same bytes to its own replicas, and acks its
 //! offset.
@@ -37,6 +38,7 @@ pub mod persist;
 pub mod replication;
 pub mod resp;
 pub mod server;
+pub mod timer;
 pub mod transport;
 pub mod wan;
 

@@ -456,7 +456,9 @@ async fn stream(
         };
         let timer = async {
             match timer_at {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
+                // Precise: the batching delay bounds latency (tokio's
+                // timer would stretch 2 ms to 2–3).
+                Some(at) => crate::timer::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };

@@ -7,7 +7,6 @@
 //! it decides to drop it or when to deliver it. [`relay`] drives it with
 //! tokio sockets.
 
-mod delay_line;
 pub mod relay;
 pub mod tcp_relay;
 

@@ -5,8 +5,8 @@
 //! ("up": replica → upstream, "down": upstream → replica) and delivers it
 //! when the model says. Outages drop everything until switched off.
 
-use super::delay_line::DelayLine;
 use super::{DelayRecord, LinkModel, LinkParams, Verdict};
+use crate::timer::DelayLine;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -14,8 +14,8 @@
 //! timeout), so the comparison stays favourable to TCP. An outage holds the
 //! bytes back until the link returns, as a stalled path would.
 
-use super::delay_line::DelayLine;
 use super::{DelayRecord, LinkParams};
+use crate::timer::DelayLine;
 use rand::Rng;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,18 +1,21 @@
-//! Releases items at their due instants with sub-millisecond precision.
+//! Timers with sub-millisecond precision.
 //!
 //! tokio's timer wheel has a 1 ms resolution and rounds every deadline up
-//! to its next tick, which would add 0–1 ms (0.5 ms on average) to every
-//! emulated delay. A [`DelayLine`] keeps the pending items on a thread of
-//! its own that waits with the OS's high-resolution timer and hands each
-//! item, on time, to a tokio channel; the relays do their socket IO when
-//! it arrives there, so the IO stays on the runtime and only the waiting
-//! moves off it.
+//! to its next tick: a 2 ms wait lasts 2–3 ms. That is too coarse for the
+//! replication sender (its batching delay is a promise about latency) and
+//! for the WAN emulator (it would add 0–1 ms to every emulated packet). A
+//! [`DelayLine`] keeps pending items on a thread of its own that waits with
+//! the OS's high-resolution timer and releases each on time — into a tokio
+//! channel, or through a closure — so IO stays on the runtime and only the
+//! waiting moves off it. [`sleep_until`] is the async sleep built on one.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::OnceLock;
 use std::time::Instant;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::oneshot;
 
 /// The sending end: schedule an item. Dropping it ends the thread once
 /// nothing is pending.
@@ -47,10 +50,17 @@ impl<T: Send + 'static> DelayLine<T> {
     /// Starts the line's thread; items come out of the receiver at their
     /// due instants, in due order (ties in scheduling order).
     pub fn spawn(name: &str) -> std::io::Result<(DelayLine<T>, UnboundedReceiver<T>)> {
-        let (tx, rx) = mpsc::channel::<(Instant, T)>();
         let (out, released) = unbounded_channel();
-        std::thread::Builder::new().name(name.to_string()).spawn(move || run(rx, out))?;
-        Ok((DelayLine { tx }, released))
+        let line = DelayLine::spawn_with(name, move |item| out.send(item).is_ok())?;
+        Ok((line, released))
+    }
+
+    /// Starts the line's thread; `release` gets each item at its due
+    /// instant, and stops the thread by returning false.
+    pub fn spawn_with(name: &str, release: impl FnMut(T) -> bool + Send + 'static) -> std::io::Result<DelayLine<T>> {
+        let (tx, rx) = mpsc::channel::<(Instant, T)>();
+        std::thread::Builder::new().name(name.to_string()).spawn(move || run(rx, release))?;
+        Ok(DelayLine { tx })
     }
 
     /// Releases `item` at `at` (at once when that has passed). False once
@@ -60,7 +70,32 @@ impl<T: Send + 'static> DelayLine<T> {
     }
 }
 
-fn run<T>(rx: mpsc::Receiver<(Instant, T)>, out: UnboundedSender<T>) {
+/// Sleeps until `at`, to within the OS timer's precision (tens of
+/// microseconds) rather than tokio's millisecond tick. Falls back to
+/// tokio's timer if the timer thread cannot be started.
+pub async fn sleep_until(at: Instant) {
+    static LINE: OnceLock<Option<DelayLine<oneshot::Sender<()>>>> = OnceLock::new();
+    let line = LINE.get_or_init(|| {
+        DelayLine::spawn_with("quire-timer", |wake: oneshot::Sender<()>| {
+            // The sleeper may have been dropped (a select! went another way).
+            let _ = wake.send(());
+            true
+        })
+        .ok()
+    });
+    if at <= Instant::now() {
+        return;
+    }
+    let (wake, woken) = oneshot::channel();
+    match line {
+        Some(line) if line.schedule(at, wake) => {
+            let _ = woken.await;
+        }
+        _ => tokio::time::sleep_until(at.into()).await,
+    }
+}
+
+fn run<T>(rx: mpsc::Receiver<(Instant, T)>, mut release: impl FnMut(T) -> bool) {
     let mut pending: BinaryHeap<Reverse<Due<T>>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut senders_gone = false;
@@ -68,7 +103,7 @@ fn run<T>(rx: mpsc::Receiver<(Instant, T)>, out: UnboundedSender<T>) {
         let now = Instant::now();
         while pending.peek().is_some_and(|d| d.0.at <= now) {
             let Reverse(due) = pending.pop().expect("peeked");
-            if out.send(due.item).is_err() {
+            if !release(due.item) {
                 return;
             }
         }
@@ -126,6 +161,29 @@ mod tests {
                 assert!(at >= due, "item {id} released at {at:?}, due {due:?}");
                 assert!(at < due + Duration::from_millis(200), "item {id} released at {at:?}, due {due:?}");
             }
+        });
+    }
+
+    #[test]
+    fn sleep_until_wakes_at_the_instant_and_survives_cancelled_sleeps() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            // A sleep dropped before its instant leaves nothing behind
+            // that could wake someone else.
+            let dropped = sleep_until(Instant::now() + Duration::from_millis(5));
+            drop(dropped);
+            tokio::select! {
+                _ = sleep_until(Instant::now() + Duration::from_millis(50)) => panic!("the later sleep won"),
+                _ = sleep_until(Instant::now() + Duration::from_millis(1)) => {}
+            }
+            let t0 = Instant::now();
+            let due = t0 + Duration::from_millis(3);
+            sleep_until(due).await;
+            let woke = Instant::now();
+            assert!(woke >= due, "woke {:?} early", due - woke);
+            assert!(woke < due + Duration::from_millis(200));
+            // Already past: returns at once.
+            sleep_until(t0).await;
         });
     }
 }
