@@ -1,6 +1,7 @@
 //! Surviving WAN trouble: link cuts longer than the idle timeout resume
 //! with a partial resync; a large full sync cut three times resumes by
-//! byte offset; restarts resync partially; a trimmed backlog falls back to
+//! byte offset, and so does one whose replica restarts mid-transfer;
+//! restarts resync partially; a trimmed backlog falls back to
 //! a clean full sync. The link runs through the loopback WAN relay.
 
 mod common;
@@ -89,6 +90,57 @@ fn cut_longer_than_idle_timeout_resumes_partially() {
     assert!(num(&r, "quire_partial_syncs") >= 1);
 }
 
+/// Writes `mb` MB of incompressible values, so a snapshot is as large.
+fn fill_incompressible(node: &TestNode, mb: usize) {
+    let mut con = node.client();
+    let mut rng = rand::rng();
+    let mut value = vec![0u8; 1024];
+    for batch in 0..mb {
+        let mut pipe = redis::pipe();
+        for i in 0..1000 {
+            rng.fill_bytes(&mut value);
+            pipe.cmd("SET").arg(format!("big:{batch}:{i}")).arg(&value[..]).ignore();
+        }
+        pipe.query::<()>(&mut con).unwrap();
+    }
+}
+
+#[test]
+fn a_replica_restarted_mid_transfer_resumes_the_snapshot() {
+    let pki = Pki::new(&["p", "r"]);
+    let p = TestNode::start_with(|s| {
+        pki.configure("p", s);
+        fast_link(s);
+    });
+    fill_incompressible(&p, 60);
+    let relay = relay_to(&p);
+    relay.control.cut_after_down_bytes(20 << 20);
+    let r = replica_via(&pki, "r", &relay, |_| {});
+    assert!(wait_until(LIMIT, || relay.control.in_outage()), "the cut never triggered");
+    // The replica goes down a third of the way through the transfer and
+    // comes back from its data directory.
+    let dir = r.stop();
+    assert!(std::fs::metadata(dir.path().join("fullsync.part")).map(|m| m.len()).unwrap_or(0) > 0, "part of the snapshot is on disk");
+    relay.control.set_outage(false);
+    let addr = relay.addr.to_string();
+    let r = TestNode::try_start_in(dir, |s| {
+        pki.configure("r", s);
+        fast_link(s);
+        s.replicaof = addr;
+    })
+    .expect("replica restarts");
+    wait_caught_up(&p, &[&r], LIMIT);
+    assert_eq!(r.digest(), p.digest());
+    let file = num(&p, "quire_snapshot_last_bytes");
+    let sent = num(&p, "quire_snapshot_bytes_sent");
+    assert!(file >= 60_000_000, "snapshot of {file} bytes");
+    assert!(sent as f64 <= 1.1 * file as f64, "sent {sent} bytes for a {file}-byte snapshot");
+    assert_eq!(num(&r, "quire_snapshot_resumes"), 1);
+    assert_eq!(num(&p, "quire_snapshot_resumes_served"), 1);
+    assert_eq!(num(&p, "sync_full"), 1);
+    assert!(!r.dir.as_ref().unwrap().path().join("fullsync.part").exists(), "the part file is gone once loaded");
+}
+
 #[test]
 fn large_full_sync_cut_three_times_resumes_by_offset() {
     let pki = Pki::new(&["p", "r"]);
@@ -97,17 +149,7 @@ fn large_full_sync_cut_three_times_resumes_by_offset() {
         fast_link(s);
     });
     // ≥ 200 MB of incompressible values, so the snapshot file is as large.
-    let mut con = p.client();
-    let mut rng = rand::rng();
-    let mut value = vec![0u8; 1024];
-    for batch in 0..200 {
-        let mut pipe = redis::pipe();
-        for i in 0..1000 {
-            rng.fill_bytes(&mut value);
-            pipe.cmd("SET").arg(format!("big:{batch}:{i}")).arg(&value[..]).ignore();
-        }
-        pipe.query::<()>(&mut con).unwrap();
-    }
+    fill_incompressible(&p, 200);
     let relay = relay_to(&p);
     let step = 50 << 20;
     relay.control.cut_after_down_bytes(step);

@@ -9,7 +9,10 @@
 //! as they arrive, each verified; after the last byte it verifies the whole
 //! file, loads it into a fresh keyspace and swaps it in. A bad chunk is not
 //! written (the link is dropped and the chunk re-requested); a bad file is
-//! deleted and never loaded.
+//! deleted and never loaded. Beside the part file, `dir/fullsync.meta`
+//! names the transfer, so a replica restarted mid-transfer asks for the
+//! rest too (the part file's length is how far it got; the whole-file
+//! checksum still decides whether the result is loaded).
 
 use crate::keyspace::Db;
 use crate::persist::{SnapshotError, SnapshotHeader, SnapshotWriter};
@@ -146,20 +149,84 @@ pub fn clear_dir(dir: &Path) {
 }
 
 /// The replica's partly received snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IncomingSnapshot {
     pub id: String,
     pub replid: String,
     pub offset: u64,
     pub size: u64,
     pub crc32: u32,
+    /// Bytes received so far (on disk: the part file's length).
+    #[serde(skip)]
     pub received: u64,
+    #[serde(skip)]
     pub path: PathBuf,
+}
+
+const PART_FILE: &str = "fullsync.part";
+const META_FILE: &str = "fullsync.meta";
+
+/// Where a replica in data directory `dir` keeps a transfer's bytes.
+pub fn part_path(dir: &Path) -> PathBuf {
+    dir.join(PART_FILE)
+}
+
+/// Records which transfer the part file in `dir` belongs to (atomically:
+/// a torn record would name the wrong snapshot).
+pub fn save_incoming(dir: &Path, incoming: &IncomingSnapshot) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(incoming).map_err(std::io::Error::other)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(META_FILE))
+}
+
+/// Forgets a transfer: its part file and its record.
+pub fn discard_incoming(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(PART_FILE));
+    let _ = std::fs::remove_file(dir.join(META_FILE));
+}
+
+/// The transfer an earlier run of a replica left in `dir`, if both files
+/// are there and agree; anything else is discarded.
+pub fn recover_incoming(dir: &Path) -> Option<IncomingSnapshot> {
+    let recovered = (|| {
+        let meta: IncomingSnapshot = serde_json::from_slice(&std::fs::read(dir.join(META_FILE)).ok()?).ok()?;
+        let received = std::fs::metadata(dir.join(PART_FILE)).ok()?.len();
+        (received <= meta.size).then_some(IncomingSnapshot { received, path: dir.join(PART_FILE), ..meta })
+    })();
+    if recovered.is_none() {
+        discard_incoming(dir);
+    }
+    recovered
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupted_transfer_is_recovered_only_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(recover_incoming(dir.path()).is_none());
+        let incoming = IncomingSnapshot { id: "abc".into(), replid: "r".repeat(40), offset: 7, size: 100, crc32: 9, received: 0, path: PathBuf::new() };
+        save_incoming(dir.path(), &incoming).unwrap();
+        // A record without its part file is dropped.
+        assert!(recover_incoming(dir.path()).is_none());
+        assert!(!dir.path().join(META_FILE).exists());
+        save_incoming(dir.path(), &incoming).unwrap();
+        std::fs::write(part_path(dir.path()), [1u8; 40]).unwrap();
+        let back = recover_incoming(dir.path()).unwrap();
+        assert_eq!((back.id.as_str(), back.offset, back.size, back.crc32, back.received), ("abc", 7, 100, 9, 40));
+        // A part file longer than the snapshot (or a torn record) is dropped.
+        std::fs::write(part_path(dir.path()), [1u8; 101]).unwrap();
+        assert!(recover_incoming(dir.path()).is_none());
+        assert!(!part_path(dir.path()).exists());
+        save_incoming(dir.path(), &incoming).unwrap();
+        std::fs::write(part_path(dir.path()), [1u8; 10]).unwrap();
+        std::fs::write(dir.path().join(META_FILE), b"{\"id\":").unwrap();
+        assert!(recover_incoming(dir.path()).is_none());
+    }
 
     #[test]
     fn file_crc_matches_streamed_crc() {

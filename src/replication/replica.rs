@@ -391,13 +391,14 @@ async fn receive_snapshot(
         return Err(ReplicaError::Stream(format!("snapshot of {} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit", incoming.size)));
     }
     let dir = shared.settings.read().dir.clone();
-    incoming.path = dir.join("fullsync.part");
+    incoming.path = super::fullsync::part_path(&dir);
     let resuming = incoming.received > 0;
     if resuming {
         let previous = shared.repl.incoming.lock().clone();
         let matches = previous.as_ref().is_some_and(|p| p.id == incoming.id && p.received == incoming.received && p.size == incoming.size);
         if !matches {
             *shared.repl.incoming.lock() = None;
+            super::fullsync::discard_incoming(&dir);
             return Err(ReplicaError::Stream("upstream resumed a snapshot transfer we do not hold".into()));
         }
         shared.repl.link.lock().snapshot_resumes += 1;
@@ -414,6 +415,8 @@ async fn receive_snapshot(
     file.set_len(incoming.received).map_err(|e| ReplicaError::Stream(e.to_string()))?;
     use std::io::Seek;
     file.seek(std::io::SeekFrom::Start(incoming.received)).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+    // A restart mid-transfer resumes it too.
+    super::fullsync::save_incoming(&dir, &incoming).map_err(|e| ReplicaError::Stream(format!("recording the snapshot transfer: {e}")))?;
     *shared.repl.incoming.lock() = Some(incoming.clone());
     shared.repl.link.lock().sync_in_progress = true;
     let started = Instant::now();
@@ -449,7 +452,7 @@ async fn receive_snapshot(
     .await
     .map_err(|e| ReplicaError::Stream(e.to_string()))
     .and_then(|r| r.map_err(|e| ReplicaError::Stream(format!("snapshot refused, discarded: {e}"))));
-    let _ = std::fs::remove_file(&incoming.path);
+    super::fullsync::discard_incoming(&dir);
     let result = match loaded {
         Ok((header, dbs, keys)) if header.repl_id == incoming.replid && header.repl_offset == incoming.offset => {
             let mut data = shared.data.lock();

@@ -132,11 +132,22 @@ impl Node {
     /// [`Node::run`].
     pub async fn start(settings: Settings, sources: &Sources) -> Result<Node, StartError> {
         std::fs::create_dir_all(&settings.dir).map_err(|source| StartError::Dir { path: settings.dir.display().to_string(), source })?;
-        // Transfers of an earlier run cannot be resumed by this one.
+        // Snapshots this node served in an earlier run cannot be resumed
+        // from (their transfers' state is gone with that run)...
         crate::replication::fullsync::clear_dir(&settings.dir.join("repl-snapshots"));
-        let _ = std::fs::remove_file(settings.dir.join("fullsync.part"));
+        // ...but one it was receiving as a replica can: it asks for the rest.
+        let incoming = if settings.replicaof.is_empty() {
+            crate::replication::fullsync::discard_incoming(&settings.dir);
+            None
+        } else {
+            crate::replication::fullsync::recover_incoming(&settings.dir)
+        };
         let addr = format!("{}:{}", settings.bind, settings.port);
         let shared = Shared::new(settings, sources);
+        if let Some(incoming) = incoming {
+            tracing::info!(id = %incoming.id, at = incoming.received, size = incoming.size, "an interrupted full-sync transfer will be resumed");
+            *shared.repl.incoming.lock() = Some(incoming);
+        }
         persistence::load_at_startup(&shared)?;
         let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
