@@ -60,6 +60,8 @@ pub struct WanBenchOptions {
     pub redis: bool,
     /// Replaces the profiles' loss rate.
     pub loss: Option<f64>,
+    /// Replaces the profiles' jitter.
+    pub jitter: Option<Duration>,
     pub congestion: String,
     /// `repl.datagrams` modes to run Quire with (one run each).
     pub datagrams: Vec<String>,
@@ -487,6 +489,9 @@ pub fn run(opts: WanBenchOptions) -> anyhow::Result<Vec<RunResult>> {
         if let Some(loss) = opts.loss {
             link.loss = loss;
         }
+        if let Some(jitter) = opts.jitter {
+            link.jitter = jitter;
+        }
         for mode in &opts.datagrams {
             eprintln!("profile {name}: quire (datagrams {mode})...");
             results.push(run_quire(&rt, &dir, &opts, name, &link, mode)?);
@@ -517,6 +522,11 @@ fn print_table(opts: &WanBenchOptions, results: &[RunResult]) {
         opts.outage_secs.map(|o| format!(", {o} s outage at {} s", opts.seconds / 3)).unwrap_or_default(),
         opts.congestion
     );
+    if opts.loss.is_some() || opts.jitter.is_some() {
+        let loss = opts.loss.map(|l| format!(" loss {:.2} %", l * 100.0)).unwrap_or_default();
+        let jitter = opts.jitter.map(|j| format!(" jitter {:.1} ms", j.as_secs_f64() * 1000.0)).unwrap_or_default();
+        println!("profiles overridden:{loss}{jitter}\n");
+    }
     println!("| profile | system | p50 ms | link p50 ms | p50 over link ms | p99 ms | p99.9 ms | max ms | wire/logical | compression | copies/stream | via datagram | CPU s/GB | catch-up s | full syncs |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {

@@ -136,6 +136,9 @@ enum BenchCommand {
         /// whose relay cannot drop segments).
         #[arg(long)]
         loss: Option<f64>,
+        /// Override the profiles' jitter, in milliseconds (0: a fixed delay).
+        #[arg(long)]
+        jitter_ms: Option<f64>,
         /// Congestion controller for Quire's links (cubic, bbr, newreno).
         #[arg(long, default_value = "bbr")]
         congestion: String,
@@ -313,7 +316,7 @@ fn run(cli: Cli) -> Result<()> {
             run_server(settings, sources)
         }
         Command::Certs { command: CertsCommand::Init(args) } => certs_init(args),
-        Command::Bench { command: BenchCommand::Wan { profile, rate, seconds, value, value_size, keys, outage, no_redis, loss, congestion, datagrams, json, plot } } => {
+        Command::Bench { command: BenchCommand::Wan { profile, rate, seconds, value, value_size, keys, outage, no_redis, loss, jitter_ms, congestion, datagrams, json, plot } } => {
             let profiles =
                 if profile == "all" { vec!["transatlantic".into(), "transpacific".into(), "lossy".into()] } else { profile.split(',').map(|p| p.trim().to_string()).collect() };
             let quire_bin = std::env::current_exe().context("locating the quire binary")?;
@@ -327,6 +330,7 @@ fn run(cli: Cli) -> Result<()> {
                 outage_secs: outage,
                 redis: !no_redis,
                 loss,
+                jitter: jitter_ms.filter(|j| j.is_finite() && *j >= 0.0).map(|j| std::time::Duration::from_secs_f64(j / 1000.0)),
                 congestion,
                 datagrams: datagrams.split(',').map(|m| m.trim().to_string()).collect(),
                 json,

@@ -90,7 +90,33 @@ fn cut_longer_than_idle_timeout_resumes_partially() {
     assert!(num(&r, "quire_partial_syncs") >= 1);
 }
 
-/// Writes `mb` MB of incompressible values, so a snapshot is as large.
+/// A primary holding `mb` MB of incompressible values (a snapshot of it is
+/// as large), with the relay a replica will reach it through.
+fn primary_with_incompressible(pki: &Pki, mb: usize) -> (TestNode, RelayThread) {
+    let p = TestNode::start_with(|s| {
+        pki.configure("p", s);
+        fast_link(s);
+    });
+    fill_incompressible(&p, mb);
+    let relay = relay_to(&p);
+    (p, relay)
+}
+
+/// The replica caught up after one full sync whose snapshot (at least
+/// `min_bytes`) was resumed `resumes` times and sent about once in all.
+fn assert_resumed_transfer(p: &TestNode, r: &TestNode, min_bytes: u64, resumes: u64) {
+    wait_caught_up(p, &[r], LIMIT);
+    assert_eq!(r.digest(), p.digest());
+    let file = num(p, "quire_snapshot_last_bytes");
+    let sent = num(p, "quire_snapshot_bytes_sent");
+    assert!(file >= min_bytes, "snapshot of {file} bytes");
+    assert!(sent as f64 <= 1.1 * file as f64, "sent {sent} bytes for a {file}-byte snapshot");
+    eprintln!("snapshot {file} bytes, sent {sent} bytes ({:.3}x) over {resumes} resumes", sent as f64 / file as f64);
+    assert_eq!(num(r, "quire_snapshot_resumes"), resumes);
+    assert_eq!(num(p, "quire_snapshot_resumes_served"), resumes);
+    assert_eq!(num(p, "sync_full"), 1);
+}
+
 fn fill_incompressible(node: &TestNode, mb: usize) {
     let mut con = node.client();
     let mut rng = rand::rng();
@@ -108,12 +134,7 @@ fn fill_incompressible(node: &TestNode, mb: usize) {
 #[test]
 fn a_replica_restarted_mid_transfer_resumes_the_snapshot() {
     let pki = Pki::new(&["p", "r"]);
-    let p = TestNode::start_with(|s| {
-        pki.configure("p", s);
-        fast_link(s);
-    });
-    fill_incompressible(&p, 60);
-    let relay = relay_to(&p);
+    let (p, relay) = primary_with_incompressible(&pki, 60);
     relay.control.cut_after_down_bytes(20 << 20);
     let r = replica_via(&pki, "r", &relay, |_| {});
     assert!(wait_until(LIMIT, || relay.control.in_outage()), "the cut never triggered");
@@ -129,28 +150,14 @@ fn a_replica_restarted_mid_transfer_resumes_the_snapshot() {
         s.replicaof = addr;
     })
     .expect("replica restarts");
-    wait_caught_up(&p, &[&r], LIMIT);
-    assert_eq!(r.digest(), p.digest());
-    let file = num(&p, "quire_snapshot_last_bytes");
-    let sent = num(&p, "quire_snapshot_bytes_sent");
-    assert!(file >= 60_000_000, "snapshot of {file} bytes");
-    assert!(sent as f64 <= 1.1 * file as f64, "sent {sent} bytes for a {file}-byte snapshot");
-    assert_eq!(num(&r, "quire_snapshot_resumes"), 1);
-    assert_eq!(num(&p, "quire_snapshot_resumes_served"), 1);
-    assert_eq!(num(&p, "sync_full"), 1);
+    assert_resumed_transfer(&p, &r, 60_000_000, 1);
     assert!(!r.dir.as_ref().unwrap().path().join("fullsync.part").exists(), "the part file is gone once loaded");
 }
 
 #[test]
 fn large_full_sync_cut_three_times_resumes_by_offset() {
     let pki = Pki::new(&["p", "r"]);
-    let p = TestNode::start_with(|s| {
-        pki.configure("p", s);
-        fast_link(s);
-    });
-    // ≥ 200 MB of incompressible values, so the snapshot file is as large.
-    fill_incompressible(&p, 200);
-    let relay = relay_to(&p);
+    let (p, relay) = primary_with_incompressible(&pki, 200);
     let step = 50 << 20;
     relay.control.cut_after_down_bytes(step);
     let r = replica_via(&pki, "r", &relay, |_| {});
@@ -162,16 +169,7 @@ fn large_full_sync_cut_three_times_resumes_by_offset() {
         }
         relay.control.set_outage(false);
     }
-    wait_caught_up(&p, &[&r], LIMIT);
-    assert_eq!(r.digest(), p.digest());
-    let file = num(&p, "quire_snapshot_last_bytes");
-    let sent = num(&p, "quire_snapshot_bytes_sent");
-    assert!(file >= 200_000_000, "snapshot of {file} bytes");
-    assert!(sent as f64 <= 1.1 * file as f64, "sent {sent} bytes for a {file}-byte snapshot");
-    eprintln!("snapshot {file} bytes, sent {sent} bytes ({:.3}x) over 3 cuts", sent as f64 / file as f64);
-    assert_eq!(num(&r, "quire_snapshot_resumes"), 3);
-    assert_eq!(num(&p, "quire_snapshot_resumes_served"), 3);
-    assert_eq!(num(&p, "sync_full"), 1);
+    assert_resumed_transfer(&p, &r, 200_000_000, 3);
     assert_eq!(num(&r, "quire_full_syncs"), 1);
 }
 

@@ -273,26 +273,20 @@ mod tests {
 
     #[test]
     fn a_fresh_batch_switches_the_receiver_to_another_stream() {
-        let cmd = |i: u64| format!("*3\r\n$3\r\nSET\r\n$8\r\nkey:{i:04}\r\n$20\r\n{{\"v\":\"value-{i:07}\"}}\r\n");
-        let mut own = Compressor::new(1);
         let mut d = Decompressor::new(0);
         let mut offset = 0u64;
-        for i in 0..10 {
-            let raw = cmd(i);
-            let b = own.compress(offset, raw.as_bytes());
-            assert_eq!(b.fresh, i == 0);
-            assert_eq!(d.decompress(&b).unwrap(), raw.as_bytes());
-            offset += raw.len() as u64;
-        }
+        let mut stream = |c: &mut Compressor, ids: std::ops::Range<u64>| {
+            for i in ids.clone() {
+                let raw = format!("*3\r\n$3\r\nSET\r\n$8\r\nkey:{i:04}\r\n$20\r\n{{\"v\":\"value-{i:07}\"}}\r\n");
+                let b = c.compress(offset, raw.as_bytes());
+                assert_eq!(b.fresh, i == ids.start);
+                assert_eq!(d.decompress(&b).unwrap(), raw.as_bytes());
+                offset += raw.len() as u64;
+            }
+        };
+        stream(&mut Compressor::new(1), 0..10);
         // Mid-way, the link moves to another compressor's stream, which
         // starts a new context there.
-        let mut shared = Compressor::new(1);
-        for i in 10..20 {
-            let raw = cmd(i);
-            let b = shared.compress(offset, raw.as_bytes());
-            assert_eq!(b.fresh, i == 10);
-            assert_eq!(d.decompress(&b).unwrap(), raw.as_bytes());
-            offset += raw.len() as u64;
-        }
+        stream(&mut Compressor::new(1), 10..20);
     }
 }

@@ -2,9 +2,10 @@
 //! over QUIC; replicas apply them in order and acknowledge offsets.
 //!
 //! The sans-IO cores are [`stream`] (effects → bytes at offsets, PSYNC
-//! decisions), [`backlog`], [`batch`] (when to cut, zstd per link),
-//! [`apply`] (received bytes → atomic units) and [`protocol`] (messages and
-//! their framing). [`primary`] and [`replica`] are the async edges that
+//! decisions), [`backlog`], [`batch`] (when to cut, zstd streams),
+//! [`tail`] (one compression for all links at the live tail), [`apply`]
+//! (received bytes → atomic units), [`fastpath`] (datagram copies and their
+//! in-order merge) and [`protocol`] (messages and their framing). [`primary`] and [`replica`] are the async edges that
 //! drive them over quinn connections. This file holds the state both edges
 //! and the commands share: the node's role, the upstream link's status,
 //! and the table of attached replicas (acks, WAIT).

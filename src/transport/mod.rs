@@ -120,28 +120,20 @@ pub fn transport_config(settings: &crate::config::ReplSettings, link: &crate::co
     // trips in slow start before it carries the write rate (this is what
     // decides catch-up time after an outage).
     let initial_window = link.derive().map(|d| d.bdp_bytes.clamp(14_720, 4 << 20));
+    // The controllers' configs share no trait, only the method names.
+    macro_rules! controller {
+        ($config:ty) => {{
+            let mut c = <$config>::default();
+            if let Some(w) = initial_window {
+                c.initial_window(w);
+            }
+            t.congestion_controller_factory(Arc::new(c))
+        }};
+    }
     match settings.congestion.as_str() {
-        "bbr" => {
-            let mut c = quinn::congestion::BbrConfig::default();
-            if let Some(w) = initial_window {
-                c.initial_window(w);
-            }
-            t.congestion_controller_factory(Arc::new(c))
-        }
-        "newreno" => {
-            let mut c = quinn::congestion::NewRenoConfig::default();
-            if let Some(w) = initial_window {
-                c.initial_window(w);
-            }
-            t.congestion_controller_factory(Arc::new(c))
-        }
-        _ => {
-            let mut c = quinn::congestion::CubicConfig::default();
-            if let Some(w) = initial_window {
-                c.initial_window(w);
-            }
-            t.congestion_controller_factory(Arc::new(c))
-        }
+        "bbr" => controller!(quinn::congestion::BbrConfig),
+        "newreno" => controller!(quinn::congestion::NewRenoConfig),
+        _ => controller!(quinn::congestion::CubicConfig),
     };
     // Start from the expected RTT of the link instead of quinn's 333 ms
     // guess, so loss detection and pacing are right from the first flight.
