@@ -102,6 +102,47 @@ fn primary_with_incompressible(pki: &Pki, mb: usize) -> (TestNode, RelayThread) 
     (p, relay)
 }
 
+#[test]
+fn a_replica_cut_off_catches_up_alone_then_shares_the_tail_again() {
+    let pki = Pki::new(&["p", "a", "b"]);
+    // Links that outlive the cut (30 s idle timeout): b's link stays up,
+    // falls behind what the shared stream holds, and goes on alone.
+    let p = TestNode::start_with(|s| pki.configure("p", s));
+    let (relay_a, relay_b) = (relay_to(&p), relay_to(&p));
+    let long_link = |s: &mut quire::config::Settings| {
+        s.repl.keepalive_ms = 1000;
+        s.repl.idle_timeout_ms = 30_000;
+    };
+    let a = replica_via(&pki, "a", &relay_a, long_link);
+    let b = replica_via(&pki, "b", &relay_b, long_link);
+    assert!(wait_until(LIMIT, || p.info("replication", "connected_slaves") == "2"));
+    fill_incompressible(&p, 1);
+    wait_caught_up(&p, &[&a, &b], LIMIT);
+    let compression = |node: &str| {
+        let line = (0..2).map(|i| p.info("replication", &format!("slave{i}"))).find(|l| l.contains(&format!("node={node},"))).unwrap_or_default();
+        line.rsplit("compression=").next().unwrap_or_default().to_string()
+    };
+    // b is cut off while more than the shared stream holds (16 MiB of
+    // compressed batches; these values do not compress) is written.
+    relay_b.control.set_outage(true);
+    fill_incompressible(&p, 24);
+    wait_caught_up(&p, &[&a], LIMIT);
+    relay_b.control.set_outage(false);
+    wait_caught_up(&p, &[&a, &b], LIMIT);
+    let (sent, compressed) = (num(&p, "quire_batches_sent"), num(&p, "quire_batches_compressed"));
+    // Caught up, b joins the shared stream again: later batches are
+    // compressed once for both.
+    fill_incompressible(&p, 2);
+    wait_caught_up(&p, &[&a, &b], LIMIT);
+    assert_eq!(a.digest(), p.digest());
+    assert_eq!(b.digest(), p.digest());
+    assert!(wait_until(LIMIT, || compression("a") == "shared" && compression("b") == "shared"), "a: {}, b: {}", compression("a"), compression("b"));
+    let (sent, compressed) = (num(&p, "quire_batches_sent") - sent, num(&p, "quire_batches_compressed") - compressed);
+    assert!(compressed * 10 < sent * 7, "{compressed} batches compressed for {sent} sent after b caught up");
+    assert_eq!(num(&p, "sync_full"), 2, "only the two initial full syncs");
+    assert_eq!(num(&b, "quire_link_failures"), 0, "b's link rode out the cut");
+}
+
 /// The replica caught up after one full sync whose snapshot (at least
 /// `min_bytes`) was resumed `resumes` times and sent about once in all.
 fn assert_resumed_transfer(p: &TestNode, r: &TestNode, min_bytes: u64, resumes: u64) {

@@ -288,7 +288,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     for (i, r) in table.replicas.values().enumerate() {
         let _ = write!(
             out,
-            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={},loss_pct={:.2}\r\n",
+            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={},loss_pct={:.2},compression={}\r\n",
             r.addr.ip(),
             r.tcp_port,
             r.state,
@@ -301,6 +301,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             repl.lag_ms_at(r.ack_offset, offset),
             if r.datagrams_active { "on" } else { "off" },
             r.loss_rate * 100.0,
+            if r.shared_compression { "shared" } else { "own" },
         );
     }
     drop(table);

@@ -59,6 +59,9 @@ pub struct AttachedReplica {
     pub datagrams_active: bool,
     /// Smoothed fraction of packets lost on the link.
     pub loss_rate: f64,
+    /// Whether the link sends the node's shared compressed stream (it is
+    /// at the live tail) or compresses its own (catching up).
+    pub shared_compression: bool,
 }
 
 struct WaitRequest {

@@ -247,6 +247,7 @@ fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica 
         raw_bytes: 0,
         datagrams_active: false,
         loss_rate: 0.0,
+        shared_compression: false,
     }
 }
 
@@ -440,6 +441,7 @@ async fn stream(
                 if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                     r.wire_bytes += wire.len() as u64;
                     r.raw_bytes += raw_len;
+                    r.shared_compression = compressor.on_shared_stream();
                 }
                 continue;
             }
