@@ -84,11 +84,12 @@ pub fn batch_apply(data: &[u8]) {
         let _ = Decompressor::new(0).decompress(&batch);
     }
     let batch = Compressor::new(1).compress(0, data);
-    let raw = Decompressor::new(0).decompress(&batch).expect("a batch round-trips");
+    let mut decompressor = Decompressor::new(0);
+    let raw = decompressor.decompress(&batch).expect("a batch round-trips");
     let mut splitter = UnitSplitter::new();
-    if let Ok(units) = splitter.handle_bytes(&raw) {
+    if let Ok(units) = splitter.handle_bytes(raw) {
         let mut session = crate::replication::replica::replicated_session(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
-        crate::replication::replica::apply_units(shared, &mut session, units);
+        let _ = crate::replication::replica::apply_units(shared, &mut session, units);
     }
 }
 

@@ -48,6 +48,8 @@ pub struct UnitSplitter {
     /// Where in `input` the last complete unit ends.
     unit_end: usize,
     tx: Option<Vec<Vec<Bytes>>>,
+    /// A buffer handed back after use, for the next `input`.
+    spare: Vec<u8>,
 }
 
 fn is(arg: &[u8], name: &str) -> bool {
@@ -117,10 +119,26 @@ impl UnitSplitter {
             }
         }
         let done = std::mem::take(&mut self.unit_end);
-        let raw = if done == self.input.len() { std::mem::take(&mut self.input) } else { self.input.drain(..done).collect() };
+        let raw = if done == self.input.len() {
+            std::mem::replace(&mut self.input, std::mem::take(&mut self.spare))
+        } else {
+            let mut raw = std::mem::take(&mut self.spare);
+            raw.extend_from_slice(&self.input[..done]);
+            self.input.drain(..done);
+            raw
+        };
         self.consumed -= done;
         self.command_end -= done;
         Ok(Units { units, raw })
+    }
+
+    /// Takes back a [`Units::raw`] buffer once its bytes are used, so the
+    /// next input does not start in fresh memory.
+    pub fn recycle(&mut self, mut raw: Vec<u8>) {
+        raw.clear();
+        if raw.capacity() > self.spare.capacity() {
+            self.spare = raw;
+        }
     }
 }
 
@@ -161,6 +179,22 @@ mod tests {
         let done = s.handle_bytes(&wire(&[&["EXEC"], &["PING"]])).unwrap();
         assert_eq!(done.units.len(), 2);
         assert_eq!(done.raw, wire(&[&["MULTI"], &["INCR", "a"], &["EXEC"], &["PING"]]));
+        assert_eq!(s.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn recycled_buffers_carry_no_old_bytes() {
+        let mut s = UnitSplitter::new();
+        let mut raw = Vec::new();
+        // Whole units, and units followed by an incomplete one, with the
+        // buffers handed back each time.
+        for (i, chunk) in [wire(&[&["SET", "a", "1"]]), wire(&[&["INCR", "a"], &["MULTI"]]), wire(&[&["INCR", "b"], &["EXEC"], &["DEL", "a"]])].iter().enumerate() {
+            let units = s.handle_bytes(chunk).unwrap();
+            raw.extend_from_slice(&units.raw);
+            assert_eq!(units.units.len(), [1, 1, 2][i]);
+            s.recycle(units.raw);
+        }
+        assert_eq!(raw, wire(&[&["SET", "a", "1"], &["INCR", "a"], &["MULTI"], &["INCR", "b"], &["EXEC"], &["DEL", "a"]]));
         assert_eq!(s.pending_bytes(), 0);
     }
 

@@ -305,9 +305,9 @@ fn apply_ready(
     while let Some((batch, _)) = reassembler.poll_batch() {
         let raw = decompressor.decompress(&batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
         shared.repl.counters.received_raw_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
-        let units = splitter.handle_bytes(&raw).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+        let units = splitter.handle_bytes(raw).map_err(|e| ReplicaError::Stream(e.to_string()))?;
         applied |= !units.units.is_empty();
-        apply_units(shared, session, units);
+        splitter.recycle(apply_units(shared, session, units));
     }
     Ok(applied)
 }
@@ -347,9 +347,10 @@ pub fn replicated_session(peer: SocketAddr) -> Session {
 
 /// Applies complete units under the dataset lock, forwarding their bytes
 /// into this node's own log (for sub-replicas and later promotion).
-pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Units) {
+/// Hands back the units' byte buffer for reuse.
+pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Units) -> Vec<u8> {
     if units.units.is_empty() {
-        return;
+        return units.raw;
     }
     {
         let mut guard = shared.data.lock();
@@ -375,6 +376,7 @@ pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Units) {
         data.repl.end_db = session.db;
     }
     shared.repl.stream_ready.notify_waiters();
+    units.raw
 }
 
 /// Receives a snapshot file (from its start, or from where an earlier
