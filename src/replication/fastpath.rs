@@ -732,7 +732,7 @@ mod tests {
                 }
             }
             while let Some((batch, _)) = r.poll_batch() {
-                out.extend_from_slice(&d.decompress(&batch).expect("in-order batches decompress"));
+                out.extend_from_slice(d.decompress(&batch).expect("in-order batches decompress"));
             }
         }
         assert_eq!(r.buffered(), 0, "nothing held once the stream is through");
@@ -772,7 +772,7 @@ mod tests {
             }
             while let Some((b, source)) = r.poll_batch() {
                 assert_eq!(source, Source::Datagram);
-                out.extend_from_slice(&d.decompress(&b).unwrap());
+                out.extend_from_slice(d.decompress(&b).unwrap());
             }
         }
         assert_eq!(out, raw);
@@ -872,7 +872,7 @@ mod tests {
             }
             r.handle_datagram(datagram).unwrap();
             while let Some((b, _)) = r.poll_batch() {
-                out.extend_from_slice(&d.decompress(&b).unwrap());
+                out.extend_from_slice(d.decompress(&b).unwrap());
             }
         }
         assert!(r.stats().recovered > 0);
