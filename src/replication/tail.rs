@@ -60,16 +60,17 @@ impl SharedTail {
 
     /// Compresses `raw` (stream bytes at `at`) as the next shared batch.
     fn push(&mut self, at: u64, raw: &[u8], fresh: bool) -> Arc<Batch> {
-        let fresh = fresh || std::mem::take(&mut self.fresh_wanted) || self.next != Some(at);
-        if fresh || self.compressor.is_none() {
-            self.compressor = Some(Compressor::new(self.level));
-        }
-        let batch = Arc::new(self.compressor.as_mut().expect("set above").compress(at, raw));
-        // A batch that does not continue the held ones starts them over.
-        if self.batches.back().is_some_and(|b| b.start + b.raw_len as u64 != at) {
+        // A batch that does not continue the held ones starts them (and
+        // the context) over.
+        let continues = self.next == Some(at);
+        if !continues {
             self.batches.clear();
             self.held_bytes = 0;
         }
+        if fresh || std::mem::take(&mut self.fresh_wanted) || !continues {
+            self.compressor = None;
+        }
+        let batch = Arc::new(self.compressor.get_or_insert_with(|| Compressor::new(self.level)).compress(at, raw));
         self.next = Some(at + raw.len() as u64);
         self.held_bytes += batch.payload.len();
         self.batches.push_back(batch.clone());
