@@ -59,7 +59,11 @@ fn settings(dir: &std::path::Path, certs: &std::path::Path, name: &str, region: 
 async fn start(settings: Settings) -> anyhow::Result<Arc<Shared>> {
     let node = Node::start(settings, &Sources::default()).await?;
     let shared = node.shared.clone();
-    tokio::spawn(node.run());
+    tokio::spawn(async move {
+        if let Err(e) = node.run().await {
+            tracing::error!(error = %e, "demo node stopped");
+        }
+    });
     Ok(shared)
 }
 

@@ -488,7 +488,7 @@ fn run_server(settings: Settings, sources: Sources) -> Result<()> {
             tracing::info!("received shutdown signal");
             quire::server::shutdown_and_save(&shared);
         });
-        node.run().await;
+        node.run().await?;
         Ok(())
     })
 }

@@ -24,6 +24,14 @@ macro_rules! spec {
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Configures a server as replica of another, or promotes it to a master.", "host port", replicaof),
     spec!("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port", replicaof),
+    spec!(
+        "waitaof",
+        4,
+        NOSCRIPT,
+        "Blocks until all of the preceding write commands sent by the connection are written to the append-only file of the master and/or replicas.",
+        "numlocal numreplicas timeout",
+        waitaof
+    ),
     spec!("wait", 3, NOSCRIPT, "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "numreplicas timeout", wait),
     spec!(
         "failover",
@@ -160,7 +168,7 @@ fn wait(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let client = ctx.session.id();
     let mut table = ctx.shared.repl.replicas.lock();
     let acked = table.acked(target);
-    if acked >= numreplicas || ctx.session.in_exec || !ctx.repl.is_active() {
+    if acked >= numreplicas || ctx.session.in_exec {
         return Ok(Frame::Integer(acked as i64));
     }
     let reply = table.add_wait(client, target, numreplicas);
@@ -176,6 +184,65 @@ fn wait(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             Frame::Integer(n as i64)
         })),
     });
+    Ok(Frame::NoReply)
+}
+
+/// WAITAOF (Redis 7.2): until this node's log has fsynced the stream up to
+/// here (`numlocal` 1) and `numreplicas` replicas report they have fsynced
+/// it in theirs. Replies `[local, replicas]`, as far as they got.
+fn waitaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    if ctx.shared.repl.is_replica() {
+        return Err(Frame::error("ERR WAITAOF cannot be used with replica instances. Please also note that writes to replicas are just local and are not propagated."));
+    }
+    let numlocal = int(&args[1])?;
+    let numreplicas = int(&args[2])?.max(0) as usize;
+    let timeout_ms = int(&args[3])?;
+    if timeout_ms < 0 {
+        return Err(Frame::error("ERR timeout is negative"));
+    }
+    let numlocal = numlocal > 0;
+    if numlocal && !ctx.shared.settings.read().appendonly {
+        return Err(Frame::error("ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled."));
+    }
+    let target = ctx.repl.offset();
+    let shared: Arc<Shared> = ctx.shared.clone();
+    let counts = move |shared: &Shared| {
+        let local = shared.log.durable() >= target;
+        let replicas = shared.repl.replicas.lock().fsynced(target);
+        (local, replicas)
+    };
+    let reply = |(local, replicas): (bool, usize)| Frame::Array(vec![Frame::Integer(local as i64), Frame::Integer(replicas as i64)]);
+    let now = counts(&shared);
+    if ((now.0 || !numlocal) && now.1 >= numreplicas) || ctx.session.in_exec {
+        return Ok(reply(now));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let waiter = shared.clone();
+    tokio::spawn(async move {
+        let mut tx = tx;
+        let mut durable = waiter.log.watch_durable();
+        loop {
+            let acked = waiter.repl.acked.notified();
+            tokio::pin!(acked);
+            acked.as_mut().enable();
+            let now = counts(&waiter);
+            if (now.0 || !numlocal) && now.1 >= numreplicas {
+                let _ = tx.send(reply(now));
+                return;
+            }
+            if numlocal && !now.0 {
+                waiter.persistence.wake_log_thread();
+            }
+            tokio::select! {
+                _ = durable.changed() => {}
+                _ = &mut acked => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let deadline = (timeout_ms > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
+    ctx.session.blocked = Some(BlockedWait { reply: rx, deadline, timeout_reply: reply(now), on_timeout: Some(Box::new(move |shared: &Shared| reply(counts(shared)))) });
     Ok(Frame::NoReply)
 }
 
@@ -201,6 +268,14 @@ fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
 /// without enough healthy replicas (`min-replicas-to-write`).
 pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(), Frame> {
     let repl = &ctx.shared.repl;
+    if ctx.shared.persistence.loading.load(Ordering::Acquire) && (!spec.has(LOADING) || spec.has(WRITE) || spec.name == "publish") {
+        return Err(Frame::error("LOADING Redis is loading the dataset in memory"));
+    }
+    if spec.has(WRITE) && ctx.shared.log.is_failing() {
+        let error = ctx.shared.log.write_error().unwrap_or_default();
+        let error = error.rfind(" (os error").map(|i| &error[..i]).unwrap_or(&error);
+        return Err(Frame::error_owned(format!("MISCONF Errors writing to the AOF file: {error}")));
+    }
     if repl.is_replica() {
         let s = ctx.shared.settings.read();
         if spec.has(WRITE) && s.replica_read_only {
@@ -306,8 +381,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     }
     drop(table);
     let backlog = log.backlog();
-    let (first, histlen, memory, disk, segments) =
-        if log.is_active() { (backlog.start_offset(), backlog.len(), backlog.memory_len(), backlog.disk_bytes(), backlog.segments()) } else { (offset, 0, 0, 0, 0) };
+    let (first, histlen, memory, disk, segments) = (backlog.start_offset(), backlog.len(), backlog.memory_len(), backlog.disk_bytes(), backlog.segments());
     let covered = log.outage_seconds_covered();
     let _ = write!(
         out,
@@ -317,7 +391,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         log.replid,
         log.replid2,
         log.second_offset.map(|o| o as i64).unwrap_or(-1),
-        log.is_active() as u8,
+        1,
         log.capacity(),
         offset.saturating_sub(1).max(first),
         log.sizer.current_rate(),

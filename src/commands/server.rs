@@ -12,6 +12,7 @@ use crate::server::persistence;
 use crate::server::stats::Stats;
 use bytes::Bytes;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 
 const G: &str = "server";
 
@@ -28,6 +29,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("time", 1, LOADING | STALE | FAST, "Returns the server time.", "", time),
     spec!("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, "A container for debugging commands.", "subcommand [arguments ...]", debug),
     spec!("save", 1, ADMIN | NOSCRIPT | NO_MULTI, "Synchronously saves the database(s) to disk.", "", save),
+    spec!("bgrewriteaof", 1, ADMIN | NOSCRIPT, "Asynchronously rewrites the append-only file to disk.", "", bgrewriteaof),
     spec!("bgsave", -1, ADMIN | NOSCRIPT, "Asynchronously saves the database(s) to disk.", "[SCHEDULE]", bgsave),
     spec!("lastsave", 1, LOADING | STALE | FAST, "Returns the Unix timestamp of the last successful save to disk.", "", lastsave),
     spec!(
@@ -88,6 +90,98 @@ fn info(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     Ok(Frame::Verbatim(out))
 }
 
+/// INFO's `persistence` section, with Redis's field names: `rdb_*` for
+/// snapshots, `aof_*` for the log (Quire's append-only file), `loading*`
+/// while start-up replays it.
+fn persistence_section(ctx: &ExecCtx, out: &mut String) {
+    let shared = ctx.shared;
+    let p = &shared.persistence;
+    let loading = p.loading.load(Ordering::Acquire);
+    let state = p.state.lock();
+    let aof = p.aof.lock();
+    let appendonly = shared.settings.read().appendonly;
+    let log = &shared.log;
+    let _ = write!(out, "# Persistence\r\nloading:{}\r\nasync_loading:0\r\n", loading as u8);
+    if loading {
+        let l = p.loading_progress.lock().clone();
+        let elapsed = l.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+        let perc = if l.total_bytes > 0 { l.loaded_bytes as f64 * 100.0 / l.total_bytes as f64 } else { 0.0 };
+        let eta = if l.loaded_bytes > 0 { (elapsed * (l.total_bytes - l.loaded_bytes.min(l.total_bytes)) as f64 / l.loaded_bytes as f64) as u64 } else { 1 };
+        let _ = write!(
+            out,
+            "loading_start_time:{}\r\nloading_total_bytes:{}\r\nloading_rdb_used_mem:0\r\nloading_loaded_bytes:{}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n",
+            l.started_unix, l.total_bytes, l.loaded_bytes
+        );
+    }
+    let write_ok = !log.is_failing();
+    let _ = write!(
+        out,
+        "rdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_save_size_bytes:{}\r\nrdb_last_cow_size:0\r\n",
+        ctx.keyspace.dirty,
+        state.in_progress as u8,
+        state.last_save_unix,
+        if state.last_status_ok { "ok" } else { "err" },
+        state.last_duration_secs,
+        state.started.map(|s| s.elapsed().as_secs() as i64).unwrap_or(-1),
+        state.saves,
+        state.last_size_bytes,
+    );
+    let _ = write!(
+        out,
+        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+        appendonly as u8,
+        aof.rewrite_in_progress as u8,
+        aof.rewrite_scheduled as u8,
+        if aof.rewrites > 0 { aof.last_rewrite_secs } else { -1 },
+        if aof.rewrite_in_progress { state.started.map(|s| s.elapsed().as_secs() as i64).unwrap_or(-1) } else { -1 },
+        if aof.last_rewrite_ok || aof.rewrites == 0 { "ok" } else { "err" },
+        aof.rewrites,
+        aof.consecutive_failures,
+        if write_ok { "ok" } else { "err" },
+    );
+    let base = aof.base_size;
+    drop(aof);
+    drop(state);
+    if appendonly {
+        let since = crate::server::persistence::log_bytes_since_snapshot(shared);
+        let f = &p.fsync;
+        let _ = write!(
+            out,
+            "aof_current_size:{}\r\naof_base_size:{base}\r\naof_pending_rewrite:0\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{}\r\naof_delayed_fsync:{}\r\n",
+            base + since,
+            log.end_offset() - log.written(),
+            (log.written() > log.durable()) as u8,
+            f.delayed.load(Ordering::Relaxed),
+        );
+    }
+    let f = &p.fsync;
+    let fsyncs = f.fsyncs.load(Ordering::Relaxed);
+    let _ = write!(
+        out,
+        "quire_log_bytes:{}\r\nquire_log_since_snapshot_bytes:{}\r\nquire_log_segments:{}\r\nquire_log_end_offset:{}\r\nquire_log_written_offset:{}\r\nquire_log_durable_offset:{}\r\nquire_fsyncs:{fsyncs}\r\nquire_fsync_last_us:{}\r\nquire_fsync_avg_us:{}\r\nquire_fsync_max_us:{}\r\nquire_log_last_write_error:{}\r\n",
+        log.disk_bytes(),
+        crate::server::persistence::log_bytes_since_snapshot(shared),
+        log.segments(),
+        log.end_offset(),
+        log.written(),
+        log.durable(),
+        f.last_us.load(Ordering::Relaxed),
+        f.total_us.load(Ordering::Relaxed).checked_div(fsyncs).unwrap_or(0),
+        f.max_us.load(Ordering::Relaxed),
+        log.write_error().unwrap_or_default(),
+    );
+    match &ctx.repl.lost {
+        Some(lost) => {
+            let _ = write!(
+                out,
+                "quire_behind_acknowledged:1\r\nquire_lost_history:{}\r\nquire_lost_from_offset:{}\r\nquire_lost_to_offset:{}\r\n",
+                lost.replid, lost.recovered, lost.acknowledged
+            );
+        }
+        None => out.push_str("quire_behind_acknowledged:0\r\n"),
+    }
+}
+
 fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
     let shared = ctx.shared;
     let settings = shared.settings.read().clone();
@@ -135,21 +229,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
                 human_bytes(maxmemory)
             );
         }
-        "persistence" => {
-            let state = shared.persistence.state.lock();
-            let _ = write!(
-                out,
-                "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_save_size_bytes:{}\r\naof_enabled:0\r\n",
-                ctx.keyspace.dirty,
-                state.in_progress as u8,
-                state.last_save_unix,
-                if state.last_status_ok { "ok" } else { "err" },
-                state.last_duration_secs,
-                state.started.map(|s| s.elapsed().as_secs() as i64).unwrap_or(-1),
-                state.saves,
-                state.last_size_bytes,
-            );
-        }
+        "persistence" => persistence_section(ctx, out),
         "stats" => {
             let s = &shared.stats;
             let (hits, misses) = ctx.keyspace.dbs.iter().fold((0, 0), |(h, m), db| (h + db.hits, m + db.misses));
@@ -211,7 +291,18 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             set(&mut settings, &text(&pair[1])).map_err(|e| Frame::error_owned(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}")))?;
         }
         ctx.shared.repl.refresh(&settings);
+        let was_appendonly = ctx.shared.settings.read().appendonly;
+        let appendonly = settings.appendonly;
         *ctx.shared.settings.write() = settings;
+        if appendonly != was_appendonly {
+            if appendonly {
+                // As Redis: turning the log on starts with a rewrite, the
+                // snapshot the log continues from.
+                persistence::start_rewrite(ctx.shared, ctx.keyspace, ctx.repl.position());
+            } else {
+                ctx.shared.log.set_retain_from(u64::MAX);
+            }
+        }
         Ok(Frame::ok())
     } else if is(sub, "resetstat") && args.len() == 2 {
         ctx.shared.stats.reset();
@@ -517,6 +608,21 @@ fn bgsave(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Ok(Frame::simple("Background saving started"))
     } else {
         Err(Frame::error("ERR Background save already in progress"))
+    }
+}
+
+/// BGREWRITEAOF: compacts the log. Quire's append-only file is the
+/// newest snapshot plus the log after it, so a rewrite is a snapshot; once
+/// it is on disk the log before its offset is kept only as long as
+/// partial resyncs need it.
+fn bgrewriteaof(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
+    if ctx.shared.persistence.aof.lock().rewrite_in_progress {
+        return Err(Frame::error("ERR Background append only file rewriting already in progress"));
+    }
+    if persistence::start_rewrite(ctx.shared, ctx.keyspace, ctx.repl.position()) {
+        Ok(Frame::simple("Background append only file rewriting started"))
+    } else {
+        Ok(Frame::simple("Background append only file rewriting scheduled"))
     }
 }
 

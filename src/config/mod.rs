@@ -40,6 +40,21 @@ pub struct Settings {
     pub requirepass: String,
     /// Redis-style save rules, "SECONDS CHANGES ..." ("" disables).
     pub save: String,
+    /// The log is the write-ahead log: replayed on top of the newest
+    /// snapshot at start-up and kept since that snapshot. `false`: the log
+    /// is kept only for partial resyncs, and a crash loses the writes made
+    /// since the last snapshot (Redis's `appendonly no`).
+    pub appendonly: bool,
+    /// When log writes are fsynced (Redis's `appendfsync`).
+    pub appendfsync: FsyncPolicy,
+    /// Take a snapshot (compacting the log) once the log since the last one
+    /// has grown by this percentage of the snapshot's size (0: never).
+    pub auto_aof_rewrite_percentage: u64,
+    /// ...and is at least this many bytes.
+    pub auto_aof_rewrite_min_size: u64,
+    /// A last record cut short by a crash is cut off at start-up with a
+    /// warning; `false` refuses to start instead.
+    pub aof_load_truncated: bool,
     /// Most clients connected at once; more are refused with Redis's error.
     pub maxclients: u32,
     /// Longest bulk string a client may send.
@@ -79,6 +94,44 @@ pub struct Settings {
     pub link: LinkSettings,
     /// Prometheus endpoint.
     pub metrics: MetricsSettings,
+}
+
+/// When the log is fsynced. A process crash loses nothing under any of
+/// them (bytes reach the OS before the write is acknowledged); they differ
+/// on a power loss or kernel crash.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// A write is acknowledged after its bytes are fsynced (group commit:
+    /// one fsync covers every write that arrived while the last one ran).
+    Always,
+    /// Fsync once a second: a power loss loses at most about a second.
+    #[default]
+    Everysec,
+    /// Leave flushing to the OS.
+    No,
+}
+
+impl FsyncPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Everysec => "everysec",
+            FsyncPolicy::No => "no",
+        }
+    }
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Ok(FsyncPolicy::Always),
+            "everysec" => Ok(FsyncPolicy::Everysec),
+            "no" => Ok(FsyncPolicy::No),
+            _ => Err(format!("'{s}' is not always, everysec or no")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -185,6 +238,11 @@ pub struct ReplSettings {
     /// probes them every second; if one has seen a newer promotion epoch,
     /// this node has been replaced: it fences itself and follows it.
     pub peers: Vec<String>,
+    /// Serve a full sync even to a replica that holds writes of this
+    /// node's history that this node lost (it came back behind what it had
+    /// acknowledged). Off: such a replica is refused and keeps its data;
+    /// see deploy/RUNBOOK.md.
+    pub wipe_newer_replicas: bool,
     pub backlog: BacklogSettings,
 }
 
@@ -268,6 +326,7 @@ impl Default for ReplSettings {
             datagrams: "auto".into(),
             datagram_stagger_us: 1000,
             snapshot_keep_secs: 300,
+            wipe_newer_replicas: false,
             backlog: BacklogSettings::default(),
         }
     }
@@ -297,6 +356,11 @@ impl Default for Settings {
             dbfilename: "dump.quire".into(),
             requirepass: String::new(),
             save: "3600 1 300 100 60 10000".into(),
+            appendonly: true,
+            appendfsync: FsyncPolicy::Everysec,
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size: 64 << 20,
+            aof_load_truncated: true,
             maxclients: 10000,
             proto_max_bulk_len: 512 * 1024 * 1024,
             maxmemory: 0,
@@ -514,6 +578,14 @@ pub fn toml_string(s: &Settings) -> String {
     let mut out = String::new();
     out.push_str(&format!("bind = {}\nport = {}\ndir = {}\ndbfilename = {}\n", q(&s.bind), s.port, q(&s.dir.display().to_string()), q(&s.dbfilename)));
     out.push_str(&format!("requirepass = {}\nsave = {}\nmaxclients = {}\n", q(&s.requirepass), q(&s.save), s.maxclients));
+    out.push_str(&format!(
+        "appendonly = {}\nappendfsync = {}\nauto_aof_rewrite_percentage = {}\nauto_aof_rewrite_min_size = {}\naof_load_truncated = {}\n",
+        s.appendonly,
+        q(s.appendfsync.as_str()),
+        s.auto_aof_rewrite_percentage,
+        s.auto_aof_rewrite_min_size,
+        s.aof_load_truncated
+    ));
     out.push_str(&format!("proto_max_bulk_len = {}\ntimeout = {}\nhz = {}\nthreads = {}\n", s.proto_max_bulk_len, s.timeout, s.hz, s.threads));
     out.push_str(&format!(
         "maxmemory = {}\nmaxmemory_policy = {}\nclient_output_buffer_limit_normal = {}\n",
@@ -530,6 +602,7 @@ pub fn toml_string(s: &Settings) -> String {
     out.push_str(&format!("keepalive_ms = {}\nidle_timeout_ms = {}\nwindow_bytes = {}\n", r.keepalive_ms, r.idle_timeout_ms, r.window_bytes));
     out.push_str(&format!("congestion = {}\nsnapshot_keep_secs = {}\n", q(&r.congestion), r.snapshot_keep_secs));
     out.push_str(&format!("datagrams = {}\ndatagram_stagger_us = {}\n", q(&r.datagrams), r.datagram_stagger_us));
+    out.push_str(&format!("wipe_newer_replicas = {}\n", r.wipe_newer_replicas));
     out.push_str(&format!("peers = [{}]\n", r.peers.iter().map(|p| q(p)).collect::<Vec<_>>().join(", ")));
     let b = &r.backlog;
     out.push_str(&format!("\n[link]\nrtt_ms = {}\nbandwidth_mbit = {}\noutage_tolerance = {}\n", s.link.rtt_ms, s.link.bandwidth_mbit, q(&s.link.outage_tolerance)));

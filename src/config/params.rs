@@ -156,7 +156,56 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     // Fixed facts clients and tools ask about (redis-benchmark reads these).
-    Param { name: "appendonly", get: |_| "no".into(), set: None },
+    Param {
+        name: "appendonly",
+        get: |s| yes_no(s.appendonly),
+        set: Some(|s, v| {
+            let _: () = s.appendonly = parse_bool(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "appendfsync",
+        get: |s| s.appendfsync.as_str().into(),
+        set: Some(|s, v| {
+            let _: () = s.appendfsync = v.parse().map_err(|_| "argument(s) must be one of the following: always, everysec, no".to_string())?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "auto-aof-rewrite-percentage",
+        get: |s| s.auto_aof_rewrite_percentage.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.auto_aof_rewrite_percentage = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "auto-aof-rewrite-min-size",
+        get: |s| s.auto_aof_rewrite_min_size.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.auto_aof_rewrite_min_size = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "aof-load-truncated",
+        get: |s| yes_no(s.aof_load_truncated),
+        set: Some(|s, v| {
+            let _: () = s.aof_load_truncated = parse_bool(v)?;
+            Ok(())
+        }),
+    },
+    Param { name: "appendfilename", get: |_| "appendonly.aof".into(), set: None },
+    Param { name: "appenddirname", get: |_| "backlog".into(), set: None },
+    Param {
+        name: "repl-wipe-newer-replicas",
+        get: |s| yes_no(s.repl.wipe_newer_replicas),
+        set: Some(|s, v| {
+            let _: () = s.repl.wipe_newer_replicas = parse_bool(v)?;
+            Ok(())
+        }),
+    },
     Param { name: "databases", get: |_| crate::keyspace::DATABASES.to_string(), set: None },
     Param {
         name: "maxmemory",

@@ -1,23 +1,31 @@
-//! The replication backlog: the most recent bytes of the stream, kept so a
-//! replica that reconnects — after a WAN outage of minutes, or a restart —
-//! continues from its offset instead of copying the whole data set again.
+//! The log: every byte of the replication stream, in order, on disk. It is
+//! both the backlog replicas resume from after an outage (partial resync)
+//! and the node's write-ahead log, replayed after a crash on top of the
+//! newest snapshot.
 //!
-//! Every byte goes to append-only segment files on disk (`NNNN.seg`, named
-//! by the offset of their first byte, which is the offset index: a read
-//! finds its segment by binary search and its position by subtraction); the
-//! most recent bytes are also kept in memory, where live replicas read
-//! them. Trimming drops whole segments from the front once more than the
-//! capacity is kept. Without a directory (unit tests) the backlog is
-//! memory only.
+//! Bytes arrive in memory under the dataset lock ([`Backlog::append`], no
+//! IO). They reach the segment files (`NNNN.seg`, named by the offset of
+//! their first byte, which is the offset index) through
+//! [`Backlog::write_pending`], called outside the dataset lock by whoever
+//! needs them written — the client task before it acknowledges a write, or
+//! the log thread — and become durable with [`Backlog::sync`]. Live
+//! replicas read the recent bytes from memory; a replica catching up reads
+//! older bytes from the files without holding any lock during the read.
 //!
-//! Invariant: the backlog holds exactly the stream bytes
-//! `[start_offset, end_offset)`. A read outside is the typed answer
-//! [`Compacted`] ("that history is gone, do a full sync").
+//! Invariants: the log holds exactly the stream bytes
+//! `[start_offset, end_offset)`; `durable <= written <= end`; the bytes
+//! `[written, end)` are in memory until written; segments are contiguous.
+//! Trimming drops whole segments from the front once both the backlog's
+//! capacity and the newest snapshot (`retain_from`) no longer need them. A
+//! read outside the log is the typed answer [`Compacted`] ("that history is
+//! gone, do a full sync").
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The requested offset is no longer (or not yet) in the backlog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,10 +36,20 @@ pub struct Compacted {
     pub end: u64,
 }
 
+/// What is wrong with the segment files found at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("log directory {dir}: {source}")]
+    Io { dir: String, source: std::io::Error },
+    #[error("log segments are not contiguous: {file} starts at offset {found}, but the previous segment ends at {expected}")]
+    Gap { file: String, expected: u64, found: u64 },
+}
+
 /// How a backlog is laid out.
 #[derive(Debug, Clone)]
 pub struct BacklogConfig {
-    /// Bytes of history to keep (at least; trimming is by whole segment).
+    /// Bytes of history to keep for partial resyncs (at least; trimming is
+    /// by whole segment).
     pub capacity: u64,
     /// Bytes of the tail also kept in memory.
     pub memory_bytes: usize,
@@ -47,106 +65,267 @@ impl BacklogConfig {
     }
 }
 
-#[derive(Debug)]
-struct Segment {
-    start: u64,
-    len: u64,
-    path: PathBuf,
+/// One segment file: the stream bytes `[start, start + len)` written to it.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub start: u64,
+    pub len: u64,
+    pub path: PathBuf,
 }
 
+/// The state behind the short lock: offsets, the memory tail, the index.
 #[derive(Debug)]
-struct Disk {
-    dir: PathBuf,
-    segments: VecDeque<Segment>,
-    writer: Option<BufWriter<File>>,
-}
-
-#[derive(Debug)]
-pub struct Backlog {
+struct Inner {
     config: BacklogConfig,
+    /// Bumped when the log is replaced by another history (reads naming an
+    /// older one fail).
+    history: u64,
     start_offset: u64,
     end_offset: u64,
+    /// Bytes before this offset have been handed to the OS.
+    written: u64,
+    /// The most recent bytes; always includes `[written, end)`.
     memory: VecDeque<u8>,
-    disk: Option<Disk>,
+    /// `[written, end)`, waiting for the next write.
+    pending: Vec<u8>,
+    segments: VecDeque<Segment>,
+    /// Whether segment files are in use (a directory was given and works).
+    disk: bool,
+    /// Segments holding bytes at or after this offset are kept whatever
+    /// the capacity (the log since the newest snapshot).
+    retain_from: u64,
+    /// The last write's error, while it lasts (full disk).
+    write_error: Option<String>,
+}
+
+/// The file side, held by one writer at a time.
+#[derive(Debug, Default)]
+struct Io {
+    /// The segment being appended to, and its start offset.
+    file: Option<(u64, File)>,
+    /// Closed segments not yet fsynced.
+    unsynced: Vec<File>,
+}
+
+/// The node's log. Shared (`Arc`) between the dataset (appends), client
+/// tasks and the log thread (writes, fsyncs) and replica senders (reads).
+#[derive(Debug)]
+pub struct Backlog {
+    inner: Mutex<Inner>,
+    io: Mutex<Io>,
+    /// Mirrors `write_error.is_some()` for the write path's check.
+    failing: std::sync::atomic::AtomicBool,
+    durable: AtomicU64,
+    durable_tx: tokio::sync::watch::Sender<u64>,
 }
 
 fn segment_path(dir: &Path, start: u64) -> PathBuf {
     dir.join(format!("{start:020}.seg"))
 }
 
-impl Backlog {
-    /// An empty backlog whose next byte will be at `offset`; any segment
-    /// files already in the directory are removed.
-    pub fn new(offset: u64, config: BacklogConfig) -> Backlog {
-        let disk = config.dir.as_ref().and_then(|dir| {
-            let prepared = std::fs::create_dir_all(dir).and_then(|_| remove_segments(dir));
-            match prepared {
-                Ok(()) => Some(Disk { dir: dir.clone(), segments: VecDeque::new(), writer: None }),
-                Err(e) => {
-                    tracing::error!(dir = %dir.display(), error = %e, "backlog directory unusable; keeping the backlog in memory only");
-                    None
+/// The segment files in `dir`, in offset order.
+pub fn list_segments(dir: &Path) -> std::io::Result<Vec<Segment>> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(start) = name.strip_suffix(".seg").and_then(|s| s.parse::<u64>().ok()) else { continue };
+        segments.push(Segment { start, len: entry.metadata()?.len(), path: entry.path() });
+    }
+    segments.sort_by_key(|s| s.start);
+    Ok(segments)
+}
+
+impl Inner {
+    /// Drops front segments no longer needed; returns their files to
+    /// delete (outside the lock).
+    fn trim(&mut self) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        if self.disk {
+            let keep_from = self.end_offset.saturating_sub(self.config.capacity).min(self.retain_from);
+            while self.segments.len() > 1 && self.segments[1].start <= keep_from {
+                if let Some(seg) = self.segments.pop_front() {
+                    removed.push(seg.path);
                 }
             }
-        });
-        let mut backlog = Backlog { config, start_offset: offset, end_offset: offset, memory: VecDeque::new(), disk };
-        if backlog.disk.is_none() {
-            backlog.config.memory_bytes = backlog.config.capacity as usize;
+            self.start_offset = self.segments.front().map(|s| s.start).unwrap_or(self.written).min(self.end_offset);
+            if self.segments.is_empty() {
+                // Nothing on disk yet: what memory holds is the history.
+                self.start_offset = self.end_offset - self.memory.len() as u64;
+            }
+        } else {
+            let excess = self.memory.len().saturating_sub(self.config.capacity.max(1) as usize);
+            self.memory.drain(..excess);
+            self.start_offset = self.end_offset - self.memory.len() as u64;
         }
-        backlog
+        removed
     }
 
-    /// Reopens the segments in `config.dir` and keeps the history up to
-    /// `offset` (bytes after it belong to writes the restarted node no
-    /// longer has). Returns `None` when the files do not cover `offset`.
-    pub fn recover(offset: u64, config: BacklogConfig) -> Option<Backlog> {
-        let dir = config.dir.clone()?;
-        let mut segments: Vec<Segment> = std::fs::read_dir(&dir)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                let start = name.strip_suffix(".seg")?.parse::<u64>().ok()?;
-                let len = e.metadata().ok()?.len();
-                Some(Segment { start, len, path: e.path() })
-            })
-            .collect();
-        segments.sort_by_key(|s| s.start);
-        // Contiguous run only.
-        let contiguous = segments.windows(2).all(|w| w[0].start + w[0].len == w[1].start);
-        let first = segments.first()?.start;
-        let last = segments.last().map(|s| s.start + s.len)?;
-        if !contiguous || offset < first || offset > last {
-            return None;
+    fn memory_start(&self) -> u64 {
+        self.end_offset - self.memory.len() as u64
+    }
+}
+
+fn remove_files(paths: Vec<PathBuf>) {
+    for path in paths {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(file = %path.display(), error = %e, "cannot remove a trimmed log segment");
         }
-        let mut kept = VecDeque::new();
-        for mut seg in segments {
-            if seg.start > offset || (seg.start == offset && seg.start != first) {
-                let _ = std::fs::remove_file(&seg.path);
-                continue;
+    }
+}
+
+impl Backlog {
+    /// An empty log whose next byte will be at `offset`. Segment files
+    /// already in the directory are left alone until [`Backlog::reset`] or
+    /// [`Backlog::open_existing`] decides about them.
+    pub fn new(offset: u64, config: BacklogConfig) -> Backlog {
+        let disk = match &config.dir {
+            Some(dir) => match std::fs::create_dir_all(dir) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "log directory unusable; keeping the log in memory only (no crash recovery)");
+                    false
+                }
+            },
+            None => false,
+        };
+        let inner = Inner {
+            config,
+            history: 0,
+            start_offset: offset,
+            end_offset: offset,
+            written: offset,
+            memory: VecDeque::new(),
+            pending: Vec::new(),
+            segments: VecDeque::new(),
+            disk,
+            retain_from: u64::MAX,
+            write_error: None,
+        };
+        Backlog {
+            inner: Mutex::new(inner),
+            io: Mutex::new(Io::default()),
+            failing: Default::default(),
+            durable: AtomicU64::new(offset),
+            durable_tx: tokio::sync::watch::channel(offset).0,
+        }
+    }
+
+    /// Replaces the log with an empty one at `offset` (a new history: full
+    /// sync installed, or start-up without a usable log); removes the old
+    /// segment files.
+    pub fn reset(&self, offset: u64) {
+        let mut io = self.io.lock();
+        io.file = None;
+        io.unsynced.clear();
+        let mut inner = self.inner.lock();
+        let removed: Vec<PathBuf> = inner.segments.drain(..).map(|s| s.path).collect();
+        inner.history += 1;
+        inner.start_offset = offset;
+        inner.end_offset = offset;
+        inner.written = offset;
+        inner.memory.clear();
+        inner.pending.clear();
+        inner.write_error = None;
+        self.failing.store(false, Ordering::Release);
+        let dir = inner.config.dir.clone().filter(|_| inner.disk);
+        drop(inner);
+        remove_files(removed);
+        if let Some(dir) = &dir {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Some(dir) = dir {
+            // Leftovers from an earlier run that no index listed.
+            if let Ok(stale) = list_segments(&dir) {
+                remove_files(stale.into_iter().map(|s| s.path).collect());
             }
+        }
+        drop(io);
+        self.publish_durable(offset, true);
+    }
+
+    /// Takes over the segment files in the directory as the log (start-up).
+    /// Returns the range they hold, `None` when there are none. A gap
+    /// between segments is an error naming the file; nothing is changed.
+    pub fn open_existing(&self) -> Result<Option<(u64, u64)>, LogError> {
+        let mut inner = self.inner.lock();
+        let Some(dir) = inner.config.dir.clone().filter(|_| inner.disk) else { return Ok(None) };
+        let io_err = |source| LogError::Io { dir: dir.display().to_string(), source };
+        let segments = list_segments(&dir).map_err(io_err)?;
+        for w in segments.windows(2) {
+            if w[0].start + w[0].len != w[1].start {
+                return Err(LogError::Gap { file: w[1].path.display().to_string(), expected: w[0].start + w[0].len, found: w[1].start });
+            }
+        }
+        let (Some(first), Some(last)) = (segments.first(), segments.last()) else { return Ok(None) };
+        let (start, end) = (first.start, last.start + last.len);
+        inner.history += 1;
+        inner.segments = segments.into();
+        inner.start_offset = start;
+        inner.end_offset = end;
+        inner.written = end;
+        inner.memory.clear();
+        inner.pending.clear();
+        drop(inner);
+        *self.io.lock() = Io::default();
+        self.publish_durable(end, true);
+        Ok(Some((start, end)))
+    }
+
+    /// Cuts the log back to `offset` (a torn last record, or bytes past a
+    /// snapshot the node will not replay). Bytes after it are removed from
+    /// the files.
+    pub fn truncate(&self, offset: u64) -> std::io::Result<()> {
+        let mut io = self.io.lock();
+        io.file = None;
+        let mut inner = self.inner.lock();
+        if offset >= inner.end_offset {
+            return Ok(());
+        }
+        let offset = offset.max(inner.start_offset);
+        let mut removed = Vec::new();
+        while inner.segments.len() > 1 && inner.segments.back().is_some_and(|s| s.start >= offset) {
+            removed.extend(inner.segments.pop_back().map(|s| s.path));
+        }
+        if let Some(seg) = inner.segments.back_mut() {
             if seg.start + seg.len > offset {
-                let file = OpenOptions::new().write(true).open(&seg.path).ok()?;
-                file.set_len(offset - seg.start).ok()?;
+                OpenOptions::new().write(true).open(&seg.path)?.set_len(offset - seg.start)?;
                 seg.len = offset - seg.start;
             }
-            kept.push_back(seg);
         }
-        let writer = kept.back().and_then(|s| OpenOptions::new().append(true).open(&s.path).ok()).map(|f| BufWriter::with_capacity(64 * 1024, f));
-        let backlog = Backlog { start_offset: first, end_offset: offset, memory: VecDeque::new(), disk: Some(Disk { dir, segments: kept, writer }), config };
-        Some(backlog)
+        let keep = (inner.end_offset - offset) as usize;
+        let memory_keep = inner.memory.len().saturating_sub(keep);
+        inner.memory.truncate(memory_keep);
+        inner.end_offset = offset;
+        inner.written = inner.written.min(offset);
+        inner.pending.clear();
+        inner.history += 1;
+        drop(inner);
+        remove_files(removed);
+        drop(io);
+        let durable = self.durable().min(offset);
+        self.durable.store(durable, Ordering::Release);
+        self.durable_tx.send_replace(durable);
+        Ok(())
+    }
+
+    /// Which history the log holds now (see [`Backlog::read`]).
+    pub fn history(&self) -> u64 {
+        self.inner.lock().history
     }
 
     pub fn start_offset(&self) -> u64 {
-        self.start_offset
+        self.inner.lock().start_offset
     }
 
     pub fn end_offset(&self) -> u64 {
-        self.end_offset
+        self.inner.lock().end_offset
     }
 
     /// Bytes of history held.
     pub fn len(&self) -> u64 {
-        self.end_offset - self.start_offset
+        let inner = self.inner.lock();
+        inner.end_offset - inner.start_offset
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,150 +333,269 @@ impl Backlog {
     }
 
     pub fn capacity(&self) -> u64 {
-        self.config.capacity
+        self.inner.lock().config.capacity
     }
 
     pub fn memory_len(&self) -> usize {
-        self.memory.len()
+        self.inner.lock().memory.len()
     }
 
+    /// Bytes in segment files.
     pub fn disk_bytes(&self) -> u64 {
-        self.disk.as_ref().map(|d| d.segments.iter().map(|s| s.len).sum()).unwrap_or(0)
+        self.inner.lock().segments.iter().map(|s| s.len).sum()
     }
 
     pub fn segments(&self) -> usize {
-        self.disk.as_ref().map(|d| d.segments.len()).unwrap_or(0)
+        self.inner.lock().segments.len()
     }
 
-    pub fn config(&self) -> &BacklogConfig {
-        &self.config
+    /// Whether the log has files (crash recovery possible).
+    pub fn on_disk(&self) -> bool {
+        self.inner.lock().disk
     }
 
-    pub fn set_capacity(&mut self, capacity: u64) {
-        self.config.capacity = capacity.max(1);
-        if self.disk.is_none() {
-            self.config.memory_bytes = self.config.capacity as usize;
+    /// Bytes handed to the OS (survive a process crash).
+    pub fn written(&self) -> u64 {
+        self.inner.lock().written
+    }
+
+    /// Bytes fsynced (survive a power loss).
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Follows the durable offset (WAITAOF, `appendfsync always`).
+    pub fn watch_durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durable_tx.subscribe()
+    }
+
+    /// Whether the last write failed (writes are refused meanwhile).
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    /// The last write's error while writes fail (e.g. the disk is full).
+    pub fn write_error(&self) -> Option<String> {
+        self.inner.lock().write_error.clone()
+    }
+
+    pub fn set_capacity(&self, capacity: u64) {
+        let mut inner = self.inner.lock();
+        inner.config.capacity = capacity.max(1);
+        if !inner.disk {
+            inner.config.memory_bytes = inner.config.capacity as usize;
         }
-        self.trim();
     }
 
-    pub fn append(&mut self, data: &[u8]) {
+    /// Keeps every segment holding bytes at or after `offset` (the newest
+    /// snapshot's offset: replaying from it needs them); `u64::MAX` lifts
+    /// the constraint.
+    pub fn set_retain_from(&self, offset: u64) {
+        self.inner.lock().retain_from = offset;
+    }
+
+    pub fn retain_from(&self) -> u64 {
+        self.inner.lock().retain_from
+    }
+
+    /// Adds stream bytes (under the dataset lock: memory only, no IO).
+    pub fn append(&self, data: &[u8]) {
         if data.is_empty() {
             return;
         }
-        self.memory.extend(data);
-        if self.memory.len() > self.config.memory_bytes {
-            let excess = self.memory.len() - self.config.memory_bytes;
-            self.memory.drain(..excess);
+        let mut inner = self.inner.lock();
+        inner.memory.extend(data);
+        inner.end_offset += data.len() as u64;
+        if inner.disk {
+            inner.pending.extend_from_slice(data);
+            let keep = inner.config.memory_bytes.max((inner.end_offset - inner.written) as usize);
+            let excess = inner.memory.len().saturating_sub(keep);
+            inner.memory.drain(..excess);
+        } else {
+            inner.written = inner.end_offset;
+            let _ = inner.trim();
         }
-        let end = self.end_offset;
-        self.end_offset += data.len() as u64;
-        if let Err(e) = self.append_disk(end, data) {
-            tracing::error!(error = %e, "backlog segment write failed; keeping the backlog in memory only from here");
-            self.disk = None;
-            self.config.memory_bytes = self.config.capacity as usize;
-            self.start_offset = self.end_offset - self.memory.len() as u64;
-        }
-        self.trim();
     }
 
-    fn append_disk(&mut self, at: u64, data: &[u8]) -> std::io::Result<()> {
-        let segment_bytes = self.config.segment_bytes;
-        let Some(disk) = &mut self.disk else { return Ok(()) };
-        let roll = disk.segments.back().is_none_or(|s| s.len >= segment_bytes) || disk.writer.is_none();
-        if roll {
-            if let Some(mut w) = disk.writer.take() {
-                w.flush()?;
+    /// Writes the pending bytes to the segment files (outside the dataset
+    /// lock; one writer at a time, so concurrent callers are served by
+    /// whoever goes first). Returns the offset written up to. On error the
+    /// bytes stay pending and are written by a later call.
+    pub fn write_pending(&self) -> std::io::Result<u64> {
+        let mut io = self.io.lock();
+        let (from, chunk, roll, dir, history) = {
+            let mut inner = self.inner.lock();
+            if !inner.disk || inner.pending.is_empty() {
+                return Ok(inner.written);
             }
-            let path = segment_path(&disk.dir, at);
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
-            disk.writer = Some(BufWriter::with_capacity(64 * 1024, file));
-            disk.segments.push_back(Segment { start: at, len: 0, path });
+            let chunk = std::mem::take(&mut inner.pending);
+            let roll = io.file.is_none() || inner.segments.back().is_none_or(|s| s.len >= inner.config.segment_bytes);
+            (inner.written, chunk, roll, inner.config.dir.clone().unwrap_or_default(), inner.history)
+        };
+        let result = self.write_chunk(&mut io, from, &chunk, roll, &dir);
+        let mut inner = self.inner.lock();
+        if inner.history != history {
+            return Ok(inner.written);
         }
-        disk.writer.as_mut().expect("opened above").write_all(data)?;
-        disk.segments.back_mut().expect("pushed above").len += data.len() as u64;
-        Ok(())
-    }
-
-    fn trim(&mut self) {
-        match &mut self.disk {
-            Some(disk) => {
-                while disk.segments.len() > 1 && self.end_offset - disk.segments[1].start >= self.config.capacity {
-                    if let Some(seg) = disk.segments.pop_front() {
-                        let _ = std::fs::remove_file(&seg.path);
+        match result {
+            Ok(new_segment) => {
+                if let Some(path) = new_segment {
+                    if inner.segments.back().is_none_or(|s| s.start != from) {
+                        inner.segments.push_back(Segment { start: from, len: 0, path });
                     }
                 }
-                self.start_offset = disk.segments.front().map(|s| s.start).unwrap_or(self.end_offset);
+                if let Some(seg) = inner.segments.back_mut() {
+                    seg.len += chunk.len() as u64;
+                }
+                inner.written = from + chunk.len() as u64;
+                self.failing.store(false, Ordering::Release);
+                if inner.write_error.take().is_some() {
+                    tracing::warn!(offset = inner.written, "log writes succeed again");
+                }
+                let removed = inner.trim();
+                let written = inner.written;
+                drop(inner);
+                drop(io);
+                remove_files(removed);
+                Ok(written)
             }
-            None => self.start_offset = self.end_offset - self.memory.len() as u64,
+            Err(e) => {
+                let mut back = chunk;
+                back.extend_from_slice(&inner.pending);
+                inner.pending = back;
+                if inner.write_error.is_none() {
+                    tracing::error!(offset = from, error = %e, "log write failed; writes are refused until it succeeds");
+                }
+                inner.write_error = Some(e.to_string());
+                self.failing.store(true, Ordering::Release);
+                Err(e)
+            }
         }
     }
 
-    /// Pushes buffered segment bytes to the OS (cron, shutdown).
-    pub fn flush(&mut self) {
-        if let Some(w) = self.disk.as_mut().and_then(|d| d.writer.as_mut()) {
-            let _ = w.flush();
+    /// Writes `chunk` at `from`, opening a new segment first when `roll`.
+    /// A failed write is cut back off the file so a retry appends cleanly.
+    fn write_chunk(&self, io: &mut Io, from: u64, chunk: &[u8], roll: bool, dir: &Path) -> std::io::Result<Option<PathBuf>> {
+        let mut new_segment = None;
+        if roll || io.file.is_none() {
+            let path = segment_path(dir, from);
+            let reuse = io.file.as_ref().is_some_and(|(start, _)| *start == from);
+            if !reuse {
+                let file = OpenOptions::new().create(true).append(true).open(&path)?;
+                if let Some((_, old)) = io.file.replace((from, file)) {
+                    io.unsynced.push(old);
+                }
+                // The directory entry must survive a power loss too.
+                if let Ok(d) = File::open(dir) {
+                    let _ = d.sync_all();
+                }
+            }
+            new_segment = Some(path);
         }
+        let (_, file) = io.file.as_mut().expect("opened above");
+        let before = file.metadata()?.len();
+        if let Err(e) = file.write_all(chunk) {
+            let _ = file.set_len(before);
+            if new_segment.is_some() && before == 0 {
+                io.file = None;
+                let _ = std::fs::remove_file(segment_path(dir, from));
+            }
+            return Err(e);
+        }
+        Ok(new_segment)
+    }
+
+    /// Fsyncs what has been written; publishes the new durable offset.
+    pub fn sync(&self) -> std::io::Result<u64> {
+        let mut io = self.io.lock();
+        let target = self.inner.lock().written;
+        if target <= self.durable() {
+            return Ok(self.durable());
+        }
+        for f in io.unsynced.drain(..) {
+            f.sync_data()?;
+        }
+        if let Some((_, f)) = &io.file {
+            f.sync_data()?;
+        }
+        drop(io);
+        self.publish_durable(target, false);
+        Ok(target)
+    }
+
+    /// Without fsync (`appendfsync no`, or no files): what is written
+    /// counts as durable as far as this node can tell.
+    pub fn mark_written_durable(&self) {
+        let written = self.written();
+        if written > self.durable() {
+            self.publish_durable(written, false);
+        }
+    }
+
+    fn publish_durable(&self, offset: u64, force: bool) {
+        if force {
+            self.durable.store(offset, Ordering::Release);
+        } else {
+            self.durable.fetch_max(offset, Ordering::AcqRel);
+        }
+        self.durable_tx.send_replace(self.durable());
     }
 
     /// Whether a replica needing `offset` next can be served from here.
     pub fn covers(&self, offset: u64) -> bool {
-        offset >= self.start_offset && offset <= self.end_offset
+        let inner = self.inner.lock();
+        offset >= inner.start_offset && offset <= inner.end_offset
     }
 
-    /// Up to `max` bytes starting at `from` (fewer at a segment boundary;
-    /// callers read again).
-    pub fn read(&mut self, from: u64, max: usize) -> Result<Vec<u8>, Compacted> {
-        let compacted = Compacted { requested: from, start: self.start_offset, end: self.end_offset };
-        if !self.covers(from) {
-            return Err(compacted);
-        }
-        let memory_start = self.end_offset - self.memory.len() as u64;
-        if from >= memory_start {
-            let skip = (from - memory_start) as usize;
-            let take = (self.memory.len() - skip).min(max);
-            let (a, b) = self.memory.as_slices();
-            let mut out = Vec::with_capacity(take);
-            if skip < a.len() {
-                let end = (skip + take).min(a.len());
-                out.extend_from_slice(&a[skip..end]);
-                out.extend_from_slice(&b[..take - (end - skip)]);
-            } else {
-                let s = skip - a.len();
-                out.extend_from_slice(&b[s..s + take]);
+    /// Up to `max` bytes starting at `from`, of history `history` (fewer at
+    /// a segment boundary; callers read again). Reads of older bytes open
+    /// their segment file and read it outside every lock.
+    pub fn read(&self, history: u64, from: u64, max: usize) -> Result<Vec<u8>, Compacted> {
+        let (seg, within, take) = {
+            let inner = self.inner.lock();
+            let compacted = Compacted { requested: from, start: inner.start_offset, end: inner.end_offset };
+            if inner.history != history || from < inner.start_offset || from > inner.end_offset {
+                return Err(compacted);
             }
-            return Ok(out);
-        }
-        self.read_disk(from, max.min((memory_start - from) as usize)).map_err(|e| {
-            tracing::error!(error = %e, offset = from, "backlog segment read failed");
-            compacted
-        })
-    }
-
-    fn read_disk(&mut self, from: u64, max: usize) -> std::io::Result<Vec<u8>> {
+            let memory_start = inner.memory_start();
+            if from >= memory_start {
+                let skip = (from - memory_start) as usize;
+                let take = (inner.memory.len() - skip).min(max);
+                return Ok(inner.memory.range(skip..skip + take).copied().collect());
+            }
+            let i = inner.segments.partition_point(|s| s.start <= from).saturating_sub(1);
+            let Some(seg) = inner.segments.get(i).cloned() else { return Err(compacted) };
+            let within = from - seg.start;
+            let take = (seg.len.saturating_sub(within)).min(max as u64).min(memory_start - from) as usize;
+            (seg, within, take)
+        };
         use std::os::unix::fs::FileExt;
-        let Some(disk) = &mut self.disk else { return Err(std::io::Error::other("no segments")) };
-        if let Some(w) = disk.writer.as_mut() {
-            w.flush()?;
-        }
-        let i = disk.segments.partition_point(|s| s.start <= from).saturating_sub(1);
-        let seg = &disk.segments[i];
-        let within = from - seg.start;
-        let take = (seg.len - within).min(max as u64) as usize;
         let mut out = vec![0u8; take];
-        File::open(&seg.path)?.read_exact_at(&mut out, within)?;
-        Ok(out)
-    }
-}
-
-fn remove_segments(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "seg") {
-            std::fs::remove_file(path)?;
+        match File::open(&seg.path).and_then(|f| f.read_exact_at(&mut out, within)) {
+            Ok(()) => Ok(out),
+            Err(e) => {
+                tracing::warn!(error = %e, offset = from, file = %seg.path.display(), "log segment read failed");
+                let inner = self.inner.lock();
+                Err(Compacted { requested: from, start: inner.start_offset, end: inner.end_offset })
+            }
         }
     }
-    Ok(())
+
+    /// Drops segments neither the capacity nor the newest snapshot needs
+    /// (cron, after a snapshot; outside the dataset lock).
+    pub fn trim(&self) {
+        let _io = self.io.lock();
+        let removed = self.inner.lock().trim();
+        remove_files(removed);
+    }
+
+    /// The segment holding `offset` and the position in it (error reports).
+    pub fn locate(&self, offset: u64) -> Option<(PathBuf, u64)> {
+        let inner = self.inner.lock();
+        let i = inner.segments.partition_point(|s| s.start <= offset).checked_sub(1)?;
+        let seg = &inner.segments[i];
+        Some((seg.path.clone(), offset - seg.start))
+    }
 }
 
 /// Tracks the stream's write rate to size the backlog for an outage of a
@@ -394,27 +692,34 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn disk_config(dir: &Path, capacity: u64, memory_bytes: usize, segment_bytes: u64) -> BacklogConfig {
+        BacklogConfig { capacity, memory_bytes, segment_bytes, dir: Some(dir.to_path_buf()) }
+    }
+
     proptest! {
         #[test]
-        fn reads_equal_what_was_written(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..50), 0..40), cap in 1u64..300, from_frac in 0.0f64..=1.0, max in 1usize..400, on_disk: bool) {
+        fn reads_equal_what_was_written(chunks in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..50), any::<bool>()), 0..40), cap in 1u64..300, from_frac in 0.0f64..=1.0, max in 1usize..400, on_disk: bool) {
             let dir = tempfile::tempdir().unwrap();
             let config = BacklogConfig { capacity: cap, memory_bytes: 17, segment_bytes: 23, dir: on_disk.then(|| dir.path().to_path_buf()) };
-            let mut backlog = Backlog::new(1000, config);
+            let backlog = Backlog::new(1000, config);
+            let history = backlog.history();
             let mut all = Vec::new();
-            for c in &chunks {
+            for (c, write) in &chunks {
                 backlog.append(c);
                 all.extend_from_slice(c);
+                if *write {
+                    backlog.write_pending().unwrap();
+                }
             }
             let end = 1000 + all.len() as u64;
             prop_assert_eq!(backlog.end_offset(), end);
             prop_assert!(backlog.len() >= cap.min(all.len() as u64));
             let start = backlog.start_offset();
             let from = start + ((end - start) as f64 * from_frac) as u64;
-            // Read everything from `from` in pieces.
             let mut got = Vec::new();
             let mut at = from;
             while at < end && got.len() < max {
-                let piece = backlog.read(at, max - got.len()).unwrap();
+                let piece = backlog.read(history, at, max - got.len()).unwrap();
                 prop_assert!(!piece.is_empty());
                 at += piece.len() as u64;
                 got.extend(piece);
@@ -422,42 +727,82 @@ mod tests {
             let i = (from - 1000) as usize;
             prop_assert_eq!(&got[..], &all[i..(i + max).min(all.len())]);
             if start > 1000 {
-                prop_assert!(backlog.read(start - 1, max).is_err());
+                prop_assert!(backlog.read(history, start - 1, max).is_err());
             }
-            prop_assert!(backlog.read(end + 1, max).is_err());
+            prop_assert!(backlog.read(history, end + 1, max).is_err());
+            prop_assert!(backlog.read(history + 1, from, max).is_err(), "another history");
         }
     }
 
     #[test]
-    fn recover_truncates_to_the_snapshot_offset() {
+    fn files_hold_every_written_byte_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let config = BacklogConfig { capacity: 1 << 20, memory_bytes: 10, segment_bytes: 100, dir: Some(dir.path().to_path_buf()) };
-        let mut backlog = Backlog::new(500, config.clone());
+        let config = disk_config(dir.path(), 1 << 20, 10, 100);
+        let backlog = Backlog::new(500, config.clone());
         let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
-        backlog.append(&data);
-        backlog.flush();
+        for piece in data.chunks(70) {
+            backlog.append(piece);
+            backlog.write_pending().unwrap();
+        }
+        assert_eq!(backlog.written(), 1500);
+        assert_eq!(backlog.sync().unwrap(), 1500);
         drop(backlog);
-        let mut recovered = Backlog::recover(1200, config.clone()).expect("covers");
-        assert_eq!((recovered.start_offset(), recovered.end_offset()), (500, 1200));
-        assert_eq!(recovered.read(650, 100).unwrap(), &data[150..250]);
-        recovered.append(b"next");
-        assert_eq!(recovered.read(1198, 10).unwrap(), [data[698], data[699]], "disk part first");
-        assert_eq!(recovered.read(1200, 10).unwrap(), b"next");
-        drop(recovered);
-        assert!(Backlog::recover(100, config.clone()).is_none(), "before the history");
-        assert!(Backlog::recover(5000, config).is_none(), "after the history");
+        let reopened = Backlog::new(0, config);
+        assert_eq!(reopened.open_existing().unwrap(), Some((500, 1500)));
+        let h = reopened.history();
+        assert_eq!(reopened.read(h, 650, 50).unwrap(), &data[150..200]);
+        reopened.truncate(1200).unwrap();
+        assert_eq!(reopened.end_offset(), 1200);
+        reopened.append(b"next");
+        reopened.write_pending().unwrap();
+        let h = reopened.history();
+        assert_eq!(reopened.read(h, 1198, 2).unwrap(), [data[698], data[699]]);
+        let total: u64 = list_segments(dir.path()).unwrap().iter().map(|s| s.len).sum();
+        assert_eq!(total, 704, "the truncated bytes are gone from the files");
     }
 
     #[test]
-    fn trims_whole_segments_keeping_capacity() {
+    fn a_gap_between_segments_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let config = BacklogConfig { capacity: 250, memory_bytes: 50, segment_bytes: 100, dir: Some(dir.path().to_path_buf()) };
-        let mut backlog = Backlog::new(0, config);
+        std::fs::write(segment_path(dir.path(), 0), b"abc").unwrap();
+        std::fs::write(segment_path(dir.path(), 10), b"def").unwrap();
+        let backlog = Backlog::new(0, disk_config(dir.path(), 1 << 20, 10, 100));
+        let err = backlog.open_existing().unwrap_err().to_string();
+        assert!(err.contains("00000000000000000010.seg") && err.contains("ends at 3"), "{err}");
+    }
+
+    #[test]
+    fn trims_whole_segments_keeping_capacity_and_the_snapshot_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = Backlog::new(0, disk_config(dir.path(), 250, 50, 100));
+        backlog.set_retain_from(300);
         for _ in 0..100 {
             backlog.append(&[7u8; 10]);
+            backlog.write_pending().unwrap();
         }
-        assert!(backlog.len() >= 250 && backlog.len() < 350, "{}", backlog.len());
+        assert!(backlog.start_offset() <= 300, "bytes since the snapshot are kept: {}", backlog.start_offset());
+        backlog.set_retain_from(u64::MAX);
+        backlog.append(&[7u8; 10]);
+        backlog.write_pending().unwrap();
+        assert!(backlog.len() >= 250 && backlog.len() < 360, "{}", backlog.len());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), backlog.segments());
+    }
+
+    #[test]
+    fn unwritten_bytes_stay_in_memory_until_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let backlog = Backlog::new(0, disk_config(dir.path(), 1 << 20, 4, 1 << 20));
+        backlog.append(b"0123456789");
+        assert_eq!(backlog.memory_len(), 10, "nothing written yet: all in memory");
+        assert_eq!(backlog.read(backlog.history(), 0, 100).unwrap(), b"0123456789");
+        backlog.write_pending().unwrap();
+        backlog.append(b"ab");
+        assert!(backlog.memory_len() <= 4);
+        assert_eq!(backlog.read(backlog.history(), 0, 100).unwrap(), b"0123456789", "from the file");
+        assert_eq!(backlog.durable(), 0);
+        backlog.write_pending().unwrap();
+        backlog.sync().unwrap();
+        assert_eq!(backlog.durable(), 12);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct AttachedReplica {
     pub repl_addr: String,
     pub state: &'static str,
     pub ack_offset: u64,
+    /// What the replica has fsynced in its own log (WAITAOF).
+    pub fsynced_offset: u64,
     pub last_ack: Instant,
     pub rtt_ms: u64,
     pub wire_bytes: u64,
@@ -95,14 +97,20 @@ impl ReplicaTable {
         self.replicas.values().filter(|r| r.state == "online" && r.ack_offset >= offset).count()
     }
 
+    /// Replicas that fsynced at least `offset` (WAITAOF).
+    pub fn fsynced(&self, offset: u64) -> usize {
+        self.replicas.values().filter(|r| r.state == "online" && r.fsynced_offset >= offset).count()
+    }
+
     /// Replicas whose last ack is at most `max_lag_secs` old.
     pub fn good(&self, max_lag_secs: u64) -> usize {
         self.replicas.values().filter(|r| r.state == "online" && r.last_ack.elapsed().as_secs() <= max_lag_secs).count()
     }
 
-    pub fn handle_ack(&mut self, id: u64, offset: u64) {
+    pub fn handle_ack(&mut self, id: u64, offset: u64, fsynced: u64) {
         if let Some(r) = self.replicas.get_mut(&id) {
             r.ack_offset = r.ack_offset.max(offset);
+            r.fsynced_offset = r.fsynced_offset.max(fsynced);
             r.last_ack = Instant::now();
         }
         let mut i = 0;
@@ -181,6 +189,9 @@ pub struct ReplCounters {
     pub partial_syncs_ok: AtomicU64,
     pub partial_syncs_err: AtomicU64,
     pub rejected_links: AtomicU64,
+    /// Replicas refused because a full sync would erase writes they hold
+    /// and this node lost.
+    pub resyncs_refused: AtomicU64,
     /// Snapshot bytes sent in full syncs (resumed transfers send only the
     /// rest).
     pub snapshot_bytes_sent: AtomicU64,
@@ -213,6 +224,8 @@ pub struct Replication {
     pub replicas: Mutex<ReplicaTable>,
     /// Woken when new bytes are in the log (senders wait on it).
     pub stream_ready: Notify,
+    /// Woken on every replica ack (WAITAOF waits on it).
+    pub acked: Notify,
     /// Batches compressed once for every link at the live tail.
     pub tail: Mutex<tail::SharedTail>,
     /// Bumped on every role change; the upstream link task of an older
@@ -267,6 +280,7 @@ impl Default for Replication {
             link: Mutex::new(LinkStatus::default()),
             replicas: Mutex::new(ReplicaTable::default()),
             stream_ready: Notify::new(),
+            acked: Notify::new(),
             tail: Mutex::new(tail::SharedTail::default()),
             role_generation: watch::channel(0).0,
             endpoint: Mutex::new(None),

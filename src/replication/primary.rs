@@ -161,7 +161,7 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
     }
     let (decision, replid, generation) = {
         let mut data = shared.data.lock();
-        data.repl.activate();
+        data.repl.wipe_newer_replicas = shared.settings.read().repl.wipe_newer_replicas;
         (data.repl.resync(&hello.replid, hello.offset), data.repl.replid.clone(), data.repl.generation)
     };
     let replica_info = attached_replica(&hello, conn);
@@ -173,6 +173,12 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         let snapshot = shared.repl.snapshots.find(&r.id)?;
         (r.at <= snapshot.size && snapshot_usable(shared, &snapshot)).then_some((snapshot, r.at))
     });
+    if let Resync::Refuse { reason } = &decision {
+        tracing::error!(node = %hello.node, region = %hello.region, %reason, "refusing the replica: it holds writes this node lost");
+        shared.repl.counters.resyncs_refused.fetch_add(1, Ordering::Relaxed);
+        refuse(&mut send, &mut recv, reason).await;
+        return Err(LinkError::Refused(reason.clone()));
+    }
     let start = match (resumable, decision) {
         (Some((snapshot, at)), _) => {
             tracing::info!(node = %hello.node, id = %snapshot.id, at, size = snapshot.size, "resuming snapshot transfer");
@@ -186,7 +192,7 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
             send.write_all(&protocol::encode(&PrimaryMessage::Continue { replid, offset, epoch: my_epoch })).await?;
             offset
         }
-        (None, Resync::Full { reason }) => {
+        (None, Resync::Full { reason } | Resync::Refuse { reason }) => {
             tracing::info!(node = %hello.node, region = %hello.region, %reason, "full resync");
             if hello.offset > 0 {
                 shared.repl.counters.partial_syncs_err.fetch_add(1, Ordering::Relaxed);
@@ -241,6 +247,7 @@ fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica 
         repl_addr,
         state: "wait_bgsave",
         ack_offset: 0,
+        fsynced_offset: 0,
         last_ack: Instant::now(),
         rtt_ms: conn.rtt().as_millis() as u64,
         wire_bytes: 0,
@@ -268,7 +275,7 @@ fn snapshot_usable(shared: &Shared, snapshot: &ServedSnapshot) -> bool {
 /// in the backlog after the snapshot's offset.
 async fn make_snapshot(shared: &Arc<Shared>) -> Result<ServedSnapshot, LinkError> {
     let (dbs, position) = {
-        let mut data = shared.data.lock();
+        let data = shared.data.lock();
         let position = data.repl.position();
         (data.keyspace.snapshot(), position)
     };
@@ -346,6 +353,13 @@ async fn stream(
         let s = shared.settings.read();
         (BatchPolicy { max_bytes: s.repl.batch_max_bytes, max_delay: Duration::from_millis(s.repl.batch_max_delay_ms) }, s.repl.compression_level)
     };
+    let log_history = {
+        let data = shared.data.lock();
+        if data.repl.generation != generation {
+            return Ok("the replication history was replaced (resync or promotion)");
+        }
+        shared.log.history()
+    };
     let mut batcher = Batcher::new(policy);
     let mut compressor = LinkCompressor::new(level);
     let (mut redundancy, stagger) = {
@@ -393,7 +407,7 @@ async fn stream(
             Some(batch) => Ok(batch),
             None => match batcher.poll_cut(Instant::now(), end.saturating_sub(sent)) {
                 Cut::Send(n) => {
-                    let next = compressor.next_batch(&mut shared.repl.tail.lock(), generation, sent, n, |at, n| shared.data.lock().repl.read(at, n))?;
+                    let next = compressor.next_batch(&mut shared.repl.tail.lock(), generation, sent, n, |at, n| shared.log.read(log_history, at, n))?;
                     if next.compressed {
                         shared.repl.counters.batches_compressed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -473,7 +487,10 @@ async fn stream(
                 reader.handle_bytes(&buf[..n]);
                 while let Some(message) = reader.poll_message::<ReplicaMessage>()? {
                     match message {
-                        ReplicaMessage::Ack { offset } => shared.repl.replicas.lock().handle_ack(id, offset),
+                        ReplicaMessage::Ack { offset, fsynced } => {
+                            shared.repl.replicas.lock().handle_ack(id, offset, fsynced);
+                            shared.repl.acked.notify_waiters();
+                        }
                         other => return Err(LinkError::Refused(format!("unexpected message {other:?}"))),
                     }
                 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 /// ALPN protocol name of this wire format.
 pub const ALPN: &[u8] = b"quire-repl/1";
 /// Version carried in the hello.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Largest encoded message accepted (a batch or snapshot chunk is far
 /// smaller; this bounds memory per link).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -147,9 +147,12 @@ pub fn decode_datagram(datagram: &[u8]) -> Result<Datagram, ProtocolError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ReplicaMessage {
     Hello(Hello),
-    /// Everything before `offset` is applied.
+    /// Everything before `offset` is applied, and everything before
+    /// `fsynced` is fsynced in the replica's own log (0 with `appendonly
+    /// no`): WAIT counts the first, WAITAOF the second.
     Ack {
         offset: u64,
+        fsynced: u64,
     },
     /// A fencing probe from a node acting as primary: "what epoch are you
     /// at, and who is your primary?" Answered with `ProbeReply`.
@@ -332,7 +335,7 @@ mod tests {
 
     #[test]
     fn round_trip_split_at_every_byte() {
-        let messages = vec![hello(), ReplicaMessage::Ack { offset: 7 }];
+        let messages = vec![hello(), ReplicaMessage::Ack { offset: 7, fsynced: 5 }];
         let wire: Vec<u8> = messages.iter().flat_map(encode).collect();
         for split in 0..wire.len() {
             let mut reader = MessageReader::new();

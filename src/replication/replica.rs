@@ -59,7 +59,8 @@ impl From<protocol::ProtocolError> for ReplicaError {
 pub fn follow(shared: &Arc<Shared>, keyspace: &mut crate::keyspace::Keyspace, log: &mut super::ReplicationLog, upstream: Upstream) {
     tracing::info!(host = %upstream.host, port = upstream.port, "becoming a replica");
     keyspace.set_delete_expired(false);
-    log.activate();
+    // Whatever this node lost, the upstream's copy is the one to keep.
+    log.lost = None;
     let generation = shared.repl.set_upstream(Some(upstream.clone()));
     spawn_link(shared.clone(), upstream, generation);
 }
@@ -185,7 +186,6 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
                 // its new id, keep ours as the secondary one.
                 data.repl.adopt_replid(replid, offset);
             }
-            data.repl.activate();
             drop(data);
             shared.repl.link.lock().partial_syncs += 1;
             tracing::info!(offset, "partial resync");
@@ -218,10 +218,18 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
     session.db = shared.data.lock().repl.end_db;
     let mut ack_timer = tokio::time::interval(Duration::from_secs(1));
     let mut acked = 0u64;
+    let mut acked_fsynced = 0u64;
+    let mut durable = shared.log.watch_durable();
     loop {
         let mut ack_due = false;
         let mut ack_tick = false;
         tokio::select! {
+            // WAITAOF on the primary counts our fsyncs: report them.
+            changed = durable.changed() => {
+                if changed.is_ok() {
+                    ack_due = true;
+                }
+            }
             read = recv.read(&mut buf) => {
                 let Some(n) = read.map_err(LinkError::from)? else { return Ok("upstream closed the stream") };
                 reader.handle_bytes(&buf[..n]);
@@ -274,7 +282,7 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
                     if applied != offset {
                         return Err(ReplicaError::Stream(format!("handover at {offset} but applied {applied}")));
                     }
-                    let _ = send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset })).await;
+                    let _ = send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset, fsynced: fsynced_offset(shared) })).await;
                     let _ = send.finish();
                     return Ok("took over as primary (planned failover)");
                 }
@@ -284,9 +292,11 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
         count_reassembly(shared, reassembler.stats(), &mut counted);
         if ack_due && reader.buffered() == 0 {
             let offset = shared.data.lock().repl.offset();
-            if offset != acked || ack_tick {
-                send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset })).await?;
+            let fsynced = fsynced_offset(shared);
+            if offset != acked || fsynced != acked_fsynced || ack_tick {
+                send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset, fsynced })).await?;
                 acked = offset;
+                acked_fsynced = fsynced;
             }
         }
     }
@@ -335,6 +345,16 @@ fn check_epoch(shared: &Shared, upstream_epoch: u64) -> Result<(), ReplicaError>
     Ok(())
 }
 
+/// What this replica reports as fsynced: its log's durable offset when the
+/// log is its write-ahead log, else nothing.
+fn fsynced_offset(shared: &Shared) -> u64 {
+    if shared.settings.read().appendonly {
+        shared.log.durable()
+    } else {
+        0
+    }
+}
+
 /// A session that applies the upstream's stream: authenticated, allowed
 /// to write on a read-only replica, not re-propagating.
 pub fn replicated_session(peer: SocketAddr) -> Session {
@@ -346,37 +366,46 @@ pub fn replicated_session(peer: SocketAddr) -> Session {
 }
 
 /// Applies complete units under the dataset lock, forwarding their bytes
-/// into this node's own log (for sub-replicas and later promotion).
-/// Hands back the units' byte buffer for reuse.
+/// into this node's own log (for sub-replicas, later promotion and crash
+/// recovery), then hands them to the OS outside the lock. Hands back the
+/// units' byte buffer for reuse.
 pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Units) -> Vec<u8> {
     if units.units.is_empty() {
         return units.raw;
     }
     {
         let mut guard = shared.data.lock();
-        let data = &mut *guard;
-        // One dataset lock and one clock reading for the whole run of
-        // units: nothing else sees the data between them.
-        let mut ctx = ExecCtx {
-            keyspace: &mut data.keyspace,
-            blocking: &mut data.blocking,
-            pubsub: &mut data.pubsub,
-            shared,
-            session,
-            now_ms: unix_ms(),
-            repl: &mut data.repl,
-            effects: None,
-        };
-        for unit in &units.units {
-            for args in &unit.commands {
-                commands::apply_replicated(&mut ctx, args);
-            }
-        }
-        data.repl.append_raw(&units.raw);
-        data.repl.end_db = session.db;
+        apply_locked(shared, &mut guard, session, &units);
+        guard.repl.append_raw(&units.raw);
+        guard.repl.end_db = session.db;
     }
     shared.repl.stream_ready.notify_waiters();
+    if let Err(e) = shared.log.write_pending() {
+        tracing::debug!(error = %e, "log write failed; the log thread retries");
+    }
     units.raw
+}
+
+/// Applies units read back from this node's own log at start-up (their
+/// bytes are in the log already).
+pub fn apply_replayed(shared: &Arc<Shared>, session: &mut Session, units: &Units) {
+    if units.units.is_empty() {
+        return;
+    }
+    let mut guard = shared.data.lock();
+    apply_locked(shared, &mut guard, session, units);
+}
+
+fn apply_locked(shared: &Arc<Shared>, data: &mut crate::server::Data, session: &mut Session, units: &Units) {
+    // One dataset lock and one clock reading for the whole run of units:
+    // nothing else sees the data between them.
+    let mut ctx =
+        ExecCtx { keyspace: &mut data.keyspace, blocking: &mut data.blocking, pubsub: &mut data.pubsub, shared, session, now_ms: unix_ms(), repl: &mut data.repl, effects: None };
+    for unit in &units.units {
+        for args in &unit.commands {
+            commands::apply_replicated(&mut ctx, args);
+        }
+    }
 }
 
 /// Receives a snapshot file (from its start, or from where an earlier
@@ -454,15 +483,27 @@ async fn receive_snapshot(
     .await
     .map_err(|e| ReplicaError::Stream(e.to_string()))
     .and_then(|r| r.map_err(|e| ReplicaError::Stream(format!("snapshot refused, discarded: {e}"))));
-    super::fullsync::discard_incoming(&dir);
     let result = match loaded {
         Ok((header, dbs, keys)) if header.repl_id == incoming.replid && header.repl_offset == incoming.offset => {
+            // The received file becomes this node's snapshot: crash
+            // recovery replays the log from its offset.
+            let (snapshot_path, appendonly) = {
+                let s = shared.settings.read();
+                (s.snapshot_path(), s.appendonly)
+            };
+            let kept = std::fs::rename(&incoming.path, &snapshot_path);
+            if let Err(e) = &kept {
+                tracing::warn!(error = %e, path = %snapshot_path.display(), "cannot keep the received snapshot; recovery needs the next save");
+            }
             let mut data = shared.data.lock();
             crate::persist::install(&mut data.keyspace, dbs);
             data.keyspace.set_delete_expired(false);
-            data.repl.activate();
             data.repl.reset(incoming.replid.clone(), incoming.offset, header.repl_db as usize);
+            shared.log.set_retain_from(if appendonly && kept.is_ok() { incoming.offset } else { u64::MAX });
             drop(data);
+            if kept.is_ok() {
+                shared.persistence.aof.lock().base_size = incoming.size;
+            }
             shared.repl.link.lock().full_syncs += 1;
             tracing::info!(offset = incoming.offset, keys, ms = started.elapsed().as_millis() as u64, "full resync: snapshot loaded");
             Ok(())
@@ -470,6 +511,7 @@ async fn receive_snapshot(
         Ok(_) => Err(ReplicaError::Stream("snapshot header does not match the resync reply; discarded".into())),
         Err(e) => Err(e),
     };
+    super::fullsync::discard_incoming(&dir);
     shared.repl.loading.store(false, Ordering::Release);
     result
 }

@@ -11,6 +11,7 @@
 
 use super::backlog::{Backlog, BacklogConfig, BacklogSizer, Compacted};
 use crate::resp;
+use std::sync::Arc;
 
 /// A replication id: 40 hex characters naming one history of the stream.
 pub fn new_replid() -> String {
@@ -33,6 +34,21 @@ pub enum Resync {
     Continue { offset: u64 },
     /// Full: the history asked for is not here.
     Full { reason: String },
+    /// Neither: the replica holds acknowledged writes of this node's
+    /// history that this node lost; a full sync would erase them.
+    Refuse { reason: String },
+}
+
+/// Writes of a history this node acknowledged but no longer holds (it came
+/// back behind what it had: log lost or cut short). A replica holding any
+/// of them must not be overwritten by a full sync.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LostHistory {
+    pub replid: String,
+    /// This node holds the history up to here...
+    pub recovered: u64,
+    /// ...but had acknowledged up to here.
+    pub acknowledged: u64,
 }
 
 struct TxStage {
@@ -41,18 +57,17 @@ struct TxStage {
     db_before: Option<usize>,
 }
 
+/// The node's replication stream: its history ids and the log that holds
+/// its bytes. Lives under the dataset lock; the log itself is shared (its
+/// IO happens outside that lock).
 pub struct ReplicationLog {
     pub replid: String,
     /// The previous history (after a promotion), valid up to
     /// `second_offset`.
     pub replid2: String,
     pub second_offset: Option<u64>,
-    backlog: Backlog,
+    backlog: Arc<Backlog>,
     config: BacklogConfig,
-    /// Whether writes are being recorded (Redis creates its backlog when the
-    /// first replica attaches; a node that never had one pays nothing).
-    active: bool,
-    offset_without_backlog: u64,
     /// The database the stream's reader has selected, as far as this
     /// node's own emissions are concerned (`None` forces a SELECT).
     stream_db: Option<usize>,
@@ -66,17 +81,24 @@ pub struct ReplicationLog {
     pub generation: u64,
     /// Write-rate tracking for outage-based sizing and INFO.
     pub sizer: BacklogSizer,
-    /// Writes were made while no backlog recorded them.
-    unrecorded: bool,
+    /// Where this history began with an empty dataset, if the log holds it
+    /// from there (a node that never took a snapshot replays from it).
+    pub empty_at: Option<u64>,
+    /// Acknowledged writes this node lost (see [`LostHistory`]).
+    pub lost: Option<LostHistory>,
+    /// Full syncs that would have erased a replica ahead of this node are
+    /// allowed (the operator chose to accept the loss).
+    pub wipe_newer_replicas: bool,
 }
 
-/// The replication ids that name the backlog's bytes, saved beside the
+/// The replication ids that name the log's bytes, saved beside the
 /// segment files so a restarted node knows which history they belong to.
 #[derive(Debug, Clone, PartialEq)]
-struct Meta {
-    replid: String,
-    replid2: String,
-    second_offset: Option<u64>,
+pub struct Meta {
+    pub replid: String,
+    pub replid2: String,
+    pub second_offset: Option<u64>,
+    pub empty_at: Option<u64>,
 }
 
 impl Meta {
@@ -84,107 +106,110 @@ impl Meta {
         config.dir.as_ref().map(|d| d.join("meta"))
     }
 
-    fn read(config: &BacklogConfig) -> Option<Meta> {
+    /// The ids saved in the log directory, if any.
+    pub fn read(config: &BacklogConfig) -> Option<Meta> {
         let text = std::fs::read_to_string(Self::path(config)?).ok()?;
         let mut lines = text.lines();
         let replid = lines.next()?.to_string();
         let replid2 = lines.next()?.to_string();
         let second_offset = lines.next()?.parse::<u64>().ok();
-        Some(Meta { replid, replid2, second_offset })
+        let empty_at = lines.next().and_then(|l| l.parse::<u64>().ok());
+        Some(Meta { replid, replid2, second_offset, empty_at })
     }
 
     fn write(&self, config: &BacklogConfig) {
         let Some(path) = Self::path(config) else { return };
-        let text = format!("{}\n{}\n{}\n", self.replid, self.replid2, self.second_offset.map(|o| o.to_string()).unwrap_or("-".into()));
+        let opt = |o: Option<u64>| o.map(|o| o.to_string()).unwrap_or("-".into());
+        let text = format!("{}\n{}\n{}\n{}\n", self.replid, self.replid2, opt(self.second_offset), opt(self.empty_at));
         if let Err(e) = std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new("."))).and_then(|_| crate::persist::write_atomically(&path, text.as_bytes())) {
-            tracing::warn!(error = %e, "cannot save the backlog's replication ids");
+            tracing::warn!(error = %e, "cannot save the log's replication ids");
         }
     }
 }
 
+/// The id of a history nobody has (Redis's `replid2` when unset).
+pub fn no_replid() -> String {
+    "0".repeat(40)
+}
+
 impl ReplicationLog {
+    /// A stream with a fresh history at offset 0. Files are not touched
+    /// until start-up recovery decides ([`ReplicationLog::start_empty`],
+    /// [`ReplicationLog::resume`]).
     pub fn new(config: BacklogConfig) -> ReplicationLog {
-        let mut memory_only = config.clone();
-        memory_only.dir = None;
         ReplicationLog {
             replid: new_replid(),
-            replid2: "0".repeat(40),
+            replid2: no_replid(),
             second_offset: None,
-            // Inactive until the first replica: no files are touched yet.
-            backlog: Backlog::new(0, BacklogConfig { capacity: 1, memory_bytes: 1, ..memory_only }),
+            backlog: Arc::new(Backlog::new(0, config.clone())),
             config,
-            active: false,
-            offset_without_backlog: 0,
             stream_db: None,
             end_db: 0,
             tx: None,
             generation: 0,
             sizer: BacklogSizer::default(),
-            unrecorded: false,
+            empty_at: None,
+            lost: None,
+            wipe_newer_replicas: false,
         }
     }
 
     fn save_meta(&self) {
-        if self.active {
-            Meta { replid: self.replid.clone(), replid2: self.replid2.clone(), second_offset: self.second_offset }.write(&self.config);
-        }
+        Meta { replid: self.replid.clone(), replid2: self.replid2.clone(), second_offset: self.second_offset, empty_at: self.empty_at }.write(&self.config);
     }
 
-    /// Start-up after loading a snapshot taken at `offset` of `replid`:
-    /// reopens the backlog segments of that history when they cover it, so
-    /// replicas (and this node, if a replica) resync partially.
-    pub fn restore(&mut self, replid: String, offset: u64, db: usize) {
+    /// The log's ids as saved in its directory.
+    pub fn saved_meta(&self) -> Option<Meta> {
+        Meta::read(&self.config)
+    }
+
+    /// The shared log, and the history it holds now (for reads outside the
+    /// dataset lock).
+    pub fn log(&self) -> &Arc<Backlog> {
+        &self.backlog
+    }
+
+    /// A brand-new history from an empty dataset at `offset`: the log is
+    /// emptied and records everything from here.
+    pub fn start_empty(&mut self, offset: u64) {
+        self.reset(new_replid(), offset, 0);
+        self.empty_at = Some(offset);
+        self.save_meta();
+    }
+
+    /// Continues a history recovered at start-up: the log's files are
+    /// already open and replayed up to their end.
+    pub fn resume(&mut self, meta: Meta, db: usize) {
+        self.replid = meta.replid;
+        self.replid2 = meta.replid2;
+        self.second_offset = meta.second_offset;
+        self.empty_at = meta.empty_at;
         self.end_db = db;
-        if let Some(meta) = Meta::read(&self.config).filter(|m| m.replid == replid) {
-            if let Some(backlog) = Backlog::recover(offset, self.config.clone()) {
-                tracing::info!(start = backlog.start_offset(), end = backlog.end_offset(), "replication backlog recovered from disk");
-                self.replid = replid;
-                self.replid2 = meta.replid2;
-                self.second_offset = meta.second_offset;
-                self.backlog = backlog;
-                self.active = true;
-                self.offset_without_backlog = offset;
-                self.stream_db = None;
-                self.sizer.rebase(offset);
-                return;
-            }
-        }
-        self.reset(replid, offset, db);
+        self.stream_db = None;
+        self.tx = None;
+        self.generation += 1;
+        self.sizer.rebase(self.offset());
+        self.save_meta();
     }
 
-    /// Flushes segment bytes to the OS and updates sizing (cron).
+    /// Sizes the backlog for outages (cron). No IO.
     pub fn tick(&mut self, now_ms: i64, size: u64, outage_secs: Option<f64>, max_disk: u64) {
         self.sizer.handle_offset(now_ms, self.offset());
         let capacity = super::backlog::effective_capacity(size, outage_secs, self.sizer.peak_rate(), max_disk);
-        self.config.capacity = capacity;
-        if self.active {
-            if self.backlog.capacity() != capacity {
-                self.backlog.set_capacity(capacity);
-            }
-            self.backlog.flush();
+        if self.config.capacity != capacity {
+            self.config.capacity = capacity;
+            self.backlog.set_capacity(capacity);
         }
     }
 
     /// The offset of the next byte (`master_repl_offset`).
     pub fn offset(&self) -> u64 {
-        if self.active {
-            self.backlog.end_offset()
-        } else {
-            self.offset_without_backlog
-        }
+        self.backlog.end_offset()
     }
 
-    /// (replid, offset) for snapshot headers. Flushes the backlog so the
-    /// files on disk cover the position a snapshot records.
-    pub fn position(&mut self) -> StreamPosition {
-        if self.active {
-            self.backlog.flush();
-        }
+    /// (replid, offset, db) for snapshot headers.
+    pub fn position(&self) -> StreamPosition {
         StreamPosition { replid: self.replid.clone(), offset: self.offset(), db: self.end_db }
-    }
-
-    pub fn is_active(&self) -> bool {
-        self.active
     }
 
     /// The backlog's effective capacity (fixed, or sized for an outage).
@@ -208,37 +233,15 @@ impl ReplicationLog {
         }
     }
 
-    /// Starts recording (first replica attached, or this node is a replica).
-    pub fn activate(&mut self) {
-        if !self.active {
-            if self.unrecorded {
-                // Writes happened that no backlog holds: the data is no
-                // longer what this replication id at this offset names.
-                self.replid = new_replid();
-                self.replid2 = "0".repeat(40);
-                self.second_offset = None;
-                self.generation += 1;
-                self.unrecorded = false;
-            }
-            self.active = true;
-            self.backlog = Backlog::new(self.offset_without_backlog, self.config.clone());
-            self.stream_db = None;
-            self.save_meta();
-        }
-    }
-
-    /// Restores a history (snapshot loaded, full sync installed): the stream
-    /// continues at `offset` of `replid`, with an empty backlog.
+    /// Restores a history (full sync installed): the stream continues at
+    /// `offset` of `replid`, with an empty log.
     pub fn reset(&mut self, replid: String, offset: u64, db: usize) {
         self.end_db = db;
-        self.unrecorded = false;
         self.replid = replid;
-        self.replid2 = "0".repeat(40);
+        self.replid2 = no_replid();
         self.second_offset = None;
-        self.offset_without_backlog = offset;
-        if self.active {
-            self.backlog = Backlog::new(offset, self.config.clone());
-        }
+        self.empty_at = None;
+        self.backlog.reset(offset);
         self.stream_db = None;
         self.tx = None;
         self.generation += 1;
@@ -269,11 +272,6 @@ impl ReplicationLog {
 
     /// Records one write effect, executed in database `db`.
     pub fn emit<A: AsRef<[u8]>>(&mut self, db: usize, args: &[A]) {
-        if !self.active {
-            // Not recorded: no replica can continue this history past here.
-            self.unrecorded = true;
-            return;
-        }
         let mut out = Vec::with_capacity(64);
         if self.stream_db != Some(db) {
             let db_text = db.to_string();
@@ -293,7 +291,7 @@ impl ReplicationLog {
 
     /// Starts collecting the effects of an EXEC.
     pub fn begin_tx(&mut self) {
-        if self.active && self.tx.is_none() {
+        if self.tx.is_none() {
             self.tx = Some(TxStage { bytes: Vec::new(), commands: 0, db_before: self.stream_db });
         }
     }
@@ -317,7 +315,6 @@ impl ReplicationLog {
 
     /// Appends bytes received from this node's upstream, unchanged.
     pub fn append_raw(&mut self, bytes: &[u8]) {
-        self.activate();
         self.backlog.append(bytes);
         // The upstream's SELECTs are in the bytes; if this node is promoted
         // its own first write must select explicitly.
@@ -326,27 +323,32 @@ impl ReplicationLog {
 
     /// The PSYNC decision for a replica holding `replid` up to `offset`.
     pub fn resync(&self, replid: &str, offset: u64) -> Resync {
-        let known = replid == self.replid || (replid == self.replid2 && self.second_offset.is_some_and(|s| offset <= s));
+        if let Some(lost) = self.lost.as_ref().filter(|l| l.replid == replid && offset > l.recovered && !self.wipe_newer_replicas) {
+            return Resync::Refuse {
+                reason: format!(
+                    "the replica holds history {replid} up to {offset}, past what this node recovered ({}; it had acknowledged {}): a full sync would erase acknowledged writes",
+                    lost.recovered, lost.acknowledged
+                ),
+            };
+        }
+        let current = replid == self.replid;
+        if current && offset > self.offset() && !self.wipe_newer_replicas {
+            return Resync::Refuse { reason: format!("the replica is ahead of this node in its own history ({offset} > {}): a full sync would erase writes", self.offset()) };
+        }
+        let known = current || (replid == self.replid2 && self.second_offset.is_some_and(|s| offset <= s));
         if !known {
             return Resync::Full { reason: format!("replication id {replid} is not {} or a valid {}", self.replid, self.replid2) };
         }
-        if !self.active || !self.backlog.covers(offset) {
-            // A replica exactly at our offset with no backlog yet can start
-            // the backlog here, unless writes went unrecorded meanwhile.
-            if offset == self.offset() && (self.active || !self.unrecorded) {
-                return Resync::Continue { offset };
-            }
+        if !self.backlog.covers(offset) {
             return Resync::Full { reason: format!("offset {offset} is outside the backlog [{}, {}]", self.backlog.start_offset(), self.backlog.end_offset()) };
         }
         Resync::Continue { offset }
     }
 
-    /// Up to `max` stream bytes from `from`.
-    pub fn read(&mut self, from: u64, max: usize) -> Result<Vec<u8>, Compacted> {
-        if !self.active {
-            return if from == self.offset_without_backlog { Ok(Vec::new()) } else { Err(Compacted { requested: from, start: from, end: from }) };
-        }
-        self.backlog.read(from, max)
+    /// Up to `max` stream bytes from `from` (tests and tools; senders read
+    /// through [`ReplicationLog::log`] outside the dataset lock).
+    pub fn read(&self, from: u64, max: usize) -> Result<Vec<u8>, Compacted> {
+        self.backlog.read(self.backlog.history(), from, max)
     }
 }
 
@@ -359,11 +361,8 @@ mod tests {
     }
 
     #[test]
-    fn inactive_log_records_nothing() {
+    fn every_write_is_recorded() {
         let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
-        log.emit(0, &["SET", "k", "v"]);
-        assert_eq!(log.offset(), 0);
-        log.activate();
         log.emit(0, &["SET", "k", "v"]);
         assert_eq!(text(&mut log, 0), "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
     }
@@ -371,7 +370,6 @@ mod tests {
     #[test]
     fn select_only_when_db_changes() {
         let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
-        log.activate();
         log.emit(0, &["DEL", "a"]);
         let after_first = log.offset();
         log.emit(0, &["DEL", "b"]);
@@ -382,7 +380,6 @@ mod tests {
     #[test]
     fn transactions_wrapped_only_when_needed() {
         let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
-        log.activate();
         log.emit(0, &["DEL", "x"]);
         let start = log.offset();
         log.begin_tx();
@@ -402,21 +399,20 @@ mod tests {
     }
 
     #[test]
-    fn writes_without_a_backlog_start_a_new_history() {
+    fn a_replica_ahead_of_this_node_is_never_overwritten() {
         let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
         log.reset("a".repeat(40), 100, 0);
-        assert_eq!(log.resync(&"a".repeat(40), 100), Resync::Continue { offset: 100 });
-        log.emit(0, &["SET", "k", "v"]);
-        assert!(matches!(log.resync(&"a".repeat(40), 100), Resync::Full { .. }), "a write is missing from any backlog");
-        log.activate();
-        assert_ne!(log.replid, "a".repeat(40));
-        assert!(matches!(log.resync(&"a".repeat(40), 100), Resync::Full { .. }));
+        assert!(matches!(log.resync(&"a".repeat(40), 150), Resync::Refuse { .. }), "ahead in our own history");
+        log.lost = Some(LostHistory { replid: "b".repeat(40), recovered: 40, acknowledged: 90 });
+        assert!(matches!(log.resync(&"b".repeat(40), 60), Resync::Refuse { .. }), "holds writes we lost");
+        assert!(matches!(log.resync(&"b".repeat(40), 40), Resync::Full { .. }), "holds nothing we lost");
+        log.wipe_newer_replicas = true;
+        assert!(matches!(log.resync(&"b".repeat(40), 60), Resync::Full { .. }), "the operator accepted the loss");
     }
 
     #[test]
     fn resync_decisions() {
         let mut log = ReplicationLog::new(BacklogConfig::memory(64));
-        log.activate();
         let id = log.replid.clone();
         assert_eq!(log.resync(&id, 0), Resync::Continue { offset: 0 });
         for _ in 0..10 {

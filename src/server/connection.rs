@@ -79,28 +79,41 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
             // within microseconds of each other under one lock.
             let now_ms = unix_ms();
             handle.last_interaction_ms.store(now_ms, Ordering::Relaxed);
-            let mut guard = shared.data.lock();
-            let data = &mut *guard;
-            let offset_before = data.repl.offset();
-            let mut ran = 0;
-            while let Some(args) = pending.pop_front() {
-                let mut ctx =
-                    ExecCtx { keyspace: &mut data.keyspace, blocking: &mut data.blocking, pubsub: &mut data.pubsub, shared, session, now_ms, repl: &mut data.repl, effects: None };
-                let reply = commands::execute(&mut ctx, &args);
-                session.write_reply(&reply, &mut output);
-                ran += 1;
-                if session.close_after_reply || session.blocked.is_some() || ran == MAX_BATCH {
-                    break;
+            let (wrote, offset_after) = {
+                let mut guard = shared.data.lock();
+                let data = &mut *guard;
+                let offset_before = data.repl.offset();
+                let mut ran = 0;
+                while let Some(args) = pending.pop_front() {
+                    let mut ctx = ExecCtx {
+                        keyspace: &mut data.keyspace,
+                        blocking: &mut data.blocking,
+                        pubsub: &mut data.pubsub,
+                        shared,
+                        session,
+                        now_ms,
+                        repl: &mut data.repl,
+                        effects: None,
+                    };
+                    let reply = commands::execute(&mut ctx, &args);
+                    session.write_reply(&reply, &mut output);
+                    ran += 1;
+                    if session.close_after_reply || session.blocked.is_some() || ran == MAX_BATCH {
+                        break;
+                    }
+                    if !session.authenticated && !pending.is_empty() {
+                        // Limits change with authentication: decode the rest anew.
+                        break;
+                    }
                 }
-                if !session.authenticated && !pending.is_empty() {
-                    // Limits change with authentication: decode the rest anew.
-                    break;
-                }
-            }
-            let wrote = data.repl.offset() != offset_before;
-            drop(guard);
+                let offset_after = data.repl.offset();
+                (offset_after != offset_before, offset_after)
+            };
             if wrote {
                 shared.repl.stream_ready.notify_waiters();
+                // No reply to a write before the log has it (on the OS's
+                // side, or fsynced under appendfsync always).
+                super::persistence::make_durable(shared, offset_after).await;
             }
             session.flush_stats(&shared.stats);
             let limit = shared.settings.read().client_output_buffer_limit_normal;

@@ -40,6 +40,9 @@ pub struct Data {
 /// State shared by every task of a node.
 pub struct Shared {
     pub data: Mutex<Data>,
+    /// The log (the stream's bytes on disk), reachable without the dataset
+    /// lock: client tasks and the log thread write it, senders read it.
+    pub log: Arc<crate::replication::backlog::Backlog>,
     pub settings: RwLock<Settings>,
     /// The file `CONFIG REWRITE` writes, if the node was started with one.
     pub config_file: Option<std::path::PathBuf>,
@@ -62,8 +65,11 @@ impl Shared {
         let (shutdown, _) = watch::channel(false);
         let run_id: String = (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect();
         let backlog = settings.repl.backlog.layout(&settings.dir);
+        let repl = crate::replication::ReplicationLog::new(backlog);
+        let log = repl.log().clone();
         Arc::new(Shared {
-            data: Mutex::new(Data { keyspace: Keyspace::new(), blocking: Default::default(), pubsub: Default::default(), repl: crate::replication::ReplicationLog::new(backlog) }),
+            data: Mutex::new(Data { keyspace: Keyspace::new(), blocking: Default::default(), pubsub: Default::default(), repl }),
+            log,
             settings: RwLock::new(settings),
             config_file: sources.file.clone(),
             clients: ClientRegistry::default(),
@@ -113,14 +119,16 @@ pub struct Node {
     pub shared: Arc<Shared>,
     listener: TcpListener,
     metrics: Option<TcpListener>,
+    /// The log to replay once serving starts (clients get `-LOADING`).
+    replay: Option<persistence::Replay>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot bind {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
-    #[error("cannot load the snapshot: {0}")]
-    Load(#[from] crate::persist::SnapshotError),
+    #[error("{0}")]
+    Recovery(#[from] persistence::RecoveryError),
     #[error("cannot use data directory {path}: {source}")]
     Dir { path: String, source: std::io::Error },
     #[error("replication: {0}")]
@@ -148,7 +156,7 @@ impl Node {
             tracing::info!(id = %incoming.id, at = incoming.received, size = incoming.size, "an interrupted full-sync transfer will be resumed");
             *shared.repl.incoming.lock() = Some(incoming);
         }
-        persistence::load_at_startup(&shared)?;
+        let replay = persistence::load_at_startup(&shared)?;
         let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         shared.tcp_port.store(port, std::sync::atomic::Ordering::Relaxed);
@@ -169,26 +177,62 @@ impl Node {
         if let Some(m) = &metrics {
             shared.metrics_port.store(m.local_addr().map(|a| a.port()).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(Node { shared, listener, metrics })
+        Ok(Node { shared, listener, metrics, replay })
     }
 
     pub fn port(&self) -> u16 {
         self.shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Serves until shutdown; saves on the way out if save rules are set
-    /// (like Redis on SIGTERM) unless the shutdown already did.
-    pub async fn run(self) {
-        let Node { shared, listener, metrics } = self;
+    /// Serves until shutdown. Replays the log first, answering `-LOADING`
+    /// meanwhile; then starts the cron, metrics and replication. A log that
+    /// cannot be replayed stops the node with the reason.
+    pub async fn run(self) -> Result<(), StartError> {
+        let Node { shared, listener, metrics, replay } = self;
         let span = shared.span();
-        let cron = tokio::spawn(cron(shared.clone()).instrument(span.clone()));
-        if let Some(m) = metrics {
-            tokio::spawn(crate::metrics::serve(shared.clone(), m).instrument(span.clone()));
-        }
-        start_replication(&shared);
+        let log_thread = {
+            let shared = shared.clone();
+            let span = span.clone();
+            std::thread::Builder::new()
+                .name("quire-log".into())
+                .spawn(move || span.in_scope(|| persistence::run_log_thread(shared)))
+                .map_err(|source| StartError::Dir { path: "log thread".into(), source })?
+        };
+        let failed: Arc<Mutex<Option<StartError>>> = Arc::default();
+        let background = {
+            let (shared, task_span, failed) = (shared.clone(), span.clone(), failed.clone());
+            let span = span.clone();
+            tokio::spawn(
+                async move {
+                    let replayed = {
+                        let shared = shared.clone();
+                        let replay_span = span.clone();
+                        tokio::task::spawn_blocking(move || replay_span.in_scope(|| replay.map_or(Ok(()), |plan| persistence::replay(&shared, plan)))).await
+                    };
+                    let result = match replayed {
+                        Ok(r) => r.map_err(StartError::from),
+                        Err(e) => Err(StartError::Replication(format!("recovery task failed: {e}"))),
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "cannot start");
+                        *failed.lock() = Some(e);
+                        shared.begin_shutdown();
+                        return None;
+                    }
+                    let cron = tokio::spawn(cron(shared.clone()).instrument(span.clone()));
+                    if let Some(m) = metrics {
+                        tokio::spawn(crate::metrics::serve(shared.clone(), m).instrument(span.clone()));
+                    }
+                    start_replication(&shared);
+                    tracing::info!("ready to accept connections");
+                    Some(cron)
+                }
+                .instrument(task_span),
+            )
+        };
         let mut shutdown = shared.shutdown_signal();
         let _entered = span.enter();
-        tracing::info!(port = shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed), "ready to accept connections");
+        tracing::info!(port = shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed), "listening (the dataset loads meanwhile)");
         drop(_entered);
         loop {
             tokio::select! {
@@ -206,9 +250,19 @@ impl Node {
                 _ = wait_shutdown(&mut shutdown) => break,
             }
         }
-        cron.abort();
+        if let Ok(Some(cron)) = background.await {
+            cron.abort();
+        }
         drop(listener);
+        // The log thread writes and fsyncs what is left, then stops.
+        shared.persistence.wake_log_thread();
+        let _ = tokio::task::spawn_blocking(move || log_thread.join()).await;
         tracing::info!("shut down");
+        let failure = failed.lock().take();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -245,10 +299,7 @@ fn start_replication(shared: &Arc<Shared>) {
     let replicaof = shared.settings.read().replicaof.clone();
     if let Ok((host, port)) = crate::config::parse_host_port(&replicaof) {
         let upstream = crate::replication::Upstream { host, port };
-        let mut data = shared.data.lock();
-        data.keyspace.set_delete_expired(false);
-        data.repl.activate();
-        drop(data);
+        shared.data.lock().keyspace.set_delete_expired(false);
         let generation = shared.repl.set_upstream(Some(upstream.clone()));
         crate::replication::replica::spawn_link(shared.clone(), upstream, generation);
     }
@@ -279,7 +330,8 @@ async fn cron(shared: Arc<Shared>) {
                 data.repl.emit(db, &[b"DEL".as_slice(), key.as_bytes()]);
             }
         }
-        if data.repl.offset() != offset_before {
+        let wrote = data.repl.offset() != offset_before;
+        if wrote {
             shared.repl.stream_ready.notify_waiters();
         }
         shared.repl.record_offset(data.repl.offset(), Instant::now());
@@ -289,7 +341,16 @@ async fn cron(shared: Arc<Shared>) {
             tracing::info!(changes = dirty, "save rule reached, saving in background");
             let position = data.repl.position();
             persistence::start_background_save(&shared, &data.keyspace, position);
+        } else if persistence::rewrite_due(&shared) {
+            tracing::info!(log_bytes = persistence::log_bytes_since_snapshot(&shared), "log grew past auto-aof-rewrite-percentage: compacting it with a snapshot");
+            let position = data.repl.position();
+            persistence::start_rewrite(&shared, &data.keyspace, position);
         }
+        drop(guard);
+        if wrote {
+            let _ = shared.log.write_pending();
+        }
+        shared.log.trim();
     }
 }
 
@@ -316,7 +377,9 @@ pub fn active_expire_cycle(ks: &mut Keyspace, now_ms: i64, budget: Duration) -> 
 /// on SIGTERM), then stop every task.
 pub fn shutdown_and_save(shared: &Arc<Shared>) {
     let rules = !shared.settings.read().save.trim().is_empty();
-    if rules {
+    // A node still replaying its log holds part of its data: saving it
+    // would replace a good snapshot with a partial one.
+    if rules && !shared.persistence.loading.load(std::sync::atomic::Ordering::Acquire) {
         let mut data = shared.data.lock();
         let position = data.repl.position();
         if let Err(e) = persistence::save_blocking(shared, &mut data.keyspace, position) {

@@ -1,14 +1,25 @@
-//! When and how snapshots are taken: SAVE (blocking), BGSAVE (a
-//! point-in-time copy written by a background thread while clients keep
-//! being served), `save` rules, and loading at start-up.
+//! Durability: snapshots (SAVE, BGSAVE, `save` rules, BGREWRITEAOF and
+//! its automatic rule), the log thread that writes and fsyncs the log, and
+//! crash recovery at start-up (the newest snapshot, then the log replayed
+//! from its offset, unit by unit).
+//!
+//! A write is in the log's memory when its command returns (under the
+//! dataset lock); its client task hands the bytes to the OS before the
+//! reply goes out (`appendfsync everysec|no`), or waits until the log
+//! thread has fsynced them (`always`, one fsync for every write that
+//! arrived meanwhile). A process crash therefore never loses an
+//! acknowledged write; a power loss loses at most the last second under
+//! `everysec`.
 
 use super::Shared;
-use crate::config::parse_save_rules;
+use crate::config::{parse_save_rules, FsyncPolicy};
 use crate::keyspace::Keyspace;
 use crate::persist::{self, SnapshotError, SnapshotHeader};
-use parking_lot::Mutex;
+use crate::replication::stream::{LostHistory, Meta};
+use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct SaveState {
@@ -27,9 +38,66 @@ impl Default for SaveState {
     }
 }
 
+/// Progress of start-up recovery (INFO `loading_*`).
+#[derive(Debug, Default, Clone)]
+pub struct Loading {
+    pub started_unix: i64,
+    pub total_bytes: u64,
+    pub loaded_bytes: u64,
+    pub started: Option<Instant>,
+}
+
+/// Log compaction and fsync facts (INFO `aof_*`, metrics).
+#[derive(Debug, Default)]
+pub struct AofState {
+    /// A snapshot was asked for as a rewrite (BGREWRITEAOF, automatic rule).
+    pub rewrite_in_progress: bool,
+    pub rewrite_scheduled: bool,
+    pub rewrites: u64,
+    pub last_rewrite_ok: bool,
+    pub last_rewrite_secs: i64,
+    pub consecutive_failures: u64,
+    /// Size of the snapshot the log continues (Redis's `aof_base_size`).
+    pub base_size: u64,
+}
+
+#[derive(Default)]
+pub struct FsyncStats {
+    pub fsyncs: AtomicU64,
+    pub total_us: AtomicU64,
+    pub last_us: AtomicU64,
+    pub max_us: AtomicU64,
+    /// Fsyncs that took over 2 s (Redis's `aof_delayed_fsync`).
+    pub delayed: AtomicU64,
+}
+
 #[derive(Default)]
 pub struct Persistence {
     pub state: Mutex<SaveState>,
+    /// Start-up recovery is running: commands get `-LOADING`.
+    pub loading: AtomicBool,
+    pub loading_progress: Mutex<Loading>,
+    pub aof: Mutex<AofState>,
+    pub fsync: FsyncStats,
+    /// Wakes the log thread (`appendfsync always` writers).
+    wake: Mutex<bool>,
+    wake_cv: Condvar,
+}
+
+impl Persistence {
+    /// Asks the log thread to write and fsync what is pending now.
+    pub fn wake_log_thread(&self) {
+        *self.wake.lock() = true;
+        self.wake_cv.notify_one();
+    }
+
+    fn wait_for_work(&self, timeout: Duration) {
+        let mut woken = self.wake.lock();
+        if !*woken {
+            self.wake_cv.wait_for(&mut woken, timeout);
+        }
+        *woken = false;
+    }
 }
 
 /// The replication position a snapshot's data corresponds to, so that a
@@ -48,6 +116,7 @@ fn header(shared: &Shared, position: ReplPosition) -> SnapshotHeader {
 
 /// SAVE: writes the dataset now, holding the dataset lock (as Redis does).
 pub fn save_blocking(shared: &Shared, ks: &mut Keyspace, position: ReplPosition) -> Result<(), SnapshotError> {
+    let offset = position.offset;
     let path = shared.settings.read().snapshot_path();
     let started = Instant::now();
     let result = persist::save_to_file(&path, &ks.dbs, &header(shared, position), super::unix_ms());
@@ -55,6 +124,7 @@ pub fn save_blocking(shared: &Shared, ks: &mut Keyspace, position: ReplPosition)
     state.last_status_ok = result.is_ok();
     match &result {
         Ok(size) => {
+            snapshot_done(shared, offset, *size, true);
             ks.dirty = 0;
             state.last_save_unix = super::unix_ms() / 1000;
             state.last_duration_secs = started.elapsed().as_secs() as i64;
@@ -82,15 +152,25 @@ pub fn start_background_save(shared: &Arc<Shared>, ks: &Keyspace, position: Repl
     let dbs = ks.snapshot();
     let dirty_at_start = ks.dirty;
     let path = shared.settings.read().snapshot_path();
+    let offset = position.offset;
     let header = header(shared, position);
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let result = persist::save_to_file(&path, &dbs, &header, super::unix_ms());
         drop(dbs);
-        if result.is_ok() {
+        if let Ok(size) = &result {
             let mut data = shared.data.lock();
             data.keyspace.dirty = data.keyspace.dirty.saturating_sub(dirty_at_start);
+            drop(data);
+            snapshot_done(&shared, offset, *size, false);
+        } else {
+            let mut aof = shared.persistence.aof.lock();
+            if aof.rewrite_in_progress {
+                aof.rewrite_in_progress = false;
+                aof.last_rewrite_ok = false;
+                aof.consecutive_failures += 1;
+            }
         }
         let mut state = shared.persistence.state.lock();
         state.in_progress = false;
@@ -126,22 +206,420 @@ pub fn save_rule_due(shared: &Shared, dirty: u64, now_unix: i64) -> bool {
     rules.iter().any(|r| dirty >= r.changes && elapsed >= r.seconds as i64 && dirty > 0)
 }
 
-/// Loads the snapshot file if there is one. A missing file is an empty
-/// dataset; a damaged one is an error and nothing is loaded.
-pub fn load_at_startup(shared: &Shared) -> Result<u64, SnapshotError> {
-    let path = shared.settings.read().snapshot_path();
-    if !path.exists() {
-        return Ok(0);
+/// A snapshot taken at `offset` is on disk: the log before it is no longer
+/// needed for recovery (only, maybe, for partial resyncs).
+fn snapshot_done(shared: &Shared, offset: u64, size: u64, under_data_lock: bool) {
+    let appendonly = shared.settings.read().appendonly;
+    if appendonly {
+        shared.log.set_retain_from(offset);
     }
+    if !under_data_lock {
+        shared.log.trim();
+    }
+    let mut aof = shared.persistence.aof.lock();
+    aof.base_size = size;
+    if aof.rewrite_in_progress {
+        aof.rewrite_in_progress = false;
+        aof.rewrites += 1;
+        aof.last_rewrite_ok = true;
+        aof.consecutive_failures = 0;
+        aof.last_rewrite_secs = shared.persistence.state.lock().started.map(|s| s.elapsed().as_secs() as i64).unwrap_or(0);
+        tracing::info!(offset, bytes = size, "log compacted: the snapshot replaces the log before its offset");
+    }
+}
+
+/// BGREWRITEAOF: a snapshot that the log continues from, after which the
+/// log before it can go. False when one is already running (it is then
+/// scheduled to follow).
+pub fn start_rewrite(shared: &Arc<Shared>, ks: &Keyspace, position: ReplPosition) -> bool {
+    if !start_background_save(shared, ks, position) {
+        shared.persistence.aof.lock().rewrite_scheduled = true;
+        return false;
+    }
+    let mut aof = shared.persistence.aof.lock();
+    aof.rewrite_in_progress = true;
+    aof.rewrite_scheduled = false;
+    true
+}
+
+/// Bytes of log a restart would replay (Redis's `aof_current_size` counts
+/// the base too: see [`aof_current_size`]).
+pub fn log_bytes_since_snapshot(shared: &Shared) -> u64 {
+    let retain = shared.log.retain_from();
+    let end = shared.log.end_offset();
+    let start = shared.log.start_offset();
+    end - retain.clamp(start, end)
+}
+
+/// Snapshot plus the log after it: what recovery reads.
+pub fn aof_current_size(shared: &Shared) -> u64 {
+    shared.persistence.aof.lock().base_size + log_bytes_since_snapshot(shared)
+}
+
+/// Whether the automatic rewrite rule is due (Redis's
+/// `auto-aof-rewrite-percentage` / `-min-size`, on log growth since the
+/// last snapshot).
+pub fn rewrite_due(shared: &Shared) -> bool {
+    let (appendonly, percentage, min_size) = {
+        let s = shared.settings.read();
+        (s.appendonly, s.auto_aof_rewrite_percentage, s.auto_aof_rewrite_min_size)
+    };
+    if !appendonly || shared.persistence.state.lock().in_progress {
+        return false;
+    }
+    if shared.persistence.aof.lock().rewrite_scheduled {
+        return true;
+    }
+    if percentage == 0 {
+        return false;
+    }
+    let current = aof_current_size(shared);
+    let base = shared.persistence.aof.lock().base_size.max(1);
+    current >= min_size && (current - base.min(current)) * 100 / base >= percentage
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("cannot load the snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("{0}")]
+    Log(#[from] crate::replication::backlog::LogError),
+    #[error("log is corrupt at or after offset {offset} ({file}, byte {position}): {reason}; the file is left untouched (move the log directory aside to start from the snapshot alone)")]
+    Corrupt { offset: u64, file: String, position: u64, reason: String },
+    #[error("log ends inside a record at offset {offset} ({file}); aof-load-truncated is off")]
+    Truncated { offset: u64, file: String },
+    #[error("log unreadable at offset {0}")]
+    Unreadable(u64),
+}
+
+/// What start-up found to replay: the log bytes `[from, to)` on top of what
+/// is loaded, continuing the history `meta`.
+pub struct Replay {
+    pub from: u64,
+    pub to: u64,
+    pub meta: Meta,
+    pub db: usize,
+}
+
+/// The history and offset this node had handed to the OS, saved beside
+/// (not inside) the log, so a node whose log is lost or cut short knows it
+/// came back behind.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AcknowledgedState {
+    pub replid: String,
+    pub offset: u64,
+    pub lost: Option<LostHistory>,
+}
+
+const STATE_FILE: &str = "replication-state.json";
+
+fn read_state(dir: &std::path::Path) -> Option<AcknowledgedState> {
+    serde_json::from_slice(&std::fs::read(dir.join(STATE_FILE)).ok()?).ok()
+}
+
+fn write_state(dir: &std::path::Path, state: &AcknowledgedState) {
+    if let Ok(bytes) = serde_json::to_vec(state) {
+        if let Err(e) = persist::write_atomically(&dir.join(STATE_FILE), &bytes) {
+            tracing::warn!(error = %e, "cannot record the acknowledged log position");
+        }
+    }
+}
+
+/// Start-up, first part (before the port opens): loads the newest snapshot
+/// and opens the log; decides what of the log to replay. A damaged
+/// snapshot or a gap between log segments refuses the start.
+pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError> {
+    let (path, appendonly) = {
+        let s = shared.settings.read();
+        (s.snapshot_path(), s.appendonly)
+    };
     let started = Instant::now();
-    let (header, dbs, keys) = persist::load_from_file(&path)?;
-    let mut data = shared.data.lock();
-    persist::install(&mut data.keyspace, dbs);
-    data.keyspace.dirty = 0;
-    if !header.repl_id.is_empty() {
-        data.repl.restore(header.repl_id.clone(), header.repl_offset, header.repl_db as usize);
-        tracing::info!(replid = %header.repl_id, offset = header.repl_offset, "replication position restored from the snapshot");
+    let snapshot = if path.exists() { Some(persist::load_from_file(&path)?) } else { None };
+    let mut guard = shared.data.lock();
+    let data = &mut *guard;
+    let mut header = None;
+    if let Some((h, dbs, keys)) = snapshot {
+        persist::install(&mut data.keyspace, dbs);
+        data.keyspace.dirty = 0;
+        shared.persistence.aof.lock().base_size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        tracing::info!(path = %path.display(), keys, ms = started.elapsed().as_millis() as u64, "DB loaded from disk");
+        header = Some(h);
     }
-    tracing::info!(path = %path.display(), keys, ms = started.elapsed().as_millis() as u64, "DB loaded from disk");
-    Ok(keys)
+    let log = shared.log.clone();
+    let range = log.open_existing()?;
+    let meta = data.repl.saved_meta();
+    let snapshot_at = header.as_ref().filter(|h| !h.repl_id.is_empty()).map(|h| (h.repl_id.clone(), h.repl_offset, h.repl_db as usize));
+    let continues = |m: &Meta, replid: &str, offset: u64| m.replid == replid || (m.replid2 == replid && m.second_offset.is_some_and(|s| offset <= s));
+    let plan = match (&snapshot_at, range, meta) {
+        (Some((replid, offset, db)), Some((start, end)), Some(meta)) if continues(&meta, replid, *offset) && (start..=end).contains(offset) => {
+            if appendonly {
+                log.set_retain_from(*offset);
+                Some(Replay { from: *offset, to: end, meta, db: *db })
+            } else if meta.replid == *replid {
+                // The log only serves partial resyncs: keep it up to the
+                // snapshot, which is all the data has.
+                log.truncate(*offset).map_err(|e| RecoveryError::Log(crate::replication::backlog::LogError::Io { dir: "log".into(), source: e }))?;
+                data.repl.resume(meta, *db);
+                tracing::info!(start, end = offset, "replication backlog recovered from disk (appendonly no: not replayed)");
+                None
+            } else {
+                data.repl.reset(replid.clone(), *offset, *db);
+                None
+            }
+        }
+        (None, Some((start, end)), Some(meta)) if appendonly && meta.empty_at == Some(start) => {
+            log.set_retain_from(start);
+            Some(Replay { from: start, to: end, meta, db: 0 })
+        }
+        (_, range, _) => {
+            if let Some((start, end)) = range {
+                tracing::warn!(start, end, "the log does not continue the snapshot (another history); starting a new log from the snapshot");
+            }
+            match &snapshot_at {
+                Some((replid, offset, db)) => {
+                    data.repl.reset(replid.clone(), *offset, *db);
+                    log.set_retain_from(if appendonly { *offset } else { u64::MAX });
+                }
+                None if header.is_some() => {
+                    data.repl.start_empty(0);
+                    // A snapshot without a replication position: the log
+                    // starts after it.
+                    data.repl.empty_at = None;
+                    log.set_retain_from(if appendonly { 0 } else { u64::MAX });
+                }
+                None => {
+                    data.repl.start_empty(0);
+                    log.set_retain_from(if appendonly { 0 } else { u64::MAX });
+                }
+            }
+            None
+        }
+    };
+    if plan.is_some() {
+        shared.persistence.loading.store(true, Ordering::Release);
+        let total = plan.as_ref().map(|p| p.to - p.from).unwrap_or(0);
+        *shared.persistence.loading_progress.lock() = Loading { started_unix: super::unix_ms() / 1000, total_bytes: total, loaded_bytes: 0, started: Some(Instant::now()) };
+    } else {
+        drop(guard);
+        check_acknowledged(shared);
+    }
+    Ok(plan)
+}
+
+/// Start-up, second part (while clients get `-LOADING`): replays the log
+/// from the snapshot's offset, one unit (command or MULTI/EXEC) at a time
+/// under the dataset lock, as a replica applies its upstream's stream. A
+/// torn last unit is cut off (`aof-load-truncated`); anything malformed
+/// before refuses the start, naming the file and position.
+pub fn replay(shared: &Arc<Shared>, plan: Replay) -> Result<(), RecoveryError> {
+    use crate::replication::apply::UnitSplitter;
+    let log = shared.log.clone();
+    let history = log.history();
+    let started = Instant::now();
+    tracing::info!(from = plan.from, to = plan.to, bytes = plan.to - plan.from, "replaying the log");
+    let mut splitter = UnitSplitter::new();
+    let mut session = crate::replication::replica::replicated_session("127.0.0.1:0".parse().expect("literal address"));
+    session.db = plan.db;
+    shared.data.lock().keyspace.set_delete_expired(false);
+    let mut at = plan.from;
+    let mut units_applied = 0u64;
+    let mut last_report = Instant::now();
+    while at < plan.to {
+        let chunk = log.read(history, at, ((plan.to - at) as usize).min(1 << 20)).map_err(|_| RecoveryError::Unreadable(at))?;
+        if chunk.is_empty() {
+            return Err(RecoveryError::Unreadable(at));
+        }
+        let unit_start = at - splitter.pending_bytes() as u64;
+        let units = splitter.handle_bytes(&chunk).map_err(|e| {
+            let (file, position) = log.locate(unit_start).map(|(p, pos)| (p.display().to_string(), pos)).unwrap_or_default();
+            RecoveryError::Corrupt { offset: unit_start, file, position, reason: e.to_string() }
+        })?;
+        at += chunk.len() as u64;
+        units_applied += units.units.len() as u64;
+        super::super::replication::replica::apply_replayed(shared, &mut session, &units);
+        splitter.recycle(units.raw);
+        shared.persistence.loading_progress.lock().loaded_bytes = at - plan.from;
+        if last_report.elapsed() > Duration::from_secs(2) {
+            last_report = Instant::now();
+            tracing::info!(loaded = at - plan.from, total = plan.to - plan.from, "replaying the log");
+        }
+    }
+    let torn = splitter.pending_bytes() as u64;
+    let mut end = plan.to;
+    if torn > 0 {
+        let cut = plan.to - torn;
+        let file = log.locate(cut).map(|(p, _)| p.display().to_string()).unwrap_or_default();
+        if !shared.settings.read().aof_load_truncated {
+            return Err(RecoveryError::Truncated { offset: cut, file });
+        }
+        tracing::warn!(offset = cut, bytes = torn, file = %file, "the log ends inside a record (a crash mid-write): cut back to the last whole unit");
+        log.truncate(cut).map_err(|_| RecoveryError::Unreadable(cut))?;
+        end = cut;
+    }
+    {
+        let mut data = shared.data.lock();
+        let is_replica = shared.repl.is_replica() || !shared.settings.read().replicaof.is_empty();
+        data.keyspace.set_delete_expired(!is_replica);
+        data.keyspace.dirty = 0;
+        data.repl.resume(plan.meta, session.db);
+    }
+    tracing::info!(
+        units = units_applied,
+        bytes = end - plan.from,
+        offset = end,
+        ms = started.elapsed().as_millis() as u64,
+        "log replayed: DB loaded from the snapshot and the log"
+    );
+    check_acknowledged(shared);
+    shared.persistence.loading.store(false, Ordering::Release);
+    Ok(())
+}
+
+/// Compares what was recovered with what this node had acknowledged before
+/// it stopped. Behind (log lost or cut short): the node starts a new
+/// history (so its new writes never share offsets with the ones it lost)
+/// and remembers the loss, so no full sync from it erases a replica that
+/// still holds those writes.
+fn check_acknowledged(shared: &Shared) {
+    let dir = shared.settings.read().dir.clone();
+    let Some(state) = read_state(&dir) else { return };
+    let mut data = shared.data.lock();
+    let repl = &mut data.repl;
+    if let Some(lost) = state.lost.clone() {
+        repl.lost = Some(lost);
+    }
+    if state.replid.is_empty() {
+        return;
+    }
+    let end = repl.offset();
+    let recovered = if repl.replid == state.replid {
+        Some(end)
+    } else if repl.replid2 == state.replid {
+        repl.second_offset.map(|s| s.min(end))
+    } else {
+        None
+    };
+    let behind = recovered.is_none_or(|r| r < state.offset);
+    if !behind {
+        return;
+    }
+    let recovered = recovered.unwrap_or(0);
+    tracing::error!(
+        replid = %state.replid,
+        acknowledged = state.offset,
+        recovered,
+        "this node came back behind what it had acknowledged (log lost or cut short): it will not serve a full sync to a replica holding those writes; see deploy/RUNBOOK.md"
+    );
+    if repl.replid == state.replid {
+        repl.promote();
+    }
+    repl.lost = Some(LostHistory { replid: state.replid.clone(), recovered, acknowledged: state.offset });
+    let next = AcknowledgedState { replid: repl.replid.clone(), offset: end, lost: repl.lost.clone() };
+    drop(data);
+    write_state(&dir, &next);
+}
+
+/// The log thread: writes what client tasks left pending, fsyncs by the
+/// `appendfsync` policy (group commit under `always`), retries after write
+/// errors, and records the acknowledged position once a second.
+pub fn run_log_thread(shared: Arc<Shared>) {
+    let log = shared.log.clone();
+    let mut last_sync = Instant::now();
+    let mut last_state = AcknowledgedState::default();
+    let mut last_state_at = Instant::now();
+    let mut failing = false;
+    loop {
+        let policy = shared.settings.read().appendfsync;
+        let wait = match policy {
+            _ if failing => Duration::from_secs(1),
+            FsyncPolicy::Always => Duration::from_millis(100),
+            _ => Duration::from_secs(1).saturating_sub(last_sync.elapsed()).max(Duration::from_millis(10)),
+        };
+        shared.persistence.wait_for_work(wait);
+        let stopping = shared.is_shutting_down();
+        failing = log.write_pending().is_err();
+        let due = match policy {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Everysec => last_sync.elapsed() >= Duration::from_secs(1) || stopping,
+            FsyncPolicy::No => false,
+        };
+        if !failing && log.on_disk() && due && log.written() > log.durable() {
+            let t = Instant::now();
+            match log.sync() {
+                Ok(_) => {
+                    let us = t.elapsed().as_micros() as u64;
+                    let f = &shared.persistence.fsync;
+                    f.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    f.total_us.fetch_add(us, Ordering::Relaxed);
+                    f.last_us.store(us, Ordering::Relaxed);
+                    f.max_us.fetch_max(us, Ordering::Relaxed);
+                    if us > 2_000_000 {
+                        f.delayed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(ms = us / 1000, "log fsync is taking too long (disk busy?)");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "log fsync failed");
+                    failing = true;
+                }
+            }
+            last_sync = Instant::now();
+        } else if policy == FsyncPolicy::No || !log.on_disk() {
+            log.mark_written_durable();
+            last_sync = Instant::now();
+        } else if due {
+            last_sync = Instant::now();
+        }
+        if last_state_at.elapsed() >= Duration::from_secs(1) || stopping {
+            last_state_at = Instant::now();
+            record_acknowledged(&shared, &mut last_state);
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+fn record_acknowledged(shared: &Shared, last: &mut AcknowledgedState) {
+    if shared.persistence.loading.load(Ordering::Acquire) {
+        return;
+    }
+    let (replid, lost) = {
+        let data = shared.data.lock();
+        (data.repl.replid.clone(), data.repl.lost.clone())
+    };
+    let state = AcknowledgedState { replid, offset: shared.log.written(), lost };
+    if state != *last {
+        write_state(&shared.settings.read().dir, &state);
+        *last = state;
+    }
+}
+
+/// Holds a client's replies until its writes are as durable as the policy
+/// promises: handed to the OS (`everysec`, `no`), or fsynced (`always`).
+pub async fn make_durable(shared: &Shared, target: u64) {
+    let log = &shared.log;
+    let policy = shared.settings.read().appendfsync;
+    if policy == FsyncPolicy::Always && log.on_disk() {
+        let history = log.history();
+        let mut rx = log.watch_durable();
+        shared.persistence.wake_log_thread();
+        loop {
+            let durable = *rx.borrow_and_update();
+            if durable >= target || log.history() != history {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+    if log.written() >= target {
+        return;
+    }
+    // Let the other clients' batches in first: one write covers them all.
+    tokio::task::yield_now().await;
+    if log.written() < target {
+        let _ = log.write_pending();
+    }
 }

@@ -40,7 +40,7 @@ impl TestNode {
                 match Node::start(settings, &Sources::default()).await {
                     Ok(node) => {
                         let _ = tx.send(Ok((node.port(), node.shared.clone())));
-                        node.run().await;
+                        let _ = node.run().await;
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));
@@ -49,7 +49,15 @@ impl TestNode {
             });
         });
         match rx.recv_timeout(Duration::from_secs(30)).map_err(|e| e.to_string())? {
-            Ok((port, shared)) => Ok(TestNode { port, dir: Some(dir), shared, thread: Some(thread) }),
+            Ok((port, shared)) => {
+                // Serving starts once the log is replayed.
+                let loaded = wait_until(Duration::from_secs(60), || !shared.persistence.loading.load(std::sync::atomic::Ordering::Acquire) || shared.is_shutting_down());
+                if !loaded || shared.is_shutting_down() {
+                    let _ = thread.join();
+                    return Err("the node stopped while loading its data".into());
+                }
+                Ok(TestNode { port, dir: Some(dir), shared, thread: Some(thread) })
+            }
             Err(e) => {
                 let _ = thread.join();
                 Err(e)
