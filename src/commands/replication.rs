@@ -363,7 +363,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     for (i, r) in table.replicas.values().enumerate() {
         let _ = write!(
             out,
-            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={},loss_pct={:.2},compression={}\r\n",
+            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={},loss_pct={:.2},compression={},fsynced={}\r\n",
             r.addr.ip(),
             r.tcp_port,
             r.state,
@@ -377,6 +377,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             if r.datagrams_active { "on" } else { "off" },
             r.loss_rate * 100.0,
             if r.shared_compression { "shared" } else { "own" },
+            r.fsynced_offset,
         );
     }
     drop(table);
@@ -416,7 +417,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     let ratio = |raw: u64, wire: u64| if wire == 0 { 0.0 } else { raw as f64 / wire as f64 };
     let _ = write!(
         out,
-        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nquire_rejected_links:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\n",
+        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nquire_rejected_links:{}\r\nquire_resyncs_refused:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\n",
         settings.node.name,
         settings.node.region,
         repl.port.load(Ordering::Relaxed),
@@ -426,6 +427,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         c.partial_syncs_ok.load(Ordering::Relaxed),
         c.partial_syncs_err.load(Ordering::Relaxed),
         c.rejected_links.load(Ordering::Relaxed),
+        c.resyncs_refused.load(Ordering::Relaxed),
         c.snapshot_bytes_sent.load(Ordering::Relaxed),
         c.last_snapshot_bytes.load(Ordering::Relaxed),
         c.snapshot_resumes_served.load(Ordering::Relaxed),

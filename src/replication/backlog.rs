@@ -798,7 +798,8 @@ mod tests {
         backlog.write_pending().unwrap();
         backlog.append(b"ab");
         assert!(backlog.memory_len() <= 4);
-        assert_eq!(backlog.read(backlog.history(), 0, 100).unwrap(), b"0123456789", "from the file");
+        assert_eq!(backlog.read(backlog.history(), 0, 100).unwrap(), b"01234567", "from the file, up to what memory holds");
+        assert_eq!(backlog.read(backlog.history(), 8, 100).unwrap(), b"89ab", "the rest from memory");
         assert_eq!(backlog.durable(), 0);
         backlog.write_pending().unwrap();
         backlog.sync().unwrap();
