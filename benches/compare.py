@@ -7,6 +7,10 @@ median of RUNS runs and the Quire/Redis ratio. Memory is the resident set
 size (VmRSS) of a fresh process of each after loading the same data.
 
 Usage: python3 benches/compare.py [--runs 5] [--requests 200000] [--skip-memory]
+       [--tests set,incr,lpush] [--appendonly yes --appendfsync everysec|always|no]
+Durability settings apply to both servers alike (default: appendonly no on
+both, the in-memory comparison; Quire's own default is appendonly yes,
+appendfsync everysec, as `--appendonly yes --appendfsync everysec` measures).
 Pipelined runs (-P 16) use 10x the requests, so each lasts about as long
 as an unpipelined one (at 100k requests they would last ~70 ms: noise).
 Each test runs on its own, and the server's CPU time (user + system, from
@@ -29,6 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIRE = os.path.join(ROOT, "target", "release", "quire")
 TESTS = "set,get,incr,mset,lpush,lpop,sadd,hset,zadd"
+DURABILITY = {"appendonly": "no", "appendfsync": "everysec"}
 
 
 def wait_port(port, timeout=20):
@@ -46,9 +51,11 @@ class Server:
         self.kind, self.port = kind, port
         self.dir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
         if kind == "redis":
-            cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--enable-debug-command", "yes", "--dir", self.dir]
+            cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", DURABILITY["appendonly"],
+                   "--appendfsync", DURABILITY["appendfsync"], "--enable-debug-command", "yes", "--dir", self.dir]
         else:
-            cmd = [QUIRE, "server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", self.dir]
+            cmd = [QUIRE, "server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", DURABILITY["appendonly"],
+                   "--appendfsync", DURABILITY["appendfsync"], "--dir", self.dir]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(port)
 
@@ -172,16 +179,23 @@ def memory():
 
 
 def main():
+    global TESTS
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--requests", type=int, default=200000)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--tests", default=TESTS)
+    ap.add_argument("--appendonly", choices=["yes", "no"], default="no")
+    ap.add_argument("--appendfsync", choices=["always", "everysec", "no"], default="everysec")
     args = ap.parse_args()
+    TESTS = args.tests
+    DURABILITY.update(appendonly=args.appendonly, appendfsync=args.appendfsync)
     if not os.path.exists(QUIRE):
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
     redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
     print(f"redis-server {redis_version.removeprefix('v=')} vs quire, {os.cpu_count()} cores, "
-          f"redis-benchmark -t {TESTS} -n {args.requests} (-P 16: {args.requests * 10}) -c 50, median of {args.runs} runs\n")
+          f"redis-benchmark -t {TESTS} -n {args.requests} (-P 16: {args.requests * 10}) -c 50, median of {args.runs} runs, "
+          f"appendonly {args.appendonly} appendfsync {args.appendfsync} on both\n")
     print("| test | pipeline | redis ops/s | quire ops/s | quire/redis | redis CPU us/op | quire CPU us/op | CPU redis/quire | client CPU (redis, quire runs) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for test, pipeline, r, q, ratio, rc, qc, cpu_ratio, client in throughput(args.runs, args.requests):

@@ -15,7 +15,13 @@
 //! A write that changed the data also appends its *effect* (a command
 //! that gives the same result when replayed later, elsewhere) to the
 //! replication stream (`replication::stream`), under the same lock, so the
-//! stream's order is the order of execution. Per replica, a sender task
+//! stream's order is the order of execution. The stream's bytes are the
+//! node's log (`replication::backlog`): under the lock they only reach its
+//! memory tail; the client task hands them to the OS before replying (or
+//! waits for the log thread's fsync under `appendfsync always`), so the log
+//! is both the backlog replicas resume from and the write-ahead log a
+//! crashed node replays on top of its newest snapshot
+//! (`server::persistence`). Per replica, a sender task
 //! cuts the stream into batches, compressed once for all the replicas at
 //! the live tail (`replication::tail`; a link catching up uses its own zstd
 //! context), and sends them over QUIC with mutual TLS (`transport`); the

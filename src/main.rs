@@ -240,6 +240,12 @@ struct ServerArgs {
     /// Worker threads (0 = from the number of cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// The log is the write-ahead log (yes) or kept for replication only (no).
+    #[arg(long, value_parser = ["yes", "no"])]
+    appendonly: Option<String>,
+    /// When the log is fsynced: always, everysec, no.
+    #[arg(long, value_parser = ["always", "everysec", "no"])]
+    appendfsync: Option<String>,
 }
 
 impl SourceArgs {
@@ -286,6 +292,12 @@ impl ServerArgs {
         }
         if let Some(v) = self.threads {
             o.push(("threads".into(), v.to_string()));
+        }
+        if let Some(v) = &self.appendonly {
+            o.push(("appendonly".into(), (v == "yes").to_string()));
+        }
+        if let Some(v) = &self.appendfsync {
+            o.push(("appendfsync".into(), v.clone()));
         }
         o
     }

@@ -89,6 +89,19 @@ pub fn render(shared: &Shared) -> String {
         &one(if covered.is_finite() { covered } else { f64::INFINITY }),
     );
     metric(&mut out, "quire_write_rate_bytes_per_second", "gauge", "Replication stream bytes per second (10 s average).", &one(rate));
+    let log = &shared.log;
+    metric(&mut out, "quire_log_written_offset_bytes", "gauge", "Log bytes handed to the OS (survive a process crash).", &one(log.written() as f64));
+    metric(&mut out, "quire_log_durable_offset_bytes", "gauge", "Log bytes fsynced (survive a power loss).", &one(log.durable() as f64));
+    metric(&mut out, "quire_log_disk_bytes", "gauge", "Bytes in log segment files.", &one(log.disk_bytes() as f64));
+    metric(&mut out, "quire_log_write_failing", "gauge", "1 while log writes fail (writes are refused with MISCONF).", &one(log.is_failing() as u8 as f64));
+    {
+        let f = &shared.persistence.fsync;
+        let n = f.fsyncs.load(std::sync::atomic::Ordering::Relaxed);
+        metric(&mut out, "quire_log_fsyncs_total", "counter", "Log fsyncs.", &one(n as f64));
+        metric(&mut out, "quire_log_fsync_seconds_total", "counter", "Time spent in log fsyncs.", &one(f.total_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6));
+        metric(&mut out, "quire_log_fsync_last_seconds", "gauge", "Duration of the last log fsync.", &one(f.last_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6));
+        metric(&mut out, "quire_log_fsync_max_seconds", "gauge", "Longest log fsync since start.", &one(f.max_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6));
+    }
     {
         let table = repl.replicas.lock();
         let mut lag_bytes = Vec::new();

@@ -363,12 +363,13 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     for (i, r) in table.replicas.values().enumerate() {
         let _ = write!(
             out,
-            "slave{i}:ip={},port={},state={},offset={},lag={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={},loss_pct={:.2},compression={},fsynced={}\r\n",
+            "slave{i}:ip={},port={},state={},offset={},lag={},fsynced={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={},loss_pct={:.2},compression={}\r\n",
             r.addr.ip(),
             r.tcp_port,
             r.state,
             r.ack_offset,
             r.last_ack.elapsed().as_secs(),
+            r.fsynced_offset,
             r.node,
             r.region,
             r.rtt_ms,
@@ -377,7 +378,6 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             if r.datagrams_active { "on" } else { "off" },
             r.loss_rate * 100.0,
             if r.shared_compression { "shared" } else { "own" },
-            r.fsynced_offset,
         );
     }
     drop(table);

@@ -505,20 +505,25 @@ impl Backlog {
         Ok(new_segment)
     }
 
-    /// Fsyncs what has been written; publishes the new durable offset.
+    /// Fsyncs what has been written; publishes the new durable offset. The
+    /// fsync runs on duplicated descriptors outside the writer's lock, so
+    /// writes go on meanwhile (the next fsync covers them).
     pub fn sync(&self) -> std::io::Result<u64> {
-        let mut io = self.io.lock();
-        let target = self.inner.lock().written;
-        if target <= self.durable() {
-            return Ok(self.durable());
-        }
-        for f in io.unsynced.drain(..) {
+        let (target, files) = {
+            let mut io = self.io.lock();
+            let target = self.inner.lock().written;
+            if target <= self.durable() {
+                return Ok(self.durable());
+            }
+            let mut files: Vec<File> = io.unsynced.drain(..).collect();
+            if let Some((_, f)) = &io.file {
+                files.push(f.try_clone()?);
+            }
+            (target, files)
+        };
+        for f in &files {
             f.sync_data()?;
         }
-        if let Some((_, f)) = &io.file {
-            f.sync_data()?;
-        }
-        drop(io);
         self.publish_durable(target, false);
         Ok(target)
     }

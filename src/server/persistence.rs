@@ -504,6 +504,12 @@ fn check_acknowledged(shared: &Shared) {
         return;
     }
     let recovered = recovered.unwrap_or(0);
+    if !shared.settings.read().replicaof.is_empty() || shared.repl.is_replica() {
+        // A replica behind just resyncs from where it is: its upstream has
+        // the writes.
+        tracing::warn!(replid = %state.replid, acknowledged = state.offset, recovered, "this replica came back behind what it had applied; its upstream will resend the rest");
+        return;
+    }
     tracing::error!(
         replid = %state.replid,
         acknowledged = state.offset,
