@@ -361,7 +361,7 @@ fn info_reports_outage_coverage_matching_the_plan() {
 /// backlog, so the replica must not be told to continue (it would silently
 /// miss it): it gets a full sync and the data matches.
 #[test]
-fn writes_made_while_no_backlog_recorded_force_a_full_sync() {
+fn a_write_right_after_a_primary_restart_reaches_the_replica() {
     let pki = Pki::new(&["p", "r"]);
     let repl_port = free_udp_port();
     let start_primary = |dir: tempfile::TempDir| {

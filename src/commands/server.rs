@@ -133,7 +133,7 @@ fn persistence_section(ctx: &ExecCtx, out: &mut String) {
         aof.rewrite_in_progress as u8,
         aof.rewrite_scheduled as u8,
         if aof.rewrites > 0 { aof.last_rewrite_secs } else { -1 },
-        if aof.rewrite_in_progress { state.started.map(|s| s.elapsed().as_secs() as i64).unwrap_or(-1) } else { -1 },
+        aof.rewrite_started.filter(|_| aof.rewrite_in_progress).map(|s| s.elapsed().as_secs() as i64).unwrap_or(-1),
         if aof.last_rewrite_ok || aof.rewrites == 0 { "ok" } else { "err" },
         aof.rewrites,
         aof.consecutive_failures,

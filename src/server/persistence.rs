@@ -57,6 +57,7 @@ pub struct AofState {
     pub last_rewrite_ok: bool,
     pub last_rewrite_secs: i64,
     pub consecutive_failures: u64,
+    pub rewrite_started: Option<Instant>,
     /// Size of the snapshot the log continues (Redis's `aof_base_size`).
     pub base_size: u64,
 }
@@ -223,7 +224,7 @@ fn snapshot_done(shared: &Shared, offset: u64, size: u64, under_data_lock: bool)
         aof.rewrites += 1;
         aof.last_rewrite_ok = true;
         aof.consecutive_failures = 0;
-        aof.last_rewrite_secs = shared.persistence.state.lock().started.map(|s| s.elapsed().as_secs() as i64).unwrap_or(0);
+        aof.last_rewrite_secs = aof.rewrite_started.take().map(|s| s.elapsed().as_secs() as i64).unwrap_or(0);
         tracing::info!(offset, bytes = size, "log compacted: the snapshot replaces the log before its offset");
     }
 }
@@ -232,13 +233,20 @@ fn snapshot_done(shared: &Shared, offset: u64, size: u64, under_data_lock: bool)
 /// log before it can go. False when one is already running (it is then
 /// scheduled to follow).
 pub fn start_rewrite(shared: &Arc<Shared>, ks: &Keyspace, position: ReplPosition) -> bool {
+    {
+        // Marked first: the save may finish before this returns.
+        let mut aof = shared.persistence.aof.lock();
+        aof.rewrite_in_progress = true;
+        aof.rewrite_started = Some(Instant::now());
+    }
     if !start_background_save(shared, ks, position) {
-        shared.persistence.aof.lock().rewrite_scheduled = true;
+        let mut aof = shared.persistence.aof.lock();
+        aof.rewrite_in_progress = false;
+        aof.rewrite_started = None;
+        aof.rewrite_scheduled = true;
         return false;
     }
-    let mut aof = shared.persistence.aof.lock();
-    aof.rewrite_in_progress = true;
-    aof.rewrite_scheduled = false;
+    shared.persistence.aof.lock().rewrite_scheduled = false;
     true
 }
 
