@@ -507,7 +507,11 @@ fn check_acknowledged(shared: &Shared) {
     } else {
         None
     };
-    let behind = recovered.is_none_or(|r| r < state.offset);
+    let behind = match recovered {
+        Some(r) => r < state.offset,
+        // Another history: behind if the recorded one had any writes.
+        None => state.offset > 0,
+    };
     if !behind {
         return;
     }
