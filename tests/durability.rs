@@ -214,13 +214,31 @@ fn wait_replica_caught_up(primary: &Proc, replica: &Proc) {
     );
 }
 
+/// A primary and its replica, real processes, each in its own directory.
+struct Group {
+    _pki: Pki,
+    pdir: tempfile::TempDir,
+    rdir: tempfile::TempDir,
+    pport: u16,
+    rrepl: u16,
+    primary: Proc,
+    replica: Proc,
+}
+
+impl Group {
+    fn start() -> Group {
+        let pki = Pki::new(&["primary", "replica"]);
+        let (pdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (pport, prepl, rport, rrepl) = (reserve_port(false), reserve_port(true), reserve_port(false), reserve_port(true));
+        let primary = Proc::start(pdir.path(), pport, &repl_toml(&pki, "primary", prepl, None));
+        let replica = Proc::start(rdir.path(), rport, &repl_toml(&pki, "replica", rrepl, Some(prepl)));
+        Group { _pki: pki, pdir, rdir, pport, rrepl, primary, replica }
+    }
+}
+
 #[test]
 fn primary_killed_with_a_replica_attached_resumes_partially_with_every_write() {
-    let pki = Pki::new(&["primary", "replica"]);
-    let (pdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pport, prepl, rport, rrepl) = (reserve_port(false), reserve_port(true), reserve_port(false), reserve_port(true));
-    let primary = Proc::start(pdir.path(), pport, &repl_toml(&pki, "primary", prepl, None));
-    let replica = Proc::start(rdir.path(), rport, &repl_toml(&pki, "replica", rrepl, Some(prepl)));
+    let Group { _pki, pdir, rdir: _rdir, pport, rrepl: _, primary, replica } = Group::start();
     assert!(wait_until(Duration::from_secs(30), || replica.info("replication", "master_link_status") == "up"));
     let writers = Writers::start(pport, 6);
     assert!(wait_until(Duration::from_secs(20), || writers.count() >= 20_000));
@@ -241,11 +259,7 @@ fn primary_killed_with_a_replica_attached_resumes_partially_with_every_write() {
 
 #[test]
 fn a_primary_restarted_without_its_log_does_not_erase_a_replica_ahead() {
-    let pki = Pki::new(&["primary", "replica"]);
-    let (pdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pport, prepl, rport, rrepl) = (reserve_port(false), reserve_port(true), reserve_port(false), reserve_port(true));
-    let primary = Proc::start(pdir.path(), pport, &repl_toml(&pki, "primary", prepl, None));
-    let replica = Proc::start(rdir.path(), rport, &repl_toml(&pki, "replica", rrepl, Some(prepl)));
+    let Group { _pki, pdir, rdir: _rdir, pport, rrepl, primary, replica } = Group::start();
     let mut con = primary.client();
     for i in 0..5000 {
         let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(i).query(&mut con).unwrap();
