@@ -238,6 +238,7 @@ impl Group {
 
 #[test]
 fn primary_killed_with_a_replica_attached_resumes_partially_with_every_write() {
+    // Bound by name: the directories and certificates must outlive the test.
     let Group { _pki, pdir, rdir: _rdir, pport, rrepl: _, primary, replica } = Group::start();
     assert!(wait_until(Duration::from_secs(30), || replica.info("replication", "master_link_status") == "up"));
     let writers = Writers::start(pport, 6);
@@ -257,16 +258,19 @@ fn primary_killed_with_a_replica_attached_resumes_partially_with_every_write() {
     );
 }
 
-#[test]
-fn a_primary_restarted_without_its_log_does_not_erase_a_replica_ahead() {
-    let Group { _pki, pdir, rdir: _rdir, pport, rrepl, primary, replica } = Group::start();
-    let mut con = primary.client();
+/// A group whose primary was killed and restarted without its log while
+/// its replica held 5000 keys; returns once the replica has been refused.
+fn restarted_without_log() -> Group {
+    let group = Group::start();
+    let mut con = group.primary.client();
     for i in 0..5000 {
         let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(i).query(&mut con).unwrap();
     }
-    wait_replica_caught_up(&primary, &replica);
+    wait_replica_caught_up(&group.primary, &group.replica);
     // The node has recorded what it acknowledged (once a second).
-    assert!(wait_until(Duration::from_secs(5), || std::fs::read_to_string(pdir.path().join("replication-state.json")).is_ok_and(|s| !s.contains("\"offset\":0,"))));
+    let state = group.pdir.path().join("replication-state.json");
+    assert!(wait_until(Duration::from_secs(5), || std::fs::read_to_string(&state).is_ok_and(|s| !s.contains("\"offset\":0,"))));
+    let Group { _pki, pdir, rdir, pport, rrepl, primary, replica } = group;
     primary.kill9();
     std::fs::remove_dir_all(pdir.path().join("backlog")).unwrap();
     let primary = Proc::restart(pdir.path(), pport);
@@ -279,10 +283,34 @@ fn a_primary_restarted_without_its_log_does_not_erase_a_replica_ahead() {
     let size: u64 = redis::cmd("DBSIZE").query(&mut replica.client()).unwrap();
     assert_eq!(size, 5000, "the replica kept every write");
     assert!(primary.log().contains("came back behind"), "{}", primary.log());
+    assert!(replica.log().contains("a full sync would erase acknowledged writes"), "{}", replica.log());
+    Group { _pki, pdir, rdir, pport, rrepl, primary, replica }
+}
+
+#[test]
+fn a_primary_restarted_without_its_log_does_not_erase_a_replica_ahead() {
+    let group = restarted_without_log();
+    let (primary, replica) = (&group.primary, &group.replica);
     // The runbook's way out: promote the replica, follow it.
     let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query(&mut replica.client()).unwrap();
-    let _: Value = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(rrepl).query(&mut primary.client()).unwrap();
+    let _: Value = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(group.rrepl).query(&mut primary.client()).unwrap();
     assert!(wait_until(Duration::from_secs(30), || redis::cmd("DBSIZE").query::<u64>(&mut primary.client()).unwrap_or(0) == 5000), "{}", primary.log());
+    assert_eq!(primary.digest(), replica.digest());
+}
+
+#[test]
+fn accepting_the_loss_lets_the_refused_replica_take_a_full_sync() {
+    let group = restarted_without_log();
+    let (primary, replica) = (&group.primary, &group.replica);
+    let mut con = primary.client();
+    cmd(&mut con, &["SET", "after", "1"]).unwrap();
+    cmd(&mut con, &["CONFIG", "SET", "repl-wipe-newer-replicas", "yes"]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || replica.info("replication", "master_link_status") == "up"
+            && redis::cmd("DBSIZE").query::<u64>(&mut replica.client()).unwrap_or(0) == 1),
+        "the replica took the primary's copy; replica log:\n{}",
+        replica.log()
+    );
     assert_eq!(primary.digest(), replica.digest());
 }
 

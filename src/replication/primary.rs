@@ -160,9 +160,13 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         return Err(LinkError::Refused(reason));
     }
     let (decision, replid, generation) = {
-        let mut data = shared.data.lock();
-        data.repl.wipe_newer_replicas = shared.settings.read().repl.wipe_newer_replicas;
-        (data.repl.resync(&hello.replid, hello.offset), data.repl.replid.clone(), data.repl.generation)
+        let data = shared.data.lock();
+        let decision = match data.repl.resync(&hello.replid, hello.offset) {
+            // The operator chose this node's copy (RUNBOOK D).
+            Resync::Refuse { reason } if shared.settings.read().repl.wipe_newer_replicas => Resync::Full { reason: format!("{reason}; repl-wipe-newer-replicas is yes") },
+            decision => decision,
+        };
+        (decision, data.repl.replid.clone(), data.repl.generation)
     };
     let replica_info = attached_replica(&hello, conn);
     let repl_addr = replica_info.repl_addr.clone();

@@ -86,9 +86,6 @@ pub struct ReplicationLog {
     pub empty_at: Option<u64>,
     /// Acknowledged writes this node lost (see [`LostHistory`]).
     pub lost: Option<LostHistory>,
-    /// Full syncs that would have erased a replica ahead of this node are
-    /// allowed (the operator chose to accept the loss).
-    pub wipe_newer_replicas: bool,
 }
 
 /// The replication ids that name the log's bytes, saved beside the
@@ -150,7 +147,6 @@ impl ReplicationLog {
             sizer: BacklogSizer::default(),
             empty_at: None,
             lost: None,
-            wipe_newer_replicas: false,
         }
     }
 
@@ -323,7 +319,7 @@ impl ReplicationLog {
 
     /// The PSYNC decision for a replica holding `replid` up to `offset`.
     pub fn resync(&self, replid: &str, offset: u64) -> Resync {
-        if let Some(lost) = self.lost.as_ref().filter(|l| l.replid == replid && offset > l.recovered && !self.wipe_newer_replicas) {
+        if let Some(lost) = self.lost.as_ref().filter(|l| l.replid == replid && offset > l.recovered) {
             return Resync::Refuse {
                 reason: format!(
                     "the replica holds history {replid} up to {offset}, past what this node recovered ({}; it had acknowledged {}): a full sync would erase acknowledged writes",
@@ -332,7 +328,7 @@ impl ReplicationLog {
             };
         }
         let current = replid == self.replid;
-        if current && offset > self.offset() && !self.wipe_newer_replicas {
+        if current && offset > self.offset() {
             return Resync::Refuse { reason: format!("the replica is ahead of this node in its own history ({offset} > {}): a full sync would erase writes", self.offset()) };
         }
         let known = current || (replid == self.replid2 && self.second_offset.is_some_and(|s| offset <= s));
@@ -406,8 +402,6 @@ mod tests {
         log.lost = Some(LostHistory { replid: "b".repeat(40), recovered: 40, acknowledged: 90 });
         assert!(matches!(log.resync(&"b".repeat(40), 60), Resync::Refuse { .. }), "holds writes we lost");
         assert!(matches!(log.resync(&"b".repeat(40), 40), Resync::Full { .. }), "holds nothing we lost");
-        log.wipe_newer_replicas = true;
-        assert!(matches!(log.resync(&"b".repeat(40), 60), Resync::Full { .. }), "the operator accepted the loss");
     }
 
     #[test]
