@@ -272,6 +272,25 @@ impl Backlog {
         Ok(Some((start, end)))
     }
 
+    /// Moves the segment files found at start-up out of the way (into
+    /// `<dir>.discarded-<unix ms>` beside the log directory) instead of
+    /// deleting them: they hold writes the node could not replay (another
+    /// history, or a gap after the snapshot), kept for the operator.
+    pub fn set_aside(&self, unix_ms: i64) -> std::io::Result<Option<PathBuf>> {
+        let mut io = self.io.lock();
+        io.file = None;
+        io.unsynced.clear();
+        let mut inner = self.inner.lock();
+        let Some(dir) = inner.config.dir.clone().filter(|_| inner.disk) else { return Ok(None) };
+        inner.segments.clear();
+        let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(format!(".discarded-{unix_ms}"));
+        let aside = dir.with_file_name(name);
+        std::fs::rename(&dir, &aside)?;
+        std::fs::create_dir_all(&dir)?;
+        Ok(Some(aside))
+    }
+
     /// Cuts the log back to `offset` (a torn last record, or bytes past a
     /// snapshot the node will not replay). Bytes after it are removed from
     /// the files.
@@ -764,6 +783,24 @@ mod tests {
         assert_eq!(reopened.read(h, 1198, 2).unwrap(), [data[698], data[699]]);
         let total: u64 = list_segments(dir.path()).unwrap().iter().map(|s| s.len).sum();
         assert_eq!(total, 704, "the truncated bytes are gone from the files");
+    }
+
+    #[test]
+    fn a_log_set_aside_keeps_its_files() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("backlog");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(segment_path(&dir, 0), b"abc").unwrap();
+        let backlog = Backlog::new(0, disk_config(&dir, 1 << 20, 10, 100));
+        assert_eq!(backlog.open_existing().unwrap(), Some((0, 3)));
+        let aside = backlog.set_aside(42).unwrap().unwrap();
+        assert_eq!(aside, root.path().join("backlog.discarded-42"));
+        assert_eq!(std::fs::read(segment_path(&aside, 0)).unwrap(), b"abc");
+        backlog.reset(7);
+        backlog.append(b"new");
+        backlog.write_pending().unwrap();
+        assert_eq!(list_segments(&dir).unwrap().len(), 1);
+        assert_eq!(std::fs::read(segment_path(&aside, 0)).unwrap(), b"abc", "reset leaves the set-aside files alone");
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub fn no_replid() -> String {
 
 impl ReplicationLog {
     /// A stream with a fresh history at offset 0. Files are not touched
-    /// until start-up recovery decides ([`ReplicationLog::start_empty`],
+    /// until start-up recovery decides ([`ReplicationLog::start_history`],
     /// [`ReplicationLog::resume`]).
     pub fn new(config: BacklogConfig) -> ReplicationLog {
         ReplicationLog {
@@ -165,11 +165,12 @@ impl ReplicationLog {
         &self.backlog
     }
 
-    /// A brand-new history from an empty dataset at `offset`: the log is
-    /// emptied and records everything from here.
-    pub fn start_empty(&mut self, offset: u64) {
+    /// A brand-new history at `offset`: the log is emptied and records
+    /// everything from here. `from_empty`: the dataset is empty here, so
+    /// replaying the log from here rebuilds it (no snapshot needed).
+    pub fn start_history(&mut self, offset: u64, from_empty: bool) {
         self.reset(new_replid(), offset, 0);
-        self.empty_at = Some(offset);
+        self.empty_at = from_empty.then_some(offset);
         self.save_meta();
     }
 

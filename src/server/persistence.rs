@@ -381,25 +381,19 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
         }
         (_, range, _) => {
             if let Some((start, end)) = range {
-                tracing::warn!(start, end, "the log does not continue the snapshot (another history); starting a new log from the snapshot");
+                let aside = log.set_aside(super::unix_ms()).map_err(|source| RecoveryError::Log(crate::replication::backlog::LogError::Io { dir: "log".into(), source }))?;
+                let aside = aside.map(|p| p.display().to_string()).unwrap_or_default();
+                tracing::warn!(start, end, moved_to = %aside, "the log does not continue the snapshot (another history, or a gap after it): starting a new log from the snapshot; the old one is kept aside");
             }
             match &snapshot_at {
-                Some((replid, offset, db)) => {
-                    data.repl.reset(replid.clone(), *offset, *db);
-                    log.set_retain_from(if appendonly { *offset } else { u64::MAX });
-                }
-                None if header.is_some() => {
-                    data.repl.start_empty(0);
-                    // A snapshot without a replication position: the log
-                    // starts after it.
-                    data.repl.empty_at = None;
-                    log.set_retain_from(if appendonly { 0 } else { u64::MAX });
-                }
-                None => {
-                    data.repl.start_empty(0);
-                    log.set_retain_from(if appendonly { 0 } else { u64::MAX });
-                }
+                Some((replid, offset, db)) => data.repl.reset(replid.clone(), *offset, *db),
+                // No snapshot: a new history from an empty dataset. A
+                // snapshot without a replication position: the log
+                // starts after it.
+                None => data.repl.start_history(0, header.is_none()),
             }
+            let retain = snapshot_at.as_ref().map_or(0, |(_, offset, _)| *offset);
+            log.set_retain_from(if appendonly { retain } else { u64::MAX });
             None
         }
     };
