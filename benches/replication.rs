@@ -76,6 +76,8 @@ fn start(bin: &str, dir: &Path, name: &str, port: u16, repl_port: u16, replicaof
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start quire");
     let node = Node { child, port };
     wait(Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // Serving starts once the log is replayed (-LOADING before).
+    wait(Duration::from_secs(60), || quire::bench::info(port, "persistence").contains("loading:0"));
     node
 }
 

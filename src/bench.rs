@@ -397,6 +397,7 @@ fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
         }
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
         anyhow::ensure!(wait_for(Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).is_ok()), "quire {node} did not start");
+        anyhow::ensure!(wait_for(Duration::from_secs(60), || info(port, "persistence").contains("loading:0")), "quire {node} did not finish loading");
         Ok(Proc(child))
     };
     let primary = spawn("p", pp, prp, None)?;

@@ -64,6 +64,10 @@ async fn start(settings: Settings) -> anyhow::Result<Arc<Shared>> {
             tracing::error!(error = %e, "demo node stopped");
         }
     });
+    // Serving starts once the node has replayed its log and taken its role.
+    while shared.persistence.loading.load(std::sync::atomic::Ordering::Acquire) && !shared.is_shutting_down() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     Ok(shared)
 }
 

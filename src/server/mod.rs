@@ -164,6 +164,14 @@ impl Node {
         let epoch = crate::replication::failover::load_epoch(&shared.settings.read().dir);
         shared.repl.epoch.store(epoch, std::sync::atomic::Ordering::Release);
         bind_replication(&shared)?;
+        // A primary with peers takes no write before its first fencing
+        // probe has answered; writes are refused from the first accepted
+        // connection on (the fencing task starts once the log is replayed).
+        {
+            let s = shared.settings.read();
+            let guarded = shared.repl.endpoint.lock().is_some() && !s.repl.peers.is_empty() && s.replicaof.is_empty();
+            shared.repl.awaiting_fence_check.store(guarded, std::sync::atomic::Ordering::Release);
+        }
         let metrics = {
             let s = shared.settings.read().clone();
             if s.metrics.port == 0 {
@@ -224,6 +232,7 @@ impl Node {
                         tokio::spawn(crate::metrics::serve(shared.clone(), m).instrument(span.clone()));
                     }
                     start_replication(&shared);
+                    shared.persistence.loading.store(false, std::sync::atomic::Ordering::Release);
                     tracing::info!("ready to accept connections");
                     Some(cron)
                 }

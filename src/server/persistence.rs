@@ -397,18 +397,20 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
             None
         }
     };
-    if plan.is_some() {
-        shared.persistence.loading.store(true, Ordering::Release);
-        let total = plan.as_ref().map(|p| p.to - p.from).unwrap_or(0);
-        *shared.persistence.loading_progress.lock() = Loading { started_unix: super::unix_ms() / 1000, total_bytes: total, loaded_bytes: 0, started: Some(Instant::now()) };
-    } else {
+    // Loading until the node has replayed its log and taken up its role
+    // (`Node::run` clears it): clients get -LOADING meanwhile.
+    shared.persistence.loading.store(true, Ordering::Release);
+    let total = plan.as_ref().map(|p| p.to - p.from).unwrap_or(0);
+    *shared.persistence.loading_progress.lock() = Loading { started_unix: super::unix_ms() / 1000, total_bytes: total, loaded_bytes: 0, started: Some(Instant::now()) };
+    if plan.is_none() {
         drop(guard);
         check_acknowledged(shared);
     }
     Ok(plan)
 }
 
-/// Start-up, second part (while clients get `-LOADING`): replays the log
+/// Start-up, second part (while clients get `-LOADING`, until `Node::run`
+/// has started the node's role): replays the log
 /// from the snapshot's offset, one unit (command or MULTI/EXEC) at a time
 /// under the dataset lock, as a replica applies its upstream's stream. A
 /// torn last unit is cut off (`aof-load-truncated`); anything malformed
@@ -473,7 +475,6 @@ pub fn replay(shared: &Arc<Shared>, plan: Replay) -> Result<(), RecoveryError> {
         "log replayed: DB loaded from the snapshot and the log"
     );
     check_acknowledged(shared);
-    shared.persistence.loading.store(false, Ordering::Release);
     Ok(())
 }
 
