@@ -349,6 +349,49 @@ fn a_torn_last_record_is_cut_back_with_a_warning() {
 }
 
 #[test]
+fn a_log_cut_at_any_byte_recovers_the_whole_units_before_the_cut() {
+    // 40 SETs, one 3-command transaction, 40 more; then the log is cut at
+    // positions all through it (a crash mid-write of any record).
+    let node = TestNode::start();
+    let mut con = node.client();
+    for i in 0..40 {
+        cmd(&mut con, &["SET", &format!("a{i}"), "1"]).unwrap();
+    }
+    let _: () = redis::pipe().atomic().cmd("SET").arg("t1").arg("1").cmd("SET").arg("t2").arg("1").cmd("SET").arg("t3").arg("1").query(&mut con).unwrap();
+    for i in 0..40 {
+        cmd(&mut con, &["SET", &format!("b{i}"), "1"]).unwrap();
+    }
+    drop(con);
+    let dir = node.stop();
+    let seg = std::fs::read_dir(dir.path().join("backlog")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "seg")).unwrap();
+    let whole = std::fs::read(&seg).unwrap();
+    let mut dir = dir;
+    let mut seen_partial_tx = false;
+    let tx_start = whole.windows(5).position(|w| w == b"MULTI").expect("the transaction is in the log");
+    let tx_end = tx_start + whole[tx_start..].windows(4).position(|w| w == b"EXEC").expect("its EXEC") + 6;
+    let cuts: Vec<usize> = (0..whole.len()).step_by(whole.len() / 12).chain((tx_start..tx_end).step_by(13)).chain([whole.len() - 1]).collect();
+    for cut in cuts {
+        std::fs::write(&seg, &whole[..cut]).unwrap();
+        let node = TestNode::try_start_in(dir, |_| {}).expect("a torn log still starts");
+        let mut con = node.client();
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+        let tx = keys.iter().filter(|k| k.starts_with('t')).count();
+        assert!(tx == 0 || tx == 3, "cut at {cut}: a transaction is applied whole or not at all ({keys:?})");
+        seen_partial_tx |= tx == 0 && keys.iter().any(|k| k.starts_with("a39"));
+        // Exactly the units before the cut: a prefix of the writes.
+        let a = keys.iter().filter(|k| k.starts_with('a')).count();
+        let b = keys.iter().filter(|k| k.starts_with('b')).count();
+        assert!(b == 0 || (a == 40 && tx == 3), "cut at {cut}: later writes only after all earlier ones");
+        for i in 0..a {
+            assert!(keys.contains(&format!("a{i}")), "cut at {cut}: a prefix of the writes, missing a{i}");
+        }
+        drop(con);
+        dir = node.stop();
+    }
+    assert!(seen_partial_tx, "cuts fell inside the transaction");
+}
+
+#[test]
 fn a_corrupt_middle_refuses_to_start_naming_the_file_and_leaves_it_untouched() {
     let (dir, segments) = stopped_node_with_writes(200);
     let seg = segments.first().unwrap();
