@@ -119,6 +119,9 @@ pub struct Backlog {
     durable_tx: tokio::sync::watch::Sender<u64>,
 }
 
+/// How a failed fsync is named in [`Backlog::write_error`].
+const FSYNC_ERROR: &str = "fsync failed: ";
+
 fn segment_path(dir: &Path, start: u64) -> PathBuf {
     dir.join(format!("{start:020}.seg"))
 }
@@ -467,8 +470,10 @@ impl Backlog {
                     seg.len += chunk.len() as u64;
                 }
                 inner.written = from + chunk.len() as u64;
-                self.failing.store(false, Ordering::Release);
-                if inner.write_error.take().is_some() {
+                // A failed fsync is cleared only by a good fsync.
+                if inner.write_error.as_deref().is_some_and(|e| !e.starts_with(FSYNC_ERROR)) {
+                    inner.write_error = None;
+                    self.failing.store(false, Ordering::Release);
                     tracing::warn!(offset = inner.written, "log writes succeed again");
                 }
                 let removed = inner.trim();
@@ -485,7 +490,9 @@ impl Backlog {
                 if inner.write_error.is_none() {
                     tracing::error!(offset = from, error = %e, "log write failed; writes are refused until it succeeds");
                 }
-                inner.write_error = Some(e.to_string());
+                if !inner.write_error.as_deref().is_some_and(|e| e.starts_with(FSYNC_ERROR)) {
+                    inner.write_error = Some(e.to_string());
+                }
                 self.failing.store(true, Ordering::Release);
                 Err(e)
             }
@@ -528,21 +535,40 @@ impl Backlog {
     /// fsync runs on duplicated descriptors outside the writer's lock, so
     /// writes go on meanwhile (the next fsync covers them).
     pub fn sync(&self) -> std::io::Result<u64> {
-        let (target, files) = {
+        let (target, mut files, closed) = {
             let mut io = self.io.lock();
             let target = self.inner.lock().written;
             if target <= self.durable() {
                 return Ok(self.durable());
             }
             let mut files: Vec<File> = io.unsynced.drain(..).collect();
+            let closed = files.len();
             if let Some((_, f)) = &io.file {
                 files.push(f.try_clone()?);
             }
-            (target, files)
+            (target, files, closed)
         };
-        for f in &files {
-            f.sync_data()?;
+        if let Some(e) = files.iter().find_map(|f| f.sync_data().err()) {
+            // Nothing counts as durable past the last good fsync, and writes
+            // are refused (MISCONF) until an fsync succeeds again; the closed
+            // segments are fsynced again next time.
+            files.truncate(closed);
+            self.io.lock().unsynced.extend(files);
+            let mut inner = self.inner.lock();
+            if inner.write_error.is_none() {
+                tracing::error!(error = %e, "log fsync failed; writes are refused until an fsync succeeds");
+            }
+            inner.write_error = Some(format!("{FSYNC_ERROR}{e}"));
+            self.failing.store(true, Ordering::Release);
+            return Err(e);
         }
+        let mut inner = self.inner.lock();
+        if inner.write_error.as_deref().is_some_and(|e| e.starts_with(FSYNC_ERROR)) {
+            inner.write_error = None;
+            self.failing.store(false, Ordering::Release);
+            tracing::warn!(offset = target, "log fsync succeeds again");
+        }
+        drop(inner);
         self.publish_durable(target, false);
         Ok(target)
     }
