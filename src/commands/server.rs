@@ -101,22 +101,15 @@ fn persistence_section(ctx: &ExecCtx, out: &mut String) {
     let aof = p.aof.lock();
     let appendonly = shared.settings.read().appendonly;
     let log = &shared.log;
-    let _ = write!(out, "# Persistence\r\nloading:{}\r\nasync_loading:0\r\n", loading as u8);
-    if loading {
-        let l = p.loading_progress.lock().clone();
-        let elapsed = l.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
-        let perc = if l.total_bytes > 0 { l.loaded_bytes as f64 * 100.0 / l.total_bytes as f64 } else { 0.0 };
-        let eta = if l.loaded_bytes > 0 { (elapsed * (l.total_bytes - l.loaded_bytes.min(l.total_bytes)) as f64 / l.loaded_bytes as f64) as u64 } else { 1 };
-        let _ = write!(
-            out,
-            "loading_start_time:{}\r\nloading_total_bytes:{}\r\nloading_rdb_used_mem:0\r\nloading_loaded_bytes:{}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n",
-            l.started_unix, l.total_bytes, l.loaded_bytes
-        );
-    }
+    let _ = write!(
+        out,
+        "# Persistence\r\nloading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\n",
+        loading as u8
+    );
     let write_ok = !log.is_failing();
     let _ = write!(
         out,
-        "rdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_save_size_bytes:{}\r\nrdb_last_cow_size:0\r\n",
+        "rdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\nrdb_last_save_size_bytes:{}\r\n",
         ctx.keyspace.dirty,
         state.in_progress as u8,
         state.last_save_unix,
@@ -170,6 +163,17 @@ fn persistence_section(ctx: &ExecCtx, out: &mut String) {
         f.max_us.load(Ordering::Relaxed),
         log.write_error().unwrap_or_default(),
     );
+    if loading {
+        let l = p.loading_progress.lock().clone();
+        let elapsed = l.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+        let perc = if l.total_bytes > 0 { l.loaded_bytes as f64 * 100.0 / l.total_bytes as f64 } else { 0.0 };
+        let eta = if l.loaded_bytes > 0 { (elapsed * (l.total_bytes - l.loaded_bytes.min(l.total_bytes)) as f64 / l.loaded_bytes as f64) as u64 } else { 1 };
+        let _ = write!(
+            out,
+            "loading_start_time:{}\r\nloading_total_bytes:{}\r\nloading_rdb_used_mem:0\r\nloading_loaded_bytes:{}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n",
+            l.started_unix, l.total_bytes, l.loaded_bytes
+        );
+    }
     match &ctx.repl.lost {
         Some(lost) => {
             let _ = write!(
