@@ -576,3 +576,36 @@ fn loading_answers_loading_and_info_shows_it() {
     assert_eq!(size, 1_000_000);
     assert!(saw_loading, "clients were answered -LOADING while the log replayed: {}", proc.log());
 }
+
+#[test]
+fn a_replica_whose_disk_fills_pauses_and_catches_up_when_space_returns() {
+    let disk = SmallDisk::mount("3m");
+    let pki = Pki::new(&["p", "r"]);
+    let p = TestNode::start_with(|s| pki.configure("p", s));
+    let addr = p.repl_addr();
+    let r = TestNode::try_start_in(tempfile::tempdir_in(disk.dir.path()).unwrap(), |s| {
+        pki.configure("r", s);
+        s.replicaof = addr;
+    })
+    .expect("replica starts");
+    assert!(wait_until(Duration::from_secs(20), || r.info("replication", "master_link_status") == "up"));
+    let mut c = p.client();
+    let value = "y".repeat(64 * 1024);
+    // 10 MB for a 3 MB disk.
+    for i in 0..160 {
+        cmd(&mut c, &["SET", &format!("big{i}"), &value]).unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(20), || r.info("persistence", "aof_last_write_status") == "err"), "the replica's disk filled up");
+    assert!(
+        wait_until(Duration::from_secs(20), || r.info("replication", "quire_link_last_error").contains("replication paused")),
+        "the replica stops taking the stream: {}",
+        r.info("replication", "quire_link_last_error")
+    );
+    let pending: u64 = r.info("persistence", "aof_buffer_length").parse().unwrap();
+    assert!(pending < 2 << 20, "what waits in memory stays bounded (not the 7 MB the disk had no room for): {pending}");
+    disk.grow("64m");
+    common::wait_caught_up(&p, &[&r], Duration::from_secs(30));
+    assert_eq!(r.digest(), p.digest());
+    assert_eq!(r.info("persistence", "aof_last_write_status"), "ok");
+    assert_eq!(r.info("replication", "quire_full_syncs"), "1", "resumed partially");
+}

@@ -312,6 +312,12 @@ fn apply_ready(
     splitter: &mut UnitSplitter,
 ) -> Result<bool, ReplicaError> {
     let mut applied = false;
+    // While this node's own log cannot be written (full disk), applying
+    // more would only pile the stream up in memory: the link is dropped
+    // and retried, resuming from what was applied once writes succeed.
+    if shared.log.is_failing() {
+        return Err(ReplicaError::Stream("this node's log writes are failing (disk full?): replication paused until they succeed".into()));
+    }
     while let Some((batch, _)) = reassembler.poll_batch() {
         let raw = decompressor.decompress(&batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
         shared.repl.counters.received_raw_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
