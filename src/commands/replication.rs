@@ -133,7 +133,7 @@ fn failover(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     let target = {
         let table = repl.replicas.lock();
-        let online = table.replicas.values().filter(|r| r.state == "online");
+        let online = table.replicas.values().filter(|r| r.state == crate::replication::ReplicaState::Online);
         match &to {
             Some((host, port)) => online
                 .filter(|r| {
@@ -250,7 +250,7 @@ fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     let shared = ctx.shared;
     let offset = ctx.repl.offset() as i64;
     if let Some(up) = shared.repl.upstream() {
-        let state = if shared.repl.link_up() { "connected" } else { shared.repl.link.lock().state };
+        let state = if shared.repl.link_up() { "connected" } else { shared.repl.link.lock().state.as_str() };
         return Ok(Frame::Array(vec![Frame::bulk("slave"), Frame::bulk(up.host), Frame::Integer(up.port as i64), Frame::bulk(state), Frame::Integer(offset)]));
     }
     let table = shared.repl.replicas.lock();

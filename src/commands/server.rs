@@ -537,7 +537,7 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         for key in &args[2..] {
             let d = match ctx.db().peek(key, now) {
                 Some(v) => digest::hex(&digest::value_digest(v)),
-                None => "0".repeat(40),
+                None => crate::replication::stream::no_replid(),
             };
             out.push(Frame::Simple(d.into()));
         }

@@ -40,6 +40,65 @@ pub struct Upstream {
     pub port: u16,
 }
 
+/// Where an attached replica's sync stands (Redis's `slaveN:state=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Waiting for the snapshot of its full sync to be written.
+    WaitBgsave,
+    /// Receiving that snapshot.
+    SendBulk,
+    /// Streaming: counted by WAIT, WAITAOF and min-replicas.
+    Online,
+}
+
+impl ReplicaState {
+    /// Redis's name for the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaState::WaitBgsave => "wait_bgsave",
+            ReplicaState::SendBulk => "send_bulk",
+            ReplicaState::Online => "online",
+        }
+    }
+}
+
+impl std::fmt::Display for ReplicaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where this replica's link to its upstream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Waiting to dial (after start-up or a failure).
+    Connect,
+    /// Dialling and handshaking.
+    Connecting,
+    /// Asked for history; receiving the answer (or a snapshot).
+    Sync,
+    /// Streaming.
+    Connected,
+}
+
+impl LinkState {
+    /// Redis's name for the state (`ROLE`, INFO).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connect => "connect",
+            LinkState::Connecting => "connecting",
+            LinkState::Sync => "sync",
+            LinkState::Connected => "connected",
+        }
+    }
+}
+
+impl std::fmt::Display for LinkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A replica attached to this node, as INFO and WAIT see it.
 #[derive(Debug, Clone)]
 pub struct AttachedReplica {
@@ -49,7 +108,7 @@ pub struct AttachedReplica {
     pub tcp_port: u16,
     /// The replica's own replication endpoint (for failover to it).
     pub repl_addr: String,
-    pub state: &'static str,
+    pub state: ReplicaState,
     pub ack_offset: u64,
     /// What the replica has fsynced in its own log (WAITAOF).
     pub fsynced_offset: u64,
@@ -94,17 +153,17 @@ impl ReplicaTable {
 
     /// Replicas that acknowledged at least `offset`.
     pub fn acked(&self, offset: u64) -> usize {
-        self.replicas.values().filter(|r| r.state == "online" && r.ack_offset >= offset).count()
+        self.replicas.values().filter(|r| r.state == ReplicaState::Online && r.ack_offset >= offset).count()
     }
 
     /// Replicas that fsynced at least `offset` (WAITAOF).
     pub fn fsynced(&self, offset: u64) -> usize {
-        self.replicas.values().filter(|r| r.state == "online" && r.fsynced_offset >= offset).count()
+        self.replicas.values().filter(|r| r.state == ReplicaState::Online && r.fsynced_offset >= offset).count()
     }
 
     /// Replicas whose last ack is at most `max_lag_secs` old.
     pub fn good(&self, max_lag_secs: u64) -> usize {
-        self.replicas.values().filter(|r| r.state == "online" && r.last_ack.elapsed().as_secs() <= max_lag_secs).count()
+        self.replicas.values().filter(|r| r.state == ReplicaState::Online && r.last_ack.elapsed().as_secs() <= max_lag_secs).count()
     }
 
     pub fn handle_ack(&mut self, id: u64, offset: u64, fsynced: u64) {
@@ -143,7 +202,7 @@ impl ReplicaTable {
 /// Status of this node's link to its upstream (replica side).
 #[derive(Debug, Clone)]
 pub struct LinkStatus {
-    pub state: &'static str,
+    pub state: LinkState,
     pub last_io: Option<Instant>,
     pub down_since: Option<Instant>,
     pub sync_in_progress: bool,
@@ -162,7 +221,7 @@ pub struct LinkStatus {
 impl Default for LinkStatus {
     fn default() -> Self {
         LinkStatus {
-            state: "connect",
+            state: LinkState::Connect,
             last_io: None,
             down_since: Some(Instant::now()),
             sync_in_progress: false,

@@ -11,7 +11,7 @@ use super::fullsync::{self, ServedSnapshot};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use super::stream::Resync;
 use super::tail::LinkCompressor;
-use super::AttachedReplica;
+use super::{AttachedReplica, ReplicaState};
 use crate::persist::SnapshotHeader;
 use crate::server::{unix_ms, wait_shutdown, Shared};
 use std::collections::BTreeMap;
@@ -187,7 +187,7 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         (Some((snapshot, at)), _) => {
             tracing::info!(node = %hello.node, id = %snapshot.id, at, size = snapshot.size, "resuming snapshot transfer");
             shared.repl.counters.snapshot_resumes_served.fetch_add(1, Ordering::Relaxed);
-            set_state(shared, attached.id, "send_bulk");
+            set_state(shared, attached.id, ReplicaState::SendBulk);
             send_snapshot(shared, &mut send, &snapshot, at).await?
         }
         (None, Resync::Continue { offset }) => {
@@ -202,16 +202,16 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
                 shared.repl.counters.partial_syncs_err.fetch_add(1, Ordering::Relaxed);
             }
             shared.repl.counters.full_syncs_served.fetch_add(1, Ordering::Relaxed);
-            set_state(shared, attached.id, "wait_bgsave");
+            set_state(shared, attached.id, ReplicaState::WaitBgsave);
             let snapshot = match shared.repl.snapshots.newest(|s| snapshot_usable(shared, s)) {
                 Some(existing) => existing,
                 None => make_snapshot(shared).await?,
             };
-            set_state(shared, attached.id, "send_bulk");
+            set_state(shared, attached.id, ReplicaState::SendBulk);
             send_snapshot(shared, &mut send, &snapshot, 0).await?
         }
     };
-    set_state(shared, attached.id, "online");
+    set_state(shared, attached.id, ReplicaState::Online);
     stream(shared, conn, &mut send, &mut recv, reader, start, generation, attached.id, &repl_addr).await
 }
 
@@ -249,7 +249,7 @@ fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica 
         addr: conn.remote_address(),
         tcp_port: hello.tcp_port,
         repl_addr,
-        state: "wait_bgsave",
+        state: ReplicaState::WaitBgsave,
         ack_offset: 0,
         fsynced_offset: 0,
         last_ack: Instant::now(),
@@ -262,7 +262,7 @@ fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica 
     }
 }
 
-fn set_state(shared: &Shared, id: u64, state: &'static str) {
+fn set_state(shared: &Shared, id: u64, state: ReplicaState) {
     if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
         r.state = state;
     }

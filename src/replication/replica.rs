@@ -10,6 +10,7 @@ use super::fastpath::{Reassembler, ReassemblyLimits, ReassemblyStats};
 use super::fullsync::IncomingSnapshot;
 use super::primary::{read_message, LinkError};
 use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
+use super::LinkState;
 use super::Upstream;
 use crate::commands::{self, ExecCtx, Session};
 use crate::server::{unix_ms, wait_shutdown, Shared};
@@ -103,7 +104,7 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
         shared.repl.set_link_up(false);
         {
             let mut link = shared.repl.link.lock();
-            link.state = "connect";
+            link.state = LinkState::Connect;
             link.sync_in_progress = false;
             if let Err(e) = &result {
                 link.last_error = e.to_string();
@@ -153,7 +154,7 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
         };
         (name, hello)
     };
-    shared.repl.link.lock().state = "connecting";
+    shared.repl.link.lock().state = LinkState::Connecting;
     let connecting = endpoint.connect(addr, &server_name)?;
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.map_err(|_| LinkError::Timeout("connect"))??;
     let result = run_session(shared, &conn, hello).await;
@@ -168,7 +169,7 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
     send.write_all(&protocol::encode(&ReplicaMessage::Hello(hello))).await?;
     let mut reader = MessageReader::new();
     let mut buf = vec![0u8; 64 * 1024];
-    shared.repl.link.lock().state = "sync";
+    shared.repl.link.lock().state = LinkState::Sync;
     let first = tokio::time::timeout(Duration::from_secs(60), read_message::<PrimaryMessage>(&mut recv, &mut reader, &mut buf))
         .await
         .map_err(|_| LinkError::Timeout("handshake"))?
@@ -203,7 +204,7 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
     shared.repl.set_link_up(true);
     {
         let mut link = shared.repl.link.lock();
-        link.state = "connected";
+        link.state = LinkState::Connected;
         link.sync_in_progress = false;
         link.last_io = Some(Instant::now());
         link.last_error.clear();
