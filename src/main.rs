@@ -34,6 +34,12 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Check a node's log (its write-ahead log) offline, as redis-check-aof
+    /// does; `--fix` cuts it back to the last whole unit before a problem.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Size the replication backlog for a write rate and an outage.
     Backlog {
         #[command(subcommand)]
@@ -85,6 +91,20 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Walk DIR/backlog unit by unit and report what it holds.
+    Check {
+        /// The node's data directory (stop the node first).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Cut the log back to the last whole unit before a torn or corrupt
+        /// record (what follows is lost).
+        #[arg(long)]
+        fix: bool,
     },
 }
 
@@ -421,6 +441,7 @@ fn run(cli: Cli) -> Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
             runtime.block_on(quire::demo::run(quire::demo::DemoOptions { base_port, rate, duration: duration.map(std::time::Duration::from_secs) }))
         }
+        Command::Log { command: LogCommand::Check { dir, fix } } => log_check(&dir, fix),
         Command::Backlog { command: BacklogCommand::Plan { write_rate, outage, safety } } => {
             let rate = quire::config::params::parse_memory(write_rate.trim_end_matches("/s"))
                 .with_context(|| format!("--write-rate: '{write_rate}' is not a byte count like 5mb"))? as f64;
@@ -483,6 +504,42 @@ fn certs_init(args: CertsInitArgs) -> Result<()> {
         let (cert, key) = ca.issue(&args.dir, &spec)?;
         println!("issued {} and {}", cert.display(), key.display());
     }
+    Ok(())
+}
+
+/// `quire log check`: exit 0 when the log is whole (or was fixed), 1 when
+/// it has a problem left.
+fn log_check(dir: &std::path::Path, fix: bool) -> Result<()> {
+    use quire::replication::backlog::{walk, LogProblem};
+    let log_dir = dir.join("backlog");
+    let check = walk(&log_dir, None, |_| {})?;
+    println!("log        {}", log_dir.display());
+    println!("segments   {}", check.segments);
+    println!("offsets    {} .. {} ({} bytes)", check.start, check.end, check.end - check.start);
+    println!("units      {} whole units up to offset {}", check.units, check.good_end);
+    match &check.problem {
+        None => {
+            println!("status     ok");
+            return Ok(());
+        }
+        Some(LogProblem::Torn) => {
+            println!("status     the last unit is cut short at offset {} ({} bytes; a node cuts this itself at start-up)", check.good_end, check.end - check.good_end)
+        }
+        Some(LogProblem::Corrupt { file, position, reason }) => {
+            println!("status     corrupt after offset {} ({}, byte {position}): {reason}", check.good_end, file.display());
+            println!("           fixing loses the {} bytes after it", check.end - check.good_end);
+        }
+    }
+    if !fix {
+        anyhow::bail!("the log has a problem (run again with --fix to cut it back to offset {})", check.good_end);
+    }
+    let backlog = quire::replication::backlog::Backlog::new(
+        0,
+        quire::replication::backlog::BacklogConfig { capacity: u64::MAX, memory_bytes: 0, segment_bytes: u64::MAX, dir: Some(log_dir) },
+    );
+    backlog.open_existing()?;
+    backlog.truncate(check.good_end).context("cutting the log")?;
+    println!("fixed      the log now ends at offset {}", check.good_end);
     Ok(())
 }
 

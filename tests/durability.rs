@@ -412,6 +412,25 @@ fn a_corrupt_middle_refuses_to_start_naming_the_file_and_leaves_it_untouched() {
     let name = seg.file_name().unwrap().to_string_lossy().to_string();
     assert!(log.contains("log is corrupt") && log.contains(&name), "names the file: {log}");
     assert_eq!(std::fs::read(seg).unwrap(), bytes, "the file is left untouched");
+
+    // The operator's tool says the same, and --fix cuts the log back to the
+    // last whole unit before the damage.
+    let check = Command::new(env!("CARGO_BIN_EXE_quire")).args(["log", "check", "--dir"]).arg(dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&check.stdout).to_string();
+    assert!(!check.status.success() && text.contains("corrupt after offset") && text.contains(&name), "{text}");
+    let fixed = Command::new(env!("CARGO_BIN_EXE_quire")).args(["log", "check", "--fix", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(fixed.status.success(), "{}", String::from_utf8_lossy(&fixed.stdout));
+    assert!(std::fs::metadata(seg).unwrap().len() <= middle as u64, "cut before the damage");
+    let node = TestNode::try_start_in(dir, |_| {}).expect("starts after the fix");
+    let mut c = node.client();
+    let n = match cmd(&mut c, &["DBSIZE"]).unwrap() {
+        Value::Int(n) => n,
+        other => panic!("{other:?}"),
+    };
+    assert!(n > 50 && n < 200, "the writes before the damage: {n}");
+    for i in 0..n {
+        assert_eq!(cmd(&mut c, &["EXISTS", &format!("k{i}")]).unwrap(), Value::Int(1), "a prefix of the writes");
+    }
 }
 
 #[test]

@@ -80,6 +80,13 @@ impl UnitSplitter {
         self.input.len()
     }
 
+    /// After [`UnitSplitter::handle_bytes`] failed: how many of the bytes
+    /// that were pending before it form whole units ahead of the error (the
+    /// last good unit boundary, counted from the start of what was pending).
+    pub fn good_bytes(&self) -> usize {
+        self.unit_end
+    }
+
     /// Feeds stream bytes; returns the units they complete, in order.
     pub fn handle_bytes(&mut self, bytes: &[u8]) -> Result<Units, ApplyError> {
         let limits = DecodeLimits { max_bulk_bytes: 1 << 30, max_multibulk_len: 1 << 24 };
@@ -196,6 +203,16 @@ mod tests {
         }
         assert_eq!(raw, wire(&[&["SET", "a", "1"], &["INCR", "a"], &["MULTI"], &["INCR", "b"], &["EXEC"], &["DEL", "a"]]));
         assert_eq!(s.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn after_an_error_the_last_good_boundary_is_known() {
+        let mut s = UnitSplitter::new();
+        let good = wire(&[&["SET", "a", "1"], &["SET", "b", "2"]]);
+        let mut input = good.clone();
+        input.extend_from_slice(b"*2\r\n$3\r\nfoo\r\nxx\r\n");
+        assert!(s.handle_bytes(&input).is_err());
+        assert_eq!(s.good_bytes(), good.len());
     }
 
     #[test]

@@ -45,6 +45,71 @@ pub enum LogError {
     Gap { file: String, expected: u64, found: u64 },
 }
 
+/// What a walk through a log's segment files found (`quire log check`,
+/// start-up recovery).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogCheck {
+    pub start: u64,
+    pub end: u64,
+    pub segments: usize,
+    /// Whole units (commands or transactions) from `start`.
+    pub units: u64,
+    /// Where the whole units end: `end` unless something is wrong.
+    pub good_end: u64,
+    pub problem: Option<LogProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogProblem {
+    /// The last unit is cut short (a crash mid-write).
+    Torn,
+    /// Malformed bytes after `good_end`, in `file` at byte `position`.
+    Corrupt { file: PathBuf, position: u64, reason: String },
+}
+
+/// Walks the segment files in `dir` unit by unit, from `from` (the log's
+/// start when `None`), handing each run of whole units to `apply`.
+pub fn walk(dir: &Path, from: Option<u64>, mut apply: impl FnMut(&super::apply::Units)) -> Result<LogCheck, LogError> {
+    let backlog = Backlog::new(0, BacklogConfig { capacity: u64::MAX, memory_bytes: 0, segment_bytes: u64::MAX, dir: Some(dir.to_path_buf()) });
+    let Some((start, end)) = backlog.open_existing()? else {
+        return Ok(LogCheck { start: 0, end: 0, segments: 0, units: 0, good_end: 0, problem: None });
+    };
+    let from = from.unwrap_or(start).clamp(start, end);
+    let history = backlog.history();
+    let mut splitter = super::apply::UnitSplitter::new();
+    let mut check = LogCheck { start, end, segments: backlog.segments(), units: 0, good_end: from, problem: None };
+    let mut at = from;
+    while at < end {
+        let chunk = backlog
+            .read(history, at, ((end - at) as usize).min(1 << 20))
+            .map_err(|c| LogError::Io { dir: dir.display().to_string(), source: std::io::Error::other(c.to_string()) })?;
+        if chunk.is_empty() {
+            break;
+        }
+        let unit_start = at - splitter.pending_bytes() as u64;
+        match splitter.handle_bytes(&chunk) {
+            Ok(units) => {
+                check.units += units.units.len() as u64;
+                apply(&units);
+                splitter.recycle(units.raw);
+            }
+            Err(e) => {
+                let good_end = unit_start + splitter.good_bytes() as u64;
+                let (file, position) = backlog.locate(good_end).unwrap_or_default();
+                check.good_end = good_end;
+                check.problem = Some(LogProblem::Corrupt { file, position, reason: e.to_string() });
+                return Ok(check);
+            }
+        }
+        at += chunk.len() as u64;
+    }
+    check.good_end = end - splitter.pending_bytes() as u64;
+    if check.good_end < end {
+        check.problem = Some(LogProblem::Torn);
+    }
+    Ok(check)
+}
+
 /// How a backlog is laid out.
 #[derive(Debug, Clone)]
 pub struct BacklogConfig {

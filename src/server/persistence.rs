@@ -292,7 +292,7 @@ pub enum RecoveryError {
     Snapshot(#[from] SnapshotError),
     #[error("{0}")]
     Log(#[from] crate::replication::backlog::LogError),
-    #[error("log is corrupt at or after offset {offset} ({file}, byte {position}): {reason}; the file is left untouched (move the log directory aside to start from the snapshot alone)")]
+    #[error("log is corrupt after offset {offset} ({file}, byte {position}): {reason}; the file is left untouched (`quire log check --dir DIR --fix` cuts the log there, losing what follows; or move the log directory aside to start from the snapshot alone)")]
     Corrupt { offset: u64, file: String, position: u64, reason: String },
     #[error("log ends inside a record at offset {offset} ({file}); aof-load-truncated is off")]
     Truncated { offset: u64, file: String },
@@ -434,10 +434,15 @@ pub fn replay(shared: &Arc<Shared>, plan: Replay) -> Result<(), RecoveryError> {
             return Err(RecoveryError::Unreadable(at));
         }
         let unit_start = at - splitter.pending_bytes() as u64;
-        let units = splitter.handle_bytes(&chunk).map_err(|e| {
-            let (file, position) = log.locate(unit_start).map(|(p, pos)| (p.display().to_string(), pos)).unwrap_or_default();
-            RecoveryError::Corrupt { offset: unit_start, file, position, reason: e.to_string() }
-        })?;
+        let units = match splitter.handle_bytes(&chunk) {
+            Ok(units) => units,
+            Err(e) => {
+                // Whole units end here; what follows is malformed.
+                let good_end = unit_start + splitter.good_bytes() as u64;
+                let (file, position) = log.locate(good_end).map(|(p, pos)| (p.display().to_string(), pos)).unwrap_or_default();
+                return Err(RecoveryError::Corrupt { offset: good_end, file, position, reason: e.to_string() });
+            }
+        };
         at += chunk.len() as u64;
         units_applied += units.units.len() as u64;
         super::super::replication::replica::apply_replayed(shared, &mut session, &units);
