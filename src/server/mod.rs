@@ -206,10 +206,8 @@ impl Node {
                 .spawn(move || span.in_scope(|| persistence::run_log_thread(shared)))
                 .map_err(|source| StartError::Dir { path: "log thread".into(), source })?
         };
-        let failed: Arc<Mutex<Option<StartError>>> = Arc::default();
         let background = {
-            let (shared, task_span, failed) = (shared.clone(), span.clone(), failed.clone());
-            let span = span.clone();
+            let (shared, task_span, span) = (shared.clone(), span.clone(), span.clone());
             tokio::spawn(
                 async move {
                     let replayed = {
@@ -223,9 +221,8 @@ impl Node {
                     };
                     if let Err(e) = result {
                         tracing::error!(error = %e, "cannot start");
-                        *failed.lock() = Some(e);
                         shared.begin_shutdown();
-                        return None;
+                        return Err(e);
                     }
                     let cron = tokio::spawn(cron(shared.clone()).instrument(span.clone()));
                     if let Some(m) = metrics {
@@ -234,7 +231,7 @@ impl Node {
                     start_replication(&shared);
                     shared.persistence.loading.store(false, std::sync::atomic::Ordering::Release);
                     tracing::info!("ready to accept connections");
-                    Some(cron)
+                    Ok(cron)
                 }
                 .instrument(task_span),
             )
@@ -259,7 +256,11 @@ impl Node {
                 _ = wait_shutdown(&mut shutdown) => break,
             }
         }
-        if let Ok(Some(cron)) = background.await {
+        let started = match background.await {
+            Ok(started) => started,
+            Err(e) => Err(StartError::Replication(format!("start-up task failed: {e}"))),
+        };
+        if let Ok(cron) = &started {
             cron.abort();
         }
         drop(listener);
@@ -267,11 +268,7 @@ impl Node {
         shared.persistence.wake_log_thread();
         let _ = tokio::task::spawn_blocking(move || log_thread.join()).await;
         tracing::info!("shut down");
-        let failure = failed.lock().take();
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        started.map(|_| ())
     }
 }
 
