@@ -186,6 +186,9 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
             }
             Some(reply) = block_reply => {
                 session.blocked = None;
+                // Served by another client's write (a push, or the pop made
+                // for us): no reply before that write is in the log.
+                super::persistence::make_durable(shared, shared.log.end_offset()).await;
                 session.write_reply(&reply, &mut output);
             }
             _ = block_timeout => {
