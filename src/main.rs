@@ -510,36 +510,37 @@ fn certs_init(args: CertsInitArgs) -> Result<()> {
 /// `quire log check`: exit 0 when the log is whole (or was fixed), 1 when
 /// it has a problem left.
 fn log_check(dir: &std::path::Path, fix: bool) -> Result<()> {
-    use quire::replication::backlog::{walk, LogProblem};
+    use quire::replication::backlog::{check_dir, LogProblem};
     let log_dir = dir.join("backlog");
-    let check = walk(&log_dir, None, |_| {})?;
+    let check = check_dir(&log_dir)?;
     println!("log        {}", log_dir.display());
     println!("segments   {}", check.segments);
     println!("offsets    {} .. {} ({} bytes)", check.start, check.end, check.end - check.start);
-    println!("units      {} whole units up to offset {}", check.units, check.good_end);
-    match &check.problem {
+    let walk = &check.walk;
+    println!("units      {} whole units up to offset {}", walk.units, walk.good_end);
+    match &walk.problem {
         None => {
             println!("status     ok");
             return Ok(());
         }
         Some(LogProblem::Torn) => {
-            println!("status     the last unit is cut short at offset {} ({} bytes; a node cuts this itself at start-up)", check.good_end, check.end - check.good_end)
+            println!("status     the last unit is cut short at offset {} ({} bytes; a node cuts this itself at start-up)", walk.good_end, check.end - walk.good_end)
         }
         Some(LogProblem::Corrupt { file, position, reason }) => {
-            println!("status     corrupt after offset {} ({}, byte {position}): {reason}", check.good_end, file.display());
-            println!("           fixing loses the {} bytes after it", check.end - check.good_end);
+            println!("status     corrupt after offset {} ({}, byte {position}): {reason}", walk.good_end, file.display());
+            println!("           fixing loses the {} bytes after it", check.end - walk.good_end);
         }
     }
     if !fix {
-        anyhow::bail!("the log has a problem (run again with --fix to cut it back to offset {})", check.good_end);
+        anyhow::bail!("the log has a problem (run again with --fix to cut it back to offset {})", walk.good_end);
     }
     let backlog = quire::replication::backlog::Backlog::new(
         0,
         quire::replication::backlog::BacklogConfig { capacity: u64::MAX, memory_bytes: 0, segment_bytes: u64::MAX, dir: Some(log_dir) },
     );
     backlog.open_existing()?;
-    backlog.truncate(check.good_end).context("cutting the log")?;
-    println!("fixed      the log now ends at offset {}", check.good_end);
+    backlog.truncate(walk.good_end).context("cutting the log")?;
+    println!("fixed      the log now ends at offset {}", walk.good_end);
     Ok(())
 }
 

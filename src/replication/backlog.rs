@@ -45,16 +45,13 @@ pub enum LogError {
     Gap { file: String, expected: u64, found: u64 },
 }
 
-/// What a walk through a log's segment files found (`quire log check`,
-/// start-up recovery).
+/// What reading a stretch of the log unit by unit found.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogCheck {
-    pub start: u64,
-    pub end: u64,
-    pub segments: usize,
-    /// Whole units (commands or transactions) from `start`.
+pub struct Walk {
+    /// Whole units (commands or transactions) read.
     pub units: u64,
-    /// Where the whole units end: `end` unless something is wrong.
+    /// Where the whole units end: the stretch's end unless something is
+    /// wrong.
     pub good_end: u64,
     pub problem: Option<LogProblem>,
 }
@@ -67,47 +64,22 @@ pub enum LogProblem {
     Corrupt { file: PathBuf, position: u64, reason: String },
 }
 
-/// Walks the segment files in `dir` unit by unit, from `from` (the log's
-/// start when `None`), handing each run of whole units to `apply`.
-pub fn walk(dir: &Path, from: Option<u64>, mut apply: impl FnMut(&super::apply::Units)) -> Result<LogCheck, LogError> {
+/// What `quire log check` found in a log directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogCheck {
+    pub start: u64,
+    pub end: u64,
+    pub segments: usize,
+    pub walk: Walk,
+}
+
+/// Walks the segment files in `dir` unit by unit (offline: `quire log
+/// check`).
+pub fn check_dir(dir: &Path) -> Result<LogCheck, LogError> {
     let backlog = Backlog::new(0, BacklogConfig { capacity: u64::MAX, memory_bytes: 0, segment_bytes: u64::MAX, dir: Some(dir.to_path_buf()) });
-    let Some((start, end)) = backlog.open_existing()? else {
-        return Ok(LogCheck { start: 0, end: 0, segments: 0, units: 0, good_end: 0, problem: None });
-    };
-    let from = from.unwrap_or(start).clamp(start, end);
-    let history = backlog.history();
-    let mut splitter = super::apply::UnitSplitter::new();
-    let mut check = LogCheck { start, end, segments: backlog.segments(), units: 0, good_end: from, problem: None };
-    let mut at = from;
-    while at < end {
-        let chunk = backlog
-            .read(history, at, ((end - at) as usize).min(1 << 20))
-            .map_err(|c| LogError::Io { dir: dir.display().to_string(), source: std::io::Error::other(c.to_string()) })?;
-        if chunk.is_empty() {
-            break;
-        }
-        let unit_start = at - splitter.pending_bytes() as u64;
-        match splitter.handle_bytes(&chunk) {
-            Ok(units) => {
-                check.units += units.units.len() as u64;
-                apply(&units);
-                splitter.recycle(units.raw);
-            }
-            Err(e) => {
-                let good_end = unit_start + splitter.good_bytes() as u64;
-                let (file, position) = backlog.locate(good_end).unwrap_or_default();
-                check.good_end = good_end;
-                check.problem = Some(LogProblem::Corrupt { file, position, reason: e.to_string() });
-                return Ok(check);
-            }
-        }
-        at += chunk.len() as u64;
-    }
-    check.good_end = end - splitter.pending_bytes() as u64;
-    if check.good_end < end {
-        check.problem = Some(LogProblem::Torn);
-    }
-    Ok(check)
+    let (start, end) = backlog.open_existing()?.unwrap_or((0, 0));
+    let walk = backlog.walk(start, end, |_| {}).map_err(|c| LogError::Io { dir: dir.display().to_string(), source: std::io::Error::other(c.to_string()) })?;
+    Ok(LogCheck { start, end, segments: backlog.segments(), walk })
 }
 
 /// How a backlog is laid out.
@@ -702,6 +674,43 @@ impl Backlog {
         let _io = self.io.lock();
         let removed = self.inner.lock().trim();
         remove_files(removed);
+    }
+
+    /// Reads `[from, to)` of the log unit by unit, handing each run of whole
+    /// units to `apply` (start-up replay, `quire log check`). Stops at the
+    /// first malformed unit; a unit cut short at `to` is reported torn.
+    pub fn walk(&self, from: u64, to: u64, mut apply: impl FnMut(&super::apply::Units)) -> Result<Walk, Compacted> {
+        let history = self.history();
+        let mut splitter = super::apply::UnitSplitter::new();
+        let mut walk = Walk { units: 0, good_end: from, problem: None };
+        let mut at = from;
+        while at < to {
+            let chunk = self.read(history, at, ((to - at) as usize).min(1 << 20))?;
+            if chunk.is_empty() {
+                return Err(Compacted { requested: at, start: self.start_offset(), end: self.end_offset() });
+            }
+            let unit_start = at - splitter.pending_bytes() as u64;
+            match splitter.handle_bytes(&chunk) {
+                Ok(units) => {
+                    walk.units += units.units.len() as u64;
+                    apply(&units);
+                    splitter.recycle(units.raw);
+                }
+                Err(e) => {
+                    // Whole units end here; what follows is malformed.
+                    walk.good_end = unit_start + splitter.good_bytes() as u64;
+                    let (file, position) = self.locate(walk.good_end).unwrap_or_default();
+                    walk.problem = Some(LogProblem::Corrupt { file, position, reason: e.to_string() });
+                    return Ok(walk);
+                }
+            }
+            at += chunk.len() as u64;
+        }
+        walk.good_end = to - splitter.pending_bytes() as u64;
+        if walk.good_end < to {
+            walk.problem = Some(LogProblem::Torn);
+        }
+        Ok(walk)
     }
 
     /// The segment holding `offset` and the position in it (error reports).

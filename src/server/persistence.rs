@@ -416,55 +416,42 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
 /// torn last unit is cut off (`aof-load-truncated`); anything malformed
 /// before refuses the start, naming the file and position.
 pub fn replay(shared: &Arc<Shared>, plan: Replay) -> Result<(), RecoveryError> {
-    use crate::replication::apply::UnitSplitter;
+    use crate::replication::backlog::LogProblem;
     let log = shared.log.clone();
-    let history = log.history();
     let started = Instant::now();
     tracing::info!(from = plan.from, to = plan.to, bytes = plan.to - plan.from, "replaying the log");
-    let mut splitter = UnitSplitter::new();
     let mut session = crate::replication::replica::replicated_session("127.0.0.1:0".parse().expect("literal address"));
     session.db = plan.db;
     shared.data.lock().keyspace.set_delete_expired(false);
-    let mut at = plan.from;
-    let mut units_applied = 0u64;
+    let mut loaded = 0u64;
     let mut last_report = Instant::now();
-    while at < plan.to {
-        let chunk = log.read(history, at, ((plan.to - at) as usize).min(1 << 20)).map_err(|_| RecoveryError::Unreadable(at))?;
-        if chunk.is_empty() {
-            return Err(RecoveryError::Unreadable(at));
-        }
-        let unit_start = at - splitter.pending_bytes() as u64;
-        let units = match splitter.handle_bytes(&chunk) {
-            Ok(units) => units,
-            Err(e) => {
-                // Whole units end here; what follows is malformed.
-                let good_end = unit_start + splitter.good_bytes() as u64;
-                let (file, position) = log.locate(good_end).map(|(p, pos)| (p.display().to_string(), pos)).unwrap_or_default();
-                return Err(RecoveryError::Corrupt { offset: good_end, file, position, reason: e.to_string() });
+    let walk = log
+        .walk(plan.from, plan.to, |units| {
+            crate::replication::replica::apply_replayed(shared, &mut session, units);
+            loaded += units.raw.len() as u64;
+            shared.persistence.loading_progress.lock().loaded_bytes = loaded;
+            if last_report.elapsed() > Duration::from_secs(2) {
+                last_report = Instant::now();
+                tracing::info!(loaded, total = plan.to - plan.from, "replaying the log");
             }
-        };
-        at += chunk.len() as u64;
-        units_applied += units.units.len() as u64;
-        super::super::replication::replica::apply_replayed(shared, &mut session, &units);
-        splitter.recycle(units.raw);
-        shared.persistence.loading_progress.lock().loaded_bytes = at - plan.from;
-        if last_report.elapsed() > Duration::from_secs(2) {
-            last_report = Instant::now();
-            tracing::info!(loaded = at - plan.from, total = plan.to - plan.from, "replaying the log");
+        })
+        .map_err(|c| RecoveryError::Unreadable(c.requested))?;
+    let end = walk.good_end;
+    match walk.problem {
+        None => {}
+        Some(LogProblem::Corrupt { file, position, reason }) => {
+            return Err(RecoveryError::Corrupt { offset: end, file: file.display().to_string(), position, reason });
+        }
+        Some(LogProblem::Torn) => {
+            let file = log.locate(end).map(|(p, _)| p.display().to_string()).unwrap_or_default();
+            if !shared.settings.read().aof_load_truncated {
+                return Err(RecoveryError::Truncated { offset: end, file });
+            }
+            tracing::warn!(offset = end, bytes = plan.to - end, file = %file, "the log ends inside a record (a crash mid-write): cut back to the last whole unit");
+            log.truncate(end).map_err(|_| RecoveryError::Unreadable(end))?;
         }
     }
-    let torn = splitter.pending_bytes() as u64;
-    let mut end = plan.to;
-    if torn > 0 {
-        let cut = plan.to - torn;
-        let file = log.locate(cut).map(|(p, _)| p.display().to_string()).unwrap_or_default();
-        if !shared.settings.read().aof_load_truncated {
-            return Err(RecoveryError::Truncated { offset: cut, file });
-        }
-        tracing::warn!(offset = cut, bytes = torn, file = %file, "the log ends inside a record (a crash mid-write): cut back to the last whole unit");
-        log.truncate(cut).map_err(|_| RecoveryError::Unreadable(cut))?;
-        end = cut;
-    }
+    let units_applied = walk.units;
     {
         let mut data = shared.data.lock();
         let is_replica = shared.repl.is_replica() || !shared.settings.read().replicaof.is_empty();
