@@ -61,7 +61,7 @@ pub fn render(shared: &Shared) -> String {
     let (offset, backlog_bytes, covered, rate, keys) = {
         let data = shared.data.lock();
         let log = &data.repl;
-        let backlog_bytes = log.backlog().len();
+        let backlog_bytes = log.log().len();
         let keys: usize = data.keyspace.dbs.iter().map(|d| d.len()).sum();
         (log.offset(), backlog_bytes, log.outage_seconds_covered(), log.sizer.current_rate(), keys)
     };

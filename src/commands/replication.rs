@@ -381,7 +381,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         );
     }
     drop(table);
-    let backlog = log.backlog();
+    let backlog = log.log();
     let (first, histlen, memory, disk, segments) = (backlog.start_offset(), backlog.len(), backlog.memory_len(), backlog.disk_bytes(), backlog.segments());
     let covered = log.outage_seconds_covered();
     let _ = write!(

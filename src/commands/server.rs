@@ -135,9 +135,9 @@ fn persistence_section(ctx: &ExecCtx, out: &mut String) {
     let base = aof.base_size;
     drop(aof);
     drop(state);
+    let since = log.bytes_since_snapshot();
+    let f = &p.fsync;
     if appendonly {
-        let since = crate::server::persistence::log_bytes_since_snapshot(shared);
-        let f = &p.fsync;
         let _ = write!(
             out,
             "aof_current_size:{}\r\naof_base_size:{base}\r\naof_pending_rewrite:0\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{}\r\naof_delayed_fsync:{}\r\n",
@@ -147,13 +147,12 @@ fn persistence_section(ctx: &ExecCtx, out: &mut String) {
             f.delayed.load(Ordering::Relaxed),
         );
     }
-    let f = &p.fsync;
     let fsyncs = f.fsyncs.load(Ordering::Relaxed);
     let _ = write!(
         out,
         "quire_log_bytes:{}\r\nquire_log_since_snapshot_bytes:{}\r\nquire_log_segments:{}\r\nquire_log_end_offset:{}\r\nquire_log_written_offset:{}\r\nquire_log_durable_offset:{}\r\nquire_fsyncs:{fsyncs}\r\nquire_fsync_last_us:{}\r\nquire_fsync_avg_us:{}\r\nquire_fsync_max_us:{}\r\nquire_log_last_write_error:{}\r\n",
         log.disk_bytes(),
-        crate::server::persistence::log_bytes_since_snapshot(shared),
+        since,
         log.segments(),
         log.end_offset(),
         log.written(),

@@ -362,9 +362,7 @@ impl Backlog {
         drop(inner);
         remove_files(removed);
         drop(io);
-        let durable = self.durable().min(offset);
-        self.durable.store(durable, Ordering::Release);
-        self.durable_tx.send_replace(durable);
+        self.publish_durable(self.durable().min(offset), true);
         Ok(())
     }
 
@@ -453,8 +451,11 @@ impl Backlog {
         self.inner.lock().retain_from = offset;
     }
 
-    pub fn retain_from(&self) -> u64 {
-        self.inner.lock().retain_from
+    /// Bytes a restart would replay: those at or after the newest
+    /// snapshot's offset.
+    pub fn bytes_since_snapshot(&self) -> u64 {
+        let inner = self.inner.lock();
+        inner.end_offset - inner.retain_from.clamp(inner.start_offset, inner.end_offset)
     }
 
     /// Adds stream bytes (under the dataset lock: memory only, no IO).

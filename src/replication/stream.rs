@@ -214,10 +214,6 @@ impl ReplicationLog {
         self.config.capacity
     }
 
-    pub fn backlog(&self) -> &Backlog {
-        &self.backlog
-    }
-
     /// How many seconds of outage the backlog covers at the current write
     /// rate: a replica cut off now is trimmed past after `capacity` more
     /// bytes.

@@ -348,7 +348,7 @@ async fn cron(shared: Arc<Shared>) {
             let position = data.repl.position();
             persistence::start_background_save(&shared, &data.keyspace, position);
         } else if persistence::rewrite_due(&shared) {
-            tracing::info!(log_bytes = persistence::log_bytes_since_snapshot(&shared), "log grew past auto-aof-rewrite-percentage: compacting it with a snapshot");
+            tracing::info!(log_bytes = shared.log.bytes_since_snapshot(), "log grew past auto-aof-rewrite-percentage: compacting it with a snapshot");
             let position = data.repl.position();
             persistence::start_rewrite(&shared, &data.keyspace, position);
         }

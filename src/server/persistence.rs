@@ -250,20 +250,6 @@ pub fn start_rewrite(shared: &Arc<Shared>, ks: &Keyspace, position: ReplPosition
     true
 }
 
-/// Bytes of log a restart would replay (Redis's `aof_current_size` counts
-/// the base too: see [`aof_current_size`]).
-pub fn log_bytes_since_snapshot(shared: &Shared) -> u64 {
-    let retain = shared.log.retain_from();
-    let end = shared.log.end_offset();
-    let start = shared.log.start_offset();
-    end - retain.clamp(start, end)
-}
-
-/// Snapshot plus the log after it: what recovery reads.
-pub fn aof_current_size(shared: &Shared) -> u64 {
-    shared.persistence.aof.lock().base_size + log_bytes_since_snapshot(shared)
-}
-
 /// Whether the automatic rewrite rule is due (Redis's
 /// `auto-aof-rewrite-percentage` / `-min-size`, on log growth since the
 /// last snapshot).
@@ -281,8 +267,10 @@ pub fn rewrite_due(shared: &Shared) -> bool {
     if percentage == 0 {
         return false;
     }
-    let current = aof_current_size(shared);
-    let base = shared.persistence.aof.lock().base_size.max(1);
+    // As Redis's aof_current_size: the snapshot plus the log after it.
+    let snapshot = shared.persistence.aof.lock().base_size;
+    let current = snapshot + shared.log.bytes_since_snapshot();
+    let base = snapshot.max(1);
     current >= min_size && (current - base.min(current)) * 100 / base >= percentage
 }
 
