@@ -342,6 +342,8 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
         header = Some(h);
     }
     let log = shared.log.clone();
+    let log_dir = shared.settings.read().dir.join("backlog").display().to_string();
+    let log_io = |source| RecoveryError::Log(crate::replication::backlog::LogError::Io { dir: log_dir.clone(), source });
     let range = log.open_existing()?;
     let meta = data.repl.saved_meta();
     let snapshot_at = header.as_ref().filter(|h| !h.repl_id.is_empty()).map(|h| (h.repl_id.clone(), h.repl_offset, h.repl_db as usize));
@@ -354,7 +356,7 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
             } else if meta.replid == *replid {
                 // The log only serves partial resyncs: keep it up to the
                 // snapshot, which is all the data has.
-                log.truncate(*offset).map_err(|e| RecoveryError::Log(crate::replication::backlog::LogError::Io { dir: "log".into(), source: e }))?;
+                log.truncate(*offset).map_err(log_io)?;
                 data.repl.resume(meta, *db);
                 tracing::info!(start, end = offset, "replication backlog recovered from disk (appendonly no: not replayed)");
                 None
@@ -369,7 +371,7 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
         }
         (_, range, _) => {
             if let Some((start, end)) = range {
-                let aside = log.set_aside(super::unix_ms()).map_err(|source| RecoveryError::Log(crate::replication::backlog::LogError::Io { dir: "log".into(), source }))?;
+                let aside = log.set_aside(super::unix_ms()).map_err(log_io)?;
                 let aside = aside.map(|p| p.display().to_string()).unwrap_or_default();
                 tracing::warn!(start, end, moved_to = %aside, "the log does not continue the snapshot (another history, or a gap after it): starting a new log from the snapshot; the old one is kept aside");
             }
