@@ -20,7 +20,10 @@ const CLIENTS: usize = 4;
 const PIPELINE: usize = 32;
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A JSON document like an application's user record: field names repeat,
@@ -64,20 +67,48 @@ impl Drop for Node {
     }
 }
 
-fn start(bin: &str, dir: &Path, name: &str, port: u16, repl_port: u16, replicaof: Option<u16>) -> Node {
+fn start(
+    bin: &str,
+    dir: &Path,
+    name: &str,
+    port: u16,
+    repl_port: u16,
+    replicaof: Option<u16>,
+) -> Node {
     let data = dir.join(name);
     std::fs::create_dir_all(&data).unwrap();
     let mut cmd = Command::new(bin);
-    cmd.args(["server", "--port", &port.to_string(), "--repl-port", &repl_port.to_string(), "--save", "", "--node", name]);
-    cmd.arg("--dir").arg(&data).arg("--certs").arg(dir.join("certs"));
+    cmd.args([
+        "server",
+        "--port",
+        &port.to_string(),
+        "--repl-port",
+        &repl_port.to_string(),
+        "--save",
+        "",
+        "--node",
+        name,
+    ]);
+    cmd.arg("--dir")
+        .arg(&data)
+        .arg("--certs")
+        .arg(dir.join("certs"));
     if let Some(up) = replicaof {
         cmd.args(["--replicaof", &format!("127.0.0.1:{up}")]);
     }
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start quire");
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start quire");
     let node = Node { child, port };
-    wait(Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait(Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     // Serving starts once the log is replayed (-LOADING before).
-    wait(Duration::from_secs(60), || quire::bench::info(port, "persistence").contains("loading:0"));
+    wait(Duration::from_secs(60), || {
+        quire::bench::info(port, "persistence").contains("loading:0")
+    });
     node
 }
 
@@ -139,7 +170,10 @@ fn load(port: u16, writes: usize, seed: u64) -> (f64, u64) {
     for t in threads {
         t.join().unwrap();
     }
-    ((per_client * CLIENTS) as f64 / started.elapsed().as_secs_f64(), logical)
+    (
+        (per_client * CLIENTS) as f64 / started.elapsed().as_secs_f64(),
+        logical,
+    )
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -173,7 +207,11 @@ fn compressor_speed(writes: usize, level: i32) -> (f64, f64, f64) {
         d.decompress(b).unwrap();
     }
     let decompress_mbs = stream.len() as f64 / 1e6 / started.elapsed().as_secs_f64();
-    (compress_mbs, decompress_mbs, wire as f64 / stream.len() as f64)
+    (
+        compress_mbs,
+        decompress_mbs,
+        wire as f64 / stream.len() as f64,
+    )
 }
 
 /// Time from REPLICAOF NO ONE to the first accepted write, on a replica
@@ -188,17 +226,21 @@ fn promotion_ms(bin: &str, dir: &Path, runs: usize) -> f64 {
         let _ = std::fs::remove_dir_all(dir.join("r1"));
         let p = start(bin, dir, "p", 17800, 17801, None);
         let r = start(bin, dir, "r1", 17802, 17803, Some(17801));
-        wait(Duration::from_secs(20), || info(r.port, "master_link_status") == "up");
+        wait(Duration::from_secs(20), || {
+            info(r.port, "master_link_status") == "up"
+        });
         let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
         s.set_nodelay(true).unwrap();
         let mut reader = BufReader::new(s.try_clone().unwrap());
         let mut line = String::new();
         let started = Instant::now();
-        s.write_all(b"*3\r\n$9\r\nREPLICAOF\r\n$2\r\nNO\r\n$3\r\nONE\r\n").unwrap();
+        s.write_all(b"*3\r\n$9\r\nREPLICAOF\r\n$2\r\nNO\r\n$3\r\nONE\r\n")
+            .unwrap();
         reader.read_line(&mut line).unwrap();
         loop {
             line.clear();
-            s.write_all(b"*3\r\n$3\r\nSET\r\n$5\r\nprobe\r\n$1\r\n1\r\n").unwrap();
+            s.write_all(b"*3\r\n$3\r\nSET\r\n$5\r\nprobe\r\n$1\r\n1\r\n")
+                .unwrap();
             reader.read_line(&mut line).unwrap();
             if line.starts_with("+OK") {
                 break;
@@ -221,7 +263,19 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("quire-bench-repl-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let status = Command::new(bin)
-        .args(["certs", "init", "--node", "p", "--node", "r1", "--node", "r2", "--ip", "127.0.0.1", "--dir"])
+        .args([
+            "certs",
+            "init",
+            "--node",
+            "p",
+            "--node",
+            "r1",
+            "--node",
+            "r2",
+            "--ip",
+            "127.0.0.1",
+            "--dir",
+        ])
         .arg(dir.join("certs"))
         .stdout(Stdio::null())
         .status()
@@ -233,7 +287,11 @@ fn main() {
     let (mut wire_per_stream, mut wire_per_logical) = (Vec::new(), Vec::new());
     let mut compressions_per_batch = Vec::new();
     for run in 0..runs {
-        let order: &[bool] = if run % 2 == 0 { &[false, true] } else { &[true, false] };
+        let order: &[bool] = if run % 2 == 0 {
+            &[false, true]
+        } else {
+            &[true, false]
+        };
         for &replicas in order {
             let base = 17700 + (run as u16 % 2) * 10;
             let _ = std::fs::remove_dir_all(dir.join("p"));
@@ -242,9 +300,18 @@ fn main() {
             if replicas {
                 for (i, name) in ["r1", "r2"].iter().enumerate() {
                     let _ = std::fs::remove_dir_all(dir.join(name));
-                    attached.push(start(bin, &dir, name, base + 2 + 2 * i as u16, base + 3 + 2 * i as u16, Some(base + 1)));
+                    attached.push(start(
+                        bin,
+                        &dir,
+                        name,
+                        base + 2 + 2 * i as u16,
+                        base + 3 + 2 * i as u16,
+                        Some(base + 1),
+                    ));
                 }
-                wait(Duration::from_secs(20), || info(p.port, "connected_slaves") == "2");
+                wait(Duration::from_secs(20), || {
+                    info(p.port, "connected_slaves") == "2"
+                });
             }
             let cpu_before = cpu_seconds(p.child.id());
             let replica_cpu_before: f64 = attached.iter().map(|r| cpu_seconds(r.child.id())).sum();
@@ -255,9 +322,18 @@ fn main() {
                 cpu_with.push(cpu_us_per_write);
                 let target: u64 = info(p.port, "master_repl_offset").parse().unwrap();
                 for r in &attached {
-                    wait(Duration::from_secs(60), || info(r.port, "slave_repl_offset").parse::<u64>().unwrap_or(0) >= target);
+                    wait(Duration::from_secs(60), || {
+                        info(r.port, "slave_repl_offset")
+                            .parse::<u64>()
+                            .unwrap_or(0)
+                            >= target
+                    });
                 }
-                let replica_cpu: f64 = attached.iter().map(|r| cpu_seconds(r.child.id())).sum::<f64>() - replica_cpu_before;
+                let replica_cpu: f64 = attached
+                    .iter()
+                    .map(|r| cpu_seconds(r.child.id()))
+                    .sum::<f64>()
+                    - replica_cpu_before;
                 cpu_replica.push(replica_cpu * 1e6 / (attached.len() * writes) as f64);
                 let sent: f64 = info(p.port, "quire_batches_sent").parse().unwrap();
                 let compressed: f64 = info(p.port, "quire_batches_compressed").parse().unwrap();
@@ -286,11 +362,26 @@ fn main() {
     let (ca, cw) = (median(&mut cpu_alone), median(&mut cpu_with));
     println!("| primary CPU per write, alone | {ca:.2} us |");
     println!("| primary CPU per write, 2 replicas | {cw:.2} us |");
-    println!("| primary CPU efficiency (alone / with replicas) | {:.2}x |", ca / cw);
-    println!("| replica CPU per write applied (each) | {:.2} us |", median(&mut cpu_replica));
-    println!("| batches compressed per batch sent (2 links; 0.5 = all shared) | {:.2} |", median(&mut compressions_per_batch));
-    println!("| wire bytes per stream byte (RESP) | {:.3} |", median(&mut wire_per_stream));
-    println!("| wire bytes per logical byte (key+value) | {:.3} |", median(&mut wire_per_logical));
+    println!(
+        "| primary CPU efficiency (alone / with replicas) | {:.2}x |",
+        ca / cw
+    );
+    println!(
+        "| replica CPU per write applied (each) | {:.2} us |",
+        median(&mut cpu_replica)
+    );
+    println!(
+        "| batches compressed per batch sent (2 links; 0.5 = all shared) | {:.2} |",
+        median(&mut compressions_per_batch)
+    );
+    println!(
+        "| wire bytes per stream byte (RESP) | {:.3} |",
+        median(&mut wire_per_stream)
+    );
+    println!(
+        "| wire bytes per logical byte (key+value) | {:.3} |",
+        median(&mut wire_per_logical)
+    );
     println!("| compressor, zstd level 1 (default), streaming, 64 KiB batches | {cmbs1:.0} MB/s, ratio {ratio1:.3} |");
     println!("| compressor, zstd level 3 | {cmbs:.0} MB/s, ratio {ratio:.3} |");
     println!("| decompressor | {dmbs:.0} MB/s |");

@@ -102,8 +102,18 @@ pub struct RunResult {
 /// and 15 of /proc/PID/stat (11 and 12 after the command name).
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -117,11 +127,17 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
@@ -138,7 +154,9 @@ fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// `INFO section` of the Redis-protocol server on a loopback port ("" if
 /// it cannot be read). Shared by the benchmarks in `benches/`.
 pub fn info(port: u16, section: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut out = Vec::new();
     crate::resp::encode_request(&[b"INFO".as_slice(), section.as_bytes()], &mut out);
@@ -158,7 +176,10 @@ pub fn info(port: u16, section: &str) -> String {
 
 /// One `name:value` line of INFO text, as text ("" if absent).
 pub fn field_text(text: &str, name: &str) -> String {
-    text.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).map(|v| v.trim().to_string()).unwrap_or_default()
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn field(text: &str, name: &str) -> u64 {
@@ -180,7 +201,10 @@ fn value(kind: ValueKind, size: usize, rng: &mut impl Rng, id: u64) -> Vec<u8> {
                 crate::server::unix_ms()
             );
             while doc.len() < size {
-                doc.insert_str(doc.len() - 1, &format!(r#","f{}":{}"#, doc.len(), rng.random_range(0..1000)));
+                doc.insert_str(
+                    doc.len() - 1,
+                    &format!(r#","f{}":{}"#, doc.len(), rng.random_range(0..1000)),
+                );
             }
             doc.into_bytes()
         }
@@ -190,8 +214,16 @@ fn value(kind: ValueKind, size: usize, rng: &mut impl Rng, id: u64) -> Vec<u8> {
 /// The writer: `rate` SETs per second plus a probe every 10 ms, for
 /// `seconds`; returns the logical bytes written. `outage` toggles the
 /// link at its instants.
-fn drive(port: u16, replica: u16, opts: &WanBenchOptions, started: Instant, outage: &dyn Fn(bool)) -> (u64, Option<std::thread::JoinHandle<f64>>) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return (0, None) };
+fn drive(
+    port: u16,
+    replica: u16,
+    opts: &WanBenchOptions,
+    started: Instant,
+    outage: &dyn Fn(bool),
+) -> (u64, Option<std::thread::JoinHandle<f64>>) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, None);
+    };
     let _ = s.set_nodelay(true);
     let mut drain = s.try_clone().expect("clone");
     let stop = Arc::new(AtomicBool::new(false));
@@ -211,7 +243,9 @@ fn drive(port: u16, replica: u16, opts: &WanBenchOptions, started: Instant, outa
     let mut seq = 0u64;
     let tick = Duration::from_millis(1);
     let total = Duration::from_secs(opts.seconds);
-    let outage_window = opts.outage_secs.map(|o| (total / 3, total / 3 + Duration::from_secs(o)));
+    let outage_window = opts
+        .outage_secs
+        .map(|o| (total / 3, total / 3 + Duration::from_secs(o)));
     let mut in_outage = false;
     let mut catchup = None;
     let mut next = Instant::now();
@@ -240,7 +274,10 @@ fn drive(port: u16, replica: u16, opts: &WanBenchOptions, started: Instant, outa
         }
         if elapsed.as_millis() as u64 / 10 >= seq {
             let probe = format!("{seq} {}", started.elapsed().as_micros());
-            crate::resp::encode_request(&[b"PUBLISH".as_slice(), b"quire:lag", probe.as_bytes()], &mut buf);
+            crate::resp::encode_request(
+                &[b"PUBLISH".as_slice(), b"quire:lag", probe.as_bytes()],
+                &mut buf,
+            );
             seq += 1;
         }
         if !buf.is_empty() && s.write_all(&buf).is_err() {
@@ -266,7 +303,9 @@ fn measure_catch_up(primary: u16, replica: u16) -> std::thread::JoinHandle<f64> 
     let restored = Instant::now();
     let target = field(&info(primary, "replication"), "master_repl_offset");
     std::thread::spawn(move || {
-        wait_for(Duration::from_secs(600), || field(&info(replica, "replication"), "slave_repl_offset") >= target);
+        wait_for(Duration::from_secs(600), || {
+            field(&info(replica, "replication"), "slave_repl_offset") >= target
+        });
         restored.elapsed().as_secs_f64()
     })
 }
@@ -276,10 +315,16 @@ fn measure_catch_up(primary: u16, replica: u16) -> std::thread::JoinHandle<f64> 
 const WARM_UP_SECS: f64 = 1.0;
 
 /// Subscribes on the replica; records (time since start, lag) per probe.
-fn subscribe(port: u16, started: Instant, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<(f64, f64)>> {
+fn subscribe(
+    port: u16,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(f64, f64)>> {
     std::thread::spawn(move || {
         let mut samples = Vec::new();
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return samples };
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return samples;
+        };
         let _ = s.write_all(b"SUBSCRIBE quire:lag\r\n");
         let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
         let mut r = BufReader::new(s);
@@ -297,7 +342,10 @@ fn subscribe(port: u16, started: Instant, stop: Arc<AtomicBool>) -> std::thread:
                 if let (Ok(_), Ok(sent_us)) = (a.parse::<u64>(), b.parse::<u64>()) {
                     let now_us = started.elapsed().as_micros() as u64;
                     if sent_us as f64 / 1e6 >= WARM_UP_SECS {
-                        samples.push((now_us as f64 / 1e6, now_us.saturating_sub(sent_us) as f64 / 1000.0));
+                        samples.push((
+                            now_us as f64 / 1e6,
+                            now_us.saturating_sub(sent_us) as f64 / 1000.0,
+                        ));
                     }
                 }
             }
@@ -340,9 +388,21 @@ fn summarize(
         lag_max_ms: lags.last().copied().unwrap_or(f64::NAN),
         logical_bytes: logical,
         wire_bytes: wire,
-        wire_per_logical: if logical > 0 { wire as f64 / logical as f64 } else { 0.0 },
-        compression_ratio: if wire > 0 { stream as f64 / wire as f64 } else { 0.0 },
-        cpu_seconds_per_gb: if logical > 0 { cpu / (logical as f64 / 1e9) } else { 0.0 },
+        wire_per_logical: if logical > 0 {
+            wire as f64 / logical as f64
+        } else {
+            0.0
+        },
+        compression_ratio: if wire > 0 {
+            stream as f64 / wire as f64
+        } else {
+            0.0
+        },
+        cpu_seconds_per_gb: if logical > 0 {
+            cpu / (logical as f64 / 1e9)
+        } else {
+            0.0
+        },
         outage_secs: outage,
         catchup_secs: catchup,
         full_syncs_after_start: full_syncs,
@@ -363,7 +423,14 @@ struct Measured {
 /// Drives the load and probes against a running primary/replica pair
 /// (processes `pids`), waits for the replica to catch up, and collects lag
 /// samples, logical bytes, catch-up time and CPU.
-fn measure(pp: u16, rp: u16, opts: &WanBenchOptions, link: &LinkParams, pids: [u32; 2], outage: &dyn Fn(bool)) -> Measured {
+fn measure(
+    pp: u16,
+    rp: u16,
+    opts: &WanBenchOptions,
+    link: &LinkParams,
+    pids: [u32; 2],
+    outage: &dyn Fn(bool),
+) -> Measured {
     let cpu_now = || pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
     let cpu_before = cpu_now();
     let started = Instant::now();
@@ -372,46 +439,109 @@ fn measure(pp: u16, rp: u16, opts: &WanBenchOptions, link: &LinkParams, pids: [u
     std::thread::sleep(Duration::from_millis(100));
     let (logical, catchup) = drive(pp, rp, opts, started, outage);
     let catchup = catchup.and_then(|h| h.join().ok());
-    wait_for(Duration::from_secs(120), || field(&info(rp, "replication"), "slave_repl_offset") >= field(&info(pp, "replication"), "master_repl_offset"));
+    wait_for(Duration::from_secs(120), || {
+        field(&info(rp, "replication"), "slave_repl_offset")
+            >= field(&info(pp, "replication"), "master_repl_offset")
+    });
     std::thread::sleep(Duration::from_millis(200) + link.delay * 2);
     stop.store(true, Ordering::Relaxed);
     let samples = sub.join().unwrap_or_default();
-    Measured { samples, logical, catchup, cpu: cpu_now() - cpu_before }
+    Measured {
+        samples,
+        logical,
+        catchup,
+        cpu: cpu_now() - cpu_before,
+    }
 }
 
-fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, name: &str, link: &LinkParams, datagrams: &str) -> anyhow::Result<RunResult> {
+fn run_quire(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    opts: &WanBenchOptions,
+    name: &str,
+    link: &LinkParams,
+    datagrams: &str,
+) -> anyhow::Result<RunResult> {
     let certs = dir.join("certs");
     let (pp, prp, rp, rrp) = (free_port(), free_udp_port(), free_port(), free_udp_port());
     let rtt = (link.delay.as_millis() * 2) as u64;
     let mbit = link.bandwidth_bps.map(|b| b / 1_000_000).unwrap_or(0);
-    let spawn = |node: &str, port: u16, repl: u16, upstream: Option<SocketAddr>| -> anyhow::Result<Proc> {
-        let data = dir.join(format!("quire-{name}-{node}"));
-        let _ = std::fs::remove_dir_all(&data);
-        let mut cmd = Command::new(&opts.quire_bin);
-        cmd.args(["server", "--port", &port.to_string(), "--repl-port", &repl.to_string(), "--save", "", "--node", node]);
-        cmd.arg("--dir").arg(&data).arg("--certs").arg(&certs);
-        cmd.env("QUIRE_LINK__RTT_MS", rtt.max(1).to_string()).env("QUIRE_LINK__BANDWIDTH_MBIT", mbit.max(1).to_string());
-        cmd.env("QUIRE_LINK__OUTAGE_TOLERANCE", "10m").env("QUIRE_REPL__CONGESTION", &opts.congestion).env("QUIRE_REPL__DATAGRAMS", datagrams);
-        if let Some(up) = upstream {
-            cmd.args(["--replicaof", &up.to_string()]);
-        }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
-        anyhow::ensure!(wait_for(Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).is_ok()), "quire {node} did not start");
-        anyhow::ensure!(wait_for(Duration::from_secs(60), || info(port, "persistence").contains("loading:0")), "quire {node} did not finish loading");
-        Ok(Proc(child))
-    };
+    let spawn =
+        |node: &str, port: u16, repl: u16, upstream: Option<SocketAddr>| -> anyhow::Result<Proc> {
+            let data = dir.join(format!("quire-{name}-{node}"));
+            let _ = std::fs::remove_dir_all(&data);
+            let mut cmd = Command::new(&opts.quire_bin);
+            cmd.args([
+                "server",
+                "--port",
+                &port.to_string(),
+                "--repl-port",
+                &repl.to_string(),
+                "--save",
+                "",
+                "--node",
+                node,
+            ]);
+            cmd.arg("--dir").arg(&data).arg("--certs").arg(&certs);
+            cmd.env("QUIRE_LINK__RTT_MS", rtt.max(1).to_string())
+                .env("QUIRE_LINK__BANDWIDTH_MBIT", mbit.max(1).to_string());
+            cmd.env("QUIRE_LINK__OUTAGE_TOLERANCE", "10m")
+                .env("QUIRE_REPL__CONGESTION", &opts.congestion)
+                .env("QUIRE_REPL__DATAGRAMS", datagrams);
+            if let Some(up) = upstream {
+                cmd.args(["--replicaof", &up.to_string()]);
+            }
+            let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+            anyhow::ensure!(
+                wait_for(Duration::from_secs(20), || TcpStream::connect((
+                    "127.0.0.1",
+                    port
+                ))
+                .is_ok()),
+                "quire {node} did not start"
+            );
+            anyhow::ensure!(
+                wait_for(Duration::from_secs(60), || info(port, "persistence")
+                    .contains("loading:0")),
+                "quire {node} did not finish loading"
+            );
+            Ok(Proc(child))
+        };
     let primary = spawn("p", pp, prp, None)?;
-    let relay = rt.block_on(Relay::spawn("127.0.0.1:0".parse()?, SocketAddr::from(([127, 0, 0, 1], prp)), link.clone(), link.clone(), 7))?;
+    let relay = rt.block_on(Relay::spawn(
+        "127.0.0.1:0".parse()?,
+        SocketAddr::from(([127, 0, 0, 1], prp)),
+        link.clone(),
+        link.clone(),
+        7,
+    ))?;
     let replica = spawn("r", rp, rrp, Some(relay.addr))?;
-    anyhow::ensure!(wait_for(Duration::from_secs(30), || info(rp, "replication").contains("master_link_status:up")), "quire replica did not connect");
+    anyhow::ensure!(
+        wait_for(Duration::from_secs(30), || info(rp, "replication")
+            .contains("master_link_status:up")),
+        "quire replica did not connect"
+    );
     let control = relay.control.clone();
     control.down_delays.clear();
-    let m = measure(pp, rp, opts, link, [primary.0.id(), replica.0.id()], &|on| control.set_outage(on));
+    let m = measure(
+        pp,
+        rp,
+        opts,
+        link,
+        [primary.0.id(), replica.0.id()],
+        &|on| control.set_outage(on),
+    );
     let link_p50 = control.down_delays.median_ms();
     let pinfo = info(pp, "replication");
     let rinfo = info(rp, "replication");
     if std::env::var_os("WAN_BENCH_DEBUG").is_some() {
-        for f in ["slave0", "quire_datagram_sent_batches", "quire_datagram_dropped_batches", "quire_sent_wire_bytes", "quire_datagram_sent_bytes"] {
+        for f in [
+            "slave0",
+            "quire_datagram_sent_batches",
+            "quire_datagram_dropped_batches",
+            "quire_sent_wire_bytes",
+            "quire_datagram_sent_bytes",
+        ] {
             eprintln!("primary {f}: {}", field_text(&pinfo, f));
         }
         for f in [
@@ -429,39 +559,107 @@ fn run_quire(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     drop(replica);
     drop(primary);
     relay.stop();
-    let (stream_wire, copies) = (field(&pinfo, "quire_sent_wire_bytes"), field(&pinfo, "quire_datagram_sent_bytes"));
-    let system = if opts.datagrams.len() > 1 { format!("quire dg={datagrams}") } else { "quire".to_string() };
-    let mut result = summarize(&system, name, m.samples, m.logical, stream_wire + copies, field(&pinfo, "quire_sent_stream_bytes"), m.cpu, opts.outage_secs, m.catchup, Some(full));
-    let (via_stream, via_datagram) = (field(&rinfo, "quire_batches_via_stream"), field(&rinfo, "quire_batches_via_datagram"));
+    let (stream_wire, copies) = (
+        field(&pinfo, "quire_sent_wire_bytes"),
+        field(&pinfo, "quire_datagram_sent_bytes"),
+    );
+    let system = if opts.datagrams.len() > 1 {
+        format!("quire dg={datagrams}")
+    } else {
+        "quire".to_string()
+    };
+    let mut result = summarize(
+        &system,
+        name,
+        m.samples,
+        m.logical,
+        stream_wire + copies,
+        field(&pinfo, "quire_sent_stream_bytes"),
+        m.cpu,
+        opts.outage_secs,
+        m.catchup,
+        Some(full),
+    );
+    let (via_stream, via_datagram) = (
+        field(&rinfo, "quire_batches_via_stream"),
+        field(&rinfo, "quire_batches_via_datagram"),
+    );
     result.link_p50_ms = link_p50;
-    result.datagram_overhead = Some(if stream_wire > 0 { copies as f64 / stream_wire as f64 } else { 0.0 });
-    result.batches_via_datagram = Some(if via_stream + via_datagram > 0 { via_datagram as f64 / (via_stream + via_datagram) as f64 } else { 0.0 });
+    result.datagram_overhead = Some(if stream_wire > 0 {
+        copies as f64 / stream_wire as f64
+    } else {
+        0.0
+    });
+    result.batches_via_datagram = Some(if via_stream + via_datagram > 0 {
+        via_datagram as f64 / (via_stream + via_datagram) as f64
+    } else {
+        0.0
+    });
     Ok(result)
 }
 
-fn run_redis(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, name: &str, link: &LinkParams) -> anyhow::Result<RunResult> {
+fn run_redis(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    opts: &WanBenchOptions,
+    name: &str,
+    link: &LinkParams,
+) -> anyhow::Result<RunResult> {
     let (pp, rp) = (free_port(), free_port());
     let spawn = |port: u16, upstream: Option<SocketAddr>| -> anyhow::Result<Proc> {
         let data = dir.join(format!("redis-{name}-{port}"));
         std::fs::create_dir_all(&data)?;
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]).arg("--dir").arg(&data);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&data);
         if let Some(up) = upstream {
             cmd.args(["--replicaof", &up.ip().to_string(), &up.port().to_string()]);
         }
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
-        anyhow::ensure!(wait_for(Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).is_ok()), "redis-server did not start");
+        anyhow::ensure!(
+            wait_for(Duration::from_secs(20), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "redis-server did not start"
+        );
         Ok(Proc(child))
     };
     let primary = spawn(pp, None)?;
-    let relay = rt.block_on(TcpRelay::spawn("127.0.0.1:0".parse()?, SocketAddr::from(([127, 0, 0, 1], pp)), link.clone()))?;
+    let relay = rt.block_on(TcpRelay::spawn(
+        "127.0.0.1:0".parse()?,
+        SocketAddr::from(([127, 0, 0, 1], pp)),
+        link.clone(),
+    ))?;
     let replica = spawn(rp, Some(relay.addr))?;
-    anyhow::ensure!(wait_for(Duration::from_secs(30), || info(rp, "replication").contains("master_link_status:up")), "redis replica did not connect");
+    anyhow::ensure!(
+        wait_for(Duration::from_secs(30), || info(rp, "replication")
+            .contains("master_link_status:up")),
+        "redis replica did not connect"
+    );
     let wire_before = relay.control.down_bytes.load(Ordering::Relaxed);
     let stream_before = field(&info(pp, "replication"), "master_repl_offset");
     let control = relay.control.clone();
     control.down_delays.clear();
-    let m = measure(pp, rp, opts, link, [primary.0.id(), replica.0.id()], &|on| control.set_outage(on));
+    let m = measure(
+        pp,
+        rp,
+        opts,
+        link,
+        [primary.0.id(), replica.0.id()],
+        &|on| control.set_outage(on),
+    );
     let link_p50 = control.down_delays.median_ms();
     let wire = relay.control.down_bytes.load(Ordering::Relaxed) - wire_before;
     let pinfo = info(pp, "replication");
@@ -469,7 +667,18 @@ fn run_redis(rt: &tokio::runtime::Runtime, dir: &Path, opts: &WanBenchOptions, n
     let full = field(&info(pp, "stats"), "sync_full").saturating_sub(1);
     drop(replica);
     drop(primary);
-    let mut result = summarize("redis", name, m.samples, m.logical, wire, stream, m.cpu, opts.outage_secs, m.catchup, Some(full));
+    let mut result = summarize(
+        "redis",
+        name,
+        m.samples,
+        m.logical,
+        wire,
+        stream,
+        m.cpu,
+        opts.outage_secs,
+        m.catchup,
+        Some(full),
+    );
     result.link_p50_ms = link_p50;
     Ok(result)
 }
@@ -480,13 +689,31 @@ pub fn run(opts: WanBenchOptions) -> anyhow::Result<Vec<RunResult>> {
     std::fs::create_dir_all(&dir)?;
     let ca = Authority::create(&dir.join("certs"))?;
     for n in ["p", "r"] {
-        ca.issue(&dir.join("certs"), &NodeCertSpec { ips: vec!["127.0.0.1".parse()?], ..NodeCertSpec::new(n) })?;
+        ca.issue(
+            &dir.join("certs"),
+            &NodeCertSpec {
+                ips: vec!["127.0.0.1".parse()?],
+                ..NodeCertSpec::new(n)
+            },
+        )?;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let redis = opts.redis && Command::new("redis-server").arg("--version").output().is_ok();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let redis = opts.redis
+        && Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok();
     let mut results = Vec::new();
     for name in &opts.profiles {
-        let mut link = profile(name).ok_or_else(|| anyhow::anyhow!("unknown profile '{name}' (known: {:?})", crate::wan::PROFILES))?;
+        let mut link = profile(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown profile '{name}' (known: {:?})",
+                crate::wan::PROFILES
+            )
+        })?;
         if let Some(loss) = opts.loss {
             link.loss = loss;
         }
@@ -520,12 +747,20 @@ fn print_table(opts: &WanBenchOptions, results: &[RunResult]) {
         opts.value,
         opts.value_size,
         opts.seconds,
-        opts.outage_secs.map(|o| format!(", {o} s outage at {} s", opts.seconds / 3)).unwrap_or_default(),
+        opts.outage_secs
+            .map(|o| format!(", {o} s outage at {} s", opts.seconds / 3))
+            .unwrap_or_default(),
         opts.congestion
     );
     if opts.loss.is_some() || opts.jitter.is_some() {
-        let loss = opts.loss.map(|l| format!(" loss {:.2} %", l * 100.0)).unwrap_or_default();
-        let jitter = opts.jitter.map(|j| format!(" jitter {:.1} ms", j.as_secs_f64() * 1000.0)).unwrap_or_default();
+        let loss = opts
+            .loss
+            .map(|l| format!(" loss {:.2} %", l * 100.0))
+            .unwrap_or_default();
+        let jitter = opts
+            .jitter
+            .map(|j| format!(" jitter {:.1} ms", j.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
         println!("profiles overridden:{loss}{jitter}\n");
     }
     println!("| profile | system | p50 ms | link p50 ms | p50 over link ms | p99 ms | p99.9 ms | max ms | wire/logical | compression | copies/stream | via datagram | CPU s/GB | catch-up s | full syncs |");
@@ -555,26 +790,55 @@ fn print_table(opts: &WanBenchOptions, results: &[RunResult]) {
 /// Lag over time, one line per run, as an SVG an operator can open.
 fn svg(results: &[RunResult]) -> String {
     let (w, h, m) = (960.0, 480.0, 60.0);
-    let max_t = results.iter().flat_map(|r| r.lag_series.iter().map(|s| s.0)).fold(1.0f64, f64::max);
-    let max_lag = results.iter().flat_map(|r| r.lag_series.iter().map(|s| s.1)).fold(1.0f64, f64::max).min(5000.0);
+    let max_t = results
+        .iter()
+        .flat_map(|r| r.lag_series.iter().map(|s| s.0))
+        .fold(1.0f64, f64::max);
+    let max_lag = results
+        .iter()
+        .flat_map(|r| r.lag_series.iter().map(|s| s.1))
+        .fold(1.0f64, f64::max)
+        .min(5000.0);
     let x = |t: f64| m + (w - 2.0 * m) * t / max_t;
     let y = |l: f64| h - m - (h - 2.0 * m) * (l.min(max_lag) / max_lag);
-    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+    let colors = [
+        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    ];
     let mut out =
         format!("<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n");
-    out.push_str(&format!("<text x='{m}' y='20' font-size='14'>Replication lag per probe (ms) over time (s)</text>\n"));
+    out.push_str(&format!(
+        "<text x='{m}' y='20' font-size='14'>Replication lag per probe (ms) over time (s)</text>\n"
+    ));
     out.push_str(&format!("<line x1='{m}' y1='{}' x2='{}' y2='{}' stroke='black'/>\n<line x1='{m}' y1='{m}' x2='{m}' y2='{}' stroke='black'/>\n", h - m, w - m, h - m, h - m));
     for i in 0..=5 {
         let l = max_lag * i as f64 / 5.0;
         out.push_str(&format!("<text x='5' y='{:.0}'>{l:.0}</text><line x1='{m}' y1='{:.1}' x2='{}' y2='{:.1}' stroke='#eee'/>\n", y(l) + 4.0, y(l), w - m, y(l)));
         let t = max_t * i as f64 / 5.0;
-        out.push_str(&format!("<text x='{:.0}' y='{}'>{t:.0}</text>\n", x(t) - 5.0, h - m + 18.0));
+        out.push_str(&format!(
+            "<text x='{:.0}' y='{}'>{t:.0}</text>\n",
+            x(t) - 5.0,
+            h - m + 18.0
+        ));
     }
     for (i, r) in results.iter().enumerate() {
         let color = colors[i % colors.len()];
-        let points: Vec<String> = r.lag_series.iter().map(|(t, l)| format!("{:.1},{:.1}", x(*t), y(*l))).collect();
-        out.push_str(&format!("<polyline fill='none' stroke='{color}' stroke-width='1' points='{}'/>\n", points.join(" ")));
-        out.push_str(&format!("<text x='{}' y='{}' fill='{color}'>{} {} (p99 {:.0} ms)</text>\n", w - m - 250.0, m + 16.0 * i as f64, r.system, r.profile, r.lag_p99_ms));
+        let points: Vec<String> = r
+            .lag_series
+            .iter()
+            .map(|(t, l)| format!("{:.1},{:.1}", x(*t), y(*l)))
+            .collect();
+        out.push_str(&format!(
+            "<polyline fill='none' stroke='{color}' stroke-width='1' points='{}'/>\n",
+            points.join(" ")
+        ));
+        out.push_str(&format!(
+            "<text x='{}' y='{}' fill='{color}'>{} {} (p99 {:.0} ms)</text>\n",
+            w - m - 250.0,
+            m + 16.0 * i as f64,
+            r.system,
+            r.profile,
+            r.lag_p99_ms
+        ));
     }
     out.push_str("</svg>\n");
     out

@@ -38,8 +38,21 @@ struct Region {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn settings(dir: &std::path::Path, certs: &std::path::Path, name: &str, region: &str, port: u16, replicaof: Option<SocketAddr>, rtt_ms: u64, mbit: u64) -> Settings {
-    let mut s = Settings { port, dir: dir.join(name), ..Settings::default() };
+fn settings(
+    dir: &std::path::Path,
+    certs: &std::path::Path,
+    name: &str,
+    region: &str,
+    port: u16,
+    replicaof: Option<SocketAddr>,
+    rtt_ms: u64,
+    mbit: u64,
+) -> Settings {
+    let mut s = Settings {
+        port,
+        dir: dir.join(name),
+        ..Settings::default()
+    };
     s.save = String::new();
     s.node.name = name.into();
     s.node.region = region.into();
@@ -65,7 +78,12 @@ async fn start(settings: Settings) -> anyhow::Result<Arc<Shared>> {
         }
     });
     // Serving starts once the node has replayed its log and taken its role.
-    while shared.persistence.loading.load(std::sync::atomic::Ordering::Acquire) && !shared.is_shutting_down() {
+    while shared
+        .persistence
+        .loading
+        .load(std::sync::atomic::Ordering::Acquire)
+        && !shared.is_shutting_down()
+    {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     Ok(shared)
@@ -84,22 +102,87 @@ async fn run_in(dir: &std::path::Path, options: DemoOptions) -> anyhow::Result<(
     let certs = dir.join("certs");
     let ca = Authority::create(&certs)?;
     for name in ["us-east", "eu-west", "ap-south"] {
-        ca.issue(&certs, &NodeCertSpec { ips: vec!["127.0.0.1".parse()?], ..NodeCertSpec::new(name) })?;
+        ca.issue(
+            &certs,
+            &NodeCertSpec {
+                ips: vec!["127.0.0.1".parse()?],
+                ..NodeCertSpec::new(name)
+            },
+        )?;
     }
     let base = options.base_port;
     let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let atlantic = crate::wan::profile("transatlantic").expect("profile");
     let intercontinental = crate::wan::profile("intercontinental").expect("profile");
 
-    let us = start(settings(dir, &certs, "us-east", "us-east-1", base, None, 80, 1000)).await?;
-    let relay_eu = Relay::spawn(loopback(0), loopback(base + 1000), atlantic.clone(), atlantic, 1).await?;
-    let eu = start(settings(dir, &certs, "eu-west", "eu-west-1", base + 1, Some(relay_eu.addr), 80, 1000)).await?;
-    let relay_ap = Relay::spawn(loopback(0), loopback(base + 1001), intercontinental.clone(), intercontinental, 2).await?;
-    let ap = start(settings(dir, &certs, "ap-south", "ap-south-1", base + 2, Some(relay_ap.addr), 120, 500)).await?;
+    let us = start(settings(
+        dir,
+        &certs,
+        "us-east",
+        "us-east-1",
+        base,
+        None,
+        80,
+        1000,
+    ))
+    .await?;
+    let relay_eu = Relay::spawn(
+        loopback(0),
+        loopback(base + 1000),
+        atlantic.clone(),
+        atlantic,
+        1,
+    )
+    .await?;
+    let eu = start(settings(
+        dir,
+        &certs,
+        "eu-west",
+        "eu-west-1",
+        base + 1,
+        Some(relay_eu.addr),
+        80,
+        1000,
+    ))
+    .await?;
+    let relay_ap = Relay::spawn(
+        loopback(0),
+        loopback(base + 1001),
+        intercontinental.clone(),
+        intercontinental,
+        2,
+    )
+    .await?;
+    let ap = start(settings(
+        dir,
+        &certs,
+        "ap-south",
+        "ap-south-1",
+        base + 2,
+        Some(relay_ap.addr),
+        120,
+        500,
+    ))
+    .await?;
     let regions = [
-        Region { name: "us-east", shared: us.clone(), port: base, link: "primary" },
-        Region { name: "eu-west", shared: eu.clone(), port: base + 1, link: "transatlantic 40 ms" },
-        Region { name: "ap-south", shared: ap.clone(), port: base + 2, link: "via eu-west 60 ms" },
+        Region {
+            name: "us-east",
+            shared: us.clone(),
+            port: base,
+            link: "primary",
+        },
+        Region {
+            name: "eu-west",
+            shared: eu.clone(),
+            port: base + 1,
+            link: "transatlantic 40 ms",
+        },
+        Region {
+            name: "ap-south",
+            shared: ap.clone(),
+            port: base + 2,
+            link: "via eu-west 60 ms",
+        },
     ];
 
     let writes = Arc::new(AtomicU64::new(0));
@@ -140,7 +223,9 @@ async fn run_in(dir: &std::path::Path, options: DemoOptions) -> anyhow::Result<(
 /// Writes JSON documents to us-east at about `rate` per second, in small
 /// pipelines every 10 ms.
 async fn drive_load(port: u16, rate: u64, writes: Arc<AtomicU64>) {
-    let Ok(mut socket) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return };
+    let Ok(mut socket) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return;
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let per_tick = (rate / 100).max(1);
     let mut id = 0u64;
@@ -161,9 +246,19 @@ async fn drive_load(port: u16, rate: u64, writes: Arc<AtomicU64>) {
                     rng.random_bool(0.7),
                     crate::server::unix_ms()
                 );
-                crate::resp::encode_request(&[b"SET".as_slice(), key.as_bytes(), doc.as_bytes()], &mut buf);
+                crate::resp::encode_request(
+                    &[b"SET".as_slice(), key.as_bytes(), doc.as_bytes()],
+                    &mut buf,
+                );
             }
-            crate::resp::encode_request(&[b"INCRBY".as_slice(), b"demo:writes", per_tick.to_string().as_bytes()], &mut buf);
+            crate::resp::encode_request(
+                &[
+                    b"INCRBY".as_slice(),
+                    b"demo:writes",
+                    per_tick.to_string().as_bytes(),
+                ],
+                &mut buf,
+            );
         }
         if socket.write_all(&buf).await.is_err() {
             return;
@@ -192,34 +287,67 @@ struct Row {
 fn row(shared: &Shared, upstream: Option<&Shared>, me: &str) -> Row {
     let (offset, keys) = {
         let data = shared.data.lock();
-        (data.repl.offset(), data.keyspace.dbs.iter().map(|d| d.len()).sum())
+        (
+            data.repl.offset(),
+            data.keyspace.dbs.iter().map(|d| d.len()).sum(),
+        )
     };
     let c = &shared.repl.counters;
     // Wire bytes: the stream and the fast path's datagram copies.
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let (raw, wire) = if upstream.is_some() {
-        (load(&c.received_raw_bytes), load(&c.received_wire_bytes) + load(&c.datagram_received_bytes))
+        (
+            load(&c.received_raw_bytes),
+            load(&c.received_wire_bytes) + load(&c.datagram_received_bytes),
+        )
     } else {
-        (load(&c.sent_raw_bytes), load(&c.sent_wire_bytes) + load(&c.datagram_sent_bytes))
+        (
+            load(&c.sent_raw_bytes),
+            load(&c.sent_wire_bytes) + load(&c.datagram_sent_bytes),
+        )
     };
     let (lag_bytes, lag_ms, link) = match upstream {
         Some(up) => {
             let up_offset = up.data.lock().repl.offset();
-            let lag_ms = up.repl.replicas.lock().replicas.values().find(|r| r.node == me).map(|r| up.repl.lag_ms_at(r.ack_offset, up_offset)).unwrap_or(0);
+            let lag_ms = up
+                .repl
+                .replicas
+                .lock()
+                .replicas
+                .values()
+                .find(|r| r.node == me)
+                .map(|r| up.repl.lag_ms_at(r.ack_offset, up_offset))
+                .unwrap_or(0);
             let link = shared.repl.link.lock();
-            let state = if shared.repl.link_up() { format!("up, rtt {} ms", link.rtt_ms) } else { link.state.to_string() };
+            let state = if shared.repl.link_up() {
+                format!("up, rtt {} ms", link.rtt_ms)
+            } else {
+                link.state.to_string()
+            };
             (up_offset.saturating_sub(offset), lag_ms, state)
         }
-        None => (0, 0, format!("{} replica(s)", shared.repl.replicas.lock().replicas.len())),
+        None => (
+            0,
+            0,
+            format!("{} replica(s)", shared.repl.replicas.lock().replicas.len()),
+        ),
     };
     Row {
-        role: if upstream.is_some() { "replica".into() } else { "primary".into() },
+        role: if upstream.is_some() {
+            "replica".into()
+        } else {
+            "primary".into()
+        },
         offset,
         lag_bytes,
         lag_ms,
         link,
         wire,
-        ratio: if wire > 0 { raw as f64 / wire as f64 } else { 0.0 },
+        ratio: if wire > 0 {
+            raw as f64 / wire as f64
+        } else {
+            0.0
+        },
         keys,
     }
 }
@@ -232,19 +360,46 @@ fn render(regions: &[Region], elapsed: Duration, writes: u64, rate: u64) -> Stri
     ));
     out.push_str(&format!(
         "{:<9} {:<8} {:<20} {:>12} {:>10} {:>8} {:<18} {:>12} {:>6} {:>7}\n",
-        "region", "role", "link", "offset", "lag bytes", "lag ms", "link state", "wire bytes", "ratio", "keys"
+        "region",
+        "role",
+        "link",
+        "offset",
+        "lag bytes",
+        "lag ms",
+        "link state",
+        "wire bytes",
+        "ratio",
+        "keys"
     ));
     for (i, r) in regions.iter().enumerate() {
-        let upstream = if i == 0 { None } else { Some(&*regions[i - 1].shared) };
+        let upstream = if i == 0 {
+            None
+        } else {
+            Some(&*regions[i - 1].shared)
+        };
         let row = row(&r.shared, upstream, r.name);
         out.push_str(&format!(
             "{:<9} {:<8} {:<20} {:>12} {:>10} {:>8} {:<18} {:>12} {:>5.1}x {:>7}\n",
-            r.name, row.role, r.link, row.offset, row.lag_bytes, row.lag_ms, row.link, row.wire, row.ratio, row.keys
+            r.name,
+            row.role,
+            r.link,
+            row.offset,
+            row.lag_bytes,
+            row.lag_ms,
+            row.link,
+            row.wire,
+            row.ratio,
+            row.keys
         ));
     }
     out.push_str("\nPoke the regions (replicas are read-only and serve reads locally):\n");
     for r in regions {
-        out.push_str(&format!("  redis-cli -p {:<5}  # {}   metrics: curl -s http://127.0.0.1:{}/metrics\n", r.port, r.name, r.port + 3000));
+        out.push_str(&format!(
+            "  redis-cli -p {:<5}  # {}   metrics: curl -s http://127.0.0.1:{}/metrics\n",
+            r.port,
+            r.name,
+            r.port + 3000
+        ));
     }
     out
 }

@@ -13,8 +13,17 @@ use std::sync::{Arc, OnceLock};
 
 /// The client-facing RESP decoder, input fed in two pieces.
 pub fn resp_decode(data: &[u8]) {
-    let split = data.first().map(|b| *b as usize % (data.len() + 1)).unwrap_or(0);
-    for limits in [DecodeLimits::default(), DecodeLimits { max_bulk_bytes: 64, max_multibulk_len: 4 }] {
+    let split = data
+        .first()
+        .map(|b| *b as usize % (data.len() + 1))
+        .unwrap_or(0);
+    for limits in [
+        DecodeLimits::default(),
+        DecodeLimits {
+            max_bulk_bytes: 64,
+            max_multibulk_len: 4,
+        },
+    ] {
         let mut decoder = RequestDecoder::new();
         let mut buf = BytesMut::new();
         'feed: for part in [&data[..split], &data[split..]] {
@@ -36,7 +45,13 @@ pub fn resp_decode(data: &[u8]) {
 /// cleanly if it is garbage).
 pub fn fastpath_datagrams(data: &[u8]) {
     use crate::replication::fastpath::{Reassembler, ReassemblyLimits};
-    let mut r = Reassembler::new(0, ReassemblyLimits { max_buffered_bytes: 64 * 1024, max_ahead: 1 << 20 });
+    let mut r = Reassembler::new(
+        0,
+        ReassemblyLimits {
+            max_buffered_bytes: 64 * 1024,
+            max_ahead: 1 << 20,
+        },
+    );
     let mut d = Decompressor::new(0);
     let mut rest = data;
     while let Some((&len, tail)) = rest.split_first() {
@@ -64,8 +79,15 @@ pub fn repl_message(data: &[u8]) {
 fn replica_node() -> &'static (tokio::runtime::Runtime, Arc<crate::server::Shared>) {
     static NODE: OnceLock<(tokio::runtime::Runtime, Arc<crate::server::Shared>)> = OnceLock::new();
     NODE.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let settings = crate::config::Settings { dir: std::env::temp_dir().join(format!("quire-fuzz-{}", std::process::id())), save: String::new(), ..Default::default() };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let settings = crate::config::Settings {
+            dir: std::env::temp_dir().join(format!("quire-fuzz-{}", std::process::id())),
+            save: String::new(),
+            ..Default::default()
+        };
         let shared = crate::server::Shared::new(settings, &crate::config::Sources::default());
         (rt, shared)
     })
@@ -80,22 +102,34 @@ pub fn batch_apply(data: &[u8]) {
     if data.len() >= 8 {
         let raw_len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) % (1 << 20);
         let crc32 = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
-        let batch = Batch { start: 0, raw_len, crc32, fresh: true, payload: data[8..].to_vec() };
+        let batch = Batch {
+            start: 0,
+            raw_len,
+            crc32,
+            fresh: true,
+            payload: data[8..].to_vec(),
+        };
         let _ = Decompressor::new(0).decompress(&batch);
     }
     let batch = Compressor::new(1).compress(0, data);
     let mut decompressor = Decompressor::new(0);
-    let raw = decompressor.decompress(&batch).expect("a batch round-trips");
+    let raw = decompressor
+        .decompress(&batch)
+        .expect("a batch round-trips");
     let mut splitter = UnitSplitter::new();
     if let Ok(units) = splitter.handle_bytes(raw) {
-        let mut session = crate::replication::replica::replicated_session(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
+        let mut session = crate::replication::replica::replicated_session(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        );
         let _ = crate::replication::replica::apply_units(shared, &mut session, units);
     }
 }
 
 /// A snapshot file (on disk or shipped in a full sync).
 pub fn snapshot_load(data: &[u8]) {
-    let Ok(mut reader) = SnapshotReader::new(std::io::Cursor::new(data)) else { return };
+    let Ok(mut reader) = SnapshotReader::new(std::io::Cursor::new(data)) else {
+        return;
+    };
     let mut builder = KeyspaceBuilder::new();
     let mut records = 0;
     while let Ok(Some(record)) = reader.next_record() {

@@ -6,7 +6,11 @@ use quire::config::{Settings, Sources};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "quire", version, about = "Redis-protocol server with geo-replication over QUIC")]
+#[command(
+    name = "quire",
+    version,
+    about = "Redis-protocol server with geo-replication over QUIC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -270,7 +274,13 @@ struct ServerArgs {
 
 impl SourceArgs {
     fn sources(&self, overrides: Vec<(String, String)>) -> Sources {
-        Sources { profile: self.profile.clone(), profile_dir: self.profile_dir.clone(), file: self.config.clone(), env: true, overrides }
+        Sources {
+            profile: self.profile.clone(),
+            profile_dir: self.profile_dir.clone(),
+            file: self.config.clone(),
+            env: true,
+            overrides,
+        }
     }
 }
 
@@ -324,9 +334,15 @@ impl ServerArgs {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 fn main() -> std::process::ExitCode {
@@ -347,10 +363,37 @@ fn run(cli: Cli) -> Result<()> {
             let settings = Settings::load(&sources)?;
             run_server(settings, sources)
         }
-        Command::Certs { command: CertsCommand::Init(args) } => certs_init(args),
-        Command::Bench { command: BenchCommand::Wan { profile, rate, seconds, value, value_size, keys, outage, no_redis, loss, jitter_ms, congestion, datagrams, json, plot } } => {
-            let profiles =
-                if profile == "all" { vec!["transatlantic".into(), "transpacific".into(), "lossy".into()] } else { profile.split(',').map(|p| p.trim().to_string()).collect() };
+        Command::Certs {
+            command: CertsCommand::Init(args),
+        } => certs_init(args),
+        Command::Bench {
+            command:
+                BenchCommand::Wan {
+                    profile,
+                    rate,
+                    seconds,
+                    value,
+                    value_size,
+                    keys,
+                    outage,
+                    no_redis,
+                    loss,
+                    jitter_ms,
+                    congestion,
+                    datagrams,
+                    json,
+                    plot,
+                },
+        } => {
+            let profiles = if profile == "all" {
+                vec![
+                    "transatlantic".into(),
+                    "transpacific".into(),
+                    "lossy".into(),
+                ]
+            } else {
+                profile.split(',').map(|p| p.trim().to_string()).collect()
+            };
             let quire_bin = std::env::current_exe().context("locating the quire binary")?;
             quire::bench::run(quire::bench::WanBenchOptions {
                 profiles,
@@ -362,7 +405,9 @@ fn run(cli: Cli) -> Result<()> {
                 outage_secs: outage,
                 redis: !no_redis,
                 loss,
-                jitter: jitter_ms.filter(|j| j.is_finite() && *j >= 0.0).map(|j| std::time::Duration::from_secs_f64(j / 1000.0)),
+                jitter: jitter_ms
+                    .filter(|j| j.is_finite() && *j >= 0.0)
+                    .map(|j| std::time::Duration::from_secs_f64(j / 1000.0)),
                 congestion,
                 datagrams: datagrams.split(',').map(|m| m.trim().to_string()).collect(),
                 json,
@@ -371,17 +416,46 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             Ok(())
         }
-        Command::WanEmu { listen, upstream, profile, outage_every, outage_for } => {
+        Command::WanEmu {
+            listen,
+            upstream,
+            profile,
+            outage_every,
+            outage_for,
+        } => {
             init_tracing();
-            anyhow::ensure!(listen.ip().is_loopback() && upstream.ip().is_loopback(), "the WAN emulator relays on loopback only");
-            let params = quire::wan::profile(&profile).with_context(|| format!("unknown profile '{profile}' (known: {:?})", quire::wan::PROFILES))?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            anyhow::ensure!(
+                listen.ip().is_loopback() && upstream.ip().is_loopback(),
+                "the WAN emulator relays on loopback only"
+            );
+            let params = quire::wan::profile(&profile).with_context(|| {
+                format!(
+                    "unknown profile '{profile}' (known: {:?})",
+                    quire::wan::PROFILES
+                )
+            })?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async move {
-                let relay = quire::wan::relay::Relay::spawn(listen, upstream, params.clone(), params.clone(), 1).await?;
-                println!("relaying {} -> {upstream} as '{profile}': {params:?}", relay.addr);
+                let relay = quire::wan::relay::Relay::spawn(
+                    listen,
+                    upstream,
+                    params.clone(),
+                    params.clone(),
+                    1,
+                )
+                .await?;
+                println!(
+                    "relaying {} -> {upstream} as '{profile}': {params:?}",
+                    relay.addr
+                );
                 println!("send SIGUSR1 to toggle an outage");
-                let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
-                let mut schedule = tokio::time::interval(std::time::Duration::from_secs(outage_every.unwrap_or(u64::MAX / 4).max(1)));
+                let mut usr1 =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+                let mut schedule = tokio::time::interval(std::time::Duration::from_secs(
+                    outage_every.unwrap_or(u64::MAX / 4).max(1),
+                ));
                 schedule.tick().await;
                 loop {
                     tokio::select! {
@@ -423,7 +497,11 @@ fn run(cli: Cli) -> Result<()> {
             anyhow::ensure!(reply.starts_with("+OK"), "REPLICAOF failed: {reply}");
             let started = std::time::Instant::now();
             while client.info_field("master_link_status")? != "up" {
-                anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(60), "link to {to} not up after 60 s: {}", client.info_field("quire_link_last_error")?);
+                anyhow::ensure!(
+                    started.elapsed() < std::time::Duration::from_secs(60),
+                    "link to {to} not up after 60 s: {}",
+                    client.info_field("quire_link_last_error")?
+                );
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             println!(
@@ -434,23 +512,50 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Demo { base_port, rate, duration } => {
+        Command::Demo {
+            base_port,
+            rate,
+            duration,
+        } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 init_tracing();
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-            runtime.block_on(quire::demo::run(quire::demo::DemoOptions { base_port, rate, duration: duration.map(std::time::Duration::from_secs) }))
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(quire::demo::run(quire::demo::DemoOptions {
+                base_port,
+                rate,
+                duration: duration.map(std::time::Duration::from_secs),
+            }))
         }
-        Command::Log { command: LogCommand::Check { dir, fix } } => log_check(&dir, fix),
-        Command::Backlog { command: BacklogCommand::Plan { write_rate, outage, safety } } => {
+        Command::Log {
+            command: LogCommand::Check { dir, fix },
+        } => log_check(&dir, fix),
+        Command::Backlog {
+            command:
+                BacklogCommand::Plan {
+                    write_rate,
+                    outage,
+                    safety,
+                },
+        } => {
             let rate = quire::config::params::parse_memory(write_rate.trim_end_matches("/s"))
-                .with_context(|| format!("--write-rate: '{write_rate}' is not a byte count like 5mb"))? as f64;
-            let secs = quire::config::parse_duration_secs(&outage).map_err(anyhow::Error::msg)?.context("--outage is required")?;
+                .with_context(|| {
+                    format!("--write-rate: '{write_rate}' is not a byte count like 5mb")
+                })? as f64;
+            let secs = quire::config::parse_duration_secs(&outage)
+                .map_err(anyhow::Error::msg)?
+                .context("--outage is required")?;
             let bytes = quire::replication::backlog::plan_bytes(rate, secs, safety);
             println!("write rate        {rate:.0} bytes/s");
             println!("outage            {secs:.0} s");
             println!("safety factor     {safety}");
-            println!("backlog needed    {bytes} bytes ({:.1} MiB)", bytes as f64 / (1u64 << 20) as f64);
+            println!(
+                "backlog needed    {bytes} bytes ({:.1} MiB)",
+                bytes as f64 / (1u64 << 20) as f64
+            );
             println!("covers            {:.0} s at this rate (INFO quire_backlog_outage_seconds_covered)", bytes as f64 / rate.max(1.0));
             println!();
             println!("[repl.backlog]");
@@ -460,13 +565,18 @@ fn run(cli: Cli) -> Result<()> {
             println!("max_disk = {}", bytes.max(10 << 30));
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Check(args) } => {
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => {
             let settings = Settings::load(&args.sources(Vec::new()))?;
             print!("{}", quire::config::toml_string(&settings));
             println!("\n# Derived");
             match settings.link.derive() {
                 Some(d) => {
-                    println!("# link: {} ms RTT x {} Mbit/s = bandwidth-delay product {} bytes", settings.link.rtt_ms, settings.link.bandwidth_mbit, d.bdp_bytes);
+                    println!(
+                        "# link: {} ms RTT x {} Mbit/s = bandwidth-delay product {} bytes",
+                        settings.link.rtt_ms, settings.link.bandwidth_mbit, d.bdp_bytes
+                    );
                     println!(
                         "# QUIC stream window {} bytes (2 x BDP), batches up to {} bytes / {} ms, idle timeout {} ms",
                         d.window_bytes, d.batch_max_bytes, d.batch_max_delay_ms, d.idle_timeout_ms
@@ -484,8 +594,17 @@ fn run(cli: Cli) -> Result<()> {
                         b.max_disk
                     );
                     for rate in [100_000u64, 1_000_000, 10_000_000] {
-                        let need = quire::replication::backlog::effective_capacity(b.size, Some(secs), rate as f64, b.max_disk);
-                        println!("#   at {:>5.1} MB/s of writes: {need} bytes, covering {:.0} s", rate as f64 / 1e6, need as f64 / rate as f64);
+                        let need = quire::replication::backlog::effective_capacity(
+                            b.size,
+                            Some(secs),
+                            rate as f64,
+                            b.max_disk,
+                        );
+                        println!(
+                            "#   at {:>5.1} MB/s of writes: {need} bytes, covering {:.0} s",
+                            rate as f64 / 1e6,
+                            need as f64 / rate as f64
+                        );
                     }
                 }
                 None => println!("# backlog: fixed {} bytes", b.size),
@@ -498,9 +617,18 @@ fn run(cli: Cli) -> Result<()> {
 fn certs_init(args: CertsInitArgs) -> Result<()> {
     use quire::transport::certs::{Authority, NodeCertSpec};
     let (ca, created) = Authority::open_or_create(&args.dir)?;
-    println!("{} CA in {}", if created { "created" } else { "reusing" }, args.dir.display());
+    println!(
+        "{} CA in {}",
+        if created { "created" } else { "reusing" },
+        args.dir.display()
+    );
     for node in &args.nodes {
-        let spec = NodeCertSpec { ips: args.ips.clone(), dns: args.dns.clone(), valid_until_days: args.days, ..NodeCertSpec::new(node) };
+        let spec = NodeCertSpec {
+            ips: args.ips.clone(),
+            dns: args.dns.clone(),
+            valid_until_days: args.days,
+            ..NodeCertSpec::new(node)
+        };
         let (cert, key) = ca.issue(&args.dir, &spec)?;
         println!("issued {} and {}", cert.display(), key.display());
     }
@@ -515,9 +643,17 @@ fn log_check(dir: &std::path::Path, fix: bool) -> Result<()> {
     let check = check_dir(&log_dir)?;
     println!("log        {}", log_dir.display());
     println!("segments   {}", check.segments);
-    println!("offsets    {} .. {} ({} bytes)", check.start, check.end, check.end - check.start);
+    println!(
+        "offsets    {} .. {} ({} bytes)",
+        check.start,
+        check.end,
+        check.end - check.start
+    );
     let walk = &check.walk;
-    println!("units      {} whole units up to offset {}", walk.units, walk.good_end);
+    println!(
+        "units      {} whole units up to offset {}",
+        walk.units, walk.good_end
+    );
     match &walk.problem {
         None => {
             println!("status     ok");
@@ -526,17 +662,36 @@ fn log_check(dir: &std::path::Path, fix: bool) -> Result<()> {
         Some(LogProblem::Torn) => {
             println!("status     the last unit is cut short at offset {} ({} bytes; a node cuts this itself at start-up)", walk.good_end, check.end - walk.good_end)
         }
-        Some(LogProblem::Corrupt { file, position, reason }) => {
-            println!("status     corrupt after offset {} ({}, byte {position}): {reason}", walk.good_end, file.display());
-            println!("           fixing loses the {} bytes after it", check.end - walk.good_end);
+        Some(LogProblem::Corrupt {
+            file,
+            position,
+            reason,
+        }) => {
+            println!(
+                "status     corrupt after offset {} ({}, byte {position}): {reason}",
+                walk.good_end,
+                file.display()
+            );
+            println!(
+                "           fixing loses the {} bytes after it",
+                check.end - walk.good_end
+            );
         }
     }
     if !fix {
-        anyhow::bail!("the log has a problem (run again with --fix to cut it back to offset {})", walk.good_end);
+        anyhow::bail!(
+            "the log has a problem (run again with --fix to cut it back to offset {})",
+            walk.good_end
+        );
     }
     let backlog = quire::replication::backlog::Backlog::new(
         0,
-        quire::replication::backlog::BacklogConfig { capacity: u64::MAX, memory_bytes: 0, segment_bytes: u64::MAX, dir: Some(log_dir) },
+        quire::replication::backlog::BacklogConfig {
+            capacity: u64::MAX,
+            memory_bytes: 0,
+            segment_bytes: u64::MAX,
+            dir: Some(log_dir),
+        },
     );
     backlog.open_existing()?;
     backlog.truncate(walk.good_end).context("cutting the log")?;
@@ -545,12 +700,18 @@ fn log_check(dir: &std::path::Path, fix: bool) -> Result<()> {
 }
 
 fn run_server(settings: Settings, sources: Sources) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(settings.worker_threads()).enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.worker_threads())
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let node = quire::server::Node::start(settings, &sources).await?;
         let shared = node.shared.clone();
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -576,9 +737,13 @@ mod admin {
 
     impl Client {
         pub fn connect(addr: &str, password: &str) -> Result<Client> {
-            let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+            let stream =
+                TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
             stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-            let mut client = Client { reader: BufReader::new(stream.try_clone()?), writer: stream };
+            let mut client = Client {
+                reader: BufReader::new(stream.try_clone()?),
+                writer: stream,
+            };
             if !password.is_empty() {
                 let reply = client.command(&["AUTH", password])?;
                 if !reply.starts_with("+OK") {
@@ -625,7 +790,12 @@ mod admin {
 
         pub fn info_field(&mut self, field: &str) -> Result<String> {
             let text = self.command(&["INFO", "replication"])?;
-            Ok(text.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap_or("").trim().to_string())
+            Ok(text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{field}:")))
+                .unwrap_or("")
+                .trim()
+                .to_string())
         }
     }
 }

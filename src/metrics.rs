@@ -63,7 +63,13 @@ pub fn render(shared: &Shared) -> String {
         let log = &data.repl;
         let backlog_bytes = log.log().len();
         let keys: usize = data.keyspace.dbs.iter().map(|d| d.len()).sum();
-        (log.offset(), backlog_bytes, log.outage_seconds_covered(), log.sizer.current_rate(), keys)
+        (
+            log.offset(),
+            backlog_bytes,
+            log.outage_seconds_covered(),
+            log.sizer.current_rate(),
+            keys,
+        )
     };
     let (node, region) = {
         let s = shared.settings.read();
@@ -77,30 +83,110 @@ pub fn render(shared: &Shared) -> String {
         "quire_info",
         "gauge",
         "Node identity.",
-        &[(format!("node=\"{node}\",region=\"{region}\",role=\"{}\"", if repl.is_replica() { "replica" } else { "primary" }), 1.0)],
+        &[(
+            format!(
+                "node=\"{node}\",region=\"{region}\",role=\"{}\"",
+                if repl.is_replica() {
+                    "replica"
+                } else {
+                    "primary"
+                }
+            ),
+            1.0,
+        )],
     );
-    metric(&mut out, "quire_repl_offset_bytes", "gauge", "Replication stream offset (master_repl_offset).", &one(offset as f64));
-    metric(&mut out, "quire_backlog_bytes", "gauge", "Bytes of stream history in the backlog.", &one(backlog_bytes as f64));
+    metric(
+        &mut out,
+        "quire_repl_offset_bytes",
+        "gauge",
+        "Replication stream offset (master_repl_offset).",
+        &one(offset as f64),
+    );
+    metric(
+        &mut out,
+        "quire_backlog_bytes",
+        "gauge",
+        "Bytes of stream history in the backlog.",
+        &one(backlog_bytes as f64),
+    );
     metric(
         &mut out,
         "quire_backlog_outage_seconds_covered",
         "gauge",
         "Seconds of link outage the backlog covers at the current write rate.",
-        &one(if covered.is_finite() { covered } else { f64::INFINITY }),
+        &one(if covered.is_finite() {
+            covered
+        } else {
+            f64::INFINITY
+        }),
     );
-    metric(&mut out, "quire_write_rate_bytes_per_second", "gauge", "Replication stream bytes per second (10 s average).", &one(rate));
+    metric(
+        &mut out,
+        "quire_write_rate_bytes_per_second",
+        "gauge",
+        "Replication stream bytes per second (10 s average).",
+        &one(rate),
+    );
     let log = &shared.log;
-    metric(&mut out, "quire_log_written_offset_bytes", "gauge", "Log bytes handed to the OS (survive a process crash).", &one(log.written() as f64));
-    metric(&mut out, "quire_log_durable_offset_bytes", "gauge", "Log bytes fsynced (survive a power loss).", &one(log.durable() as f64));
-    metric(&mut out, "quire_log_disk_bytes", "gauge", "Bytes in log segment files.", &one(log.disk_bytes() as f64));
-    metric(&mut out, "quire_log_write_failing", "gauge", "1 while log writes fail (writes are refused with MISCONF).", &one(log.is_failing() as u8 as f64));
+    metric(
+        &mut out,
+        "quire_log_written_offset_bytes",
+        "gauge",
+        "Log bytes handed to the OS (survive a process crash).",
+        &one(log.written() as f64),
+    );
+    metric(
+        &mut out,
+        "quire_log_durable_offset_bytes",
+        "gauge",
+        "Log bytes fsynced (survive a power loss).",
+        &one(log.durable() as f64),
+    );
+    metric(
+        &mut out,
+        "quire_log_disk_bytes",
+        "gauge",
+        "Bytes in log segment files.",
+        &one(log.disk_bytes() as f64),
+    );
+    metric(
+        &mut out,
+        "quire_log_write_failing",
+        "gauge",
+        "1 while log writes fail (writes are refused with MISCONF).",
+        &one(log.is_failing() as u8 as f64),
+    );
     {
         let f = &shared.persistence.fsync;
         let n = f.fsyncs.load(std::sync::atomic::Ordering::Relaxed);
-        metric(&mut out, "quire_log_fsyncs_total", "counter", "Log fsyncs.", &one(n as f64));
-        metric(&mut out, "quire_log_fsync_seconds_total", "counter", "Time spent in log fsyncs.", &one(f.total_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6));
-        metric(&mut out, "quire_log_fsync_last_seconds", "gauge", "Duration of the last log fsync.", &one(f.last_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6));
-        metric(&mut out, "quire_log_fsync_max_seconds", "gauge", "Longest log fsync since start.", &one(f.max_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6));
+        metric(
+            &mut out,
+            "quire_log_fsyncs_total",
+            "counter",
+            "Log fsyncs.",
+            &one(n as f64),
+        );
+        metric(
+            &mut out,
+            "quire_log_fsync_seconds_total",
+            "counter",
+            "Time spent in log fsyncs.",
+            &one(f.total_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6),
+        );
+        metric(
+            &mut out,
+            "quire_log_fsync_last_seconds",
+            "gauge",
+            "Duration of the last log fsync.",
+            &one(f.last_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6),
+        );
+        metric(
+            &mut out,
+            "quire_log_fsync_max_seconds",
+            "gauge",
+            "Longest log fsync since start.",
+            &one(f.max_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6),
+        );
     }
     {
         let table = repl.replicas.lock();
@@ -110,18 +196,57 @@ pub fn render(shared: &Shared) -> String {
         for r in table.replicas.values() {
             let labels = format!("replica=\"{}\",replica_region=\"{}\"", r.node, r.region);
             lag_bytes.push((labels.clone(), offset.saturating_sub(r.ack_offset) as f64));
-            lag_seconds.push((labels.clone(), repl.lag_ms_at(r.ack_offset, offset) as f64 / 1000.0));
+            lag_seconds.push((
+                labels.clone(),
+                repl.lag_ms_at(r.ack_offset, offset) as f64 / 1000.0,
+            ));
             rtt.push((labels, r.rtt_ms as f64 / 1000.0));
         }
-        metric(&mut out, "quire_connected_replicas", "gauge", "Replicas attached to this node.", &one(table.replicas.len() as f64));
-        metric(&mut out, "quire_replica_lag_bytes", "gauge", "Stream bytes a replica has not acknowledged.", &lag_bytes);
-        metric(&mut out, "quire_replica_lag_seconds", "gauge", "Age of the oldest write a replica has not acknowledged.", &lag_seconds);
-        metric(&mut out, "quire_replica_rtt_seconds", "gauge", "Round-trip time of the replica's QUIC link.", &rtt);
+        metric(
+            &mut out,
+            "quire_connected_replicas",
+            "gauge",
+            "Replicas attached to this node.",
+            &one(table.replicas.len() as f64),
+        );
+        metric(
+            &mut out,
+            "quire_replica_lag_bytes",
+            "gauge",
+            "Stream bytes a replica has not acknowledged.",
+            &lag_bytes,
+        );
+        metric(
+            &mut out,
+            "quire_replica_lag_seconds",
+            "gauge",
+            "Age of the oldest write a replica has not acknowledged.",
+            &lag_seconds,
+        );
+        metric(
+            &mut out,
+            "quire_replica_rtt_seconds",
+            "gauge",
+            "Round-trip time of the replica's QUIC link.",
+            &rtt,
+        );
     }
     if repl.is_replica() {
         let link = repl.link.lock().clone();
-        metric(&mut out, "quire_upstream_link_up", "gauge", "1 when the link to the upstream is streaming.", &one(repl.link_up() as u8 as f64));
-        metric(&mut out, "quire_upstream_lag_seconds", "gauge", "Replication lag behind the upstream, from its keep-alives.", &one(link.lag_ms as f64 / 1000.0));
+        metric(
+            &mut out,
+            "quire_upstream_link_up",
+            "gauge",
+            "1 when the link to the upstream is streaming.",
+            &one(repl.link_up() as u8 as f64),
+        );
+        metric(
+            &mut out,
+            "quire_upstream_lag_seconds",
+            "gauge",
+            "Replication lag behind the upstream, from its keep-alives.",
+            &one(link.lag_ms as f64 / 1000.0),
+        );
         metric(
             &mut out,
             "quire_upstream_lag_bytes",
@@ -129,26 +254,65 @@ pub fn render(shared: &Shared) -> String {
             "Stream bytes the upstream has that this replica has not applied.",
             &one(link.upstream_offset.saturating_sub(offset) as f64),
         );
-        metric(&mut out, "quire_upstream_rtt_seconds", "gauge", "Round-trip time to the upstream.", &one(link.rtt_ms as f64 / 1000.0));
-        metric(&mut out, "quire_upstream_full_syncs_total", "counter", "Full resyncs this replica loaded.", &one(link.full_syncs as f64));
-        metric(&mut out, "quire_upstream_partial_syncs_total", "counter", "Partial resyncs this replica made.", &one(link.partial_syncs as f64));
+        metric(
+            &mut out,
+            "quire_upstream_rtt_seconds",
+            "gauge",
+            "Round-trip time to the upstream.",
+            &one(link.rtt_ms as f64 / 1000.0),
+        );
+        metric(
+            &mut out,
+            "quire_upstream_full_syncs_total",
+            "counter",
+            "Full resyncs this replica loaded.",
+            &one(link.full_syncs as f64),
+        );
+        metric(
+            &mut out,
+            "quire_upstream_partial_syncs_total",
+            "counter",
+            "Partial resyncs this replica made.",
+            &one(link.partial_syncs as f64),
+        );
     }
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-    metric(&mut out, "quire_sync_full_total", "counter", "Full resyncs served.", &one(load(&c.full_syncs_served)));
-    metric(&mut out, "quire_sync_partial_ok_total", "counter", "Partial resyncs accepted.", &one(load(&c.partial_syncs_ok)));
+    metric(
+        &mut out,
+        "quire_sync_full_total",
+        "counter",
+        "Full resyncs served.",
+        &one(load(&c.full_syncs_served)),
+    );
+    metric(
+        &mut out,
+        "quire_sync_partial_ok_total",
+        "counter",
+        "Partial resyncs accepted.",
+        &one(load(&c.partial_syncs_ok)),
+    );
     metric(
         &mut out,
         "quire_repl_wire_bytes_total",
         "counter",
         "Replication bytes on the wire.",
-        &[("direction=\"sent\"".into(), load(&c.sent_wire_bytes)), ("direction=\"received\"".into(), load(&c.received_wire_bytes))],
+        &[
+            ("direction=\"sent\"".into(), load(&c.sent_wire_bytes)),
+            (
+                "direction=\"received\"".into(),
+                load(&c.received_wire_bytes),
+            ),
+        ],
     );
     metric(
         &mut out,
         "quire_repl_stream_bytes_total",
         "counter",
         "Replication stream bytes before compression.",
-        &[("direction=\"sent\"".into(), load(&c.sent_raw_bytes)), ("direction=\"received\"".into(), load(&c.received_raw_bytes))],
+        &[
+            ("direction=\"sent\"".into(), load(&c.sent_raw_bytes)),
+            ("direction=\"received\"".into(), load(&c.received_raw_bytes)),
+        ],
     );
     let ratio = |raw: f64, wire: f64| if wire > 0.0 { raw / wire } else { 0.0 };
     metric(
@@ -157,8 +321,14 @@ pub fn render(shared: &Shared) -> String {
         "gauge",
         "Stream bytes per wire byte.",
         &[
-            ("direction=\"sent\"".into(), ratio(load(&c.sent_raw_bytes), load(&c.sent_wire_bytes))),
-            ("direction=\"received\"".into(), ratio(load(&c.received_raw_bytes), load(&c.received_wire_bytes))),
+            (
+                "direction=\"sent\"".into(),
+                ratio(load(&c.sent_raw_bytes), load(&c.sent_wire_bytes)),
+            ),
+            (
+                "direction=\"received\"".into(),
+                ratio(load(&c.received_raw_bytes), load(&c.received_wire_bytes)),
+            ),
         ],
     );
     metric(
@@ -166,27 +336,75 @@ pub fn render(shared: &Shared) -> String {
         "quire_repl_datagram_bytes_total",
         "counter",
         "Fast path: bytes of batch copies sent or received as QUIC datagrams.",
-        &[("direction=\"sent\"".into(), load(&c.datagram_sent_bytes)), ("direction=\"received\"".into(), load(&c.datagram_received_bytes))],
+        &[
+            ("direction=\"sent\"".into(), load(&c.datagram_sent_bytes)),
+            (
+                "direction=\"received\"".into(),
+                load(&c.datagram_received_bytes),
+            ),
+        ],
     );
     metric(
         &mut out,
         "quire_repl_datagram_overhead_ratio",
         "gauge",
         "Fast path: datagram copy bytes per stream wire byte sent.",
-        &one(ratio(load(&c.datagram_sent_bytes), load(&c.sent_wire_bytes))),
+        &one(ratio(
+            load(&c.datagram_sent_bytes),
+            load(&c.sent_wire_bytes),
+        )),
     );
     metric(
         &mut out,
         "quire_repl_batches_applied_total",
         "counter",
         "Batches applied, by the copy that arrived first.",
-        &[("via=\"stream\"".into(), load(&c.batches_via_stream)), ("via=\"datagram\"".into(), load(&c.batches_via_datagram))],
+        &[
+            ("via=\"stream\"".into(), load(&c.batches_via_stream)),
+            ("via=\"datagram\"".into(), load(&c.batches_via_datagram)),
+        ],
     );
-    metric(&mut out, "quire_repl_datagrams_recovered_total", "counter", "Fast path: lost datagrams rebuilt from parity.", &one(load(&c.datagrams_recovered)));
-    metric(&mut out, "quire_repl_datagrams_rejected_total", "counter", "Fast path: datagrams discarded (malformed, checksum, memory bound).", &one(load(&c.datagrams_rejected)));
-    metric(&mut out, "quire_ops_per_second", "gauge", "Commands per second.", &one(shared.stats.ops_per_sec() as f64));
-    metric(&mut out, "quire_commands_processed_total", "counter", "Commands processed.", &one(Stats::get(&shared.stats.commands_processed) as f64));
-    metric(&mut out, "quire_connected_clients", "gauge", "Client connections.", &one(shared.clients.len() as f64));
-    metric(&mut out, "quire_keys", "gauge", "Keys in all databases.", &one(keys as f64));
+    metric(
+        &mut out,
+        "quire_repl_datagrams_recovered_total",
+        "counter",
+        "Fast path: lost datagrams rebuilt from parity.",
+        &one(load(&c.datagrams_recovered)),
+    );
+    metric(
+        &mut out,
+        "quire_repl_datagrams_rejected_total",
+        "counter",
+        "Fast path: datagrams discarded (malformed, checksum, memory bound).",
+        &one(load(&c.datagrams_rejected)),
+    );
+    metric(
+        &mut out,
+        "quire_ops_per_second",
+        "gauge",
+        "Commands per second.",
+        &one(shared.stats.ops_per_sec() as f64),
+    );
+    metric(
+        &mut out,
+        "quire_commands_processed_total",
+        "counter",
+        "Commands processed.",
+        &one(Stats::get(&shared.stats.commands_processed) as f64),
+    );
+    metric(
+        &mut out,
+        "quire_connected_clients",
+        "gauge",
+        "Client connections.",
+        &one(shared.clients.len() as f64),
+    );
+    metric(
+        &mut out,
+        "quire_keys",
+        "gauge",
+        "Keys in all databases.",
+        &one(keys as f64),
+    );
     out
 }

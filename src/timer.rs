@@ -57,9 +57,14 @@ impl<T: Send + 'static> DelayLine<T> {
 
     /// Starts the line's thread; `release` gets each item at its due
     /// instant, and stops the thread by returning false.
-    pub fn spawn_with(name: &str, release: impl FnMut(T) -> bool + Send + 'static) -> std::io::Result<DelayLine<T>> {
+    pub fn spawn_with(
+        name: &str,
+        release: impl FnMut(T) -> bool + Send + 'static,
+    ) -> std::io::Result<DelayLine<T>> {
         let (tx, rx) = mpsc::channel::<(Instant, T)>();
-        std::thread::Builder::new().name(name.to_string()).spawn(move || run(rx, release))?;
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || run(rx, release))?;
         Ok(DelayLine { tx })
     }
 
@@ -137,7 +142,10 @@ mod tests {
 
     #[test]
     fn releases_in_due_order_close_to_the_due_instant() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let (line, mut out) = DelayLine::spawn("delay-line-test").unwrap();
             let t0 = Instant::now();
@@ -150,7 +158,10 @@ mod tests {
             while let Some(id) = out.recv().await {
                 got.push((id, t0.elapsed()));
             }
-            assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![0, 1, 2, 22, 3]);
+            assert_eq!(
+                got.iter().map(|g| g.0).collect::<Vec<_>>(),
+                vec![0, 1, 2, 22, 3]
+            );
             for (id, at) in got {
                 let due = Duration::from_millis(match id {
                     22 => 20,
@@ -159,14 +170,20 @@ mod tests {
                 // Never early; lateness is bounded loosely (a loaded CI
                 // machine), the precision itself is measured by the bench.
                 assert!(at >= due, "item {id} released at {at:?}, due {due:?}");
-                assert!(at < due + Duration::from_millis(200), "item {id} released at {at:?}, due {due:?}");
+                assert!(
+                    at < due + Duration::from_millis(200),
+                    "item {id} released at {at:?}, due {due:?}"
+                );
             }
         });
     }
 
     #[test]
     fn sleep_until_wakes_at_the_instant_and_survives_cancelled_sleeps() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             // A sleep dropped before its instant leaves nothing behind
             // that could wake someone else.

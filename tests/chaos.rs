@@ -24,7 +24,10 @@ const LIMIT: Duration = Duration::from_secs(60);
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn free_udp_port() -> u16 {
@@ -53,7 +56,10 @@ fn configure(pki: &Pki, m: &Member, s: &mut Settings) {
 
 impl Member {
     fn start(&mut self, pki: &Pki) {
-        let dir = self.dir.take().unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let dir = self
+            .dir
+            .take()
+            .unwrap_or_else(|| tempfile::tempdir().unwrap());
         let node = TestNode::try_start_in(dir, |s| configure(pki, self, s)).expect("node starts");
         self.node = Some(node);
     }
@@ -101,15 +107,57 @@ fn seeded_chaos_keeps_replicas_identical_and_acked_writes() {
     let addr = |p: u16| format!("127.0.0.1:{p}").parse().unwrap();
     // Relays: r1 -> p, r2 -> p, r3 -> r1 (chained).
     let relays = [
-        RelayThread::start(addr(ports[0]), LinkParams::default(), LinkParams::default(), seed).unwrap(),
-        RelayThread::start(addr(ports[0]), LinkParams::default(), LinkParams::default(), seed + 1).unwrap(),
-        RelayThread::start(addr(ports[1]), LinkParams::default(), LinkParams::default(), seed + 2).unwrap(),
+        RelayThread::start(
+            addr(ports[0]),
+            LinkParams::default(),
+            LinkParams::default(),
+            seed,
+        )
+        .unwrap(),
+        RelayThread::start(
+            addr(ports[0]),
+            LinkParams::default(),
+            LinkParams::default(),
+            seed + 1,
+        )
+        .unwrap(),
+        RelayThread::start(
+            addr(ports[1]),
+            LinkParams::default(),
+            LinkParams::default(),
+            seed + 2,
+        )
+        .unwrap(),
     ];
     let mut members = vec![
-        Member { name: "p", repl_port: ports[0], upstream: None, node: None, dir: None },
-        Member { name: "r1", repl_port: ports[1], upstream: Some(relays[0].addr.to_string()), node: None, dir: None },
-        Member { name: "r2", repl_port: ports[2], upstream: Some(relays[1].addr.to_string()), node: None, dir: None },
-        Member { name: "r3", repl_port: ports[3], upstream: Some(relays[2].addr.to_string()), node: None, dir: None },
+        Member {
+            name: "p",
+            repl_port: ports[0],
+            upstream: None,
+            node: None,
+            dir: None,
+        },
+        Member {
+            name: "r1",
+            repl_port: ports[1],
+            upstream: Some(relays[0].addr.to_string()),
+            node: None,
+            dir: None,
+        },
+        Member {
+            name: "r2",
+            repl_port: ports[2],
+            upstream: Some(relays[1].addr.to_string()),
+            node: None,
+            dir: None,
+        },
+        Member {
+            name: "r3",
+            repl_port: ports[3],
+            upstream: Some(relays[2].addr.to_string()),
+            node: None,
+            dir: None,
+        },
     ];
     for m in members.iter_mut() {
         m.start(&pki);
@@ -122,13 +170,21 @@ fn seeded_chaos_keeps_replicas_identical_and_acked_writes() {
             let mut pipe = redis::pipe();
             for i in 0..1000 {
                 rng.fill_bytes(&mut value);
-                pipe.cmd("SET").arg(format!("bulk:{batch}:{i}")).arg(&value[..]).ignore();
+                pipe.cmd("SET")
+                    .arg(format!("bulk:{batch}:{i}"))
+                    .arg(&value[..])
+                    .ignore();
             }
             pipe.query::<()>(&mut c).unwrap();
         }
     }
     for m in &members[1..] {
-        assert!(wait_until(LIMIT, || m.node().info("replication", "master_link_status") == "up"), "{} never synced", m.name);
+        assert!(
+            wait_until(LIMIT, || m.node().info("replication", "master_link_status")
+                == "up"),
+            "{} never synced",
+            m.name
+        );
     }
 
     // The writer follows the current primary.
@@ -144,17 +200,23 @@ fn seeded_chaos_keeps_replicas_identical_and_acked_writes() {
                 let port = primary_port.load(Ordering::Relaxed);
                 if con.as_ref().is_none_or(|(p, _)| *p != port) {
                     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-                    con = client.get_connection_with_timeout(Duration::from_secs(1)).ok().map(|c| {
-                        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-                        (port, c)
-                    });
+                    con = client
+                        .get_connection_with_timeout(Duration::from_secs(1))
+                        .ok()
+                        .map(|c| {
+                            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                            (port, c)
+                        });
                     if con.is_none() {
                         std::thread::sleep(Duration::from_millis(20));
                         continue;
                     }
                 }
                 let (_, c) = con.as_mut().unwrap();
-                let written = redis::cmd("SET").arg(format!("w:{i}")).arg(i).query::<()>(c);
+                let written = redis::cmd("SET")
+                    .arg(format!("w:{i}"))
+                    .arg(i)
+                    .query::<()>(c);
                 match written {
                     Ok(()) => {
                         if let Ok(n) = redis::cmd("WAIT").arg(1).arg(200).query::<i64>(c) {
@@ -190,10 +252,16 @@ fn seeded_chaos_keeps_replicas_identical_and_acked_writes() {
                 let k = rng.random_range(0..relays.len());
                 let loss = rng.random_range(0.005..0.05);
                 eprintln!("step {step}: {:.1} % loss on relay {k}", loss * 100.0);
-                let lossy = LinkParams { loss, delay: Duration::from_millis(5), ..LinkParams::default() };
+                let lossy = LinkParams {
+                    loss,
+                    delay: Duration::from_millis(5),
+                    ..LinkParams::default()
+                };
                 relays[k].control.set_params(lossy.clone(), lossy);
                 std::thread::sleep(Duration::from_millis(1500));
-                relays[k].control.set_params(LinkParams::default(), LinkParams::default());
+                relays[k]
+                    .control
+                    .set_params(LinkParams::default(), LinkParams::default());
             }
             2 => {
                 let k = rng.random_range(1..4);
@@ -230,11 +298,28 @@ fn seeded_chaos_keeps_replicas_identical_and_acked_writes() {
 
     // A planned failover to r1 under load, last.
     let r1_port = members[1].node().port;
-    assert!(wait_until(LIMIT, || members[1].node().info("replication", "master_link_status") == "up"));
-    let failover = cmd(&mut members[0].node().client(), &["FAILOVER", "TO", "127.0.0.1", &r1_port.to_string(), "TIMEOUT", "10000"]);
+    assert!(wait_until(LIMIT, || members[1]
+        .node()
+        .info("replication", "master_link_status")
+        == "up"));
+    let failover = cmd(
+        &mut members[0].node().client(),
+        &[
+            "FAILOVER",
+            "TO",
+            "127.0.0.1",
+            &r1_port.to_string(),
+            "TIMEOUT",
+            "10000",
+        ],
+    );
     eprintln!("planned failover to r1: {failover:?}");
     assert!(failover.is_ok());
-    assert!(wait_until(LIMIT, || members[1].node().info("replication", "role") == "master"), "r1 did not take over");
+    assert!(
+        wait_until(LIMIT, || members[1].node().info("replication", "role")
+            == "master"),
+        "r1 did not take over"
+    );
     primary_port.store(r1_port, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
@@ -250,24 +335,42 @@ fn seeded_chaos_keeps_replicas_identical_and_acked_writes() {
         if m.name == "r1" {
             continue;
         }
-        assert!(wait_until(LIMIT, || offset(m.node()) >= target), "{} stuck at {} < {target}: {}", m.name, offset(m.node()), m.node().info("replication", "quire_link_last_error"));
+        assert!(
+            wait_until(LIMIT, || offset(m.node()) >= target),
+            "{} stuck at {} < {target}: {}",
+            m.name,
+            offset(m.node()),
+            m.node().info("replication", "quire_link_last_error")
+        );
     }
     let digest = primary.digest();
     for m in &members {
         assert_eq!(m.node().digest(), digest, "digest of {}", m.name);
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "the writer made progress ({} acked)", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the writer made progress ({} acked)",
+        acked.len()
+    );
     for m in &members {
         let mut c = m.node().client();
         let keys: Vec<String> = acked.iter().map(|i| format!("w:{i}")).collect();
         for chunk in keys.chunks(500) {
             let values: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query(&mut c).unwrap();
             for (k, v) in chunk.iter().zip(values) {
-                assert_eq!(v.as_deref(), Some(&k[2..]), "acked write {k} missing on {}", m.name);
+                assert_eq!(
+                    v.as_deref(),
+                    Some(&k[2..]),
+                    "acked write {k} missing on {}",
+                    m.name
+                );
             }
         }
     }
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a node panicked");
-    eprintln!("chaos seed {seed}: {} acked writes verified on 4 nodes", acked.len());
+    eprintln!(
+        "chaos seed {seed}: {} acked writes verified on 4 nodes",
+        acked.len()
+    );
 }

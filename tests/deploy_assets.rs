@@ -13,7 +13,12 @@ fn root() -> PathBuf {
 }
 
 fn profile(name: &str) -> Settings {
-    Settings::load(&Sources { profile: Some(name.into()), profile_dir: Some(root().join("deploy/profiles")), ..Default::default() }).expect("profile loads")
+    Settings::load(&Sources {
+        profile: Some(name.into()),
+        profile_dir: Some(root().join("deploy/profiles")),
+        ..Default::default()
+    })
+    .expect("profile loads")
 }
 
 fn read(path: &str) -> String {
@@ -23,11 +28,20 @@ fn read(path: &str) -> String {
 /// The region an upstream address of a profile points at.
 fn upstream_region(s: &Settings) -> Option<&'static str> {
     let (_, port) = parse_host_port(&s.replicaof).ok()?;
-    REGIONS.iter().copied().find(|r| profile(r).repl.port == port)
+    REGIONS
+        .iter()
+        .copied()
+        .find(|r| profile(r).repl.port == port)
 }
 
 fn strs(y: &Yaml) -> Vec<String> {
-    y.as_vec().map(|v| v.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+    y.as_vec()
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
@@ -48,22 +62,44 @@ fn profiles_are_valid_and_form_the_example_topology() {
 
 #[test]
 fn compose_matches_profiles() {
-    let docs = YamlLoader::load_from_str(&read("deploy/compose/docker-compose.yml")).expect("compose parses");
+    let docs = YamlLoader::load_from_str(&read("deploy/compose/docker-compose.yml"))
+        .expect("compose parses");
     let services = &docs[0]["services"];
     for r in REGIONS {
         let s = profile(r);
         let svc = &services[*r];
         assert!(!svc.is_badvalue(), "service {r}");
-        assert_eq!(strs(&svc["command"]), ["server", "--profile", r, "--profile-dir", "/etc/quire/profiles"]);
+        assert_eq!(
+            strs(&svc["command"]),
+            [
+                "server",
+                "--profile",
+                r,
+                "--profile-dir",
+                "/etc/quire/profiles"
+            ]
+        );
         let ports = strs(&svc["ports"]);
-        for expected in [format!("{0}:{0}", s.port), format!("{0}:{0}/udp", s.repl.port), format!("{0}:{0}", s.metrics.port)] {
-            assert!(ports.contains(&expected), "{r}: {expected} not in {ports:?}");
+        for expected in [
+            format!("{0}:{0}", s.port),
+            format!("{0}:{0}/udp", s.repl.port),
+            format!("{0}:{0}", s.metrics.port),
+        ] {
+            assert!(
+                ports.contains(&expected),
+                "{r}: {expected} not in {ports:?}"
+            );
         }
         let env = &svc["environment"];
         assert_eq!(env["QUIRE_REPL__CERTS"].as_str(), Some("/certs"));
-        assert!(strs(&svc["volumes"]).iter().any(|v| v.ends_with(":/certs:ro")));
+        assert!(strs(&svc["volumes"])
+            .iter()
+            .any(|v| v.ends_with(":/certs:ro")));
         match upstream_region(&s) {
-            Some(up) => assert_eq!(env["QUIRE_REPLICAOF"].as_str().map(String::from), Some(format!("{up}:{}", profile(up).repl.port))),
+            Some(up) => assert_eq!(
+                env["QUIRE_REPLICAOF"].as_str().map(String::from),
+                Some(format!("{up}:{}", profile(up).repl.port))
+            ),
             None => assert!(env["QUIRE_REPLICAOF"].is_badvalue()),
         }
     }
@@ -78,31 +114,94 @@ fn kubernetes_manifests_match_profiles() {
         let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
         assert_eq!(kinds, ["ConfigMap", "Service", "StatefulSet"]);
         // The ConfigMap carries the profile unchanged.
-        let embedded = docs[0]["data"][format!("{r}.toml").as_str()].as_str().expect("profile in ConfigMap");
-        assert_eq!(embedded.trim(), read(&format!("deploy/profiles/{r}.toml")).trim());
-        let service_ports: Vec<(i64, String)> =
-            docs[1]["spec"]["ports"].as_vec().unwrap().iter().map(|p| (p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap().to_string())).collect();
-        assert_eq!(service_ports, [(s.port as i64, "TCP".into()), (s.repl.port as i64, "UDP".into()), (s.metrics.port as i64, "TCP".into())]);
+        let embedded = docs[0]["data"][format!("{r}.toml").as_str()]
+            .as_str()
+            .expect("profile in ConfigMap");
+        assert_eq!(
+            embedded.trim(),
+            read(&format!("deploy/profiles/{r}.toml")).trim()
+        );
+        let service_ports: Vec<(i64, String)> = docs[1]["spec"]["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["port"].as_i64().unwrap(),
+                    p["protocol"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            service_ports,
+            [
+                (s.port as i64, "TCP".into()),
+                (s.repl.port as i64, "UDP".into()),
+                (s.metrics.port as i64, "TCP".into())
+            ]
+        );
         let pod = &docs[2]["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
-        assert_eq!(strs(&container["args"]), ["server", "--profile", r, "--profile-dir", "/etc/quire/profiles"]);
-        let container_ports: Vec<i64> = container["ports"].as_vec().unwrap().iter().map(|p| p["containerPort"].as_i64().unwrap()).collect();
-        assert_eq!(container_ports, [s.port as i64, s.repl.port as i64, s.metrics.port as i64]);
-        let env: Vec<(String, String)> =
-            container["env"].as_vec().unwrap().iter().map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string())).collect();
+        assert_eq!(
+            strs(&container["args"]),
+            [
+                "server",
+                "--profile",
+                r,
+                "--profile-dir",
+                "/etc/quire/profiles"
+            ]
+        );
+        let container_ports: Vec<i64> = container["ports"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|p| p["containerPort"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            container_ports,
+            [s.port as i64, s.repl.port as i64, s.metrics.port as i64]
+        );
+        let env: Vec<(String, String)> = container["env"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e["value"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("QUIRE_REPL__CERTS").as_deref(), Some("/certs"));
         match upstream_region(&s) {
             Some(up) => {
-                assert_eq!(get("QUIRE_REPLICAOF"), Some(format!("quire-{up}:{}", profile(up).repl.port)));
+                assert_eq!(
+                    get("QUIRE_REPLICAOF"),
+                    Some(format!("quire-{up}:{}", profile(up).repl.port))
+                );
                 assert_eq!(get("QUIRE_REPL__UPSTREAM_NAME").as_deref(), Some(up));
             }
             None => assert_eq!(get("QUIRE_REPLICAOF"), None),
         }
-        let mounts: Vec<String> = container["volumeMounts"].as_vec().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap().to_string()).collect();
+        let mounts: Vec<String> = container["volumeMounts"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|m| m["mountPath"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(mounts, ["/data", "/certs", "/etc/quire/profiles"]);
-        assert_eq!(pod["volumes"][0]["secret"]["secretName"].as_str(), Some("quire-certs"));
-        assert_eq!(pod["volumes"][1]["configMap"]["name"].as_str().map(String::from), Some(format!("quire-{r}-profile")));
+        assert_eq!(
+            pod["volumes"][0]["secret"]["secretName"].as_str(),
+            Some("quire-certs")
+        );
+        assert_eq!(
+            pod["volumes"][1]["configMap"]["name"]
+                .as_str()
+                .map(String::from),
+            Some(format!("quire-{r}-profile"))
+        );
     }
 }
 
@@ -112,11 +211,17 @@ fn dockerfile_and_systemd_unit_use_the_profile_paths() {
     assert!(dockerfile.contains("COPY deploy/profiles /etc/quire/profiles"));
     for r in REGIONS {
         let s = profile(r);
-        assert!(dockerfile.contains(&format!(" {}/udp", s.repl.port)), "EXPOSE {}/udp", s.repl.port);
+        assert!(
+            dockerfile.contains(&format!(" {}/udp", s.repl.port)),
+            "EXPOSE {}/udp",
+            s.repl.port
+        );
         assert!(dockerfile.contains(&format!(" {}", s.port)));
     }
     let unit = read("deploy/systemd/quire@.service");
-    assert!(unit.contains("ExecStart=/usr/local/bin/quire server --profile %i --profile-dir /etc/quire/profiles"));
+    assert!(unit.contains(
+        "ExecStart=/usr/local/bin/quire server --profile %i --profile-dir /etc/quire/profiles"
+    ));
     assert!(unit.contains("WorkingDirectory=/var/lib/quire"));
     assert!(unit.contains("ReadWritePaths=/var/lib/quire"));
 }

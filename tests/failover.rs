@@ -23,7 +23,13 @@ fn num(node: &TestNode, field: &str) -> u64 {
 }
 
 /// Region settings: fast link timers, a fixed replication port, peers.
-fn region<'a>(pki: &'a Pki, name: &str, repl_port: u16, peers: &[u16], replicaof: Option<u16>) -> impl FnOnce(&mut Settings) + 'a {
+fn region<'a>(
+    pki: &'a Pki,
+    name: &str,
+    repl_port: u16,
+    peers: &[u16],
+    replicaof: Option<u16>,
+) -> impl FnOnce(&mut Settings) + 'a {
     let name = name.to_string();
     let peers: Vec<String> = peers.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     move |s: &mut Settings| {
@@ -43,15 +49,29 @@ fn start_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Settings)) -> Te
 }
 
 fn quire(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire")).args(args).output().expect("quire runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(args)
+        .output()
+        .expect("quire runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "quire {args:?} failed: {text}");
     text
 }
 
 /// Writes `k:<i>` with `WAIT 2` after each; records the writes two
 /// replicas acknowledged.
-fn acked_writer(node: &TestNode, replicas: usize) -> (Arc<AtomicBool>, Arc<Mutex<BTreeSet<u64>>>, std::thread::JoinHandle<()>) {
+fn acked_writer(
+    node: &TestNode,
+    replicas: usize,
+) -> (
+    Arc<AtomicBool>,
+    Arc<Mutex<BTreeSet<u64>>>,
+    std::thread::JoinHandle<()>,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let mut con = node.client();
@@ -62,7 +82,11 @@ fn acked_writer(node: &TestNode, replicas: usize) -> (Arc<AtomicBool>, Arc<Mutex
             if cmd(&mut con, &["SET", &format!("k:{i}"), &i.to_string()]).is_err() {
                 return;
             }
-            match redis::cmd("WAIT").arg(replicas).arg(1000).query::<i64>(&mut con) {
+            match redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(1000)
+                .query::<i64>(&mut con)
+            {
                 Ok(n) if n as usize >= replicas => {
                     record.lock().unwrap().insert(i);
                 }
@@ -78,8 +102,15 @@ fn acked_writer(node: &TestNode, replicas: usize) -> (Arc<AtomicBool>, Arc<Mutex
 fn assert_all_present(node: &TestNode, acked: &BTreeSet<u64>) {
     let mut con = node.client();
     for i in acked {
-        let v: Option<String> = redis::cmd("GET").arg(format!("k:{i}")).query(&mut con).unwrap();
-        assert_eq!(v.as_deref(), Some(i.to_string().as_str()), "acknowledged write k:{i} missing");
+        let v: Option<String> = redis::cmd("GET")
+            .arg(format!("k:{i}"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(
+            v.as_deref(),
+            Some(i.to_string().as_str()),
+            "acknowledged write k:{i} missing"
+        );
     }
 }
 
@@ -87,11 +118,20 @@ fn assert_all_present(node: &TestNode, acked: &BTreeSet<u64>) {
 fn region_loss_promote_repoint_and_fenced_return() {
     let pki = Pki::new(&["us-east", "eu-west", "ap-south"]);
     let (a, b, c) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let us = start_in(tempfile::tempdir().unwrap(), region(&pki, "us-east", a, &[b, c], None));
-    assert!(wait_until(LIMIT, || cmd(&mut us.client(), &["SET", "boot", "1"]).is_ok()), "primary accepts writes after its fence check");
+    let us = start_in(
+        tempfile::tempdir().unwrap(),
+        region(&pki, "us-east", a, &[b, c], None),
+    );
+    assert!(
+        wait_until(LIMIT, || cmd(&mut us.client(), &["SET", "boot", "1"])
+            .is_ok()),
+        "primary accepts writes after its fence check"
+    );
     let eu = TestNode::start_with(region(&pki, "eu-west", b, &[a, c], Some(a)));
     let ap = TestNode::start_with(region(&pki, "ap-south", c, &[a, b], Some(a)));
-    assert!(wait_until(LIMIT, || us.info("replication", "connected_slaves") == "2"));
+    assert!(wait_until(LIMIT, || us
+        .info("replication", "connected_slaves")
+        == "2"));
 
     // Load with acknowledged writes; a checkpoint on the primary midway.
     let (stop, acked, writer) = acked_writer(&us, 2);
@@ -104,28 +144,52 @@ fn region_loss_promote_repoint_and_fenced_return() {
     // us-east is lost.
     let us_offset = us.offset();
     let us_dir = us.stop();
-    assert!(wait_until(LIMIT, || eu.info("replication", "master_link_status") == "down"));
+    assert!(wait_until(LIMIT, || eu
+        .info("replication", "master_link_status")
+        == "down"));
 
     // Runbook: assess (offsets), promote the most advanced, re-point the rest.
     assert!(num(&eu, "slave_repl_offset") >= num(&ap, "slave_repl_offset"));
     assert_eq!(num(&eu, "slave_repl_offset"), us_offset);
     let out = quire(&["promote", "--node", &format!("127.0.0.1:{}", eu.port)]);
     assert!(out.contains("is primary (epoch 1"), "{out}");
-    let out = quire(&["repoint", "--node", &format!("127.0.0.1:{}", ap.port), "--to", &format!("127.0.0.1:{b}")]);
-    assert!(out.contains("partial resyncs 1, full resyncs 1"), "re-point was partial: {out}");
+    let out = quire(&[
+        "repoint",
+        "--node",
+        &format!("127.0.0.1:{}", ap.port),
+        "--to",
+        &format!("127.0.0.1:{b}"),
+    ]);
+    assert!(
+        out.contains("partial resyncs 1, full resyncs 1"),
+        "re-point was partial: {out}"
+    );
     cmd(&mut eu.client(), &["SET", "after-promotion", "eu"]).unwrap();
-    assert_eq!(cmd(&mut eu.client(), &["WAIT", "1", "5000"]).unwrap(), redis::Value::Int(1));
+    assert_eq!(
+        cmd(&mut eu.client(), &["WAIT", "1", "5000"]).unwrap(),
+        redis::Value::Int(1)
+    );
 
     // us-east comes back as it was configured (a primary): its first probe
     // finds the newer epoch, it is fenced and follows eu-west.
     let us = start_in(us_dir, region(&pki, "us-east", a, &[b, c], None));
-    assert!(wait_until(LIMIT, || us.info("replication", "role") == "slave"), "old primary was not fenced");
+    assert!(
+        wait_until(LIMIT, || us.info("replication", "role") == "slave"),
+        "old primary was not fenced"
+    );
     wait_caught_up(&eu, &[&us, &ap], LIMIT);
     assert_eq!(us.info("replication", "quire_fenced"), "1");
     assert_eq!(us.info("replication", "quire_epoch"), "1");
-    assert_eq!(num(&us, "quire_partial_syncs"), 1, "the old primary rejoined with a partial resync");
+    assert_eq!(
+        num(&us, "quire_partial_syncs"),
+        1,
+        "the old primary rejoined with a partial resync"
+    );
     assert_eq!(num(&us, "quire_full_syncs"), 0);
-    assert!(cmd(&mut us.client(), &["SET", "x", "1"]).is_err(), "fenced node refuses writes");
+    assert!(
+        cmd(&mut us.client(), &["SET", "x", "1"]).is_err(),
+        "fenced node refuses writes"
+    );
     let digest = eu.digest();
     assert_eq!(us.digest(), digest);
     assert_eq!(ap.digest(), digest);
@@ -142,7 +206,9 @@ fn planned_failover_under_load_loses_no_acknowledged_write() {
     let a = TestNode::start_with(region(&pki, "a", pa, &[], None));
     let b = TestNode::start_with(region(&pki, "b", pb, &[], Some(pa)));
     let c = TestNode::start_with(region(&pki, "c", pc, &[], Some(pa)));
-    assert!(wait_until(LIMIT, || a.info("replication", "connected_slaves") == "2"));
+    assert!(wait_until(LIMIT, || a
+        .info("replication", "connected_slaves")
+        == "2"));
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
@@ -175,18 +241,55 @@ fn planned_failover_under_load_loses_no_acknowledged_write() {
         })
     };
     assert!(wait_until(LIMIT, || acked.lock().unwrap().len() > 200));
-    assert_eq!(cmd(&mut a.client(), &["FAILOVER", "TO", "127.0.0.1", &b.port.to_string(), "TIMEOUT", "5000"]).unwrap(), redis::Value::Okay);
-    assert!(wait_until(LIMIT, || b.info("replication", "role") == "master"), "target did not take over");
-    assert!(wait_until(LIMIT, || a.info("replication", "role") == "slave" && a.info("replication", "master_link_status") == "up"));
+    assert_eq!(
+        cmd(
+            &mut a.client(),
+            &[
+                "FAILOVER",
+                "TO",
+                "127.0.0.1",
+                &b.port.to_string(),
+                "TIMEOUT",
+                "5000"
+            ]
+        )
+        .unwrap(),
+        redis::Value::Okay
+    );
+    assert!(
+        wait_until(LIMIT, || b.info("replication", "role") == "master"),
+        "target did not take over"
+    );
+    assert!(wait_until(LIMIT, || a.info("replication", "role")
+        == "slave"
+        && a.info("replication", "master_link_status") == "up"));
     writer.join().unwrap();
     stop.store(true, Ordering::Relaxed);
-    assert!(errors.lock().unwrap().iter().all(|e| e == "TRYAGAIN" || e == "READONLY"), "{:?}", errors.lock().unwrap());
-    assert_eq!(a.info("replication", "master_failover_state"), "no-failover");
-    assert_eq!(num(&a, "quire_partial_syncs"), 1, "old primary follows with a partial resync");
+    assert!(
+        errors
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|e| e == "TRYAGAIN" || e == "READONLY"),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+    assert_eq!(
+        a.info("replication", "master_failover_state"),
+        "no-failover"
+    );
+    assert_eq!(
+        num(&a, "quire_partial_syncs"),
+        1,
+        "old primary follows with a partial resync"
+    );
     assert_eq!(num(&a, "quire_full_syncs"), 0);
     cmd(&mut b.client(), &["SET", "on-new-primary", "1"]).unwrap();
     wait_caught_up(&b, &[&a], LIMIT);
-    assert!(wait_until(LIMIT, || c.offset() >= b.offset()), "chained replica follows through the old primary");
+    assert!(
+        wait_until(LIMIT, || c.offset() >= b.offset()),
+        "chained replica follows through the old primary"
+    );
     assert_eq!(a.digest(), b.digest());
     assert_eq!(c.digest(), b.digest());
     let acked = acked.lock().unwrap().clone();
@@ -202,8 +305,20 @@ fn isolated_primary_is_fenced_and_reports_its_lost_writes() {
     let (pa, pb) = (free_udp_port(), free_udp_port());
     // b reaches a through relay1 (replication); a reaches b through relay2
     // (fencing probes): cutting both isolates a.
-    let relay1 = RelayThread::start(format!("127.0.0.1:{pa}").parse().unwrap(), LinkParams::default(), LinkParams::default(), 1).unwrap();
-    let relay2 = RelayThread::start(format!("127.0.0.1:{pb}").parse().unwrap(), LinkParams::default(), LinkParams::default(), 2).unwrap();
+    let relay1 = RelayThread::start(
+        format!("127.0.0.1:{pa}").parse().unwrap(),
+        LinkParams::default(),
+        LinkParams::default(),
+        1,
+    )
+    .unwrap();
+    let relay2 = RelayThread::start(
+        format!("127.0.0.1:{pb}").parse().unwrap(),
+        LinkParams::default(),
+        LinkParams::default(),
+        2,
+    )
+    .unwrap();
     let a = TestNode::start_with(|s| {
         region(&pki, "a", pa, &[], None)(s);
         s.repl.peers = vec![relay2.addr.to_string()];
@@ -212,12 +327,21 @@ fn isolated_primary_is_fenced_and_reports_its_lost_writes() {
         region(&pki, "b", pb, &[pa], None)(s);
         s.replicaof = relay1.addr.to_string();
     });
-    assert!(wait_until(LIMIT, || cmd(&mut a.client(), &["SET", "before", "1"]).is_ok()));
+    assert!(wait_until(LIMIT, || cmd(
+        &mut a.client(),
+        &["SET", "before", "1"]
+    )
+    .is_ok()));
     wait_caught_up(&a, &[&b], LIMIT);
     relay1.control.set_outage(true);
     relay2.control.set_outage(true);
-    assert!(wait_until(LIMIT, || b.info("replication", "master_link_status") == "down"));
-    assert_eq!(cmd(&mut b.client(), &["REPLICAOF", "NO", "ONE"]).unwrap(), redis::Value::Okay);
+    assert!(wait_until(LIMIT, || b
+        .info("replication", "master_link_status")
+        == "down"));
+    assert_eq!(
+        cmd(&mut b.client(), &["REPLICAOF", "NO", "ONE"]).unwrap(),
+        redis::Value::Okay
+    );
     cmd(&mut b.client(), &["SET", "new", "1"]).unwrap();
     // The isolated old primary still takes writes: nobody can tell it yet.
     for i in 0..5 {
@@ -225,14 +349,28 @@ fn isolated_primary_is_fenced_and_reports_its_lost_writes() {
     }
     relay1.control.set_outage(false);
     relay2.control.set_outage(false);
-    assert!(wait_until(LIMIT, || a.info("replication", "quire_fenced") == "1"), "old primary not fenced");
+    assert!(
+        wait_until(LIMIT, || a.info("replication", "quire_fenced") == "1"),
+        "old primary not fenced"
+    );
     assert_eq!(a.info("replication", "quire_fenced_writes"), "5");
     assert!(num(&a, "quire_fenced_to_offset") > num(&a, "quire_fenced_from_offset"));
     wait_caught_up(&b, &[&a], LIMIT);
     assert_eq!(a.digest(), b.digest());
-    assert_eq!(cmd(&mut a.client(), &["EXISTS", "lost:0", "lost:4"]).unwrap(), redis::Value::Int(0), "diverged writes are not merged");
-    assert_eq!(cmd(&mut a.client(), &["GET", "new"]).unwrap(), redis::Value::BulkString(b"1".to_vec()));
-    assert_eq!(num(&a, "quire_full_syncs"), 1, "diverged history needs a full resync");
+    assert_eq!(
+        cmd(&mut a.client(), &["EXISTS", "lost:0", "lost:4"]).unwrap(),
+        redis::Value::Int(0),
+        "diverged writes are not merged"
+    );
+    assert_eq!(
+        cmd(&mut a.client(), &["GET", "new"]).unwrap(),
+        redis::Value::BulkString(b"1".to_vec())
+    );
+    assert_eq!(
+        num(&a, "quire_full_syncs"),
+        1,
+        "diverged history needs a full resync"
+    );
 }
 
 /// A node that has seen epoch 1 is pointed back at a primary still at
@@ -244,15 +382,28 @@ fn replica_refuses_a_stale_primary_and_the_stale_primary_fences_itself() {
     let (po, pn, pr) = (free_udp_port(), free_udp_port(), free_udp_port());
     let old = TestNode::start_with(region(&pki, "old", po, &[], None));
     let new = TestNode::start_with(region(&pki, "new", pn, &[], Some(po)));
-    assert!(wait_until(LIMIT, || new.info("replication", "master_link_status") == "up"));
+    assert!(wait_until(LIMIT, || new
+        .info("replication", "master_link_status")
+        == "up"));
     // Elsewhere, "new" is promoted (epoch 1) and "r" follows it.
     cmd(&mut new.client(), &["REPLICAOF", "NO", "ONE"]).unwrap();
     let r = TestNode::start_with(region(&pki, "r", pr, &[], Some(pn)));
     assert!(wait_until(LIMIT, || r.info("replication", "quire_epoch") == "1"));
     // Someone points r back at the stale "old" primary (epoch 0).
-    cmd(&mut r.client(), &["REPLICAOF", "127.0.0.1", &po.to_string()]).unwrap();
-    assert!(wait_until(LIMIT, || old.info("replication", "quire_fenced") == "1"), "stale primary did not fence itself");
-    assert_eq!(old.info("replication", "role"), "slave", "the stale primary no longer takes writes");
+    cmd(
+        &mut r.client(),
+        &["REPLICAOF", "127.0.0.1", &po.to_string()],
+    )
+    .unwrap();
+    assert!(
+        wait_until(LIMIT, || old.info("replication", "quire_fenced") == "1"),
+        "stale primary did not fence itself"
+    );
+    assert_eq!(
+        old.info("replication", "role"),
+        "slave",
+        "the stale primary no longer takes writes"
+    );
     assert!(cmd(&mut old.client(), &["SET", "x", "1"]).is_err());
     // It follows the node that showed it the newer epoch...
     assert_eq!(old.info("replication", "master_port"), pr.to_string());
@@ -261,6 +412,9 @@ fn replica_refuses_a_stale_primary_and_the_stale_primary_fences_itself() {
     // fenced, then as a cycle once the stale node follows it.
     std::thread::sleep(Duration::from_millis(500));
     let error = r.info("replication", "quire_link_last_error");
-    assert!(error.contains("fenced") || error.contains("cycle"), "{error}");
+    assert!(
+        error.contains("fenced") || error.contains("cycle"),
+        "{error}"
+    );
     assert_eq!(r.info("replication", "master_link_status"), "down");
 }

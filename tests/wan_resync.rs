@@ -24,10 +24,21 @@ fn fast_link(s: &mut quire::config::Settings) {
 }
 
 fn relay_to(node: &TestNode) -> RelayThread {
-    RelayThread::start(node.repl_addr().parse().unwrap(), LinkParams::default(), LinkParams::default(), 1).expect("relay")
+    RelayThread::start(
+        node.repl_addr().parse().unwrap(),
+        LinkParams::default(),
+        LinkParams::default(),
+        1,
+    )
+    .expect("relay")
 }
 
-fn replica_via(pki: &Pki, name: &str, relay: &RelayThread, tweak: impl FnOnce(&mut quire::config::Settings)) -> TestNode {
+fn replica_via(
+    pki: &Pki,
+    name: &str,
+    relay: &RelayThread,
+    tweak: impl FnOnce(&mut quire::config::Settings),
+) -> TestNode {
     let addr = relay.addr.to_string();
     TestNode::start_with(|s| {
         pki.configure(name, s);
@@ -49,7 +60,11 @@ fn steady_writer(node: &TestNode) -> (Arc<AtomicBool>, std::thread::JoinHandle<u
     let handle = std::thread::spawn(move || {
         let mut n = 0u64;
         while !flag.load(Ordering::Relaxed) {
-            cmd(&mut con, &["SET", &format!("steady:{}", n % 500), &n.to_string()]).unwrap();
+            cmd(
+                &mut con,
+                &["SET", &format!("steady:{}", n % 500), &n.to_string()],
+            )
+            .unwrap();
             cmd(&mut con, &["INCR", "steady:count"]).unwrap();
             n += 1;
             std::thread::sleep(Duration::from_millis(2));
@@ -68,20 +83,30 @@ fn cut_longer_than_idle_timeout_resumes_partially() {
     });
     let relay = relay_to(&p);
     let r = replica_via(&pki, "r", &relay, |_| {});
-    assert!(wait_until(LIMIT, || r.info("replication", "master_link_status") == "up"));
+    assert!(wait_until(LIMIT, || r
+        .info("replication", "master_link_status")
+        == "up"));
     let (stop, writer) = steady_writer(&p);
     std::thread::sleep(Duration::from_millis(200));
     let failures = num(&r, "quire_link_failures");
     relay.control.set_outage(true);
     // The link is declared dead after the idle timeout (1 s) on both ends.
-    assert!(wait_until(LIMIT, || num(&r, "quire_link_failures") > failures), "the cut was not noticed");
-    assert!(wait_until(LIMIT, || p.info("replication", "connected_slaves") == "0"));
+    assert!(
+        wait_until(LIMIT, || num(&r, "quire_link_failures") > failures),
+        "the cut was not noticed"
+    );
+    assert!(wait_until(LIMIT, || p
+        .info("replication", "connected_slaves")
+        == "0"));
     std::thread::sleep(Duration::from_millis(1500));
     relay.control.set_outage(false);
     wait_caught_up(&p, &[&r], LIMIT);
     stop.store(true, Ordering::Relaxed);
     let writes = writer.join().unwrap();
-    assert!(writes > 100, "the writer kept writing through the cut ({writes})");
+    assert!(
+        writes > 100,
+        "the writer kept writing through the cut ({writes})"
+    );
     wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(r.digest(), p.digest());
     assert_eq!(num(&p, "sync_full"), 1, "only the initial sync was full");
@@ -115,12 +140,20 @@ fn a_replica_cut_off_catches_up_alone_then_shares_the_tail_again() {
     };
     let a = replica_via(&pki, "a", &relay_a, long_link);
     let b = replica_via(&pki, "b", &relay_b, long_link);
-    assert!(wait_until(LIMIT, || p.info("replication", "connected_slaves") == "2"));
+    assert!(wait_until(LIMIT, || p
+        .info("replication", "connected_slaves")
+        == "2"));
     fill_incompressible(&p, 1);
     wait_caught_up(&p, &[&a, &b], LIMIT);
     let compression = |node: &str| {
-        let line = (0..2).map(|i| p.info("replication", &format!("slave{i}"))).find(|l| l.contains(&format!("node={node},"))).unwrap_or_default();
-        line.rsplit("compression=").next().unwrap_or_default().to_string()
+        let line = (0..2)
+            .map(|i| p.info("replication", &format!("slave{i}")))
+            .find(|l| l.contains(&format!("node={node},")))
+            .unwrap_or_default();
+        line.rsplit("compression=")
+            .next()
+            .unwrap_or_default()
+            .to_string()
     };
     // b is cut off while more than the shared stream holds (16 MiB of
     // compressed batches; these values do not compress) is written.
@@ -129,18 +162,37 @@ fn a_replica_cut_off_catches_up_alone_then_shares_the_tail_again() {
     wait_caught_up(&p, &[&a], LIMIT);
     relay_b.control.set_outage(false);
     wait_caught_up(&p, &[&a, &b], LIMIT);
-    let (sent, compressed) = (num(&p, "quire_batches_sent"), num(&p, "quire_batches_compressed"));
+    let (sent, compressed) = (
+        num(&p, "quire_batches_sent"),
+        num(&p, "quire_batches_compressed"),
+    );
     // Caught up, b joins the shared stream again: later batches are
     // compressed once for both.
     fill_incompressible(&p, 2);
     wait_caught_up(&p, &[&a, &b], LIMIT);
     assert_eq!(a.digest(), p.digest());
     assert_eq!(b.digest(), p.digest());
-    assert!(wait_until(LIMIT, || compression("a") == "shared" && compression("b") == "shared"), "a: {}, b: {}", compression("a"), compression("b"));
-    let (sent, compressed) = (num(&p, "quire_batches_sent") - sent, num(&p, "quire_batches_compressed") - compressed);
-    assert!(compressed * 10 < sent * 7, "{compressed} batches compressed for {sent} sent after b caught up");
+    assert!(
+        wait_until(LIMIT, || compression("a") == "shared"
+            && compression("b") == "shared"),
+        "a: {}, b: {}",
+        compression("a"),
+        compression("b")
+    );
+    let (sent, compressed) = (
+        num(&p, "quire_batches_sent") - sent,
+        num(&p, "quire_batches_compressed") - compressed,
+    );
+    assert!(
+        compressed * 10 < sent * 7,
+        "{compressed} batches compressed for {sent} sent after b caught up"
+    );
     assert_eq!(num(&p, "sync_full"), 2, "only the two initial full syncs");
-    assert_eq!(num(&b, "quire_link_failures"), 0, "b's link rode out the cut");
+    assert_eq!(
+        num(&b, "quire_link_failures"),
+        0,
+        "b's link rode out the cut"
+    );
 }
 
 /// The replica caught up after one full sync whose snapshot (at least
@@ -151,8 +203,14 @@ fn assert_resumed_transfer(p: &TestNode, r: &TestNode, min_bytes: u64, resumes: 
     let file = num(p, "quire_snapshot_last_bytes");
     let sent = num(p, "quire_snapshot_bytes_sent");
     assert!(file >= min_bytes, "snapshot of {file} bytes");
-    assert!(sent as f64 <= 1.1 * file as f64, "sent {sent} bytes for a {file}-byte snapshot");
-    eprintln!("snapshot {file} bytes, sent {sent} bytes ({:.3}x) over {resumes} resumes", sent as f64 / file as f64);
+    assert!(
+        sent as f64 <= 1.1 * file as f64,
+        "sent {sent} bytes for a {file}-byte snapshot"
+    );
+    eprintln!(
+        "snapshot {file} bytes, sent {sent} bytes ({:.3}x) over {resumes} resumes",
+        sent as f64 / file as f64
+    );
     assert_eq!(num(r, "quire_snapshot_resumes"), resumes);
     assert_eq!(num(p, "quire_snapshot_resumes_served"), resumes);
     assert_eq!(num(p, "sync_full"), 1);
@@ -166,7 +224,10 @@ fn fill_incompressible(node: &TestNode, mb: usize) {
         let mut pipe = redis::pipe();
         for i in 0..1000 {
             rng.fill_bytes(&mut value);
-            pipe.cmd("SET").arg(format!("big:{batch}:{i}")).arg(&value[..]).ignore();
+            pipe.cmd("SET")
+                .arg(format!("big:{batch}:{i}"))
+                .arg(&value[..])
+                .ignore();
         }
         pipe.query::<()>(&mut con).unwrap();
     }
@@ -178,11 +239,20 @@ fn a_replica_restarted_mid_transfer_resumes_the_snapshot() {
     let (p, relay) = primary_with_incompressible(&pki, 60);
     relay.control.cut_after_down_bytes(20 << 20);
     let r = replica_via(&pki, "r", &relay, |_| {});
-    assert!(wait_until(LIMIT, || relay.control.in_outage()), "the cut never triggered");
+    assert!(
+        wait_until(LIMIT, || relay.control.in_outage()),
+        "the cut never triggered"
+    );
     // The replica goes down a third of the way through the transfer and
     // comes back from its data directory.
     let dir = r.stop();
-    assert!(std::fs::metadata(dir.path().join("fullsync.part")).map(|m| m.len()).unwrap_or(0) > 0, "part of the snapshot is on disk");
+    assert!(
+        std::fs::metadata(dir.path().join("fullsync.part"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+            > 0,
+        "part of the snapshot is on disk"
+    );
     relay.control.set_outage(false);
     let addr = relay.addr.to_string();
     let r = TestNode::try_start_in(dir, |s| {
@@ -192,7 +262,15 @@ fn a_replica_restarted_mid_transfer_resumes_the_snapshot() {
     })
     .expect("replica restarts");
     assert_resumed_transfer(&p, &r, 60_000_000, 1);
-    assert!(!r.dir.as_ref().unwrap().path().join("fullsync.part").exists(), "the part file is gone once loaded");
+    assert!(
+        !r.dir
+            .as_ref()
+            .unwrap()
+            .path()
+            .join("fullsync.part")
+            .exists(),
+        "the part file is gone once loaded"
+    );
 }
 
 #[test]
@@ -203,8 +281,14 @@ fn large_full_sync_cut_three_times_resumes_by_offset() {
     relay.control.cut_after_down_bytes(step);
     let r = replica_via(&pki, "r", &relay, |_| {});
     for cut in 1..=3 {
-        assert!(wait_until(LIMIT, || relay.control.in_outage()), "cut {cut} never triggered");
-        assert!(wait_until(LIMIT, || num(&r, "quire_link_failures") >= cut), "cut {cut} not noticed");
+        assert!(
+            wait_until(LIMIT, || relay.control.in_outage()),
+            "cut {cut} never triggered"
+        );
+        assert!(
+            wait_until(LIMIT, || num(&r, "quire_link_failures") >= cut),
+            "cut {cut} not noticed"
+        );
         if cut < 3 {
             relay.control.cut_after_down_bytes(step);
         }
@@ -240,7 +324,9 @@ fn primary_and_replica_restarts_resync_partially() {
     });
     // Writes made before any replica attached are in no backlog; start
     // once the stream is being recorded.
-    assert!(wait_until(LIMIT, || p.info("replication", "connected_slaves") == "1"));
+    assert!(wait_until(LIMIT, || p
+        .info("replication", "connected_slaves")
+        == "1"));
     let mut c = p.client();
     for i in 0..300 {
         cmd(&mut c, &["RPUSH", "list", &i.to_string()]).unwrap();
@@ -257,7 +343,10 @@ fn primary_and_replica_restarts_resync_partially() {
     cmd(&mut c, &["SET", "after-primary-restart", "1"]).unwrap();
     wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(num(&r, "quire_full_syncs"), 1);
-    assert!(num(&r, "quire_partial_syncs") >= 1, "reconnected to the restarted primary partially");
+    assert!(
+        num(&r, "quire_partial_syncs") >= 1,
+        "reconnected to the restarted primary partially"
+    );
 
     // Replica restart.
     cmd(&mut r.client(), &["SAVE"]).unwrap();
@@ -271,7 +360,9 @@ fn primary_and_replica_restarts_resync_partially() {
     .expect("replica restarts");
     wait_caught_up(&p, &[&r], LIMIT);
     if r.digest() != p.digest() {
-        let keys = |n: &TestNode| -> Vec<String> { redis::cmd("KEYS").arg("*").query(&mut n.client()).unwrap() };
+        let keys = |n: &TestNode| -> Vec<String> {
+            redis::cmd("KEYS").arg("*").query(&mut n.client()).unwrap()
+        };
         panic!(
             "digests differ: primary offset {} keys {:?} list {:?}; replica offset {} keys {:?} list {:?}",
             p.offset(),
@@ -284,7 +375,11 @@ fn primary_and_replica_restarts_resync_partially() {
     }
     assert_eq!(num(&r, "quire_full_syncs"), 0);
     assert!(num(&r, "quire_partial_syncs") >= 1);
-    assert_eq!(num(&p, "sync_full"), 0, "the restarted primary never needed a full sync");
+    assert_eq!(
+        num(&p, "sync_full"),
+        0,
+        "the restarted primary never needed a full sync"
+    );
     assert!(num(&p, "sync_partial_ok") >= 2);
 }
 
@@ -314,13 +409,19 @@ fn backlog_trimmed_past_replica_gives_clean_full_sync() {
         cmd(&mut c, &["SET", &format!("during:{i}"), &"x".repeat(100)]).unwrap();
     }
     let first: u64 = num(&p, "repl_backlog_first_byte_offset");
-    assert!(first > r.offset(), "the backlog was trimmed past the replica");
+    assert!(
+        first > r.offset(),
+        "the backlog was trimmed past the replica"
+    );
     relay.control.set_outage(false);
     wait_caught_up(&p, &[&r], LIMIT);
     assert_eq!(r.digest(), p.digest());
     assert_eq!(num(&p, "sync_full"), 2, "initial + the one after trimming");
     assert_eq!(num(&r, "quire_full_syncs"), 2);
-    assert_eq!(cmd(&mut r.client(), &["DBSIZE"]).unwrap(), redis::Value::Int(2001));
+    assert_eq!(
+        cmd(&mut r.client(), &["DBSIZE"]).unwrap(),
+        redis::Value::Int(2001)
+    );
 }
 
 #[test]
@@ -330,30 +431,78 @@ fn info_reports_outage_coverage_matching_the_plan() {
         pki.configure("p", s);
         s.repl.backlog.size = 1 << 20;
     });
-    assert_eq!(p.info("replication", "repl_backlog_active"), "1", "the log is always on");
+    assert_eq!(
+        p.info("replication", "repl_backlog_active"),
+        "1",
+        "the log is always on"
+    );
     let r = TestNode::start_with(|s| {
         pki.configure("r", s);
         s.replicaof = p.repl_addr();
     });
-    assert!(wait_until(LIMIT, || r.info("replication", "master_link_status") == "up"));
-    assert_eq!(p.info("replication", "quire_backlog_outage_seconds_covered"), "inf", "idle: any outage is covered");
+    assert!(wait_until(LIMIT, || r
+        .info("replication", "master_link_status")
+        == "up"));
+    assert_eq!(
+        p.info("replication", "quire_backlog_outage_seconds_covered"),
+        "inf",
+        "idle: any outage is covered"
+    );
     let (stop, writer) = steady_writer(&p);
-    assert!(wait_until(LIMIT, || num(&p, "quire_write_rate_bytes_per_sec") > 0));
+    assert!(wait_until(LIMIT, || num(
+        &p,
+        "quire_write_rate_bytes_per_sec"
+    ) > 0));
     std::thread::sleep(Duration::from_millis(1500));
-    let text: String = redis::cmd("INFO").arg("replication").query(&mut p.client()).unwrap();
+    let text: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut p.client())
+        .unwrap();
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).unwrap().trim().parse::<f64>().unwrap();
-    let (rate, covered, capacity) = (field("quire_write_rate_bytes_per_sec"), field("quire_backlog_outage_seconds_covered"), field("repl_backlog_size"));
-    assert!((covered - capacity / rate).abs() <= 1.0, "covered {covered} s, capacity {capacity}, rate {rate}");
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap()
+            .trim()
+            .parse::<f64>()
+            .unwrap()
+    };
+    let (rate, covered, capacity) = (
+        field("quire_write_rate_bytes_per_sec"),
+        field("quire_backlog_outage_seconds_covered"),
+        field("repl_backlog_size"),
+    );
+    assert!(
+        (covered - capacity / rate).abs() <= 1.0,
+        "covered {covered} s, capacity {capacity}, rate {rate}"
+    );
     // `quire backlog plan` for that rate and outage asks for that capacity.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args(["backlog", "plan", "--write-rate", &format!("{}", rate as u64), "--outage", &format!("{}s", covered as u64), "--safety", "1"])
+        .args([
+            "backlog",
+            "plan",
+            "--write-rate",
+            &format!("{}", rate as u64),
+            "--outage",
+            &format!("{}s", covered as u64),
+            "--safety",
+            "1",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let needed: f64 = text.lines().find_map(|l| l.strip_prefix("backlog needed")).and_then(|l| l.split_whitespace().next()).unwrap().parse().unwrap();
-    assert!((needed - capacity).abs() / capacity < 0.02, "plan says {needed}, node has {capacity}:\n{text}");
+    let needed: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("backlog needed"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (needed - capacity).abs() / capacity < 0.02,
+        "plan says {needed}, node has {capacity}:\n{text}"
+    );
 }
 
 /// Regression: a primary restarted from a snapshot whose backlog held no
@@ -378,10 +527,28 @@ fn a_write_right_after_a_primary_restart_reaches_the_replica() {
         fast_link(s);
         s.replicaof = format!("127.0.0.1:{repl_port}");
     });
-    assert!(wait_until(LIMIT, || p.info("replication", "connected_slaves") == "1"));
+    assert!(wait_until(LIMIT, || p
+        .info("replication", "connected_slaves")
+        == "1"));
     cmd(&mut p.client(), &["SAVE"]).unwrap();
     let p = start_primary(p.stop());
-    cmd(&mut p.client(), &["SET", "written-before-the-replica-returned", "1"]).unwrap();
-    assert!(wait_until(LIMIT, || r.info("replication", "master_link_status") == "up" && r.digest() == p.digest()), "the replica missed a write");
-    assert_eq!(cmd(&mut r.client(), &["EXISTS", "written-before-the-replica-returned"]).unwrap(), redis::Value::Int(1));
+    cmd(
+        &mut p.client(),
+        &["SET", "written-before-the-replica-returned", "1"],
+    )
+    .unwrap();
+    assert!(
+        wait_until(LIMIT, || r.info("replication", "master_link_status")
+            == "up"
+            && r.digest() == p.digest()),
+        "the replica missed a write"
+    );
+    assert_eq!(
+        cmd(
+            &mut r.client(),
+            &["EXISTS", "written-before-the-replica-returned"]
+        )
+        .unwrap(),
+        redis::Value::Int(1)
+    );
 }

@@ -9,12 +9,14 @@ use bytes::Bytes;
 pub const ERR_SYNTAX: Frame = Frame::error("ERR syntax error");
 pub const ERR_NOT_INT: Frame = Frame::error("ERR value is not an integer or out of range");
 pub const ERR_NOT_FLOAT: Frame = Frame::error("ERR value is not a valid float");
-pub const ERR_WRONGTYPE: Frame = Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value");
+pub const ERR_WRONGTYPE: Frame =
+    Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value");
 pub const ERR_NO_SUCH_KEY: Frame = Frame::error("ERR no such key");
 pub const ERR_OVERFLOW: Frame = Frame::error("ERR increment or decrement would overflow");
 pub const ERR_NAN: Frame = Frame::error("ERR increment would produce NaN or Infinity");
 pub const ERR_DB_RANGE: Frame = Frame::error("ERR DB index is out of range");
-pub const ERR_STRING_TOO_LONG: Frame = Frame::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+pub const ERR_STRING_TOO_LONG: Frame =
+    Frame::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
 
 /// Parses a signed 64-bit integer exactly as Redis's `string2ll`.
 pub fn int(arg: &[u8]) -> Result<i64, Frame> {
@@ -41,7 +43,11 @@ pub fn parse_i64(arg: &[u8]) -> Option<i64> {
             return None;
         }
         v = v.checked_mul(10)?;
-        v = if neg { v.checked_sub((d - b'0') as i64)? } else { v.checked_add((d - b'0') as i64)? };
+        v = if neg {
+            v.checked_sub((d - b'0') as i64)?
+        } else {
+            v.checked_add((d - b'0') as i64)?
+        };
     }
     Some(v)
 }
@@ -210,7 +216,15 @@ mod tests {
     fn integers_like_redis() {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"0"), Some(0));
-        for bad in [&b"01"[..], b"+1", b" 1", b"1.0", b"", b"-0", b"99999999999999999999"] {
+        for bad in [
+            &b"01"[..],
+            b"+1",
+            b" 1",
+            b"1.0",
+            b"",
+            b"-0",
+            b"99999999999999999999",
+        ] {
             assert_eq!(parse_i64(bad), None);
         }
     }

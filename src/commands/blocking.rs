@@ -18,9 +18,17 @@ use tokio::sync::oneshot;
 #[derive(Debug, Clone)]
 pub enum BlockOp {
     /// BLPOP/BRPOP (`mpop` false) and BLMPOP (`mpop` true).
-    ListPop { left: bool, count: usize, mpop: bool },
+    ListPop {
+        left: bool,
+        count: usize,
+        mpop: bool,
+    },
     /// BLMOVE/BRPOPLPUSH.
-    ListMove { from_left: bool, dest: Blob, to_left: bool },
+    ListMove {
+        from_left: bool,
+        dest: Blob,
+        to_left: bool,
+    },
     /// BZPOPMIN/BZPOPMAX (`mpop` false) and BZMPOP (`mpop` true).
     ZPop { min: bool, count: usize, mpop: bool },
 }
@@ -73,15 +81,38 @@ impl Blocking {
     }
 
     /// Registers `client` as waiting on `keys`; returns its side of the wait.
-    pub fn block(&mut self, client: u64, db: usize, keys: Vec<Blob>, op: BlockOp, deadline: Option<Instant>) -> BlockedWait {
+    pub fn block(
+        &mut self,
+        client: u64,
+        db: usize,
+        keys: Vec<Blob>,
+        op: BlockOp,
+        deadline: Option<Instant>,
+    ) -> BlockedWait {
         self.unblock(client);
         let (tx, rx) = oneshot::channel();
         for key in &keys {
-            self.by_key.entry((db, key.clone())).or_default().push_back(client);
+            self.by_key
+                .entry((db, key.clone()))
+                .or_default()
+                .push_back(client);
         }
         let timeout_reply = op.timeout_reply();
-        self.waiters.insert(client, Waiter { db, keys, op, reply: tx });
-        BlockedWait { reply: rx, deadline, timeout_reply, on_timeout: None }
+        self.waiters.insert(
+            client,
+            Waiter {
+                db,
+                keys,
+                op,
+                reply: tx,
+            },
+        );
+        BlockedWait {
+            reply: rx,
+            deadline,
+            timeout_reply,
+            on_timeout: None,
+        }
     }
 
     /// Removes a client's registration (timeout, disconnect). Returns false
@@ -130,8 +161,17 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
         for (db, key) in ready {
             #[allow(clippy::while_let_loop)] // several exits, each with its own condition
             loop {
-                let Some(client) = ctx.blocking.by_key.get(&(db, key.clone())).and_then(|q| q.front().copied()) else { break };
-                let Some(waiter) = ctx.blocking.waiters.get(&client) else { break };
+                let Some(client) = ctx
+                    .blocking
+                    .by_key
+                    .get(&(db, key.clone()))
+                    .and_then(|q| q.front().copied())
+                else {
+                    break;
+                };
+                let Some(waiter) = ctx.blocking.waiters.get(&client) else {
+                    break;
+                };
                 let op = waiter.op.clone();
                 ctx.session.db = db;
                 let kind_ok = if op.wants_list() {
@@ -143,9 +183,17 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
                     break;
                 }
                 let reply = match &op {
-                    BlockOp::ListPop { left, count, mpop } => list::pop_for_waiter(ctx, &key, *left, *count, *mpop),
-                    BlockOp::ListMove { from_left, dest, to_left } => list::move_for_waiter(ctx, &key, *from_left, dest, *to_left),
-                    BlockOp::ZPop { min, count, mpop } => zset::pop_for_waiter(ctx, &key, *min, *count, *mpop),
+                    BlockOp::ListPop { left, count, mpop } => {
+                        list::pop_for_waiter(ctx, &key, *left, *count, *mpop)
+                    }
+                    BlockOp::ListMove {
+                        from_left,
+                        dest,
+                        to_left,
+                    } => list::move_for_waiter(ctx, &key, *from_left, dest, *to_left),
+                    BlockOp::ZPop { min, count, mpop } => {
+                        zset::pop_for_waiter(ctx, &key, *min, *count, *mpop)
+                    }
                 };
                 let Some(reply) = reply else {
                     ctx.effects = None;

@@ -14,19 +14,84 @@ const G: &str = "connection";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: (0, 0, 0), group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: (0, 0, 0),
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
 pub(super) static COMMANDS: &[CommandSpec] = &[
-    spec!("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "Authenticates the connection.", "[username] password", auth),
-    spec!("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH, "Handshakes with the Redis server.", "[protover [AUTH username password] [SETNAME clientname]]", hello),
-    spec!("ping", -1, FAST | STALE | SUBSCRIBED_OK, "Returns the server's liveliness response.", "[message]", ping),
-    spec!("echo", 2, FAST | STALE, "Returns the given string.", "message", echo),
-    spec!("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | SUBSCRIBED_OK, "Closes the connection.", "", quit),
-    spec!("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | SUBSCRIBED_OK, "Resets the connection.", "", reset),
-    spec!("select", 2, LOADING | STALE | FAST, "Changes the selected database.", "index", select),
-    spec!("client", -2, NOSCRIPT | LOADING | STALE, "A container for client connection commands.", "subcommand [arguments ...]", client),
+    spec!(
+        "auth",
+        -2,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        "Authenticates the connection.",
+        "[username] password",
+        auth
+    ),
+    spec!(
+        "hello",
+        -1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH,
+        "Handshakes with the Redis server.",
+        "[protover [AUTH username password] [SETNAME clientname]]",
+        hello
+    ),
+    spec!(
+        "ping",
+        -1,
+        FAST | STALE | SUBSCRIBED_OK,
+        "Returns the server's liveliness response.",
+        "[message]",
+        ping
+    ),
+    spec!(
+        "echo",
+        2,
+        FAST | STALE,
+        "Returns the given string.",
+        "message",
+        echo
+    ),
+    spec!(
+        "quit",
+        -1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | SUBSCRIBED_OK,
+        "Closes the connection.",
+        "",
+        quit
+    ),
+    spec!(
+        "reset",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST | NO_AUTH | SUBSCRIBED_OK,
+        "Resets the connection.",
+        "",
+        reset
+    ),
+    spec!(
+        "select",
+        2,
+        LOADING | STALE | FAST,
+        "Changes the selected database.",
+        "index",
+        select
+    ),
+    spec!(
+        "client",
+        -2,
+        NOSCRIPT | LOADING | STALE,
+        "A container for client connection commands.",
+        "subcommand [arguments ...]",
+        client
+    ),
 ];
 
 fn password_ok(ctx: &ExecCtx, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Frame> {
@@ -35,7 +100,9 @@ fn password_ok(ctx: &ExecCtx, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Fr
     if user_ok && (required.is_empty() || required.as_bytes() == pass) {
         Ok(())
     } else {
-        Err(Frame::error("WRONGPASS invalid username-password pair or user is disabled."))
+        Err(Frame::error(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
     }
 }
 
@@ -46,7 +113,11 @@ fn auth(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if args.len() == 2 && ctx.shared.settings.read().requirepass.is_empty() {
         return Err(Frame::error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"));
     }
-    let (user, pass) = if args.len() == 3 { (Some(args[1].as_ref()), &args[2]) } else { (None, &args[1]) };
+    let (user, pass) = if args.len() == 3 {
+        (Some(args[1].as_ref()), &args[2])
+    } else {
+        (None, &args[1])
+    };
     password_ok(ctx, user, pass)?;
     ctx.session.authenticated = true;
     Ok(Frame::ok())
@@ -56,7 +127,9 @@ fn hello(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let mut proto = ctx.session.proto;
     let mut i = 1;
     if args.len() > 1 {
-        let v = parse_i64(&args[1]).ok_or(Frame::error("ERR Protocol version is not an integer or out of range"))?;
+        let v = parse_i64(&args[1]).ok_or(Frame::error(
+            "ERR Protocol version is not an integer or out of range",
+        ))?;
         proto = match v {
             2 => Protocol::Resp2,
             3 => Protocol::Resp3,
@@ -75,7 +148,10 @@ fn hello(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             name = Some(text(&args[i + 1]));
             i += 2;
         } else {
-            return Err(Frame::error_owned(format!("ERR Syntax error in HELLO option '{}'", text(&args[i]))));
+            return Err(Frame::error_owned(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                text(&args[i])
+            )));
         }
     }
     if !ctx.session.authenticated {
@@ -85,12 +161,25 @@ fn hello(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         *ctx.session.handle.name.lock() = name;
     }
     ctx.session.proto = proto;
-    ctx.session.handle.resp.store(if proto == Protocol::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
-    let role = if ctx.shared.repl.is_replica() { "replica" } else { "master" };
+    ctx.session.handle.resp.store(
+        if proto == Protocol::Resp3 { 3 } else { 2 },
+        Ordering::Relaxed,
+    );
+    let role = if ctx.shared.repl.is_replica() {
+        "replica"
+    } else {
+        "master"
+    };
     Ok(Frame::Map(vec![
         (Frame::bulk("server"), Frame::bulk("redis")),
-        (Frame::bulk("version"), Frame::bulk(crate::REDIS_COMPAT_VERSION)),
-        (Frame::bulk("proto"), Frame::Integer(if proto == Protocol::Resp3 { 3 } else { 2 })),
+        (
+            Frame::bulk("version"),
+            Frame::bulk(crate::REDIS_COMPAT_VERSION),
+        ),
+        (
+            Frame::bulk("proto"),
+            Frame::Integer(if proto == Protocol::Resp3 { 3 } else { 2 }),
+        ),
         (Frame::bulk("id"), Frame::Integer(ctx.session.id() as i64)),
         (Frame::bulk("mode"), Frame::bulk("standalone")),
         (Frame::bulk("role"), Frame::bulk(role)),
@@ -124,7 +213,8 @@ fn quit(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
 fn reset(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     ctx.session.multi = None;
     super::tx::unwatch_all(ctx.keyspace, ctx.session);
-    ctx.pubsub.remove_client(ctx.session.id(), &mut ctx.session.subscriber);
+    ctx.pubsub
+        .remove_client(ctx.session.id(), &mut ctx.session.subscriber);
     ctx.session.subscriptions = 0;
     ctx.session.select(0);
     ctx.session.proto = Protocol::Resp2;
@@ -143,7 +233,9 @@ fn select(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 fn validate_name(name: &[u8]) -> Result<(), Frame> {
     if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-        return Err(Frame::error("ERR Client names cannot contain spaces, newlines or special characters."));
+        return Err(Frame::error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
     }
     Ok(())
 }
@@ -160,17 +252,32 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Ok(Frame::ok())
     } else if is(sub, "getname") && n == 2 {
         let name = ctx.session.handle.name.lock().clone();
-        Ok(if name.is_empty() { Frame::Null } else { Frame::bulk(name) })
+        Ok(if name.is_empty() {
+            Frame::Null
+        } else {
+            Frame::bulk(name)
+        })
     } else if is(sub, "info") && n == 2 {
-        Ok(Frame::Verbatim(format!("{}\n", ctx.session.handle.info_line(now, ctx.session.subscriptions))))
+        Ok(Frame::Verbatim(format!(
+            "{}\n",
+            ctx.session.handle.info_line(now, ctx.session.subscriptions)
+        )))
     } else if is(sub, "list") {
         let mut ids: Option<Vec<u64>> = None;
         let mut i = 2;
         while i < n {
             if is(&args[i], "type") && i + 1 < n {
                 let t = &args[i + 1];
-                if !(is(t, "normal") || is(t, "master") || is(t, "replica") || is(t, "slave") || is(t, "pubsub")) {
-                    return Err(Frame::error_owned(format!("ERR Unknown client type '{}'", text(t))));
+                if !(is(t, "normal")
+                    || is(t, "master")
+                    || is(t, "replica")
+                    || is(t, "slave")
+                    || is(t, "pubsub"))
+                {
+                    return Err(Frame::error_owned(format!(
+                        "ERR Unknown client type '{}'",
+                        text(t)
+                    )));
                 }
                 i += 2;
             } else if is(&args[i], "id") && i + 1 < n {
@@ -189,7 +296,11 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
                 continue;
             }
-            let subs = if c.id == ctx.session.id() { ctx.session.subscriptions } else { 0 };
+            let subs = if c.id == ctx.session.id() {
+                ctx.session.subscriptions
+            } else {
+                0
+            };
             out.push_str(&c.info_line(now, subs));
             out.push('\n');
         }
@@ -213,18 +324,28 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             return Err(ERR_SYNTAX);
         };
         ctx.session.reply_mode = mode;
-        Ok(if mode == ReplyMode::On { Frame::ok() } else { Frame::NoReply })
+        Ok(if mode == ReplyMode::On {
+            Frame::ok()
+        } else {
+            Frame::NoReply
+        })
     } else if is(sub, "setinfo") && n == 4 {
         let value = text(&args[3]);
         if value.contains([' ', '\n']) {
-            return Err(Frame::error_owned(format!("ERR {} cannot contain spaces, newlines or special characters.", text(&args[2]).to_ascii_lowercase())));
+            return Err(Frame::error_owned(format!(
+                "ERR {} cannot contain spaces, newlines or special characters.",
+                text(&args[2]).to_ascii_lowercase()
+            )));
         }
         if is(&args[2], "lib-name") {
             *ctx.session.handle.lib_name.lock() = value;
         } else if is(&args[2], "lib-ver") {
             *ctx.session.handle.lib_ver.lock() = value;
         } else {
-            return Err(Frame::error_owned(format!("ERR Unrecognized option '{}'", text(&args[2]))));
+            return Err(Frame::error_owned(format!(
+                "ERR Unrecognized option '{}'",
+                text(&args[2])
+            )));
         }
         Ok(Frame::ok())
     } else if is(sub, "help") && n == 2 {
@@ -253,7 +374,9 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             "HELP",
             "    Print this help.",
         ];
-        Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()))
+        Ok(Frame::Array(
+            lines.iter().map(|l| Frame::simple(l)).collect(),
+        ))
     } else {
         Err(unknown_subcommand(sub, "CLIENT"))
     }
@@ -282,7 +405,10 @@ fn client_kill(ctx: &mut ExecCtx, opts: &[Bytes]) -> CmdResult {
     for pair in opts.chunks(2) {
         let value = text(&pair[1]);
         if is(&pair[0], "id") {
-            id = Some(uint(&pair[1], Frame::error("ERR client-id should be greater than 0"))?);
+            id = Some(uint(
+                &pair[1],
+                Frame::error("ERR client-id should be greater than 0"),
+            )?);
         } else if is(&pair[0], "addr") {
             addr = Some(value);
         } else if is(&pair[0], "laddr") {
@@ -301,7 +427,10 @@ fn client_kill(ctx: &mut ExecCtx, opts: &[Bytes]) -> CmdResult {
     }
     let mut killed = 0;
     for c in clients {
-        if id.is_some_and(|id| id != c.id) || addr.as_ref().is_some_and(|a| *a != c.addr.to_string()) || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string()) {
+        if id.is_some_and(|id| id != c.id)
+            || addr.as_ref().is_some_and(|a| *a != c.addr.to_string())
+            || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string())
+        {
             continue;
         }
         if c.id == me {

@@ -13,65 +13,216 @@ const G: &str = "hash";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: (1, 1, 1), group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: (1, 1, 1),
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
 pub(super) static COMMANDS: &[CommandSpec] = &[
-    spec!("hset", -4, WRITE | DENYOOM | FAST, "Creates or modifies the value of a field in a hash.", "key field value [field value ...]", hset),
-    spec!("hmset", -4, WRITE | DENYOOM | FAST, "Sets the values of multiple fields.", "key field value [field value ...]", hset),
-    spec!("hsetnx", 4, WRITE | DENYOOM | FAST, "Sets the value of a field in a hash only when the field doesn't exist.", "key field value", hsetnx),
-    spec!("hget", 3, READONLY | FAST, "Returns the value of a field in a hash.", "key field", hget),
-    spec!("hmget", -3, READONLY | FAST, "Returns the values of all fields in a hash.", "key field [field ...]", hmget),
-    spec!("hdel", -3, WRITE | FAST, "Deletes one or more fields and their values from a hash.", "key field [field ...]", hdel),
-    spec!("hlen", 2, READONLY | FAST, "Returns the number of fields in a hash.", "key", hlen),
-    spec!("hstrlen", 3, READONLY | FAST, "Returns the length of the value of a field.", "key field", hstrlen),
-    spec!("hexists", 3, READONLY | FAST, "Determines whether a field exists in a hash.", "key field", hexists),
-    spec!("hkeys", 2, READONLY, "Returns all fields in a hash.", "key", hkeys),
-    spec!("hvals", 2, READONLY, "Returns all values in a hash.", "key", hvals),
-    spec!("hgetall", 2, READONLY, "Returns all fields and values in a hash.", "key", hgetall),
-    spec!("hincrby", 4, WRITE | DENYOOM | FAST, "Increments the integer value of a field in a hash by a number.", "key field increment", hincrby),
-    spec!("hincrbyfloat", 4, WRITE | DENYOOM | FAST, "Increments the floating point value of a field by a number.", "key field increment", hincrbyfloat),
-    spec!("hrandfield", -2, READONLY, "Returns one or more random fields from a hash.", "key [count [WITHVALUES]]", hrandfield),
-    spec!("hscan", -3, READONLY, "Iterates over fields and values of a hash.", "key cursor [MATCH pattern] [COUNT count] [NOVALUES]", hscan),
+    spec!(
+        "hset",
+        -4,
+        WRITE | DENYOOM | FAST,
+        "Creates or modifies the value of a field in a hash.",
+        "key field value [field value ...]",
+        hset
+    ),
+    spec!(
+        "hmset",
+        -4,
+        WRITE | DENYOOM | FAST,
+        "Sets the values of multiple fields.",
+        "key field value [field value ...]",
+        hset
+    ),
+    spec!(
+        "hsetnx",
+        4,
+        WRITE | DENYOOM | FAST,
+        "Sets the value of a field in a hash only when the field doesn't exist.",
+        "key field value",
+        hsetnx
+    ),
+    spec!(
+        "hget",
+        3,
+        READONLY | FAST,
+        "Returns the value of a field in a hash.",
+        "key field",
+        hget
+    ),
+    spec!(
+        "hmget",
+        -3,
+        READONLY | FAST,
+        "Returns the values of all fields in a hash.",
+        "key field [field ...]",
+        hmget
+    ),
+    spec!(
+        "hdel",
+        -3,
+        WRITE | FAST,
+        "Deletes one or more fields and their values from a hash.",
+        "key field [field ...]",
+        hdel
+    ),
+    spec!(
+        "hlen",
+        2,
+        READONLY | FAST,
+        "Returns the number of fields in a hash.",
+        "key",
+        hlen
+    ),
+    spec!(
+        "hstrlen",
+        3,
+        READONLY | FAST,
+        "Returns the length of the value of a field.",
+        "key field",
+        hstrlen
+    ),
+    spec!(
+        "hexists",
+        3,
+        READONLY | FAST,
+        "Determines whether a field exists in a hash.",
+        "key field",
+        hexists
+    ),
+    spec!(
+        "hkeys",
+        2,
+        READONLY,
+        "Returns all fields in a hash.",
+        "key",
+        hkeys
+    ),
+    spec!(
+        "hvals",
+        2,
+        READONLY,
+        "Returns all values in a hash.",
+        "key",
+        hvals
+    ),
+    spec!(
+        "hgetall",
+        2,
+        READONLY,
+        "Returns all fields and values in a hash.",
+        "key",
+        hgetall
+    ),
+    spec!(
+        "hincrby",
+        4,
+        WRITE | DENYOOM | FAST,
+        "Increments the integer value of a field in a hash by a number.",
+        "key field increment",
+        hincrby
+    ),
+    spec!(
+        "hincrbyfloat",
+        4,
+        WRITE | DENYOOM | FAST,
+        "Increments the floating point value of a field by a number.",
+        "key field increment",
+        hincrbyfloat
+    ),
+    spec!(
+        "hrandfield",
+        -2,
+        READONLY,
+        "Returns one or more random fields from a hash.",
+        "key [count [WITHVALUES]]",
+        hrandfield
+    ),
+    spec!(
+        "hscan",
+        -3,
+        READONLY,
+        "Iterates over fields and values of a hash.",
+        "key cursor [MATCH pattern] [COUNT count] [NOVALUES]",
+        hscan
+    ),
 ];
 
 fn hset(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if !args.len().is_multiple_of(2) {
-        return Err(super::wrong_arity(if is(&args[0], "hmset") { "hmset" } else { "hset" }));
+        return Err(super::wrong_arity(if is(&args[0], "hmset") {
+            "hmset"
+        } else {
+            "hset"
+        }));
     }
     let hash = write_hash(ctx, &args[1], true)?.expect("created");
     let mut added = 0;
     for pair in args[2..].chunks(2) {
-        if hash.insert(Blob::new(&pair[0]), Blob::new(&pair[1])).is_none() {
+        if hash
+            .insert(Blob::new(&pair[0]), Blob::new(&pair[1]))
+            .is_none()
+        {
             added += 1;
         }
     }
     ctx.modified(&args[1], 1);
-    Ok(if is(&args[0], "hmset") { Frame::ok() } else { Frame::Integer(added) })
+    Ok(if is(&args[0], "hmset") {
+        Frame::ok()
+    } else {
+        Frame::Integer(added)
+    })
 }
 
 fn hsetnx(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if read_hash(ctx, &args[1])?.is_some_and(|h| h.contains_key(args[2].as_ref())) {
         return Ok(Frame::Integer(0));
     }
-    write_hash(ctx, &args[1], true)?.expect("created").insert(Blob::new(&args[2]), Blob::new(&args[3]));
+    write_hash(ctx, &args[1], true)?
+        .expect("created")
+        .insert(Blob::new(&args[2]), Blob::new(&args[3]));
     ctx.modified(&args[1], 1);
     Ok(Frame::Integer(1))
 }
 
 fn hget(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(read_hash(ctx, &args[1])?.and_then(|h| h.get(args[2].as_ref())).map(|v| Frame::Bulk(v.to_bytes())).unwrap_or(Frame::Null))
+    Ok(read_hash(ctx, &args[1])?
+        .and_then(|h| h.get(args[2].as_ref()))
+        .map(|v| Frame::Bulk(v.to_bytes()))
+        .unwrap_or(Frame::Null))
 }
 
 fn hmget(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let hash = read_hash(ctx, &args[1])?;
-    Ok(Frame::Array(args[2..].iter().map(|f| hash.and_then(|h| h.get(f.as_ref())).map(|v| Frame::Bulk(v.to_bytes())).unwrap_or(Frame::Null)).collect()))
+    Ok(Frame::Array(
+        args[2..]
+            .iter()
+            .map(|f| {
+                hash.and_then(|h| h.get(f.as_ref()))
+                    .map(|v| Frame::Bulk(v.to_bytes()))
+                    .unwrap_or(Frame::Null)
+            })
+            .collect(),
+    ))
 }
 
 fn hdel(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let Some(hash) = write_hash(ctx, &args[1], false)? else { return Ok(Frame::Integer(0)) };
-    let removed = args[2..].iter().filter(|f| hash.swap_remove(f.as_ref()).is_some()).count();
+    let Some(hash) = write_hash(ctx, &args[1], false)? else {
+        return Ok(Frame::Integer(0));
+    };
+    let removed = args[2..]
+        .iter()
+        .filter(|f| hash.swap_remove(f.as_ref()).is_some())
+        .count();
     if removed > 0 {
         ctx.modified(&args[1], removed as u64);
     }
@@ -79,27 +230,51 @@ fn hdel(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn hlen(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Integer(read_hash(ctx, &args[1])?.map_or(0, |h| h.len()) as i64))
+    Ok(Frame::Integer(
+        read_hash(ctx, &args[1])?.map_or(0, |h| h.len()) as i64,
+    ))
 }
 
 fn hstrlen(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Integer(read_hash(ctx, &args[1])?.and_then(|h| h.get(args[2].as_ref())).map_or(0, |v| v.len()) as i64))
+    Ok(Frame::Integer(
+        read_hash(ctx, &args[1])?
+            .and_then(|h| h.get(args[2].as_ref()))
+            .map_or(0, |v| v.len()) as i64,
+    ))
 }
 
 fn hexists(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Integer(read_hash(ctx, &args[1])?.is_some_and(|h| h.contains_key(args[2].as_ref())) as i64))
+    Ok(Frame::Integer(
+        read_hash(ctx, &args[1])?.is_some_and(|h| h.contains_key(args[2].as_ref())) as i64,
+    ))
 }
 
 fn hkeys(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Array(read_hash(ctx, &args[1])?.map(|h| h.keys().map(|k| Frame::Bulk(k.to_bytes())).collect()).unwrap_or_default()))
+    Ok(Frame::Array(
+        read_hash(ctx, &args[1])?
+            .map(|h| h.keys().map(|k| Frame::Bulk(k.to_bytes())).collect())
+            .unwrap_or_default(),
+    ))
 }
 
 fn hvals(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Array(read_hash(ctx, &args[1])?.map(|h| h.values().map(|v| Frame::Bulk(v.to_bytes())).collect()).unwrap_or_default()))
+    Ok(Frame::Array(
+        read_hash(ctx, &args[1])?
+            .map(|h| h.values().map(|v| Frame::Bulk(v.to_bytes())).collect())
+            .unwrap_or_default(),
+    ))
 }
 
 fn hgetall(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Map(read_hash(ctx, &args[1])?.map(|h| h.iter().map(|(k, v)| (Frame::Bulk(k.to_bytes()), Frame::Bulk(v.to_bytes()))).collect()).unwrap_or_default()))
+    Ok(Frame::Map(
+        read_hash(ctx, &args[1])?
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| (Frame::Bulk(k.to_bytes()), Frame::Bulk(v.to_bytes())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    ))
 }
 
 fn hincrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -109,7 +284,9 @@ fn hincrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         None => 0,
     };
     let next = current.checked_add(delta).ok_or(ERR_OVERFLOW)?;
-    write_hash(ctx, &args[1], true)?.expect("created").insert(Blob::new(&args[2]), Blob::new(next.to_string().as_bytes()));
+    write_hash(ctx, &args[1], true)?
+        .expect("created")
+        .insert(Blob::new(&args[2]), Blob::new(next.to_string().as_bytes()));
     ctx.modified(&args[1], 1);
     Ok(Frame::Integer(next))
 }
@@ -125,7 +302,9 @@ fn hincrbyfloat(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         return Err(ERR_NAN);
     }
     let text = format!("{next}");
-    write_hash(ctx, &args[1], true)?.expect("created").insert(Blob::new(&args[2]), Blob::new(text.as_bytes()));
+    write_hash(ctx, &args[1], true)?
+        .expect("created")
+        .insert(Blob::new(&args[2]), Blob::new(text.as_bytes()));
     ctx.modified(&args[1], 1);
     // Float arithmetic may round differently elsewhere: replicate the result.
     ctx.propagate(&[b"HSET".as_slice(), &args[1], &args[2], text.as_bytes()]);
@@ -154,7 +333,11 @@ pub(super) fn random_indexes(len: usize, count: i64) -> Vec<usize> {
 pub(super) fn parse_rand_count(arg: &[u8]) -> Result<i64, Frame> {
     let n = int(arg)?;
     if n < -(i64::MAX / 2) {
-        return Err(Frame::error_owned(format!("ERR value is out of range, value must between {} and {}", -(i64::MAX / 2), i64::MAX / 2)));
+        return Err(Frame::error_owned(format!(
+            "ERR value is out of range, value must between {} and {}",
+            -(i64::MAX / 2),
+            i64::MAX / 2
+        )));
     }
     Ok(n)
 }
@@ -165,20 +348,33 @@ fn hrandfield(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         4 if is(&args[3], "withvalues") => true,
         _ => return Err(ERR_SYNTAX),
     };
-    let count = if args.len() >= 3 { Some(parse_rand_count(&args[2])?) } else { None };
+    let count = if args.len() >= 3 {
+        Some(parse_rand_count(&args[2])?)
+    } else {
+        None
+    };
     let proto = ctx.session.proto;
     let Some(hash) = read_hash(ctx, &args[1])? else {
-        return Ok(if count.is_some() { Frame::Array(vec![]) } else { Frame::Null });
+        return Ok(if count.is_some() {
+            Frame::Array(vec![])
+        } else {
+            Frame::Null
+        });
     };
     let Some(count) = count else {
         let i = rand::random_range(0..hash.len());
-        return Ok(Frame::Bulk(hash.get_index(i).expect("in range").0.to_bytes()));
+        return Ok(Frame::Bulk(
+            hash.get_index(i).expect("in range").0.to_bytes(),
+        ));
     };
     let mut out = Vec::new();
     for i in random_indexes(hash.len(), count) {
         let (f, v) = hash.get_index(i).expect("in range");
         if with_values && proto == Protocol::Resp3 {
-            out.push(Frame::Array(vec![Frame::Bulk(f.to_bytes()), Frame::Bulk(v.to_bytes())]));
+            out.push(Frame::Array(vec![
+                Frame::Bulk(f.to_bytes()),
+                Frame::Bulk(v.to_bytes()),
+            ]));
         } else {
             out.push(Frame::Bulk(f.to_bytes()));
             if with_values {
@@ -197,16 +393,25 @@ fn hscan(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         rest.pop();
     }
     let opts = parse_scan_options(&rest, false)?;
-    let Some(hash) = read_hash(ctx, &args[1])? else { return Ok(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])])) };
+    let Some(hash) = read_hash(ctx, &args[1])? else {
+        return Ok(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]));
+    };
     let mut out = Vec::new();
     let next = scan_positions(hash.len(), cursor, opts.count, |i| {
         let (f, v) = hash.get_index(i).expect("in range");
-        if opts.pattern.as_ref().is_none_or(|p| glob_match(p, f, false)) {
+        if opts
+            .pattern
+            .as_ref()
+            .is_none_or(|p| glob_match(p, f, false))
+        {
             out.push(Frame::Bulk(f.to_bytes()));
             if !novalues {
                 out.push(Frame::Bulk(v.to_bytes()));
             }
         }
     });
-    Ok(Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(out)]))
+    Ok(Frame::Array(vec![
+        Frame::bulk(next.to_string()),
+        Frame::Array(out),
+    ]))
 }

@@ -12,7 +12,16 @@ const G: &str = "generic";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: $keys, group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: $keys,
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
@@ -76,12 +85,19 @@ fn del(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 fn exists(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now_ms;
     let db = ctx.db();
-    Ok(Frame::Integer(args[1..].iter().filter(|k| db.contains(k, now)).count() as i64))
+    Ok(Frame::Integer(
+        args[1..].iter().filter(|k| db.contains(k, now)).count() as i64,
+    ))
 }
 
 fn type_(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now_ms;
-    Ok(Frame::simple(ctx.db().peek(&args[1], now).map(|v| v.kind().name()).unwrap_or("none")))
+    Ok(Frame::simple(
+        ctx.db()
+            .peek(&args[1], now)
+            .map(|v| v.kind().name())
+            .unwrap_or("none"),
+    ))
 }
 
 fn keys(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -106,11 +122,18 @@ pub(super) struct ScanOptions {
 }
 
 pub(super) fn parse_cursor(arg: &[u8]) -> Result<u64, Frame> {
-    std::str::from_utf8(arg).ok().and_then(|s| s.parse::<u64>().ok()).ok_or(Frame::error("ERR invalid cursor"))
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or(Frame::error("ERR invalid cursor"))
 }
 
 pub(super) fn parse_scan_options(args: &[Bytes], allow_type: bool) -> Result<ScanOptions, Frame> {
-    let mut opts = ScanOptions { pattern: None, count: 10, kind: None };
+    let mut opts = ScanOptions {
+        pattern: None,
+        count: 10,
+        kind: None,
+    };
     let mut i = 0;
     while i < args.len() {
         if is(&args[i], "count") && i + 1 < args.len() {
@@ -154,12 +177,19 @@ fn scan(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         found.push(Frame::Bulk(key.to_bytes()));
     });
-    Ok(Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(found)]))
+    Ok(Frame::Array(vec![
+        Frame::bulk(next.to_string()),
+        Frame::Array(found),
+    ]))
 }
 
 fn randomkey(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     let now = ctx.now_ms;
-    Ok(ctx.db().random_key(now).map(|k| Frame::Bulk(k.to_bytes())).unwrap_or(Frame::Null))
+    Ok(ctx
+        .db()
+        .random_key(now)
+        .map(|k| Frame::Bulk(k.to_bytes()))
+        .unwrap_or(Frame::Null))
 }
 
 fn rename_generic(ctx: &mut ExecCtx, args: &[Bytes], nx: bool) -> CmdResult {
@@ -217,10 +247,14 @@ fn copy(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
     }
     if target_db == ctx.session.db && src == dst {
-        return Err(Frame::error("ERR source and destination objects are the same"));
+        return Err(Frame::error(
+            "ERR source and destination objects are the same",
+        ));
     }
     let now = ctx.now_ms;
-    let Some(value) = ctx.db().peek(src, now).cloned() else { return Ok(Frame::Integer(0)) };
+    let Some(value) = ctx.db().peek(src, now).cloned() else {
+        return Ok(Frame::Integer(0));
+    };
     let expire = ctx.db().expire_at(src);
     let target = &mut ctx.keyspace.dbs[target_db];
     if target.contains(dst, now) && !replace {
@@ -237,7 +271,9 @@ fn copy(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 fn move_(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let target_db = parse_db_index(&args[2])?;
     if target_db == ctx.session.db {
-        return Err(Frame::error("ERR source and destination objects are the same"));
+        return Err(Frame::error(
+            "ERR source and destination objects are the same",
+        ));
     }
     let now = ctx.now_ms;
     let key = &args[1];
@@ -311,14 +347,21 @@ fn expire(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         } else if is(opt, "lt") {
             lt = true;
         } else {
-            return Err(Frame::error_owned(format!("ERR Unsupported option {}", text(opt))));
+            return Err(Frame::error_owned(format!(
+                "ERR Unsupported option {}",
+                text(opt)
+            )));
         }
     }
     if nx && (xx || gt || lt) {
-        return Err(Frame::error("ERR NX and XX, GT or LT options at the same time are not compatible"));
+        return Err(Frame::error(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
     }
     if gt && lt {
-        return Err(Frame::error("ERR GT and LT options at the same time are not compatible"));
+        return Err(Frame::error(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
     }
     let invalid = || Frame::error_owned(format!("ERR invalid expire time in '{name}' command"));
     let now = ctx.now_ms;
@@ -361,7 +404,9 @@ fn ttl(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if db.get(&args[1], now).is_none() {
         return Ok(Frame::Integer(-2));
     }
-    let Some(at) = db.expire_at(&args[1]) else { return Ok(Frame::Integer(-1)) };
+    let Some(at) = db.expire_at(&args[1]) else {
+        return Ok(Frame::Integer(-1));
+    };
     let remaining = (at - now).max(0);
     Ok(Frame::Integer(match name.as_str() {
         "ttl" => (remaining + 500) / 1000,
@@ -401,7 +446,9 @@ fn object(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             "HELP",
             "    Print this help.",
         ];
-        return Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()));
+        return Ok(Frame::Array(
+            lines.iter().map(|l| Frame::simple(l)).collect(),
+        ));
     }
     if args.len() != 3 {
         return Err(unknown_subcommand(sub, "OBJECT"));
@@ -409,7 +456,9 @@ fn object(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now_ms;
     let value = ctx.db().peek(&args[2], now).cloned();
     if is(sub, "encoding") {
-        Ok(value.map(|v| Frame::bulk(v.encoding())).unwrap_or(Frame::Null))
+        Ok(value
+            .map(|v| Frame::bulk(v.encoding()))
+            .unwrap_or(Frame::Null))
     } else if is(sub, "refcount") {
         Ok(value.map(|_| Frame::Integer(1)).unwrap_or(Frame::Null))
     } else if is(sub, "idletime") {
@@ -426,5 +475,9 @@ fn object(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 /// Redis's reply for an unknown subcommand of a container command.
 pub(super) fn unknown_subcommand(sub: &[u8], container: &str) -> Frame {
-    Frame::error_owned(format!("ERR unknown subcommand '{}'. Try {} HELP.", String::from_utf8_lossy(sub), container))
+    Frame::error_owned(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(sub),
+        container
+    ))
 }

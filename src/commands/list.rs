@@ -13,7 +13,16 @@ const G: &str = "list";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: $keys, group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: $keys,
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
@@ -107,7 +116,9 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn push(ctx: &mut ExecCtx, args: &[Bytes], left: bool, only_existing: bool) -> CmdResult {
-    let Some(list) = write_list(ctx, &args[1], !only_existing)? else { return Ok(Frame::Integer(0)) };
+    let Some(list) = write_list(ctx, &args[1], !only_existing)? else {
+        return Ok(Frame::Integer(0));
+    };
     for item in &args[2..] {
         if left {
             list.push_front(Blob::new(item));
@@ -137,15 +148,35 @@ fn rpushx(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 /// Pops up to `count` elements from one end; `None` if the key is missing.
-fn pop_n(ctx: &mut ExecCtx, key: &[u8], left: bool, count: usize) -> Result<Option<Vec<Frame>>, Frame> {
-    let Some(list) = write_list(ctx, key, false)? else { return Ok(None) };
+fn pop_n(
+    ctx: &mut ExecCtx,
+    key: &[u8],
+    left: bool,
+    count: usize,
+) -> Result<Option<Vec<Frame>>, Frame> {
+    let Some(list) = write_list(ctx, key, false)? else {
+        return Ok(None);
+    };
     let n = count.min(list.len());
-    let items: Vec<Frame> = (0..n).filter_map(|_| if left { list.pop_front() } else { list.pop_back() }).map(|b| Frame::Bulk(b.to_bytes())).collect();
+    let items: Vec<Frame> = (0..n)
+        .filter_map(|_| {
+            if left {
+                list.pop_front()
+            } else {
+                list.pop_back()
+            }
+        })
+        .map(|b| Frame::Bulk(b.to_bytes()))
+        .collect();
     if n > 0 {
         ctx.modified(key, n as u64);
         // Blocking and multi-key pops replicate as the pop that happened.
         let count = n.to_string();
-        ctx.propagate(&[if left { b"LPOP".as_slice() } else { b"RPOP" }, key, count.as_bytes()]);
+        ctx.propagate(&[
+            if left { b"LPOP".as_slice() } else { b"RPOP" },
+            key,
+            count.as_bytes(),
+        ]);
     }
     Ok(Some(items))
 }
@@ -163,10 +194,14 @@ fn pop_command(ctx: &mut ExecCtx, args: &[Bytes], left: bool) -> CmdResult {
         return Err(ERR_SYNTAX);
     }
     match args.get(2) {
-        None => Ok(pop_n(ctx, &args[1], left, 1)?.and_then(|mut v| v.pop()).unwrap_or(Frame::Null)),
+        None => Ok(pop_n(ctx, &args[1], left, 1)?
+            .and_then(|mut v| v.pop())
+            .unwrap_or(Frame::Null)),
         Some(c) => {
             let count = parse_pop_count(c)?;
-            Ok(pop_n(ctx, &args[1], left, count)?.map(Frame::Array).unwrap_or(Frame::NullArray))
+            Ok(pop_n(ctx, &args[1], left, count)?
+                .map(Frame::Array)
+                .unwrap_or(Frame::NullArray))
         }
     }
 }
@@ -180,7 +215,9 @@ fn rpop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn llen(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Integer(read_list(ctx, &args[1])?.map_or(0, |l| l.len()) as i64))
+    Ok(Frame::Integer(
+        read_list(ctx, &args[1])?.map_or(0, |l| l.len()) as i64,
+    ))
 }
 
 /// Normalises a Redis start/stop pair against `len`; `None` if empty.
@@ -202,9 +239,17 @@ pub(super) fn normalize_range(start: i64, stop: i64, len: usize) -> Option<(usiz
 
 fn lrange(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (start, stop) = (int(&args[2])?, int(&args[3])?);
-    let Some(list) = read_list(ctx, &args[1])? else { return Ok(Frame::Array(vec![])) };
-    let Some((a, b)) = normalize_range(start, stop, list.len()) else { return Ok(Frame::Array(vec![])) };
-    Ok(Frame::Array(list.range(a..=b).map(|v| Frame::Bulk(v.to_bytes())).collect()))
+    let Some(list) = read_list(ctx, &args[1])? else {
+        return Ok(Frame::Array(vec![]));
+    };
+    let Some((a, b)) = normalize_range(start, stop, list.len()) else {
+        return Ok(Frame::Array(vec![]));
+    };
+    Ok(Frame::Array(
+        list.range(a..=b)
+            .map(|v| Frame::Bulk(v.to_bytes()))
+            .collect(),
+    ))
 }
 
 fn index_of(index: i64, len: usize) -> Option<usize> {
@@ -214,14 +259,23 @@ fn index_of(index: i64, len: usize) -> Option<usize> {
 
 fn lindex(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let index = int(&args[2])?;
-    let Some(list) = read_list(ctx, &args[1])? else { return Ok(Frame::Null) };
-    Ok(index_of(index, list.len()).and_then(|i| list.get(i)).map(|v| Frame::Bulk(v.to_bytes())).unwrap_or(Frame::Null))
+    let Some(list) = read_list(ctx, &args[1])? else {
+        return Ok(Frame::Null);
+    };
+    Ok(index_of(index, list.len())
+        .and_then(|i| list.get(i))
+        .map(|v| Frame::Bulk(v.to_bytes()))
+        .unwrap_or(Frame::Null))
 }
 
 fn lset(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let index = int(&args[2])?;
-    let Some(list) = write_list(ctx, &args[1], false)? else { return Err(ERR_NO_SUCH_KEY) };
-    let Some(i) = index_of(index, list.len()) else { return Err(Frame::error("ERR index out of range")) };
+    let Some(list) = write_list(ctx, &args[1], false)? else {
+        return Err(ERR_NO_SUCH_KEY);
+    };
+    let Some(i) = index_of(index, list.len()) else {
+        return Err(Frame::error("ERR index out of range"));
+    };
     list[i] = Blob::new(&args[3]);
     ctx.modified(&args[1], 1);
     Ok(Frame::ok())
@@ -230,8 +284,14 @@ fn lset(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 fn lrem(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let count = int(&args[2])?;
     let target = args[3].as_ref();
-    let Some(list) = write_list(ctx, &args[1], false)? else { return Ok(Frame::Integer(0)) };
-    let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+    let Some(list) = write_list(ctx, &args[1], false)? else {
+        return Ok(Frame::Integer(0));
+    };
+    let limit = if count == 0 {
+        usize::MAX
+    } else {
+        count.unsigned_abs() as usize
+    };
     let mut removed = 0;
     if count >= 0 {
         let mut i = 0;
@@ -261,7 +321,9 @@ fn lrem(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 fn ltrim(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (start, stop) = (int(&args[2])?, int(&args[3])?);
-    let Some(list) = write_list(ctx, &args[1], false)? else { return Ok(Frame::ok()) };
+    let Some(list) = write_list(ctx, &args[1], false)? else {
+        return Ok(Frame::ok());
+    };
     match normalize_range(start, stop, list.len()) {
         None => list.clear(),
         Some((a, b)) => {
@@ -281,8 +343,12 @@ fn linsert(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     } else {
         return Err(ERR_SYNTAX);
     };
-    let Some(list) = write_list(ctx, &args[1], false)? else { return Ok(Frame::Integer(0)) };
-    let Some(pos) = list.iter().position(|v| v.as_bytes() == args[3].as_ref()) else { return Ok(Frame::Integer(-1)) };
+    let Some(list) = write_list(ctx, &args[1], false)? else {
+        return Ok(Frame::Integer(0));
+    };
+    let Some(pos) = list.iter().position(|v| v.as_bytes() == args[3].as_ref()) else {
+        return Ok(Frame::Integer(-1));
+    };
     list.insert(if before { pos } else { pos + 1 }, Blob::new(&args[4]));
     let len = list.len();
     ctx.modified(&args[1], 1);
@@ -302,7 +368,11 @@ fn lpos(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                 return Err(Frame::error("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list"));
             }
             if v == i64::MIN {
-                return Err(Frame::error_owned(format!("ERR value is out of range, value must between -{} and {}", i64::MAX, i64::MAX)));
+                return Err(Frame::error_owned(format!(
+                    "ERR value is out of range, value must between -{} and {}",
+                    i64::MAX,
+                    i64::MAX
+                )));
             }
             rank = v;
         } else if is(&args[i], "count") {
@@ -322,7 +392,11 @@ fn lpos(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     let target = args[2].clone();
     let Some(list) = read_list(ctx, &args[1])? else {
-        return Ok(if count.is_some() { Frame::Array(vec![]) } else { Frame::Null });
+        return Ok(if count.is_some() {
+            Frame::Array(vec![])
+        } else {
+            Frame::Null
+        });
     };
     let want = match count {
         Some(0) => usize::MAX,
@@ -363,13 +437,25 @@ fn parse_side(arg: &[u8]) -> Result<bool, Frame> {
 }
 
 /// Moves one element from `src` to `dst`; `Ok(None)` when `src` is empty.
-fn move_one(ctx: &mut ExecCtx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) -> Result<Option<Bytes>, Frame> {
+fn move_one(
+    ctx: &mut ExecCtx,
+    src: &[u8],
+    dst: &[u8],
+    from_left: bool,
+    to_left: bool,
+) -> Result<Option<Bytes>, Frame> {
     if read_list(ctx, src)?.is_none() {
         return Ok(None);
     }
     super::typed::check_type(ctx, dst, ValueKind::List)?;
     let list = write_list(ctx, src, false)?.expect("checked above");
-    let Some(item) = (if from_left { list.pop_front() } else { list.pop_back() }) else { return Ok(None) };
+    let Some(item) = (if from_left {
+        list.pop_front()
+    } else {
+        list.pop_back()
+    }) else {
+        return Ok(None);
+    };
     ctx.modified(src, 1);
     let dest = write_list(ctx, dst, true)?.expect("created");
     if to_left {
@@ -379,17 +465,27 @@ fn move_one(ctx: &mut ExecCtx, src: &[u8], dst: &[u8], from_left: bool, to_left:
     }
     ctx.modified(dst, 1);
     let side = |left: bool| if left { b"LEFT".as_slice() } else { b"RIGHT" };
-    ctx.propagate(&[b"LMOVE".as_slice(), src, dst, side(from_left), side(to_left)]);
+    ctx.propagate(&[
+        b"LMOVE".as_slice(),
+        src,
+        dst,
+        side(from_left),
+        side(to_left),
+    ]);
     Ok(Some(item.to_bytes()))
 }
 
 fn lmove(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (from_left, to_left) = (parse_side(&args[3])?, parse_side(&args[4])?);
-    Ok(move_one(ctx, &args[1], &args[2], from_left, to_left)?.map(Frame::Bulk).unwrap_or(Frame::Null))
+    Ok(move_one(ctx, &args[1], &args[2], from_left, to_left)?
+        .map(Frame::Bulk)
+        .unwrap_or(Frame::Null))
 }
 
 fn rpoplpush(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(move_one(ctx, &args[1], &args[2], false, true)?.map(Frame::Bulk).unwrap_or(Frame::Null))
+    Ok(move_one(ctx, &args[1], &args[2], false, true)?
+        .map(Frame::Bulk)
+        .unwrap_or(Frame::Null))
 }
 
 /// Parses `numkeys key... LEFT|RIGHT [COUNT n]` (LMPOP/BLMPOP).
@@ -419,11 +515,19 @@ fn parse_mpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Frame> {
     Ok((keys, left, count))
 }
 
-fn mpop_first(ctx: &mut ExecCtx, keys: &[Bytes], left: bool, count: usize) -> Result<Option<Frame>, Frame> {
+fn mpop_first(
+    ctx: &mut ExecCtx,
+    keys: &[Bytes],
+    left: bool,
+    count: usize,
+) -> Result<Option<Frame>, Frame> {
     for key in keys {
         if read_list(ctx, key)?.is_some() {
             let items = pop_n(ctx, key, left, count)?.unwrap_or_default();
-            return Ok(Some(Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Array(items)])));
+            return Ok(Some(Frame::Array(vec![
+                Frame::Bulk(key.clone()),
+                Frame::Array(items),
+            ])));
         }
     }
     Ok(None)
@@ -439,11 +543,22 @@ fn bpop(ctx: &mut ExecCtx, args: &[Bytes], left: bool) -> CmdResult {
     let keys = &args[1..args.len() - 1];
     for key in keys {
         if read_list(ctx, key)?.is_some() {
-            let item = pop_n(ctx, key, left, 1)?.and_then(|mut v| v.pop()).unwrap_or(Frame::Null);
+            let item = pop_n(ctx, key, left, 1)?
+                .and_then(|mut v| v.pop())
+                .unwrap_or(Frame::Null);
             return Ok(Frame::Array(vec![Frame::Bulk(key.clone()), item]));
         }
     }
-    Ok(block_client(ctx, keys, BlockOp::ListPop { left, count: 1, mpop: false }, deadline))
+    Ok(block_client(
+        ctx,
+        keys,
+        BlockOp::ListPop {
+            left,
+            count: 1,
+            mpop: false,
+        },
+        deadline,
+    ))
 }
 
 fn blpop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -454,12 +569,28 @@ fn brpop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     bpop(ctx, args, false)
 }
 
-fn bmove(ctx: &mut ExecCtx, src: &Bytes, dst: &Bytes, from_left: bool, to_left: bool, timeout: &[u8]) -> CmdResult {
+fn bmove(
+    ctx: &mut ExecCtx,
+    src: &Bytes,
+    dst: &Bytes,
+    from_left: bool,
+    to_left: bool,
+    timeout: &[u8],
+) -> CmdResult {
     let deadline = parse_timeout(timeout)?;
     if let Some(item) = move_one(ctx, src, dst, from_left, to_left)? {
         return Ok(Frame::Bulk(item));
     }
-    Ok(block_client(ctx, std::slice::from_ref(src), BlockOp::ListMove { from_left, dest: Blob::new(dst), to_left }, deadline))
+    Ok(block_client(
+        ctx,
+        std::slice::from_ref(src),
+        BlockOp::ListMove {
+            from_left,
+            dest: Blob::new(dst),
+            to_left,
+        },
+        deadline,
+    ))
 }
 
 fn blmove(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -477,20 +608,47 @@ fn blmpop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if let Some(reply) = mpop_first(ctx, &keys, left, count)? {
         return Ok(reply);
     }
-    Ok(block_client(ctx, &keys, BlockOp::ListPop { left, count, mpop: true }, deadline))
+    Ok(block_client(
+        ctx,
+        &keys,
+        BlockOp::ListPop {
+            left,
+            count,
+            mpop: true,
+        },
+        deadline,
+    ))
 }
 
 /// Serves a client blocked in BLPOP/BRPOP/BLMPOP from `key`.
-pub(super) fn pop_for_waiter(ctx: &mut ExecCtx, key: &[u8], left: bool, count: usize, mpop: bool) -> Option<Frame> {
+pub(super) fn pop_for_waiter(
+    ctx: &mut ExecCtx,
+    key: &[u8],
+    left: bool,
+    count: usize,
+    mpop: bool,
+) -> Option<Frame> {
     let items = pop_n(ctx, key, left, count).ok()??;
     if items.is_empty() {
         return None;
     }
     let key = Frame::Bulk(Bytes::copy_from_slice(key));
-    Some(if mpop { Frame::Array(vec![key, Frame::Array(items)]) } else { Frame::Array(std::iter::once(key).chain(items).collect()) })
+    Some(if mpop {
+        Frame::Array(vec![key, Frame::Array(items)])
+    } else {
+        Frame::Array(std::iter::once(key).chain(items).collect())
+    })
 }
 
 /// Serves a client blocked in BLMOVE/BRPOPLPUSH from `key`.
-pub(super) fn move_for_waiter(ctx: &mut ExecCtx, key: &[u8], from_left: bool, dest: &Blob, to_left: bool) -> Option<Frame> {
-    move_one(ctx, key, dest, from_left, to_left).ok()?.map(Frame::Bulk)
+pub(super) fn move_for_waiter(
+    ctx: &mut ExecCtx,
+    key: &[u8],
+    from_left: bool,
+    dest: &Blob,
+    to_left: bool,
+) -> Option<Frame> {
+    move_one(ctx, key, dest, from_left, to_left)
+        .ok()?
+        .map(Frame::Bulk)
 }

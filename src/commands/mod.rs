@@ -114,7 +114,11 @@ impl CommandSpec {
     pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
         let (first, last, step) = self.keys;
         let last = if last < 0 { argc as i32 + last } else { last };
-        let range = if first <= 0 || step <= 0 { 0..0 } else { first..(last + 1).min(argc as i32) };
+        let range = if first <= 0 || step <= 0 {
+            0..0
+        } else {
+            first..(last + 1).min(argc as i32)
+        };
         range.step_by(step.max(1) as usize).map(|i| i as usize)
     }
 }
@@ -146,7 +150,10 @@ impl<'a> ExecCtx<'a> {
     /// command itself: what the replica runs must give the same result
     /// there, later, without clocks or randomness.
     pub fn propagate<A: AsRef<[u8]>>(&mut self, args: &[A]) {
-        let effect = args.iter().map(|a| Bytes::copy_from_slice(a.as_ref())).collect();
+        let effect = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_ref()))
+            .collect();
         self.effects.get_or_insert_with(Vec::new).push(effect);
     }
 
@@ -160,7 +167,9 @@ impl<'a> ExecCtx<'a> {
     /// Writes the effects recorded with [`ExecCtx::propagate`] to the
     /// stream, as one transaction when there are several.
     fn flush_effects(&mut self) {
-        let Some(effects) = self.effects.take() else { return };
+        let Some(effects) = self.effects.take() else {
+            return;
+        };
         if !self.propagates() {
             return;
         }
@@ -247,9 +256,15 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 /// Redis's reply for a command name it does not know.
 pub fn unknown_command(args: &[Bytes]) -> Frame {
     let name = String::from_utf8_lossy(&args[0]);
-    let mut msg = format!("ERR unknown command '{}', with args beginning with: ", truncate(&name, 128));
+    let mut msg = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        truncate(&name, 128)
+    );
     for arg in args.iter().skip(1).take(16) {
-        msg.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(arg), 128)));
+        msg.push_str(&format!(
+            "'{}' ",
+            truncate(&String::from_utf8_lossy(arg), 128)
+        ));
     }
     Frame::error_owned(msg)
 }
@@ -262,7 +277,9 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 pub fn wrong_arity(name: &str) -> Frame {
-    Frame::error_owned(format!("ERR wrong number of arguments for '{name}' command"))
+    Frame::error_owned(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }
 
 /// Runs one client command with every check Redis makes before calling it:
@@ -280,7 +297,14 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
         ctx.session.flag_multi_error();
         return Frame::error("NOAUTH Authentication required.");
     }
-    if spec.has(flags::DENYOOM) && !ctx.session.replicated && ctx.shared.stats.over_maxmemory.load(std::sync::atomic::Ordering::Acquire) {
+    if spec.has(flags::DENYOOM)
+        && !ctx.session.replicated
+        && ctx
+            .shared
+            .stats
+            .over_maxmemory
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
         ctx.session.flag_multi_error();
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
     }
@@ -293,7 +317,12 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
             return e;
         }
     }
-    if ctx.session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+    if ctx.session.multi.is_some()
+        && !matches!(
+            spec.name,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        )
+    {
         if spec.has(flags::NO_MULTI) {
             ctx.session.flag_multi_error();
             return Frame::error_owned("ERR Command not allowed inside a transaction".to_string());
@@ -316,8 +345,15 @@ pub fn apply_replicated(ctx: &mut ExecCtx, args: &[Bytes]) {
         // Only data changes travel in the stream (blocking pops arrive as
         // the pop that happened): anything else does not belong there and
         // could block, sleep or save on the replica's behalf.
-        Some(spec) if spec.has(flags::BLOCKING) || !(spec.has(flags::WRITE) || matches!(spec.name, "select" | "publish" | "ping")) => {
-            tracing::error!(command = spec.name, "replication stream carries a command that is not a write; skipped");
+        Some(spec)
+            if spec.has(flags::BLOCKING)
+                || !(spec.has(flags::WRITE)
+                    || matches!(spec.name, "select" | "publish" | "ping")) =>
+        {
+            tracing::error!(
+                command = spec.name,
+                "replication stream carries a command that is not a write; skipped"
+            );
         }
         Some(spec) if spec.arity_ok(args.len()) => {
             let reply = call(ctx, spec, args);
@@ -325,7 +361,9 @@ pub fn apply_replicated(ctx: &mut ExecCtx, args: &[Bytes]) {
                 tracing::warn!(command = spec.name, error = %e, "replicated command failed");
             }
         }
-        _ => tracing::error!(command = %String::from_utf8_lossy(&args[0]), "replication stream carries an unknown command; skipped"),
+        _ => {
+            tracing::error!(command = %String::from_utf8_lossy(&args[0]), "replication stream carries an unknown command; skipped")
+        }
     }
 }
 
@@ -352,7 +390,9 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     }
     if ctx.effects.is_some() {
         ctx.flush_effects();
-    } else if ctx.propagates() && ((changed && spec.has(flags::WRITE) && spec.name != "exec") || spec.name == "publish") {
+    } else if ctx.propagates()
+        && ((changed && spec.has(flags::WRITE) && spec.name != "exec") || spec.name == "publish")
+    {
         ctx.repl.emit(ctx.session.db, args);
     }
     reply
@@ -362,31 +402,43 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
 pub fn disconnect(data: &mut crate::server::Data, session: &mut Session) {
     tx::unwatch_all(&mut data.keyspace, session);
     data.blocking.unblock(session.id());
-    data.pubsub.remove_client(session.id(), &mut session.subscriber);
+    data.pubsub
+        .remove_client(session.id(), &mut session.subscriber);
     session.subscriptions = 0;
 }
 
 /// Parses a blocking command's timeout (seconds, fractional allowed) into
 /// a deadline; 0 means forever.
 pub fn parse_timeout(arg: &[u8]) -> Result<Option<std::time::Instant>, Frame> {
-    let secs = args::parse_f64(arg).filter(|s| s.is_finite()).ok_or(Frame::error("ERR timeout is not a float or out of range"))?;
+    let secs = args::parse_f64(arg)
+        .filter(|s| s.is_finite())
+        .ok_or(Frame::error("ERR timeout is not a float or out of range"))?;
     if secs < 0.0 {
         return Err(Frame::error("ERR timeout is negative"));
     }
     if secs == 0.0 {
         return Ok(None);
     }
-    Ok(Some(std::time::Instant::now() + std::time::Duration::from_secs_f64(secs.min(1e9))))
+    Ok(Some(
+        std::time::Instant::now() + std::time::Duration::from_secs_f64(secs.min(1e9)),
+    ))
 }
 
 /// Blocks the client on `keys` unless it is inside EXEC (then the command
 /// answers as if it had timed out, like Redis).
-pub fn block_client(ctx: &mut ExecCtx, keys: &[Bytes], op: blocking::BlockOp, deadline: Option<std::time::Instant>) -> Frame {
+pub fn block_client(
+    ctx: &mut ExecCtx,
+    keys: &[Bytes],
+    op: blocking::BlockOp,
+    deadline: Option<std::time::Instant>,
+) -> Frame {
     if ctx.session.in_exec {
         return op.timeout_reply();
     }
     let keys = keys.iter().map(|k| crate::keyspace::Blob::new(k)).collect();
-    let wait = ctx.blocking.block(ctx.session.id(), ctx.session.db, keys, op, deadline);
+    let wait = ctx
+        .blocking
+        .block(ctx.session.id(), ctx.session.db, keys, op, deadline);
     ctx.session.blocked = Some(wait);
     Frame::NoReply
 }
@@ -400,7 +452,11 @@ mod tests {
         for spec in families() {
             assert_eq!(spec.name, spec.name.to_ascii_lowercase(), "{}", spec.name);
             assert!(spec.arity != 0, "{}", spec.name);
-            assert!(!(spec.has(flags::WRITE) && spec.has(flags::READONLY)), "{}", spec.name);
+            assert!(
+                !(spec.has(flags::WRITE) && spec.has(flags::READONLY)),
+                "{}",
+                spec.name
+            );
             assert!(spec.name.len() <= 32);
         }
         let names: Vec<_> = families().map(|c| c.name).collect();

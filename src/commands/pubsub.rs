@@ -31,8 +31,17 @@ pub struct Message {
 impl Message {
     pub fn to_frame(&self) -> Frame {
         match &self.pattern {
-            Some(p) => Frame::Push(vec![Frame::bulk("pmessage"), Frame::Bulk(p.clone()), Frame::Bulk(self.channel.clone()), Frame::Bulk(self.payload.clone())]),
-            None => Frame::Push(vec![Frame::bulk("message"), Frame::Bulk(self.channel.clone()), Frame::Bulk(self.payload.clone())]),
+            Some(p) => Frame::Push(vec![
+                Frame::bulk("pmessage"),
+                Frame::Bulk(p.clone()),
+                Frame::Bulk(self.channel.clone()),
+                Frame::Bulk(self.payload.clone()),
+            ]),
+            None => Frame::Push(vec![
+                Frame::bulk("message"),
+                Frame::Bulk(self.channel.clone()),
+                Frame::Bulk(self.payload.clone()),
+            ]),
         }
     }
 }
@@ -48,7 +57,11 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn new(outbox: Outbox) -> Subscriber {
-        Subscriber { outbox, channels: BTreeSet::new(), patterns: BTreeSet::new() }
+        Subscriber {
+            outbox,
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -70,7 +83,11 @@ impl PubSub {
         let mut slow = Vec::new();
         if let Some(subs) = self.channels.get(channel) {
             for (id, outbox) in subs {
-                match outbox.try_send(Message { pattern: None, channel: channel.clone(), payload: payload.clone() }) {
+                match outbox.try_send(Message {
+                    pattern: None,
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                }) {
                     Ok(()) => delivered += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -82,7 +99,11 @@ impl PubSub {
                 continue;
             }
             for (id, outbox) in subs {
-                match outbox.try_send(Message { pattern: Some(pattern.clone()), channel: channel.clone(), payload: payload.clone() }) {
+                match outbox.try_send(Message {
+                    pattern: Some(pattern.clone()),
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                }) {
                     Ok(()) => delivered += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -118,13 +139,36 @@ impl PubSub {
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: (0, 0, 0), group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: (0, 0, 0),
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
 pub(super) static COMMANDS: &[CommandSpec] = &[
-    spec!("subscribe", -2, PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK, "Listens for messages published to channels.", "channel [channel ...]", subscribe),
-    spec!("unsubscribe", -1, PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK, "Stops listening to messages posted to channels.", "[channel [channel ...]]", unsubscribe),
+    spec!(
+        "subscribe",
+        -2,
+        PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK,
+        "Listens for messages published to channels.",
+        "channel [channel ...]",
+        subscribe
+    ),
+    spec!(
+        "unsubscribe",
+        -1,
+        PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK,
+        "Stops listening to messages posted to channels.",
+        "[channel [channel ...]]",
+        unsubscribe
+    ),
     spec!(
         "psubscribe",
         -2,
@@ -141,12 +185,30 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "[pattern [pattern ...]]",
         punsubscribe
     ),
-    spec!("publish", 3, PUBSUB | LOADING | STALE | FAST, "Posts a message to a channel.", "channel message", publish),
-    spec!("pubsub", -2, PUBSUB | LOADING | STALE, "A container for Pub/Sub commands.", "subcommand [arguments ...]", pubsub),
+    spec!(
+        "publish",
+        3,
+        PUBSUB | LOADING | STALE | FAST,
+        "Posts a message to a channel.",
+        "channel message",
+        publish
+    ),
+    spec!(
+        "pubsub",
+        -2,
+        PUBSUB | LOADING | STALE,
+        "A container for Pub/Sub commands.",
+        "subcommand [arguments ...]",
+        pubsub
+    ),
 ];
 
 fn ack(kind: &'static str, name: Option<Bytes>, count: usize) -> Frame {
-    Frame::Push(vec![Frame::bulk(kind), name.map(Frame::Bulk).unwrap_or(Frame::Null), Frame::Integer(count as i64)])
+    Frame::Push(vec![
+        Frame::bulk(kind),
+        name.map(Frame::Bulk).unwrap_or(Frame::Null),
+        Frame::Integer(count as i64),
+    ])
 }
 
 fn subscribe_generic(ctx: &mut ExecCtx, args: &[Bytes], pattern: bool) -> CmdResult {
@@ -154,11 +216,21 @@ fn subscribe_generic(ctx: &mut ExecCtx, args: &[Bytes], pattern: bool) -> CmdRes
     let mut replies = Vec::new();
     for name in &args[1..] {
         let sub = &mut ctx.session.subscriber;
-        let (set, map) = if pattern { (&mut sub.patterns, &mut ctx.pubsub.patterns) } else { (&mut sub.channels, &mut ctx.pubsub.channels) };
+        let (set, map) = if pattern {
+            (&mut sub.patterns, &mut ctx.pubsub.patterns)
+        } else {
+            (&mut sub.channels, &mut ctx.pubsub.channels)
+        };
         if set.insert(name.clone()) {
-            map.entry(name.clone()).or_default().insert(client, sub.outbox.clone());
+            map.entry(name.clone())
+                .or_default()
+                .insert(client, sub.outbox.clone());
         }
-        replies.push(ack(if pattern { "psubscribe" } else { "subscribe" }, Some(name.clone()), ctx.session.subscriber.count()));
+        replies.push(ack(
+            if pattern { "psubscribe" } else { "subscribe" },
+            Some(name.clone()),
+            ctx.session.subscriber.count(),
+        ));
     }
     ctx.session.subscriptions = ctx.session.subscriber.count();
     Ok(Frame::Multiple(replies))
@@ -166,7 +238,11 @@ fn subscribe_generic(ctx: &mut ExecCtx, args: &[Bytes], pattern: bool) -> CmdRes
 
 fn unsubscribe_generic(ctx: &mut ExecCtx, args: &[Bytes], pattern: bool) -> CmdResult {
     let client = ctx.session.id();
-    let kind = if pattern { "punsubscribe" } else { "unsubscribe" };
+    let kind = if pattern {
+        "punsubscribe"
+    } else {
+        "unsubscribe"
+    };
     let names: Vec<Bytes> = if args.len() > 1 {
         args[1..].to_vec()
     } else if pattern {
@@ -177,11 +253,19 @@ fn unsubscribe_generic(ctx: &mut ExecCtx, args: &[Bytes], pattern: bool) -> CmdR
     let mut replies = Vec::new();
     for name in &names {
         let sub = &mut ctx.session.subscriber;
-        let (set, map) = if pattern { (&mut sub.patterns, &mut ctx.pubsub.patterns) } else { (&mut sub.channels, &mut ctx.pubsub.channels) };
+        let (set, map) = if pattern {
+            (&mut sub.patterns, &mut ctx.pubsub.patterns)
+        } else {
+            (&mut sub.channels, &mut ctx.pubsub.channels)
+        };
         if set.remove(name) {
             PubSub::remove(map, name, client);
         }
-        replies.push(ack(kind, Some(name.clone()), ctx.session.subscriber.count()));
+        replies.push(ack(
+            kind,
+            Some(name.clone()),
+            ctx.session.subscriber.count(),
+        ));
     }
     if names.is_empty() {
         replies.push(ack(kind, None, ctx.session.subscriber.count()));
@@ -210,7 +294,10 @@ fn publish(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (delivered, slow) = ctx.pubsub.publish(&args[1], &args[2]);
     for id in slow {
         if let Some(client) = ctx.shared.clients.by_id(id) {
-            tracing::warn!(client = id, "closing pub/sub client: output buffer limit reached");
+            tracing::warn!(
+                client = id,
+                "closing pub/sub client: output buffer limit reached"
+            );
             client.kill();
         }
     }
@@ -221,13 +308,21 @@ fn pubsub(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let sub = &args[1];
     if is(sub, "channels") && args.len() <= 3 {
         let pattern = args.get(2);
-        let names = ctx.pubsub.channels.keys().filter(|c| pattern.is_none_or(|p| glob_match(p, c, false))).map(|c| Frame::Bulk(c.clone())).collect();
+        let names = ctx
+            .pubsub
+            .channels
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+            .map(|c| Frame::Bulk(c.clone()))
+            .collect();
         Ok(Frame::Array(names))
     } else if is(sub, "numsub") {
         let mut out = Vec::new();
         for ch in &args[2..] {
             out.push(Frame::Bulk(ch.clone()));
-            out.push(Frame::Integer(ctx.pubsub.channels.get(ch).map_or(0, |s| s.len()) as i64));
+            out.push(Frame::Integer(
+                ctx.pubsub.channels.get(ch).map_or(0, |s| s.len()) as i64,
+            ));
         }
         Ok(Frame::Array(out))
     } else if is(sub, "numpat") && args.len() == 2 {
@@ -235,7 +330,12 @@ fn pubsub(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     } else if is(sub, "shardchannels") {
         Ok(Frame::Array(vec![]))
     } else if is(sub, "shardnumsub") {
-        Ok(Frame::Array(args[2..].iter().flat_map(|c| [Frame::Bulk(c.clone()), Frame::Integer(0)]).collect()))
+        Ok(Frame::Array(
+            args[2..]
+                .iter()
+                .flat_map(|c| [Frame::Bulk(c.clone()), Frame::Integer(0)])
+                .collect(),
+        ))
     } else {
         Err(super::keys::unknown_subcommand(sub, "PUBSUB"))
     }

@@ -17,7 +17,16 @@ const G: &str = "server";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: (0, 0, 0), group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: (0, 0, 0),
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
@@ -52,8 +61,14 @@ fn replicaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         return Ok(Frame::ok());
     }
-    let port = int(&args[2]).ok().filter(|p| (1..=65535).contains(p)).ok_or(Frame::error("ERR Invalid master port"))? as u16;
-    let upstream = Upstream { host: text(&args[1]), port };
+    let port = int(&args[2])
+        .ok()
+        .filter(|p| (1..=65535).contains(p))
+        .ok_or(Frame::error("ERR Invalid master port"))? as u16;
+    let upstream = Upstream {
+        host: text(&args[1]),
+        port,
+    };
     if shared.repl.upstream().as_ref() == Some(&upstream) {
         return Ok(Frame::simple("OK Already connected to specified master"));
     }
@@ -87,7 +102,10 @@ fn failover(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let mut i = 1;
     while i < args.len() {
         if is(&args[i], "to") && i + 2 < args.len() {
-            let port = int(&args[i + 2]).ok().filter(|p| (1..=65535).contains(p)).ok_or(Frame::error("ERR Invalid master port"))?;
+            let port = int(&args[i + 2])
+                .ok()
+                .filter(|p| (1..=65535).contains(p))
+                .ok_or(Frame::error("ERR Invalid master port"))?;
             to = Some((text(&args[i + 1]), port as u16));
             i += 3;
         } else if is(&args[i], "force") {
@@ -119,39 +137,67 @@ fn failover(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                 repl.writes_paused.store(false, Ordering::Release);
                 Ok(Frame::ok())
             }
-            FailoverState::InProgress { .. } => Err(Frame::error("ERR Failover is already handing over and cannot be aborted.")),
+            FailoverState::InProgress { .. } => Err(Frame::error(
+                "ERR Failover is already handing over and cannot be aborted.",
+            )),
         };
     }
     if repl.is_replica() {
-        return Err(Frame::error("ERR FAILOVER is not valid when server is a replica."));
+        return Err(Frame::error(
+            "ERR FAILOVER is not valid when server is a replica.",
+        ));
     }
     if force && (to.is_none() || timeout_ms == 0) {
-        return Err(Frame::error("ERR FAILOVER with force option requires both a timeout and target HOST and IP."));
+        return Err(Frame::error(
+            "ERR FAILOVER with force option requires both a timeout and target HOST and IP.",
+        ));
     }
     if *repl.failover.lock() != FailoverState::None {
         return Err(Frame::error("ERR FAILOVER already in progress."));
     }
     let target = {
         let table = repl.replicas.lock();
-        let online = table.replicas.values().filter(|r| r.state == crate::replication::ReplicaState::Online);
+        let online = table
+            .replicas
+            .values()
+            .filter(|r| r.state == crate::replication::ReplicaState::Online);
         match &to {
             Some((host, port)) => online
                 .filter(|r| {
-                    (r.addr.ip().to_string() == *host || host == "localhost" || r.repl_addr.starts_with(&format!("{host}:")))
+                    (r.addr.ip().to_string() == *host
+                        || host == "localhost"
+                        || r.repl_addr.starts_with(&format!("{host}:")))
                         && (r.tcp_port == *port || r.repl_addr.ends_with(&format!(":{port}")))
                 })
                 .map(|r| r.repl_addr.clone())
                 .next()
-                .ok_or(Frame::error("ERR FAILOVER target HOST and PORT is not a replica."))?,
-            None => online.max_by_key(|r| r.ack_offset).map(|r| r.repl_addr.clone()).ok_or(Frame::error("ERR FAILOVER requires connected replicas."))?,
+                .ok_or(Frame::error(
+                    "ERR FAILOVER target HOST and PORT is not a replica.",
+                ))?,
+            None => online
+                .max_by_key(|r| r.ack_offset)
+                .map(|r| r.repl_addr.clone())
+                .ok_or(Frame::error("ERR FAILOVER requires connected replicas."))?,
         }
     };
-    let deadline_ms = if timeout_ms > 0 { ctx.now_ms + timeout_ms } else { 0 };
-    *repl.failover.lock() = FailoverState::WaitingForSync { target: target.clone(), offset: ctx.repl.offset(), deadline_ms, force };
+    let deadline_ms = if timeout_ms > 0 {
+        ctx.now_ms + timeout_ms
+    } else {
+        0
+    };
+    *repl.failover.lock() = FailoverState::WaitingForSync {
+        target: target.clone(),
+        offset: ctx.repl.offset(),
+        deadline_ms,
+        force,
+    };
     repl.writes_paused.store(true, Ordering::Release);
     tracing::info!(%target, offset = ctx.repl.offset(), "failover started: writes paused");
     let span = ctx.shared.span();
-    tokio::spawn(tracing::Instrument::instrument(crate::replication::fence::drive_failover(ctx.shared.clone()), span));
+    tokio::spawn(tracing::Instrument::instrument(
+        crate::replication::fence::drive_failover(ctx.shared.clone()),
+        span,
+    ));
     Ok(Frame::ok())
 }
 
@@ -173,14 +219,17 @@ fn wait(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     let reply = table.add_wait(client, target, numreplicas);
     drop(table);
-    let deadline = (timeout_ms > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
+    let deadline = (timeout_ms > 0)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
     ctx.session.blocked = Some(BlockedWait {
         reply,
         deadline,
         timeout_reply: Frame::Integer(acked as i64),
         on_timeout: Some(Box::new(move |shared: &Shared| {
             let mut table = shared.repl.replicas.lock();
-            let n = table.end_wait(client).unwrap_or_else(|| table.acked(target));
+            let n = table
+                .end_wait(client)
+                .unwrap_or_else(|| table.acked(target));
             Frame::Integer(n as i64)
         })),
     });
@@ -202,7 +251,9 @@ fn waitaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     let numlocal = numlocal > 0;
     if numlocal && !ctx.shared.settings.read().appendonly {
-        return Err(Frame::error("ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled."));
+        return Err(Frame::error(
+            "ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.",
+        ));
     }
     let target = ctx.repl.offset();
     let shared: Arc<Shared> = ctx.shared.clone();
@@ -211,7 +262,12 @@ fn waitaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         let replicas = shared.repl.replicas.lock().fsynced(target);
         (local, replicas)
     };
-    let reply = |(local, replicas): (bool, usize)| Frame::Array(vec![Frame::Integer(local as i64), Frame::Integer(replicas as i64)]);
+    let reply = |(local, replicas): (bool, usize)| {
+        Frame::Array(vec![
+            Frame::Integer(local as i64),
+            Frame::Integer(replicas as i64),
+        ])
+    };
     let now = counts(&shared);
     if ((now.0 || !numlocal) && now.1 >= numreplicas) || ctx.session.in_exec {
         return Ok(reply(now));
@@ -241,8 +297,14 @@ fn waitaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             }
         }
     });
-    let deadline = (timeout_ms > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
-    ctx.session.blocked = Some(BlockedWait { reply: rx, deadline, timeout_reply: reply(now), on_timeout: Some(Box::new(move |shared: &Shared| reply(counts(shared)))) });
+    let deadline = (timeout_ms > 0)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
+    ctx.session.blocked = Some(BlockedWait {
+        reply: rx,
+        deadline,
+        timeout_reply: reply(now),
+        on_timeout: Some(Box::new(move |shared: &Shared| reply(counts(shared)))),
+    });
     Ok(Frame::NoReply)
 }
 
@@ -250,16 +312,36 @@ fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     let shared = ctx.shared;
     let offset = ctx.repl.offset() as i64;
     if let Some(up) = shared.repl.upstream() {
-        let state = if shared.repl.link_up() { "connected" } else { shared.repl.link.lock().state.as_str() };
-        return Ok(Frame::Array(vec![Frame::bulk("slave"), Frame::bulk(up.host), Frame::Integer(up.port as i64), Frame::bulk(state), Frame::Integer(offset)]));
+        let state = if shared.repl.link_up() {
+            "connected"
+        } else {
+            shared.repl.link.lock().state.as_str()
+        };
+        return Ok(Frame::Array(vec![
+            Frame::bulk("slave"),
+            Frame::bulk(up.host),
+            Frame::Integer(up.port as i64),
+            Frame::bulk(state),
+            Frame::Integer(offset),
+        ]));
     }
     let table = shared.repl.replicas.lock();
     let replicas = table
         .replicas
         .values()
-        .map(|r| Frame::Array(vec![Frame::bulk(r.addr.ip().to_string()), Frame::bulk(r.tcp_port.to_string()), Frame::bulk(r.ack_offset.to_string())]))
+        .map(|r| {
+            Frame::Array(vec![
+                Frame::bulk(r.addr.ip().to_string()),
+                Frame::bulk(r.tcp_port.to_string()),
+                Frame::bulk(r.ack_offset.to_string()),
+            ])
+        })
         .collect();
-    Ok(Frame::Array(vec![Frame::bulk("master"), Frame::Integer(offset), Frame::Array(replicas)]))
+    Ok(Frame::Array(vec![
+        Frame::bulk("master"),
+        Frame::Integer(offset),
+        Frame::Array(replicas),
+    ]))
 }
 
 /// Refuses writes the replication settings forbid, with Redis's errors:
@@ -268,37 +350,64 @@ fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
 /// without enough healthy replicas (`min-replicas-to-write`).
 pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(), Frame> {
     let repl = &ctx.shared.repl;
-    if ctx.shared.persistence.loading.load(Ordering::Acquire) && (!spec.has(LOADING) || spec.has(WRITE) || spec.name == "publish") {
-        return Err(Frame::error("LOADING Redis is loading the dataset in memory"));
+    if ctx.shared.persistence.loading.load(Ordering::Acquire)
+        && (!spec.has(LOADING) || spec.has(WRITE) || spec.name == "publish")
+    {
+        return Err(Frame::error(
+            "LOADING Redis is loading the dataset in memory",
+        ));
     }
     if spec.has(WRITE) && ctx.shared.log.is_failing() {
         let error = ctx.shared.log.write_error().unwrap_or_default();
-        let error = error.rfind(" (os error").map(|i| &error[..i]).unwrap_or(&error);
-        return Err(Frame::error_owned(format!("MISCONF Errors writing to the AOF file: {error}")));
+        let error = error
+            .rfind(" (os error")
+            .map(|i| &error[..i])
+            .unwrap_or(&error);
+        return Err(Frame::error_owned(format!(
+            "MISCONF Errors writing to the AOF file: {error}"
+        )));
     }
     if repl.is_replica() {
         let s = ctx.shared.settings.read();
         if spec.has(WRITE) && s.replica_read_only {
-            return Err(Frame::error("READONLY You can't write against a read only replica."));
+            return Err(Frame::error(
+                "READONLY You can't write against a read only replica.",
+            ));
         }
         if !s.replica_serve_stale_data && repl.loading.load(Ordering::Acquire) && !spec.has(STALE) {
-            return Err(Frame::error("LOADING Redis is loading the dataset in memory"));
+            return Err(Frame::error(
+                "LOADING Redis is loading the dataset in memory",
+            ));
         }
         if !s.replica_serve_stale_data && !repl.link_up() && !spec.has(STALE) {
-            return Err(Frame::error("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."));
+            return Err(Frame::error(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            ));
         }
         return Ok(());
     }
     if spec.has(WRITE) && repl.awaiting_fence_check.load(Ordering::Acquire) {
-        return Err(Frame::error("TRYAGAIN Checking the replication peers for a newer primary before accepting writes"));
+        return Err(Frame::error(
+            "TRYAGAIN Checking the replication peers for a newer primary before accepting writes",
+        ));
     }
     if spec.has(WRITE) && repl.writes_paused.load(Ordering::Acquire) {
-        return Err(Frame::error("TRYAGAIN Failover in progress: writes are paused until the new primary takes over"));
+        return Err(Frame::error(
+            "TRYAGAIN Failover in progress: writes are paused until the new primary takes over",
+        ));
     }
     if spec.has(WRITE) {
         let min = repl.min_replicas.load(Ordering::Acquire);
-        if min > 0 && repl.replicas.lock().good(repl.min_replicas_max_lag.load(Ordering::Acquire)) < min as usize {
-            return Err(Frame::error("NOREPLICAS Not enough good replicas to write."));
+        if min > 0
+            && repl
+                .replicas
+                .lock()
+                .good(repl.min_replicas_max_lag.load(Ordering::Acquire))
+                < min as usize
+        {
+            return Err(Frame::error(
+                "NOREPLICAS Not enough good replicas to write.",
+            ));
         }
     }
     Ok(())
@@ -335,7 +444,11 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
                 );
             }
             if let Some(since) = link.down_since {
-                let _ = write!(out, "master_link_down_since_seconds:{}\r\n", since.elapsed().as_secs());
+                let _ = write!(
+                    out,
+                    "master_link_down_since_seconds:{}\r\n",
+                    since.elapsed().as_secs()
+                );
             }
             let _ = write!(
                 out,
@@ -358,7 +471,11 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     let table = repl.replicas.lock();
     let _ = write!(out, "connected_slaves:{}\r\n", table.replicas.len());
     if settings.min_replicas_to_write > 0 {
-        let _ = write!(out, "min_slaves_good_slaves:{}\r\n", table.good(settings.min_replicas_max_lag));
+        let _ = write!(
+            out,
+            "min_slaves_good_slaves:{}\r\n",
+            table.good(settings.min_replicas_max_lag)
+        );
     }
     for (i, r) in table.replicas.values().enumerate() {
         let _ = write!(
@@ -382,7 +499,13 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     }
     drop(table);
     let backlog = log.log();
-    let (first, histlen, memory, disk, segments) = (backlog.start_offset(), backlog.len(), backlog.memory_len(), backlog.disk_bytes(), backlog.segments());
+    let (first, histlen, memory, disk, segments) = (
+        backlog.start_offset(),
+        backlog.len(),
+        backlog.memory_len(),
+        backlog.disk_bytes(),
+        backlog.segments(),
+    );
     let covered = log.outage_seconds_covered();
     let _ = write!(
         out,
@@ -400,7 +523,11 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         if covered.is_finite() { format!("{covered:.0}") } else { "inf".to_string() },
     );
     if let Some(f) = repl.fenced.lock().as_ref() {
-        let (from, to) = f.divergence.as_ref().map(|d| (d.from as i64, d.to as i64)).unwrap_or((-1, -1));
+        let (from, to) = f
+            .divergence
+            .as_ref()
+            .map(|d| (d.from as i64, d.to as i64))
+            .unwrap_or((-1, -1));
         let _ = write!(
             out,
             "quire_fenced:1\r\nquire_fenced_old_epoch:{}\r\nquire_fenced_new_epoch:{}\r\nquire_fenced_follow:{}\r\nquire_fenced_writes:{}\r\nquire_fenced_from_offset:{from}\r\nquire_fenced_to_offset:{to}\r\n",
@@ -414,7 +541,13 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     let sent_raw = c.sent_raw_bytes.load(Ordering::Relaxed);
     let recv_wire = c.received_wire_bytes.load(Ordering::Relaxed);
     let recv_raw = c.received_raw_bytes.load(Ordering::Relaxed);
-    let ratio = |raw: u64, wire: u64| if wire == 0 { 0.0 } else { raw as f64 / wire as f64 };
+    let ratio = |raw: u64, wire: u64| {
+        if wire == 0 {
+            0.0
+        } else {
+            raw as f64 / wire as f64
+        }
+    };
     let _ = write!(
         out,
         "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nquire_rejected_links:{}\r\nquire_resyncs_refused:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\n",
@@ -450,5 +583,10 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         load(&c.datagrams_recovered),
     );
     // Compression shared between the links at the live tail.
-    let _ = write!(out, "quire_batches_sent:{}\r\nquire_batches_compressed:{}\r\n", load(&c.batches_sent), load(&c.batches_compressed));
+    let _ = write!(
+        out,
+        "quire_batches_sent:{}\r\nquire_batches_compressed:{}\r\n",
+        load(&c.batches_sent),
+        load(&c.batches_compressed)
+    );
 }

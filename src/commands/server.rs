@@ -18,20 +18,92 @@ const G: &str = "server";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: (0, 0, 0), group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: (0, 0, 0),
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
 pub(super) static COMMANDS: &[CommandSpec] = &[
-    spec!("info", -1, LOADING | STALE, "Returns information and statistics about the server.", "[section [section ...]]", info),
-    spec!("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, "A container for server configuration commands.", "subcommand [arguments ...]", config),
-    spec!("command", -1, LOADING | STALE, "Returns detailed information about all commands.", "[subcommand [arguments ...]]", command),
-    spec!("time", 1, LOADING | STALE | FAST, "Returns the server time.", "", time),
-    spec!("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, "A container for debugging commands.", "subcommand [arguments ...]", debug),
-    spec!("save", 1, ADMIN | NOSCRIPT | NO_MULTI, "Synchronously saves the database(s) to disk.", "", save),
-    spec!("bgrewriteaof", 1, ADMIN | NOSCRIPT, "Asynchronously rewrites the append-only file to disk.", "", bgrewriteaof),
-    spec!("bgsave", -1, ADMIN | NOSCRIPT, "Asynchronously saves the database(s) to disk.", "[SCHEDULE]", bgsave),
-    spec!("lastsave", 1, LOADING | STALE | FAST, "Returns the Unix timestamp of the last successful save to disk.", "", lastsave),
+    spec!(
+        "info",
+        -1,
+        LOADING | STALE,
+        "Returns information and statistics about the server.",
+        "[section [section ...]]",
+        info
+    ),
+    spec!(
+        "config",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        "A container for server configuration commands.",
+        "subcommand [arguments ...]",
+        config
+    ),
+    spec!(
+        "command",
+        -1,
+        LOADING | STALE,
+        "Returns detailed information about all commands.",
+        "[subcommand [arguments ...]]",
+        command
+    ),
+    spec!(
+        "time",
+        1,
+        LOADING | STALE | FAST,
+        "Returns the server time.",
+        "",
+        time
+    ),
+    spec!(
+        "debug",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        "A container for debugging commands.",
+        "subcommand [arguments ...]",
+        debug
+    ),
+    spec!(
+        "save",
+        1,
+        ADMIN | NOSCRIPT | NO_MULTI,
+        "Synchronously saves the database(s) to disk.",
+        "",
+        save
+    ),
+    spec!(
+        "bgrewriteaof",
+        1,
+        ADMIN | NOSCRIPT,
+        "Asynchronously rewrites the append-only file to disk.",
+        "",
+        bgrewriteaof
+    ),
+    spec!(
+        "bgsave",
+        -1,
+        ADMIN | NOSCRIPT,
+        "Asynchronously saves the database(s) to disk.",
+        "[SCHEDULE]",
+        bgsave
+    ),
+    spec!(
+        "lastsave",
+        1,
+        LOADING | STALE | FAST,
+        "Returns the Unix timestamp of the last successful save to disk.",
+        "",
+        lastsave
+    ),
     spec!(
         "shutdown",
         -1,
@@ -40,13 +112,24 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]",
         shutdown
     ),
-    spec!("memory", -2, READONLY, "A container for memory diagnostics commands.", "subcommand [arguments ...]", memory),
+    spec!(
+        "memory",
+        -2,
+        READONLY,
+        "A container for memory diagnostics commands.",
+        "subcommand [arguments ...]",
+        memory
+    ),
 ];
 
 /// Resident set size of this process in bytes, from /proc.
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -73,15 +156,34 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"];
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "keyspace",
+];
 
 fn info(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let mut sections: Vec<String> = args[1..].iter().map(|a| text(a).to_ascii_lowercase()).collect();
-    if sections.is_empty() || sections.iter().any(|s| s == "default" || s == "all" || s == "everything") {
+    let mut sections: Vec<String> = args[1..]
+        .iter()
+        .map(|a| text(a).to_ascii_lowercase())
+        .collect();
+    if sections.is_empty()
+        || sections
+            .iter()
+            .any(|s| s == "default" || s == "all" || s == "everything")
+    {
         sections = DEFAULT_SECTIONS.iter().map(|s| s.to_string()).collect();
     }
     let mut out = String::new();
-    for section in DEFAULT_SECTIONS.iter().filter(|s| sections.iter().any(|w| w == *s)) {
+    for section in DEFAULT_SECTIONS
+        .iter()
+        .filter(|s| sections.iter().any(|w| w == *s))
+    {
         if !out.is_empty() {
             out.push_str("\r\n");
         }
@@ -165,8 +267,17 @@ fn persistence_section(ctx: &ExecCtx, out: &mut String) {
     if loading {
         let l = p.loading_progress.lock().clone();
         let elapsed = l.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
-        let perc = if l.total_bytes > 0 { l.loaded_bytes as f64 * 100.0 / l.total_bytes as f64 } else { 0.0 };
-        let eta = if l.loaded_bytes > 0 { (elapsed * (l.total_bytes - l.loaded_bytes.min(l.total_bytes)) as f64 / l.loaded_bytes as f64) as u64 } else { 1 };
+        let perc = if l.total_bytes > 0 {
+            l.loaded_bytes as f64 * 100.0 / l.total_bytes as f64
+        } else {
+            0.0
+        };
+        let eta = if l.loaded_bytes > 0 {
+            (elapsed * (l.total_bytes - l.loaded_bytes.min(l.total_bytes)) as f64
+                / l.loaded_bytes as f64) as u64
+        } else {
+            1
+        };
         let _ = write!(
             out,
             "loading_start_time:{}\r\nloading_total_bytes:{}\r\nloading_rdb_used_mem:0\r\nloading_loaded_bytes:{}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n",
@@ -235,7 +346,11 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
         "persistence" => persistence_section(ctx, out),
         "stats" => {
             let s = &shared.stats;
-            let (hits, misses) = ctx.keyspace.dbs.iter().fold((0, 0), |(h, m), db| (h + db.hits, m + db.misses));
+            let (hits, misses) = ctx
+                .keyspace
+                .dbs
+                .iter()
+                .fold((0, 0), |(h, m), db| (h + db.hits, m + db.misses));
             let _ = write!(
                 out,
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n",
@@ -256,13 +371,21 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
         }
         "cpu" => {
             let (sys, user) = cpu_times();
-            let _ = write!(out, "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n");
+            let _ = write!(
+                out,
+                "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n"
+            );
         }
         "keyspace" => {
             out.push_str("# Keyspace\r\n");
             for (i, db) in ctx.keyspace.dbs.iter().enumerate() {
                 if !db.is_empty() {
-                    let _ = write!(out, "db{i}:keys={},expires={},avg_ttl=0\r\n", db.len(), db.expires_len());
+                    let _ = write!(
+                        out,
+                        "db{i}:keys={},expires={},avg_ttl=0\r\n",
+                        db.len(),
+                        db.expires_len()
+                    );
                 }
             }
         }
@@ -276,7 +399,10 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         let settings = ctx.shared.settings.read().clone();
         let mut pairs = Vec::new();
         for p in params::PARAMS {
-            if args[2..].iter().any(|pat| glob_match(pat, p.name.as_bytes(), true)) {
+            if args[2..]
+                .iter()
+                .any(|pat| glob_match(pat, p.name.as_bytes(), true))
+            {
                 pairs.push((Frame::bulk(p.name), Frame::bulk((p.get)(&settings))));
             }
         }
@@ -286,12 +412,18 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         for pair in args[2..].chunks(2) {
             let name = text(&pair[0]);
             let Some(param) = params::find(&name) else {
-                return Err(Frame::error_owned(format!("ERR Unknown option or number of arguments for CONFIG SET - '{name}'")));
+                return Err(Frame::error_owned(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                )));
             };
             let Some(set) = param.set else {
                 return Err(Frame::error_owned(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config")));
             };
-            set(&mut settings, &text(&pair[1])).map_err(|e| Frame::error_owned(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {e}")))?;
+            set(&mut settings, &text(&pair[1])).map_err(|e| {
+                Frame::error_owned(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - {e}"
+                ))
+            })?;
         }
         ctx.shared.repl.refresh(&settings);
         let was_appendonly = ctx.shared.settings.read().appendonly;
@@ -317,10 +449,14 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Ok(Frame::ok())
     } else if is(sub, "rewrite") && args.len() == 2 {
         let Some(path) = ctx.shared.config_file.clone() else {
-            return Err(Frame::error("ERR The server is running without a config file"));
+            return Err(Frame::error(
+                "ERR The server is running without a config file",
+            ));
         };
         let settings = ctx.shared.settings.read().clone();
-        settings.write_toml(&path).map_err(|e| Frame::error_owned(format!("ERR Rewriting config file: {e}")))?;
+        settings
+            .write_toml(&path)
+            .map_err(|e| Frame::error_owned(format!("ERR Rewriting config file: {e}")))?;
         Ok(Frame::ok())
     } else if is(sub, "help") && args.len() == 2 {
         let lines = [
@@ -336,14 +472,20 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             "HELP",
             "    Print this help.",
         ];
-        Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()))
+        Ok(Frame::Array(
+            lines.iter().map(|l| Frame::simple(l)).collect(),
+        ))
     } else {
         Err(unknown_subcommand(sub, "CONFIG"))
     }
 }
 
 fn command_info(spec: &CommandSpec) -> Frame {
-    let flags = super::flags::NAMES.iter().filter(|(f, _)| spec.has(*f)).map(|(_, n)| Frame::simple(n)).collect();
+    let flags = super::flags::NAMES
+        .iter()
+        .filter(|(f, _)| spec.has(*f))
+        .map(|(_, n)| Frame::simple(n))
+        .collect();
     let category = format!("@{}", spec.group);
     let (first, last, step) = spec.keys;
     Frame::Array(vec![
@@ -353,7 +495,10 @@ fn command_info(spec: &CommandSpec) -> Frame {
         Frame::Integer(first as i64),
         Frame::Integer(last as i64),
         Frame::Integer(step as i64),
-        Frame::Set(vec![Frame::simple(if spec.has(WRITE) { "@write" } else { "@read" }), Frame::Simple(category.into())]),
+        Frame::Set(vec![
+            Frame::simple(if spec.has(WRITE) { "@write" } else { "@read" }),
+            Frame::Simple(category.into()),
+        ]),
         Frame::Array(vec![]),
         Frame::Array(vec![]),
         Frame::Array(vec![]),
@@ -373,26 +518,54 @@ struct DocArg {
 
 impl DocArg {
     fn leaf(word: &str) -> DocArg {
-        let is_token = word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_') && word.chars().any(|c| c.is_ascii_uppercase());
+        let is_token = word
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            && word.chars().any(|c| c.is_ascii_uppercase());
         let kind = if is_token {
             "pure-token"
-        } else if word == "key" || word.ends_with("key") || word == "source" || word == "destination" {
+        } else if word == "key"
+            || word.ends_with("key")
+            || word == "source"
+            || word == "destination"
+        {
             "key"
         } else if word == "pattern" {
             "pattern"
         } else {
             "string"
         };
-        DocArg { name: word.to_ascii_lowercase(), kind, token: is_token.then(|| word.to_string()), optional: false, multiple: false, args: Vec::new() }
+        DocArg {
+            name: word.to_ascii_lowercase(),
+            kind,
+            token: is_token.then(|| word.to_string()),
+            optional: false,
+            multiple: false,
+            args: Vec::new(),
+        }
     }
 
     fn group(kind: &'static str, args: Vec<DocArg>) -> DocArg {
-        let name = args.iter().map(|a| a.name.clone()).collect::<Vec<_>>().join("-");
-        DocArg { name, kind, token: None, optional: false, multiple: false, args }
+        let name = args
+            .iter()
+            .map(|a| a.name.clone())
+            .collect::<Vec<_>>()
+            .join("-");
+        DocArg {
+            name,
+            kind,
+            token: None,
+            optional: false,
+            multiple: false,
+            args,
+        }
     }
 
     fn to_frame(&self) -> Frame {
-        let mut fields = vec![(Frame::bulk("name"), Frame::bulk(self.name.clone())), (Frame::bulk("type"), Frame::bulk(self.kind))];
+        let mut fields = vec![
+            (Frame::bulk("name"), Frame::bulk(self.name.clone())),
+            (Frame::bulk("type"), Frame::bulk(self.kind)),
+        ];
         if let Some(t) = &self.token {
             fields.push((Frame::bulk("token"), Frame::bulk(t.clone())));
         }
@@ -407,7 +580,10 @@ impl DocArg {
             fields.push((Frame::bulk("flags"), Frame::Array(flags)));
         }
         if !self.args.is_empty() {
-            fields.push((Frame::bulk("arguments"), Frame::Array(self.args.iter().map(DocArg::to_frame).collect())));
+            fields.push((
+                Frame::bulk("arguments"),
+                Frame::Array(self.args.iter().map(DocArg::to_frame).collect()),
+            ));
         }
         Frame::Map(fields)
     }
@@ -415,7 +591,10 @@ impl DocArg {
 
 /// Parses a syntax line such as `key [NX | XX] [EX seconds | PX ms] [key ...]`.
 fn parse_syntax(syntax: &str) -> Vec<DocArg> {
-    let spaced = syntax.replace('[', " [ ").replace(']', " ] ").replace('|', " | ");
+    let spaced = syntax
+        .replace('[', " [ ")
+        .replace(']', " ] ")
+        .replace('|', " | ");
     let tokens: Vec<&str> = spaced.split_whitespace().collect();
     let mut pos = 0;
     parse_sequence(&tokens, &mut pos)
@@ -438,13 +617,20 @@ fn parse_sequence(tokens: &[&str], pos: &mut usize) -> Vec<DocArg> {
             "[" => {
                 let inner = parse_sequence(tokens, pos);
                 // `key [key ...]` is one repeated argument, not two.
-                if inner.len() == 1 && inner[0].multiple && current.last().is_some_and(|l| l.name == inner[0].name) {
+                if inner.len() == 1
+                    && inner[0].multiple
+                    && current.last().is_some_and(|l| l.name == inner[0].name)
+                {
                     if let Some(last) = current.last_mut() {
                         last.multiple = true;
                     }
                     continue;
                 }
-                let mut arg = if inner.len() == 1 { inner.into_iter().next().expect("one") } else { DocArg::group("block", inner) };
+                let mut arg = if inner.len() == 1 {
+                    inner.into_iter().next().expect("one")
+                } else {
+                    DocArg::group("block", inner)
+                };
                 arg.optional = true;
                 current.push(arg);
             }
@@ -454,8 +640,17 @@ fn parse_sequence(tokens: &[&str], pos: &mut usize) -> Vec<DocArg> {
     if alternatives.len() == 1 {
         return alternatives.pop().unwrap_or_default();
     }
-    let options =
-        alternatives.into_iter().filter(|a| !a.is_empty()).map(|alt| if alt.len() == 1 { alt.into_iter().next().expect("one") } else { DocArg::group("block", alt) }).collect();
+    let options = alternatives
+        .into_iter()
+        .filter(|a| !a.is_empty())
+        .map(|alt| {
+            if alt.len() == 1 {
+                alt.into_iter().next().expect("one")
+            } else {
+                DocArg::group("block", alt)
+            }
+        })
+        .collect();
     vec![DocArg::group("oneof", options)]
 }
 
@@ -465,34 +660,82 @@ fn command_docs(spec: &CommandSpec) -> Frame {
         (Frame::bulk("since"), Frame::bulk("1.0.0")),
         (Frame::bulk("group"), Frame::bulk(spec.group)),
         (Frame::bulk("complexity"), Frame::bulk("")),
-        (Frame::bulk("arguments"), Frame::Array(parse_syntax(spec.syntax).iter().map(DocArg::to_frame).collect())),
+        (
+            Frame::bulk("arguments"),
+            Frame::Array(
+                parse_syntax(spec.syntax)
+                    .iter()
+                    .map(DocArg::to_frame)
+                    .collect(),
+            ),
+        ),
     ])
 }
 
 fn command(_ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if args.len() == 1 {
-        return Ok(Frame::Array(super::all_commands().into_iter().map(command_info).collect()));
+        return Ok(Frame::Array(
+            super::all_commands()
+                .into_iter()
+                .map(command_info)
+                .collect(),
+        ));
     }
     let sub = &args[1];
     if is(sub, "count") && args.len() == 2 {
         Ok(Frame::Integer(super::all_commands().len() as i64))
     } else if is(sub, "info") {
         if args.len() == 2 {
-            return Ok(Frame::Array(super::all_commands().into_iter().map(command_info).collect()));
+            return Ok(Frame::Array(
+                super::all_commands()
+                    .into_iter()
+                    .map(command_info)
+                    .collect(),
+            ));
         }
-        Ok(Frame::Array(args[2..].iter().map(|n| super::lookup(n).map(command_info).unwrap_or(Frame::NullArray)).collect()))
+        Ok(Frame::Array(
+            args[2..]
+                .iter()
+                .map(|n| {
+                    super::lookup(n)
+                        .map(command_info)
+                        .unwrap_or(Frame::NullArray)
+                })
+                .collect(),
+        ))
     } else if is(sub, "docs") {
-        let specs: Vec<_> = if args.len() == 2 { super::all_commands() } else { args[2..].iter().filter_map(|n| super::lookup(n)).collect() };
-        Ok(Frame::Map(specs.into_iter().map(|s| (Frame::bulk(s.name), command_docs(s))).collect()))
+        let specs: Vec<_> = if args.len() == 2 {
+            super::all_commands()
+        } else {
+            args[2..].iter().filter_map(|n| super::lookup(n)).collect()
+        };
+        Ok(Frame::Map(
+            specs
+                .into_iter()
+                .map(|s| (Frame::bulk(s.name), command_docs(s)))
+                .collect(),
+        ))
     } else if is(sub, "list") && args.len() == 2 {
-        Ok(Frame::Array(super::all_commands().into_iter().map(|s| Frame::bulk(s.name)).collect()))
+        Ok(Frame::Array(
+            super::all_commands()
+                .into_iter()
+                .map(|s| Frame::bulk(s.name))
+                .collect(),
+        ))
     } else if is(sub, "getkeys") && args.len() >= 3 {
         let cmd_args = &args[2..];
-        let Some(spec) = super::lookup(&cmd_args[0]) else { return Err(Frame::error("ERR Invalid command specified")) };
+        let Some(spec) = super::lookup(&cmd_args[0]) else {
+            return Err(Frame::error("ERR Invalid command specified"));
+        };
         if !spec.arity_ok(cmd_args.len()) {
-            return Err(Frame::error("ERR Invalid number of arguments specified for command"));
+            return Err(Frame::error(
+                "ERR Invalid number of arguments specified for command",
+            ));
         }
-        let keys: Vec<_> = spec.key_indexes(cmd_args.len()).map(|i| Frame::Bulk(cmd_args[i].clone())).collect();
+        let keys: Vec<_> = spec
+            .key_indexes(cmd_args.len())
+            .map(|i| Frame::Bulk(cmd_args[i].clone()))
+            .collect();
         if keys.is_empty() {
             return Err(Frame::error("ERR The command has no key arguments"));
         }
@@ -515,21 +758,31 @@ fn command(_ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             "HELP",
             "    Print this help.",
         ];
-        Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()))
+        Ok(Frame::Array(
+            lines.iter().map(|l| Frame::simple(l)).collect(),
+        ))
     } else {
         Err(unknown_subcommand(sub, "COMMAND"))
     }
 }
 
 fn time(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
-    let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(ctx.now_ms as u128 * 1000);
-    Ok(Frame::Array(vec![Frame::bulk((micros / 1_000_000).to_string()), Frame::bulk((micros % 1_000_000).to_string())]))
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(ctx.now_ms as u128 * 1000);
+    Ok(Frame::Array(vec![
+        Frame::bulk((micros / 1_000_000).to_string()),
+        Frame::bulk((micros % 1_000_000).to_string()),
+    ]))
 }
 
 fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let sub = &args[1];
     if is(sub, "digest") && args.len() == 2 {
-        Ok(Frame::Simple(digest::dataset_digest(ctx.keyspace, ctx.now_ms).into()))
+        Ok(Frame::Simple(
+            digest::dataset_digest(ctx.keyspace, ctx.now_ms).into(),
+        ))
     } else if is(sub, "digest-value") {
         let now = ctx.now_ms;
         let mut out = Vec::new();
@@ -550,7 +803,10 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Ok(Frame::ok())
     } else if is(sub, "populate") && (3..=5).contains(&args.len()) {
         let count = uint(&args[2], ERR_NOT_INT)?;
-        let prefix = args.get(3).map(|p| p.to_vec()).unwrap_or_else(|| b"key".to_vec());
+        let prefix = args
+            .get(3)
+            .map(|p| p.to_vec())
+            .unwrap_or_else(|| b"key".to_vec());
         let size = match args.get(4) {
             Some(s) => Some(uint(s, ERR_NOT_INT)? as usize),
             None => None,
@@ -572,9 +828,12 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         Ok(Frame::ok())
     } else if is(sub, "reload") && args.len() == 2 {
-        persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position()).map_err(|e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")))?;
+        persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position())
+            .map_err(|e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")))?;
         let path = ctx.shared.settings.read().snapshot_path();
-        let (_, dbs, _) = crate::persist::load_from_file(&path).map_err(|e| Frame::error_owned(format!("ERR Error trying to load the RDB dump: {e}")))?;
+        let (_, dbs, _) = crate::persist::load_from_file(&path).map_err(|e| {
+            Frame::error_owned(format!("ERR Error trying to load the RDB dump: {e}"))
+        })?;
         crate::persist::install(ctx.keyspace, dbs);
         Ok(Frame::ok())
     } else if is(sub, "set-active-expire") && args.len() == 3 {
@@ -589,7 +848,9 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             "RELOAD",
             "HELP",
         ];
-        Ok(Frame::Array(lines.iter().map(|l| Frame::simple(l)).collect()))
+        Ok(Frame::Array(
+            lines.iter().map(|l| Frame::simple(l)).collect(),
+        ))
     } else {
         Err(unknown_subcommand(sub, "DEBUG"))
     }
@@ -599,7 +860,8 @@ fn save(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     if ctx.shared.persistence.state.lock().in_progress {
         return Err(Frame::error("ERR Background save already in progress"));
     }
-    persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position()).map_err(|_| Frame::error("ERR"))?;
+    persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position())
+        .map_err(|_| Frame::error("ERR"))?;
     Ok(Frame::ok())
 }
 
@@ -620,17 +882,25 @@ fn bgsave(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 /// partial resyncs need it.
 fn bgrewriteaof(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     if ctx.shared.persistence.aof.lock().rewrite_in_progress {
-        return Err(Frame::error("ERR Background append only file rewriting already in progress"));
+        return Err(Frame::error(
+            "ERR Background append only file rewriting already in progress",
+        ));
     }
     if persistence::start_rewrite(ctx.shared, ctx.keyspace, ctx.repl.position()) {
-        Ok(Frame::simple("Background append only file rewriting started"))
+        Ok(Frame::simple(
+            "Background append only file rewriting started",
+        ))
     } else {
-        Ok(Frame::simple("Background append only file rewriting scheduled"))
+        Ok(Frame::simple(
+            "Background append only file rewriting scheduled",
+        ))
     }
 }
 
 fn lastsave(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Integer(ctx.shared.persistence.state.lock().last_save_unix))
+    Ok(Frame::Integer(
+        ctx.shared.persistence.state.lock().last_save_unix,
+    ))
 }
 
 fn shutdown(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -677,7 +947,9 @@ fn memory(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             None => Frame::Null,
         })
     } else if is(sub, "help") {
-        Ok(Frame::Array(vec![Frame::simple("MEMORY USAGE <key> [SAMPLES <count>]")]))
+        Ok(Frame::Array(vec![Frame::simple(
+            "MEMORY USAGE <key> [SAMPLES <count>]",
+        )]))
     } else {
         Err(unknown_subcommand(sub, "MEMORY"))
     }
@@ -689,7 +961,8 @@ mod tests {
 
     #[test]
     fn syntax_lines_become_nested_docs() {
-        let args = parse_syntax("key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]");
+        let args =
+            parse_syntax("key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]");
         assert_eq!(args.len(), 5);
         assert_eq!(args[0].kind, "key");
         assert!(args[2].optional && args[2].kind == "oneof" && args[2].args.len() == 2);

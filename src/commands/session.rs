@@ -69,7 +69,11 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(handle: Arc<ClientHandle>, authenticated: bool, outbox: super::pubsub::Outbox) -> Session {
+    pub fn new(
+        handle: Arc<ClientHandle>,
+        authenticated: bool,
+        outbox: super::pubsub::Outbox,
+    ) -> Session {
         Session {
             handle,
             db: 0,
@@ -138,7 +142,9 @@ impl Session {
     pub fn flush_stats(&mut self, stats: &crate::server::Stats) {
         use std::sync::atomic::Ordering::Relaxed;
         if self.commands_processed > 0 {
-            stats.commands_processed.fetch_add(self.commands_processed, Relaxed);
+            stats
+                .commands_processed
+                .fetch_add(self.commands_processed, Relaxed);
             stats.error_replies.fetch_add(self.error_replies, Relaxed);
             self.commands_processed = 0;
             self.error_replies = 0;

@@ -15,7 +15,16 @@ const G: &str = "set";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: $keys, group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: $keys,
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
@@ -57,14 +66,22 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 
 fn sadd(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let set = write_set(ctx, &args[1], true)?.expect("created");
-    let added = args[2..].iter().filter(|m| set.insert(Blob::new(m))).count();
+    let added = args[2..]
+        .iter()
+        .filter(|m| set.insert(Blob::new(m)))
+        .count();
     ctx.modified(&args[1], added as u64);
     Ok(Frame::Integer(added as i64))
 }
 
 fn srem(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let Some(set) = write_set(ctx, &args[1], false)? else { return Ok(Frame::Integer(0)) };
-    let removed = args[2..].iter().filter(|m| set.swap_remove(m.as_ref())).count();
+    let Some(set) = write_set(ctx, &args[1], false)? else {
+        return Ok(Frame::Integer(0));
+    };
+    let removed = args[2..]
+        .iter()
+        .filter(|m| set.swap_remove(m.as_ref()))
+        .count();
     if removed > 0 {
         ctx.modified(&args[1], removed as u64);
     }
@@ -72,16 +89,25 @@ fn srem(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn scard(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Integer(read_set(ctx, &args[1])?.map_or(0, |s| s.len()) as i64))
+    Ok(Frame::Integer(
+        read_set(ctx, &args[1])?.map_or(0, |s| s.len()) as i64,
+    ))
 }
 
 fn sismember(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Integer(read_set(ctx, &args[1])?.is_some_and(|s| s.contains(args[2].as_ref())) as i64))
+    Ok(Frame::Integer(
+        read_set(ctx, &args[1])?.is_some_and(|s| s.contains(args[2].as_ref())) as i64,
+    ))
 }
 
 fn smismember(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let set = read_set(ctx, &args[1])?;
-    Ok(Frame::Array(args[2..].iter().map(|m| Frame::Integer(set.is_some_and(|s| s.contains(m.as_ref())) as i64)).collect()))
+    Ok(Frame::Array(
+        args[2..]
+            .iter()
+            .map(|m| Frame::Integer(set.is_some_and(|s| s.contains(m.as_ref())) as i64))
+            .collect(),
+    ))
 }
 
 fn members(set: &SetValue) -> Vec<Frame> {
@@ -89,7 +115,9 @@ fn members(set: &SetValue) -> Vec<Frame> {
 }
 
 fn smembers(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Set(read_set(ctx, &args[1])?.map(members).unwrap_or_default()))
+    Ok(Frame::Set(
+        read_set(ctx, &args[1])?.map(members).unwrap_or_default(),
+    ))
 }
 
 fn spop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -98,7 +126,8 @@ fn spop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     let count = match args.get(2) {
         Some(c) => {
-            let n = int(c).map_err(|_| Frame::error("ERR value is out of range, must be positive"))?;
+            let n =
+                int(c).map_err(|_| Frame::error("ERR value is out of range, must be positive"))?;
             if n < 0 {
                 return Err(Frame::error("ERR value is out of range, must be positive"));
             }
@@ -107,7 +136,11 @@ fn spop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         None => None,
     };
     let Some(set) = write_set(ctx, &args[1], false)? else {
-        return Ok(if count.is_some() { Frame::Set(vec![]) } else { Frame::Null });
+        return Ok(if count.is_some() {
+            Frame::Set(vec![])
+        } else {
+            Frame::Null
+        });
     };
     let n = count.unwrap_or(1).min(set.len());
     let mut popped = Vec::with_capacity(n);
@@ -139,11 +172,24 @@ fn srandmember(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         None => None,
     };
     let Some(set) = read_set(ctx, &args[1])? else {
-        return Ok(if count.is_some() { Frame::Array(vec![]) } else { Frame::Null });
+        return Ok(if count.is_some() {
+            Frame::Array(vec![])
+        } else {
+            Frame::Null
+        });
     };
     match count {
-        None => Ok(Frame::Bulk(set.get_index(rand::random_range(0..set.len())).expect("non-empty").to_bytes())),
-        Some(c) => Ok(Frame::Array(random_indexes(set.len(), c).into_iter().map(|i| Frame::Bulk(set.get_index(i).expect("in range").to_bytes())).collect())),
+        None => Ok(Frame::Bulk(
+            set.get_index(rand::random_range(0..set.len()))
+                .expect("non-empty")
+                .to_bytes(),
+        )),
+        Some(c) => Ok(Frame::Array(
+            random_indexes(set.len(), c)
+                .into_iter()
+                .map(|i| Frame::Bulk(set.get_index(i).expect("in range").to_bytes()))
+                .collect(),
+        )),
     }
 }
 
@@ -160,9 +206,13 @@ fn smove(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if src == dst {
         return Ok(Frame::Integer(1));
     }
-    write_set(ctx, src, false)?.expect("exists").swap_remove(member.as_ref());
+    write_set(ctx, src, false)?
+        .expect("exists")
+        .swap_remove(member.as_ref());
     ctx.modified(src, 1);
-    write_set(ctx, dst, true)?.expect("created").insert(Blob::new(member));
+    write_set(ctx, dst, true)?
+        .expect("created")
+        .insert(Blob::new(member));
     ctx.modified(dst, 1);
     Ok(Frame::Integer(1))
 }
@@ -194,12 +244,22 @@ fn combine(ctx: &mut ExecCtx, keys: &[Bytes], op: SetOp) -> Result<SetValue, Fra
             let mut all: Vec<&SetValue> = sets.iter().flatten().collect();
             all.sort_by_key(|s| s.len());
             if let Some((first, rest)) = all.split_first() {
-                result.extend(first.iter().filter(|m| rest.iter().all(|s| s.contains(*m))).cloned());
+                result.extend(
+                    first
+                        .iter()
+                        .filter(|m| rest.iter().all(|s| s.contains(*m)))
+                        .cloned(),
+                );
             }
         }
         SetOp::Diff => {
             if let Some(Some(first)) = sets.first() {
-                result.extend(first.iter().filter(|m| sets[1..].iter().flatten().all(|s| !s.contains(*m))).cloned());
+                result.extend(
+                    first
+                        .iter()
+                        .filter(|m| sets[1..].iter().flatten().all(|s| !s.contains(*m)))
+                        .cloned(),
+                );
             }
         }
     }
@@ -219,11 +279,19 @@ fn store(ctx: &mut ExecCtx, dst: &[u8], result: SetValue) -> CmdResult {
 }
 
 fn sinter(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Set(members(&combine(ctx, &args[1..], SetOp::Inter)?)))
+    Ok(Frame::Set(members(&combine(
+        ctx,
+        &args[1..],
+        SetOp::Inter,
+    )?)))
 }
 
 fn sunion(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Set(members(&combine(ctx, &args[1..], SetOp::Union)?)))
+    Ok(Frame::Set(members(&combine(
+        ctx,
+        &args[1..],
+        SetOp::Union,
+    )?)))
 }
 
 fn sdiff(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -253,7 +321,9 @@ pub(super) fn parse_numkeys_limit(args: &[Bytes]) -> Result<(Vec<Bytes>, usize),
     }
     let numkeys = numkeys as usize;
     if numkeys > args.len() - 1 {
-        return Err(Frame::error("ERR Number of keys can't be greater than number of args"));
+        return Err(Frame::error(
+            "ERR Number of keys can't be greater than number of args",
+        ));
     }
     let keys = args[1..=numkeys].to_vec();
     let rest = &args[numkeys + 1..];
@@ -274,19 +344,30 @@ pub(super) fn parse_numkeys_limit(args: &[Bytes]) -> Result<(Vec<Bytes>, usize),
 fn sintercard(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (keys, limit) = parse_numkeys_limit(&args[1..])?;
     let n = combine(ctx, &keys, SetOp::Inter)?.len();
-    Ok(Frame::Integer(if limit > 0 { n.min(limit) } else { n } as i64))
+    Ok(Frame::Integer(
+        if limit > 0 { n.min(limit) } else { n } as i64
+    ))
 }
 
 fn sscan(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let cursor = parse_cursor(&args[2])?;
     let opts = parse_scan_options(&args[3..], false)?;
-    let Some(set) = read_set(ctx, &args[1])? else { return Ok(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])])) };
+    let Some(set) = read_set(ctx, &args[1])? else {
+        return Ok(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]));
+    };
     let mut out = Vec::new();
     let next = scan_positions(set.len(), cursor, opts.count, |i| {
         let m = set.get_index(i).expect("in range");
-        if opts.pattern.as_ref().is_none_or(|p| glob_match(p, m, false)) {
+        if opts
+            .pattern
+            .as_ref()
+            .is_none_or(|p| glob_match(p, m, false))
+        {
             out.push(Frame::Bulk(m.to_bytes()));
         }
     });
-    Ok(Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(out)]))
+    Ok(Frame::Array(vec![
+        Frame::bulk(next.to_string()),
+        Frame::Array(out),
+    ]))
 }

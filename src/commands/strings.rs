@@ -12,7 +12,16 @@ const G: &str = "string";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: $keys, group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: $keys,
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
@@ -123,14 +132,20 @@ enum Expiry {
 }
 
 /// Parses `EX|PX|EXAT|PXAT n` at `args[i]`; returns the absolute deadline.
-fn parse_expire_option(ctx: &ExecCtx, option: &[u8], value: &[u8], cmd: &str) -> Result<i64, Frame> {
+fn parse_expire_option(
+    ctx: &ExecCtx,
+    option: &[u8],
+    value: &[u8],
+    cmd: &str,
+) -> Result<i64, Frame> {
     let invalid = || Frame::error_owned(format!("ERR invalid expire time in '{cmd}' command"));
     let n = int(value)?;
     if n <= 0 {
         return Err(invalid());
     }
     let at = if is(option, "ex") {
-        n.checked_mul(1000).and_then(|ms| ms.checked_add(ctx.now_ms))
+        n.checked_mul(1000)
+            .and_then(|ms| ms.checked_add(ctx.now_ms))
     } else if is(option, "px") {
         n.checked_add(ctx.now_ms)
     } else if is(option, "exat") {
@@ -189,7 +204,10 @@ fn set(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             want_get = true;
         } else if is(opt, "keepttl") && expiry == Expiry::None {
             expiry = Expiry::KeepTtl;
-        } else if (is(opt, "ex") || is(opt, "px") || is(opt, "exat") || is(opt, "pxat")) && expiry == Expiry::None && i + 1 < args.len() {
+        } else if (is(opt, "ex") || is(opt, "px") || is(opt, "exat") || is(opt, "pxat"))
+            && expiry == Expiry::None
+            && i + 1 < args.len()
+        {
             expiry = Expiry::At(parse_expire_option(ctx, opt, &args[i + 1], "set")?);
             i += 1;
         } else {
@@ -201,11 +219,19 @@ fn set(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now_ms;
     let exists = ctx.db().contains(key, now);
     if (nx && exists) || (xx && !exists) {
-        return Ok(if want_get { bulk_or_null(old) } else { Frame::Null });
+        return Ok(if want_get {
+            bulk_or_null(old)
+        } else {
+            Frame::Null
+        });
     }
     store(ctx, key, value, expiry);
     propagate_deadline(ctx, key, value, expiry);
-    Ok(if want_get { bulk_or_null(old) } else { Frame::ok() })
+    Ok(if want_get {
+        bulk_or_null(old)
+    } else {
+        Frame::ok()
+    })
 }
 
 fn setnx(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -243,7 +269,11 @@ fn mget(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 fn mset(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if args.len().is_multiple_of(2) {
-        return Err(super::wrong_arity(if is(&args[0], "msetnx") { "msetnx" } else { "mset" }));
+        return Err(super::wrong_arity(if is(&args[0], "msetnx") {
+            "msetnx"
+        } else {
+            "mset"
+        }));
     }
     for pair in args[1..].chunks(2) {
         store(ctx, &pair[0], &pair[1], Expiry::None);
@@ -256,7 +286,10 @@ fn msetnx(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         return Err(super::wrong_arity("msetnx"));
     }
     let now = ctx.now_ms;
-    if args[1..].chunks(2).any(|pair| ctx.db().contains(&pair[0], now)) {
+    if args[1..]
+        .chunks(2)
+        .any(|pair| ctx.db().contains(&pair[0], now))
+    {
         return Ok(Frame::Integer(0));
     }
     mset(ctx, args)?;
@@ -286,7 +319,10 @@ fn getex(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         let opt = &args[i];
         if is(opt, "persist") && expiry == Expiry::None {
             expiry = Expiry::Persist;
-        } else if (is(opt, "ex") || is(opt, "px") || is(opt, "exat") || is(opt, "pxat")) && expiry == Expiry::None && i + 1 < args.len() {
+        } else if (is(opt, "ex") || is(opt, "px") || is(opt, "exat") || is(opt, "pxat"))
+            && expiry == Expiry::None
+            && i + 1 < args.len()
+        {
             expiry = Expiry::At(parse_expire_option(ctx, opt, &args[i + 1], "getex")?);
             i += 1;
         } else {
@@ -294,7 +330,9 @@ fn getex(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         i += 1;
     }
-    let Some(value) = read(ctx, key)? else { return Ok(Frame::Null) };
+    let Some(value) = read(ctx, key)? else {
+        return Ok(Frame::Null);
+    };
     let now = ctx.now_ms;
     match expiry {
         Expiry::At(at) if at <= now => {
@@ -367,7 +405,9 @@ fn strlen(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 fn getrange(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (mut start, mut end) = (int(&args[2])?, int(&args[3])?);
-    let Some(value) = read(ctx, &args[1])? else { return Ok(Frame::bulk("")) };
+    let Some(value) = read(ctx, &args[1])? else {
+        return Ok(Frame::bulk(""));
+    };
     let len = value.len() as i64;
     if start < 0 && end < 0 && start > end {
         return Ok(Frame::bulk(""));
@@ -449,7 +489,13 @@ fn incrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 fn decrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let delta = int(&args[2])?;
-    incr_by(ctx, &args[1], delta.checked_neg().ok_or(Frame::error("ERR decrement would overflow"))?)
+    incr_by(
+        ctx,
+        &args[1],
+        delta
+            .checked_neg()
+            .ok_or(Frame::error("ERR decrement would overflow"))?,
+    )
 }
 
 fn incrbyfloat(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -457,7 +503,10 @@ fn incrbyfloat(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let now = ctx.now_ms;
     let current = match ctx.db().get(&args[1], now) {
         None => 0.0,
-        Some(v) => v.with_string(parse_f64).ok_or(ERR_WRONGTYPE)?.ok_or(ERR_NOT_FLOAT)?,
+        Some(v) => v
+            .with_string(parse_f64)
+            .ok_or(ERR_WRONGTYPE)?
+            .ok_or(ERR_NOT_FLOAT)?,
     };
     let next = current + delta;
     if !next.is_finite() {

@@ -17,16 +17,65 @@ const G: &str = "transactions";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: $keys, group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: $keys,
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
 pub(super) static COMMANDS: &[CommandSpec] = &[
-    spec!("multi", 1, NOSCRIPT | LOADING | STALE | FAST, (0, 0, 0), "Starts a transaction.", "", multi),
-    spec!("exec", 1, NOSCRIPT | LOADING | STALE, (0, 0, 0), "Executes all commands in a transaction.", "", exec),
-    spec!("discard", 1, NOSCRIPT | LOADING | STALE | FAST, (0, 0, 0), "Discards a transaction.", "", discard),
-    spec!("watch", -2, NOSCRIPT | LOADING | STALE | FAST, (1, -1, 1), "Monitors changes to keys to determine the execution of a transaction.", "key [key ...]", watch),
-    spec!("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST, (0, 0, 0), "Forgets about watched keys of a transaction.", "", unwatch),
+    spec!(
+        "multi",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST,
+        (0, 0, 0),
+        "Starts a transaction.",
+        "",
+        multi
+    ),
+    spec!(
+        "exec",
+        1,
+        NOSCRIPT | LOADING | STALE,
+        (0, 0, 0),
+        "Executes all commands in a transaction.",
+        "",
+        exec
+    ),
+    spec!(
+        "discard",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST,
+        (0, 0, 0),
+        "Discards a transaction.",
+        "",
+        discard
+    ),
+    spec!(
+        "watch",
+        -2,
+        NOSCRIPT | LOADING | STALE | FAST,
+        (1, -1, 1),
+        "Monitors changes to keys to determine the execution of a transaction.",
+        "key [key ...]",
+        watch
+    ),
+    spec!(
+        "unwatch",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST,
+        (0, 0, 0),
+        "Forgets about watched keys of a transaction.",
+        "",
+        unwatch
+    ),
 ];
 
 fn multi(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
@@ -46,7 +95,9 @@ fn discard(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
 }
 
 fn watched_key_expired(ctx: &ExecCtx) -> bool {
-    ctx.session.watched.iter().any(|w| !w.expired_at_watch && ctx.keyspace.dbs[w.db].is_logically_expired(&w.key, ctx.now_ms))
+    ctx.session.watched.iter().any(|w| {
+        !w.expired_at_watch && ctx.keyspace.dbs[w.db].is_logically_expired(&w.key, ctx.now_ms)
+    })
 }
 
 fn exec(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
@@ -55,7 +106,9 @@ fn exec(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     };
     if multi.failed {
         unwatch_all(ctx.keyspace, ctx.session);
-        return Err(Frame::error("EXECABORT Transaction discarded because of previous errors."));
+        return Err(Frame::error(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
     }
     if ctx.session.watch_dirty() || watched_key_expired(ctx) {
         unwatch_all(ctx.keyspace, ctx.session);
@@ -83,12 +136,21 @@ fn watch(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     let db = ctx.session.db;
     for key in &args[1..] {
-        if ctx.session.watched.iter().any(|w| w.db == db && w.key.as_bytes() == key.as_ref()) {
+        if ctx
+            .session
+            .watched
+            .iter()
+            .any(|w| w.db == db && w.key.as_bytes() == key.as_ref())
+        {
             continue;
         }
         let expired_at_watch = ctx.keyspace.dbs[db].is_logically_expired(key, ctx.now_ms);
         ctx.keyspace.dbs[db].watch(key, &ctx.session.watch_flag);
-        ctx.session.watched.push(WatchedKey { db, key: Blob::new(key), expired_at_watch });
+        ctx.session.watched.push(WatchedKey {
+            db,
+            key: Blob::new(key),
+            expired_at_watch,
+        });
     }
     Ok(Frame::ok())
 }

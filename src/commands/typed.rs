@@ -23,7 +23,11 @@ macro_rules! typed_access {
         /// Gets the key as this type for modification, creating an empty
         /// value if `create` and missing. The caller reports the change with
         /// [`ExecCtx::modified`] and removes the key if it became empty.
-        pub fn $write<'a>(ctx: &'a mut ExecCtx, key: &[u8], create: bool) -> Result<Option<&'a mut $ty>, Frame> {
+        pub fn $write<'a>(
+            ctx: &'a mut ExecCtx,
+            key: &[u8],
+            create: bool,
+        ) -> Result<Option<&'a mut $ty>, Frame> {
             let now = ctx.now_ms;
             let db = ctx.db();
             match db.get_mut(key, now) {
@@ -46,7 +50,11 @@ typed_access!(read_set, write_set, Set, SetValue);
 typed_access!(read_zset, write_zset, ZSet, ZSet);
 
 /// Checks the key's type without borrowing its value.
-pub fn check_type(ctx: &mut ExecCtx, key: &[u8], kind: crate::keyspace::ValueKind) -> Result<bool, Frame> {
+pub fn check_type(
+    ctx: &mut ExecCtx,
+    key: &[u8],
+    kind: crate::keyspace::ValueKind,
+) -> Result<bool, Frame> {
     let now = ctx.now_ms;
     match ctx.db().peek(key, now) {
         None => Ok(false),

@@ -19,7 +19,16 @@ const G: &str = "sorted-set";
 
 macro_rules! spec {
     ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec { name: $name, arity: $arity, flags: $flags, keys: $keys, group: G, summary: $summary, syntax: $syntax, run: $run }
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: $keys,
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
     };
 }
 
@@ -64,8 +73,14 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 fn parse_score_bound(arg: &[u8]) -> Result<ScoreBound, Frame> {
     let err = || Frame::error("ERR min or max is not a float");
     match arg.strip_prefix(b"(") {
-        Some(rest) => Ok(ScoreBound { value: parse_f64(rest).ok_or_else(err)?, exclusive: true }),
-        None => Ok(ScoreBound { value: parse_f64(arg).ok_or_else(err)?, exclusive: false }),
+        Some(rest) => Ok(ScoreBound {
+            value: parse_f64(rest).ok_or_else(err)?,
+            exclusive: true,
+        }),
+        None => Ok(ScoreBound {
+            value: parse_f64(arg).ok_or_else(err)?,
+            exclusive: false,
+        }),
     }
 }
 
@@ -87,7 +102,10 @@ fn scored_reply(items: Vec<(Blob, f64)>, withscores: bool, proto: Protocol) -> F
         if !withscores {
             out.push(Frame::Bulk(m.to_bytes()));
         } else if proto == Protocol::Resp3 {
-            out.push(Frame::Array(vec![Frame::Bulk(m.to_bytes()), Frame::Double(s)]));
+            out.push(Frame::Array(vec![
+                Frame::Bulk(m.to_bytes()),
+                Frame::Double(s),
+            ]));
         } else {
             out.push(Frame::Bulk(m.to_bytes()));
             out.push(Frame::Double(s));
@@ -97,7 +115,8 @@ fn scored_reply(items: Vec<(Blob, f64)>, withscores: bool, proto: Protocol) -> F
 }
 
 fn zadd(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) = (false, false, false, false, false, false);
+    let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
+        (false, false, false, false, false, false);
     let mut i = 2;
     while i < args.len() {
         let a = &args[i];
@@ -123,13 +142,19 @@ fn zadd(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         return Err(ERR_SYNTAX);
     }
     if nx && xx {
-        return Err(Frame::error("ERR XX and NX options at the same time are not compatible"));
+        return Err(Frame::error(
+            "ERR XX and NX options at the same time are not compatible",
+        ));
     }
     if (gt && lt) || (nx && (gt || lt)) {
-        return Err(Frame::error("ERR GT, LT, and/or NX options at the same time are not compatible"));
+        return Err(Frame::error(
+            "ERR GT, LT, and/or NX options at the same time are not compatible",
+        ));
     }
     if incr && pairs.len() > 2 {
-        return Err(Frame::error("ERR INCR option supports a single increment-element pair"));
+        return Err(Frame::error(
+            "ERR INCR option supports a single increment-element pair",
+        ));
     }
     let mut scored = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks(2) {
@@ -172,7 +197,11 @@ fn zadd(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
     }
     ctx.modified(key, (added + changed) as u64);
-    Ok(if incr { incr_result.map(Frame::Double).unwrap_or(Frame::Null) } else { Frame::Integer(if ch { added + changed } else { added }) })
+    Ok(if incr {
+        incr_result.map(Frame::Double).unwrap_or(Frame::Null)
+    } else {
+        Frame::Integer(if ch { added + changed } else { added })
+    })
 }
 
 fn zincrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -189,7 +218,9 @@ fn zincrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn zrem(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let Some(z) = write_zset(ctx, &args[1], false)? else { return Ok(Frame::Integer(0)) };
+    let Some(z) = write_zset(ctx, &args[1], false)? else {
+        return Ok(Frame::Integer(0));
+    };
     let removed = args[2..].iter().filter(|m| z.remove(m).is_some()).count();
     if removed > 0 {
         ctx.modified(&args[1], removed as u64);
@@ -198,28 +229,52 @@ fn zrem(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn zcard(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(Frame::Integer(read_zset(ctx, &args[1])?.map_or(0, |z| z.len()) as i64))
+    Ok(Frame::Integer(
+        read_zset(ctx, &args[1])?.map_or(0, |z| z.len()) as i64,
+    ))
 }
 
 fn zscore(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    Ok(read_zset(ctx, &args[1])?.and_then(|z| z.score(&args[2])).map(Frame::Double).unwrap_or(Frame::Null))
+    Ok(read_zset(ctx, &args[1])?
+        .and_then(|z| z.score(&args[2]))
+        .map(Frame::Double)
+        .unwrap_or(Frame::Null))
 }
 
 fn zmscore(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let z = read_zset(ctx, &args[1])?;
-    Ok(Frame::Array(args[2..].iter().map(|m| z.and_then(|z| z.score(m)).map(Frame::Double).unwrap_or(Frame::Null)).collect()))
+    Ok(Frame::Array(
+        args[2..]
+            .iter()
+            .map(|m| {
+                z.and_then(|z| z.score(m))
+                    .map(Frame::Double)
+                    .unwrap_or(Frame::Null)
+            })
+            .collect(),
+    ))
 }
 
 fn zcount(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (min, max) = (parse_score_bound(&args[2])?, parse_score_bound(&args[3])?);
-    let Some(z) = read_zset(ctx, &args[1])? else { return Ok(Frame::Integer(0)) };
-    Ok(Frame::Integer(z.end_rank_by_score(max).saturating_sub(z.first_rank_by_score(min)) as i64))
+    let Some(z) = read_zset(ctx, &args[1])? else {
+        return Ok(Frame::Integer(0));
+    };
+    Ok(Frame::Integer(
+        z.end_rank_by_score(max)
+            .saturating_sub(z.first_rank_by_score(min)) as i64,
+    ))
 }
 
 fn zlexcount(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (min, max) = (parse_lex_bound(&args[2])?, parse_lex_bound(&args[3])?);
-    let Some(z) = read_zset(ctx, &args[1])? else { return Ok(Frame::Integer(0)) };
-    Ok(Frame::Integer(z.end_rank_by_lex(&max).saturating_sub(z.first_rank_by_lex(&min)) as i64))
+    let Some(z) = read_zset(ctx, &args[1])? else {
+        return Ok(Frame::Integer(0));
+    };
+    Ok(Frame::Integer(
+        z.end_rank_by_lex(&max)
+            .saturating_sub(z.first_rank_by_lex(&min)) as i64,
+    ))
 }
 
 fn zrank(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -229,10 +284,29 @@ fn zrank(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         4 if is(&args[3], "withscore") => true,
         _ => return Err(ERR_SYNTAX),
     };
-    let Some(z) = read_zset(ctx, &args[1])? else { return Ok(if withscore { Frame::NullArray } else { Frame::Null }) };
-    let Some(rank) = z.rank(&args[2]) else { return Ok(if withscore { Frame::NullArray } else { Frame::Null }) };
+    let Some(z) = read_zset(ctx, &args[1])? else {
+        return Ok(if withscore {
+            Frame::NullArray
+        } else {
+            Frame::Null
+        });
+    };
+    let Some(rank) = z.rank(&args[2]) else {
+        return Ok(if withscore {
+            Frame::NullArray
+        } else {
+            Frame::Null
+        });
+    };
     let rank = if rev { z.len() - 1 - rank } else { rank } as i64;
-    Ok(if withscore { Frame::Array(vec![Frame::Integer(rank), Frame::Double(z.score(&args[2]).unwrap_or(0.0))]) } else { Frame::Integer(rank) })
+    Ok(if withscore {
+        Frame::Array(vec![
+            Frame::Integer(rank),
+            Frame::Double(z.score(&args[2]).unwrap_or(0.0)),
+        ])
+    } else {
+        Frame::Integer(rank)
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -244,7 +318,13 @@ enum Range {
 
 /// Members of `z` in `range`, in ascending (or, with `rev`, descending)
 /// order, after skipping `offset` and taking at most `count` (None = all).
-fn collect_range(z: &ZSet, range: &Range, rev: bool, offset: usize, count: Option<usize>) -> Vec<(Blob, f64)> {
+fn collect_range(
+    z: &ZSet,
+    range: &Range,
+    rev: bool,
+    offset: usize,
+    count: Option<usize>,
+) -> Vec<(Blob, f64)> {
     let len = z.len();
     let (first, end) = match range {
         Range::Rank(start, stop) => match normalize_range(*start, *stop, len) {
@@ -263,8 +343,15 @@ fn collect_range(z: &ZSet, range: &Range, rev: bool, offset: usize, count: Optio
     if offset >= span || take == 0 {
         return Vec::new();
     }
-    let iter: Box<dyn Iterator<Item = (&Blob, f64)>> = if rev { Box::new(z.iter_rev_from_rank(end - 1)) } else { Box::new(z.iter_from_rank(first)) };
-    iter.skip(offset).take(take).map(|(m, s)| (m.clone(), s)).collect()
+    let iter: Box<dyn Iterator<Item = (&Blob, f64)>> = if rev {
+        Box::new(z.iter_rev_from_rank(end - 1))
+    } else {
+        Box::new(z.iter_from_rank(first))
+    };
+    iter.skip(offset)
+        .take(take)
+        .map(|(m, s)| (m.clone(), s))
+        .collect()
 }
 
 fn zrange(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -302,10 +389,14 @@ fn zrange(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         i += 1;
     }
     if limit.is_some() && by == "rank" {
-        return Err(Frame::error("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"));
+        return Err(Frame::error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+        ));
     }
     if withscores && by == "lex" {
-        return Err(Frame::error("ERR syntax error, WITHSCORES not supported in combination with BYLEX"));
+        return Err(Frame::error(
+            "ERR syntax error, WITHSCORES not supported in combination with BYLEX",
+        ));
     }
     // With REV, score and lex ranges are written max first.
     let (lo, hi) = if rev && by != "rank" { (b, a) } else { (a, b) };
@@ -315,8 +406,17 @@ fn zrange(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         _ => Range::Rank(int(lo)?, int(hi)?),
     };
     let (offset, count) = match limit {
-        Some((off, _)) if off < 0 => return Ok(if store { store_result(ctx, &args[1], ZSet::new())? } else { Frame::Array(vec![]) }),
-        Some((off, cnt)) => (off as usize, if cnt < 0 { None } else { Some(cnt as usize) }),
+        Some((off, _)) if off < 0 => {
+            return Ok(if store {
+                store_result(ctx, &args[1], ZSet::new())?
+            } else {
+                Frame::Array(vec![])
+            })
+        }
+        Some((off, cnt)) => (
+            off as usize,
+            if cnt < 0 { None } else { Some(cnt as usize) },
+        ),
         None => (0, None),
     };
     let proto = ctx.session.proto;
@@ -347,13 +447,26 @@ fn store_result(ctx: &mut ExecCtx, dst: &[u8], z: ZSet) -> CmdResult {
 }
 
 /// Pops up to `count` lowest (`min`) or highest members; `None` if missing.
-fn pop(ctx: &mut ExecCtx, key: &[u8], min: bool, count: usize) -> Result<Option<Vec<(Blob, f64)>>, Frame> {
-    let Some(z) = write_zset(ctx, key, false)? else { return Ok(None) };
+fn pop(
+    ctx: &mut ExecCtx,
+    key: &[u8],
+    min: bool,
+    count: usize,
+) -> Result<Option<Vec<(Blob, f64)>>, Frame> {
+    let Some(z) = write_zset(ctx, key, false)? else {
+        return Ok(None);
+    };
     let n = count.min(z.len());
     let items: Vec<(Blob, f64)> = if min {
-        z.iter_from_rank(0).take(n).map(|(m, s)| (m.clone(), s)).collect()
+        z.iter_from_rank(0)
+            .take(n)
+            .map(|(m, s)| (m.clone(), s))
+            .collect()
     } else {
-        z.iter_rev_from_rank(z.len().saturating_sub(1)).take(n).map(|(m, s)| (m.clone(), s)).collect()
+        z.iter_rev_from_rank(z.len().saturating_sub(1))
+            .take(n)
+            .map(|(m, s)| (m.clone(), s))
+            .collect()
     };
     for (m, _) in &items {
         z.remove(m);
@@ -361,7 +474,15 @@ fn pop(ctx: &mut ExecCtx, key: &[u8], min: bool, count: usize) -> Result<Option<
     if n > 0 {
         ctx.modified(key, n as u64);
         let count = n.to_string();
-        ctx.propagate(&[if min { b"ZPOPMIN".as_slice() } else { b"ZPOPMAX" }, key, count.as_bytes()]);
+        ctx.propagate(&[
+            if min {
+                b"ZPOPMIN".as_slice()
+            } else {
+                b"ZPOPMAX"
+            },
+            key,
+            count.as_bytes(),
+        ]);
     }
     Ok(Some(items))
 }
@@ -407,7 +528,16 @@ fn bzpop(ctx: &mut ExecCtx, args: &[Bytes], min: bool) -> CmdResult {
             }
         }
     }
-    Ok(block_client(ctx, keys, BlockOp::ZPop { min, count: 1, mpop: false }, deadline))
+    Ok(block_client(
+        ctx,
+        keys,
+        BlockOp::ZPop {
+            min,
+            count: 1,
+            mpop: false,
+        },
+        deadline,
+    ))
 }
 
 fn bzpopmin(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -451,7 +581,12 @@ fn parse_zmpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Frame> {
     Ok((keys, min, count))
 }
 
-fn zmpop_first(ctx: &mut ExecCtx, keys: &[Bytes], min: bool, count: usize) -> Result<Option<Frame>, Frame> {
+fn zmpop_first(
+    ctx: &mut ExecCtx,
+    keys: &[Bytes],
+    min: bool,
+    count: usize,
+) -> Result<Option<Frame>, Frame> {
     for key in keys {
         if read_zset(ctx, key)?.is_some() {
             return Ok(pop_for_waiter(ctx, key, min, count, true));
@@ -471,24 +606,48 @@ fn bzmpop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if let Some(reply) = zmpop_first(ctx, &keys, min, count)? {
         return Ok(reply);
     }
-    Ok(block_client(ctx, &keys, BlockOp::ZPop { min, count, mpop: true }, deadline))
+    Ok(block_client(
+        ctx,
+        &keys,
+        BlockOp::ZPop {
+            min,
+            count,
+            mpop: true,
+        },
+        deadline,
+    ))
 }
 
 /// Pops for BZPOPMIN/BZPOPMAX (`[key, member, score]`) or ZMPOP/BZMPOP
 /// (`[key, [[member, score], ...]]`).
-pub(super) fn pop_for_waiter(ctx: &mut ExecCtx, key: &[u8], min: bool, count: usize, mpop: bool) -> Option<Frame> {
+pub(super) fn pop_for_waiter(
+    ctx: &mut ExecCtx,
+    key: &[u8],
+    min: bool,
+    count: usize,
+    mpop: bool,
+) -> Option<Frame> {
     let items = pop(ctx, key, min, count).ok()??;
     let key = Frame::Bulk(Bytes::copy_from_slice(key));
     if mpop {
-        let pairs = items.into_iter().map(|(m, s)| Frame::Array(vec![Frame::Bulk(m.to_bytes()), Frame::Double(s)])).collect();
+        let pairs = items
+            .into_iter()
+            .map(|(m, s)| Frame::Array(vec![Frame::Bulk(m.to_bytes()), Frame::Double(s)]))
+            .collect();
         return Some(Frame::Array(vec![key, Frame::Array(pairs)]));
     }
     let (m, s) = items.into_iter().next()?;
-    Some(Frame::Array(vec![key, Frame::Bulk(m.to_bytes()), Frame::Double(s)]))
+    Some(Frame::Array(vec![
+        key,
+        Frame::Bulk(m.to_bytes()),
+        Frame::Double(s),
+    ]))
 }
 
 fn remove_range(ctx: &mut ExecCtx, key: &[u8], range: Range) -> CmdResult {
-    let Some(z) = write_zset(ctx, key, false)? else { return Ok(Frame::Integer(0)) };
+    let Some(z) = write_zset(ctx, key, false)? else {
+        return Ok(Frame::Integer(0));
+    };
     let members = collect_range(z, &range, false, 0, None);
     for (m, _) in &members {
         z.remove(m);
@@ -555,7 +714,9 @@ fn zsetop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let base = if store { 2 } else { 1 };
     let numkeys = int(&args[base])?;
     if numkeys < 1 {
-        return Err(Frame::error_owned(format!("ERR at least 1 input key is needed for '{name}' command")));
+        return Err(Frame::error_owned(format!(
+            "ERR at least 1 input key is needed for '{name}' command"
+        )));
     }
     let numkeys = numkeys as usize;
     if base + numkeys >= args.len() {
@@ -610,7 +771,10 @@ fn zsetop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             for (input, w) in inputs.iter().zip(&weights) {
                 for (m, s) in input.iter().flatten() {
                     let v = weighted(*s, *w);
-                    result.entry(m.clone()).and_modify(|acc| *acc = aggregate(agg, *acc, v)).or_insert(v);
+                    result
+                        .entry(m.clone())
+                        .and_modify(|acc| *acc = aggregate(agg, *acc, v))
+                        .or_insert(v);
                 }
             }
         }
@@ -621,7 +785,9 @@ fn zsetop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                 'member: for m in sets[smallest].keys() {
                     let mut acc: Option<f64> = None;
                     for (set, w) in sets.iter().zip(&weights) {
-                        let Some(s) = set.get(m) else { continue 'member };
+                        let Some(s) = set.get(m) else {
+                            continue 'member;
+                        };
                         let v = weighted(*s, *w);
                         acc = Some(match acc {
                             None => v,
@@ -635,7 +801,11 @@ fn zsetop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         _ => {
             if let Some(Some(first)) = inputs.first() {
                 for (m, s) in first {
-                    if inputs[1..].iter().flatten().all(|other| !other.contains_key(m)) {
+                    if inputs[1..]
+                        .iter()
+                        .flatten()
+                        .all(|other| !other.contains_key(m))
+                    {
                         result.insert(m.clone(), *s);
                     }
                 }
@@ -682,31 +852,60 @@ fn zrandmember(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         4 if is(&args[3], "withscores") => true,
         _ => return Err(ERR_SYNTAX),
     };
-    let count = if args.len() >= 3 { Some(parse_rand_count(&args[2])?) } else { None };
+    let count = if args.len() >= 3 {
+        Some(parse_rand_count(&args[2])?)
+    } else {
+        None
+    };
     let proto = ctx.session.proto;
     let Some(z) = read_zset(ctx, &args[1])? else {
-        return Ok(if count.is_some() { Frame::Array(vec![]) } else { Frame::Null });
+        return Ok(if count.is_some() {
+            Frame::Array(vec![])
+        } else {
+            Frame::Null
+        });
     };
     let dict = z.dict();
     let Some(count) = count else {
-        return Ok(Frame::Bulk(dict.get_index(rand::random_range(0..dict.len())).expect("non-empty").0.to_bytes()));
+        return Ok(Frame::Bulk(
+            dict.get_index(rand::random_range(0..dict.len()))
+                .expect("non-empty")
+                .0
+                .to_bytes(),
+        ));
     };
-    let items = random_indexes(dict.len(), count).into_iter().map(|i| dict.get_index(i).map(|(m, s)| (m.clone(), *s)).expect("in range")).collect();
+    let items = random_indexes(dict.len(), count)
+        .into_iter()
+        .map(|i| {
+            dict.get_index(i)
+                .map(|(m, s)| (m.clone(), *s))
+                .expect("in range")
+        })
+        .collect();
     Ok(scored_reply(items, withscores, proto))
 }
 
 fn zscan(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let cursor = parse_cursor(&args[2])?;
     let opts = parse_scan_options(&args[3..], false)?;
-    let Some(z) = read_zset(ctx, &args[1])? else { return Ok(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])])) };
+    let Some(z) = read_zset(ctx, &args[1])? else {
+        return Ok(Frame::Array(vec![Frame::bulk("0"), Frame::Array(vec![])]));
+    };
     let dict = z.dict();
     let mut out = Vec::new();
     let next = scan_positions(dict.len(), cursor, opts.count, |i| {
         let (m, s) = dict.get_index(i).expect("in range");
-        if opts.pattern.as_ref().is_none_or(|p| glob_match(p, m, false)) {
+        if opts
+            .pattern
+            .as_ref()
+            .is_none_or(|p| glob_match(p, m, false))
+        {
             out.push(Frame::Bulk(m.to_bytes()));
             out.push(Frame::bulk(format_double(*s)));
         }
     });
-    Ok(Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(out)]))
+    Ok(Frame::Array(vec![
+        Frame::bulk(next.to_string()),
+        Frame::Array(out),
+    ]))
 }

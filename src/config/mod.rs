@@ -265,7 +265,13 @@ pub struct BacklogSettings {
 
 impl Default for BacklogSettings {
     fn default() -> Self {
-        BacklogSettings { size: 64 << 20, outage_tolerance: String::new(), max_disk: 10 << 30, memory: 16 << 20, segment_bytes: 16 << 20 }
+        BacklogSettings {
+            size: 64 << 20,
+            outage_tolerance: String::new(),
+            max_disk: 10 << 30,
+            memory: 16 << 20,
+            segment_bytes: 16 << 20,
+        }
     }
 }
 
@@ -292,8 +298,14 @@ pub fn parse_duration_secs(text: &str) -> Result<Option<f64>, String> {
     if t.is_empty() {
         return Ok(None);
     }
-    let (digits, unit) = t.find(|c: char| c.is_ascii_alphabetic()).map(|i| t.split_at(i)).unwrap_or((t, "s"));
-    let n: f64 = digits.trim().parse().map_err(|_| format!("'{text}' is not a duration like 90s, 10m, 2h"))?;
+    let (digits, unit) = t
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| t.split_at(i))
+        .unwrap_or((t, "s"));
+    let n: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 90s, 10m, 2h"))?;
     let mult = match unit {
         "ms" => 0.001,
         "s" => 1.0,
@@ -343,7 +355,10 @@ pub struct NodeSettings {
 
 impl Default for NodeSettings {
     fn default() -> Self {
-        NodeSettings { name: "quire".into(), region: "local".into() }
+        NodeSettings {
+            name: "quire".into(),
+            region: "local".into(),
+        }
     }
 }
 
@@ -397,7 +412,10 @@ pub struct Sources {
 impl Sources {
     pub fn profile_path(&self) -> Option<PathBuf> {
         let name = self.profile.as_ref()?;
-        let dir = self.profile_dir.clone().unwrap_or_else(|| PathBuf::from("deploy/profiles"));
+        let dir = self
+            .profile_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("deploy/profiles"));
         Some(dir.join(format!("{name}.toml")))
     }
 }
@@ -408,15 +426,28 @@ impl Settings {
         let mut builder = config::Config::builder().add_source(defaults);
         if let Some(path) = sources.profile_path() {
             if !path.exists() {
-                return Err(ConfigError::ProfileNotFound { name: sources.profile.clone().unwrap_or_default(), path: path.display().to_string() });
+                return Err(ConfigError::ProfileNotFound {
+                    name: sources.profile.clone().unwrap_or_default(),
+                    path: path.display().to_string(),
+                });
             }
-            builder = builder.add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
         }
         if let Some(file) = &sources.file {
-            builder = builder.add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml).required(true));
+            builder = builder.add_source(
+                config::File::from(file.as_path())
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
         }
         if sources.env {
-            builder = builder.add_source(config::Environment::with_prefix("QUIRE").prefix_separator("_").separator("__").try_parsing(true));
+            builder = builder.add_source(
+                config::Environment::with_prefix("QUIRE")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            );
         }
         for (key, value) in &sources.overrides {
             builder = builder.set_override(key.as_str(), value.as_str())?;
@@ -461,7 +492,9 @@ impl Settings {
         if self.threads > 0 {
             return self.threads;
         }
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         if cores <= 2 {
             1
         } else {
@@ -471,81 +504,177 @@ impl Settings {
 
     /// Checks values serde cannot: rule syntax, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        parse_save_rules(&self.save).map_err(|reason| ConfigError::Invalid { key: "save", reason })?;
+        parse_save_rules(&self.save).map_err(|reason| ConfigError::Invalid {
+            key: "save",
+            reason,
+        })?;
         if self.maxmemory_policy != "noeviction" {
-            return Err(ConfigError::Invalid { key: "maxmemory_policy", reason: format!("'{}' is not supported (only noeviction)", self.maxmemory_policy) });
+            return Err(ConfigError::Invalid {
+                key: "maxmemory_policy",
+                reason: format!(
+                    "'{}' is not supported (only noeviction)",
+                    self.maxmemory_policy
+                ),
+            });
         }
         if self.hz == 0 || self.hz > 500 {
-            return Err(ConfigError::Invalid { key: "hz", reason: "must be between 1 and 500".into() });
+            return Err(ConfigError::Invalid {
+                key: "hz",
+                reason: "must be between 1 and 500".into(),
+            });
         }
         if self.threads > 256 {
-            return Err(ConfigError::Invalid { key: "threads", reason: "must be between 0 (automatic) and 256".into() });
+            return Err(ConfigError::Invalid {
+                key: "threads",
+                reason: "must be between 0 (automatic) and 256".into(),
+            });
         }
         if self.maxclients == 0 {
-            return Err(ConfigError::Invalid { key: "maxclients", reason: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "maxclients",
+                reason: "must be at least 1".into(),
+            });
         }
         if self.proto_max_bulk_len < 1024 {
-            return Err(ConfigError::Invalid { key: "proto_max_bulk_len", reason: "must be at least 1024".into() });
+            return Err(ConfigError::Invalid {
+                key: "proto_max_bulk_len",
+                reason: "must be at least 1024".into(),
+            });
         }
         if self.bind.parse::<std::net::IpAddr>().is_err() && self.bind != "localhost" {
-            return Err(ConfigError::Invalid { key: "bind", reason: format!("'{}' is not an IP address", self.bind) });
+            return Err(ConfigError::Invalid {
+                key: "bind",
+                reason: format!("'{}' is not an IP address", self.bind),
+            });
         }
         if self.dbfilename.contains('/') {
-            return Err(ConfigError::Invalid { key: "dbfilename", reason: "must be a file name, not a path".into() });
+            return Err(ConfigError::Invalid {
+                key: "dbfilename",
+                reason: "must be a file name, not a path".into(),
+            });
         }
         if !self.replicaof.is_empty() {
-            parse_host_port(&self.replicaof).map_err(|reason| ConfigError::Invalid { key: "replicaof", reason })?;
+            parse_host_port(&self.replicaof).map_err(|reason| ConfigError::Invalid {
+                key: "replicaof",
+                reason,
+            })?;
         }
         if !self.repl.bind.is_empty() && self.repl.bind.parse::<std::net::IpAddr>().is_err() {
-            return Err(ConfigError::Invalid { key: "repl.bind", reason: format!("'{}' is not an IP address", self.repl.bind) });
+            return Err(ConfigError::Invalid {
+                key: "repl.bind",
+                reason: format!("'{}' is not an IP address", self.repl.bind),
+            });
         }
         if !(1024..=(4 << 20)).contains(&self.repl.batch_max_bytes) {
-            return Err(ConfigError::Invalid { key: "repl.batch_max_bytes", reason: "must be between 1024 and 4194304".into() });
+            return Err(ConfigError::Invalid {
+                key: "repl.batch_max_bytes",
+                reason: "must be between 1024 and 4194304".into(),
+            });
         }
         if !(-7..=22).contains(&self.repl.compression_level) || self.repl.compression_level == 0 {
-            return Err(ConfigError::Invalid { key: "repl.compression_level", reason: "must be between -7 and 22, not 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "repl.compression_level",
+                reason: "must be between -7 and 22, not 0".into(),
+            });
         }
         if self.repl.backlog.size < 16 * 1024 {
-            return Err(ConfigError::Invalid { key: "repl.backlog.size", reason: "must be at least 16384".into() });
+            return Err(ConfigError::Invalid {
+                key: "repl.backlog.size",
+                reason: "must be at least 16384".into(),
+            });
         }
         if self.repl.keepalive_ms == 0 || self.repl.idle_timeout_ms <= self.repl.keepalive_ms {
-            return Err(ConfigError::Invalid { key: "repl.idle_timeout_ms", reason: "must be greater than repl.keepalive_ms (and keepalive_ms > 0)".into() });
+            return Err(ConfigError::Invalid {
+                key: "repl.idle_timeout_ms",
+                reason: "must be greater than repl.keepalive_ms (and keepalive_ms > 0)".into(),
+            });
         }
         if !["cubic", "bbr", "newreno"].contains(&self.repl.congestion.as_str()) {
-            return Err(ConfigError::Invalid { key: "repl.congestion", reason: format!("'{}' is not cubic, bbr or newreno", self.repl.congestion) });
+            return Err(ConfigError::Invalid {
+                key: "repl.congestion",
+                reason: format!("'{}' is not cubic, bbr or newreno", self.repl.congestion),
+            });
         }
-        self.repl.datagrams.parse::<crate::replication::fastpath::DatagramMode>().map_err(|reason| ConfigError::Invalid { key: "repl.datagrams", reason })?;
+        self.repl
+            .datagrams
+            .parse::<crate::replication::fastpath::DatagramMode>()
+            .map_err(|reason| ConfigError::Invalid {
+                key: "repl.datagrams",
+                reason,
+            })?;
         if self.repl.datagram_stagger_us > 100_000 {
-            return Err(ConfigError::Invalid { key: "repl.datagram_stagger_us", reason: "must be at most 100000".into() });
+            return Err(ConfigError::Invalid {
+                key: "repl.datagram_stagger_us",
+                reason: "must be at most 100000".into(),
+            });
         }
         for peer in &self.repl.peers {
-            parse_host_port(peer).map_err(|reason| ConfigError::Invalid { key: "repl.peers", reason })?;
+            parse_host_port(peer).map_err(|reason| ConfigError::Invalid {
+                key: "repl.peers",
+                reason,
+            })?;
         }
         if !(64 * 1024..=(1 << 30)).contains(&self.repl.window_bytes) {
-            return Err(ConfigError::Invalid { key: "repl.window_bytes", reason: "must be between 65536 and 1073741824".into() });
+            return Err(ConfigError::Invalid {
+                key: "repl.window_bytes",
+                reason: "must be between 65536 and 1073741824".into(),
+            });
         }
-        parse_duration_secs(&self.link.outage_tolerance).map_err(|reason| ConfigError::Invalid { key: "link.outage_tolerance", reason })?;
+        parse_duration_secs(&self.link.outage_tolerance).map_err(|reason| {
+            ConfigError::Invalid {
+                key: "link.outage_tolerance",
+                reason,
+            }
+        })?;
         if !self.metrics.bind.is_empty() && self.metrics.bind.parse::<std::net::IpAddr>().is_err() {
-            return Err(ConfigError::Invalid { key: "metrics.bind", reason: format!("'{}' is not an IP address", self.metrics.bind) });
+            return Err(ConfigError::Invalid {
+                key: "metrics.bind",
+                reason: format!("'{}' is not an IP address", self.metrics.bind),
+            });
         }
-        parse_duration_secs(&self.repl.backlog.outage_tolerance).map_err(|reason| ConfigError::Invalid { key: "repl.backlog.outage_tolerance", reason })?;
+        parse_duration_secs(&self.repl.backlog.outage_tolerance).map_err(|reason| {
+            ConfigError::Invalid {
+                key: "repl.backlog.outage_tolerance",
+                reason,
+            }
+        })?;
         if self.repl.backlog.max_disk < self.repl.backlog.size {
-            return Err(ConfigError::Invalid { key: "repl.backlog.max_disk", reason: "must be at least repl.backlog.size".into() });
+            return Err(ConfigError::Invalid {
+                key: "repl.backlog.max_disk",
+                reason: "must be at least repl.backlog.size".into(),
+            });
         }
         if self.repl.backlog.memory < 64 * 1024 {
-            return Err(ConfigError::Invalid { key: "repl.backlog.memory", reason: "must be at least 65536".into() });
+            return Err(ConfigError::Invalid {
+                key: "repl.backlog.memory",
+                reason: "must be at least 65536".into(),
+            });
         }
         if self.repl.backlog.segment_bytes < 4096 {
-            return Err(ConfigError::Invalid { key: "repl.backlog.segment_bytes", reason: "must be at least 4096".into() });
+            return Err(ConfigError::Invalid {
+                key: "repl.backlog.segment_bytes",
+                reason: "must be at least 4096".into(),
+            });
         }
         Ok(())
     }
 
     /// The replication endpoint's address.
     pub fn repl_addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
-        let host = if self.repl.bind.is_empty() { self.bind.as_str() } else { self.repl.bind.as_str() };
-        let host = if host == "localhost" { "127.0.0.1" } else { host };
-        let ip: std::net::IpAddr = host.parse().map_err(|_| ConfigError::Invalid { key: "repl.bind", reason: format!("'{host}' is not an IP address") })?;
+        let host = if self.repl.bind.is_empty() {
+            self.bind.as_str()
+        } else {
+            self.repl.bind.as_str()
+        };
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        let ip: std::net::IpAddr = host.parse().map_err(|_| ConfigError::Invalid {
+            key: "repl.bind",
+            reason: format!("'{host}' is not an IP address"),
+        })?;
         Ok(std::net::SocketAddr::new(ip, self.repl.port))
     }
 
@@ -562,8 +691,12 @@ impl Settings {
 
 /// Splits "host:port" (IPv6 hosts in brackets).
 pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
-    let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("'{text}' is not host:port"))?;
-    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port number"))?;
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{text}' is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{port}' is not a port number"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() || port == 0 {
         return Err(format!("'{text}' is not host:port"));
@@ -576,8 +709,19 @@ pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
 pub fn toml_string(s: &Settings) -> String {
     let q = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
     let mut out = String::new();
-    out.push_str(&format!("bind = {}\nport = {}\ndir = {}\ndbfilename = {}\n", q(&s.bind), s.port, q(&s.dir.display().to_string()), q(&s.dbfilename)));
-    out.push_str(&format!("requirepass = {}\nsave = {}\nmaxclients = {}\n", q(&s.requirepass), q(&s.save), s.maxclients));
+    out.push_str(&format!(
+        "bind = {}\nport = {}\ndir = {}\ndbfilename = {}\n",
+        q(&s.bind),
+        s.port,
+        q(&s.dir.display().to_string()),
+        q(&s.dbfilename)
+    ));
+    out.push_str(&format!(
+        "requirepass = {}\nsave = {}\nmaxclients = {}\n",
+        q(&s.requirepass),
+        q(&s.save),
+        s.maxclients
+    ));
     out.push_str(&format!(
         "appendonly = {}\nappendfsync = {}\nauto_aof_rewrite_percentage = {}\nauto_aof_rewrite_min_size = {}\naof_load_truncated = {}\n",
         s.appendonly,
@@ -586,27 +730,77 @@ pub fn toml_string(s: &Settings) -> String {
         s.auto_aof_rewrite_min_size,
         s.aof_load_truncated
     ));
-    out.push_str(&format!("proto_max_bulk_len = {}\ntimeout = {}\nhz = {}\nthreads = {}\n", s.proto_max_bulk_len, s.timeout, s.hz, s.threads));
+    out.push_str(&format!(
+        "proto_max_bulk_len = {}\ntimeout = {}\nhz = {}\nthreads = {}\n",
+        s.proto_max_bulk_len, s.timeout, s.hz, s.threads
+    ));
     out.push_str(&format!(
         "maxmemory = {}\nmaxmemory_policy = {}\nclient_output_buffer_limit_normal = {}\n",
         s.maxmemory,
         q(&s.maxmemory_policy),
         s.client_output_buffer_limit_normal
     ));
-    out.push_str(&format!("replicaof = {}\nreplica_read_only = {}\nreplica_serve_stale_data = {}\n", q(&s.replicaof), s.replica_read_only, s.replica_serve_stale_data));
-    out.push_str(&format!("min_replicas_to_write = {}\nmin_replicas_max_lag = {}\n", s.min_replicas_to_write, s.min_replicas_max_lag));
-    out.push_str(&format!("\n[node]\nname = {}\nregion = {}\n", q(&s.node.name), q(&s.node.region)));
+    out.push_str(&format!(
+        "replicaof = {}\nreplica_read_only = {}\nreplica_serve_stale_data = {}\n",
+        q(&s.replicaof),
+        s.replica_read_only,
+        s.replica_serve_stale_data
+    ));
+    out.push_str(&format!(
+        "min_replicas_to_write = {}\nmin_replicas_max_lag = {}\n",
+        s.min_replicas_to_write, s.min_replicas_max_lag
+    ));
+    out.push_str(&format!(
+        "\n[node]\nname = {}\nregion = {}\n",
+        q(&s.node.name),
+        q(&s.node.region)
+    ));
     let r = &s.repl;
-    out.push_str(&format!("\n[repl]\nbind = {}\nport = {}\ncerts = {}\nupstream_name = {}\n", q(&r.bind), r.port, q(&r.certs.display().to_string()), q(&r.upstream_name)));
-    out.push_str(&format!("batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n", r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level));
-    out.push_str(&format!("keepalive_ms = {}\nidle_timeout_ms = {}\nwindow_bytes = {}\n", r.keepalive_ms, r.idle_timeout_ms, r.window_bytes));
-    out.push_str(&format!("congestion = {}\nsnapshot_keep_secs = {}\n", q(&r.congestion), r.snapshot_keep_secs));
-    out.push_str(&format!("datagrams = {}\ndatagram_stagger_us = {}\n", q(&r.datagrams), r.datagram_stagger_us));
-    out.push_str(&format!("wipe_newer_replicas = {}\n", r.wipe_newer_replicas));
-    out.push_str(&format!("peers = [{}]\n", r.peers.iter().map(|p| q(p)).collect::<Vec<_>>().join(", ")));
+    out.push_str(&format!(
+        "\n[repl]\nbind = {}\nport = {}\ncerts = {}\nupstream_name = {}\n",
+        q(&r.bind),
+        r.port,
+        q(&r.certs.display().to_string()),
+        q(&r.upstream_name)
+    ));
+    out.push_str(&format!(
+        "batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n",
+        r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level
+    ));
+    out.push_str(&format!(
+        "keepalive_ms = {}\nidle_timeout_ms = {}\nwindow_bytes = {}\n",
+        r.keepalive_ms, r.idle_timeout_ms, r.window_bytes
+    ));
+    out.push_str(&format!(
+        "congestion = {}\nsnapshot_keep_secs = {}\n",
+        q(&r.congestion),
+        r.snapshot_keep_secs
+    ));
+    out.push_str(&format!(
+        "datagrams = {}\ndatagram_stagger_us = {}\n",
+        q(&r.datagrams),
+        r.datagram_stagger_us
+    ));
+    out.push_str(&format!(
+        "wipe_newer_replicas = {}\n",
+        r.wipe_newer_replicas
+    ));
+    out.push_str(&format!(
+        "peers = [{}]\n",
+        r.peers.iter().map(|p| q(p)).collect::<Vec<_>>().join(", ")
+    ));
     let b = &r.backlog;
-    out.push_str(&format!("\n[link]\nrtt_ms = {}\nbandwidth_mbit = {}\noutage_tolerance = {}\n", s.link.rtt_ms, s.link.bandwidth_mbit, q(&s.link.outage_tolerance)));
-    out.push_str(&format!("\n[metrics]\nbind = {}\nport = {}\n", q(&s.metrics.bind), s.metrics.port));
+    out.push_str(&format!(
+        "\n[link]\nrtt_ms = {}\nbandwidth_mbit = {}\noutage_tolerance = {}\n",
+        s.link.rtt_ms,
+        s.link.bandwidth_mbit,
+        q(&s.link.outage_tolerance)
+    ));
+    out.push_str(&format!(
+        "\n[metrics]\nbind = {}\nport = {}\n",
+        q(&s.metrics.bind),
+        s.metrics.port
+    ));
     out.push_str(&format!(
         "\n[repl.backlog]\nsize = {}\noutage_tolerance = {}\nmax_disk = {}\nmemory = {}\nsegment_bytes = {}\n",
         b.size,
@@ -633,8 +827,12 @@ pub fn parse_save_rules(text: &str) -> Result<Vec<SaveRule>, String> {
     parts
         .chunks(2)
         .map(|pair| {
-            let seconds = pair[0].parse().map_err(|_| format!("'{}' is not a number of seconds", pair[0]))?;
-            let changes = pair[1].parse().map_err(|_| format!("'{}' is not a number of changes", pair[1]))?;
+            let seconds = pair[0]
+                .parse()
+                .map_err(|_| format!("'{}' is not a number of seconds", pair[0]))?;
+            let changes = pair[1]
+                .parse()
+                .map_err(|_| format!("'{}' is not a number of changes", pair[1]))?;
             Ok(SaveRule { seconds, changes })
         })
         .collect()
@@ -649,31 +847,57 @@ mod tests {
     fn layers_and_errors_name_the_key() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         writeln!(file, "port = 7000\n[node]\nregion = \"eu-west\"").unwrap();
-        let sources = Sources { file: Some(file.path().to_path_buf()), overrides: vec![("port".into(), "7001".into())], ..Default::default() };
+        let sources = Sources {
+            file: Some(file.path().to_path_buf()),
+            overrides: vec![("port".into(), "7001".into())],
+            ..Default::default()
+        };
         let s = Settings::load(&sources).unwrap();
         assert_eq!(s.port, 7001);
         assert_eq!(s.node.region, "eu-west");
 
         let mut bad = tempfile::NamedTempFile::new().unwrap();
         writeln!(bad, "prot = 7000").unwrap();
-        let err = Settings::load(&Sources { file: Some(bad.path().to_path_buf()), ..Default::default() }).unwrap_err().to_string();
+        let err = Settings::load(&Sources {
+            file: Some(bad.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("prot"), "{err}");
 
         let mut bad = tempfile::NamedTempFile::new().unwrap();
         writeln!(bad, "port = \"many\"").unwrap();
-        let err = Settings::load(&Sources { file: Some(bad.path().to_path_buf()), ..Default::default() }).unwrap_err().to_string();
+        let err = Settings::load(&Sources {
+            file: Some(bad.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("port"), "{err}");
 
-        let err = Settings::load(&Sources { overrides: vec![("save".into(), "10".into())], ..Default::default() }).unwrap_err().to_string();
+        let err = Settings::load(&Sources {
+            overrides: vec![("save".into(), "10".into())],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("save"), "{err}");
     }
 
     #[test]
     fn toml_roundtrip() {
-        let s = Settings { requirepass: "p\"w".into(), ..Settings::default() };
+        let s = Settings {
+            requirepass: "p\"w".into(),
+            ..Settings::default()
+        };
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(toml_string(&s).as_bytes()).unwrap();
-        let back = Settings::load(&Sources { file: Some(file.path().to_path_buf()), ..Default::default() }).unwrap();
+        let back = Settings::load(&Sources {
+            file: Some(file.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(back, s);
     }
 }

@@ -15,16 +15,26 @@ pub struct Param {
 pub type Setter = fn(&mut Settings, &str) -> Result<(), String>;
 
 fn parse_num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
-    parse_memory(v).and_then(|n| n.to_string().parse::<T>().ok()).ok_or_else(|| "argument couldn't be parsed into an integer".to_string())
+    parse_memory(v)
+        .and_then(|n| n.to_string().parse::<T>().ok())
+        .ok_or_else(|| "argument couldn't be parsed into an integer".to_string())
 }
 
 /// Parses integers with Redis's memory units (`1kb`, `5mb`, `1gb`, `100k`).
 pub fn parse_memory(v: &str) -> Option<u64> {
     let lower = v.to_ascii_lowercase();
-    let (digits, mult) = [("gb", 1u64 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("g", 1_000_000_000), ("m", 1_000_000), ("k", 1000), ("b", 1)]
-        .iter()
-        .find_map(|(suffix, mult)| lower.strip_suffix(suffix).map(|d| (d.to_string(), *mult)))
-        .unwrap_or((lower.clone(), 1));
+    let (digits, mult) = [
+        ("gb", 1u64 << 30),
+        ("mb", 1 << 20),
+        ("kb", 1 << 10),
+        ("g", 1_000_000_000),
+        ("m", 1_000_000),
+        ("k", 1000),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suffix, mult)| lower.strip_suffix(suffix).map(|d| (d.to_string(), *mult)))
+    .unwrap_or((lower.clone(), 1));
     digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
@@ -41,9 +51,21 @@ fn parse_bool(v: &str) -> Result<bool, String> {
 }
 
 pub static PARAMS: &[Param] = &[
-    Param { name: "bind", get: |s| s.bind.clone(), set: None },
-    Param { name: "port", get: |s| s.port.to_string(), set: None },
-    Param { name: "dir", get: |s| s.dir.display().to_string(), set: None },
+    Param {
+        name: "bind",
+        get: |s| s.bind.clone(),
+        set: None,
+    },
+    Param {
+        name: "port",
+        get: |s| s.port.to_string(),
+        set: None,
+    },
+    Param {
+        name: "dir",
+        get: |s| s.dir.display().to_string(),
+        set: None,
+    },
     Param {
         name: "dbfilename",
         get: |s| s.dbfilename.clone(),
@@ -90,7 +112,9 @@ pub static PARAMS: &[Param] = &[
         set: Some(|s, v| {
             let n: u64 = parse_num(v)?;
             if n < 1024 {
-                return Err("argument must be between 1048576 and 9223372036854775807 inclusive".into());
+                return Err(
+                    "argument must be between 1048576 and 9223372036854775807 inclusive".into(),
+                );
             }
             s.proto_max_bulk_len = n;
             Ok(())
@@ -113,7 +137,11 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         }),
     },
-    Param { name: "replicaof", get: |s| s.replicaof.replace(':', " "), set: None },
+    Param {
+        name: "replicaof",
+        get: |s| s.replicaof.replace(':', " "),
+        set: None,
+    },
     Param {
         name: "replica-read-only",
         get: |s| yes_no(s.replica_read_only),
@@ -168,7 +196,9 @@ pub static PARAMS: &[Param] = &[
         name: "appendfsync",
         get: |s| s.appendfsync.as_str().into(),
         set: Some(|s, v| {
-            let _: () = s.appendfsync = v.parse().map_err(|_| "argument(s) must be one of the following: always, everysec, no".to_string())?;
+            let _: () = s.appendfsync = v.parse().map_err(|_| {
+                "argument(s) must be one of the following: always, everysec, no".to_string()
+            })?;
             Ok(())
         }),
     },
@@ -196,8 +226,16 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         }),
     },
-    Param { name: "appendfilename", get: |_| "appendonly.aof".into(), set: None },
-    Param { name: "appenddirname", get: |_| "backlog".into(), set: None },
+    Param {
+        name: "appendfilename",
+        get: |_| "appendonly.aof".into(),
+        set: None,
+    },
+    Param {
+        name: "appenddirname",
+        get: |_| "backlog".into(),
+        set: None,
+    },
     Param {
         name: "repl-wipe-newer-replicas",
         get: |s| yes_no(s.repl.wipe_newer_replicas),
@@ -206,7 +244,11 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         }),
     },
-    Param { name: "databases", get: |_| crate::keyspace::DATABASES.to_string(), set: None },
+    Param {
+        name: "databases",
+        get: |_| crate::keyspace::DATABASES.to_string(),
+        set: None,
+    },
     Param {
         name: "maxmemory",
         get: |s| s.maxmemory.to_string(),
@@ -228,7 +270,12 @@ pub static PARAMS: &[Param] = &[
     },
     Param {
         name: "client-output-buffer-limit",
-        get: |s| format!("normal {} 0 0 replica 0 0 0 pubsub 0 0 0", s.client_output_buffer_limit_normal),
+        get: |s| {
+            format!(
+                "normal {} 0 0 replica 0 0 0 pubsub 0 0 0",
+                s.client_output_buffer_limit_normal
+            )
+        },
         set: Some(|s, v| {
             let words: Vec<&str> = v.split_whitespace().collect();
             if !words.len().is_multiple_of(4) || words.is_empty() {
@@ -238,7 +285,11 @@ pub static PARAMS: &[Param] = &[
                 match class[0].to_ascii_lowercase().as_str() {
                     "normal" => s.client_output_buffer_limit_normal = parse_num(class[1])?,
                     "replica" | "slave" | "pubsub" => {}
-                    _ => return Err("Invalid client class specified in buffer limit configuration.".into()),
+                    _ => {
+                        return Err(
+                            "Invalid client class specified in buffer limit configuration.".into(),
+                        )
+                    }
                 }
             }
             Ok(())

@@ -22,7 +22,10 @@ impl Blob {
         if bytes.len() <= INLINE_CAP {
             let mut data = [0u8; INLINE_CAP];
             data[..bytes.len()].copy_from_slice(bytes);
-            Blob::Inline { len: bytes.len() as u8, data }
+            Blob::Inline {
+                len: bytes.len() as u8,
+                data,
+            }
         } else {
             Blob::Shared(Arc::from(bytes))
         }

@@ -37,13 +37,24 @@ impl Clone for Db {
     /// Clones the data only (for point-in-time snapshots): WATCH
     /// registrations and logs belong to the live database.
     fn clone(&self) -> Db {
-        Db { entries: self.entries.clone(), expires: self.expires.clone(), watched: HashMap::new(), expired: Vec::new(), delete_expired: self.delete_expired, hits: 0, misses: 0 }
+        Db {
+            entries: self.entries.clone(),
+            expires: self.expires.clone(),
+            watched: HashMap::new(),
+            expired: Vec::new(),
+            delete_expired: self.delete_expired,
+            hits: 0,
+            misses: 0,
+        }
     }
 }
 
 impl Db {
     pub fn new() -> Db {
-        Db { delete_expired: true, ..Default::default() }
+        Db {
+            delete_expired: true,
+            ..Default::default()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -260,7 +271,12 @@ impl Db {
     /// only ever moves to a lower position; walking downwards therefore
     /// returns every key present for the whole scan at least once, as SCAN
     /// promises. Returns the next cursor (0 when done).
-    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&Blob, &Value, Option<i64>)) -> u64 {
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        mut visit: impl FnMut(&Blob, &Value, Option<i64>),
+    ) -> u64 {
         scan_positions(self.entries.len(), cursor, count, |pos| {
             if let Some((k, v)) = self.entries.get_index(pos) {
                 visit(k, v, self.expires.get(k).copied());
@@ -269,7 +285,9 @@ impl Db {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Blob, &Value, Option<i64>)> {
-        self.entries.iter().map(|(k, v)| (k, v, self.expires.get(k).copied()))
+        self.entries
+            .iter()
+            .map(|(k, v)| (k, v, self.expires.get(k).copied()))
     }
 
     /// One round of active expiry: samples up to `samples` keys with a TTL
@@ -285,7 +303,9 @@ impl Db {
                 break;
             }
             let i = rand::random_range(0..self.expires.len());
-            let Some((key, &at)) = self.expires.get_index(i) else { break };
+            let Some((key, &at)) = self.expires.get_index(i) else {
+                break;
+            };
             if at <= now_ms {
                 let key = key.clone();
                 if self.expire_if_needed(&key, now_ms) {
@@ -303,7 +323,11 @@ impl Db {
 /// See [`Db::scan`] for why walking downwards keeps SCAN's guarantee.
 pub fn scan_positions(len: usize, cursor: u64, count: usize, mut visit: impl FnMut(usize)) -> u64 {
     let len = len as u64;
-    let mut pos = if cursor == 0 || cursor > len { len } else { cursor };
+    let mut pos = if cursor == 0 || cursor > len {
+        len
+    } else {
+        cursor
+    };
     let mut visited = 0;
     while pos > 0 && visited < count.max(1) {
         pos -= 1;

@@ -28,7 +28,9 @@ pub fn value_digest(value: &Value) -> Digest {
     let mut acc = [0u8; 20];
     match value {
         Value::Str(_) | Value::Int(_) | Value::Raw(_) => {
-            acc = value.with_string(|s| sha1(&[b"string", s])).expect("string value");
+            acc = value
+                .with_string(|s| sha1(&[b"string", s]))
+                .expect("string value");
         }
         Value::List(list) => {
             let mut h = sha1_smol::Sha1::new();

@@ -33,7 +33,11 @@ impl Default for Keyspace {
 
 impl Keyspace {
     pub fn new() -> Keyspace {
-        Keyspace { dbs: (0..DATABASES).map(|_| Db::new()).collect(), dirty: 0, expired_keys: 0 }
+        Keyspace {
+            dbs: (0..DATABASES).map(|_| Db::new()).collect(),
+            dirty: 0,
+            expired_keys: 0,
+        }
     }
 
     /// Switches between primary (deletes expired keys) and replica (waits

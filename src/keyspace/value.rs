@@ -90,7 +90,9 @@ impl Value {
     pub fn string_bytes(&self) -> Option<Bytes> {
         match self {
             Value::Str(b) => Some(Bytes::copy_from_slice(b)),
-            Value::Int(n) => Some(Bytes::copy_from_slice(itoa::Buffer::new().format(*n).as_bytes())),
+            Value::Int(n) => Some(Bytes::copy_from_slice(
+                itoa::Buffer::new().format(*n).as_bytes(),
+            )),
             Value::Raw(v) => Some(Bytes::copy_from_slice(v)),
             _ => None,
         }
@@ -132,11 +134,17 @@ impl Value {
             Value::Int(_) => "int",
             Value::Str(b) if b.len() <= 44 => "embstr",
             Value::Str(_) | Value::Raw(_) => "raw",
-            Value::Hash(h) if h.len() <= 128 && h.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) => "listpack",
+            Value::Hash(h)
+                if h.len() <= 128 && h.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) =>
+            {
+                "listpack"
+            }
             Value::Hash(_) => "hashtable",
             Value::List(l) if l.len() <= 128 => "listpack",
             Value::List(_) => "quicklist",
-            Value::Set(s) if s.len() <= 512 && s.iter().all(|m| canonical_i64(m).is_some()) => "intset",
+            Value::Set(s) if s.len() <= 512 && s.iter().all(|m| canonical_i64(m).is_some()) => {
+                "intset"
+            }
             Value::Set(s) if s.len() <= 128 && s.iter().all(|m| m.len() <= 64) => "listpack",
             Value::Set(_) => "hashtable",
             Value::ZSet(z) if z.len() <= 128 => "listpack",
@@ -150,7 +158,10 @@ impl Value {
             Value::Str(b) => b.heap_bytes(),
             Value::Int(_) => 0,
             Value::Raw(v) => v.capacity() + 40,
-            Value::Hash(h) => h.iter().map(|(k, v)| 56 + k.heap_bytes() + v.heap_bytes()).sum(),
+            Value::Hash(h) => h
+                .iter()
+                .map(|(k, v)| 56 + k.heap_bytes() + v.heap_bytes())
+                .sum(),
             Value::List(l) => l.iter().map(|m| 24 + m.heap_bytes()).sum(),
             Value::Set(s) => s.iter().map(|m| 40 + m.heap_bytes()).sum(),
             Value::ZSet(z) => z.approx_bytes(),
@@ -165,7 +176,8 @@ pub fn canonical_i64(bytes: &[u8]) -> Option<i64> {
         return None;
     }
     let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    if digits.is_empty() || (digits[0] == b'0' && (digits.len() > 1 || bytes.len() != digits.len())) {
+    if digits.is_empty() || (digits[0] == b'0' && (digits.len() > 1 || bytes.len() != digits.len()))
+    {
         return None;
     }
     let mut value: i64 = 0;
@@ -176,7 +188,11 @@ pub fn canonical_i64(bytes: &[u8]) -> Option<i64> {
         }
         let digit = (d - b'0') as i64;
         value = value.checked_mul(10)?;
-        value = if negative { value.checked_sub(digit)? } else { value.checked_add(digit)? };
+        value = if negative {
+            value.checked_sub(digit)?
+        } else {
+            value.checked_add(digit)?
+        };
     }
     Some(value)
 }

@@ -61,7 +61,10 @@ impl Default for ZSet {
 }
 
 fn cmp_entry(score: f64, member: &[u8], other_score: f64, other_member: &[u8]) -> Ordering {
-    score.partial_cmp(&other_score).unwrap_or(Ordering::Equal).then_with(|| member.cmp(other_member))
+    score
+        .partial_cmp(&other_score)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| member.cmp(other_member))
 }
 
 impl ScoreBound {
@@ -102,8 +105,27 @@ impl LexBound {
 
 impl ZSet {
     pub fn new() -> ZSet {
-        let header = Node { member: Blob::new(b""), score: 0.0, backward: NIL, links: vec![Link { forward: NIL, span: 0 }; MAX_LEVEL].into_boxed_slice() };
-        ZSet { scores: Map::default(), nodes: vec![header], free: Vec::new(), tail: NIL, level: 1, rng: 0x2545_f491_4f6c_dd1d }
+        let header = Node {
+            member: Blob::new(b""),
+            score: 0.0,
+            backward: NIL,
+            links: vec![
+                Link {
+                    forward: NIL,
+                    span: 0
+                };
+                MAX_LEVEL
+            ]
+            .into_boxed_slice(),
+        };
+        ZSet {
+            scores: Map::default(),
+            nodes: vec![header],
+            free: Vec::new(),
+            tail: NIL,
+            level: 1,
+            rng: 0x2545_f491_4f6c_dd1d,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -125,7 +147,10 @@ impl ZSet {
     }
 
     pub fn approx_bytes(&self) -> usize {
-        self.scores.iter().map(|(m, _)| 2 * m.heap_bytes() + 120).sum()
+        self.scores
+            .iter()
+            .map(|(m, _)| 2 * m.heap_bytes() + 120)
+            .sum()
     }
 
     /// Sets `member`'s score, inserting it if absent. Returns the previous score.
@@ -181,12 +206,20 @@ impl ZSet {
 
     /// Iterates ascending from 0-based rank `start` (inclusive).
     pub fn iter_from_rank(&self, start: usize) -> ZIter<'_> {
-        ZIter { set: self, at: self.node_at_rank(start), reverse: false }
+        ZIter {
+            set: self,
+            at: self.node_at_rank(start),
+            reverse: false,
+        }
     }
 
     /// Iterates descending from 0-based ascending rank `start`.
     pub fn iter_rev_from_rank(&self, start: usize) -> ZIter<'_> {
-        ZIter { set: self, at: self.node_at_rank(start), reverse: true }
+        ZIter {
+            set: self,
+            at: self.node_at_rank(start),
+            reverse: true,
+        }
     }
 
     fn node_at_rank(&self, rank0: usize) -> u32 {
@@ -295,7 +328,19 @@ impl ZSet {
             }
             self.level = level;
         }
-        let node = Node { member, score, backward: NIL, links: vec![Link { forward: NIL, span: 0 }; level].into_boxed_slice() };
+        let node = Node {
+            member,
+            score,
+            backward: NIL,
+            links: vec![
+                Link {
+                    forward: NIL,
+                    span: 0
+                };
+                level
+            ]
+            .into_boxed_slice(),
+        };
         let idx = match self.free.pop() {
             Some(idx) => {
                 self.nodes[idx as usize] = node;
@@ -310,8 +355,14 @@ impl ZSet {
             let prev = update[i] as usize;
             let prev_link = self.nodes[prev].links[i];
             let distance = (rank[0] - rank[i]) as u32;
-            self.nodes[idx as usize].links[i] = Link { forward: prev_link.forward, span: prev_link.span - distance };
-            self.nodes[prev].links[i] = Link { forward: idx, span: distance + 1 };
+            self.nodes[idx as usize].links[i] = Link {
+                forward: prev_link.forward,
+                span: prev_link.span - distance,
+            };
+            self.nodes[prev].links[i] = Link {
+                forward: idx,
+                span: distance + 1,
+            };
         }
         #[allow(clippy::needless_range_loop)] // i indexes both update[] and links[]
         for i in level..self.level {
@@ -396,7 +447,11 @@ impl<'a> Iterator for ZIter<'a> {
             return None;
         }
         let node = &self.set.nodes[self.at as usize];
-        self.at = if self.reverse { node.backward } else { node.links[0].forward };
+        self.at = if self.reverse {
+            node.backward
+        } else {
+            node.links[0].forward
+        };
         Some((&node.member, node.score))
     }
 }

@@ -105,7 +105,8 @@ pub struct SnapshotWriter<W: Write> {
 
 impl<W: Write> SnapshotWriter<W> {
     pub fn new(mut inner: W, header: &SnapshotHeader) -> Result<Self, SnapshotError> {
-        let header_bytes = postcard::to_stdvec(header).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        let header_bytes =
+            postcard::to_stdvec(header).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         inner.write_all(MAGIC)?;
         inner.write_all(&FORMAT_VERSION.to_le_bytes())?;
         inner.write_all(&(header_bytes.len() as u32).to_le_bytes())?;
@@ -114,14 +115,20 @@ impl<W: Write> SnapshotWriter<W> {
         encoder.include_checksum(true)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&header_bytes);
-        Ok(SnapshotWriter { encoder, crc, records: 0 })
+        Ok(SnapshotWriter {
+            encoder,
+            crc,
+            records: 0,
+        })
     }
 
     pub fn write(&mut self, record: &Record) -> Result<(), SnapshotError> {
-        let bytes = postcard::to_stdvec(record).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        let bytes =
+            postcard::to_stdvec(record).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         self.crc.update(&bytes);
         self.records += 1;
-        self.encoder.write_all(&(bytes.len() as u32).to_le_bytes())?;
+        self.encoder
+            .write_all(&(bytes.len() as u32).to_le_bytes())?;
         self.encoder.write_all(&bytes)?;
         Ok(())
     }
@@ -143,10 +150,19 @@ impl<W: Write> SnapshotWriter<W> {
         Ok(())
     }
 
-    fn write_key(&mut self, key: &Blob, value: &Value, expire_ms: Option<i64>) -> Result<(), SnapshotError> {
+    fn write_key(
+        &mut self,
+        key: &Blob,
+        value: &Value,
+        expire_ms: Option<i64>,
+    ) -> Result<(), SnapshotError> {
         let mut chunks = payload_chunks(value).into_iter();
         let first = chunks.next().unwrap_or(Payload::Str(Vec::new()));
-        self.write(&Record::Key { key: key.to_vec(), expire_ms, payload: first })?;
+        self.write(&Record::Key {
+            key: key.to_vec(),
+            expire_ms,
+            payload: first,
+        })?;
         for chunk in chunks {
             self.write(&Record::More(chunk))?;
         }
@@ -155,9 +171,13 @@ impl<W: Write> SnapshotWriter<W> {
 
     /// Writes the end record and flushes; returns the inner writer.
     pub fn finish(mut self) -> Result<W, SnapshotError> {
-        let end = Record::End { records: self.records, crc32: self.crc.clone().finalize() };
+        let end = Record::End {
+            records: self.records,
+            crc32: self.crc.clone().finalize(),
+        };
         let bytes = postcard::to_stdvec(&end).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
-        self.encoder.write_all(&(bytes.len() as u32).to_le_bytes())?;
+        self.encoder
+            .write_all(&(bytes.len() as u32).to_le_bytes())?;
         self.encoder.write_all(&bytes)?;
         let mut inner = self.encoder.finish()?;
         inner.flush()?;
@@ -170,14 +190,25 @@ fn payload_chunks(value: &Value) -> Vec<Payload> {
         if items.is_empty() {
             return vec![wrap(Vec::new())];
         }
-        items.chunks(CHUNK_ITEMS).map(|c| wrap(c.to_vec())).collect()
+        items
+            .chunks(CHUNK_ITEMS)
+            .map(|c| wrap(c.to_vec()))
+            .collect()
     }
     match value {
-        Value::Str(_) | Value::Int(_) | Value::Raw(_) => vec![Payload::Str(value.with_string(|s| s.to_vec()).unwrap_or_default())],
+        Value::Str(_) | Value::Int(_) | Value::Raw(_) => vec![Payload::Str(
+            value.with_string(|s| s.to_vec()).unwrap_or_default(),
+        )],
         Value::List(l) => chunked(l.iter().map(|m| m.to_vec()).collect(), Payload::List),
-        Value::Hash(h) => chunked(h.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect(), Payload::Hash),
+        Value::Hash(h) => chunked(
+            h.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect(),
+            Payload::Hash,
+        ),
         Value::Set(s) => chunked(s.iter().map(|m| m.to_vec()).collect(), Payload::Set),
-        Value::ZSet(z) => chunked(z.iter_from_rank(0).map(|(m, s)| (m.to_vec(), s)).collect(), Payload::ZSet),
+        Value::ZSet(z) => chunked(
+            z.iter_from_rank(0).map(|(m, s)| (m.to_vec(), s)).collect(),
+            Payload::ZSet,
+        ),
     }
 }
 
@@ -207,20 +238,36 @@ impl<R: Read> SnapshotReader<R> {
         read_exact(&mut inner, &mut len)?;
         let len = u32::from_le_bytes(len) as usize;
         if len > MAX_HEADER_BYTES {
-            return Err(SnapshotError::Corrupt(format!("header length {len} is too large")));
+            return Err(SnapshotError::Corrupt(format!(
+                "header length {len} is too large"
+            )));
         }
         let mut header = vec![0u8; len];
         read_exact(&mut inner, &mut header)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&header);
         let header = if version == 1 {
-            let v1: HeaderV1 = postcard::from_bytes(&header).map_err(|e| SnapshotError::Corrupt(format!("header: {e}")))?;
-            SnapshotHeader { created_unix_ms: v1.created_unix_ms, repl_id: v1.repl_id, repl_offset: v1.repl_offset, node: v1.node, repl_db: 0 }
+            let v1: HeaderV1 = postcard::from_bytes(&header)
+                .map_err(|e| SnapshotError::Corrupt(format!("header: {e}")))?;
+            SnapshotHeader {
+                created_unix_ms: v1.created_unix_ms,
+                repl_id: v1.repl_id,
+                repl_offset: v1.repl_offset,
+                node: v1.node,
+                repl_db: 0,
+            }
         } else {
-            postcard::from_bytes(&header).map_err(|e| SnapshotError::Corrupt(format!("header: {e}")))?
+            postcard::from_bytes(&header)
+                .map_err(|e| SnapshotError::Corrupt(format!("header: {e}")))?
         };
         let decoder = zstd::stream::read::Decoder::new(inner)?;
-        Ok(SnapshotReader { decoder, crc, records: 0, finished: false, header })
+        Ok(SnapshotReader {
+            decoder,
+            crc,
+            records: 0,
+            finished: false,
+            header,
+        })
     }
 
     /// The next data record; `Ok(None)` after a verified end record.
@@ -232,14 +279,19 @@ impl<R: Read> SnapshotReader<R> {
         read_exact(&mut self.decoder, &mut len)?;
         let len = u32::from_le_bytes(len) as usize;
         if len > MAX_RECORD_BYTES {
-            return Err(SnapshotError::Corrupt(format!("record length {len} exceeds the limit")));
+            return Err(SnapshotError::Corrupt(format!(
+                "record length {len} exceeds the limit"
+            )));
         }
         let mut bytes = Vec::new();
-        (&mut self.decoder).take(len as u64).read_to_end(&mut bytes)?;
+        (&mut self.decoder)
+            .take(len as u64)
+            .read_to_end(&mut bytes)?;
         if bytes.len() != len {
             return Err(SnapshotError::Truncated);
         }
-        let record: Record = postcard::from_bytes(&bytes).map_err(|e| SnapshotError::Corrupt(format!("record {}: {e}", self.records)))?;
+        let record: Record = postcard::from_bytes(&bytes)
+            .map_err(|e| SnapshotError::Corrupt(format!("record {}: {e}", self.records)))?;
         if let Record::End { records, crc32 } = record {
             if records != self.records || crc32 != self.crc.clone().finalize() {
                 return Err(SnapshotError::Corrupt("checksum mismatch".into()));
@@ -250,7 +302,9 @@ impl<R: Read> SnapshotReader<R> {
             match self.decoder.read(&mut rest) {
                 Ok(0) => {}
                 Ok(_) => return Err(SnapshotError::Corrupt("data after the end record".into())),
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(SnapshotError::Truncated),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(SnapshotError::Truncated)
+                }
                 Err(e) => return Err(SnapshotError::Corrupt(format!("compressed stream: {e}"))),
             }
             self.finished = true;
@@ -280,19 +334,28 @@ pub struct KeyspaceBuilder {
 
 impl KeyspaceBuilder {
     pub fn new() -> Self {
-        KeyspaceBuilder { dbs: (0..DATABASES).map(|_| Db::new()).collect(), ..Default::default() }
+        KeyspaceBuilder {
+            dbs: (0..DATABASES).map(|_| Db::new()).collect(),
+            ..Default::default()
+        }
     }
 
     pub fn apply(&mut self, record: Record) -> Result<(), SnapshotError> {
         match record {
             Record::SelectDb(i) => {
                 if i as usize >= DATABASES {
-                    return Err(SnapshotError::Corrupt(format!("database index {i} out of range")));
+                    return Err(SnapshotError::Corrupt(format!(
+                        "database index {i} out of range"
+                    )));
                 }
                 self.current_db = i as usize;
                 self.last_key = None;
             }
-            Record::Key { key, expire_ms, payload } => {
+            Record::Key {
+                key,
+                expire_ms,
+                payload,
+            } => {
                 let value = new_value(payload);
                 let db = &mut self.dbs[self.current_db];
                 db.set(&key, value, false);
@@ -303,12 +366,19 @@ impl KeyspaceBuilder {
                 self.last_key = Some(key);
             }
             Record::More(payload) => {
-                let key = self.last_key.as_ref().ok_or_else(|| SnapshotError::Corrupt("continuation without a key".into()))?;
+                let key = self
+                    .last_key
+                    .as_ref()
+                    .ok_or_else(|| SnapshotError::Corrupt("continuation without a key".into()))?;
                 let db = &mut self.dbs[self.current_db];
-                let value = db.get_mut(key, i64::MIN).ok_or_else(|| SnapshotError::Corrupt("continuation of a missing key".into()))?;
+                let value = db.get_mut(key, i64::MIN).ok_or_else(|| {
+                    SnapshotError::Corrupt("continuation of a missing key".into())
+                })?;
                 extend_value(value, payload)?;
             }
-            Record::End { .. } => return Err(SnapshotError::Corrupt("unexpected end record".into())),
+            Record::End { .. } => {
+                return Err(SnapshotError::Corrupt("unexpected end record".into()))
+            }
         }
         Ok(())
     }
@@ -321,9 +391,18 @@ impl KeyspaceBuilder {
 fn new_value(payload: Payload) -> Value {
     match payload {
         Payload::Str(s) => Value::string(&s),
-        Payload::List(items) => Value::List(Arc::new(items.iter().map(|m| Blob::new(m)).collect::<ListValue>())),
-        Payload::Hash(pairs) => Value::Hash(Arc::new(pairs.iter().map(|(f, v)| (Blob::new(f), Blob::new(v))).collect::<HashValue>())),
-        Payload::Set(items) => Value::Set(Arc::new(items.iter().map(|m| Blob::new(m)).collect::<SetValue>())),
+        Payload::List(items) => Value::List(Arc::new(
+            items.iter().map(|m| Blob::new(m)).collect::<ListValue>(),
+        )),
+        Payload::Hash(pairs) => Value::Hash(Arc::new(
+            pairs
+                .iter()
+                .map(|(f, v)| (Blob::new(f), Blob::new(v)))
+                .collect::<HashValue>(),
+        )),
+        Payload::Set(items) => Value::Set(Arc::new(
+            items.iter().map(|m| Blob::new(m)).collect::<SetValue>(),
+        )),
         Payload::ZSet(items) => {
             let mut z = ZSet::new();
             for (m, s) in items {
@@ -336,26 +415,42 @@ fn new_value(payload: Payload) -> Value {
 
 fn extend_value(value: &mut Value, payload: Payload) -> Result<(), SnapshotError> {
     match (value, payload) {
-        (Value::List(l), Payload::List(items)) => Arc::make_mut(l).extend(items.iter().map(|m| Blob::new(m))),
-        (Value::Hash(h), Payload::Hash(pairs)) => Arc::make_mut(h).extend(pairs.iter().map(|(f, v)| (Blob::new(f), Blob::new(v)))),
-        (Value::Set(s), Payload::Set(items)) => Arc::make_mut(s).extend(items.iter().map(|m| Blob::new(m))),
+        (Value::List(l), Payload::List(items)) => {
+            Arc::make_mut(l).extend(items.iter().map(|m| Blob::new(m)))
+        }
+        (Value::Hash(h), Payload::Hash(pairs)) => {
+            Arc::make_mut(h).extend(pairs.iter().map(|(f, v)| (Blob::new(f), Blob::new(v))))
+        }
+        (Value::Set(s), Payload::Set(items)) => {
+            Arc::make_mut(s).extend(items.iter().map(|m| Blob::new(m)))
+        }
         (Value::ZSet(z), Payload::ZSet(items)) => {
             let z = Arc::make_mut(z);
             for (m, s) in items {
                 z.insert(&m, s);
             }
         }
-        _ => return Err(SnapshotError::Corrupt("continuation of a different type".into())),
+        _ => {
+            return Err(SnapshotError::Corrupt(
+                "continuation of a different type".into(),
+            ))
+        }
     }
     Ok(())
 }
 
 /// Writes `dbs` to `path` atomically: temp file, fsync, rename, fsync dir.
-pub fn save_to_file(path: &Path, dbs: &[Db], header: &SnapshotHeader, now_ms: i64) -> Result<u64, SnapshotError> {
+pub fn save_to_file(
+    path: &Path,
+    dbs: &[Db],
+    header: &SnapshotHeader,
+    now_ms: i64,
+) -> Result<u64, SnapshotError> {
     let tmp = temp_path(path);
     let result = (|| {
         let file = std::fs::File::create(&tmp)?;
-        let mut writer = SnapshotWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), header)?;
+        let mut writer =
+            SnapshotWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), header)?;
         writer.write_dbs(dbs, now_ms)?;
         let buf = writer.finish()?;
         let file = buf.into_inner().map_err(|e| e.into_error())?;
@@ -396,13 +491,20 @@ pub fn install(ks: &mut Keyspace, dbs: Vec<Db>) {
 }
 
 fn temp_path(path: &Path) -> std::path::PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 fn sync_parent(path: &Path) {
     if let Some(parent) = path.parent() {
-        let dir = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        let dir = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -432,7 +534,9 @@ mod tests {
         db.set(b"s", Value::string(b"hello"), false);
         db.set(b"n", Value::string(b"42"), false);
         db.set_expire(b"n", i64::MAX / 2);
-        let list: ListValue = (0..3000).map(|i| Blob::new(format!("item{i}").as_bytes())).collect();
+        let list: ListValue = (0..3000)
+            .map(|i| Blob::new(format!("item{i}").as_bytes()))
+            .collect();
         db.set(b"l", Value::List(Arc::new(list)), false);
         let mut z = ZSet::new();
         z.insert(b"a", 1.5);
@@ -442,7 +546,11 @@ mod tests {
     }
 
     fn to_bytes(dbs: &[Db]) -> Vec<u8> {
-        let header = SnapshotHeader { repl_id: "abc".into(), repl_offset: 77, ..Default::default() };
+        let header = SnapshotHeader {
+            repl_id: "abc".into(),
+            repl_offset: 77,
+            ..Default::default()
+        };
         let mut w = SnapshotWriter::new(Vec::new(), &header).unwrap();
         w.write_dbs(dbs, 0).unwrap();
         w.finish().unwrap()
@@ -475,7 +583,10 @@ mod tests {
     fn every_truncation_and_bit_flip_is_refused() {
         let bytes = to_bytes(&sample());
         for cut in (0..bytes.len()).step_by(7) {
-            assert!(from_bytes(&bytes[..cut]).is_err(), "truncated at {cut} accepted");
+            assert!(
+                from_bytes(&bytes[..cut]).is_err(),
+                "truncated at {cut} accepted"
+            );
         }
         for pos in (0..bytes.len()).step_by(11) {
             let mut corrupt = bytes.clone();

@@ -67,7 +67,11 @@ fn decimal_digits(mut n: usize) -> usize {
 
 /// Length of `args` encoded as a canonical RESP array of bulk strings.
 fn canonical_len(args: &[Bytes]) -> usize {
-    3 + decimal_digits(args.len()) + args.iter().map(|a| 5 + decimal_digits(a.len()) + a.len()).sum::<usize>()
+    3 + decimal_digits(args.len())
+        + args
+            .iter()
+            .map(|a| 5 + decimal_digits(a.len()) + a.len())
+            .sum::<usize>()
 }
 
 impl UnitSplitter {
@@ -89,7 +93,10 @@ impl UnitSplitter {
 
     /// Feeds stream bytes; returns the units they complete, in order.
     pub fn handle_bytes(&mut self, bytes: &[u8]) -> Result<Units, ApplyError> {
-        let limits = DecodeLimits { max_bulk_bytes: 1 << 30, max_multibulk_len: 1 << 24 };
+        let limits = DecodeLimits {
+            max_bulk_bytes: 1 << 30,
+            max_multibulk_len: 1 << 24,
+        };
         let mut units = Vec::new();
         self.input.extend_from_slice(bytes);
         self.buf.extend_from_slice(bytes);
@@ -101,7 +108,9 @@ impl UnitSplitter {
             // The stream is canonical RESP (the bytes forwarded are exactly
             // what a re-encoding would give); anything else is refused.
             if canonical_len(&args) != self.consumed - self.command_end {
-                return Err(ApplyError::Structure("the stream must carry commands as RESP arrays"));
+                return Err(ApplyError::Structure(
+                    "the stream must carry commands as RESP arrays",
+                ));
             }
             self.command_end = self.consumed;
             if is(&args[0], "multi") {
@@ -112,7 +121,9 @@ impl UnitSplitter {
                 continue;
             }
             if is(&args[0], "exec") {
-                let Some(commands) = self.tx.take() else { return Err(ApplyError::Structure("EXEC without MULTI")) };
+                let Some(commands) = self.tx.take() else {
+                    return Err(ApplyError::Structure("EXEC without MULTI"));
+                };
                 units.push(Unit { commands });
                 self.unit_end = self.command_end;
                 continue;
@@ -120,7 +131,9 @@ impl UnitSplitter {
             match &mut self.tx {
                 Some(commands) => commands.push(args),
                 None => {
-                    units.push(Unit { commands: vec![args] });
+                    units.push(Unit {
+                        commands: vec![args],
+                    });
                     self.unit_end = self.command_end;
                 }
             }
@@ -163,7 +176,15 @@ mod tests {
 
     #[test]
     fn units_survive_any_split() {
-        let stream = wire(&[&["SELECT", "0"], &["SET", "a", "1"], &["MULTI"], &["INCR", "a"], &["INCR", "b"], &["EXEC"], &["DEL", "a"]]);
+        let stream = wire(&[
+            &["SELECT", "0"],
+            &["SET", "a", "1"],
+            &["MULTI"],
+            &["INCR", "a"],
+            &["INCR", "b"],
+            &["EXEC"],
+            &["DEL", "a"],
+        ]);
         for split in 0..stream.len() {
             let mut s = UnitSplitter::new();
             let first = s.handle_bytes(&stream[..split]).unwrap();
@@ -185,7 +206,10 @@ mod tests {
         assert_eq!(s.pending_bytes(), open.len());
         let done = s.handle_bytes(&wire(&[&["EXEC"], &["PING"]])).unwrap();
         assert_eq!(done.units.len(), 2);
-        assert_eq!(done.raw, wire(&[&["MULTI"], &["INCR", "a"], &["EXEC"], &["PING"]]));
+        assert_eq!(
+            done.raw,
+            wire(&[&["MULTI"], &["INCR", "a"], &["EXEC"], &["PING"]])
+        );
         assert_eq!(s.pending_bytes(), 0);
     }
 
@@ -195,13 +219,30 @@ mod tests {
         let mut raw = Vec::new();
         // Whole units, and units followed by an incomplete one, with the
         // buffers handed back each time.
-        for (i, chunk) in [wire(&[&["SET", "a", "1"]]), wire(&[&["INCR", "a"], &["MULTI"]]), wire(&[&["INCR", "b"], &["EXEC"], &["DEL", "a"]])].iter().enumerate() {
+        for (i, chunk) in [
+            wire(&[&["SET", "a", "1"]]),
+            wire(&[&["INCR", "a"], &["MULTI"]]),
+            wire(&[&["INCR", "b"], &["EXEC"], &["DEL", "a"]]),
+        ]
+        .iter()
+        .enumerate()
+        {
             let units = s.handle_bytes(chunk).unwrap();
             raw.extend_from_slice(&units.raw);
             assert_eq!(units.units.len(), [1, 1, 2][i]);
             s.recycle(units.raw);
         }
-        assert_eq!(raw, wire(&[&["SET", "a", "1"], &["INCR", "a"], &["MULTI"], &["INCR", "b"], &["EXEC"], &["DEL", "a"]]));
+        assert_eq!(
+            raw,
+            wire(&[
+                &["SET", "a", "1"],
+                &["INCR", "a"],
+                &["MULTI"],
+                &["INCR", "b"],
+                &["EXEC"],
+                &["DEL", "a"]
+            ])
+        );
         assert_eq!(s.pending_bytes(), 0);
     }
 
@@ -217,9 +258,21 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(UnitSplitter::new().handle_bytes(b"*2\r\n$3\r\nfoo\r\nxx\r\n").is_err());
-        assert!(UnitSplitter::new().handle_bytes(&wire(&[&["EXEC"]])).is_err());
-        assert!(UnitSplitter::new().handle_bytes(b"PING\r\n").is_err(), "inline commands are not stream commands");
-        assert!(UnitSplitter::new().handle_bytes(b"*1\r\n$04\r\nPING\r\n").is_err(), "non-canonical lengths are refused");
+        assert!(UnitSplitter::new()
+            .handle_bytes(b"*2\r\n$3\r\nfoo\r\nxx\r\n")
+            .is_err());
+        assert!(UnitSplitter::new()
+            .handle_bytes(&wire(&[&["EXEC"]]))
+            .is_err());
+        assert!(
+            UnitSplitter::new().handle_bytes(b"PING\r\n").is_err(),
+            "inline commands are not stream commands"
+        );
+        assert!(
+            UnitSplitter::new()
+                .handle_bytes(b"*1\r\n$04\r\nPING\r\n")
+                .is_err(),
+            "non-canonical lengths are refused"
+        );
     }
 }

@@ -42,7 +42,11 @@ pub enum LogError {
     #[error("log directory {dir}: {source}")]
     Io { dir: String, source: std::io::Error },
     #[error("log segments are not contiguous: {file} starts at offset {found}, but the previous segment ends at {expected}")]
-    Gap { file: String, expected: u64, found: u64 },
+    Gap {
+        file: String,
+        expected: u64,
+        found: u64,
+    },
 }
 
 /// What reading a stretch of the log unit by unit found.
@@ -61,7 +65,11 @@ pub enum LogProblem {
     /// The last unit is cut short (a crash mid-write).
     Torn,
     /// Malformed bytes after `good_end`, in `file` at byte `position`.
-    Corrupt { file: PathBuf, position: u64, reason: String },
+    Corrupt {
+        file: PathBuf,
+        position: u64,
+        reason: String,
+    },
 }
 
 /// What `quire log check` found in a log directory.
@@ -76,10 +84,26 @@ pub struct LogCheck {
 /// Walks the segment files in `dir` unit by unit (offline: `quire log
 /// check`).
 pub fn check_dir(dir: &Path) -> Result<LogCheck, LogError> {
-    let backlog = Backlog::new(0, BacklogConfig { capacity: u64::MAX, memory_bytes: 0, segment_bytes: u64::MAX, dir: Some(dir.to_path_buf()) });
+    let backlog = Backlog::new(
+        0,
+        BacklogConfig {
+            capacity: u64::MAX,
+            memory_bytes: 0,
+            segment_bytes: u64::MAX,
+            dir: Some(dir.to_path_buf()),
+        },
+    );
     let (start, end) = backlog.open_existing()?.unwrap_or((0, 0));
-    let walk = backlog.walk(start, end, |_| {}).map_err(|c| LogError::Io { dir: dir.display().to_string(), source: std::io::Error::other(c.to_string()) })?;
-    Ok(LogCheck { start, end, segments: backlog.segments(), walk })
+    let walk = backlog.walk(start, end, |_| {}).map_err(|c| LogError::Io {
+        dir: dir.display().to_string(),
+        source: std::io::Error::other(c.to_string()),
+    })?;
+    Ok(LogCheck {
+        start,
+        end,
+        segments: backlog.segments(),
+        walk,
+    })
 }
 
 /// How a backlog is laid out.
@@ -98,7 +122,12 @@ pub struct BacklogConfig {
 
 impl BacklogConfig {
     pub fn memory(capacity: u64) -> BacklogConfig {
-        BacklogConfig { capacity, memory_bytes: capacity as usize, segment_bytes: 64 << 20, dir: None }
+        BacklogConfig {
+            capacity,
+            memory_bytes: capacity as usize,
+            segment_bytes: 64 << 20,
+            dir: None,
+        }
     }
 }
 
@@ -169,8 +198,17 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<Segment>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(start) = name.strip_suffix(".seg").and_then(|s| s.parse::<u64>().ok()) else { continue };
-        segments.push(Segment { start, len: entry.metadata()?.len(), path: entry.path() });
+        let Some(start) = name
+            .strip_suffix(".seg")
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        segments.push(Segment {
+            start,
+            len: entry.metadata()?.len(),
+            path: entry.path(),
+        });
     }
     segments.sort_by_key(|s| s.start);
     Ok(segments)
@@ -182,19 +220,30 @@ impl Inner {
     fn trim(&mut self) -> Vec<PathBuf> {
         let mut removed = Vec::new();
         if self.disk {
-            let keep_from = self.end_offset.saturating_sub(self.config.capacity).min(self.retain_from);
+            let keep_from = self
+                .end_offset
+                .saturating_sub(self.config.capacity)
+                .min(self.retain_from);
             while self.segments.len() > 1 && self.segments[1].start <= keep_from {
                 if let Some(seg) = self.segments.pop_front() {
                     removed.push(seg.path);
                 }
             }
-            self.start_offset = self.segments.front().map(|s| s.start).unwrap_or(self.written).min(self.end_offset);
+            self.start_offset = self
+                .segments
+                .front()
+                .map(|s| s.start)
+                .unwrap_or(self.written)
+                .min(self.end_offset);
             if self.segments.is_empty() {
                 // Nothing on disk yet: what memory holds is the history.
                 self.start_offset = self.end_offset - self.memory.len() as u64;
             }
         } else {
-            let excess = self.memory.len().saturating_sub(self.config.capacity.max(1) as usize);
+            let excess = self
+                .memory
+                .len()
+                .saturating_sub(self.config.capacity.max(1) as usize);
             self.memory.drain(..excess);
             self.start_offset = self.end_offset - self.memory.len() as u64;
         }
@@ -289,15 +338,26 @@ impl Backlog {
     /// between segments is an error naming the file; nothing is changed.
     pub fn open_existing(&self) -> Result<Option<(u64, u64)>, LogError> {
         let mut inner = self.inner.lock();
-        let Some(dir) = inner.config.dir.clone().filter(|_| inner.disk) else { return Ok(None) };
-        let io_err = |source| LogError::Io { dir: dir.display().to_string(), source };
+        let Some(dir) = inner.config.dir.clone().filter(|_| inner.disk) else {
+            return Ok(None);
+        };
+        let io_err = |source| LogError::Io {
+            dir: dir.display().to_string(),
+            source,
+        };
         let segments = list_segments(&dir).map_err(io_err)?;
         for w in segments.windows(2) {
             if w[0].start + w[0].len != w[1].start {
-                return Err(LogError::Gap { file: w[1].path.display().to_string(), expected: w[0].start + w[0].len, found: w[1].start });
+                return Err(LogError::Gap {
+                    file: w[1].path.display().to_string(),
+                    expected: w[0].start + w[0].len,
+                    found: w[1].start,
+                });
             }
         }
-        let (Some(first), Some(last)) = (segments.first(), segments.last()) else { return Ok(None) };
+        let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+            return Ok(None);
+        };
         let (start, end) = (first.start, last.start + last.len);
         inner.history += 1;
         inner.segments = segments.into();
@@ -321,9 +381,14 @@ impl Backlog {
         io.file = None;
         io.unsynced.clear();
         let mut inner = self.inner.lock();
-        let Some(dir) = inner.config.dir.clone().filter(|_| inner.disk) else { return Ok(None) };
+        let Some(dir) = inner.config.dir.clone().filter(|_| inner.disk) else {
+            return Ok(None);
+        };
         inner.segments.clear();
-        let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = dir
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         name.push(format!(".discarded-{unix_ms}"));
         let aside = dir.with_file_name(name);
         std::fs::rename(&dir, &aside)?;
@@ -348,7 +413,10 @@ impl Backlog {
         }
         if let Some(seg) = inner.segments.back_mut() {
             if seg.start + seg.len > offset {
-                OpenOptions::new().write(true).open(&seg.path)?.set_len(offset - seg.start)?;
+                OpenOptions::new()
+                    .write(true)
+                    .open(&seg.path)?
+                    .set_len(offset - seg.start)?;
                 seg.len = offset - seg.start;
             }
         }
@@ -455,7 +523,10 @@ impl Backlog {
     /// snapshot's offset.
     pub fn bytes_since_snapshot(&self) -> u64 {
         let inner = self.inner.lock();
-        inner.end_offset - inner.retain_from.clamp(inner.start_offset, inner.end_offset)
+        inner.end_offset
+            - inner
+                .retain_from
+                .clamp(inner.start_offset, inner.end_offset)
     }
 
     /// Adds stream bytes (under the dataset lock: memory only, no IO).
@@ -468,7 +539,10 @@ impl Backlog {
         inner.end_offset += data.len() as u64;
         if inner.disk {
             inner.pending.extend_from_slice(data);
-            let keep = inner.config.memory_bytes.max((inner.end_offset - inner.written) as usize);
+            let keep = inner
+                .config
+                .memory_bytes
+                .max((inner.end_offset - inner.written) as usize);
             let excess = inner.memory.len().saturating_sub(keep);
             inner.memory.drain(..excess);
         } else {
@@ -489,8 +563,18 @@ impl Backlog {
                 return Ok(inner.written);
             }
             let chunk = std::mem::take(&mut inner.pending);
-            let roll = io.file.is_none() || inner.segments.back().is_none_or(|s| s.len >= inner.config.segment_bytes);
-            (inner.written, chunk, roll, inner.config.dir.clone().unwrap_or_default(), inner.history)
+            let roll = io.file.is_none()
+                || inner
+                    .segments
+                    .back()
+                    .is_none_or(|s| s.len >= inner.config.segment_bytes);
+            (
+                inner.written,
+                chunk,
+                roll,
+                inner.config.dir.clone().unwrap_or_default(),
+                inner.history,
+            )
         };
         let result = self.write_chunk(&mut io, from, &chunk, roll, &dir);
         let mut inner = self.inner.lock();
@@ -501,7 +585,11 @@ impl Backlog {
             Ok(new_segment) => {
                 if let Some(path) = new_segment {
                     if inner.segments.back().is_none_or(|s| s.start != from) {
-                        inner.segments.push_back(Segment { start: from, len: 0, path });
+                        inner.segments.push_back(Segment {
+                            start: from,
+                            len: 0,
+                            path,
+                        });
                     }
                 }
                 if let Some(seg) = inner.segments.back_mut() {
@@ -509,7 +597,11 @@ impl Backlog {
                 }
                 inner.written = from + chunk.len() as u64;
                 // A failed fsync is cleared only by a good fsync.
-                if inner.write_error.as_deref().is_some_and(|e| !e.starts_with(FSYNC_ERROR)) {
+                if inner
+                    .write_error
+                    .as_deref()
+                    .is_some_and(|e| !e.starts_with(FSYNC_ERROR))
+                {
                     inner.write_error = None;
                     self.failing.store(false, Ordering::Release);
                     tracing::warn!(offset = inner.written, "log writes succeed again");
@@ -528,7 +620,11 @@ impl Backlog {
                 if inner.write_error.is_none() {
                     tracing::error!(offset = from, error = %e, "log write failed; writes are refused until it succeeds");
                 }
-                if !inner.write_error.as_deref().is_some_and(|e| e.starts_with(FSYNC_ERROR)) {
+                if !inner
+                    .write_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(FSYNC_ERROR))
+                {
                     inner.write_error = Some(e.to_string());
                 }
                 self.failing.store(true, Ordering::Release);
@@ -539,7 +635,14 @@ impl Backlog {
 
     /// Writes `chunk` at `from`, opening a new segment first when `roll`.
     /// A failed write is cut back off the file so a retry appends cleanly.
-    fn write_chunk(&self, io: &mut Io, from: u64, chunk: &[u8], roll: bool, dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    fn write_chunk(
+        &self,
+        io: &mut Io,
+        from: u64,
+        chunk: &[u8],
+        roll: bool,
+        dir: &Path,
+    ) -> std::io::Result<Option<PathBuf>> {
         let mut new_segment = None;
         if roll || io.file.is_none() {
             let path = segment_path(dir, from);
@@ -601,7 +704,11 @@ impl Backlog {
             return Err(e);
         }
         let mut inner = self.inner.lock();
-        if inner.write_error.as_deref().is_some_and(|e| e.starts_with(FSYNC_ERROR)) {
+        if inner
+            .write_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(FSYNC_ERROR))
+        {
             inner.write_error = None;
             self.failing.store(false, Ordering::Release);
             tracing::warn!(offset = target, "log fsync succeeds again");
@@ -641,7 +748,11 @@ impl Backlog {
     pub fn read(&self, history: u64, from: u64, max: usize) -> Result<Vec<u8>, Compacted> {
         let (seg, within, take) = {
             let inner = self.inner.lock();
-            let compacted = Compacted { requested: from, start: inner.start_offset, end: inner.end_offset };
+            let compacted = Compacted {
+                requested: from,
+                start: inner.start_offset,
+                end: inner.end_offset,
+            };
             if inner.history != history || from < inner.start_offset || from > inner.end_offset {
                 return Err(compacted);
             }
@@ -651,10 +762,17 @@ impl Backlog {
                 let take = (inner.memory.len() - skip).min(max);
                 return Ok(inner.memory.range(skip..skip + take).copied().collect());
             }
-            let i = inner.segments.partition_point(|s| s.start <= from).saturating_sub(1);
-            let Some(seg) = inner.segments.get(i).cloned() else { return Err(compacted) };
+            let i = inner
+                .segments
+                .partition_point(|s| s.start <= from)
+                .saturating_sub(1);
+            let Some(seg) = inner.segments.get(i).cloned() else {
+                return Err(compacted);
+            };
             let within = from - seg.start;
-            let take = (seg.len.saturating_sub(within)).min(max as u64).min(memory_start - from) as usize;
+            let take = (seg.len.saturating_sub(within))
+                .min(max as u64)
+                .min(memory_start - from) as usize;
             (seg, within, take)
         };
         use std::os::unix::fs::FileExt;
@@ -664,7 +782,11 @@ impl Backlog {
             Err(e) => {
                 tracing::warn!(error = %e, offset = from, file = %seg.path.display(), "log segment read failed");
                 let inner = self.inner.lock();
-                Err(Compacted { requested: from, start: inner.start_offset, end: inner.end_offset })
+                Err(Compacted {
+                    requested: from,
+                    start: inner.start_offset,
+                    end: inner.end_offset,
+                })
             }
         }
     }
@@ -680,15 +802,28 @@ impl Backlog {
     /// Reads `[from, to)` of the log unit by unit, handing each run of whole
     /// units to `apply` (start-up replay, `quire log check`). Stops at the
     /// first malformed unit; a unit cut short at `to` is reported torn.
-    pub fn walk(&self, from: u64, to: u64, mut apply: impl FnMut(&super::apply::Units)) -> Result<Walk, Compacted> {
+    pub fn walk(
+        &self,
+        from: u64,
+        to: u64,
+        mut apply: impl FnMut(&super::apply::Units),
+    ) -> Result<Walk, Compacted> {
         let history = self.history();
         let mut splitter = super::apply::UnitSplitter::new();
-        let mut walk = Walk { units: 0, good_end: from, problem: None };
+        let mut walk = Walk {
+            units: 0,
+            good_end: from,
+            problem: None,
+        };
         let mut at = from;
         while at < to {
             let chunk = self.read(history, at, ((to - at) as usize).min(1 << 20))?;
             if chunk.is_empty() {
-                return Err(Compacted { requested: at, start: self.start_offset(), end: self.end_offset() });
+                return Err(Compacted {
+                    requested: at,
+                    start: self.start_offset(),
+                    end: self.end_offset(),
+                });
             }
             let unit_start = at - splitter.pending_bytes() as u64;
             match splitter.handle_bytes(&chunk) {
@@ -701,7 +836,11 @@ impl Backlog {
                     // Whole units end here; what follows is malformed.
                     walk.good_end = unit_start + splitter.good_bytes() as u64;
                     let (file, position) = self.locate(walk.good_end).unwrap_or_default();
-                    walk.problem = Some(LogProblem::Corrupt { file, position, reason: e.to_string() });
+                    walk.problem = Some(LogProblem::Corrupt {
+                        file,
+                        position,
+                        reason: e.to_string(),
+                    });
                     return Ok(walk);
                 }
             }
@@ -717,7 +856,10 @@ impl Backlog {
     /// The segment holding `offset` and the position in it (error reports).
     pub fn locate(&self, offset: u64) -> Option<(PathBuf, u64)> {
         let inner = self.inner.lock();
-        let i = inner.segments.partition_point(|s| s.start <= offset).checked_sub(1)?;
+        let i = inner
+            .segments
+            .partition_point(|s| s.start <= offset)
+            .checked_sub(1)?;
         let seg = &inner.segments[i];
         Some((seg.path.clone(), offset - seg.start))
     }
@@ -740,7 +882,11 @@ const PEAK_HISTORY_SECS: usize = 600;
 
 impl Default for BacklogSizer {
     fn default() -> Self {
-        BacklogSizer { buckets: vec![0; PEAK_HISTORY_SECS], current_second: 0, last_offset: 0 }
+        BacklogSizer {
+            buckets: vec![0; PEAK_HISTORY_SECS],
+            current_second: 0,
+            last_offset: 0,
+        }
     }
 }
 
@@ -776,7 +922,9 @@ impl BacklogSizer {
 
     /// Average bytes/s over the last complete seconds.
     pub fn current_rate(&self) -> f64 {
-        let sum: u64 = (1..=RATE_WINDOW_SECS as i64).map(|back| self.buckets[self.slot(self.current_second - back)]).sum();
+        let sum: u64 = (1..=RATE_WINDOW_SECS as i64)
+            .map(|back| self.buckets[self.slot(self.current_second - back)])
+            .sum();
         sum as f64 / RATE_WINDOW_SECS as f64
     }
 
@@ -801,7 +949,12 @@ pub fn plan_bytes(rate_bytes_per_sec: f64, outage_secs: f64, safety: f64) -> u64
 /// The effective capacity: a fixed size, or — when an outage tolerance is
 /// configured — what the peak write rate needs, never below the fixed size
 /// and never above the disk budget.
-pub fn effective_capacity(size: u64, outage_secs: Option<f64>, peak_rate: f64, max_disk: u64) -> u64 {
+pub fn effective_capacity(
+    size: u64,
+    outage_secs: Option<f64>,
+    peak_rate: f64,
+    max_disk: u64,
+) -> u64 {
     let wanted = match outage_secs {
         Some(t) => size.max(plan_bytes(peak_rate, t, SAFETY_FACTOR)),
         None => size,
@@ -817,8 +970,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn disk_config(dir: &Path, capacity: u64, memory_bytes: usize, segment_bytes: u64) -> BacklogConfig {
-        BacklogConfig { capacity, memory_bytes, segment_bytes, dir: Some(dir.to_path_buf()) }
+    fn disk_config(
+        dir: &Path,
+        capacity: u64,
+        memory_bytes: usize,
+        segment_bytes: u64,
+    ) -> BacklogConfig {
+        BacklogConfig {
+            capacity,
+            memory_bytes,
+            segment_bytes,
+            dir: Some(dir.to_path_buf()),
+        }
     }
 
     proptest! {
@@ -882,7 +1045,11 @@ mod tests {
         reopened.write_pending().unwrap();
         let h = reopened.history();
         assert_eq!(reopened.read(h, 1198, 2).unwrap(), [data[698], data[699]]);
-        let total: u64 = list_segments(dir.path()).unwrap().iter().map(|s| s.len).sum();
+        let total: u64 = list_segments(dir.path())
+            .unwrap()
+            .iter()
+            .map(|s| s.len)
+            .sum();
         assert_eq!(total, 704, "the truncated bytes are gone from the files");
     }
 
@@ -901,7 +1068,11 @@ mod tests {
         backlog.append(b"new");
         backlog.write_pending().unwrap();
         assert_eq!(list_segments(&dir).unwrap().len(), 1);
-        assert_eq!(std::fs::read(segment_path(&aside, 0)).unwrap(), b"abc", "reset leaves the set-aside files alone");
+        assert_eq!(
+            std::fs::read(segment_path(&aside, 0)).unwrap(),
+            b"abc",
+            "reset leaves the set-aside files alone"
+        );
     }
 
     #[test]
@@ -911,7 +1082,10 @@ mod tests {
         std::fs::write(segment_path(dir.path(), 10), b"def").unwrap();
         let backlog = Backlog::new(0, disk_config(dir.path(), 1 << 20, 10, 100));
         let err = backlog.open_existing().unwrap_err().to_string();
-        assert!(err.contains("00000000000000000010.seg") && err.contains("ends at 3"), "{err}");
+        assert!(
+            err.contains("00000000000000000010.seg") && err.contains("ends at 3"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -923,12 +1097,23 @@ mod tests {
             backlog.append(&[7u8; 10]);
             backlog.write_pending().unwrap();
         }
-        assert!(backlog.start_offset() <= 300, "bytes since the snapshot are kept: {}", backlog.start_offset());
+        assert!(
+            backlog.start_offset() <= 300,
+            "bytes since the snapshot are kept: {}",
+            backlog.start_offset()
+        );
         backlog.set_retain_from(u64::MAX);
         backlog.append(&[7u8; 10]);
         backlog.write_pending().unwrap();
-        assert!(backlog.len() >= 250 && backlog.len() < 360, "{}", backlog.len());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), backlog.segments());
+        assert!(
+            backlog.len() >= 250 && backlog.len() < 360,
+            "{}",
+            backlog.len()
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            backlog.segments()
+        );
     }
 
     #[test]
@@ -936,13 +1121,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backlog = Backlog::new(0, disk_config(dir.path(), 1 << 20, 4, 1 << 20));
         backlog.append(b"0123456789");
-        assert_eq!(backlog.memory_len(), 10, "nothing written yet: all in memory");
-        assert_eq!(backlog.read(backlog.history(), 0, 100).unwrap(), b"0123456789");
+        assert_eq!(
+            backlog.memory_len(),
+            10,
+            "nothing written yet: all in memory"
+        );
+        assert_eq!(
+            backlog.read(backlog.history(), 0, 100).unwrap(),
+            b"0123456789"
+        );
         backlog.write_pending().unwrap();
         backlog.append(b"ab");
         assert!(backlog.memory_len() <= 4);
-        assert_eq!(backlog.read(backlog.history(), 0, 100).unwrap(), b"01234567", "from the file, up to what memory holds");
-        assert_eq!(backlog.read(backlog.history(), 8, 100).unwrap(), b"89ab", "the rest from memory");
+        assert_eq!(
+            backlog.read(backlog.history(), 0, 100).unwrap(),
+            b"01234567",
+            "from the file, up to what memory holds"
+        );
+        assert_eq!(
+            backlog.read(backlog.history(), 8, 100).unwrap(),
+            b"89ab",
+            "the rest from memory"
+        );
         assert_eq!(backlog.durable(), 0);
         backlog.write_pending().unwrap();
         backlog.sync().unwrap();
@@ -959,10 +1159,23 @@ mod tests {
             s.handle_offset((t0 + sec) * 1000, offset);
         }
         s.handle_offset((t0 + 30) * 1000, offset);
-        assert!((s.current_rate() - 1000.0).abs() < 1.0, "{}", s.current_rate());
+        assert!(
+            (s.current_rate() - 1000.0).abs() < 1.0,
+            "{}",
+            s.current_rate()
+        );
         assert!((s.peak_rate() - 10_000.0).abs() < 1.0, "{}", s.peak_rate());
-        assert_eq!(effective_capacity(1000, Some(60.0), s.peak_rate(), u64::MAX), 900_000);
-        assert_eq!(effective_capacity(1000, Some(60.0), s.peak_rate(), 5000), 5000);
-        assert_eq!(effective_capacity(1000, None, s.peak_rate(), u64::MAX), 1000);
+        assert_eq!(
+            effective_capacity(1000, Some(60.0), s.peak_rate(), u64::MAX),
+            900_000
+        );
+        assert_eq!(
+            effective_capacity(1000, Some(60.0), s.peak_rate(), 5000),
+            5000
+        );
+        assert_eq!(
+            effective_capacity(1000, None, s.peak_rate(), u64::MAX),
+            1000
+        );
     }
 }

@@ -26,7 +26,10 @@ pub struct BatchPolicy {
 
 impl Default for BatchPolicy {
     fn default() -> Self {
-        BatchPolicy { max_bytes: 64 * 1024, max_delay: Duration::from_millis(2) }
+        BatchPolicy {
+            max_bytes: 64 * 1024,
+            max_delay: Duration::from_millis(2),
+        }
     }
 }
 
@@ -52,7 +55,11 @@ pub struct Batcher {
 
 impl Batcher {
     pub fn new(policy: BatchPolicy) -> Batcher {
-        Batcher { policy, last_sent: None, pending_since: None }
+        Batcher {
+            policy,
+            last_sent: None,
+            pending_since: None,
+        }
     }
 
     pub fn policy(&self) -> BatchPolicy {
@@ -69,12 +76,19 @@ impl Batcher {
         if pending >= self.policy.max_bytes as u64 {
             return Cut::Send(self.policy.max_bytes);
         }
-        let idle_link = self.last_sent.is_none_or(|t| now.duration_since(t) >= self.policy.max_delay);
+        let idle_link = self
+            .last_sent
+            .is_none_or(|t| now.duration_since(t) >= self.policy.max_delay);
         let deadline = since + self.policy.max_delay;
         if idle_link || now >= deadline {
             Cut::Send(pending as usize)
         } else {
-            Cut::WaitUntil(deadline.min(self.last_sent.map_or(deadline, |t| t + self.policy.max_delay)))
+            Cut::WaitUntil(
+                deadline.min(
+                    self.last_sent
+                        .map_or(deadline, |t| t + self.policy.max_delay),
+                ),
+            )
         }
     }
 
@@ -112,7 +126,10 @@ impl Compressor {
     pub fn new(level: i32) -> Compressor {
         // Creating a context only fails on allocation failure.
         let encoder = zstd::stream::write::Encoder::new(Vec::new(), level).expect("zstd context");
-        Compressor { encoder, started: false }
+        Compressor {
+            encoder,
+            started: false,
+        }
     }
 
     /// Compresses `raw` (stream bytes starting at `start`) into a batch.
@@ -122,7 +139,13 @@ impl Compressor {
         let _ = self.encoder.flush();
         let payload = std::mem::take(self.encoder.get_mut());
         let fresh = !std::mem::replace(&mut self.started, true);
-        Batch { start, raw_len: raw.len() as u32, crc32: crc32fast::hash(raw), fresh, payload }
+        Batch {
+            start,
+            raw_len: raw.len() as u32,
+            crc32: crc32fast::hash(raw),
+            fresh,
+            payload,
+        }
     }
 }
 
@@ -156,12 +179,20 @@ impl Write for Limited {
 impl Decompressor {
     /// A decoder for a stream whose next batch starts at `next`.
     pub fn new(next: u64) -> Decompressor {
-        Decompressor { decoder: Self::context(), started: false, next }
+        Decompressor {
+            decoder: Self::context(),
+            started: false,
+            next,
+        }
     }
 
     fn context() -> zstd::stream::write::Decoder<'static, Limited> {
         // Creating a context only fails on allocation failure.
-        zstd::stream::write::Decoder::new(Limited { buf: Vec::new(), limit: 0 }).expect("zstd context")
+        zstd::stream::write::Decoder::new(Limited {
+            buf: Vec::new(),
+            limit: 0,
+        })
+        .expect("zstd context")
     }
 
     pub fn next_offset(&self) -> u64 {
@@ -174,7 +205,10 @@ impl Decompressor {
     /// link must be dropped: the zstd history is no longer trustworthy.
     pub fn decompress(&mut self, batch: &Batch) -> Result<&[u8], BatchError> {
         if batch.start != self.next {
-            return Err(BatchError::OutOfOrder { expected: self.next, got: batch.start });
+            return Err(BatchError::OutOfOrder {
+                expected: self.next,
+                got: batch.start,
+            });
         }
         if batch.fresh {
             let buf = std::mem::take(&mut self.decoder.get_mut().buf);
@@ -188,13 +222,23 @@ impl Decompressor {
         out.buf.clear();
         out.buf.reserve((batch.raw_len as usize).min(1 << 20));
         out.limit = batch.raw_len as usize;
-        let written = self.decoder.write_all(&batch.payload).and_then(|_| self.decoder.flush());
+        let written = self
+            .decoder
+            .write_all(&batch.payload)
+            .and_then(|_| self.decoder.flush());
         if let Err(e) = written {
-            return Err(if e.to_string() == "limit" { BatchError::TooLong(batch.raw_len) } else { BatchError::Corrupt(e.to_string()) });
+            return Err(if e.to_string() == "limit" {
+                BatchError::TooLong(batch.raw_len)
+            } else {
+                BatchError::Corrupt(e.to_string())
+            });
         }
         let raw = &self.decoder.get_ref().buf;
         if raw.len() != batch.raw_len as usize {
-            return Err(BatchError::LengthMismatch { declared: batch.raw_len, got: raw.len() });
+            return Err(BatchError::LengthMismatch {
+                declared: batch.raw_len,
+                got: raw.len(),
+            });
         }
         if crc32fast::hash(raw) != batch.crc32 {
             return Err(BatchError::Checksum);
@@ -211,21 +255,33 @@ mod tests {
     #[test]
     fn idle_link_sends_at_once_busy_link_coalesces() {
         let t0 = Instant::now();
-        let mut b = Batcher::new(BatchPolicy { max_bytes: 1000, max_delay: Duration::from_millis(2) });
+        let mut b = Batcher::new(BatchPolicy {
+            max_bytes: 1000,
+            max_delay: Duration::from_millis(2),
+        });
         assert_eq!(b.poll_cut(t0, 0), Cut::Idle);
         assert_eq!(b.poll_cut(t0, 10), Cut::Send(10));
         b.handle_sent(t0, 0);
         let t1 = t0 + Duration::from_micros(500);
-        assert_eq!(b.poll_cut(t1, 20), Cut::WaitUntil(t0 + Duration::from_millis(2)));
+        assert_eq!(
+            b.poll_cut(t1, 20),
+            Cut::WaitUntil(t0 + Duration::from_millis(2))
+        );
         assert_eq!(b.poll_cut(t0 + Duration::from_millis(2), 30), Cut::Send(30));
         b.handle_sent(t0 + Duration::from_millis(2), 0);
-        assert_eq!(b.poll_cut(t0 + Duration::from_millis(3), 5000), Cut::Send(1000));
+        assert_eq!(
+            b.poll_cut(t0 + Duration::from_millis(3), 5000),
+            Cut::Send(1000)
+        );
     }
 
     #[test]
     fn no_byte_waits_longer_than_max_delay() {
         let t0 = Instant::now();
-        let mut b = Batcher::new(BatchPolicy { max_bytes: 1 << 20, max_delay: Duration::from_millis(2) });
+        let mut b = Batcher::new(BatchPolicy {
+            max_bytes: 1 << 20,
+            max_delay: Duration::from_millis(2),
+        });
         b.handle_sent(t0, 0);
         let mut now = t0;
         for step in 1..100u64 {
@@ -253,7 +309,10 @@ mod tests {
             assert_eq!(d.decompress(&batch).unwrap(), cmd.as_bytes());
             offset += cmd.len() as u64;
         }
-        assert!((wire_total as f64) < raw_total as f64 * 0.5, "{wire_total} vs {raw_total}");
+        assert!(
+            (wire_total as f64) < raw_total as f64 * 0.5,
+            "{wire_total} vs {raw_total}"
+        );
     }
 
     #[test]
@@ -262,18 +321,30 @@ mod tests {
         let batch = c.compress(0, b"*1\r\n$4\r\nPING\r\n");
         let mut bad = batch.clone();
         bad.crc32 ^= 1;
-        assert_eq!(Decompressor::new(0).decompress(&bad), Err(BatchError::Checksum));
-        assert!(matches!(Decompressor::new(5).decompress(&batch), Err(BatchError::OutOfOrder { .. })));
+        assert_eq!(
+            Decompressor::new(0).decompress(&bad),
+            Err(BatchError::Checksum)
+        );
+        assert!(matches!(
+            Decompressor::new(5).decompress(&batch),
+            Err(BatchError::OutOfOrder { .. })
+        ));
         let mut short = batch.clone();
         short.raw_len = 3;
         assert!(Decompressor::new(0).decompress(&short).is_err());
         let mut garbage = batch.clone();
         garbage.payload = vec![0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff];
         assert!(Decompressor::new(0).decompress(&garbage).is_err());
-        assert_eq!(Decompressor::new(0).decompress(&batch).unwrap(), b"*1\r\n$4\r\nPING\r\n");
+        assert_eq!(
+            Decompressor::new(0).decompress(&batch).unwrap(),
+            b"*1\r\n$4\r\nPING\r\n"
+        );
         let later = c.compress(batch.raw_len as u64, b"*1\r\n$4\r\nPING\r\n");
         assert!(!later.fresh);
-        assert_eq!(Decompressor::new(later.start).decompress(&later), Err(BatchError::NoContext(later.start)));
+        assert_eq!(
+            Decompressor::new(later.start).decompress(&later),
+            Err(BatchError::NoContext(later.start))
+        );
     }
 
     #[test]
@@ -282,7 +353,9 @@ mod tests {
         let mut offset = 0u64;
         let mut stream = |c: &mut Compressor, ids: std::ops::Range<u64>| {
             for i in ids.clone() {
-                let raw = format!("*3\r\n$3\r\nSET\r\n$8\r\nkey:{i:04}\r\n$20\r\n{{\"v\":\"value-{i:07}\"}}\r\n");
+                let raw = format!(
+                    "*3\r\n$3\r\nSET\r\n$8\r\nkey:{i:04}\r\n$20\r\n{{\"v\":\"value-{i:07}\"}}\r\n"
+                );
                 let b = c.compress(offset, raw.as_bytes());
                 assert_eq!(b.fresh, i == ids.start);
                 assert_eq!(d.decompress(&b).unwrap(), raw.as_bytes());

@@ -49,7 +49,11 @@ pub enum FenceDecision {
     /// Nothing newer out there.
     Stay,
     /// A newer epoch exists: stop being a primary, follow `follow`.
-    Demote { follow: String, epoch: u64, divergence: Option<Divergence> },
+    Demote {
+        follow: String,
+        epoch: u64,
+        divergence: Option<Divergence>,
+    },
 }
 
 /// Decides, from the replies of this round of probes, whether this node
@@ -58,20 +62,34 @@ pub fn decide(me: &SelfView, replies: &[PeerView]) -> FenceDecision {
     if !me.is_primary {
         return FenceDecision::Stay;
     }
-    let Some(newest) = replies.iter().filter(|p| p.epoch > me.epoch).max_by_key(|p| (p.epoch, p.is_primary)) else {
+    let Some(newest) = replies
+        .iter()
+        .filter(|p| p.epoch > me.epoch)
+        .max_by_key(|p| (p.epoch, p.is_primary))
+    else {
         return FenceDecision::Stay;
     };
     // Follow the primary of the newest epoch if a peer is it; otherwise the
     // newest peer itself (every node serves the same stream).
-    let primary = replies.iter().find(|p| p.epoch == newest.epoch && p.is_primary).unwrap_or(newest);
+    let primary = replies
+        .iter()
+        .find(|p| p.epoch == newest.epoch && p.is_primary)
+        .unwrap_or(newest);
     let divergence = replies
         .iter()
         .filter(|p| p.epoch == newest.epoch && p.replid2 == me.replid)
         .filter_map(|p| p.second_offset)
         .min()
         .filter(|d| me.offset > *d)
-        .map(|from| Divergence { from, to: me.offset });
-    FenceDecision::Demote { follow: primary.addr.clone(), epoch: newest.epoch, divergence }
+        .map(|from| Divergence {
+            from,
+            to: me.offset,
+        });
+    FenceDecision::Demote {
+        follow: primary.addr.clone(),
+        epoch: newest.epoch,
+        divergence,
+    }
 }
 
 /// Whether a replica at `my_epoch` may follow an upstream at `upstream`.
@@ -86,11 +104,16 @@ pub fn promoted_epoch(current: u64) -> u64 {
 
 /// Loads the saved epoch (0 when none).
 pub fn load_epoch(dir: &Path) -> u64 {
-    std::fs::read_to_string(dir.join("epoch")).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+    std::fs::read_to_string(dir.join("epoch"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn save_epoch(dir: &Path, epoch: u64) {
-    if let Err(e) = crate::persist::write_atomically(&dir.join("epoch"), format!("{epoch}\n").as_bytes()) {
+    if let Err(e) =
+        crate::persist::write_atomically(&dir.join("epoch"), format!("{epoch}\n").as_bytes())
+    {
         tracing::error!(error = %e, "cannot save the replication epoch");
     }
 }
@@ -135,9 +158,18 @@ pub enum FailoverStep {
     Abort(&'static str),
 }
 
-pub fn failover_step(state: &FailoverState, target_acked: Option<u64>, now_ms: i64) -> FailoverStep {
+pub fn failover_step(
+    state: &FailoverState,
+    target_acked: Option<u64>,
+    now_ms: i64,
+) -> FailoverStep {
     match state {
-        FailoverState::WaitingForSync { offset, deadline_ms, force, .. } => match target_acked {
+        FailoverState::WaitingForSync {
+            offset,
+            deadline_ms,
+            force,
+            ..
+        } => match target_acked {
             None => FailoverStep::Abort("the target replica disconnected"),
             Some(acked) if acked >= *offset => FailoverStep::Handover,
             Some(_) if *deadline_ms > 0 && now_ms >= *deadline_ms => {
@@ -158,18 +190,35 @@ mod tests {
     use super::*;
 
     fn me(epoch: u64, offset: u64) -> SelfView {
-        SelfView { epoch, is_primary: true, replid: "old".into(), offset }
+        SelfView {
+            epoch,
+            is_primary: true,
+            replid: "old".into(),
+            offset,
+        }
     }
 
     fn peer(addr: &str, epoch: u64, is_primary: bool, second: Option<u64>) -> PeerView {
-        PeerView { addr: addr.into(), epoch, is_primary, upstream: None, replid: "new".into(), replid2: "old".into(), second_offset: second }
+        PeerView {
+            addr: addr.into(),
+            epoch,
+            is_primary,
+            upstream: None,
+            replid: "new".into(),
+            replid2: "old".into(),
+            second_offset: second,
+        }
     }
 
     #[test]
     fn stale_primary_demotes_to_the_newest_primary() {
         let replies = [peer("b", 2, true, Some(100)), peer("c", 2, false, Some(90))];
         match decide(&me(1, 150), &replies) {
-            FenceDecision::Demote { follow, epoch, divergence } => {
+            FenceDecision::Demote {
+                follow,
+                epoch,
+                divergence,
+            } => {
                 assert_eq!((follow.as_str(), epoch), ("b", 2));
                 assert_eq!(divergence, Some(Divergence { from: 90, to: 150 }));
             }
@@ -180,24 +229,62 @@ mod tests {
     #[test]
     fn no_divergence_when_behind_the_takeover_point() {
         let replies = [peer("b", 2, true, Some(100))];
-        assert!(matches!(decide(&me(1, 80), &replies), FenceDecision::Demote { divergence: None, .. }));
+        assert!(matches!(
+            decide(&me(1, 80), &replies),
+            FenceDecision::Demote {
+                divergence: None,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn current_primary_and_replicas_stay() {
-        assert_eq!(decide(&me(2, 10), &[peer("b", 2, false, None), peer("c", 1, false, None)]), FenceDecision::Stay);
-        let replica = SelfView { is_primary: false, ..me(1, 0) };
-        assert_eq!(decide(&replica, &[peer("b", 5, true, None)]), FenceDecision::Stay);
+        assert_eq!(
+            decide(
+                &me(2, 10),
+                &[peer("b", 2, false, None), peer("c", 1, false, None)]
+            ),
+            FenceDecision::Stay
+        );
+        let replica = SelfView {
+            is_primary: false,
+            ..me(1, 0)
+        };
+        assert_eq!(
+            decide(&replica, &[peer("b", 5, true, None)]),
+            FenceDecision::Stay
+        );
         assert!(may_follow(2, 2) && may_follow(2, 3) && !may_follow(3, 2));
     }
 
     #[test]
     fn failover_waits_hands_over_or_aborts() {
-        let waiting = |force| FailoverState::WaitingForSync { target: "b".into(), offset: 100, deadline_ms: 1000, force };
-        assert_eq!(failover_step(&waiting(false), Some(50), 500), FailoverStep::Wait);
-        assert_eq!(failover_step(&waiting(false), Some(100), 500), FailoverStep::Handover);
-        assert!(matches!(failover_step(&waiting(false), Some(50), 1000), FailoverStep::Abort(_)));
-        assert_eq!(failover_step(&waiting(true), Some(50), 1000), FailoverStep::Handover);
-        assert!(matches!(failover_step(&waiting(false), None, 0), FailoverStep::Abort(_)));
+        let waiting = |force| FailoverState::WaitingForSync {
+            target: "b".into(),
+            offset: 100,
+            deadline_ms: 1000,
+            force,
+        };
+        assert_eq!(
+            failover_step(&waiting(false), Some(50), 500),
+            FailoverStep::Wait
+        );
+        assert_eq!(
+            failover_step(&waiting(false), Some(100), 500),
+            FailoverStep::Handover
+        );
+        assert!(matches!(
+            failover_step(&waiting(false), Some(50), 1000),
+            FailoverStep::Abort(_)
+        ));
+        assert_eq!(
+            failover_step(&waiting(true), Some(50), 1000),
+            FailoverStep::Handover
+        );
+        assert!(matches!(
+            failover_step(&waiting(false), None, 0),
+            FailoverStep::Abort(_)
+        ));
     }
 }

@@ -22,7 +22,9 @@
 //! link has shown loss recently (a new link is presumed lossy until it has
 //! run clean for a while).
 
-use super::protocol::{self, Batch, Datagram, Fragment, Parity, FRAGMENT_OVERHEAD, MAX_PARITY_GROUP, PARITY_OVERHEAD};
+use super::protocol::{
+    self, Batch, Datagram, Fragment, Parity, FRAGMENT_OVERHEAD, MAX_PARITY_GROUP, PARITY_OVERHEAD,
+};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -33,8 +35,14 @@ pub const MAX_FRAGMENTS: usize = 64;
 /// Splits `batch` into datagrams of at most `max_datagram` bytes (leaving
 /// room for a parity header), numbered from `next_seq` on; `None` if it
 /// needs more than [`MAX_FRAGMENTS`] (or the path allows none).
-pub fn fragment(batch: &Batch, max_datagram: usize, next_seq: &mut u64) -> Option<Vec<(u64, Vec<u8>)>> {
-    let room = max_datagram.checked_sub(FRAGMENT_OVERHEAD + PARITY_OVERHEAD).filter(|r| *r >= 64)?;
+pub fn fragment(
+    batch: &Batch,
+    max_datagram: usize,
+    next_seq: &mut u64,
+) -> Option<Vec<(u64, Vec<u8>)>> {
+    let room = max_datagram
+        .checked_sub(FRAGMENT_OVERHEAD + PARITY_OVERHEAD)
+        .filter(|r| *r >= 64)?;
     let count = batch.payload.len().div_ceil(room).max(1);
     if count > MAX_FRAGMENTS {
         return None;
@@ -83,7 +91,14 @@ pub struct ParityEncoder {
 
 impl ParityEncoder {
     pub fn new(group: usize, max_wait: Duration) -> ParityEncoder {
-        ParityEncoder { group: group.clamp(1, MAX_PARITY_GROUP), first_seq: 0, lens: Vec::new(), xor: Vec::new(), opened: None, max_wait }
+        ParityEncoder {
+            group: group.clamp(1, MAX_PARITY_GROUP),
+            first_seq: 0,
+            lens: Vec::new(),
+            xor: Vec::new(),
+            opened: None,
+            max_wait,
+        }
     }
 
     /// Adds fragment datagram `seq` (sent at `now`); returns the group's
@@ -119,7 +134,9 @@ impl ParityEncoder {
     /// The parity of a group open for `max_wait` or longer, so the last
     /// copies before a lull are covered without waiting for more traffic.
     pub fn poll_flush(&mut self, now: Instant) -> Option<Vec<u8>> {
-        self.deadline().filter(|d| *d <= now).and_then(|_| self.flush())
+        self.deadline()
+            .filter(|d| *d <= now)
+            .and_then(|_| self.flush())
     }
 
     /// The parity of the group so far, if it has members.
@@ -128,7 +145,11 @@ impl ParityEncoder {
         if self.lens.is_empty() {
             return None;
         }
-        let parity = Parity { first_seq: self.first_seq, lens: std::mem::take(&mut self.lens), xor: std::mem::take(&mut self.xor) };
+        let parity = Parity {
+            first_seq: self.first_seq,
+            lens: std::mem::take(&mut self.lens),
+            xor: std::mem::take(&mut self.xor),
+        };
         Some(protocol::encode_parity(&parity))
     }
 }
@@ -202,7 +223,10 @@ pub struct ReassemblyLimits {
 
 impl Default for ReassemblyLimits {
     fn default() -> Self {
-        ReassemblyLimits { max_buffered_bytes: 8 << 20, max_ahead: 64 << 20 }
+        ReassemblyLimits {
+            max_buffered_bytes: 8 << 20,
+            max_ahead: 64 << 20,
+        }
     }
 }
 
@@ -278,7 +302,10 @@ impl Reassembler {
     pub fn handle_stream(&mut self, batch: Batch) -> Result<(), ReassemblyError> {
         let (start, end) = (batch.start, batch.start + batch.raw_len as u64);
         if start != self.stream_next {
-            return Err(ReassemblyError::StreamGap { expected: self.stream_next, got: start });
+            return Err(ReassemblyError::StreamGap {
+                expected: self.stream_next,
+                got: start,
+            });
         }
         self.stream_next = end;
         if end <= self.next {
@@ -286,13 +313,23 @@ impl Reassembler {
             return Ok(());
         }
         if start < self.next {
-            return Err(ReassemblyError::StreamOverlap { start, end, next: self.next });
+            return Err(ReassemblyError::StreamOverlap {
+                start,
+                end,
+                next: self.next,
+            });
         }
         match self.ready.get(&start) {
             // The datagram copy got here first and is verified: keep it.
-            Some((held, Source::Datagram)) if held.raw_len == batch.raw_len && held.fresh == batch.fresh => self.stats.duplicates += 1,
+            Some((held, Source::Datagram))
+                if held.raw_len == batch.raw_len && held.fresh == batch.fresh =>
+            {
+                self.stats.duplicates += 1
+            }
             _ => {
-                if let Some((old, Source::Datagram)) = self.ready.insert(start, (batch, Source::Stream)) {
+                if let Some((old, Source::Datagram)) =
+                    self.ready.insert(start, (batch, Source::Stream))
+                {
                     self.buffered -= old.payload.len();
                 }
             }
@@ -338,7 +375,11 @@ impl Reassembler {
 
     fn take_parity(&mut self, p: Parity) -> Result<(), FragmentError> {
         let max_len = protocol::MAX_MESSAGE_BYTES;
-        if p.lens.is_empty() || p.lens.len() > MAX_PARITY_GROUP || p.xor.len() > max_len || p.lens.iter().any(|l| *l as usize > p.xor.len()) {
+        if p.lens.is_empty()
+            || p.lens.len() > MAX_PARITY_GROUP
+            || p.xor.len() > max_len
+            || p.lens.iter().any(|l| *l as usize > p.xor.len())
+        {
             return Err(FragmentError::Bounds);
         }
         if p.first_seq + RECOVERY_WINDOW < self.newest_seq {
@@ -353,7 +394,9 @@ impl Reassembler {
     /// Rebuilds the one missing member of the parity group holding `seq`,
     /// if exactly one is missing, and takes it as if it had arrived.
     fn try_recover(&mut self, seq: u64) {
-        let Some((&first, parity)) = self.parities.range(..=seq).next_back() else { return };
+        let Some((&first, parity)) = self.parities.range(..=seq).next_back() else {
+            return;
+        };
         let members = first..first + parity.lens.len() as u64;
         if !members.contains(&seq) {
             return;
@@ -365,7 +408,9 @@ impl Reassembler {
             }
             return;
         };
-        let Some(parity) = self.parities.remove(&first) else { return };
+        let Some(parity) = self.parities.remove(&first) else {
+            return;
+        };
         let mut rebuilt = parity.xor;
         for s in members {
             if let Some(d) = self.recent.get(&s) {
@@ -388,7 +433,13 @@ impl Reassembler {
     fn take_fragment(&mut self, f: Fragment) -> Result<(), FragmentError> {
         let count = f.count as usize;
         let max = protocol::MAX_MESSAGE_BYTES as u32;
-        if count == 0 || count > MAX_FRAGMENTS || f.index >= f.count || f.payload_len > max || f.raw_len > max || f.data.len() > f.payload_len as usize {
+        if count == 0
+            || count > MAX_FRAGMENTS
+            || f.index >= f.count
+            || f.payload_len > max
+            || f.raw_len > max
+            || f.data.len() > f.payload_len as usize
+        {
             return Err(FragmentError::Bounds);
         }
         let (start, end) = (f.start, f.start.saturating_add(f.raw_len as u64));
@@ -397,10 +448,17 @@ impl Reassembler {
             return Ok(());
         }
         if start < self.next {
-            return Err(FragmentError::Overlap { start, end, next: self.next });
+            return Err(FragmentError::Overlap {
+                start,
+                end,
+                next: self.next,
+            });
         }
         if start - self.next > self.limits.max_ahead {
-            return Err(FragmentError::TooFarAhead { start, next: self.next });
+            return Err(FragmentError::TooFarAhead {
+                start,
+                next: self.next,
+            });
         }
         let partial = self.partial.entry(start).or_insert_with(|| Partial {
             raw_len: f.raw_len,
@@ -426,17 +484,33 @@ impl Reassembler {
         partial.bytes += len;
         self.buffered += len;
         if partial.missing == 0 {
-            let Some(p) = self.partial.remove(&start) else { return Ok(()) };
+            let Some(p) = self.partial.remove(&start) else {
+                return Ok(());
+            };
             self.buffered -= p.bytes;
             let mut payload = Vec::with_capacity(p.bytes);
             for piece in p.pieces.into_iter().flatten() {
                 payload.extend_from_slice(&piece);
             }
-            if payload.len() != p.payload_len as usize || crc32fast::hash(&payload) != p.payload_crc32 {
+            if payload.len() != p.payload_len as usize
+                || crc32fast::hash(&payload) != p.payload_crc32
+            {
                 return Err(FragmentError::Checksum);
             }
             self.buffered += payload.len();
-            self.ready.insert(start, (Batch { start, raw_len: p.raw_len, crc32: p.crc32, fresh: p.fresh, payload }, Source::Datagram));
+            self.ready.insert(
+                start,
+                (
+                    Batch {
+                        start,
+                        raw_len: p.raw_len,
+                        crc32: p.crc32,
+                        fresh: p.fresh,
+                        payload,
+                    },
+                    Source::Datagram,
+                ),
+            );
         }
         self.enforce_memory_bound();
         Ok(())
@@ -446,7 +520,12 @@ impl Reassembler {
     /// (the stream brings those batches anyway).
     fn enforce_memory_bound(&mut self) {
         while self.buffered > self.limits.max_buffered_bytes {
-            let ready = self.ready.iter().rev().find(|(_, (_, s))| *s == Source::Datagram).map(|(k, _)| *k);
+            let ready = self
+                .ready
+                .iter()
+                .rev()
+                .find(|(_, (_, s))| *s == Source::Datagram)
+                .map(|(k, _)| *k);
             let partial = self.partial.keys().next_back().copied();
             let victim_ready = match (ready, partial) {
                 (Some(r), Some(p)) => r > p,
@@ -570,8 +649,22 @@ pub const SECOND_COPY_LOSS: f64 = 0.012;
 
 impl Redundancy {
     /// The decision for a link that starts at `now` with round trip `rtt`.
-    pub fn new(mode: DatagramMode, capacity_bytes_per_sec: Option<f64>, now: Instant, rtt: Duration) -> Redundancy {
-        Redundancy { mode, capacity: capacity_bytes_per_sec, last: None, last_loss: now, rtt, loss_rate: 0.0, loss_measured: false, stream_rate: 0.0 }
+    pub fn new(
+        mode: DatagramMode,
+        capacity_bytes_per_sec: Option<f64>,
+        now: Instant,
+        rtt: Duration,
+    ) -> Redundancy {
+        Redundancy {
+            mode,
+            capacity: capacity_bytes_per_sec,
+            last: None,
+            last_loss: now,
+            rtt,
+            loss_rate: 0.0,
+            loss_measured: false,
+            stream_rate: 0.0,
+        }
     }
 
     /// Follows a run-time change of `repl.datagrams`.
@@ -585,7 +678,10 @@ impl Redundancy {
         match self.mode {
             DatagramMode::Off => false,
             DatagramMode::On => true,
-            DatagramMode::Auto => self.rtt >= MIN_AUTO_RTT && now.saturating_duration_since(self.last_loss) < LOSS_MEMORY,
+            DatagramMode::Auto => {
+                self.rtt >= MIN_AUTO_RTT
+                    && now.saturating_duration_since(self.last_loss) < LOSS_MEMORY
+            }
         }
     }
 
@@ -597,7 +693,8 @@ impl Redundancy {
             }
             let sent = sample.sent_packets.saturating_sub(last.sent_packets);
             if sent >= 100 {
-                let fraction = sample.lost_packets.saturating_sub(last.lost_packets) as f64 / sent as f64;
+                let fraction =
+                    sample.lost_packets.saturating_sub(last.lost_packets) as f64 / sent as f64;
                 // Quick to rise (the first sample counts in full), slow to
                 // fall: a second copy comes on within a second or two of
                 // heavy loss and does not flap on a noisy sample.
@@ -613,7 +710,8 @@ impl Redundancy {
             }
             let secs = sample.at.saturating_duration_since(last.at).as_secs_f64();
             if secs > 0.0 {
-                self.stream_rate = sample.stream_bytes.saturating_sub(last.stream_bytes) as f64 / secs;
+                self.stream_rate =
+                    sample.stream_bytes.saturating_sub(last.stream_bytes) as f64 / secs;
             }
         } else if sample.lost_packets > 0 {
             self.last_loss = sample.at;
@@ -632,8 +730,16 @@ impl Redundancy {
     /// well behind (an outage, or catch-up after one); `copies_queued` says
     /// the previous copies have not left yet.
     pub fn decide(&mut self, now: Instant, behind: bool, copies_queued: bool) -> usize {
-        let copies = if self.loss_rate >= SECOND_COPY_LOSS { 2 } else { 1 };
-        let room = !behind && !copies_queued && self.capacity.is_none_or(|c| self.stream_rate * (1 + copies) as f64 <= c * 0.5);
+        let copies = if self.loss_rate >= SECOND_COPY_LOSS {
+            2
+        } else {
+            1
+        };
+        let room = !behind
+            && !copies_queued
+            && self
+                .capacity
+                .is_none_or(|c| self.stream_rate * (1 + copies) as f64 <= c * 0.5);
         if room && self.engaged(now) {
             copies
         } else {
@@ -658,8 +764,14 @@ mod tests {
         let mut batches = Vec::new();
         let mut pending = Vec::new();
         for i in 0..commands {
-            let value: String = (0..rng.random_range(5..400)).map(|_| rng.random_range(b'a'..=b'z') as char).collect();
-            let cmd = format!("*3\r\n$3\r\nSET\r\n${}\r\nk{i}\r\n${}\r\n{value}\r\n", format!("k{i}").len(), value.len());
+            let value: String = (0..rng.random_range(5..400))
+                .map(|_| rng.random_range(b'a'..=b'z') as char)
+                .collect();
+            let cmd = format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\nk{i}\r\n${}\r\n{value}\r\n",
+                format!("k{i}").len(),
+                value.len()
+            );
             pending.extend_from_slice(cmd.as_bytes());
             if rng.random_bool(0.3) || i + 1 == commands {
                 batches.push(compressor.compress(raw.len() as u64, &pending));
@@ -707,7 +819,11 @@ mod tests {
                 }
                 let copies = if rng.random_bool(dup) { 2 } else { 1 };
                 for _ in 0..copies {
-                    events.push((sent + 35 + rng.random_range(0..30), rng.random(), Event::Datagram(piece.clone())));
+                    events.push((
+                        sent + 35 + rng.random_range(0..30),
+                        rng.random(),
+                        Event::Datagram(piece.clone()),
+                    ));
                 }
             }
         }
@@ -750,7 +866,10 @@ mod tests {
             assert!(out == raw, "seed {seed}: applied bytes differ");
             assert_eq!(stats.rejected, 0, "seed {seed}");
             if loss == 0.0 {
-                assert!(stats.from_datagram > 0, "seed {seed}: copies used when they arrive first");
+                assert!(
+                    stats.from_datagram > 0,
+                    "seed {seed}: copies used when they arrive first"
+                );
             }
             recovered += stats.recovered;
         }
@@ -789,7 +908,11 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(2);
         let (_, batches) = stream_and_batches(&mut rng, 20);
         let b = &batches[0];
-        let pieces: Vec<Vec<u8>> = fragment(b, 190, &mut 0).unwrap().into_iter().map(|(_, p)| p).collect();
+        let pieces: Vec<Vec<u8>> = fragment(b, 190, &mut 0)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
         assert!(pieces.len() > 1);
         let mut r = Reassembler::new(0, ReassemblyLimits::default());
         // A piece whose data was altered (same header): the whole payload
@@ -811,21 +934,33 @@ mod tests {
         assert!(r.handle_datagram(&[1, 2, 3]).is_err());
         let mut bad = decode(&pieces[0]);
         bad.index = bad.count;
-        assert_eq!(r.handle_datagram(&protocol::encode_fragment(&bad)), Err(FragmentError::Bounds));
+        assert_eq!(
+            r.handle_datagram(&protocol::encode_fragment(&bad)),
+            Err(FragmentError::Bounds)
+        );
         bad.index = 0;
         bad.raw_len += 1;
         r.handle_datagram(&pieces[0]).unwrap();
-        assert_eq!(r.handle_datagram(&protocol::encode_fragment(&bad)), Err(FragmentError::Inconsistent));
+        assert_eq!(
+            r.handle_datagram(&protocol::encode_fragment(&bad)),
+            Err(FragmentError::Inconsistent)
+        );
         // The stream copy still goes through.
         r.handle_stream(b.clone()).unwrap();
-        assert_eq!(r.poll_batch().map(|(b, s)| (b.start, s)), Some((0, Source::Stream)));
+        assert_eq!(
+            r.poll_batch().map(|(b, s)| (b.start, s)),
+            Some((0, Source::Stream))
+        );
     }
 
     #[test]
     fn memory_is_bounded_while_a_batch_is_missing() {
         let mut rng = StdRng::seed_from_u64(3);
         let (_, batches) = stream_and_batches(&mut rng, 400);
-        let limits = ReassemblyLimits { max_buffered_bytes: 4096, max_ahead: 1 << 20 };
+        let limits = ReassemblyLimits {
+            max_buffered_bytes: 4096,
+            max_ahead: 1 << 20,
+        };
         let mut r = Reassembler::new(0, limits);
         // The first batch never arrives by datagram.
         let mut seq = 0;
@@ -856,7 +991,11 @@ mod tests {
         for b in &batches {
             for (n, piece) in fragment(b, 300, &mut seq).unwrap() {
                 // Parity first: the group's last member arrives after it.
-                datagrams.extend(parity.handle(Instant::now(), n, &piece).map(|p| (u64::MAX, p)));
+                datagrams.extend(
+                    parity
+                        .handle(Instant::now(), n, &piece)
+                        .map(|p| (u64::MAX, p)),
+                );
                 datagrams.push((n, piece));
             }
         }
@@ -883,13 +1022,31 @@ mod tests {
     #[test]
     fn stream_gaps_break_the_link() {
         let mut r = Reassembler::new(100, ReassemblyLimits::default());
-        let b = Batch { start: 120, raw_len: 10, crc32: 0, fresh: false, payload: vec![] };
-        assert_eq!(r.handle_stream(b), Err(ReassemblyError::StreamGap { expected: 100, got: 120 }));
+        let b = Batch {
+            start: 120,
+            raw_len: 10,
+            crc32: 0,
+            fresh: false,
+            payload: vec![],
+        };
+        assert_eq!(
+            r.handle_stream(b),
+            Err(ReassemblyError::StreamGap {
+                expected: 100,
+                got: 120
+            })
+        );
     }
 
     #[test]
     fn large_batches_are_not_copied() {
-        let b = Batch { start: 0, raw_len: 1, crc32: 0, fresh: true, payload: vec![0; 1400 * 70] };
+        let b = Batch {
+            start: 0,
+            raw_len: 1,
+            crc32: 0,
+            fresh: true,
+            payload: vec![0; 1400 * 70],
+        };
         assert!(fragment(&b, 1452, &mut 0).is_none());
         assert!(fragment(&b, 100, &mut 0).is_none());
     }
@@ -899,26 +1056,56 @@ mod tests {
         let t0 = Instant::now();
         let rtt = Duration::from_millis(80);
         let sample =
-            |secs: u64, sent_packets: u64, lost_packets: u64, stream_bytes: u64| PathSample { at: t0 + Duration::from_secs(secs), rtt, sent_packets, lost_packets, stream_bytes };
+            |secs: u64, sent_packets: u64, lost_packets: u64, stream_bytes: u64| PathSample {
+                at: t0 + Duration::from_secs(secs),
+                rtt,
+                sent_packets,
+                lost_packets,
+                stream_bytes,
+            };
         let mut lan = Redundancy::new(DatagramMode::Auto, None, t0, Duration::from_micros(300));
-        assert_eq!(lan.decide(t0, false, false), 0, "a LAN link gets no copies in auto");
+        assert_eq!(
+            lan.decide(t0, false, false),
+            0,
+            "a LAN link gets no copies in auto"
+        );
         let mut auto = Redundancy::new(DatagramMode::Auto, Some(12.5e6), t0, rtt);
         auto.handle_sample(sample(0, 0, 0, 0));
-        assert_eq!(auto.decide(t0, false, false), 1, "a new link is presumed lossy");
-        assert_eq!(auto.decide(t0 + LOSS_MEMORY, false, false), 0, "no loss seen for a while: no copies");
+        assert_eq!(
+            auto.decide(t0, false, false),
+            1,
+            "a new link is presumed lossy"
+        );
+        assert_eq!(
+            auto.decide(t0 + LOSS_MEMORY, false, false),
+            0,
+            "no loss seen for a while: no copies"
+        );
         let t1 = t0 + Duration::from_secs(1);
         auto.handle_sample(sample(1, 1000, 2, 300_000));
         assert_eq!(auto.decide(t1, false, false), 1);
         assert!(auto.engaged(t1));
         assert_eq!(auto.decide(t1, true, false), 0, "catching up: stream only");
-        assert_eq!(auto.decide(t1, false, true), 0, "copies queueing: the link is full");
+        assert_eq!(
+            auto.decide(t1, false, true),
+            0,
+            "copies queueing: the link is full"
+        );
         let t2 = t1 + Duration::from_secs(1);
         auto.handle_sample(sample(2, 2000, 2, 300_000 + 5_000_000));
-        assert_eq!(auto.decide(t2, false, false), 0, "stream uses most of the link");
+        assert_eq!(
+            auto.decide(t2, false, false),
+            0,
+            "stream uses most of the link"
+        );
         let t3 = t2 + Duration::from_secs(1);
         auto.handle_sample(sample(3, 3000, 2, 5_600_000));
         assert_eq!(auto.decide(t3, false, false), 1);
-        assert_eq!(auto.decide(t1 + LOSS_MEMORY, false, false), 0, "loss forgotten");
+        assert_eq!(
+            auto.decide(t1 + LOSS_MEMORY, false, false),
+            0,
+            "loss forgotten"
+        );
         // Heavy loss: a second copy.
         for i in 0..10 {
             auto.handle_sample(sample(4 + i, 4000 + 1000 * i, 52 + 50 * i, 5_900_000));

@@ -23,11 +23,17 @@ pub async fn run(shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown_signal();
     let mut tick = tokio::time::interval(PROBE_INTERVAL);
     let guarded = !shared.settings.read().repl.peers.is_empty() && !shared.repl.is_replica();
-    shared.repl.awaiting_fence_check.store(guarded, Ordering::Release);
+    shared
+        .repl
+        .awaiting_fence_check
+        .store(guarded, Ordering::Release);
     let mut first = true;
     loop {
         if !first {
-            shared.repl.awaiting_fence_check.store(false, Ordering::Release);
+            shared
+                .repl
+                .awaiting_fence_check
+                .store(false, Ordering::Release);
         }
         first = false;
         tokio::select! {
@@ -38,13 +44,20 @@ pub async fn run(shared: Arc<Shared>) {
         if peers.is_empty() || shared.repl.is_replica() {
             continue;
         }
-        let Some(endpoint) = shared.repl.endpoint.lock().clone() else { return };
+        let Some(endpoint) = shared.repl.endpoint.lock().clone() else {
+            return;
+        };
         let my_epoch = shared.repl.epoch();
         let probes = peers.iter().map(|peer| probe(&endpoint, peer, my_epoch));
         let replies: Vec<PeerView> = futures_join(probes).await.into_iter().flatten().collect();
         let me = {
             let data = shared.data.lock();
-            SelfView { epoch: my_epoch, is_primary: !shared.repl.is_replica(), replid: data.repl.replid.clone(), offset: data.repl.offset() }
+            SelfView {
+                epoch: my_epoch,
+                is_primary: !shared.repl.is_replica(),
+                replid: data.repl.replid.clone(),
+                offset: data.repl.offset(),
+            }
         };
         let decision = failover::decide(&me, &replies);
         if matches!(decision, FenceDecision::Demote { .. }) {
@@ -54,7 +67,9 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 /// Runs the probes concurrently (a handful of peers; no crate needed).
-async fn futures_join<F: std::future::Future<Output = Option<PeerView>> + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<Option<PeerView>> {
+async fn futures_join<F: std::future::Future<Output = Option<PeerView>> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<Option<PeerView>> {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
@@ -64,24 +79,48 @@ async fn futures_join<F: std::future::Future<Output = Option<PeerView>> + Send +
 }
 
 /// Asks one peer for its epoch and role; `None` if unreachable.
-fn probe(endpoint: &quinn::Endpoint, peer: &str, epoch: u64) -> impl std::future::Future<Output = Option<PeerView>> + Send + 'static {
+fn probe(
+    endpoint: &quinn::Endpoint,
+    peer: &str,
+    epoch: u64,
+) -> impl std::future::Future<Output = Option<PeerView>> + Send + 'static {
     let endpoint = endpoint.clone();
     let peer = peer.to_string();
     async move {
         let result = tokio::time::timeout(PROBE_TIMEOUT, async {
             let (host, port) = parse_host_port(&peer).ok()?;
-            let addr = tokio::net::lookup_host((host.as_str(), port)).await.ok()?.next()?;
+            let addr = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .ok()?
+                .next()?;
             let conn = endpoint.connect(addr, &host).ok()?.await.ok()?;
             let (mut send, mut recv) = conn.open_bi().await.ok()?;
-            send.write_all(&protocol::encode(&ReplicaMessage::Probe { epoch })).await.ok()?;
+            send.write_all(&protocol::encode(&ReplicaMessage::Probe { epoch }))
+                .await
+                .ok()?;
             let mut reader = MessageReader::new();
             let mut buf = vec![0u8; 4096];
-            let reply = read_message::<PrimaryMessage>(&mut recv, &mut reader, &mut buf).await.ok()??;
+            let reply = read_message::<PrimaryMessage>(&mut recv, &mut reader, &mut buf)
+                .await
+                .ok()??;
             conn.close(0u32.into(), b"probed");
             match reply {
-                PrimaryMessage::ProbeReply { epoch, is_primary, upstream, replid, replid2, second_offset } => {
-                    Some(PeerView { addr: peer.clone(), epoch, is_primary, upstream, replid, replid2, second_offset })
-                }
+                PrimaryMessage::ProbeReply {
+                    epoch,
+                    is_primary,
+                    upstream,
+                    replid,
+                    replid2,
+                    second_offset,
+                } => Some(PeerView {
+                    addr: peer.clone(),
+                    epoch,
+                    is_primary,
+                    upstream,
+                    replid,
+                    replid2,
+                    second_offset,
+                }),
                 _ => None,
             }
         })
@@ -92,7 +131,14 @@ fn probe(endpoint: &quinn::Endpoint, peer: &str, epoch: u64) -> impl std::future
 
 /// Stops acting as primary: records what diverged, then follows `follow`.
 pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: u64) {
-    let FenceDecision::Demote { follow, epoch, divergence } = decision else { return };
+    let FenceDecision::Demote {
+        follow,
+        epoch,
+        divergence,
+    } = decision
+    else {
+        return;
+    };
     let Ok((host, port)) = parse_host_port(&follow) else {
         tracing::error!(%follow, "cannot follow the new primary: bad address");
         return;
@@ -102,7 +148,10 @@ pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: u64) {
     if shared.repl.is_replica() {
         return;
     }
-    let commands = divergence.as_ref().map(|d| count_commands(&mut data.repl, d.from, d.to)).unwrap_or(0);
+    let commands = divergence
+        .as_ref()
+        .map(|d| count_commands(&mut data.repl, d.from, d.to))
+        .unwrap_or(0);
     match &divergence {
         Some(d) => tracing::error!(
             old_epoch,
@@ -113,10 +162,23 @@ pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: u64) {
             to_offset = d.to,
             "FENCED: a newer primary exists; the writes this node took in [from_offset, to_offset) were never replicated and are discarded by the resync"
         ),
-        None => tracing::warn!(old_epoch, new_epoch = epoch, follow = %follow, "FENCED: a newer primary exists; following it"),
+        None => {
+            tracing::warn!(old_epoch, new_epoch = epoch, follow = %follow, "FENCED: a newer primary exists; following it")
+        }
     }
-    *shared.repl.fenced.lock() = Some(FencedReport { old_epoch, new_epoch: epoch, follow: follow.clone(), divergence, commands });
-    super::replica::follow(shared, &mut data.keyspace, &mut data.repl, Upstream { host, port });
+    *shared.repl.fenced.lock() = Some(FencedReport {
+        old_epoch,
+        new_epoch: epoch,
+        follow: follow.clone(),
+        divergence,
+        commands,
+    });
+    super::replica::follow(
+        shared,
+        &mut data.keyspace,
+        &mut data.repl,
+        Upstream { host, port },
+    );
 }
 
 /// Commands in the stream range `[from, to)`, as far as the backlog holds it.
@@ -125,13 +187,26 @@ fn count_commands(log: &mut super::ReplicationLog, from: u64, to: u64) -> u64 {
     let mut at = from;
     let mut commands = 0u64;
     while at < to {
-        let Ok(bytes) = log.read(at, ((to - at) as usize).min(1 << 20)) else { break };
+        let Ok(bytes) = log.read(at, ((to - at) as usize).min(1 << 20)) else {
+            break;
+        };
         if bytes.is_empty() {
             break;
         }
         at += bytes.len() as u64;
         match splitter.handle_bytes(&bytes) {
-            Ok(units) => commands += units.units.iter().map(|u| u.commands.iter().filter(|c| !c[0].eq_ignore_ascii_case(b"select")).count() as u64).sum::<u64>(),
+            Ok(units) => {
+                commands += units
+                    .units
+                    .iter()
+                    .map(|u| {
+                        u.commands
+                            .iter()
+                            .filter(|c| !c[0].eq_ignore_ascii_case(b"select"))
+                            .count() as u64
+                    })
+                    .sum::<u64>()
+            }
             Err(_) => break,
         }
     }
@@ -153,7 +228,14 @@ pub async fn drive_failover(shared: Arc<Shared>) {
         match &state {
             failover::FailoverState::None => return,
             failover::FailoverState::WaitingForSync { target, .. } => {
-                let acked = shared.repl.replicas.lock().replicas.values().find(|r| &r.repl_addr == target).map(|r| r.ack_offset);
+                let acked = shared
+                    .repl
+                    .replicas
+                    .lock()
+                    .replicas
+                    .values()
+                    .find(|r| &r.repl_addr == target)
+                    .map(|r| r.ack_offset);
                 match failover::failover_step(&state, acked, crate::server::unix_ms()) {
                     failover::FailoverStep::Wait => {}
                     failover::FailoverStep::Abort(reason) => {
@@ -162,7 +244,9 @@ pub async fn drive_failover(shared: Arc<Shared>) {
                         return;
                     }
                     failover::FailoverStep::Handover => {
-                        *shared.repl.failover.lock() = failover::FailoverState::InProgress { target: target.clone() };
+                        *shared.repl.failover.lock() = failover::FailoverState::InProgress {
+                            target: target.clone(),
+                        };
                         shared.repl.handover.notify_waiters();
                     }
                 }
@@ -171,7 +255,13 @@ pub async fn drive_failover(shared: Arc<Shared>) {
                 // The target's link closes once it has taken over.
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
                 loop {
-                    let attached = shared.repl.replicas.lock().replicas.values().any(|r| &r.repl_addr == target);
+                    let attached = shared
+                        .repl
+                        .replicas
+                        .lock()
+                        .replicas
+                        .values()
+                        .any(|r| &r.repl_addr == target);
                     if !attached || tokio::time::Instant::now() > deadline {
                         break;
                     }
@@ -185,7 +275,12 @@ pub async fn drive_failover(shared: Arc<Shared>) {
                 {
                     let mut guard = shared.data.lock();
                     let data = &mut *guard;
-                    super::replica::follow(&shared, &mut data.keyspace, &mut data.repl, Upstream { host, port });
+                    super::replica::follow(
+                        &shared,
+                        &mut data.keyspace,
+                        &mut data.repl,
+                        Upstream { host, port },
+                    );
                 }
                 finish(&shared, "now a replica of the new primary");
                 return;

@@ -47,7 +47,12 @@ impl SnapshotStore {
 
     /// The newest snapshot of history `replid` that `usable` accepts.
     pub fn newest(&self, usable: impl Fn(&ServedSnapshot) -> bool) -> Option<ServedSnapshot> {
-        self.files.lock().iter().filter(|s| usable(s)).max_by_key(|s| s.offset).cloned()
+        self.files
+            .lock()
+            .iter()
+            .filter(|s| usable(s))
+            .max_by_key(|s| s.offset)
+            .cloned()
     }
 
     pub fn add(&self, snapshot: ServedSnapshot) {
@@ -94,7 +99,11 @@ pub struct CrcWriter<W: Write> {
 
 impl<W: Write> CrcWriter<W> {
     pub fn new(inner: W) -> Self {
-        CrcWriter { inner, crc: crc32fast::Hasher::new(), len: 0 }
+        CrcWriter {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
     }
 }
 
@@ -112,11 +121,20 @@ impl<W: Write> Write for CrcWriter<W> {
 
 /// Writes `dbs` as snapshot file `id` in `dir` (blocking; run it on a
 /// blocking thread). Returns (path, size, crc32).
-pub fn write_snapshot_file(dir: &Path, id: &str, dbs: &[Db], header: &SnapshotHeader, now_ms: i64) -> Result<(PathBuf, u64, u32), SnapshotError> {
+pub fn write_snapshot_file(
+    dir: &Path,
+    id: &str,
+    dbs: &[Db],
+    header: &SnapshotHeader,
+    now_ms: i64,
+) -> Result<(PathBuf, u64, u32), SnapshotError> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("{id}.snap"));
     let file = std::fs::File::create(&path)?;
-    let mut writer = SnapshotWriter::new(CrcWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)), header)?;
+    let mut writer = SnapshotWriter::new(
+        CrcWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)),
+        header,
+    )?;
     writer.write_dbs(dbs, now_ms)?;
     let out = writer.finish()?;
     let (crc, len) = (out.crc.finalize(), out.len);
@@ -191,9 +209,14 @@ pub fn discard_incoming(dir: &Path) {
 /// are there and agree; anything else is discarded.
 pub fn recover_incoming(dir: &Path) -> Option<IncomingSnapshot> {
     let recovered = (|| {
-        let meta: IncomingSnapshot = serde_json::from_slice(&std::fs::read(dir.join(META_FILE)).ok()?).ok()?;
+        let meta: IncomingSnapshot =
+            serde_json::from_slice(&std::fs::read(dir.join(META_FILE)).ok()?).ok()?;
         let received = std::fs::metadata(dir.join(PART_FILE)).ok()?.len();
-        (received <= meta.size).then_some(IncomingSnapshot { received, path: dir.join(PART_FILE), ..meta })
+        (received <= meta.size).then_some(IncomingSnapshot {
+            received,
+            path: dir.join(PART_FILE),
+            ..meta
+        })
     })();
     if recovered.is_none() {
         discard_incoming(dir);
@@ -209,7 +232,15 @@ mod tests {
     fn an_interrupted_transfer_is_recovered_only_whole() {
         let dir = tempfile::tempdir().unwrap();
         assert!(recover_incoming(dir.path()).is_none());
-        let incoming = IncomingSnapshot { id: "abc".into(), replid: "r".repeat(40), offset: 7, size: 100, crc32: 9, received: 0, path: PathBuf::new() };
+        let incoming = IncomingSnapshot {
+            id: "abc".into(),
+            replid: "r".repeat(40),
+            offset: 7,
+            size: 100,
+            crc32: 9,
+            received: 0,
+            path: PathBuf::new(),
+        };
         save_incoming(dir.path(), &incoming).unwrap();
         // A record without its part file is dropped.
         assert!(recover_incoming(dir.path()).is_none());
@@ -217,7 +248,16 @@ mod tests {
         save_incoming(dir.path(), &incoming).unwrap();
         std::fs::write(part_path(dir.path()), [1u8; 40]).unwrap();
         let back = recover_incoming(dir.path()).unwrap();
-        assert_eq!((back.id.as_str(), back.offset, back.size, back.crc32, back.received), ("abc", 7, 100, 9, 40));
+        assert_eq!(
+            (
+                back.id.as_str(),
+                back.offset,
+                back.size,
+                back.crc32,
+                back.received
+            ),
+            ("abc", 7, 100, 9, 40)
+        );
         // A part file longer than the snapshot (or a torn record) is dropped.
         std::fs::write(part_path(dir.path()), [1u8; 101]).unwrap();
         assert!(recover_incoming(dir.path()).is_none());
@@ -233,9 +273,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ks = crate::keyspace::Keyspace::new();
         for i in 0..1000 {
-            ks.dbs[0].set(format!("k{i}").as_bytes(), crate::keyspace::Value::string(b"v"), false);
+            ks.dbs[0].set(
+                format!("k{i}").as_bytes(),
+                crate::keyspace::Value::string(b"v"),
+                false,
+            );
         }
-        let (path, size, crc) = write_snapshot_file(dir.path(), "s1", &ks.snapshot(), &SnapshotHeader::default(), 0).unwrap();
+        let (path, size, crc) = write_snapshot_file(
+            dir.path(),
+            "s1",
+            &ks.snapshot(),
+            &SnapshotHeader::default(),
+            0,
+        )
+        .unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
         assert_eq!(file_crc32(&path).unwrap(), crc);
     }

@@ -153,17 +153,28 @@ impl ReplicaTable {
 
     /// Replicas that acknowledged at least `offset`.
     pub fn acked(&self, offset: u64) -> usize {
-        self.replicas.values().filter(|r| r.state == ReplicaState::Online && r.ack_offset >= offset).count()
+        self.replicas
+            .values()
+            .filter(|r| r.state == ReplicaState::Online && r.ack_offset >= offset)
+            .count()
     }
 
     /// Replicas that fsynced at least `offset` (WAITAOF).
     pub fn fsynced(&self, offset: u64) -> usize {
-        self.replicas.values().filter(|r| r.state == ReplicaState::Online && r.fsynced_offset >= offset).count()
+        self.replicas
+            .values()
+            .filter(|r| r.state == ReplicaState::Online && r.fsynced_offset >= offset)
+            .count()
     }
 
     /// Replicas whose last ack is at most `max_lag_secs` old.
     pub fn good(&self, max_lag_secs: u64) -> usize {
-        self.replicas.values().filter(|r| r.state == ReplicaState::Online && r.last_ack.elapsed().as_secs() <= max_lag_secs).count()
+        self.replicas
+            .values()
+            .filter(|r| {
+                r.state == ReplicaState::Online && r.last_ack.elapsed().as_secs() <= max_lag_secs
+            })
+            .count()
     }
 
     pub fn handle_ack(&mut self, id: u64, offset: u64, fsynced: u64) {
@@ -185,9 +196,19 @@ impl ReplicaTable {
         }
     }
 
-    pub fn add_wait(&mut self, client: u64, target: u64, numreplicas: usize) -> oneshot::Receiver<Frame> {
+    pub fn add_wait(
+        &mut self,
+        client: u64,
+        target: u64,
+        numreplicas: usize,
+    ) -> oneshot::Receiver<Frame> {
         let (reply, rx) = oneshot::channel();
-        self.waits.push(WaitRequest { client, target, numreplicas, reply });
+        self.waits.push(WaitRequest {
+            client,
+            target,
+            numreplicas,
+            reply,
+        });
         rx
     }
 
@@ -390,8 +411,19 @@ impl Replication {
         *self.upstream.lock() = upstream;
         self.set_link_up(false);
         let mut link = self.link.lock();
-        let (full, partial, resumes, failures) = (link.full_syncs, link.partial_syncs, link.snapshot_resumes, link.failures);
-        *link = LinkStatus { full_syncs: full, partial_syncs: partial, snapshot_resumes: resumes, failures, ..LinkStatus::default() };
+        let (full, partial, resumes, failures) = (
+            link.full_syncs,
+            link.partial_syncs,
+            link.snapshot_resumes,
+            link.failures,
+        );
+        *link = LinkStatus {
+            full_syncs: full,
+            partial_syncs: partial,
+            snapshot_resumes: resumes,
+            failures,
+            ..LinkStatus::default()
+        };
         drop(link);
         let mut generation = 0;
         self.role_generation.send_modify(|g| {
@@ -420,13 +452,17 @@ impl Replication {
         }
         let h = self.history.lock();
         let i = h.partition_point(|(o, _)| *o <= acked);
-        h.get(i).map(|(_, t)| t.elapsed().as_millis() as u64).unwrap_or(0)
+        h.get(i)
+            .map(|(_, t)| t.elapsed().as_millis() as u64)
+            .unwrap_or(0)
     }
 
     /// Mirrors the settings the write path checks.
     pub fn refresh(&self, settings: &crate::config::Settings) {
-        self.min_replicas.store(settings.min_replicas_to_write as u64, Ordering::Release);
-        self.min_replicas_max_lag.store(settings.min_replicas_max_lag, Ordering::Release);
+        self.min_replicas
+            .store(settings.min_replicas_to_write as u64, Ordering::Release);
+        self.min_replicas_max_lag
+            .store(settings.min_replicas_max_lag, Ordering::Release);
     }
 
     pub fn epoch(&self) -> u64 {

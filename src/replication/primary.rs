@@ -77,7 +77,11 @@ async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(e) => {
-            shared.repl.counters.rejected_links.fetch_add(1, Ordering::Relaxed);
+            shared
+                .repl
+                .counters
+                .rejected_links
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, reason = %e, "replication connection refused during the TLS handshake");
             return;
         }
@@ -90,7 +94,11 @@ async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming) {
 }
 
 /// Reads the next message of type `T`, feeding `reader` from `recv`.
-pub(super) async fn read_message<T: for<'de> serde::Deserialize<'de>>(recv: &mut quinn::RecvStream, reader: &mut MessageReader, buf: &mut [u8]) -> Result<Option<T>, LinkError> {
+pub(super) async fn read_message<T: for<'de> serde::Deserialize<'de>>(
+    recv: &mut quinn::RecvStream,
+    reader: &mut MessageReader,
+    buf: &mut [u8],
+) -> Result<Option<T>, LinkError> {
     loop {
         if let Some(m) = reader.poll_message()? {
             return Ok(Some(m));
@@ -114,28 +122,47 @@ impl Drop for Attached<'_> {
     }
 }
 
-async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result<&'static str, LinkError> {
-    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi()).await.map_err(|_| LinkError::Timeout("handshake"))??;
+async fn serve_replica(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+) -> Result<&'static str, LinkError> {
+    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| LinkError::Timeout("handshake"))??;
     let mut reader = MessageReader::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let hello =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_message::<ReplicaMessage>(&mut recv, &mut reader, &mut buf)).await.map_err(|_| LinkError::Timeout("handshake"))?? {
-            Some(ReplicaMessage::Hello(hello)) => hello,
-            Some(ReplicaMessage::Probe { epoch }) => {
-                send.write_all(&protocol::encode(&probe_reply(shared))).await?;
-                let _ = send.finish();
-                // Let the reply reach the prober before the connection closes.
-                let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, recv.read(&mut buf)).await;
-                if epoch > shared.repl.epoch() {
-                    tracing::info!(epoch, "probed by a node with a newer epoch");
-                }
-                return Ok("probe answered");
+    let hello = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        read_message::<ReplicaMessage>(&mut recv, &mut reader, &mut buf),
+    )
+    .await
+    .map_err(|_| LinkError::Timeout("handshake"))??
+    {
+        Some(ReplicaMessage::Hello(hello)) => hello,
+        Some(ReplicaMessage::Probe { epoch }) => {
+            send.write_all(&protocol::encode(&probe_reply(shared)))
+                .await?;
+            let _ = send.finish();
+            // Let the reply reach the prober before the connection closes.
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, recv.read(&mut buf)).await;
+            if epoch > shared.repl.epoch() {
+                tracing::info!(epoch, "probed by a node with a newer epoch");
             }
-            Some(other) => return Err(LinkError::Refused(format!("expected a hello, got {other:?}"))),
-            None => return Ok("closed before the hello"),
-        };
+            return Ok("probe answered");
+        }
+        Some(other) => {
+            return Err(LinkError::Refused(format!(
+                "expected a hello, got {other:?}"
+            )))
+        }
+        None => return Ok("closed before the hello"),
+    };
     if hello.version != protocol::PROTOCOL_VERSION {
-        let reason = format!("protocol version {} is not supported (this node speaks {})", hello.version, protocol::PROTOCOL_VERSION);
+        let reason = format!(
+            "protocol version {} is not supported (this node speaks {})",
+            hello.version,
+            protocol::PROTOCOL_VERSION
+        );
         refuse(&mut send, &mut recv, &reason).await;
         return Err(LinkError::Refused(reason));
     }
@@ -151,11 +178,22 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
     }
     let my_epoch = shared.repl.epoch();
     if hello.epoch > my_epoch {
-        let reason = format!("this node is fenced: its epoch {my_epoch} is older than the replica's ({})", hello.epoch);
+        let reason = format!(
+            "this node is fenced: its epoch {my_epoch} is older than the replica's ({})",
+            hello.epoch
+        );
         refuse(&mut send, &mut recv, &reason).await;
         if !shared.repl.is_replica() {
             // A replica has seen a promotion this primary missed.
-            super::fence::demote(shared, super::failover::FenceDecision::Demote { follow: hello.repl_addr.clone(), epoch: hello.epoch, divergence: None }, my_epoch);
+            super::fence::demote(
+                shared,
+                super::failover::FenceDecision::Demote {
+                    follow: hello.repl_addr.clone(),
+                    epoch: hello.epoch,
+                    divergence: None,
+                },
+                my_epoch,
+            );
         }
         return Err(LinkError::Refused(reason));
     }
@@ -163,14 +201,21 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         let data = shared.data.lock();
         let decision = match data.repl.resync(&hello.replid, hello.offset) {
             // The operator chose this node's copy (RUNBOOK D).
-            Resync::Refuse { reason } if shared.settings.read().repl.wipe_newer_replicas => Resync::Full { reason: format!("{reason}; repl-wipe-newer-replicas is yes") },
+            Resync::Refuse { reason } if shared.settings.read().repl.wipe_newer_replicas => {
+                Resync::Full {
+                    reason: format!("{reason}; repl-wipe-newer-replicas is yes"),
+                }
+            }
             decision => decision,
         };
         (decision, data.repl.replid.clone(), data.repl.generation)
     };
     let replica_info = attached_replica(&hello, conn);
     let repl_addr = replica_info.repl_addr.clone();
-    let attached = Attached { shared, id: shared.repl.replicas.lock().add(replica_info) };
+    let attached = Attached {
+        shared,
+        id: shared.repl.replicas.lock().add(replica_info),
+    };
     // A snapshot transfer cut short resumes where it stopped, as long as
     // the stream after the snapshot is still in the backlog.
     let resumable = hello.resume.as_ref().and_then(|r| {
@@ -179,29 +224,54 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
     });
     if let Resync::Refuse { reason } = &decision {
         tracing::error!(node = %hello.node, region = %hello.region, %reason, "refusing the replica: it holds writes this node lost");
-        shared.repl.counters.resyncs_refused.fetch_add(1, Ordering::Relaxed);
+        shared
+            .repl
+            .counters
+            .resyncs_refused
+            .fetch_add(1, Ordering::Relaxed);
         refuse(&mut send, &mut recv, reason).await;
         return Err(LinkError::Refused(reason.clone()));
     }
     let start = match (resumable, decision) {
         (Some((snapshot, at)), _) => {
             tracing::info!(node = %hello.node, id = %snapshot.id, at, size = snapshot.size, "resuming snapshot transfer");
-            shared.repl.counters.snapshot_resumes_served.fetch_add(1, Ordering::Relaxed);
+            shared
+                .repl
+                .counters
+                .snapshot_resumes_served
+                .fetch_add(1, Ordering::Relaxed);
             set_state(shared, attached.id, ReplicaState::SendBulk);
             send_snapshot(shared, &mut send, &snapshot, at).await?
         }
         (None, Resync::Continue { offset }) => {
             tracing::info!(node = %hello.node, region = %hello.region, offset, "partial resync accepted");
-            shared.repl.counters.partial_syncs_ok.fetch_add(1, Ordering::Relaxed);
-            send.write_all(&protocol::encode(&PrimaryMessage::Continue { replid, offset, epoch: my_epoch })).await?;
+            shared
+                .repl
+                .counters
+                .partial_syncs_ok
+                .fetch_add(1, Ordering::Relaxed);
+            send.write_all(&protocol::encode(&PrimaryMessage::Continue {
+                replid,
+                offset,
+                epoch: my_epoch,
+            }))
+            .await?;
             offset
         }
         (None, Resync::Full { reason } | Resync::Refuse { reason }) => {
             tracing::info!(node = %hello.node, region = %hello.region, %reason, "full resync");
             if hello.offset > 0 {
-                shared.repl.counters.partial_syncs_err.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .repl
+                    .counters
+                    .partial_syncs_err
+                    .fetch_add(1, Ordering::Relaxed);
             }
-            shared.repl.counters.full_syncs_served.fetch_add(1, Ordering::Relaxed);
+            shared
+                .repl
+                .counters
+                .full_syncs_served
+                .fetch_add(1, Ordering::Relaxed);
             set_state(shared, attached.id, ReplicaState::WaitBgsave);
             let snapshot = match shared.repl.snapshots.newest(|s| snapshot_usable(shared, s)) {
                 Some(existing) => existing,
@@ -212,13 +282,28 @@ async fn serve_replica(shared: &Arc<Shared>, conn: &quinn::Connection) -> Result
         }
     };
     set_state(shared, attached.id, ReplicaState::Online);
-    stream(shared, conn, &mut send, &mut recv, reader, start, generation, attached.id, &repl_addr).await
+    stream(
+        shared,
+        conn,
+        &mut send,
+        &mut recv,
+        reader,
+        start,
+        generation,
+        attached.id,
+        &repl_addr,
+    )
+    .await
 }
 
 /// Tells the replica why it is refused and gives it a moment to read that
 /// before the connection closes.
 async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, reason: &str) {
-    let _ = send.write_all(&protocol::encode(&PrimaryMessage::Refused { reason: reason.to_string() })).await;
+    let _ = send
+        .write_all(&protocol::encode(&PrimaryMessage::Refused {
+            reason: reason.to_string(),
+        }))
+        .await;
     let _ = send.finish();
     let mut buf = [0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(1), recv.read(&mut buf)).await;
@@ -230,7 +315,10 @@ pub(super) fn probe_reply(shared: &Shared) -> PrimaryMessage {
     PrimaryMessage::ProbeReply {
         epoch: shared.repl.epoch(),
         is_primary: !shared.repl.is_replica(),
-        upstream: shared.repl.upstream().map(|u| format!("{}:{}", u.host, u.port)),
+        upstream: shared
+            .repl
+            .upstream()
+            .map(|u| format!("{}:{}", u.host, u.port)),
         replid: data.repl.replid.clone(),
         replid2: data.repl.replid2.clone(),
         second_offset: data.repl.second_offset,
@@ -240,7 +328,9 @@ pub(super) fn probe_reply(shared: &Shared) -> PrimaryMessage {
 fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica {
     // A replica bound to a wildcard address is reachable where it dialled from.
     let repl_addr = match hello.repl_addr.parse::<std::net::SocketAddr>() {
-        Ok(a) if a.ip().is_unspecified() => std::net::SocketAddr::new(conn.remote_address().ip(), a.port()).to_string(),
+        Ok(a) if a.ip().is_unspecified() => {
+            std::net::SocketAddr::new(conn.remote_address().ip(), a.port()).to_string()
+        }
         _ => hello.repl_addr.clone(),
     };
     AttachedReplica {
@@ -272,7 +362,10 @@ fn set_state(shared: &Shared, id: u64, state: ReplicaState) {
 /// afterwards (its offset is still in the backlog of this history).
 fn snapshot_usable(shared: &Shared, snapshot: &ServedSnapshot) -> bool {
     let data = shared.data.lock();
-    matches!(data.repl.resync(&snapshot.replid, snapshot.offset), Resync::Continue { .. })
+    matches!(
+        data.repl.resync(&snapshot.replid, snapshot.offset),
+        Resync::Continue { .. }
+    )
 }
 
 /// Writes a point-in-time snapshot file. Writes go on meanwhile: they are
@@ -289,22 +382,48 @@ async fn make_snapshot(shared: &Arc<Shared>) -> Result<ServedSnapshot, LinkError
         (s.dir.join("repl-snapshots"), s.node.name.clone())
     };
     let id = format!("{}-{offset}-{:08x}", &replid[..8], rand::random::<u32>());
-    let header = SnapshotHeader { created_unix_ms: unix_ms(), repl_id: replid.clone(), repl_offset: offset, node, repl_db: stream_db };
+    let header = SnapshotHeader {
+        created_unix_ms: unix_ms(),
+        repl_id: replid.clone(),
+        repl_offset: offset,
+        node,
+        repl_db: stream_db,
+    };
     let started = Instant::now();
     let file_id = id.clone();
-    let (path, size, crc32) = tokio::task::spawn_blocking(move || fullsync::write_snapshot_file(&dir, &file_id, &dbs, &header, unix_ms()))
-        .await
-        .map_err(|e| LinkError::Refused(format!("snapshot task failed: {e}")))??;
+    let (path, size, crc32) = tokio::task::spawn_blocking(move || {
+        fullsync::write_snapshot_file(&dir, &file_id, &dbs, &header, unix_ms())
+    })
+    .await
+    .map_err(|e| LinkError::Refused(format!("snapshot task failed: {e}")))??;
     tracing::info!(%id, offset, bytes = size, ms = started.elapsed().as_millis() as u64, "replication snapshot written");
-    let snapshot = ServedSnapshot { id, path, size, crc32, replid, offset, last_used: Instant::now(), in_use: 0 };
+    let snapshot = ServedSnapshot {
+        id,
+        path,
+        size,
+        crc32,
+        replid,
+        offset,
+        last_used: Instant::now(),
+        in_use: 0,
+    };
     shared.repl.snapshots.add(snapshot.clone());
-    shared.repl.counters.last_snapshot_bytes.store(size, Ordering::Relaxed);
+    shared
+        .repl
+        .counters
+        .last_snapshot_bytes
+        .store(size, Ordering::Relaxed);
     Ok(snapshot)
 }
 
 /// Sends snapshot file bytes from `at`, in verified chunks; returns the
 /// offset the stream continues from.
-async fn send_snapshot(shared: &Arc<Shared>, send: &mut quinn::SendStream, snapshot: &ServedSnapshot, at: u64) -> Result<u64, LinkError> {
+async fn send_snapshot(
+    shared: &Arc<Shared>,
+    send: &mut quinn::SendStream,
+    snapshot: &ServedSnapshot,
+    at: u64,
+) -> Result<u64, LinkError> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     shared.repl.snapshots.acquire(&snapshot.id);
     let result = async {
@@ -318,19 +437,33 @@ async fn send_snapshot(shared: &Arc<Shared>, send: &mut quinn::SendStream, snaps
             epoch: shared.repl.epoch(),
         };
         send.write_all(&protocol::encode(&reply)).await?;
-        let mut file = tokio::fs::File::open(&snapshot.path).await.map_err(|e| LinkError::Snapshot(e.into()))?;
-        file.seek(std::io::SeekFrom::Start(at)).await.map_err(|e| LinkError::Snapshot(e.into()))?;
+        let mut file = tokio::fs::File::open(&snapshot.path)
+            .await
+            .map_err(|e| LinkError::Snapshot(e.into()))?;
+        file.seek(std::io::SeekFrom::Start(at))
+            .await
+            .map_err(|e| LinkError::Snapshot(e.into()))?;
         let mut position = at;
         let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
         while position < snapshot.size {
             let want = ((snapshot.size - position) as usize).min(SNAPSHOT_CHUNK_BYTES);
-            file.read_exact(&mut buf[..want]).await.map_err(|e| LinkError::Snapshot(e.into()))?;
+            file.read_exact(&mut buf[..want])
+                .await
+                .map_err(|e| LinkError::Snapshot(e.into()))?;
             let chunk = &buf[..want];
-            let wire = protocol::encode(&PrimaryMessage::SnapshotChunk { at: position, crc32: crc32fast::hash(chunk), data: chunk.to_vec() });
+            let wire = protocol::encode(&PrimaryMessage::SnapshotChunk {
+                at: position,
+                crc32: crc32fast::hash(chunk),
+                data: chunk.to_vec(),
+            });
             send.write_all(&wire).await?;
             let counters = &shared.repl.counters;
-            counters.sent_wire_bytes.fetch_add(wire.len() as u64, Ordering::Relaxed);
-            counters.snapshot_bytes_sent.fetch_add(want as u64, Ordering::Relaxed);
+            counters
+                .sent_wire_bytes
+                .fetch_add(wire.len() as u64, Ordering::Relaxed);
+            counters
+                .snapshot_bytes_sent
+                .fetch_add(want as u64, Ordering::Relaxed);
             position += want as u64;
         }
         Ok(snapshot.offset)
@@ -355,7 +488,13 @@ async fn stream(
 ) -> Result<&'static str, LinkError> {
     let (policy, level) = {
         let s = shared.settings.read();
-        (BatchPolicy { max_bytes: s.repl.batch_max_bytes, max_delay: Duration::from_millis(s.repl.batch_max_delay_ms) }, s.repl.compression_level)
+        (
+            BatchPolicy {
+                max_bytes: s.repl.batch_max_bytes,
+                max_delay: Duration::from_millis(s.repl.batch_max_delay_ms),
+            },
+            s.repl.compression_level,
+        )
     };
     let log_history = {
         let data = shared.data.lock();
@@ -368,8 +507,12 @@ async fn stream(
     let mut compressor = LinkCompressor::new(level);
     let (mut redundancy, stagger) = {
         let s = shared.settings.read();
-        let capacity = (s.link.bandwidth_mbit > 0).then(|| s.link.bandwidth_mbit as f64 * 1e6 / 8.0);
-        (Redundancy::new(datagram_mode(&s.repl), capacity, Instant::now(), conn.rtt()), Duration::from_micros(s.repl.datagram_stagger_us))
+        let capacity =
+            (s.link.bandwidth_mbit > 0).then(|| s.link.bandwidth_mbit as f64 * 1e6 / 8.0);
+        (
+            Redundancy::new(datagram_mode(&s.repl), capacity, Instant::now(), conn.rtt()),
+            Duration::from_micros(s.repl.datagram_stagger_us),
+        )
     };
     let copies = DatagramCopies::spawn(shared.clone(), conn.clone());
     let mut parity = ParityEncoder::new(PARITY_GROUP, PARITY_MAX_WAIT);
@@ -390,7 +533,11 @@ async fn stream(
             let end = shared.data.lock().repl.offset();
             if target == repl_addr && sent >= end {
                 let epoch = super::failover::promoted_epoch(shared.repl.epoch());
-                send.write_all(&protocol::encode(&PrimaryMessage::Handover { epoch, offset: end })).await?;
+                send.write_all(&protocol::encode(&PrimaryMessage::Handover {
+                    epoch,
+                    offset: end,
+                }))
+                .await?;
                 tracing::info!(target = %target, offset = end, epoch, "handed over to the failover target");
                 // Wait for its last ack (or the link to close).
                 let _ = tokio::time::timeout(Duration::from_secs(5), recv.read(&mut buf)).await;
@@ -406,14 +553,28 @@ async fn stream(
         }
         // A batch another link on the shared stream already cut goes out
         // at once; otherwise this link's batcher decides.
-        let ready = if sent < end { compressor.ready(&mut shared.repl.tail.lock(), generation, sent) } else { None };
+        let ready = if sent < end {
+            compressor.ready(&mut shared.repl.tail.lock(), generation, sent)
+        } else {
+            None
+        };
         let cut = match ready {
             Some(batch) => Ok(batch),
             None => match batcher.poll_cut(Instant::now(), end.saturating_sub(sent)) {
                 Cut::Send(n) => {
-                    let next = compressor.next_batch(&mut shared.repl.tail.lock(), generation, sent, n, |at, n| shared.log.read(log_history, at, n))?;
+                    let next = compressor.next_batch(
+                        &mut shared.repl.tail.lock(),
+                        generation,
+                        sent,
+                        n,
+                        |at, n| shared.log.read(log_history, at, n),
+                    )?;
                     if next.compressed {
-                        shared.repl.counters.batches_compressed.fetch_add(1, Ordering::Relaxed);
+                        shared
+                            .repl
+                            .counters
+                            .batches_compressed
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(next.batch)
                 }
@@ -426,7 +587,13 @@ async fn stream(
                 let raw_len = batch.raw_len as u64;
                 let now = Instant::now();
                 let unsent = end.saturating_sub(sent + raw_len);
-                let acked = shared.repl.replicas.lock().replicas.get(&id).map_or(0, |r| r.ack_offset);
+                let acked = shared
+                    .repl
+                    .replicas
+                    .lock()
+                    .replicas
+                    .get(&id)
+                    .map_or(0, |r| r.ack_offset);
                 let ack_lag = Duration::from_millis(shared.repl.lag_ms_at(acked, sent));
                 let behind = unsent > 0 || ack_lag > conn.rtt() * 2 + ACK_LAG_SLACK;
                 let wanted = redundancy.decide(now, behind, copies.queued());
@@ -447,14 +614,21 @@ async fn stream(
                     }
                     copies.send(now + stagger, first);
                     if wanted > 1 {
-                        copies.send(now + stagger * 3, pieces.into_iter().map(|(_, p)| p).collect());
+                        copies.send(
+                            now + stagger * 3,
+                            pieces.into_iter().map(|(_, p)| p).collect(),
+                        );
                     }
                 }
                 sent += raw_len;
                 batcher.handle_sent(Instant::now(), end.saturating_sub(sent));
                 let counters = &shared.repl.counters;
-                counters.sent_wire_bytes.fetch_add(wire.len() as u64, Ordering::Relaxed);
-                counters.sent_raw_bytes.fetch_add(raw_len, Ordering::Relaxed);
+                counters
+                    .sent_wire_bytes
+                    .fetch_add(wire.len() as u64, Ordering::Relaxed);
+                counters
+                    .sent_raw_bytes
+                    .fetch_add(raw_len, Ordering::Relaxed);
                 counters.batches_sent.fetch_add(1, Ordering::Relaxed);
                 if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                     r.wire_bytes += wire.len() as u64;
@@ -597,7 +771,11 @@ impl DatagramCopies {
             }
             .in_current_span(),
         );
-        DatagramCopies { queue, shared, conn: link }
+        DatagramCopies {
+            queue,
+            shared,
+            conn: link,
+        }
     }
 
     /// Whether earlier copies are still waiting (the link is behind).
@@ -607,7 +785,11 @@ impl DatagramCopies {
 
     fn send(&self, at: Instant, pieces: Vec<Vec<u8>>) {
         if self.queue.try_send((at, pieces)).is_err() {
-            self.shared.repl.counters.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .repl
+                .counters
+                .datagram_dropped_batches
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }

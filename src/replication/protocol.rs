@@ -136,9 +136,15 @@ pub fn encode_parity(parity: &Parity) -> Vec<u8> {
 pub fn decode_datagram(datagram: &[u8]) -> Result<Datagram, ProtocolError> {
     let malformed = |e: postcard::Error| ProtocolError::Malformed(e.to_string());
     match datagram.split_first() {
-        Some((&FRAGMENT_TAG, body)) => postcard::from_bytes(body).map(Datagram::Fragment).map_err(malformed),
-        Some((&PARITY_TAG, body)) => postcard::from_bytes(body).map(Datagram::Parity).map_err(malformed),
-        Some((tag, _)) => Err(ProtocolError::Malformed(format!("unknown datagram tag {tag}"))),
+        Some((&FRAGMENT_TAG, body)) => postcard::from_bytes(body)
+            .map(Datagram::Fragment)
+            .map_err(malformed),
+        Some((&PARITY_TAG, body)) => postcard::from_bytes(body)
+            .map(Datagram::Parity)
+            .map_err(malformed),
+        Some((tag, _)) => Err(ProtocolError::Malformed(format!(
+            "unknown datagram tag {tag}"
+        ))),
         None => Err(ProtocolError::Malformed("empty datagram".into())),
     }
 }
@@ -271,7 +277,9 @@ impl MessageReader {
     }
 
     /// The next complete message, if one has arrived.
-    pub fn poll_message<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, ProtocolError> {
+    pub fn poll_message<T: for<'de> Deserialize<'de>>(
+        &mut self,
+    ) -> Result<Option<T>, ProtocolError> {
         if self.buf.len() < 4 {
             return Ok(None);
         }
@@ -282,7 +290,8 @@ impl MessageReader {
         if self.buf.len() < 4 + len {
             return Ok(None);
         }
-        let message = postcard::from_bytes(&self.buf[4..4 + len]).map_err(|e| ProtocolError::Malformed(e.to_string()));
+        let message = postcard::from_bytes(&self.buf[4..4 + len])
+            .map_err(|e| ProtocolError::Malformed(e.to_string()));
         self.buf.drain(..4 + len);
         message.map(Some)
     }
@@ -328,14 +337,23 @@ mod tests {
             repl_addr: "127.0.0.1:7380".into(),
             replid: "a".repeat(40),
             offset: 12345,
-            resume: Some(SnapshotResume { id: "s1".into(), at: 99 }),
+            resume: Some(SnapshotResume {
+                id: "s1".into(),
+                at: 99,
+            }),
             epoch: 3,
         })
     }
 
     #[test]
     fn round_trip_split_at_every_byte() {
-        let messages = vec![hello(), ReplicaMessage::Ack { offset: 7, fsynced: 5 }];
+        let messages = vec![
+            hello(),
+            ReplicaMessage::Ack {
+                offset: 7,
+                fsynced: 5,
+            },
+        ];
         let wire: Vec<u8> = messages.iter().flat_map(encode).collect();
         for split in 0..wire.len() {
             let mut reader = MessageReader::new();
@@ -353,13 +371,28 @@ mod tests {
 
     #[test]
     fn a_borrowed_batch_encodes_as_the_message() {
-        let batch = Batch { start: 77, raw_len: 3, crc32: 9, fresh: true, payload: vec![1, 2, 3] };
-        assert_eq!(encode_batch(&batch), encode(&PrimaryMessage::Batch(batch.clone())));
+        let batch = Batch {
+            start: 77,
+            raw_len: 3,
+            crc32: 9,
+            fresh: true,
+            payload: vec![1, 2, 3],
+        };
+        assert_eq!(
+            encode_batch(&batch),
+            encode(&PrimaryMessage::Batch(batch.clone()))
+        );
     }
 
     #[test]
     fn batch_payload_is_compact() {
-        let batch = PrimaryMessage::Batch(Batch { start: 1, raw_len: 3, crc32: 9, fresh: false, payload: vec![0xff; 1000] });
+        let batch = PrimaryMessage::Batch(Batch {
+            start: 1,
+            raw_len: 3,
+            crc32: 9,
+            fresh: false,
+            payload: vec![0xff; 1000],
+        });
         assert!(encode(&batch).len() < 1020);
     }
 
@@ -381,7 +414,11 @@ mod tests {
         assert!(wire.len() <= 1400 + FRAGMENT_OVERHEAD, "{}", wire.len());
         assert_eq!(decode_datagram(&wire).unwrap(), Datagram::Fragment(f));
         assert!(decode_datagram(&wire[..wire.len() - 1]).is_err());
-        let p = Parity { first_seq: u64::MAX, lens: vec![u16::MAX; MAX_PARITY_GROUP], xor: vec![1; 1400] };
+        let p = Parity {
+            first_seq: u64::MAX,
+            lens: vec![u16::MAX; MAX_PARITY_GROUP],
+            xor: vec![1; 1400],
+        };
         let wire = encode_parity(&p);
         assert!(wire.len() <= 1400 + PARITY_OVERHEAD, "{}", wire.len());
         assert_eq!(decode_datagram(&wire).unwrap(), Datagram::Parity(p));
@@ -393,7 +430,10 @@ mod tests {
     fn oversized_length_refused_before_allocation() {
         let mut reader = MessageReader::new();
         reader.handle_bytes(&u32::MAX.to_be_bytes());
-        assert_eq!(reader.poll_message::<PrimaryMessage>(), Err(ProtocolError::TooLarge(u32::MAX as usize)));
+        assert_eq!(
+            reader.poll_message::<PrimaryMessage>(),
+            Err(ProtocolError::TooLarge(u32::MAX as usize))
+        );
     }
 
     #[test]
@@ -402,17 +442,27 @@ mod tests {
         let mut wire = 5u32.to_be_bytes().to_vec();
         wire.extend_from_slice(&[0xee, 0xff, 0xff, 0xff, 0xff]);
         reader.handle_bytes(&wire);
-        assert!(matches!(reader.poll_message::<PrimaryMessage>(), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(
+            reader.poll_message::<PrimaryMessage>(),
+            Err(ProtocolError::Malformed(_))
+        ));
     }
 
     #[test]
     fn truncated_bytes_field_is_malformed() {
-        let full = encode(&PrimaryMessage::SnapshotChunk { at: 0, crc32: 0, data: vec![1; 100] });
+        let full = encode(&PrimaryMessage::SnapshotChunk {
+            at: 0,
+            crc32: 0,
+            data: vec![1; 100],
+        });
         let body = &full[4..full.len() - 10];
         let mut wire = (body.len() as u32).to_be_bytes().to_vec();
         wire.extend_from_slice(body);
         let mut reader = MessageReader::new();
         reader.handle_bytes(&wire);
-        assert!(matches!(reader.poll_message::<PrimaryMessage>(), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(
+            reader.poll_message::<PrimaryMessage>(),
+            Err(ProtocolError::Malformed(_))
+        ));
     }
 }

@@ -57,7 +57,12 @@ impl From<protocol::ProtocolError> for ReplicaError {
 /// Makes this node a replica of `upstream` (REPLICAOF, `replicaof` at
 /// start-up, fencing, planned failover): reads keep being served, expiry
 /// waits for the upstream's DELs, and the link task starts.
-pub fn follow(shared: &Arc<Shared>, keyspace: &mut crate::keyspace::Keyspace, log: &mut super::ReplicationLog, upstream: Upstream) {
+pub fn follow(
+    shared: &Arc<Shared>,
+    keyspace: &mut crate::keyspace::Keyspace,
+    log: &mut super::ReplicationLog,
+    upstream: Upstream,
+) {
     tracing::info!(host = %upstream.host, port = upstream.port, "becoming a replica");
     keyspace.set_delete_expired(false);
     // Whatever this node lost, the upstream's copy is the one to keep.
@@ -69,7 +74,12 @@ pub fn follow(shared: &Arc<Shared>, keyspace: &mut crate::keyspace::Keyspace, lo
 /// Makes this replica a primary: a new history and a new epoch; the old
 /// history stays valid up to here, so the other replicas (and the old
 /// primary, once fenced) continue with a partial resync.
-pub fn promote(shared: &Arc<Shared>, keyspace: &mut crate::keyspace::Keyspace, log: &mut super::ReplicationLog, epoch: Option<u64>) {
+pub fn promote(
+    shared: &Arc<Shared>,
+    keyspace: &mut crate::keyspace::Keyspace,
+    log: &mut super::ReplicationLog,
+    epoch: Option<u64>,
+) {
     shared.repl.set_upstream(None);
     log.promote();
     keyspace.set_delete_expired(true);
@@ -113,7 +123,9 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
         }
         match result {
             Ok(reason) => tracing::info!(reason, "link to upstream closed"),
-            Err(e) => tracing::warn!(error = %e, host = %upstream.host, port = upstream.port, "link to upstream failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, host = %upstream.host, port = upstream.port, "link to upstream failed")
+            }
         }
         if started.elapsed() > Duration::from_secs(5) {
             backoff = Duration::from_millis(50);
@@ -126,60 +138,105 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
 
 async fn resolve(upstream: &Upstream, ipv4: bool) -> Result<SocketAddr, ReplicaError> {
     let target = format!("{}:{}", upstream.host, upstream.port);
-    let addrs = tokio::net::lookup_host(&target).await.map_err(|e| ReplicaError::Resolve(format!("{target}: {e}")))?;
+    let addrs = tokio::net::lookup_host(&target)
+        .await
+        .map_err(|e| ReplicaError::Resolve(format!("{target}: {e}")))?;
     let addrs: Vec<SocketAddr> = addrs.collect();
-    addrs.iter().find(|a| a.is_ipv4() == ipv4).or(addrs.first()).copied().ok_or(ReplicaError::Resolve(target))
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4() == ipv4)
+        .or(addrs.first())
+        .copied()
+        .ok_or(ReplicaError::Resolve(target))
 }
 
 async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static str, ReplicaError> {
-    let endpoint = shared.repl.endpoint.lock().clone().ok_or(ReplicaError::NoEndpoint)?;
+    let endpoint = shared
+        .repl
+        .endpoint
+        .lock()
+        .clone()
+        .ok_or(ReplicaError::NoEndpoint)?;
     let local_v4 = endpoint.local_addr().map(|a| a.is_ipv4()).unwrap_or(true);
     let addr = resolve(upstream, local_v4).await?;
-    let (server_name, hello) = {
-        let s = shared.settings.read();
-        let name = if s.repl.upstream_name.is_empty() { upstream.host.clone() } else { s.repl.upstream_name.clone() };
-        let position = shared.data.lock().repl.position();
-        let (replid, offset) = (position.replid, position.offset);
-        let repl_addr = format!("{}:{}", s.repl_addr().map(|a| a.ip().to_string()).unwrap_or_default(), shared.repl.port.load(Ordering::Relaxed));
-        let hello = Hello {
-            version: protocol::PROTOCOL_VERSION,
-            node: s.node.name.clone(),
-            region: s.node.region.clone(),
-            tcp_port: shared.tcp_port.load(Ordering::Relaxed),
-            repl_addr,
-            replid,
-            offset,
-            resume: shared.repl.incoming.lock().as_ref().map(|i| protocol::SnapshotResume { id: i.id.clone(), at: i.received }),
-            epoch: shared.repl.epoch(),
+    let (server_name, hello) =
+        {
+            let s = shared.settings.read();
+            let name = if s.repl.upstream_name.is_empty() {
+                upstream.host.clone()
+            } else {
+                s.repl.upstream_name.clone()
+            };
+            let position = shared.data.lock().repl.position();
+            let (replid, offset) = (position.replid, position.offset);
+            let repl_addr = format!(
+                "{}:{}",
+                s.repl_addr()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default(),
+                shared.repl.port.load(Ordering::Relaxed)
+            );
+            let hello =
+                Hello {
+                    version: protocol::PROTOCOL_VERSION,
+                    node: s.node.name.clone(),
+                    region: s.node.region.clone(),
+                    tcp_port: shared.tcp_port.load(Ordering::Relaxed),
+                    repl_addr,
+                    replid,
+                    offset,
+                    resume: shared.repl.incoming.lock().as_ref().map(|i| {
+                        protocol::SnapshotResume {
+                            id: i.id.clone(),
+                            at: i.received,
+                        }
+                    }),
+                    epoch: shared.repl.epoch(),
+                };
+            (name, hello)
         };
-        (name, hello)
-    };
     shared.repl.link.lock().state = LinkState::Connecting;
     let connecting = endpoint.connect(addr, &server_name)?;
-    let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.map_err(|_| LinkError::Timeout("connect"))??;
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| LinkError::Timeout("connect"))??;
     let result = run_session(shared, &conn, hello).await;
     conn.close(0u32.into(), b"closed");
     result
 }
 
-async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hello) -> Result<&'static str, ReplicaError> {
+async fn run_session(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    hello: Hello,
+) -> Result<&'static str, ReplicaError> {
     let (mut send, mut recv) = conn.open_bi().await?;
     let asked = hello.offset;
     let our_replid = hello.replid.clone();
-    send.write_all(&protocol::encode(&ReplicaMessage::Hello(hello))).await?;
+    send.write_all(&protocol::encode(&ReplicaMessage::Hello(hello)))
+        .await?;
     let mut reader = MessageReader::new();
     let mut buf = vec![0u8; 64 * 1024];
     shared.repl.link.lock().state = LinkState::Sync;
-    let first = tokio::time::timeout(Duration::from_secs(60), read_message::<PrimaryMessage>(&mut recv, &mut reader, &mut buf))
-        .await
-        .map_err(|_| LinkError::Timeout("handshake"))?
-        .map_err(ReplicaError::Link)?;
+    let first = tokio::time::timeout(
+        Duration::from_secs(60),
+        read_message::<PrimaryMessage>(&mut recv, &mut reader, &mut buf),
+    )
+    .await
+    .map_err(|_| LinkError::Timeout("handshake"))?
+    .map_err(ReplicaError::Link)?;
     let start = match first {
         None => return Ok("upstream closed during the handshake"),
-        Some(PrimaryMessage::Continue { replid, offset, epoch }) => {
+        Some(PrimaryMessage::Continue {
+            replid,
+            offset,
+            epoch,
+        }) => {
             check_epoch(shared, epoch)?;
             if offset != asked {
-                return Err(ReplicaError::Stream(format!("upstream continues at {offset}, we asked for {asked}")));
+                return Err(ReplicaError::Stream(format!(
+                    "upstream continues at {offset}, we asked for {asked}"
+                )));
             }
             let mut data = shared.data.lock();
             if replid != our_replid {
@@ -192,14 +249,38 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
             tracing::info!(offset, "partial resync");
             offset
         }
-        Some(PrimaryMessage::FullResync { replid, offset, snapshot_id, snapshot_bytes, file_crc32, resume_at, epoch }) => {
+        Some(PrimaryMessage::FullResync {
+            replid,
+            offset,
+            snapshot_id,
+            snapshot_bytes,
+            file_crc32,
+            resume_at,
+            epoch,
+        }) => {
             check_epoch(shared, epoch)?;
-            let incoming = IncomingSnapshot { id: snapshot_id, replid, offset, size: snapshot_bytes, crc32: file_crc32, received: resume_at, path: PathBuf::new() };
+            let incoming = IncomingSnapshot {
+                id: snapshot_id,
+                replid,
+                offset,
+                size: snapshot_bytes,
+                crc32: file_crc32,
+                received: resume_at,
+                path: PathBuf::new(),
+            };
             receive_snapshot(shared, &mut recv, &mut reader, &mut buf, incoming).await?;
             offset
         }
-        Some(PrimaryMessage::Refused { reason }) => return Err(ReplicaError::Stream(format!("upstream refused the link: {reason}"))),
-        Some(other) => return Err(ReplicaError::Stream(format!("unexpected handshake reply {other:?}"))),
+        Some(PrimaryMessage::Refused { reason }) => {
+            return Err(ReplicaError::Stream(format!(
+                "upstream refused the link: {reason}"
+            )))
+        }
+        Some(other) => {
+            return Err(ReplicaError::Stream(format!(
+                "unexpected handshake reply {other:?}"
+            )))
+        }
     };
     shared.repl.set_link_up(true);
     {
@@ -256,17 +337,33 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
         while let Some(message) = reader.poll_message::<PrimaryMessage>()? {
             match message {
                 PrimaryMessage::Batch(batch) => {
-                    reassembler.handle_stream(batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
-                    ack_due |= apply_ready(shared, &mut session, &mut reassembler, &mut decompressor, &mut splitter)?;
+                    reassembler
+                        .handle_stream(batch)
+                        .map_err(|e| ReplicaError::Stream(e.to_string()))?;
+                    ack_due |= apply_ready(
+                        shared,
+                        &mut session,
+                        &mut reassembler,
+                        &mut decompressor,
+                        &mut splitter,
+                    )?;
                 }
-                PrimaryMessage::Ping { offset, unix_ms: sent_ms, epoch } => {
+                PrimaryMessage::Ping {
+                    offset,
+                    unix_ms: sent_ms,
+                    epoch,
+                } => {
                     // The epoch rides the stream too: an upstream replaced
                     // since the handshake is left at once.
                     check_epoch(shared, epoch)?;
                     let applied = shared.data.lock().repl.offset();
                     let mut link = shared.repl.link.lock();
                     link.upstream_offset = offset;
-                    link.lag_ms = if applied >= offset { 0 } else { (unix_ms() - sent_ms).max(0) };
+                    link.lag_ms = if applied >= offset {
+                        0
+                    } else {
+                        (unix_ms() - sent_ms).max(0)
+                    };
                     link.rtt_ms = conn.rtt().as_millis() as u64;
                     ack_due = true;
                 }
@@ -281,13 +378,24 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
                         applied
                     };
                     if applied != offset {
-                        return Err(ReplicaError::Stream(format!("handover at {offset} but applied {applied}")));
+                        return Err(ReplicaError::Stream(format!(
+                            "handover at {offset} but applied {applied}"
+                        )));
                     }
-                    let _ = send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset, fsynced: fsynced_offset(shared) })).await;
+                    let _ = send
+                        .write_all(&protocol::encode(&ReplicaMessage::Ack {
+                            offset,
+                            fsynced: fsynced_offset(shared),
+                        }))
+                        .await;
                     let _ = send.finish();
                     return Ok("took over as primary (planned failover)");
                 }
-                other => return Err(ReplicaError::Stream(format!("unexpected message {other:?}"))),
+                other => {
+                    return Err(ReplicaError::Stream(format!(
+                        "unexpected message {other:?}"
+                    )))
+                }
             }
         }
         count_reassembly(shared, reassembler.stats(), &mut counted);
@@ -295,7 +403,8 @@ async fn run_session(shared: &Arc<Shared>, conn: &quinn::Connection, hello: Hell
             let offset = shared.data.lock().repl.offset();
             let fsynced = fsynced_offset(shared);
             if offset != acked || fsynced != acked_fsynced || ack_tick {
-                send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset, fsynced })).await?;
+                send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset, fsynced }))
+                    .await?;
                 acked = offset;
                 acked_fsynced = fsynced;
             }
@@ -320,9 +429,17 @@ fn apply_ready(
         return Err(ReplicaError::Stream("this node's log writes are failing (disk full?): replication paused until they succeed".into()));
     }
     while let Some((batch, _)) = reassembler.poll_batch() {
-        let raw = decompressor.decompress(&batch).map_err(|e| ReplicaError::Stream(e.to_string()))?;
-        shared.repl.counters.received_raw_bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
-        let units = splitter.handle_bytes(raw).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+        let raw = decompressor
+            .decompress(&batch)
+            .map_err(|e| ReplicaError::Stream(e.to_string()))?;
+        shared
+            .repl
+            .counters
+            .received_raw_bytes
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        let units = splitter
+            .handle_bytes(raw)
+            .map_err(|e| ReplicaError::Stream(e.to_string()))?;
         applied |= !units.units.is_empty();
         splitter.recycle(apply_units(shared, session, units));
     }
@@ -332,11 +449,16 @@ fn apply_ready(
 /// Adds the reassembly counters gained since `counted` to the node's.
 fn count_reassembly(shared: &Shared, now: ReassemblyStats, counted: &mut ReassemblyStats) {
     let c = &shared.repl.counters;
-    c.batches_via_stream.fetch_add(now.from_stream - counted.from_stream, Ordering::Relaxed);
-    c.batches_via_datagram.fetch_add(now.from_datagram - counted.from_datagram, Ordering::Relaxed);
-    c.batch_copies_discarded.fetch_add(now.duplicates - counted.duplicates, Ordering::Relaxed);
-    c.datagrams_rejected.fetch_add(now.rejected - counted.rejected, Ordering::Relaxed);
-    c.datagrams_recovered.fetch_add(now.recovered - counted.recovered, Ordering::Relaxed);
+    c.batches_via_stream
+        .fetch_add(now.from_stream - counted.from_stream, Ordering::Relaxed);
+    c.batches_via_datagram
+        .fetch_add(now.from_datagram - counted.from_datagram, Ordering::Relaxed);
+    c.batch_copies_discarded
+        .fetch_add(now.duplicates - counted.duplicates, Ordering::Relaxed);
+    c.datagrams_rejected
+        .fetch_add(now.rejected - counted.rejected, Ordering::Relaxed);
+    c.datagrams_recovered
+        .fetch_add(now.recovered - counted.recovered, Ordering::Relaxed);
     *counted = now;
 }
 
@@ -345,7 +467,9 @@ fn count_reassembly(shared: &Shared, now: ReassemblyStats, counted: &mut Reassem
 fn check_epoch(shared: &Shared, upstream_epoch: u64) -> Result<(), ReplicaError> {
     let mine = shared.repl.epoch();
     if !super::failover::may_follow(mine, upstream_epoch) {
-        return Err(ReplicaError::Stream(format!("upstream is fenced: its epoch {upstream_epoch} is older than ours ({mine})")));
+        return Err(ReplicaError::Stream(format!(
+            "upstream is fenced: its epoch {upstream_epoch} is older than ours ({mine})"
+        )));
     }
     let dir = shared.settings.read().dir.clone();
     shared.repl.observe_epoch(upstream_epoch, &dir);
@@ -403,11 +527,24 @@ pub fn apply_replayed(shared: &Arc<Shared>, session: &mut Session, units: &Units
     apply_locked(shared, &mut guard, session, units);
 }
 
-fn apply_locked(shared: &Arc<Shared>, data: &mut crate::server::Data, session: &mut Session, units: &Units) {
+fn apply_locked(
+    shared: &Arc<Shared>,
+    data: &mut crate::server::Data,
+    session: &mut Session,
+    units: &Units,
+) {
     // One dataset lock and one clock reading for the whole run of units:
     // nothing else sees the data between them.
-    let mut ctx =
-        ExecCtx { keyspace: &mut data.keyspace, blocking: &mut data.blocking, pubsub: &mut data.pubsub, shared, session, now_ms: unix_ms(), repl: &mut data.repl, effects: None };
+    let mut ctx = ExecCtx {
+        keyspace: &mut data.keyspace,
+        blocking: &mut data.blocking,
+        pubsub: &mut data.pubsub,
+        shared,
+        session,
+        now_ms: unix_ms(),
+        repl: &mut data.repl,
+        effects: None,
+    };
     for unit in &units.units {
         for args in &unit.commands {
             commands::apply_replicated(&mut ctx, args);
@@ -426,18 +563,25 @@ async fn receive_snapshot(
 ) -> Result<(), ReplicaError> {
     use std::io::Write;
     if incoming.size > MAX_SNAPSHOT_BYTES {
-        return Err(ReplicaError::Stream(format!("snapshot of {} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit", incoming.size)));
+        return Err(ReplicaError::Stream(format!(
+            "snapshot of {} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit",
+            incoming.size
+        )));
     }
     let dir = shared.settings.read().dir.clone();
     incoming.path = super::fullsync::part_path(&dir);
     let resuming = incoming.received > 0;
     if resuming {
         let previous = shared.repl.incoming.lock().clone();
-        let matches = previous.as_ref().is_some_and(|p| p.id == incoming.id && p.received == incoming.received && p.size == incoming.size);
+        let matches = previous.as_ref().is_some_and(|p| {
+            p.id == incoming.id && p.received == incoming.received && p.size == incoming.size
+        });
         if !matches {
             *shared.repl.incoming.lock() = None;
             super::fullsync::discard_incoming(&dir);
-            return Err(ReplicaError::Stream("upstream resumed a snapshot transfer we do not hold".into()));
+            return Err(ReplicaError::Stream(
+                "upstream resumed a snapshot transfer we do not hold".into(),
+            ));
         }
         shared.repl.link.lock().snapshot_resumes += 1;
         tracing::info!(id = %incoming.id, at = incoming.received, size = incoming.size, "full resync: resuming snapshot transfer");
@@ -450,32 +594,53 @@ async fn receive_snapshot(
         .truncate(!resuming)
         .open(&incoming.path)
         .map_err(|e| ReplicaError::Stream(format!("{}: {e}", incoming.path.display())))?;
-    file.set_len(incoming.received).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+    file.set_len(incoming.received)
+        .map_err(|e| ReplicaError::Stream(e.to_string()))?;
     use std::io::Seek;
-    file.seek(std::io::SeekFrom::Start(incoming.received)).map_err(|e| ReplicaError::Stream(e.to_string()))?;
+    file.seek(std::io::SeekFrom::Start(incoming.received))
+        .map_err(|e| ReplicaError::Stream(e.to_string()))?;
     // A restart mid-transfer resumes it too.
-    super::fullsync::save_incoming(&dir, &incoming).map_err(|e| ReplicaError::Stream(format!("recording the snapshot transfer: {e}")))?;
+    super::fullsync::save_incoming(&dir, &incoming)
+        .map_err(|e| ReplicaError::Stream(format!("recording the snapshot transfer: {e}")))?;
     *shared.repl.incoming.lock() = Some(incoming.clone());
     shared.repl.link.lock().sync_in_progress = true;
     let started = Instant::now();
     while incoming.received < incoming.size {
-        match read_message::<PrimaryMessage>(recv, reader, buf).await.map_err(ReplicaError::Link)? {
+        match read_message::<PrimaryMessage>(recv, reader, buf)
+            .await
+            .map_err(ReplicaError::Link)?
+        {
             Some(PrimaryMessage::SnapshotChunk { at, crc32, data }) => {
-                if at != incoming.received || crc32fast::hash(&data) != crc32 || incoming.received + data.len() as u64 > incoming.size {
+                if at != incoming.received
+                    || crc32fast::hash(&data) != crc32
+                    || incoming.received + data.len() as u64 > incoming.size
+                {
                     // Not written: the reconnect asks for this chunk again.
-                    return Err(ReplicaError::Stream(format!("snapshot chunk at {at} failed verification; re-requesting")));
+                    return Err(ReplicaError::Stream(format!(
+                        "snapshot chunk at {at} failed verification; re-requesting"
+                    )));
                 }
-                file.write_all(&data).map_err(|e| ReplicaError::Stream(format!("writing the snapshot: {e}")))?;
+                file.write_all(&data)
+                    .map_err(|e| ReplicaError::Stream(format!("writing the snapshot: {e}")))?;
                 incoming.received += data.len() as u64;
                 if let Some(i) = shared.repl.incoming.lock().as_mut() {
                     i.received = incoming.received;
                 }
             }
-            Some(other) => return Err(ReplicaError::Stream(format!("unexpected message during snapshot transfer: {other:?}"))),
-            None => return Err(ReplicaError::Stream("upstream closed during the snapshot transfer".into())),
+            Some(other) => {
+                return Err(ReplicaError::Stream(format!(
+                    "unexpected message during snapshot transfer: {other:?}"
+                )))
+            }
+            None => {
+                return Err(ReplicaError::Stream(
+                    "upstream closed during the snapshot transfer".into(),
+                ))
+            }
         }
     }
-    file.sync_all().map_err(|e| ReplicaError::Stream(e.to_string()))?;
+    file.sync_all()
+        .map_err(|e| ReplicaError::Stream(e.to_string()))?;
     drop(file);
     *shared.repl.incoming.lock() = None;
     let path = incoming.path.clone();
@@ -483,7 +648,10 @@ async fn receive_snapshot(
     let loaded = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let crc = super::fullsync::file_crc32(&path).map_err(|e| e.to_string())?;
         if crc != incoming.crc32 {
-            return Err(format!("whole-file checksum mismatch ({crc:08x} != {:08x})", incoming.crc32));
+            return Err(format!(
+                "whole-file checksum mismatch ({crc:08x} != {:08x})",
+                incoming.crc32
+            ));
         }
         crate::persist::load_from_file(&path).map_err(|e| e.to_string())
     })
@@ -491,7 +659,9 @@ async fn receive_snapshot(
     .map_err(|e| ReplicaError::Stream(e.to_string()))
     .and_then(|r| r.map_err(|e| ReplicaError::Stream(format!("snapshot refused, discarded: {e}"))));
     let result = match loaded {
-        Ok((header, dbs, keys)) if header.repl_id == incoming.replid && header.repl_offset == incoming.offset => {
+        Ok((header, dbs, keys))
+            if header.repl_id == incoming.replid && header.repl_offset == incoming.offset =>
+        {
             // The received file becomes this node's snapshot: crash
             // recovery replays the log from its offset.
             let (snapshot_path, appendonly) = {
@@ -505,17 +675,32 @@ async fn receive_snapshot(
             let mut data = shared.data.lock();
             crate::persist::install(&mut data.keyspace, dbs);
             data.keyspace.set_delete_expired(false);
-            data.repl.reset(incoming.replid.clone(), incoming.offset, header.repl_db as usize);
-            shared.log.set_retain_from(if appendonly && kept.is_ok() { incoming.offset } else { u64::MAX });
+            data.repl.reset(
+                incoming.replid.clone(),
+                incoming.offset,
+                header.repl_db as usize,
+            );
+            shared.log.set_retain_from(if appendonly && kept.is_ok() {
+                incoming.offset
+            } else {
+                u64::MAX
+            });
             drop(data);
             if kept.is_ok() {
                 shared.persistence.aof.lock().base_size = incoming.size;
             }
             shared.repl.link.lock().full_syncs += 1;
-            tracing::info!(offset = incoming.offset, keys, ms = started.elapsed().as_millis() as u64, "full resync: snapshot loaded");
+            tracing::info!(
+                offset = incoming.offset,
+                keys,
+                ms = started.elapsed().as_millis() as u64,
+                "full resync: snapshot loaded"
+            );
             Ok(())
         }
-        Ok(_) => Err(ReplicaError::Stream("snapshot header does not match the resync reply; discarded".into())),
+        Ok(_) => Err(ReplicaError::Stream(
+            "snapshot header does not match the resync reply; discarded".into(),
+        )),
         Err(e) => Err(e),
     };
     super::fullsync::discard_incoming(&dir);

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 /// A replication id: 40 hex characters naming one history of the stream.
 pub fn new_replid() -> String {
-    (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect()
+    (0..40)
+        .map(|_| format!("{:x}", rand::random_range(0..16u8)))
+        .collect()
 }
 
 /// Where a stream stands: its history, its end offset, and the database
@@ -111,14 +113,29 @@ impl Meta {
         let replid2 = lines.next()?.to_string();
         let second_offset = lines.next()?.parse::<u64>().ok();
         let empty_at = lines.next().and_then(|l| l.parse::<u64>().ok());
-        Some(Meta { replid, replid2, second_offset, empty_at })
+        Some(Meta {
+            replid,
+            replid2,
+            second_offset,
+            empty_at,
+        })
     }
 
     fn write(&self, config: &BacklogConfig) {
-        let Some(path) = Self::path(config) else { return };
+        let Some(path) = Self::path(config) else {
+            return;
+        };
         let opt = |o: Option<u64>| o.map(|o| o.to_string()).unwrap_or("-".into());
-        let text = format!("{}\n{}\n{}\n{}\n", self.replid, self.replid2, opt(self.second_offset), opt(self.empty_at));
-        if let Err(e) = std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new("."))).and_then(|_| crate::persist::write_atomically(&path, text.as_bytes())) {
+        let text = format!(
+            "{}\n{}\n{}\n{}\n",
+            self.replid,
+            self.replid2,
+            opt(self.second_offset),
+            opt(self.empty_at)
+        );
+        if let Err(e) = std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))
+            .and_then(|_| crate::persist::write_atomically(&path, text.as_bytes()))
+        {
             tracing::warn!(error = %e, "cannot save the log's replication ids");
         }
     }
@@ -151,7 +168,13 @@ impl ReplicationLog {
     }
 
     fn save_meta(&self) {
-        Meta { replid: self.replid.clone(), replid2: self.replid2.clone(), second_offset: self.second_offset, empty_at: self.empty_at }.write(&self.config);
+        Meta {
+            replid: self.replid.clone(),
+            replid2: self.replid2.clone(),
+            second_offset: self.second_offset,
+            empty_at: self.empty_at,
+        }
+        .write(&self.config);
     }
 
     /// The log's ids as saved in its directory.
@@ -192,7 +215,8 @@ impl ReplicationLog {
     /// Sizes the backlog for outages (cron). No IO.
     pub fn tick(&mut self, now_ms: i64, size: u64, outage_secs: Option<f64>, max_disk: u64) {
         self.sizer.handle_offset(now_ms, self.offset());
-        let capacity = super::backlog::effective_capacity(size, outage_secs, self.sizer.peak_rate(), max_disk);
+        let capacity =
+            super::backlog::effective_capacity(size, outage_secs, self.sizer.peak_rate(), max_disk);
         if self.config.capacity != capacity {
             self.config.capacity = capacity;
             self.backlog.set_capacity(capacity);
@@ -206,7 +230,11 @@ impl ReplicationLog {
 
     /// (replid, offset, db) for snapshot headers.
     pub fn position(&self) -> StreamPosition {
-        StreamPosition { replid: self.replid.clone(), offset: self.offset(), db: self.end_db }
+        StreamPosition {
+            replid: self.replid.clone(),
+            offset: self.offset(),
+            db: self.end_db,
+        }
     }
 
     /// The backlog's effective capacity (fixed, or sized for an outage).
@@ -285,7 +313,11 @@ impl ReplicationLog {
     /// Starts collecting the effects of an EXEC.
     pub fn begin_tx(&mut self) {
         if self.tx.is_none() {
-            self.tx = Some(TxStage { bytes: Vec::new(), commands: 0, db_before: self.stream_db });
+            self.tx = Some(TxStage {
+                bytes: Vec::new(),
+                commands: 0,
+                db_before: self.stream_db,
+            });
         }
     }
 
@@ -316,7 +348,11 @@ impl ReplicationLog {
 
     /// The PSYNC decision for a replica holding `replid` up to `offset`.
     pub fn resync(&self, replid: &str, offset: u64) -> Resync {
-        if let Some(lost) = self.lost.as_ref().filter(|l| l.replid == replid && offset > l.recovered) {
+        if let Some(lost) = self
+            .lost
+            .as_ref()
+            .filter(|l| l.replid == replid && offset > l.recovered)
+        {
             return Resync::Refuse {
                 reason: format!(
                     "the replica holds history {replid} up to {offset}, past what this node recovered ({}; it had acknowledged {}): a full sync would erase acknowledged writes",
@@ -328,12 +364,24 @@ impl ReplicationLog {
         if current && offset > self.offset() {
             return Resync::Refuse { reason: format!("the replica is ahead of this node in its own history ({offset} > {}): a full sync would erase writes", self.offset()) };
         }
-        let known = current || (replid == self.replid2 && self.second_offset.is_some_and(|s| offset <= s));
+        let known =
+            current || (replid == self.replid2 && self.second_offset.is_some_and(|s| offset <= s));
         if !known {
-            return Resync::Full { reason: format!("replication id {replid} is not {} or a valid {}", self.replid, self.replid2) };
+            return Resync::Full {
+                reason: format!(
+                    "replication id {replid} is not {} or a valid {}",
+                    self.replid, self.replid2
+                ),
+            };
         }
         if !self.backlog.covers(offset) {
-            return Resync::Full { reason: format!("offset {offset} is outside the backlog [{}, {}]", self.backlog.start_offset(), self.backlog.end_offset()) };
+            return Resync::Full {
+                reason: format!(
+                    "offset {offset} is outside the backlog [{}, {}]",
+                    self.backlog.start_offset(),
+                    self.backlog.end_offset()
+                ),
+            };
         }
         Resync::Continue { offset }
     }
@@ -357,7 +405,10 @@ mod tests {
     fn every_write_is_recorded() {
         let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
         log.emit(0, &["SET", "k", "v"]);
-        assert_eq!(text(&mut log, 0), "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+        assert_eq!(
+            text(&mut log, 0),
+            "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
+        );
     }
 
     #[test]
@@ -388,17 +439,34 @@ mod tests {
         assert_eq!(text(&mut log, start), "*2\r\n$4\r\nINCR\r\n$1\r\na\r\n");
         log.begin_tx();
         log.end_tx();
-        assert_eq!(log.offset(), start + 21, "an empty transaction adds nothing");
+        assert_eq!(
+            log.offset(),
+            start + 21,
+            "an empty transaction adds nothing"
+        );
     }
 
     #[test]
     fn a_replica_ahead_of_this_node_is_never_overwritten() {
         let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
         log.reset("a".repeat(40), 100, 0);
-        assert!(matches!(log.resync(&"a".repeat(40), 150), Resync::Refuse { .. }), "ahead in our own history");
-        log.lost = Some(LostHistory { replid: "b".repeat(40), recovered: 40, acknowledged: 90 });
-        assert!(matches!(log.resync(&"b".repeat(40), 60), Resync::Refuse { .. }), "holds writes we lost");
-        assert!(matches!(log.resync(&"b".repeat(40), 40), Resync::Full { .. }), "holds nothing we lost");
+        assert!(
+            matches!(log.resync(&"a".repeat(40), 150), Resync::Refuse { .. }),
+            "ahead in our own history"
+        );
+        log.lost = Some(LostHistory {
+            replid: "b".repeat(40),
+            recovered: 40,
+            acknowledged: 90,
+        });
+        assert!(
+            matches!(log.resync(&"b".repeat(40), 60), Resync::Refuse { .. }),
+            "holds writes we lost"
+        );
+        assert!(
+            matches!(log.resync(&"b".repeat(40), 40), Resync::Full { .. }),
+            "holds nothing we lost"
+        );
     }
 
     #[test]
@@ -409,13 +477,26 @@ mod tests {
         for _ in 0..10 {
             log.emit(0, &["SET", "key", "value"]);
         }
-        assert!(matches!(log.resync(&id, 0), Resync::Full { .. }), "trimmed history");
+        assert!(
+            matches!(log.resync(&id, 0), Resync::Full { .. }),
+            "trimmed history"
+        );
         let end = log.offset();
         assert_eq!(log.resync(&id, end), Resync::Continue { offset: end });
-        assert!(matches!(log.resync(&"f".repeat(40), end), Resync::Full { .. }));
+        assert!(matches!(
+            log.resync(&"f".repeat(40), end),
+            Resync::Full { .. }
+        ));
         log.promote();
-        assert_eq!(log.resync(&id, end), Resync::Continue { offset: end }, "old history up to the promotion");
+        assert_eq!(
+            log.resync(&id, end),
+            Resync::Continue { offset: end },
+            "old history up to the promotion"
+        );
         log.emit(0, &["SET", "k", "v"]);
-        assert!(matches!(log.resync(&id, log.offset()), Resync::Full { .. }), "old id past the promotion point");
+        assert!(
+            matches!(log.resync(&id, log.offset()), Resync::Full { .. }),
+            "old id past the promotion point"
+        );
     }
 }

@@ -41,7 +41,15 @@ pub struct SharedTail {
 
 impl Default for SharedTail {
     fn default() -> Self {
-        SharedTail { generation: u64::MAX, level: 1, compressor: None, next: None, batches: VecDeque::new(), held_bytes: 0, fresh_wanted: false }
+        SharedTail {
+            generation: u64::MAX,
+            level: 1,
+            compressor: None,
+            next: None,
+            batches: VecDeque::new(),
+            held_bytes: 0,
+            fresh_wanted: false,
+        }
     }
 }
 
@@ -49,7 +57,11 @@ impl SharedTail {
     /// Starts over when the history or the level changed.
     fn sync(&mut self, generation: u64, level: i32) {
         if self.generation != generation || self.level != level {
-            *self = SharedTail { generation, level, ..SharedTail::default() };
+            *self = SharedTail {
+                generation,
+                level,
+                ..SharedTail::default()
+            };
         }
     }
 
@@ -70,12 +82,18 @@ impl SharedTail {
         if fresh || std::mem::take(&mut self.fresh_wanted) || !continues {
             self.compressor = None;
         }
-        let batch = Arc::new(self.compressor.get_or_insert_with(|| Compressor::new(self.level)).compress(at, raw));
+        let batch = Arc::new(
+            self.compressor
+                .get_or_insert_with(|| Compressor::new(self.level))
+                .compress(at, raw),
+        );
         self.next = Some(at + raw.len() as u64);
         self.held_bytes += batch.payload.len();
         self.batches.push_back(batch.clone());
         while self.held_bytes > MAX_HELD_BYTES || self.batches.len() > MAX_HELD_BATCHES {
-            let Some(old) = self.batches.pop_front() else { break };
+            let Some(old) = self.batches.pop_front() else {
+                break;
+            };
             self.held_bytes -= old.payload.len();
         }
         batch
@@ -99,7 +117,10 @@ impl LinkCompressor {
     /// A new link: its replica has no context yet, so the first batch it
     /// gets is fresh whichever stream it comes from.
     pub fn new(level: i32) -> LinkCompressor {
-        LinkCompressor { level, own: Some(Compressor::new(level)) }
+        LinkCompressor {
+            level,
+            own: Some(Compressor::new(level)),
+        }
     }
 
     pub fn on_shared_stream(&self) -> bool {
@@ -108,7 +129,12 @@ impl LinkCompressor {
 
     /// A batch at `sent` that another link already compressed and this one
     /// can send as it is.
-    pub fn ready(&mut self, tail: &mut SharedTail, generation: u64, sent: u64) -> Option<Arc<Batch>> {
+    pub fn ready(
+        &mut self,
+        tail: &mut SharedTail,
+        generation: u64,
+        sent: u64,
+    ) -> Option<Arc<Batch>> {
         tail.sync(generation, self.level);
         let batch = tail.get(sent)?;
         if self.own.is_some() && !batch.fresh {
@@ -120,14 +146,27 @@ impl LinkCompressor {
 
     /// The next batch for a link at `sent` that decided to send up to `n`
     /// bytes; `read(at, n)` gives the stream's bytes.
-    pub fn next_batch<E>(&mut self, tail: &mut SharedTail, generation: u64, sent: u64, n: usize, read: impl FnOnce(u64, usize) -> Result<Vec<u8>, E>) -> Result<NextBatch, E> {
+    pub fn next_batch<E>(
+        &mut self,
+        tail: &mut SharedTail,
+        generation: u64,
+        sent: u64,
+        n: usize,
+        read: impl FnOnce(u64, usize) -> Result<Vec<u8>, E>,
+    ) -> Result<NextBatch, E> {
         if let Some(batch) = self.ready(tail, generation, sent) {
-            return Ok(NextBatch { batch, compressed: false });
+            return Ok(NextBatch {
+                batch,
+                compressed: false,
+            });
         }
         if self.own.is_none() {
             if tail.next == Some(sent) {
                 let raw = read(sent, n)?;
-                return Ok(NextBatch { batch: tail.push(sent, &raw, false), compressed: true });
+                return Ok(NextBatch {
+                    batch: tail.push(sent, &raw, false),
+                    compressed: true,
+                });
             }
             // Behind what the tail holds: on our own from here.
             self.own = Some(Compressor::new(self.level));
@@ -140,15 +179,25 @@ impl LinkCompressor {
                 if sent + raw.len() as u64 == next {
                     tail.fresh_wanted = true;
                 }
-                let batch = self.own.as_mut().expect("private above").compress(sent, &raw);
-                Ok(NextBatch { batch: Arc::new(batch), compressed: true })
+                let batch = self
+                    .own
+                    .as_mut()
+                    .expect("private above")
+                    .compress(sent, &raw);
+                Ok(NextBatch {
+                    batch: Arc::new(batch),
+                    compressed: true,
+                })
             }
             // At (or past) the shared stream's end: open a context there
             // and join it.
             _ => {
                 let raw = read(sent, n)?;
                 self.own = None;
-                Ok(NextBatch { batch: tail.push(sent, &raw, true), compressed: true })
+                Ok(NextBatch {
+                    batch: tail.push(sent, &raw, true),
+                    compressed: true,
+                })
             }
         }
     }
@@ -164,7 +213,14 @@ mod tests {
         let mut out = Vec::new();
         let mut i = 0u64;
         while out.len() < len {
-            crate::resp::encode_request(&[b"SET".as_slice(), format!("key:{i}").as_bytes(), format!("{{\"n\":{i},\"tag\":\"t{}\"}}", i % 7).as_bytes()], &mut out);
+            crate::resp::encode_request(
+                &[
+                    b"SET".as_slice(),
+                    format!("key:{i}").as_bytes(),
+                    format!("{{\"n\":{i},\"tag\":\"t{}\"}}", i % 7).as_bytes(),
+                ],
+                &mut out,
+            );
             i += 1;
         }
         out
@@ -181,19 +237,31 @@ mod tests {
 
     impl Link {
         fn new(at: u64) -> Link {
-            Link { compressor: LinkCompressor::new(1), sent: at, replica: Decompressor::new(at), received: Vec::new(), compressed: 0 }
+            Link {
+                compressor: LinkCompressor::new(1),
+                sent: at,
+                replica: Decompressor::new(at),
+                received: Vec::new(),
+                compressed: 0,
+            }
         }
 
         /// Sends one batch of up to `n` bytes from `data` (what the log
         /// holds so far).
         fn send(&mut self, tail: &mut SharedTail, data: &[u8], n: usize) {
-            let next = self.compressor.next_batch(tail, 0, self.sent, n, |at, n| -> Result<Vec<u8>, ()> {
-                let at = at as usize;
-                Ok(data[at..(at + n).min(data.len())].to_vec())
-            });
+            let next =
+                self.compressor
+                    .next_batch(tail, 0, self.sent, n, |at, n| -> Result<Vec<u8>, ()> {
+                        let at = at as usize;
+                        Ok(data[at..(at + n).min(data.len())].to_vec())
+                    });
             let next = next.unwrap();
             self.compressed += next.compressed as usize;
-            self.received.extend(self.replica.decompress(&next.batch).expect("every batch decodes at the replica"));
+            self.received.extend(
+                self.replica
+                    .decompress(&next.batch)
+                    .expect("every batch decodes at the replica"),
+            );
             self.sent += next.batch.raw_len as u64;
         }
     }
@@ -216,7 +284,12 @@ mod tests {
         assert_eq!(b.received, data);
         assert!(a.compressor.on_shared_stream() && b.compressor.on_shared_stream());
         // One of them compressed (almost) everything, the other sent it.
-        assert!(a.compressed + b.compressed <= a.compressed.max(b.compressed) + 2, "{} + {}", a.compressed, b.compressed);
+        assert!(
+            a.compressed + b.compressed <= a.compressed.max(b.compressed) + 2,
+            "{} + {}",
+            a.compressed,
+            b.compressed
+        );
     }
 
     #[test]
@@ -254,7 +327,10 @@ mod tests {
         assert_eq!(leader.received, data);
         assert_eq!(late.received, data[from as usize..]);
         assert!(late.compressed > 0);
-        assert!(joined_at.is_some(), "the late link joined the shared stream once it caught up");
+        assert!(
+            joined_at.is_some(),
+            "the late link joined the shared stream once it caught up"
+        );
         assert!(leader.compressor.on_shared_stream() && late.compressor.on_shared_stream());
     }
 
@@ -271,7 +347,10 @@ mod tests {
             fast.send(&mut tail, &data, 1024);
         }
         slow.send(&mut tail, &data, 65536);
-        assert!(!slow.compressor.on_shared_stream(), "off the shared stream once its batches are gone");
+        assert!(
+            !slow.compressor.on_shared_stream(),
+            "off the shared stream once its batches are gone"
+        );
         while (slow.sent as usize) < data.len() {
             slow.send(&mut tail, &data, 65536);
         }

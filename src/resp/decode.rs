@@ -25,7 +25,10 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        DecodeLimits { max_bulk_bytes: 512 * 1024 * 1024, max_multibulk_len: 1024 * 1024 * 1024 }
+        DecodeLimits {
+            max_bulk_bytes: 512 * 1024 * 1024,
+            max_multibulk_len: 1024 * 1024 * 1024,
+        }
     }
 }
 
@@ -69,7 +72,11 @@ pub struct RequestDecoder {
 /// arguments' positions. Anything else — incomplete, malformed, empty,
 /// over a limit — is `None`, and the incremental decoder takes it (with
 /// Redis's errors).
-fn scan_complete_multibulk(buf: &[u8], limits: &DecodeLimits, spans: &mut Vec<(usize, usize)>) -> Option<usize> {
+fn scan_complete_multibulk(
+    buf: &[u8],
+    limits: &DecodeLimits,
+    spans: &mut Vec<(usize, usize)>,
+) -> Option<usize> {
     if buf.first() != Some(&b'*') {
         return None;
     }
@@ -115,7 +122,8 @@ impl RequestDecoder {
     /// Bytes the decoder is waiting for beyond what `buf` holds, when it
     /// knows (inside a bulk string); lets the reader reserve capacity once.
     pub fn wanted_bytes(&self, buf: &BytesMut) -> Option<usize> {
-        self.pending_bulk_len.map(|len| (len + 2).saturating_sub(buf.len()))
+        self.pending_bulk_len
+            .map(|len| (len + 2).saturating_sub(buf.len()))
     }
 
     /// Decodes the next complete request from the front of `buf`.
@@ -123,16 +131,27 @@ impl RequestDecoder {
     /// Returns `Ok(None)` when more bytes are needed; what was consumed stays
     /// consumed, the decoder remembers where it was. An empty vector is never
     /// returned: empty inline lines and `*0` arrays are skipped like Redis.
-    pub fn decode(&mut self, buf: &mut BytesMut, limits: &DecodeLimits) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &DecodeLimits,
+    ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         loop {
             if self.remaining_args.is_none() {
                 // The common case, a whole well-formed request already in
                 // the buffer: one split, arguments sliced from it.
                 if let Some(total) = scan_complete_multibulk(buf, limits, &mut self.spans) {
                     let frame = buf.split_to(total).freeze();
-                    return Ok(Some(self.spans.iter().map(|&(start, end)| frame.slice(start..end)).collect()));
+                    return Ok(Some(
+                        self.spans
+                            .iter()
+                            .map(|&(start, end)| frame.slice(start..end))
+                            .collect(),
+                    ));
                 }
-                let Some(&first) = buf.first() else { return Ok(None) };
+                let Some(&first) = buf.first() else {
+                    return Ok(None);
+                };
                 if first != b'*' {
                     match decode_inline(buf)? {
                         None => return Ok(None),
@@ -140,10 +159,16 @@ impl RequestDecoder {
                         Some(args) => return Ok(Some(args)),
                     }
                 }
-                let Some(line) = take_line(buf, ProtocolError::MultibulkCountTooBig)? else { return Ok(None) };
+                let Some(line) = take_line(buf, ProtocolError::MultibulkCountTooBig)? else {
+                    return Ok(None);
+                };
                 let count = parse_len(&line[1..]).ok_or(ProtocolError::InvalidMultibulkLength)?;
                 if count > limits.max_multibulk_len as i64 {
-                    return Err(if limits.max_multibulk_len < 1024 { ProtocolError::UnauthenticatedMultibulk } else { ProtocolError::InvalidMultibulkLength });
+                    return Err(if limits.max_multibulk_len < 1024 {
+                        ProtocolError::UnauthenticatedMultibulk
+                    } else {
+                        ProtocolError::InvalidMultibulkLength
+                    });
                 }
                 if count <= 0 {
                     continue;
@@ -160,14 +185,22 @@ impl RequestDecoder {
                 let len = match self.pending_bulk_len {
                     Some(len) => len,
                     None => {
-                        let Some(&first) = buf.first() else { return Ok(None) };
+                        let Some(&first) = buf.first() else {
+                            return Ok(None);
+                        };
                         if first != b'$' {
                             return Err(ProtocolError::ExpectedBulk(first as char));
                         }
-                        let Some(line) = take_line(buf, ProtocolError::BulkCountTooBig)? else { return Ok(None) };
+                        let Some(line) = take_line(buf, ProtocolError::BulkCountTooBig)? else {
+                            return Ok(None);
+                        };
                         let len = parse_len(&line[1..]).ok_or(ProtocolError::InvalidBulkLength)?;
                         if len < 0 || len as u64 > limits.max_bulk_bytes as u64 {
-                            return Err(if limits.max_multibulk_len < 1024 { ProtocolError::UnauthenticatedBulk } else { ProtocolError::InvalidBulkLength });
+                            return Err(if limits.max_multibulk_len < 1024 {
+                                ProtocolError::UnauthenticatedBulk
+                            } else {
+                                ProtocolError::InvalidBulkLength
+                            });
                         }
                         self.pending_bulk_len = Some(len as usize);
                         len as usize
@@ -187,7 +220,10 @@ impl RequestDecoder {
 }
 
 /// Takes one `\r\n`-terminated line (without the terminator) from `buf`.
-fn take_line(buf: &mut BytesMut, too_big: ProtocolError) -> Result<Option<BytesMut>, ProtocolError> {
+fn take_line(
+    buf: &mut BytesMut,
+    too_big: ProtocolError,
+) -> Result<Option<BytesMut>, ProtocolError> {
     match memchr_newline(buf) {
         Some(pos) if pos > INLINE_MAX_BYTES => Err(too_big),
         Some(pos) => {
@@ -231,7 +267,9 @@ fn parse_len(digits: &[u8]) -> Option<i64> {
 }
 
 fn decode_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let Some(line) = take_line(buf, ProtocolError::InlineTooBig)? else { return Ok(None) };
+    let Some(line) = take_line(buf, ProtocolError::InlineTooBig)? else {
+        return Ok(None);
+    };
     split_inline_args(&line).map(Some)
 }
 
@@ -253,9 +291,18 @@ fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
             b'"' => {
                 i += 1;
                 loop {
-                    let Some(&c) = line.get(i) else { return Err(ProtocolError::UnbalancedQuotes) };
-                    if c == b'\\' && i + 3 < line.len() && line[i + 1] == b'x' && line[i + 2].is_ascii_hexdigit() && line[i + 3].is_ascii_hexdigit() {
-                        let hex = std::str::from_utf8(&line[i + 2..i + 4]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                    let Some(&c) = line.get(i) else {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    };
+                    if c == b'\\'
+                        && i + 3 < line.len()
+                        && line[i + 1] == b'x'
+                        && line[i + 2].is_ascii_hexdigit()
+                        && line[i + 3].is_ascii_hexdigit()
+                    {
+                        let hex = std::str::from_utf8(&line[i + 2..i + 4])
+                            .ok()
+                            .and_then(|h| u8::from_str_radix(h, 16).ok());
                         current.push(hex.unwrap_or(0));
                         i += 4;
                     } else if c == b'\\' && i + 1 < line.len() {
@@ -283,7 +330,9 @@ fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
             b'\'' => {
                 i += 1;
                 loop {
-                    let Some(&c) = line.get(i) else { return Err(ProtocolError::UnbalancedQuotes) };
+                    let Some(&c) = line.get(i) else {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    };
                     if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
                         current.push(b'\'');
                         i += 2;
@@ -344,11 +393,15 @@ mod tests {
 
     #[test]
     fn multibulk_and_inline() {
-        let got = decode_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\nset a \"b c\\x41\"\r\n").unwrap();
+        let got = decode_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\nset a \"b c\\x41\"\r\n")
+            .unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0], vec![Bytes::from("GET"), Bytes::from("k")]);
         assert_eq!(got[1], vec![Bytes::from("PING")]);
-        assert_eq!(got[2], vec![Bytes::from("set"), Bytes::from("a"), Bytes::from("b cA")]);
+        assert_eq!(
+            got[2],
+            vec![Bytes::from("set"), Bytes::from("a"), Bytes::from("b cA")]
+        );
     }
 
     /// Decodes `input` fed one byte at a time (the incremental path only)
@@ -397,7 +450,12 @@ mod tests {
                 };
                 (out, err)
             };
-            assert_eq!(whole, decode_bytewise(case), "{}", String::from_utf8_lossy(case));
+            assert_eq!(
+                whole,
+                decode_bytewise(case),
+                "{}",
+                String::from_utf8_lossy(case)
+            );
         }
     }
 
@@ -420,15 +478,33 @@ mod tests {
 
     #[test]
     fn errors_use_redis_texts() {
-        assert_eq!(decode_all(b"*x\r\n").unwrap_err().to_string(), "Protocol error: invalid multibulk length");
-        assert_eq!(decode_all(b"*1\r\n+a\r\n").unwrap_err().to_string(), "Protocol error: expected '$', got '+'");
-        assert_eq!(decode_all(b"*1\r\n$-5\r\n").unwrap_err(), ProtocolError::InvalidBulkLength);
-        assert_eq!(decode_all(b"set \"a\r\n").unwrap_err(), ProtocolError::UnbalancedQuotes);
+        assert_eq!(
+            decode_all(b"*x\r\n").unwrap_err().to_string(),
+            "Protocol error: invalid multibulk length"
+        );
+        assert_eq!(
+            decode_all(b"*1\r\n+a\r\n").unwrap_err().to_string(),
+            "Protocol error: expected '$', got '+'"
+        );
+        assert_eq!(
+            decode_all(b"*1\r\n$-5\r\n").unwrap_err(),
+            ProtocolError::InvalidBulkLength
+        );
+        assert_eq!(
+            decode_all(b"set \"a\r\n").unwrap_err(),
+            ProtocolError::UnbalancedQuotes
+        );
         let long = vec![b'a'; INLINE_MAX_BYTES + 1];
         assert_eq!(decode_all(&long).unwrap_err(), ProtocolError::InlineTooBig);
-        let limits = DecodeLimits { max_bulk_bytes: 10, ..Default::default() };
+        let limits = DecodeLimits {
+            max_bulk_bytes: 10,
+            ..Default::default()
+        };
         let mut buf = BytesMut::from(&b"*1\r\n$11\r\n"[..]);
-        assert_eq!(RequestDecoder::new().decode(&mut buf, &limits).unwrap_err(), ProtocolError::InvalidBulkLength);
+        assert_eq!(
+            RequestDecoder::new().decode(&mut buf, &limits).unwrap_err(),
+            ProtocolError::InvalidBulkLength
+        );
     }
 
     #[test]
@@ -436,7 +512,10 @@ mod tests {
         // A multibulk count of a billion must not reserve a billion slots.
         let mut buf = BytesMut::from(&b"*1000000000\r\n$3\r\nGET\r\n"[..]);
         let mut decoder = RequestDecoder::new();
-        assert_eq!(decoder.decode(&mut buf, &DecodeLimits::default()).unwrap(), None);
+        assert_eq!(
+            decoder.decode(&mut buf, &DecodeLimits::default()).unwrap(),
+            None
+        );
         assert!(decoder.args.capacity() <= 1024);
     }
 

@@ -19,8 +19,18 @@ pub fn encode(frame: &Frame, proto: Protocol, out: &mut BytesMut) {
             Protocol::Resp3 => out.put_slice(b"_\r\n"),
         },
         Frame::Array(items) => aggregate(out, b'*', items, proto),
-        Frame::Set(items) => aggregate(out, if proto == Protocol::Resp3 { b'~' } else { b'*' }, items, proto),
-        Frame::Push(items) => aggregate(out, if proto == Protocol::Resp3 { b'>' } else { b'*' }, items, proto),
+        Frame::Set(items) => aggregate(
+            out,
+            if proto == Protocol::Resp3 { b'~' } else { b'*' },
+            items,
+            proto,
+        ),
+        Frame::Push(items) => aggregate(
+            out,
+            if proto == Protocol::Resp3 { b'>' } else { b'*' },
+            items,
+            proto,
+        ),
         Frame::Map(pairs) => {
             match proto {
                 Protocol::Resp3 => header(out, b'%', pairs.len()),
@@ -131,7 +141,13 @@ mod tests {
         assert_eq!(enc(Frame::Double(1.5), Protocol::Resp2), "$3\r\n1.5\r\n");
         assert_eq!(enc(Frame::Double(1.5), Protocol::Resp3), ",1.5\r\n");
         assert_eq!(enc(Frame::Boolean(true), Protocol::Resp2), ":1\r\n");
-        assert_eq!(enc(Frame::Push(vec![Frame::Bulk(Bytes::from("x"))]), Protocol::Resp3), ">1\r\n$1\r\nx\r\n");
+        assert_eq!(
+            enc(
+                Frame::Push(vec![Frame::Bulk(Bytes::from("x"))]),
+                Protocol::Resp3
+            ),
+            ">1\r\n$1\r\nx\r\n"
+        );
     }
 
     #[test]

@@ -65,7 +65,8 @@ impl ClientHandle {
     /// One line of `CLIENT LIST` in Redis's field order.
     pub fn info_line(&self, now_ms: i64, subscriptions: usize) -> String {
         let age = self.created.elapsed().as_secs();
-        let idle = ((now_ms - self.last_interaction_ms.load(Ordering::Relaxed)).max(0) / 1000) as u64;
+        let idle =
+            ((now_ms - self.last_interaction_ms.load(Ordering::Relaxed)).max(0) / 1000) as u64;
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db={} sub={} psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
@@ -104,7 +105,12 @@ impl Drop for Registration<'_> {
 
 impl ClientRegistry {
     /// Registers a client unless `max` are already connected.
-    pub fn register(&self, addr: SocketAddr, laddr: SocketAddr, max: usize) -> Option<Registration<'_>> {
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        laddr: SocketAddr,
+        max: usize,
+    ) -> Option<Registration<'_>> {
         let mut clients = self.clients.lock();
         if clients.len() >= max {
             return None;
@@ -112,7 +118,10 @@ impl ClientRegistry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let handle = Arc::new(ClientHandle::new(id, addr, laddr));
         clients.insert(id, handle.clone());
-        Some(Registration { registry: self, handle })
+        Some(Registration {
+            registry: self,
+            handle,
+        })
     }
 
     pub fn len(&self) -> usize {

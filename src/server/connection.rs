@@ -30,11 +30,19 @@ const MAX_PENDING: usize = 16 * 1024;
 pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, addr: SocketAddr) {
     let laddr = socket.local_addr().unwrap_or(addr);
     let _ = socket.set_nodelay(true);
-    shared.stats.connections_received.fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .connections_received
+        .fetch_add(1, Ordering::Relaxed);
     let max = shared.settings.read().maxclients as usize;
     let Some(registration) = shared.clients.register(addr, laddr, max) else {
-        shared.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
-        let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+        shared
+            .stats
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = socket
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
         return;
     };
     let handle = registration.handle.clone();
@@ -43,13 +51,20 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, addr: SocketAddr)
     let mut session = Session::new(handle.clone(), !needs_auth, outbox);
     match run(&shared, &mut socket, &mut session, inbox).await {
         Ok(reason) => tracing::debug!(client = handle.id, peer = %addr, reason, "client closed"),
-        Err(e) => tracing::debug!(client = handle.id, peer = %addr, error = %e, "client connection error"),
+        Err(e) => {
+            tracing::debug!(client = handle.id, peer = %addr, error = %e, "client connection error")
+        }
     }
     let mut data = shared.data.lock();
     commands::disconnect(&mut data, &mut session);
 }
 
-async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session, mut inbox: mpsc::Receiver<pubsub::Message>) -> std::io::Result<&'static str> {
+async fn run(
+    shared: &Arc<Shared>,
+    socket: &mut TcpStream,
+    session: &mut Session,
+    mut inbox: mpsc::Receiver<pubsub::Message>,
+) -> std::io::Result<&'static str> {
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut decoder = RequestDecoder::new();
@@ -118,14 +133,23 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
             session.flush_stats(&shared.stats);
             let limit = shared.settings.read().client_output_buffer_limit_normal;
             if limit > 0 && output.len() as u64 > limit && session.subscriptions == 0 {
-                tracing::warn!(client = handle.id, bytes = output.len(), limit, "closing client: output buffer limit reached");
+                tracing::warn!(
+                    client = handle.id,
+                    bytes = output.len(),
+                    limit,
+                    "closing client: output buffer limit reached"
+                );
                 return Ok("output buffer limit reached");
             }
         }
         if session.blocked.is_none() && pending.is_empty() {
             if let Some(e) = protocol_error.take() {
                 tracing::info!(client = handle.id, error = %e, "closing client after protocol error");
-                resp::encode(&Frame::error_owned(format!("ERR {e}")), session.proto, &mut output);
+                resp::encode(
+                    &Frame::error_owned(format!("ERR {e}")),
+                    session.proto,
+                    &mut output,
+                );
                 write_out(shared, socket, &mut output).await?;
                 return Ok("protocol error");
             }
@@ -145,7 +169,8 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
             input.reserve(16 * 1024);
         }
         let idle_timeout = shared.settings.read().timeout;
-        let never_idle = idle_timeout == 0 || session.blocked.is_some() || session.subscriptions > 0;
+        let never_idle =
+            idle_timeout == 0 || session.blocked.is_some() || session.subscriptions > 0;
         // Idle is measured from the last byte received; the timeout is
         // re-read every second so CONFIG SET timeout reaches stalled clients.
         let idle = async {
@@ -153,7 +178,10 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 false
             } else {
-                tokio::time::sleep_until((last_activity + Duration::from_secs(idle_timeout)).into()).await;
+                tokio::time::sleep_until(
+                    (last_activity + Duration::from_secs(idle_timeout)).into(),
+                )
+                .await;
                 true
             }
         };
@@ -226,15 +254,28 @@ async fn run(shared: &Arc<Shared>, socket: &mut TcpStream, session: &mut Session
 fn decode_limits(shared: &Shared, session: &Session) -> DecodeLimits {
     let max_bulk = shared.settings.read().proto_max_bulk_len as usize;
     if session.authenticated {
-        DecodeLimits { max_bulk_bytes: max_bulk, max_multibulk_len: 1024 * 1024 * 1024 }
+        DecodeLimits {
+            max_bulk_bytes: max_bulk,
+            max_multibulk_len: 1024 * 1024 * 1024,
+        }
     } else {
         // Redis keeps unauthenticated requests tiny.
-        DecodeLimits { max_bulk_bytes: 16384, max_multibulk_len: 10 }
+        DecodeLimits {
+            max_bulk_bytes: 16384,
+            max_multibulk_len: 10,
+        }
     }
 }
 
-async fn write_out(shared: &Shared, socket: &mut TcpStream, output: &mut BytesMut) -> std::io::Result<()> {
-    shared.stats.net_output_bytes.fetch_add(output.len() as u64, Ordering::Relaxed);
+async fn write_out(
+    shared: &Shared,
+    socket: &mut TcpStream,
+    output: &mut BytesMut,
+) -> std::io::Result<()> {
+    shared
+        .stats
+        .net_output_bytes
+        .fetch_add(output.len() as u64, Ordering::Relaxed);
     socket.write_all(output).await?;
     output.clear();
     if output.capacity() > 1024 * 1024 {

@@ -25,7 +25,10 @@ pub use stats::Stats;
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// What the dataset lock protects.
@@ -63,12 +66,19 @@ pub struct Shared {
 impl Shared {
     pub fn new(settings: Settings, sources: &Sources) -> Arc<Shared> {
         let (shutdown, _) = watch::channel(false);
-        let run_id: String = (0..40).map(|_| format!("{:x}", rand::random_range(0..16u8))).collect();
+        let run_id: String = (0..40)
+            .map(|_| format!("{:x}", rand::random_range(0..16u8)))
+            .collect();
         let backlog = settings.repl.backlog.layout(&settings.dir);
         let repl = crate::replication::ReplicationLog::new(backlog);
         let log = repl.log().clone();
         Arc::new(Shared {
-            data: Mutex::new(Data { keyspace: Keyspace::new(), blocking: Default::default(), pubsub: Default::default(), repl }),
+            data: Mutex::new(Data {
+                keyspace: Keyspace::new(),
+                blocking: Default::default(),
+                pubsub: Default::default(),
+                repl,
+            }),
             log,
             settings: RwLock::new(settings),
             config_file: sources.file.clone(),
@@ -126,11 +136,17 @@ pub struct Node {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Recovery(#[from] persistence::RecoveryError),
     #[error("cannot use data directory {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("replication: {0}")]
     Replication(String),
 }
@@ -139,7 +155,10 @@ impl Node {
     /// Loads the snapshot and binds the client port; serving starts with
     /// [`Node::run`].
     pub async fn start(settings: Settings, sources: &Sources) -> Result<Node, StartError> {
-        std::fs::create_dir_all(&settings.dir).map_err(|source| StartError::Dir { path: settings.dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&settings.dir).map_err(|source| StartError::Dir {
+            path: settings.dir.display().to_string(),
+            source,
+        })?;
         // Snapshots this node served in an earlier run cannot be resumed
         // from (their transfers' state is gone with that run)...
         crate::replication::fullsync::clear_dir(&settings.dir.join("repl-snapshots"));
@@ -157,46 +176,84 @@ impl Node {
             *shared.repl.incoming.lock() = Some(incoming);
         }
         let replay = persistence::load_at_startup(&shared)?;
-        let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        shared.tcp_port.store(port, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .tcp_port
+            .store(port, std::sync::atomic::Ordering::Relaxed);
         shared.repl.refresh(&shared.settings.read());
         let epoch = crate::replication::failover::load_epoch(&shared.settings.read().dir);
-        shared.repl.epoch.store(epoch, std::sync::atomic::Ordering::Release);
+        shared
+            .repl
+            .epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
         bind_replication(&shared)?;
         // A primary with peers takes no write before its first fencing
         // probe has answered; writes are refused from the first accepted
         // connection on (the fencing task starts once the log is replayed).
         {
             let s = shared.settings.read();
-            let guarded = shared.repl.endpoint.lock().is_some() && !s.repl.peers.is_empty() && s.replicaof.is_empty();
-            shared.repl.awaiting_fence_check.store(guarded, std::sync::atomic::Ordering::Release);
+            let guarded = shared.repl.endpoint.lock().is_some()
+                && !s.repl.peers.is_empty()
+                && s.replicaof.is_empty();
+            shared
+                .repl
+                .awaiting_fence_check
+                .store(guarded, std::sync::atomic::Ordering::Release);
         }
         let metrics = {
             let s = shared.settings.read().clone();
             if s.metrics.port == 0 {
                 None
             } else {
-                let host = if s.metrics.bind.is_empty() { s.bind.clone() } else { s.metrics.bind.clone() };
+                let host = if s.metrics.bind.is_empty() {
+                    s.bind.clone()
+                } else {
+                    s.metrics.bind.clone()
+                };
                 let addr = format!("{host}:{}", s.metrics.port);
-                Some(TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, source })?)
+                Some(
+                    TcpListener::bind(&addr)
+                        .await
+                        .map_err(|source| StartError::Bind { addr, source })?,
+                )
             }
         };
         if let Some(m) = &metrics {
-            shared.metrics_port.store(m.local_addr().map(|a| a.port()).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+            shared.metrics_port.store(
+                m.local_addr().map(|a| a.port()).unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
-        Ok(Node { shared, listener, metrics, replay })
+        Ok(Node {
+            shared,
+            listener,
+            metrics,
+            replay,
+        })
     }
 
     pub fn port(&self) -> u16 {
-        self.shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared
+            .tcp_port
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Serves until shutdown. Replays the log first, answering `-LOADING`
     /// meanwhile; then starts the cron, metrics and replication. A log that
     /// cannot be replayed stops the node with the reason.
     pub async fn run(self) -> Result<(), StartError> {
-        let Node { shared, listener, metrics, replay } = self;
+        let Node {
+            shared,
+            listener,
+            metrics,
+            replay,
+        } = self;
         let span = shared.span();
         let log_thread = {
             let shared = shared.clone();
@@ -204,7 +261,10 @@ impl Node {
             std::thread::Builder::new()
                 .name("quire-log".into())
                 .spawn(move || span.in_scope(|| persistence::run_log_thread(shared)))
-                .map_err(|source| StartError::Dir { path: "log thread".into(), source })?
+                .map_err(|source| StartError::Dir {
+                    path: "log thread".into(),
+                    source,
+                })?
         };
         let background = {
             let (shared, task_span, span) = (shared.clone(), span.clone(), span.clone());
@@ -213,11 +273,18 @@ impl Node {
                     let replayed = {
                         let shared = shared.clone();
                         let replay_span = span.clone();
-                        tokio::task::spawn_blocking(move || replay_span.in_scope(|| replay.map_or(Ok(()), |plan| persistence::replay(&shared, plan)))).await
+                        tokio::task::spawn_blocking(move || {
+                            replay_span.in_scope(|| {
+                                replay.map_or(Ok(()), |plan| persistence::replay(&shared, plan))
+                            })
+                        })
+                        .await
                     };
                     let result = match replayed {
                         Ok(r) => r.map_err(StartError::from),
-                        Err(e) => Err(StartError::Replication(format!("recovery task failed: {e}"))),
+                        Err(e) => Err(StartError::Replication(format!(
+                            "recovery task failed: {e}"
+                        ))),
                     };
                     if let Err(e) = result {
                         tracing::error!(error = %e, "cannot start");
@@ -226,10 +293,15 @@ impl Node {
                     }
                     let cron = tokio::spawn(cron(shared.clone()).instrument(span.clone()));
                     if let Some(m) = metrics {
-                        tokio::spawn(crate::metrics::serve(shared.clone(), m).instrument(span.clone()));
+                        tokio::spawn(
+                            crate::metrics::serve(shared.clone(), m).instrument(span.clone()),
+                        );
                     }
                     start_replication(&shared);
-                    shared.persistence.loading.store(false, std::sync::atomic::Ordering::Release);
+                    shared
+                        .persistence
+                        .loading
+                        .store(false, std::sync::atomic::Ordering::Release);
                     tracing::info!("ready to accept connections");
                     Ok(cron)
                 }
@@ -238,7 +310,10 @@ impl Node {
         };
         let mut shutdown = shared.shutdown_signal();
         let _entered = span.enter();
-        tracing::info!(port = shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed), "listening (the dataset loads meanwhile)");
+        tracing::info!(
+            port = shared.tcp_port.load(std::sync::atomic::Ordering::Relaxed),
+            "listening (the dataset loads meanwhile)"
+        );
         drop(_entered);
         loop {
             tokio::select! {
@@ -258,7 +333,9 @@ impl Node {
         }
         let started = match background.await {
             Ok(started) => started,
-            Err(e) => Err(StartError::Replication(format!("start-up task failed: {e}"))),
+            Err(e) => Err(StartError::Replication(format!(
+                "start-up task failed: {e}"
+            ))),
         };
         if let Ok(cron) = &started {
             cron.abort();
@@ -288,20 +365,34 @@ fn bind_replication(shared: &Arc<Shared>) -> Result<(), StartError> {
         tracing::info!(certs = %dir.display(), node = %node, "replication disabled: no certificates for this node");
         return Ok(());
     }
-    let identity = crate::transport::TlsIdentity::load(dir, node).map_err(|e| StartError::Replication(e.to_string()))?;
-    let addr = settings.repl_addr().map_err(|e| StartError::Replication(e.to_string()))?;
-    let endpoint = crate::transport::bind_endpoint(addr, &identity, &settings.repl, &settings.link).map_err(|e| StartError::Replication(e.to_string()))?;
+    let identity = crate::transport::TlsIdentity::load(dir, node)
+        .map_err(|e| StartError::Replication(e.to_string()))?;
+    let addr = settings
+        .repl_addr()
+        .map_err(|e| StartError::Replication(e.to_string()))?;
+    let endpoint = crate::transport::bind_endpoint(addr, &identity, &settings.repl, &settings.link)
+        .map_err(|e| StartError::Replication(e.to_string()))?;
     let port = endpoint.local_addr().map(|a| a.port()).unwrap_or(0);
-    shared.repl.port.store(port, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .repl
+        .port
+        .store(port, std::sync::atomic::Ordering::Relaxed);
     *shared.repl.endpoint.lock() = Some(endpoint);
     Ok(())
 }
 
 /// Starts accepting replicas and, if configured, the upstream link.
 fn start_replication(shared: &Arc<Shared>) {
-    let Some(endpoint) = shared.repl.endpoint.lock().clone() else { return };
-    tracing::info!(port = shared.repl.port.load(std::sync::atomic::Ordering::Relaxed), "replication endpoint ready");
-    tokio::spawn(crate::replication::primary::serve(shared.clone(), endpoint).instrument(shared.span()));
+    let Some(endpoint) = shared.repl.endpoint.lock().clone() else {
+        return;
+    };
+    tracing::info!(
+        port = shared.repl.port.load(std::sync::atomic::Ordering::Relaxed),
+        "replication endpoint ready"
+    );
+    tokio::spawn(
+        crate::replication::primary::serve(shared.clone(), endpoint).instrument(shared.span()),
+    );
     let replicaof = shared.settings.read().replicaof.clone();
     if let Ok((host, port)) = crate::config::parse_host_port(&replicaof) {
         let upstream = crate::replication::Upstream { host, port };
@@ -318,21 +409,39 @@ async fn cron(shared: Arc<Shared>) {
         let hz = shared.settings.read().hz.max(1);
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
         let now = unix_ms();
-        shared.stats.ops.sample(Stats::get(&shared.stats.commands_processed));
+        shared
+            .stats
+            .ops
+            .sample(Stats::get(&shared.stats.commands_processed));
         let used = crate::commands::rss_bytes();
         let maxmemory = shared.settings.read().maxmemory;
-        shared.stats.used_memory.store(used, std::sync::atomic::Ordering::Relaxed);
-        shared.stats.over_maxmemory.store(maxmemory > 0 && used > maxmemory, std::sync::atomic::Ordering::Release);
+        shared
+            .stats
+            .used_memory
+            .store(used, std::sync::atomic::Ordering::Relaxed);
+        shared.stats.over_maxmemory.store(
+            maxmemory > 0 && used > maxmemory,
+            std::sync::atomic::Ordering::Release,
+        );
         let (backlog, backlog_keep, is_replica) = {
             let s = shared.settings.read();
-            (s.repl.backlog.clone(), s.repl.snapshot_keep_secs, shared.repl.is_replica())
+            (
+                s.repl.backlog.clone(),
+                s.repl.snapshot_keep_secs,
+                shared.repl.is_replica(),
+            )
         };
         let mut guard = shared.data.lock();
         let data = &mut *guard;
-        data.repl.tick(now, backlog.size, backlog.outage_secs(), backlog.max_disk);
+        data.repl
+            .tick(now, backlog.size, backlog.outage_secs(), backlog.max_disk);
         let offset_before = data.repl.offset();
         if !is_replica {
-            for (db, key) in active_expire_cycle(&mut data.keyspace, now, Duration::from_millis(250 / hz as u64)) {
+            for (db, key) in active_expire_cycle(
+                &mut data.keyspace,
+                now,
+                Duration::from_millis(250 / hz as u64),
+            ) {
                 data.repl.emit(db, &[b"DEL".as_slice(), key.as_bytes()]);
             }
         }
@@ -340,15 +449,23 @@ async fn cron(shared: Arc<Shared>) {
         if wrote {
             shared.repl.stream_ready.notify_waiters();
         }
-        shared.repl.record_offset(data.repl.offset(), Instant::now());
-        shared.repl.snapshots.sweep(Duration::from_secs(backlog_keep));
+        shared
+            .repl
+            .record_offset(data.repl.offset(), Instant::now());
+        shared
+            .repl
+            .snapshots
+            .sweep(Duration::from_secs(backlog_keep));
         let dirty = data.keyspace.dirty;
         if persistence::save_rule_due(&shared, dirty, now / 1000) {
             tracing::info!(changes = dirty, "save rule reached, saving in background");
             let position = data.repl.position();
             persistence::start_background_save(&shared, &data.keyspace, position);
         } else if persistence::rewrite_due(&shared) {
-            tracing::info!(log_bytes = shared.log.bytes_since_snapshot(), "log grew past auto-aof-rewrite-percentage: compacting it with a snapshot");
+            tracing::info!(
+                log_bytes = shared.log.bytes_since_snapshot(),
+                "log grew past auto-aof-rewrite-percentage: compacting it with a snapshot"
+            );
             let position = data.repl.position();
             persistence::start_rewrite(&shared, &data.keyspace, position);
         }
@@ -364,7 +481,11 @@ async fn cron(shared: Arc<Shared>) {
 /// expired ones, repeat while more than a quarter were expired, within a
 /// time budget.
 /// Returns the keys deleted, for the replication stream.
-pub fn active_expire_cycle(ks: &mut Keyspace, now_ms: i64, budget: Duration) -> Vec<(usize, crate::keyspace::Blob)> {
+pub fn active_expire_cycle(
+    ks: &mut Keyspace,
+    now_ms: i64,
+    budget: Duration,
+) -> Vec<(usize, crate::keyspace::Blob)> {
     let started = Instant::now();
     for db in ks.dbs.iter_mut() {
         loop {
@@ -385,7 +506,12 @@ pub fn shutdown_and_save(shared: &Arc<Shared>) {
     let rules = !shared.settings.read().save.trim().is_empty();
     // A node still replaying its log holds part of its data: saving it
     // would replace a good snapshot with a partial one.
-    if rules && !shared.persistence.loading.load(std::sync::atomic::Ordering::Acquire) {
+    if rules
+        && !shared
+            .persistence
+            .loading
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
         let mut data = shared.data.lock();
         let position = data.repl.position();
         if let Err(e) = persistence::save_blocking(shared, &mut data.keyspace, position) {

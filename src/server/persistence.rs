@@ -34,7 +34,15 @@ pub struct SaveState {
 
 impl Default for SaveState {
     fn default() -> Self {
-        SaveState { last_save_unix: super::unix_ms() / 1000, last_status_ok: true, in_progress: false, started: None, last_duration_secs: -1, saves: 0, last_size_bytes: 0 }
+        SaveState {
+            last_save_unix: super::unix_ms() / 1000,
+            last_status_ok: true,
+            in_progress: false,
+            started: None,
+            last_duration_secs: -1,
+            saves: 0,
+            last_size_bytes: 0,
+        }
     }
 }
 
@@ -116,7 +124,11 @@ fn header(shared: &Shared, position: ReplPosition) -> SnapshotHeader {
 }
 
 /// SAVE: writes the dataset now, holding the dataset lock (as Redis does).
-pub fn save_blocking(shared: &Shared, ks: &mut Keyspace, position: ReplPosition) -> Result<(), SnapshotError> {
+pub fn save_blocking(
+    shared: &Shared,
+    ks: &mut Keyspace,
+    position: ReplPosition,
+) -> Result<(), SnapshotError> {
     let offset = position.offset;
     let path = shared.settings.read().snapshot_path();
     let started = Instant::now();
@@ -185,7 +197,9 @@ pub fn start_background_save(shared: &Arc<Shared>, ks: &Keyspace, position: Repl
                 state.last_size_bytes = size;
                 tracing::info!(path = %path.display(), bytes = size, "background saving terminated with success");
             }
-            Err(e) => tracing::error!(path = %path.display(), error = %e, "background saving failed"),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "background saving failed")
+            }
         }
     });
     true
@@ -204,7 +218,9 @@ pub fn save_rule_due(shared: &Shared, dirty: u64, now_unix: i64) -> bool {
     if !state.last_status_ok && elapsed < 5 {
         return false;
     }
-    rules.iter().any(|r| dirty >= r.changes && elapsed >= r.seconds as i64 && dirty > 0)
+    rules
+        .iter()
+        .any(|r| dirty >= r.changes && elapsed >= r.seconds as i64 && dirty > 0)
 }
 
 /// A snapshot taken at `offset` is on disk: the log before it is no longer
@@ -224,8 +240,16 @@ fn snapshot_done(shared: &Shared, offset: u64, size: u64, under_data_lock: bool)
         aof.rewrites += 1;
         aof.last_rewrite_ok = true;
         aof.consecutive_failures = 0;
-        aof.last_rewrite_secs = aof.rewrite_started.take().map(|s| s.elapsed().as_secs() as i64).unwrap_or(0);
-        tracing::info!(offset, bytes = size, "log compacted: the snapshot replaces the log before its offset");
+        aof.last_rewrite_secs = aof
+            .rewrite_started
+            .take()
+            .map(|s| s.elapsed().as_secs() as i64)
+            .unwrap_or(0);
+        tracing::info!(
+            offset,
+            bytes = size,
+            "log compacted: the snapshot replaces the log before its offset"
+        );
     }
 }
 
@@ -256,7 +280,11 @@ pub fn start_rewrite(shared: &Arc<Shared>, ks: &Keyspace, position: ReplPosition
 pub fn rewrite_due(shared: &Shared) -> bool {
     let (appendonly, percentage, min_size) = {
         let s = shared.settings.read();
-        (s.appendonly, s.auto_aof_rewrite_percentage, s.auto_aof_rewrite_min_size)
+        (
+            s.appendonly,
+            s.auto_aof_rewrite_percentage,
+            s.auto_aof_rewrite_min_size,
+        )
     };
     if !appendonly || shared.persistence.state.lock().in_progress {
         return false;
@@ -281,7 +309,12 @@ pub enum RecoveryError {
     #[error("{0}")]
     Log(#[from] crate::replication::backlog::LogError),
     #[error("log is corrupt after offset {offset} ({file}, byte {position}): {reason}; the file is left untouched (`quire log check --dir DIR --fix` cuts the log there, losing what follows; or move the log directory aside to start from the snapshot alone)")]
-    Corrupt { offset: u64, file: String, position: u64, reason: String },
+    Corrupt {
+        offset: u64,
+        file: String,
+        position: u64,
+        reason: String,
+    },
     #[error("log ends inside a record at offset {offset} ({file}); aof-load-truncated is off")]
     Truncated { offset: u64, file: String },
     #[error("log unreadable at offset {0}")]
@@ -330,35 +363,67 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
         (s.snapshot_path(), s.appendonly)
     };
     let started = Instant::now();
-    let snapshot = if path.exists() { Some(persist::load_from_file(&path)?) } else { None };
+    let snapshot = if path.exists() {
+        Some(persist::load_from_file(&path)?)
+    } else {
+        None
+    };
     let mut guard = shared.data.lock();
     let data = &mut *guard;
     let mut header = None;
     if let Some((h, dbs, keys)) = snapshot {
         persist::install(&mut data.keyspace, dbs);
         data.keyspace.dirty = 0;
-        shared.persistence.aof.lock().base_size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        shared.persistence.aof.lock().base_size =
+            std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         tracing::info!(path = %path.display(), keys, ms = started.elapsed().as_millis() as u64, "DB loaded from disk");
         header = Some(h);
     }
     let log = shared.log.clone();
-    let log_dir = shared.settings.read().dir.join("backlog").display().to_string();
-    let log_io = |source| RecoveryError::Log(crate::replication::backlog::LogError::Io { dir: log_dir.clone(), source });
+    let log_dir = shared
+        .settings
+        .read()
+        .dir
+        .join("backlog")
+        .display()
+        .to_string();
+    let log_io = |source| {
+        RecoveryError::Log(crate::replication::backlog::LogError::Io {
+            dir: log_dir.clone(),
+            source,
+        })
+    };
     let range = log.open_existing()?;
     let meta = data.repl.saved_meta();
-    let snapshot_at = header.as_ref().filter(|h| !h.repl_id.is_empty()).map(|h| (h.repl_id.clone(), h.repl_offset, h.repl_db as usize));
-    let continues = |m: &Meta, replid: &str, offset: u64| m.replid == replid || (m.replid2 == replid && m.second_offset.is_some_and(|s| offset <= s));
+    let snapshot_at = header
+        .as_ref()
+        .filter(|h| !h.repl_id.is_empty())
+        .map(|h| (h.repl_id.clone(), h.repl_offset, h.repl_db as usize));
+    let continues = |m: &Meta, replid: &str, offset: u64| {
+        m.replid == replid || (m.replid2 == replid && m.second_offset.is_some_and(|s| offset <= s))
+    };
     let plan = match (&snapshot_at, range, meta) {
-        (Some((replid, offset, db)), Some((start, end)), Some(meta)) if continues(&meta, replid, *offset) && (start..=end).contains(offset) => {
+        (Some((replid, offset, db)), Some((start, end)), Some(meta))
+            if continues(&meta, replid, *offset) && (start..=end).contains(offset) =>
+        {
             if appendonly {
                 log.set_retain_from(*offset);
-                Some(Replay { from: *offset, to: end, meta, db: *db })
+                Some(Replay {
+                    from: *offset,
+                    to: end,
+                    meta,
+                    db: *db,
+                })
             } else if meta.replid == *replid {
                 // The log only serves partial resyncs: keep it up to the
                 // snapshot, which is all the data has.
                 log.truncate(*offset).map_err(log_io)?;
                 data.repl.resume(meta, *db);
-                tracing::info!(start, end = offset, "replication backlog recovered from disk (appendonly no: not replayed)");
+                tracing::info!(
+                    start,
+                    end = offset,
+                    "replication backlog recovered from disk (appendonly no: not replayed)"
+                );
                 None
             } else {
                 data.repl.reset(replid.clone(), *offset, *db);
@@ -367,7 +432,12 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
         }
         (None, Some((start, end)), Some(meta)) if appendonly && meta.empty_at == Some(start) => {
             log.set_retain_from(start);
-            Some(Replay { from: start, to: end, meta, db: 0 })
+            Some(Replay {
+                from: start,
+                to: end,
+                meta,
+                db: 0,
+            })
         }
         (_, range, _) => {
             if let Some((start, end)) = range {
@@ -391,7 +461,12 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
     // (`Node::run` clears it): clients get -LOADING meanwhile.
     shared.persistence.loading.store(true, Ordering::Release);
     let total = plan.as_ref().map(|p| p.to - p.from).unwrap_or(0);
-    *shared.persistence.loading_progress.lock() = Loading { started_unix: super::unix_ms() / 1000, total_bytes: total, loaded_bytes: 0, started: Some(Instant::now()) };
+    *shared.persistence.loading_progress.lock() = Loading {
+        started_unix: super::unix_ms() / 1000,
+        total_bytes: total,
+        loaded_bytes: 0,
+        started: Some(Instant::now()),
+    };
     if plan.is_none() {
         drop(guard);
         check_acknowledged(shared);
@@ -409,8 +484,15 @@ pub fn replay(shared: &Arc<Shared>, plan: Replay) -> Result<(), RecoveryError> {
     use crate::replication::backlog::LogProblem;
     let log = shared.log.clone();
     let started = Instant::now();
-    tracing::info!(from = plan.from, to = plan.to, bytes = plan.to - plan.from, "replaying the log");
-    let mut session = crate::replication::replica::replicated_session("127.0.0.1:0".parse().expect("literal address"));
+    tracing::info!(
+        from = plan.from,
+        to = plan.to,
+        bytes = plan.to - plan.from,
+        "replaying the log"
+    );
+    let mut session = crate::replication::replica::replicated_session(
+        "127.0.0.1:0".parse().expect("literal address"),
+    );
     session.db = plan.db;
     shared.data.lock().keyspace.set_delete_expired(false);
     let mut loaded = 0u64;
@@ -429,16 +511,29 @@ pub fn replay(shared: &Arc<Shared>, plan: Replay) -> Result<(), RecoveryError> {
     let end = walk.good_end;
     match walk.problem {
         None => {}
-        Some(LogProblem::Corrupt { file, position, reason }) => {
-            return Err(RecoveryError::Corrupt { offset: end, file: file.display().to_string(), position, reason });
+        Some(LogProblem::Corrupt {
+            file,
+            position,
+            reason,
+        }) => {
+            return Err(RecoveryError::Corrupt {
+                offset: end,
+                file: file.display().to_string(),
+                position,
+                reason,
+            });
         }
         Some(LogProblem::Torn) => {
-            let file = log.locate(end).map(|(p, _)| p.display().to_string()).unwrap_or_default();
+            let file = log
+                .locate(end)
+                .map(|(p, _)| p.display().to_string())
+                .unwrap_or_default();
             if !shared.settings.read().aof_load_truncated {
                 return Err(RecoveryError::Truncated { offset: end, file });
             }
             tracing::warn!(offset = end, bytes = plan.to - end, file = %file, "the log ends inside a record (a crash mid-write): cut back to the last whole unit");
-            log.truncate(end).map_err(|_| RecoveryError::Unreadable(end))?;
+            log.truncate(end)
+                .map_err(|_| RecoveryError::Unreadable(end))?;
         }
     }
     let units_applied = walk.units;
@@ -467,7 +562,9 @@ pub fn replay(shared: &Arc<Shared>, plan: Replay) -> Result<(), RecoveryError> {
 /// still holds those writes.
 fn check_acknowledged(shared: &Shared) {
     let dir = shared.settings.read().dir.clone();
-    let Some(state) = read_state(&dir) else { return };
+    let Some(state) = read_state(&dir) else {
+        return;
+    };
     let mut data = shared.data.lock();
     let repl = &mut data.repl;
     if let Some(lost) = state.lost.clone() {
@@ -508,8 +605,16 @@ fn check_acknowledged(shared: &Shared) {
     if repl.replid == state.replid {
         repl.promote();
     }
-    repl.lost = Some(LostHistory { replid: state.replid.clone(), recovered, acknowledged: state.offset });
-    let next = AcknowledgedState { replid: repl.replid.clone(), offset: end, lost: repl.lost.clone() };
+    repl.lost = Some(LostHistory {
+        replid: state.replid.clone(),
+        recovered,
+        acknowledged: state.offset,
+    });
+    let next = AcknowledgedState {
+        replid: repl.replid.clone(),
+        offset: end,
+        lost: repl.lost.clone(),
+    };
     drop(data);
     write_state(&dir, &next);
 }
@@ -528,7 +633,9 @@ pub fn run_log_thread(shared: Arc<Shared>) {
         let wait = match policy {
             _ if failing => Duration::from_secs(1),
             FsyncPolicy::Always => Duration::from_millis(100),
-            _ => Duration::from_secs(1).saturating_sub(last_sync.elapsed()).max(Duration::from_millis(10)),
+            _ => Duration::from_secs(1)
+                .saturating_sub(last_sync.elapsed())
+                .max(Duration::from_millis(10)),
         };
         shared.persistence.wait_for_work(wait);
         let stopping = shared.is_shutting_down();
@@ -583,7 +690,11 @@ fn record_acknowledged(shared: &Shared, last: &mut AcknowledgedState) {
         let data = shared.data.lock();
         (data.repl.replid.clone(), data.repl.lost.clone())
     };
-    let state = AcknowledgedState { replid, offset: shared.log.written(), lost };
+    let state = AcknowledgedState {
+        replid,
+        offset: shared.log.written(),
+        lost,
+    };
     if state != *last {
         write_state(&shared.settings.read().dir, &state);
         *last = state;

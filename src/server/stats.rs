@@ -19,7 +19,14 @@ pub struct Stats {
 
 impl Stats {
     pub fn reset(&self) {
-        for counter in [&self.connections_received, &self.rejected_connections, &self.commands_processed, &self.error_replies, &self.net_input_bytes, &self.net_output_bytes] {
+        for counter in [
+            &self.connections_received,
+            &self.rejected_connections,
+            &self.commands_processed,
+            &self.error_replies,
+            &self.net_input_bytes,
+            &self.net_output_bytes,
+        ] {
             counter.store(0, Ordering::Relaxed);
         }
     }
@@ -44,7 +51,10 @@ impl OpsSampler {
     pub fn sample(&self, commands: u64) {
         let mut s = self.samples.lock();
         s.push_back((std::time::Instant::now(), commands));
-        while s.len() > 2 && s.front().is_some_and(|(t, _)| t.elapsed().as_secs_f64() > 2.0) {
+        while s.len() > 2
+            && s.front()
+                .is_some_and(|(t, _)| t.elapsed().as_secs_f64() > 2.0)
+        {
             s.pop_front();
         }
     }
@@ -52,7 +62,9 @@ impl OpsSampler {
     pub fn rate(&self) -> u64 {
         let s = self.samples.lock();
         match (s.front(), s.back()) {
-            (Some((t0, c0)), Some((t1, c1))) if t1 > t0 => ((c1 - c0) as f64 / (*t1 - *t0).as_secs_f64()) as u64,
+            (Some((t0, c0)), Some((t1, c1))) if t1 > t0 => {
+                ((c1 - c0) as f64 / (*t1 - *t0).as_secs_f64()) as u64
+            }
             _ => 0,
         }
     }

@@ -4,7 +4,10 @@
 //! it, carries the node's name or address as a subject alternative name and
 //! allows both server and client authentication (see certs/README.md).
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +16,10 @@ pub enum CertError {
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid node name '{0}': use letters, digits, '-', '.' and '_'")]
     BadName(String),
 }
@@ -32,7 +38,13 @@ pub struct NodeCertSpec {
 
 impl NodeCertSpec {
     pub fn new(name: &str) -> NodeCertSpec {
-        NodeCertSpec { name: name.into(), ips: Vec::new(), dns: Vec::new(), valid_from_days: -1, valid_until_days: 825 }
+        NodeCertSpec {
+            name: name.into(),
+            ips: Vec::new(),
+            dns: Vec::new(),
+            valid_from_days: -1,
+            valid_until_days: 825,
+        }
     }
 }
 
@@ -59,17 +71,28 @@ fn day(offset_days: i64) -> time::OffsetDateTime {
 /// and key identifier come out identical).
 fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, "Quire replication CA");
-    params.distinguished_name.push(DnType::OrganizationName, "Quire");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Quire replication CA");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Quire");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = day(-1);
     params.not_after = day(3650);
     Ok(params)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), CertError> {
-    crate::persist::write_atomically(path, text.as_bytes()).map_err(|source| CertError::Io { path: path.to_path_buf(), source })?;
+    crate::persist::write_atomically(path, text.as_bytes()).map_err(|source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     #[cfg(unix)]
     if path.extension().is_some_and(|e| e == "key") {
         use std::os::unix::fs::PermissionsExt;
@@ -79,7 +102,10 @@ fn write(path: &Path, text: &str) -> Result<(), CertError> {
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
-    std::fs::read_to_string(path).map_err(|source| CertError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A CA able to sign node certificates.
@@ -90,13 +116,18 @@ pub struct Authority {
 impl Authority {
     /// Creates a new CA in `dir` (ca.pem, ca.key).
     pub fn create(dir: &Path) -> Result<Authority, CertError> {
-        std::fs::create_dir_all(dir).map_err(|source| CertError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| CertError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let key = KeyPair::generate()?;
         let params = ca_params()?;
         let cert = params.self_signed(&key)?;
         write(&ca_cert_path(dir), &cert.pem())?;
         write(&ca_key_path(dir), &key.serialize_pem())?;
-        Ok(Authority { issuer: Issuer::new(params, key) })
+        Ok(Authority {
+            issuer: Issuer::new(params, key),
+        })
     }
 
     /// Opens the CA in `dir` if its key is there.
@@ -106,7 +137,9 @@ impl Authority {
             return Ok(None);
         }
         let key = KeyPair::from_pem(&read(&key_path)?)?;
-        Ok(Some(Authority { issuer: Issuer::new(ca_params()?, key) }))
+        Ok(Some(Authority {
+            issuer: Issuer::new(ca_params()?, key),
+        }))
     }
 
     /// Opens the CA in `dir`, creating it when absent.
@@ -120,23 +153,37 @@ impl Authority {
     /// Issues `NAME.pem`/`NAME.key` in `dir`, valid for server and client
     /// authentication, naming the node, `localhost` and the given addresses.
     pub fn issue(&self, dir: &Path, spec: &NodeCertSpec) -> Result<(PathBuf, PathBuf), CertError> {
-        let valid = !spec.name.is_empty() && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        let valid = !spec.name.is_empty()
+            && spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
         if !valid {
             return Err(CertError::BadName(spec.name.clone()));
         }
         let mut names = vec![spec.name.clone()];
         names.extend(spec.dns.iter().cloned());
         let mut params = CertificateParams::new(names)?;
-        params.distinguished_name.push(DnType::CommonName, spec.name.as_str());
-        params.subject_alt_names.extend(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)));
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, spec.name.as_str());
+        params
+            .subject_alt_names
+            .extend(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         params.not_before = day(spec.valid_from_days);
         params.not_after = day(spec.valid_until_days);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        let (cert_path, key_path) = (node_cert_path(dir, &spec.name), node_key_path(dir, &spec.name));
+        let (cert_path, key_path) = (
+            node_cert_path(dir, &spec.name),
+            node_key_path(dir, &spec.name),
+        );
         write(&cert_path, &cert.pem())?;
         write(&key_path, &key.serialize_pem())?;
         Ok((cert_path, key_path))

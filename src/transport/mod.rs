@@ -19,12 +19,17 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("cannot read {path}: {reason} (create development certificates with `quire certs init`)")]
+    #[error(
+        "cannot read {path}: {reason} (create development certificates with `quire certs init`)"
+    )]
     Pem { path: PathBuf, reason: String },
     #[error("TLS configuration: {0}")]
     Tls(String),
     #[error("cannot bind the replication port {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A node's TLS identity: the CA it trusts and its own certificate.
@@ -37,16 +42,26 @@ pub struct TlsIdentity {
 
 impl Clone for TlsIdentity {
     fn clone(&self) -> Self {
-        TlsIdentity { roots: self.roots.clone(), chain: self.chain.clone(), key: self.key.clone_key() }
+        TlsIdentity {
+            roots: self.roots.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
     }
 }
 
 fn pem_error(path: &Path, reason: impl ToString) -> TransportError {
-    TransportError::Pem { path: path.to_path_buf(), reason: reason.to_string() }
+    TransportError::Pem {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, e))?.collect::<Result<Vec<_>, _>>().map_err(|e| pem_error(path, e))?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
     if certs.is_empty() {
         return Err(pem_error(path, "no certificate in file"));
     }
@@ -56,7 +71,11 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportErro
 impl TlsIdentity {
     /// Loads `ca.pem`, `NODE.pem` and `NODE.key` from `dir`.
     pub fn load(dir: &Path, node: &str) -> Result<TlsIdentity, TransportError> {
-        Self::load_files(&certs::ca_cert_path(dir), &certs::node_cert_path(dir, node), &certs::node_key_path(dir, node))
+        Self::load_files(
+            &certs::ca_cert_path(dir),
+            &certs::node_cert_path(dir, node),
+            &certs::node_key_path(dir, node),
+        )
     }
 
     pub fn load_files(ca: &Path, cert: &Path, key: &Path) -> Result<TlsIdentity, TransportError> {
@@ -66,38 +85,56 @@ impl TlsIdentity {
         }
         let chain = read_certs(cert)?;
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e))?;
-        Ok(TlsIdentity { roots: Arc::new(roots), chain, key })
+        Ok(TlsIdentity {
+            roots: Arc::new(roots),
+            chain,
+            key,
+        })
     }
 
     /// Whether `dir` holds an identity for `node` (replication is off
     /// without one unless the node is configured as a replica).
     pub fn present(dir: &Path, node: &str) -> bool {
-        certs::ca_cert_path(dir).exists() && certs::node_cert_path(dir, node).exists() && certs::node_key_path(dir, node).exists()
+        certs::ca_cert_path(dir).exists()
+            && certs::node_cert_path(dir, node).exists()
+            && certs::node_key_path(dir, node).exists()
     }
 
     /// The server side: client certificates are required and must chain to
     /// the CA.
-    pub fn server_config(&self, transport: Arc<quinn::TransportConfig>) -> Result<quinn::ServerConfig, TransportError> {
-        let verifier = rustls::server::WebPkiClientVerifier::builder(self.roots.clone()).build().map_err(|e| TransportError::Tls(e.to_string()))?;
-        let mut tls = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
+    pub fn server_config(
+        &self,
+        transport: Arc<quinn::TransportConfig>,
+    ) -> Result<quinn::ServerConfig, TransportError> {
+        let verifier = rustls::server::WebPkiClientVerifier::builder(self.roots.clone())
+            .build()
             .map_err(|e| TransportError::Tls(e.to_string()))?;
+        let mut tls =
+            rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(self.chain.clone(), self.key.clone_key())
+                .map_err(|e| TransportError::Tls(e.to_string()))?;
         tls.alpn_protocols = vec![crate::replication::protocol::ALPN.to_vec()];
-        let quic = QuicServerConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
+        let quic =
+            QuicServerConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         config.transport_config(transport);
         Ok(config)
     }
 
     /// The client side (a replica dialling its upstream).
-    pub fn client_config(&self, transport: Arc<quinn::TransportConfig>) -> Result<quinn::ClientConfig, TransportError> {
-        let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-            .with_root_certificates(self.roots.clone())
-            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| TransportError::Tls(e.to_string()))?;
+    pub fn client_config(
+        &self,
+        transport: Arc<quinn::TransportConfig>,
+    ) -> Result<quinn::ClientConfig, TransportError> {
+        let mut tls =
+            rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+                .with_root_certificates(self.roots.clone())
+                .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+                .map_err(|e| TransportError::Tls(e.to_string()))?;
         tls.alpn_protocols = vec![crate::replication::protocol::ALPN.to_vec()];
-        let quic = QuicClientConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
+        let quic =
+            QuicClientConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
         config.transport_config(transport);
         Ok(config)
@@ -111,7 +148,10 @@ pub const DATAGRAM_SEND_BUFFER: usize = 64 << 10;
 /// timeout so a quiet link stays up, an idle timeout long enough to ride
 /// out short cuts, and flow-control windows large enough for a long fat
 /// pipe (bandwidth × RTT).
-pub fn transport_config(settings: &crate::config::ReplSettings, link: &crate::config::LinkSettings) -> Arc<quinn::TransportConfig> {
+pub fn transport_config(
+    settings: &crate::config::ReplSettings,
+    link: &crate::config::LinkSettings,
+) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     let rtt_ms = link.rtt_ms;
     // A replication link is long-lived and dedicated: start the congestion
@@ -142,7 +182,11 @@ pub fn transport_config(settings: &crate::config::ReplSettings, link: &crate::co
     }
     let window = settings.window_bytes.min(u32::MAX as u64) as u32;
     t.keep_alive_interval(Some(Duration::from_millis(settings.keepalive_ms)));
-    t.max_idle_timeout(Some(Duration::from_millis(settings.idle_timeout_ms).try_into().unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000)))));
+    t.max_idle_timeout(Some(
+        Duration::from_millis(settings.idle_timeout_ms)
+            .try_into()
+            .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000))),
+    ));
     t.stream_receive_window(window.into());
     t.receive_window((window.saturating_mul(2)).into());
     t.send_window(2 * window as u64);
@@ -165,7 +209,8 @@ pub fn bind_endpoint(
     link: &crate::config::LinkSettings,
 ) -> Result<quinn::Endpoint, TransportError> {
     let transport = transport_config(settings, link);
-    let mut endpoint = quinn::Endpoint::server(identity.server_config(transport.clone())?, addr).map_err(|source| TransportError::Bind { addr, source })?;
+    let mut endpoint = quinn::Endpoint::server(identity.server_config(transport.clone())?, addr)
+        .map_err(|source| TransportError::Bind { addr, source })?;
     endpoint.set_default_client_config(identity.client_config(transport)?);
     Ok(endpoint)
 }

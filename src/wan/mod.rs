@@ -31,7 +31,14 @@ pub struct LinkParams {
 
 impl Default for LinkParams {
     fn default() -> Self {
-        LinkParams { delay: Duration::ZERO, jitter: Duration::ZERO, loss: 0.0, bandwidth_bps: None, queue_bytes: 4 << 20, reorder: false }
+        LinkParams {
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            bandwidth_bps: None,
+            queue_bytes: 4 << 20,
+            reorder: false,
+        }
     }
 }
 
@@ -40,25 +47,59 @@ pub fn profile(name: &str) -> Option<LinkParams> {
     let mbit = |n: u64| Some(n * 1_000_000);
     let p = match name {
         "loopback" => LinkParams::default(),
-        "transatlantic" => {
-            LinkParams { delay: Duration::from_millis(40), jitter: Duration::from_millis(2), loss: 0.001, bandwidth_bps: mbit(1000), queue_bytes: 8 << 20, reorder: false }
-        }
-        "transpacific" => {
-            LinkParams { delay: Duration::from_millis(90), jitter: Duration::from_millis(5), loss: 0.005, bandwidth_bps: mbit(200), queue_bytes: 8 << 20, reorder: false }
-        }
-        "transatlantic-lossy" => {
-            LinkParams { delay: Duration::from_millis(40), jitter: Duration::from_millis(2), loss: 0.005, bandwidth_bps: mbit(100), queue_bytes: 4 << 20, reorder: false }
-        }
-        "lossy" => LinkParams { delay: Duration::from_millis(40), jitter: Duration::from_millis(5), loss: 0.02, bandwidth_bps: mbit(100), queue_bytes: 4 << 20, reorder: true },
-        "intercontinental" => {
-            LinkParams { delay: Duration::from_millis(60), jitter: Duration::from_millis(3), loss: 0.002, bandwidth_bps: mbit(500), queue_bytes: 8 << 20, reorder: false }
-        }
+        "transatlantic" => LinkParams {
+            delay: Duration::from_millis(40),
+            jitter: Duration::from_millis(2),
+            loss: 0.001,
+            bandwidth_bps: mbit(1000),
+            queue_bytes: 8 << 20,
+            reorder: false,
+        },
+        "transpacific" => LinkParams {
+            delay: Duration::from_millis(90),
+            jitter: Duration::from_millis(5),
+            loss: 0.005,
+            bandwidth_bps: mbit(200),
+            queue_bytes: 8 << 20,
+            reorder: false,
+        },
+        "transatlantic-lossy" => LinkParams {
+            delay: Duration::from_millis(40),
+            jitter: Duration::from_millis(2),
+            loss: 0.005,
+            bandwidth_bps: mbit(100),
+            queue_bytes: 4 << 20,
+            reorder: false,
+        },
+        "lossy" => LinkParams {
+            delay: Duration::from_millis(40),
+            jitter: Duration::from_millis(5),
+            loss: 0.02,
+            bandwidth_bps: mbit(100),
+            queue_bytes: 4 << 20,
+            reorder: true,
+        },
+        "intercontinental" => LinkParams {
+            delay: Duration::from_millis(60),
+            jitter: Duration::from_millis(3),
+            loss: 0.002,
+            bandwidth_bps: mbit(500),
+            queue_bytes: 8 << 20,
+            reorder: false,
+        },
         _ => return None,
     };
     Some(p)
 }
 
-pub const PROFILES: &[&str] = &["loopback", "transatlantic", "transatlantic-lossy", "transpacific", "lossy", "intercontinental"];
+pub const PROFILES: &[&str] = &[
+    "loopback",
+    "transatlantic",
+    "transatlantic-lossy",
+    "transpacific",
+    "lossy",
+    "intercontinental",
+];
 
 /// The one-way delays one direction of a relay gave what it delivered
 /// (queueing, jitter and in-order delivery included): the link's own share
@@ -114,7 +155,12 @@ pub struct LinkModel {
 
 impl LinkModel {
     pub fn new(params: LinkParams, seed: u64) -> LinkModel {
-        LinkModel { params, rng: rand::rngs::StdRng::seed_from_u64(seed), busy_until: None, last_delivery: None }
+        LinkModel {
+            params,
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            busy_until: None,
+            last_delivery: None,
+        }
     }
 
     pub fn params(&self) -> &LinkParams {
@@ -140,7 +186,11 @@ impl LinkModel {
         if self.params.loss > 0.0 && self.rng.random_bool(self.params.loss.min(1.0)) {
             return Verdict::Lost;
         }
-        let jitter = if self.params.jitter.is_zero() { Duration::ZERO } else { self.params.jitter.mul_f64(self.rng.random::<f64>()) };
+        let jitter = if self.params.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            self.params.jitter.mul_f64(self.rng.random::<f64>())
+        };
         let mut at = depart + self.params.delay + jitter;
         if !self.params.reorder {
             if let Some(last) = self.last_delivery {
@@ -159,10 +209,20 @@ mod tests {
     #[test]
     fn delay_and_fifo() {
         let t0 = Instant::now();
-        let mut m = LinkModel::new(LinkParams { delay: Duration::from_millis(40), jitter: Duration::from_millis(10), ..Default::default() }, 1);
+        let mut m = LinkModel::new(
+            LinkParams {
+                delay: Duration::from_millis(40),
+                jitter: Duration::from_millis(10),
+                ..Default::default()
+            },
+            1,
+        );
         let mut last = t0;
         for i in 0..100 {
-            let Verdict::Deliver(at) = m.handle_datagram(t0 + Duration::from_micros(i * 10), 1200) else { panic!() };
+            let Verdict::Deliver(at) = m.handle_datagram(t0 + Duration::from_micros(i * 10), 1200)
+            else {
+                panic!()
+            };
             assert!(at >= t0 + Duration::from_millis(40));
             assert!(at >= last, "FIFO without reorder");
             last = at;
@@ -173,8 +233,17 @@ mod tests {
     fn bandwidth_paces_and_tail_drops() {
         let t0 = Instant::now();
         // 8 Mbit/s = 1 byte/us; a 10 KB queue.
-        let mut m = LinkModel::new(LinkParams { bandwidth_bps: Some(8_000_000), queue_bytes: 10_000, ..Default::default() }, 1);
-        let Verdict::Deliver(first) = m.handle_datagram(t0, 1000) else { panic!() };
+        let mut m = LinkModel::new(
+            LinkParams {
+                bandwidth_bps: Some(8_000_000),
+                queue_bytes: 10_000,
+                ..Default::default()
+            },
+            1,
+        );
+        let Verdict::Deliver(first) = m.handle_datagram(t0, 1000) else {
+            panic!()
+        };
         assert_eq!(first, t0 + Duration::from_micros(1000));
         let mut dropped = 0;
         for _ in 0..20 {
@@ -182,14 +251,25 @@ mod tests {
                 dropped += 1;
             }
         }
-        assert_eq!(dropped, 11, "10 KB of queue holds 10 datagrams behind the first");
+        assert_eq!(
+            dropped, 11,
+            "10 KB of queue holds 10 datagrams behind the first"
+        );
     }
 
     #[test]
     fn loss_rate_is_close_to_configured() {
         let t0 = Instant::now();
-        let mut m = LinkModel::new(LinkParams { loss: 0.02, ..Default::default() }, 42);
-        let lost = (0..100_000).filter(|_| m.handle_datagram(t0, 100) == Verdict::Lost).count();
+        let mut m = LinkModel::new(
+            LinkParams {
+                loss: 0.02,
+                ..Default::default()
+            },
+            42,
+        );
+        let lost = (0..100_000)
+            .filter(|_| m.handle_datagram(t0, 100) == Verdict::Lost)
+            .count();
         assert!((1500..2500).contains(&lost), "{lost}");
     }
 }

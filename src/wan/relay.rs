@@ -55,7 +55,10 @@ impl RelayControl {
 
     /// Starts an outage after `bytes` more bytes went downstream.
     pub fn cut_after_down_bytes(&self, bytes: u64) {
-        let at = self.down_bytes.load(Ordering::Relaxed).saturating_add(bytes);
+        let at = self
+            .down_bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(bytes);
         self.cut_after_down_bytes.store(at, Ordering::Release);
     }
 
@@ -79,14 +82,29 @@ pub struct Relay {
 
 impl Relay {
     /// Binds `listen` and relays to `upstream` on the current runtime.
-    pub async fn spawn(listen: SocketAddr, upstream: SocketAddr, down: LinkParams, up: LinkParams, seed: u64) -> std::io::Result<Relay> {
+    pub async fn spawn(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        down: LinkParams,
+        up: LinkParams,
+        seed: u64,
+    ) -> std::io::Result<Relay> {
         let front = UdpSocket::bind(listen).await?;
         let back = UdpSocket::bind(SocketAddr::new(listen.ip(), 0)).await?;
         let addr = front.local_addr()?;
         let control = Arc::new(RelayControl::new());
         let task_control = control.clone();
         tokio::spawn(async move {
-            if let Err(e) = run(front, back, upstream, LinkModel::new(down, seed), LinkModel::new(up, seed ^ 0x5eed), task_control).await {
+            if let Err(e) = run(
+                front,
+                back,
+                upstream,
+                LinkModel::new(down, seed),
+                LinkModel::new(up, seed ^ 0x5eed),
+                task_control,
+            )
+            .await
+            {
                 tracing::warn!(error = %e, "wan relay stopped");
             }
         });
@@ -104,7 +122,14 @@ impl Drop for Relay {
     }
 }
 
-async fn run(front: UdpSocket, back: UdpSocket, upstream: SocketAddr, mut down: LinkModel, mut up: LinkModel, control: Arc<RelayControl>) -> std::io::Result<()> {
+async fn run(
+    front: UdpSocket,
+    back: UdpSocket,
+    upstream: SocketAddr,
+    mut down: LinkModel,
+    mut up: LinkModel,
+    control: Arc<RelayControl>,
+) -> std::io::Result<()> {
     let mut client: Option<SocketAddr> = None;
     let (line, mut released) = DelayLine::spawn("wan-relay-delay")?;
     let mut front_buf = vec![0u8; 65536];
@@ -152,8 +177,18 @@ async fn run(front: UdpSocket, back: UdpSocket, upstream: SocketAddr, mut down: 
     }
 }
 
-fn admit(model: &mut LinkModel, control: &RelayControl, line: &DelayLine<InFlight>, down: bool, data: &[u8]) {
-    let dropped = if down { &control.down_dropped } else { &control.up_dropped };
+fn admit(
+    model: &mut LinkModel,
+    control: &RelayControl,
+    line: &DelayLine<InFlight>,
+    down: bool,
+    data: &[u8],
+) {
+    let dropped = if down {
+        &control.down_dropped
+    } else {
+        &control.up_dropped
+    };
     if control.in_outage() {
         dropped.fetch_add(1, Ordering::Relaxed);
         return;
@@ -162,9 +197,17 @@ fn admit(model: &mut LinkModel, control: &RelayControl, line: &DelayLine<InFligh
     match model.handle_datagram(now, data.len()) {
         Verdict::Deliver(at) => {
             if down {
-                control.down_delays.record(at.saturating_duration_since(now));
+                control
+                    .down_delays
+                    .record(at.saturating_duration_since(now));
             }
-            line.schedule(at, InFlight { down, data: data.to_vec() });
+            line.schedule(
+                at,
+                InFlight {
+                    down,
+                    data: data.to_vec(),
+                },
+            );
         }
         Verdict::Lost | Verdict::QueueFull => {
             dropped.fetch_add(1, Ordering::Relaxed);
@@ -180,10 +223,18 @@ pub struct RelayThread {
 }
 
 impl RelayThread {
-    pub fn start(upstream: SocketAddr, down: LinkParams, up: LinkParams, seed: u64) -> std::io::Result<RelayThread> {
+    pub fn start(
+        upstream: SocketAddr,
+        down: LinkParams,
+        up: LinkParams,
+        seed: u64,
+    ) -> std::io::Result<RelayThread> {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -207,8 +258,14 @@ impl RelayThread {
                 }
             });
         });
-        let (addr, control) = rx.recv().map_err(|_| std::io::Error::other("relay thread died"))??;
-        Ok(RelayThread { addr, control, thread: Some(thread) })
+        let (addr, control) = rx
+            .recv()
+            .map_err(|_| std::io::Error::other("relay thread died"))??;
+        Ok(RelayThread {
+            addr,
+            control,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -48,14 +48,20 @@ pub struct TcpRelay {
 impl TcpRelay {
     /// Relays connections on `listen` to `upstream`; "down" is upstream →
     /// client (a replica's incoming stream).
-    pub async fn spawn(listen: SocketAddr, upstream: SocketAddr, params: LinkParams) -> std::io::Result<TcpRelay> {
+    pub async fn spawn(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        params: LinkParams,
+    ) -> std::io::Result<TcpRelay> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let control = Arc::new(TcpRelayControl::default());
         let c = control.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(upstream).await else { continue };
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
                 let (cr, cw) = client.into_split();
@@ -83,8 +89,16 @@ fn segment_lost(loss: f64, bytes: usize) -> bool {
     rand::rng().random_bool(any.clamp(0.0, 1.0))
 }
 
-async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, params: LinkParams, control: Arc<TcpRelayControl>, down: bool) {
-    let Ok((line, mut released)) = DelayLine::<Vec<u8>>::spawn("wan-tcp-delay") else { return };
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    params: LinkParams,
+    control: Arc<TcpRelayControl>,
+    down: bool,
+) {
+    let Ok((line, mut released)) = DelayLine::<Vec<u8>>::spawn("wan-tcp-delay") else {
+        return;
+    };
     let writer_control = control.clone();
     let writer = tokio::spawn(async move {
         while let Some(data) = released.recv().await {
@@ -104,7 +118,11 @@ async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let counter = if down { &control.down_bytes } else { &control.up_bytes };
+        let counter = if down {
+            &control.down_bytes
+        } else {
+            &control.up_bytes
+        };
         counter.fetch_add(n as u64, Ordering::Relaxed);
         let now = Instant::now();
         let mut depart = now;
@@ -112,14 +130,24 @@ async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
             depart = busy_until.max(now) + Duration::from_secs_f64(n as f64 * 8.0 / bps as f64);
             busy_until = depart;
         }
-        let jitter = if params.jitter.is_zero() { Duration::ZERO } else { params.jitter.mul_f64(rand::rng().random::<f64>()) };
-        let recovery = if segment_lost(params.loss, n) { params.delay.mul_f64(RECOVERY_ONE_WAY_DELAYS) } else { Duration::ZERO };
+        let jitter = if params.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            params.jitter.mul_f64(rand::rng().random::<f64>())
+        };
+        let recovery = if segment_lost(params.loss, n) {
+            params.delay.mul_f64(RECOVERY_ONE_WAY_DELAYS)
+        } else {
+            Duration::ZERO
+        };
         // TCP delivers in order: jitter never reorders bytes, and a lost
         // segment holds back everything behind it.
         let at = (depart + params.delay + jitter + recovery).max(last);
         last = at;
         if down {
-            control.down_delays.record(at.saturating_duration_since(now));
+            control
+                .down_delays
+                .record(at.saturating_duration_since(now));
         }
         if !line.schedule(at, buf[..n].to_vec()) {
             break;

@@ -29,13 +29,24 @@ impl TestNode {
     }
 
     /// Starts a node whose data directory is `dir` (for restarts).
-    pub fn try_start_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Settings)) -> Result<TestNode, String> {
-        let mut settings = Settings { port: 0, dir: dir.path().to_path_buf(), ..Settings::default() };
+    pub fn try_start_in(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Result<TestNode, String> {
+        let mut settings = Settings {
+            port: 0,
+            dir: dir.path().to_path_buf(),
+            ..Settings::default()
+        };
         settings.save = String::new();
         configure(&mut settings);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 match Node::start(settings, &Sources::default()).await {
                     Ok(node) => {
@@ -48,15 +59,29 @@ impl TestNode {
                 }
             });
         });
-        match rx.recv_timeout(Duration::from_secs(30)).map_err(|e| e.to_string())? {
+        match rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|e| e.to_string())?
+        {
             Ok((port, shared)) => {
                 // Serving starts once the log is replayed.
-                let loaded = wait_until(Duration::from_secs(60), || !shared.persistence.loading.load(std::sync::atomic::Ordering::Acquire) || shared.is_shutting_down());
+                let loaded = wait_until(Duration::from_secs(60), || {
+                    !shared
+                        .persistence
+                        .loading
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        || shared.is_shutting_down()
+                });
                 if !loaded || shared.is_shutting_down() {
                     let _ = thread.join();
                     return Err("the node stopped while loading its data".into());
                 }
-                Ok(TestNode { port, dir: Some(dir), shared, thread: Some(thread) })
+                Ok(TestNode {
+                    port,
+                    dir: Some(dir),
+                    shared,
+                    thread: Some(thread),
+                })
             }
             Err(e) => {
                 let _ = thread.join();
@@ -72,9 +97,13 @@ impl TestNode {
     /// A synchronous `redis` crate connection with bounded timeouts.
     pub fn client(&self) -> redis::Connection {
         let client = redis::Client::open(self.url()).expect("client");
-        let con = client.get_connection_with_timeout(Duration::from_secs(5)).expect("connect");
-        con.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        con.set_write_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let con = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .expect("connect");
+        con.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        con.set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         con
     }
 
@@ -187,8 +216,12 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(port: u16) -> RawClient {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        RawClient { reader: BufReader::new(stream) }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        RawClient {
+            reader: BufReader::new(stream),
+        }
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -281,10 +314,17 @@ impl Pki {
     }
 
     pub fn authority(&self) -> quire::transport::certs::Authority {
-        quire::transport::certs::Authority::open(self.dir.path()).expect("ca").expect("ca exists")
+        quire::transport::certs::Authority::open(self.dir.path())
+            .expect("ca")
+            .expect("ca exists")
     }
 
-    pub fn issue_with(&self, ca: &quire::transport::certs::Authority, node: &str, tweak: impl FnOnce(&mut quire::transport::certs::NodeCertSpec)) {
+    pub fn issue_with(
+        &self,
+        ca: &quire::transport::certs::Authority,
+        node: &str,
+        tweak: impl FnOnce(&mut quire::transport::certs::NodeCertSpec),
+    ) {
         let mut spec = quire::transport::certs::NodeCertSpec::new(node);
         spec.ips = vec!["127.0.0.1".parse().unwrap()];
         tweak(&mut spec);
@@ -303,7 +343,10 @@ impl Pki {
 impl TestNode {
     /// The UDP port of the node's replication endpoint.
     pub fn repl_port(&self) -> u16 {
-        self.shared.repl.port.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared
+            .repl
+            .port
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn repl_addr(&self) -> String {
@@ -313,17 +356,30 @@ impl TestNode {
     /// One field of `INFO section`.
     pub fn info(&self, section: &str, field: &str) -> String {
         let mut con = self.client();
-        let text: String = redis::cmd("INFO").arg(section).query(&mut con).expect("info");
-        text.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string())).unwrap_or_default()
+        let text: String = redis::cmd("INFO")
+            .arg(section)
+            .query(&mut con)
+            .expect("info");
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{field}:"))
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_default()
     }
 
     pub fn offset(&self) -> u64 {
-        self.info("replication", "master_repl_offset").parse().unwrap_or(0)
+        self.info("replication", "master_repl_offset")
+            .parse()
+            .unwrap_or(0)
     }
 
     pub fn digest(&self) -> String {
         let mut con = self.client();
-        redis::cmd("DEBUG").arg("DIGEST").query(&mut con).expect("digest")
+        redis::cmd("DEBUG")
+            .arg("DIGEST")
+            .query(&mut con)
+            .expect("digest")
     }
 }
 
@@ -333,11 +389,20 @@ impl TestNode {
 pub fn reserve_port(udp: bool) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 400) as u16 * 20, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 400) as u16 * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
         let port = 20_000 + (port - 20_000) % 12_000;
-        let free = if udp { std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() } else { std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() };
+        let free = if udp {
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        } else {
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        };
         if free {
             return port;
         }
@@ -350,7 +415,8 @@ pub fn wait_caught_up(primary: &TestNode, replicas: &[&TestNode], limit: Duratio
     let target = primary.offset();
     for r in replicas {
         assert!(
-            wait_until(limit, || r.offset() >= target && r.info("replication", "master_link_status") == "up"),
+            wait_until(limit, || r.offset() >= target
+                && r.info("replication", "master_link_status") == "up"),
             "replica at {} < {target}; last error: {}",
             r.offset(),
             r.info("replication", "quire_link_last_error")
