@@ -198,7 +198,7 @@ fn value(kind: ValueKind, size: usize, rng: &mut impl Rng, id: u64) -> Vec<u8> {
                 ["free", "pro", "team"][rng.random_range(0..3)],
                 rng.random_range(0..100_000),
                 rng.random_bool(0.8),
-                crate::server::unix_ms()
+                crate::node::unix_ms()
             );
             while doc.len() < size {
                 doc.insert_str(

@@ -244,7 +244,7 @@ async fn drive_load(port: u16, rate: u64, writes: Arc<AtomicU64>) {
                     ["DE", "US", "IN", "JP", "BR"][rng.random_range(0..5)],
                     rng.random_range(0..10_000),
                     rng.random_bool(0.7),
-                    crate::server::unix_ms()
+                    crate::node::unix_ms()
                 );
                 crate::resp::encode_request(
                     &[b"SET".as_slice(), key.as_bytes(), doc.as_bytes()],

@@ -76,20 +76,19 @@ pub fn repl_message(data: &[u8]) {
     while let Ok(Some(_)) = b.poll_message::<ReplicaMessage>() {}
 }
 
-fn replica_node() -> &'static (tokio::runtime::Runtime, Arc<crate::server::Shared>) {
-    static NODE: OnceLock<(tokio::runtime::Runtime, Arc<crate::server::Shared>)> = OnceLock::new();
+fn replica_node() -> &'static Arc<crate::node::Shared> {
+    static NODE: OnceLock<Arc<crate::node::Shared>> = OnceLock::new();
     NODE.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
         let settings = crate::config::Settings {
             dir: std::env::temp_dir().join(format!("quire-fuzz-{}", std::process::id())),
             save: String::new(),
             ..Default::default()
         };
-        let shared = crate::server::Shared::new(settings, &crate::config::Sources::default());
-        (rt, shared)
+        crate::node::Shared::new(
+            settings,
+            &crate::config::Sources::default(),
+            crate::commands::stream_applier,
+        )
     })
 }
 
@@ -97,8 +96,7 @@ fn replica_node() -> &'static (tokio::runtime::Runtime, Arc<crate::server::Share
 /// then as the content of a valid batch, split into units and applied to
 /// a replica's keyspace.
 pub fn batch_apply(data: &[u8]) {
-    let (rt, shared) = replica_node();
-    let _guard = rt.enter();
+    let shared = replica_node();
     if data.len() >= 8 {
         let raw_len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) % (1 << 20);
         let crc32 = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
@@ -118,10 +116,11 @@ pub fn batch_apply(data: &[u8]) {
         .expect("a batch round-trips");
     let mut splitter = UnitSplitter::new();
     if let Ok(units) = splitter.handle_bytes(raw) {
-        let mut session = crate::replication::replica::replicated_session(
-            std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
-        );
-        let _ = crate::replication::replica::apply_units(shared, &mut session, units);
+        // Applied as a replica applies the stream: through the node's
+        // one entry point, under the dataset lock, no runtime needed.
+        let mut applier = (shared.applier)(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
+        let mut data = shared.data.lock();
+        applier.apply(shared, &mut data, &units);
     }
 }
 

@@ -39,7 +39,9 @@ pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keyspace;
+pub mod link;
 pub mod metrics;
+pub mod node;
 pub mod persist;
 pub mod replication;
 pub mod resp;

@@ -5,7 +5,7 @@
 //! the counters the node already keeps). The HTTP side answers one GET per
 //! connection and closes it, which is all a scraper needs.
 
-use crate::server::{wait_shutdown, Shared, Stats};
+use crate::node::{wait_shutdown, Shared, Stats};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

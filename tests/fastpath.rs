@@ -29,7 +29,7 @@ fn num(node: &TestNode, field: &str) -> u64 {
 fn pair(pki: &Pki, mode: &str, link: LinkParams) -> (TestNode, RelayThread, TestNode) {
     let p = TestNode::start_with(|s| {
         pki.configure("p", s);
-        s.repl.datagrams = mode.into();
+        s.repl.datagrams = mode.parse().expect("a datagram mode");
     });
     let relay =
         RelayThread::start(p.repl_addr().parse().unwrap(), link.clone(), link, 3).expect("relay");

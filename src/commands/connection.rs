@@ -95,7 +95,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn password_ok(ctx: &ExecCtx, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Frame> {
-    let required = ctx.shared.settings.read().requirepass.clone();
+    let required = ctx.node.settings.read().requirepass.clone();
     let user_ok = user.is_none_or(|u| u == b"default");
     if user_ok && (required.is_empty() || required.as_bytes() == pass) {
         Ok(())
@@ -110,7 +110,7 @@ fn auth(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if args.len() > 3 {
         return Err(ERR_SYNTAX);
     }
-    if args.len() == 2 && ctx.shared.settings.read().requirepass.is_empty() {
+    if args.len() == 2 && ctx.node.settings.read().requirepass.is_empty() {
         return Err(Frame::error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"));
     }
     let (user, pass) = if args.len() == 3 {
@@ -165,7 +165,7 @@ fn hello(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         if proto == Protocol::Resp3 { 3 } else { 2 },
         Ordering::Relaxed,
     );
-    let role = if ctx.shared.repl.is_replica() {
+    let role = if ctx.node.repl.is_replica() {
         "replica"
     } else {
         "master"
@@ -221,7 +221,7 @@ fn reset(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     ctx.session.handle.resp.store(2, Ordering::Relaxed);
     ctx.session.reply_mode = ReplyMode::On;
     ctx.session.handle.name.lock().clear();
-    ctx.session.authenticated = ctx.shared.settings.read().requirepass.is_empty();
+    ctx.session.authenticated = ctx.node.settings.read().requirepass.is_empty();
     Ok(Frame::simple("RESET"))
 }
 
@@ -292,7 +292,7 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             }
         }
         let mut out = String::new();
-        for c in ctx.shared.clients.all() {
+        for c in ctx.node.clients.all() {
             if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
                 continue;
             }
@@ -384,7 +384,7 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 fn client_kill(ctx: &mut ExecCtx, opts: &[Bytes]) -> CmdResult {
     let me = ctx.session.id();
-    let clients = ctx.shared.clients.all();
+    let clients = ctx.node.clients.all();
     if opts.len() == 1 {
         // Old form: CLIENT KILL ip:port
         let addr = text(&opts[0]);

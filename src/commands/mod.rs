@@ -7,8 +7,16 @@
 //! replication and unit tests all share [`execute`].
 //!
 //! The table is data: dispatch, `COMMAND` output, AUTH and pub/sub context
-//! checks and (later) write propagation read the flags, nothing re-lists
-//! commands by name.
+//! checks and write propagation read the flags, nothing re-lists commands
+//! by name.
+//!
+//! Handlers see a narrow context ([`ExecCtx`]): the dataset parts, the
+//! session, one clock reading, the node's state to read (and the few
+//! facts they set, such as a role change), and a list of node actions for
+//! what needs a task or a thread. They import nothing from the IO edges
+//! (`server`, `link`), so each can be unit-tested with [`testing`] and no
+//! runtime. The replicated stream comes in through [`stream_applier`],
+//! the node's one entry point for applying units.
 
 pub mod args;
 pub mod blocking;
@@ -27,14 +35,15 @@ mod typed;
 mod zset;
 
 use crate::keyspace::{Db, Keyspace};
+use crate::node::{NodeAction, Shared};
 use crate::resp::Frame;
-use crate::server::Shared;
 use blocking::Blocking;
 use bytes::Bytes;
 use pubsub::PubSub;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+pub use replication::waitaof_reply;
 pub use server::rss_bytes;
 pub use session::Session;
 
@@ -128,7 +137,9 @@ pub struct ExecCtx<'a> {
     pub keyspace: &'a mut Keyspace,
     pub blocking: &'a mut Blocking,
     pub pubsub: &'a mut PubSub,
-    pub shared: &'a std::sync::Arc<Shared>,
+    /// The node's state: settings, role, counters (handlers read it; work
+    /// that needs a task goes to `actions`).
+    pub node: &'a Shared,
     pub session: &'a mut Session,
     /// Wall-clock milliseconds for this command (one value per command, so
     /// a command sees a single instant).
@@ -138,6 +149,9 @@ pub struct ExecCtx<'a> {
     /// Effects a handler chose to replicate instead of its own arguments
     /// (EXPIRE → PEXPIREAT, SPOP → SREM, ...); see [`ExecCtx::propagate`].
     pub effects: Option<Vec<Vec<Bytes>>>,
+    /// Work for the node's edge, carried out after the dataset lock is
+    /// released (start a link, write a snapshot, ...).
+    pub actions: &'a mut Vec<NodeAction>,
 }
 
 impl<'a> ExecCtx<'a> {
@@ -161,7 +175,7 @@ impl<'a> ExecCtx<'a> {
     /// from the stream, and not for local writes on a (writable) replica —
     /// its stream is its upstream's, byte for byte, as in Redis.
     fn propagates(&self) -> bool {
-        !self.session.replicated && !self.shared.repl.is_replica()
+        !self.session.replicated && !self.node.repl.is_replica()
     }
 
     /// Writes the effects recorded with [`ExecCtx::propagate`] to the
@@ -300,7 +314,7 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     if spec.has(flags::DENYOOM)
         && !ctx.session.replicated
         && ctx
-            .shared
+            .node
             .stats
             .over_maxmemory
             .load(std::sync::atomic::Ordering::Acquire)
@@ -367,6 +381,62 @@ pub fn apply_replicated(ctx: &mut ExecCtx, args: &[Bytes]) {
     }
 }
 
+/// The node's entry point for applying the replicated stream (see
+/// `node::apply`): a session that is authenticated, may write on a
+/// read-only replica, and does not re-propagate.
+pub fn stream_applier(peer: std::net::SocketAddr) -> Box<dyn crate::node::apply::StreamApplier> {
+    Box::new(ReplicatedSession(replicated_session(peer)))
+}
+
+/// A session that applies the upstream's stream.
+pub fn replicated_session(peer: std::net::SocketAddr) -> Session {
+    let handle = std::sync::Arc::new(crate::node::clients::ClientHandle::new(0, peer, peer));
+    let (outbox, _) = tokio::sync::mpsc::channel(1);
+    let mut session = Session::new(handle, true, outbox);
+    session.replicated = true;
+    session
+}
+
+struct ReplicatedSession(Session);
+
+impl crate::node::apply::StreamApplier for ReplicatedSession {
+    fn apply(
+        &mut self,
+        node: &Shared,
+        data: &mut crate::node::Data,
+        units: &crate::replication::apply::Units,
+    ) {
+        let mut actions = Vec::new();
+        let mut ctx = ExecCtx {
+            keyspace: &mut data.keyspace,
+            blocking: &mut data.blocking,
+            pubsub: &mut data.pubsub,
+            node,
+            session: &mut self.0,
+            now_ms: crate::node::unix_ms(),
+            repl: &mut data.repl,
+            effects: None,
+            actions: &mut actions,
+        };
+        for unit in &units.units {
+            for args in &unit.commands {
+                apply_replicated(&mut ctx, args);
+            }
+        }
+        // Only data changes travel in the stream; none of them asks the
+        // node for work.
+        debug_assert!(actions.is_empty());
+    }
+
+    fn db(&self) -> usize {
+        self.0.db
+    }
+
+    fn set_db(&mut self, db: usize) {
+        self.0.db = db;
+    }
+}
+
 /// Calls a command's handler and does the bookkeeping every call shares,
 /// including replication: keys found expired become DELs, then the
 /// command's effects (its own arguments unless the handler replaced them)
@@ -399,7 +469,7 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
 }
 
 /// Releases what a client holds in shared structures when it disconnects.
-pub fn disconnect(data: &mut crate::server::Data, session: &mut Session) {
+pub fn disconnect(data: &mut crate::node::Data, session: &mut Session) {
     tx::unwatch_all(&mut data.keyspace, session);
     data.blocking.unblock(session.id());
     data.pubsub

@@ -5,13 +5,13 @@ use super::args::*;
 use super::blocking::BlockedWait;
 use super::flags::*;
 use super::{CmdResult, CommandSpec, ExecCtx};
-use crate::replication::{replica, Upstream};
+use crate::node::Shared;
+use crate::node::{role, NodeAction};
+use crate::replication::Upstream;
 use crate::resp::Frame;
-use crate::server::Shared;
 use bytes::Bytes;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 const G: &str = "server";
 
@@ -54,7 +54,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn replicaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let shared: &Arc<Shared> = ctx.shared;
+    let shared: &Shared = ctx.node;
     if is(&args[1], "no") && is(&args[2], "one") {
         if shared.repl.is_replica() {
             promote(ctx);
@@ -85,13 +85,14 @@ fn replicaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn become_replica(ctx: &mut ExecCtx, upstream: Upstream) {
-    replica::follow(ctx.shared, ctx.keyspace, ctx.repl, upstream);
+    let start_link = role::follow(ctx.node, ctx.keyspace, ctx.repl, upstream);
+    ctx.actions.push(start_link);
 }
 
 /// REPLICAOF NO ONE: the replica becomes a primary with a new history and
 /// epoch; the old history stays valid up to here.
 fn promote(ctx: &mut ExecCtx) {
-    replica::promote(ctx.shared, ctx.keyspace, ctx.repl, None);
+    role::promote(ctx.node, ctx.keyspace, ctx.repl, None);
 }
 
 /// FAILOVER (Redis 6.2): pause writes, wait until the target replica has
@@ -124,7 +125,7 @@ fn failover(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             return Err(ERR_SYNTAX);
         }
     }
-    let repl = &ctx.shared.repl;
+    let repl = &ctx.node.repl;
     if abort {
         if to.is_some() || force || timeout_ms > 0 {
             return Err(ERR_SYNTAX);
@@ -193,16 +194,12 @@ fn failover(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     };
     repl.writes_paused.store(true, Ordering::Release);
     tracing::info!(%target, offset = ctx.repl.offset(), "failover started: writes paused");
-    let span = ctx.shared.span();
-    tokio::spawn(tracing::Instrument::instrument(
-        crate::replication::fence::drive_failover(ctx.shared.clone()),
-        span,
-    ));
+    ctx.actions.push(NodeAction::DriveFailover);
     Ok(Frame::ok())
 }
 
 fn wait(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    if ctx.shared.repl.is_replica() {
+    if ctx.node.repl.is_replica() {
         return Err(Frame::error("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated."));
     }
     let numreplicas = int(&args[1])?.max(0) as usize;
@@ -212,7 +209,7 @@ fn wait(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     let target = ctx.repl.offset();
     let client = ctx.session.id();
-    let mut table = ctx.shared.repl.replicas.lock();
+    let mut table = ctx.node.repl.replicas.lock();
     let acked = table.acked(target);
     if acked >= numreplicas || ctx.session.in_exec {
         return Ok(Frame::Integer(acked as i64));
@@ -240,7 +237,7 @@ fn wait(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 /// here (`numlocal` 1) and `numreplicas` replicas report they have fsynced
 /// it in theirs. Replies `[local, replicas]`, as far as they got.
 fn waitaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    if ctx.shared.repl.is_replica() {
+    if ctx.node.repl.is_replica() {
         return Err(Frame::error("ERR WAITAOF cannot be used with replica instances. Please also note that writes to replicas are just local and are not propagated."));
     }
     let numlocal = int(&args[1])?;
@@ -250,66 +247,45 @@ fn waitaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         return Err(Frame::error("ERR timeout is negative"));
     }
     let numlocal = numlocal > 0;
-    if numlocal && !ctx.shared.settings.read().appendonly {
+    if numlocal && !ctx.node.settings.read().appendonly {
         return Err(Frame::error(
             "ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.",
         ));
     }
     let target = ctx.repl.offset();
-    let shared: Arc<Shared> = ctx.shared.clone();
-    let counts = move |shared: &Shared| {
-        let local = shared.log.durable() >= target;
-        let replicas = shared.repl.replicas.lock().fsynced(target);
-        (local, replicas)
-    };
-    let reply = |(local, replicas): (bool, usize)| {
-        Frame::Array(vec![
-            Frame::Integer(local as i64),
-            Frame::Integer(replicas as i64),
-        ])
-    };
-    let now = counts(&shared);
+    let counts = move |node: &Shared| node.aof_acknowledged(target);
+    let now = counts(ctx.node);
     if ((now.0 || !numlocal) && now.1 >= numreplicas) || ctx.session.in_exec {
-        return Ok(reply(now));
+        return Ok(waitaof_reply(now));
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let waiter = shared.clone();
-    tokio::spawn(async move {
-        let mut tx = tx;
-        let mut durable = waiter.log.watch_durable();
-        loop {
-            let acked = waiter.repl.acked.notified();
-            tokio::pin!(acked);
-            acked.as_mut().enable();
-            let now = counts(&waiter);
-            if (now.0 || !numlocal) && now.1 >= numreplicas {
-                let _ = tx.send(reply(now));
-                return;
-            }
-            if numlocal && !now.0 {
-                waiter.persistence.wake_log_thread();
-            }
-            tokio::select! {
-                _ = durable.changed() => {}
-                _ = &mut acked => {}
-                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-                _ = tx.closed() => return,
-            }
-        }
+    ctx.actions.push(NodeAction::WaitAof {
+        target,
+        numlocal,
+        numreplicas,
+        reply: tx,
     });
     let deadline = (timeout_ms > 0)
         .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
     ctx.session.blocked = Some(BlockedWait {
         reply: rx,
         deadline,
-        timeout_reply: reply(now),
-        on_timeout: Some(Box::new(move |shared: &Shared| reply(counts(shared)))),
+        timeout_reply: waitaof_reply(now),
+        on_timeout: Some(Box::new(move |node: &Shared| waitaof_reply(counts(node)))),
     });
     Ok(Frame::NoReply)
 }
 
+/// WAITAOF's reply: `[local fsynced (0|1), replicas that fsynced]`.
+pub fn waitaof_reply((local, replicas): (bool, usize)) -> Frame {
+    Frame::Array(vec![
+        Frame::Integer(local as i64),
+        Frame::Integer(replicas as i64),
+    ])
+}
+
 fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
-    let shared = ctx.shared;
+    let shared = ctx.node;
     let offset = ctx.repl.offset() as i64;
     if let Some(up) = shared.repl.upstream() {
         let state = if shared.repl.link_up() {
@@ -349,16 +325,16 @@ fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
 /// replica's link is down and stale data is not to be served, and writes
 /// without enough healthy replicas (`min-replicas-to-write`).
 pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(), Frame> {
-    let repl = &ctx.shared.repl;
-    if ctx.shared.persistence.loading.load(Ordering::Acquire)
+    let repl = &ctx.node.repl;
+    if ctx.node.persistence.loading.load(Ordering::Acquire)
         && (!spec.has(LOADING) || spec.has(WRITE) || spec.name == "publish")
     {
         return Err(Frame::error(
             "LOADING Redis is loading the dataset in memory",
         ));
     }
-    if spec.has(WRITE) && ctx.shared.log.is_failing() {
-        let error = ctx.shared.log.write_error().unwrap_or_default();
+    if spec.has(WRITE) && ctx.node.log.is_failing() {
+        let error = ctx.node.log.write_error().unwrap_or_default();
         let error = error
             .rfind(" (os error")
             .map(|i| &error[..i])
@@ -368,7 +344,7 @@ pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(
         )));
     }
     if repl.is_replica() {
-        let s = ctx.shared.settings.read();
+        let s = ctx.node.settings.read();
         if spec.has(WRITE) && s.replica_read_only {
             return Err(Frame::error(
                 "READONLY You can't write against a read only replica.",
@@ -415,7 +391,7 @@ pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(
 
 /// INFO's `replication` section.
 pub fn info_section(ctx: &ExecCtx, out: &mut String) {
-    let shared = ctx.shared;
+    let shared = ctx.node;
     let repl = &shared.repl;
     let log = &*ctx.repl;
     let offset = log.offset();

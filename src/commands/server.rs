@@ -7,9 +7,10 @@ use super::keys::unknown_subcommand;
 use super::{CmdResult, CommandSpec, ExecCtx};
 use crate::config::params;
 use crate::keyspace::digest;
+use crate::node::persistence;
+use crate::node::stats::Stats;
+use crate::node::NodeAction;
 use crate::resp::Frame;
-use crate::server::persistence;
-use crate::server::stats::Stats;
 use bytes::Bytes;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -196,7 +197,7 @@ fn info(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 /// snapshots, `aof_*` for the log (Quire's append-only file), `loading*`
 /// while start-up replays it.
 fn persistence_section(ctx: &ExecCtx, out: &mut String) {
-    let shared = ctx.shared;
+    let shared = ctx.node;
     let p = &shared.persistence;
     let loading = p.loading.load(Ordering::Acquire);
     let state = p.state.lock();
@@ -297,7 +298,7 @@ fn persistence_section(ctx: &ExecCtx, out: &mut String) {
 }
 
 fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
-    let shared = ctx.shared;
+    let shared = ctx.node;
     let settings = shared.settings.read().clone();
     let uptime = shared.started.elapsed().as_secs();
     match section {
@@ -396,7 +397,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
 fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let sub = &args[1];
     if is(sub, "get") && args.len() >= 3 {
-        let settings = ctx.shared.settings.read().clone();
+        let settings = ctx.node.settings.read().clone();
         let mut pairs = Vec::new();
         for p in params::PARAMS {
             if args[2..]
@@ -408,7 +409,7 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         Ok(Frame::Map(pairs))
     } else if is(sub, "set") && args.len() >= 4 && args.len().is_multiple_of(2) {
-        let mut settings = ctx.shared.settings.read().clone();
+        let mut settings = ctx.node.settings.read().clone();
         for pair in args[2..].chunks(2) {
             let name = text(&pair[0]);
             let Some(param) = params::find(&name) else {
@@ -425,22 +426,26 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                 ))
             })?;
         }
-        ctx.shared.repl.refresh(&settings);
-        let was_appendonly = ctx.shared.settings.read().appendonly;
+        ctx.node.repl.refresh(&settings);
+        let was_appendonly = ctx.node.settings.read().appendonly;
         let appendonly = settings.appendonly;
-        *ctx.shared.settings.write() = settings;
+        *ctx.node.settings.write() = settings;
         if appendonly != was_appendonly {
             if appendonly {
                 // As Redis: turning the log on starts with a rewrite, the
                 // snapshot the log continues from.
-                persistence::start_rewrite(ctx.shared, ctx.keyspace, ctx.repl.position());
+                if let Some(job) =
+                    persistence::start_rewrite(ctx.node, ctx.keyspace, ctx.repl.position())
+                {
+                    ctx.actions.push(NodeAction::WriteSnapshot(job));
+                }
             } else {
-                ctx.shared.log.set_retain_from(u64::MAX);
+                ctx.node.log.set_retain_from(u64::MAX);
             }
         }
         Ok(Frame::ok())
     } else if is(sub, "resetstat") && args.len() == 2 {
-        ctx.shared.stats.reset();
+        ctx.node.stats.reset();
         for db in ctx.keyspace.dbs.iter_mut() {
             db.hits = 0;
             db.misses = 0;
@@ -448,12 +453,12 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         ctx.keyspace.expired_keys = 0;
         Ok(Frame::ok())
     } else if is(sub, "rewrite") && args.len() == 2 {
-        let Some(path) = ctx.shared.config_file.clone() else {
+        let Some(path) = ctx.node.config_file.clone() else {
             return Err(Frame::error(
                 "ERR The server is running without a config file",
             ));
         };
-        let settings = ctx.shared.settings.read().clone();
+        let settings = ctx.node.settings.read().clone();
         settings
             .write_toml(&path)
             .map_err(|e| Frame::error_owned(format!("ERR Rewriting config file: {e}")))?;
@@ -828,9 +833,9 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         Ok(Frame::ok())
     } else if is(sub, "reload") && args.len() == 2 {
-        persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position())
+        persistence::save_blocking(ctx.node, ctx.keyspace, ctx.repl.position())
             .map_err(|e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")))?;
-        let path = ctx.shared.settings.read().snapshot_path();
+        let path = ctx.node.settings.read().snapshot_path();
         let (_, dbs, _) = crate::persist::load_from_file(&path).map_err(|e| {
             Frame::error_owned(format!("ERR Error trying to load the RDB dump: {e}"))
         })?;
@@ -857,10 +862,10 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn save(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
-    if ctx.shared.persistence.state.lock().in_progress {
+    if ctx.node.persistence.state.lock().in_progress {
         return Err(Frame::error("ERR Background save already in progress"));
     }
-    persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position())
+    persistence::save_blocking(ctx.node, ctx.keyspace, ctx.repl.position())
         .map_err(|_| Frame::error("ERR"))?;
     Ok(Frame::ok())
 }
@@ -869,7 +874,10 @@ fn bgsave(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if args.len() > 2 || (args.len() == 2 && !is(&args[1], "schedule")) {
         return Err(ERR_SYNTAX);
     }
-    if persistence::start_background_save(ctx.shared, ctx.keyspace, ctx.repl.position()) {
+    if let Some(job) =
+        persistence::start_background_save(ctx.node, ctx.keyspace, ctx.repl.position())
+    {
+        ctx.actions.push(NodeAction::WriteSnapshot(job));
         Ok(Frame::simple("Background saving started"))
     } else {
         Err(Frame::error("ERR Background save already in progress"))
@@ -881,12 +889,13 @@ fn bgsave(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 /// it is on disk the log before its offset is kept only as long as
 /// partial resyncs need it.
 fn bgrewriteaof(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
-    if ctx.shared.persistence.aof.lock().rewrite_in_progress {
+    if ctx.node.persistence.aof.lock().rewrite_in_progress {
         return Err(Frame::error(
             "ERR Background append only file rewriting already in progress",
         ));
     }
-    if persistence::start_rewrite(ctx.shared, ctx.keyspace, ctx.repl.position()) {
+    if let Some(job) = persistence::start_rewrite(ctx.node, ctx.keyspace, ctx.repl.position()) {
+        ctx.actions.push(NodeAction::WriteSnapshot(job));
         Ok(Frame::simple(
             "Background append only file rewriting started",
         ))
@@ -899,7 +908,7 @@ fn bgrewriteaof(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
 
 fn lastsave(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     Ok(Frame::Integer(
-        ctx.shared.persistence.state.lock().last_save_unix,
+        ctx.node.persistence.state.lock().last_save_unix,
     ))
 }
 
@@ -922,9 +931,9 @@ fn shutdown(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if nosave && save {
         return Err(ERR_SYNTAX);
     }
-    let rules = !ctx.shared.settings.read().save.trim().is_empty();
+    let rules = !ctx.node.settings.read().save.trim().is_empty();
     if save || (rules && !nosave) {
-        if let Err(e) = persistence::save_blocking(ctx.shared, ctx.keyspace, ctx.repl.position()) {
+        if let Err(e) = persistence::save_blocking(ctx.node, ctx.keyspace, ctx.repl.position()) {
             if !force {
                 tracing::warn!(error = %e, "error saving on SHUTDOWN");
                 return Err(Frame::error("ERR Errors trying to SHUTDOWN. Check logs."));
@@ -932,7 +941,7 @@ fn shutdown(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
     }
     tracing::info!("SHUTDOWN requested by client {}", ctx.session.id());
-    ctx.shared.begin_shutdown();
+    ctx.node.begin_shutdown();
     ctx.session.close_after_reply = true;
     Ok(Frame::NoReply)
 }

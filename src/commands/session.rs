@@ -6,8 +6,8 @@
 //! the shared [`ClientHandle`].
 
 use crate::keyspace::{Blob, WatchFlag};
+use crate::node::clients::ClientHandle;
 use crate::resp::Protocol;
-use crate::server::clients::ClientHandle;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -139,7 +139,7 @@ impl Session {
 
 impl Session {
     /// Moves the per-batch counters into the shared statistics.
-    pub fn flush_stats(&mut self, stats: &crate::server::Stats) {
+    pub fn flush_stats(&mut self, stats: &crate::node::Stats) {
         use std::sync::atomic::Ordering::Relaxed;
         if self.commands_processed > 0 {
             stats

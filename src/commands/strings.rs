@@ -356,7 +356,7 @@ fn getex(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn max_len(ctx: &ExecCtx) -> u64 {
-    ctx.shared.settings.read().proto_max_bulk_len
+    ctx.node.settings.read().proto_max_bulk_len
 }
 
 /// Gives mutable access to a string's bytes as a growable buffer,

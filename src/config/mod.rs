@@ -22,6 +22,67 @@ pub enum ConfigError {
     ProfileNotFound { name: String, path: String },
 }
 
+/// Congestion controller of replication links (`repl.congestion`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Congestion {
+    Bbr,
+    Cubic,
+    Newreno,
+}
+
+impl Congestion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Congestion::Bbr => "bbr",
+            Congestion::Cubic => "cubic",
+            Congestion::Newreno => "newreno",
+        }
+    }
+}
+
+/// Whether datagram copies are sent (`repl.datagrams`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DatagramMode {
+    Off,
+    /// Copies whenever there is room for them, loss or not.
+    On,
+    /// Copies while the link has lost packets within
+    /// `replication::fastpath::LOSS_MEMORY` (or is younger than that: a new
+    /// link is presumed lossy until it has shown otherwise), its round trip
+    /// is at least `fastpath::MIN_AUTO_RTT`, and there is room for them.
+    Auto,
+}
+
+impl std::str::FromStr for DatagramMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(DatagramMode::Off),
+            "on" => Ok(DatagramMode::On),
+            "auto" => Ok(DatagramMode::Auto),
+            _ => Err(format!("'{s}' is not off, on or auto")),
+        }
+    }
+}
+
+impl DatagramMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatagramMode::Off => "off",
+            DatagramMode::On => "on",
+            DatagramMode::Auto => "auto",
+        }
+    }
+}
+
+impl std::fmt::Display for DatagramMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything a node is configured with. Field names are the TOML keys;
 /// nested tables map to `QUIRE_SECTION__KEY` environment variables.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -223,14 +284,14 @@ pub struct ReplSettings {
     /// Congestion controller of replication links: "bbr" (default),
     /// "cubic" or "newreno". BBR keeps the stream flowing on lossy links
     /// where Cubic's window collapses (benches/RESULTS.md has the numbers).
-    pub congestion: String,
+    pub congestion: Congestion,
     /// Loss-resilient fast path: "auto" (default) also sends each batch as
     /// QUIC datagrams while the link has lost packets in the last 30 s (a
     /// new link counts as lossy until then), has a round trip of 5 ms or
     /// more, and has room; "on" whenever there is room; "off" stream only.
     /// The
     /// replica applies whichever copy arrives first.
-    pub datagrams: String,
+    pub datagrams: DatagramMode,
     /// Delay of a batch's datagram copy after its stream copy, so the two
     /// leave in different packets (one loss cannot take both).
     pub datagram_stagger_us: u64,
@@ -279,16 +340,6 @@ impl BacklogSettings {
     pub fn outage_secs(&self) -> Option<f64> {
         parse_duration_secs(&self.outage_tolerance).ok().flatten()
     }
-
-    /// The backlog layout for a node whose data directory is `dir`.
-    pub fn layout(&self, dir: &Path) -> crate::replication::backlog::BacklogConfig {
-        crate::replication::backlog::BacklogConfig {
-            capacity: self.size.min(self.max_disk),
-            memory_bytes: self.memory as usize,
-            segment_bytes: self.segment_bytes,
-            dir: Some(dir.join("backlog")),
-        }
-    }
 }
 
 /// Parses "500ms", "90s", "10m", "2h", "1d" or a bare number of seconds;
@@ -334,8 +385,8 @@ impl Default for ReplSettings {
             idle_timeout_ms: 30_000,
             window_bytes: 16 << 20,
             peers: Vec::new(),
-            congestion: "bbr".into(),
-            datagrams: "auto".into(),
+            congestion: Congestion::Bbr,
+            datagrams: DatagramMode::Auto,
             datagram_stagger_us: 1000,
             snapshot_keep_secs: 300,
             wipe_newer_replicas: false,
@@ -589,19 +640,6 @@ impl Settings {
                 reason: "must be greater than repl.keepalive_ms (and keepalive_ms > 0)".into(),
             });
         }
-        if !["cubic", "bbr", "newreno"].contains(&self.repl.congestion.as_str()) {
-            return Err(ConfigError::Invalid {
-                key: "repl.congestion",
-                reason: format!("'{}' is not cubic, bbr or newreno", self.repl.congestion),
-            });
-        }
-        self.repl
-            .datagrams
-            .parse::<crate::replication::fastpath::DatagramMode>()
-            .map_err(|reason| ConfigError::Invalid {
-                key: "repl.datagrams",
-                reason,
-            })?;
         if self.repl.datagram_stagger_us > 100_000 {
             return Err(ConfigError::Invalid {
                 key: "repl.datagram_stagger_us",
@@ -704,112 +742,11 @@ pub fn parse_host_port(text: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-/// Serialises settings as TOML (small enough to write by hand: flat keys and
-/// one `[node]` table), so no TOML writer crate is needed.
+/// Serialises settings as TOML, the format [`Settings::load`] reads back.
 pub fn toml_string(s: &Settings) -> String {
-    let q = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
-    let mut out = String::new();
-    out.push_str(&format!(
-        "bind = {}\nport = {}\ndir = {}\ndbfilename = {}\n",
-        q(&s.bind),
-        s.port,
-        q(&s.dir.display().to_string()),
-        q(&s.dbfilename)
-    ));
-    out.push_str(&format!(
-        "requirepass = {}\nsave = {}\nmaxclients = {}\n",
-        q(&s.requirepass),
-        q(&s.save),
-        s.maxclients
-    ));
-    out.push_str(&format!(
-        "appendonly = {}\nappendfsync = {}\nauto_aof_rewrite_percentage = {}\nauto_aof_rewrite_min_size = {}\naof_load_truncated = {}\n",
-        s.appendonly,
-        q(s.appendfsync.as_str()),
-        s.auto_aof_rewrite_percentage,
-        s.auto_aof_rewrite_min_size,
-        s.aof_load_truncated
-    ));
-    out.push_str(&format!(
-        "proto_max_bulk_len = {}\ntimeout = {}\nhz = {}\nthreads = {}\n",
-        s.proto_max_bulk_len, s.timeout, s.hz, s.threads
-    ));
-    out.push_str(&format!(
-        "maxmemory = {}\nmaxmemory_policy = {}\nclient_output_buffer_limit_normal = {}\n",
-        s.maxmemory,
-        q(&s.maxmemory_policy),
-        s.client_output_buffer_limit_normal
-    ));
-    out.push_str(&format!(
-        "replicaof = {}\nreplica_read_only = {}\nreplica_serve_stale_data = {}\n",
-        q(&s.replicaof),
-        s.replica_read_only,
-        s.replica_serve_stale_data
-    ));
-    out.push_str(&format!(
-        "min_replicas_to_write = {}\nmin_replicas_max_lag = {}\n",
-        s.min_replicas_to_write, s.min_replicas_max_lag
-    ));
-    out.push_str(&format!(
-        "\n[node]\nname = {}\nregion = {}\n",
-        q(&s.node.name),
-        q(&s.node.region)
-    ));
-    let r = &s.repl;
-    out.push_str(&format!(
-        "\n[repl]\nbind = {}\nport = {}\ncerts = {}\nupstream_name = {}\n",
-        q(&r.bind),
-        r.port,
-        q(&r.certs.display().to_string()),
-        q(&r.upstream_name)
-    ));
-    out.push_str(&format!(
-        "batch_max_bytes = {}\nbatch_max_delay_ms = {}\ncompression_level = {}\n",
-        r.batch_max_bytes, r.batch_max_delay_ms, r.compression_level
-    ));
-    out.push_str(&format!(
-        "keepalive_ms = {}\nidle_timeout_ms = {}\nwindow_bytes = {}\n",
-        r.keepalive_ms, r.idle_timeout_ms, r.window_bytes
-    ));
-    out.push_str(&format!(
-        "congestion = {}\nsnapshot_keep_secs = {}\n",
-        q(&r.congestion),
-        r.snapshot_keep_secs
-    ));
-    out.push_str(&format!(
-        "datagrams = {}\ndatagram_stagger_us = {}\n",
-        q(&r.datagrams),
-        r.datagram_stagger_us
-    ));
-    out.push_str(&format!(
-        "wipe_newer_replicas = {}\n",
-        r.wipe_newer_replicas
-    ));
-    out.push_str(&format!(
-        "peers = [{}]\n",
-        r.peers.iter().map(|p| q(p)).collect::<Vec<_>>().join(", ")
-    ));
-    let b = &r.backlog;
-    out.push_str(&format!(
-        "\n[link]\nrtt_ms = {}\nbandwidth_mbit = {}\noutage_tolerance = {}\n",
-        s.link.rtt_ms,
-        s.link.bandwidth_mbit,
-        q(&s.link.outage_tolerance)
-    ));
-    out.push_str(&format!(
-        "\n[metrics]\nbind = {}\nport = {}\n",
-        q(&s.metrics.bind),
-        s.metrics.port
-    ));
-    out.push_str(&format!(
-        "\n[repl.backlog]\nsize = {}\noutage_tolerance = {}\nmax_disk = {}\nmemory = {}\nsegment_bytes = {}\n",
-        b.size,
-        q(&b.outage_tolerance),
-        b.max_disk,
-        b.memory,
-        b.segment_bytes
-    ));
-    out
+    // Every field is a string, number, bool, list or table of those, none
+    // above i64::MAX (validated): serialising cannot fail.
+    toml::to_string(s).unwrap_or_else(|e| format!("# cannot write settings as TOML: {e}\n"))
 }
 
 /// A `save` rule: snapshot after `seconds` if at least `changes` writes.

@@ -297,11 +297,9 @@ pub static PARAMS: &[Param] = &[
     },
     Param {
         name: "repl-datagrams",
-        get: |s| s.repl.datagrams.clone(),
+        get: |s| s.repl.datagrams.as_str().to_string(),
         set: Some(|s, v| {
-            let mode = v.to_ascii_lowercase();
-            mode.parse::<crate::replication::fastpath::DatagramMode>()?;
-            s.repl.datagrams = mode;
+            s.repl.datagrams = v.to_ascii_lowercase().parse()?;
             Ok(())
         }),
     },

@@ -7,11 +7,13 @@
 mod blob;
 mod db;
 pub mod digest;
+mod glob;
 mod value;
 pub mod zset;
 
 pub use blob::Blob;
 pub use db::{scan_positions, Db, WatchFlag};
+pub use glob::glob_match;
 pub use value::{canonical_i64, HashValue, ListValue, Map, Set, SetValue, Value, ValueKind};
 pub use zset::ZSet;
 

@@ -121,6 +121,21 @@ pub struct BacklogConfig {
 }
 
 impl BacklogConfig {
+    /// The backlog layout for a node whose data directory is `dir`.
+    pub fn for_node(
+        settings: &crate::config::BacklogSettings,
+        dir: &std::path::Path,
+    ) -> BacklogConfig {
+        BacklogConfig {
+            capacity: settings.size.min(settings.max_disk),
+            memory_bytes: settings.memory as usize,
+            segment_bytes: settings.segment_bytes,
+            dir: Some(dir.join("backlog")),
+        }
+    }
+}
+
+impl BacklogConfig {
     pub fn memory(capacity: u64) -> BacklogConfig {
         BacklogConfig {
             capacity,

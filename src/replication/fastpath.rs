@@ -574,40 +574,7 @@ impl Reassembler {
     }
 }
 
-/// Whether datagram copies are sent (`repl.datagrams`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatagramMode {
-    Off,
-    /// Copies whenever there is room for them, loss or not.
-    On,
-    /// Copies while the link has lost packets within [`LOSS_MEMORY`] (or
-    /// is younger than that: a new link is presumed lossy until it has
-    /// shown otherwise), its round trip is at least [`MIN_AUTO_RTT`], and
-    /// there is room for them.
-    Auto,
-}
-
-impl std::str::FromStr for DatagramMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "off" => Ok(DatagramMode::Off),
-            "on" => Ok(DatagramMode::On),
-            "auto" => Ok(DatagramMode::Auto),
-            _ => Err(format!("'{s}' is not off, on or auto")),
-        }
-    }
-}
-
-impl DatagramMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DatagramMode::Off => "off",
-            DatagramMode::On => "on",
-            DatagramMode::Auto => "auto",
-        }
-    }
-}
+pub use crate::config::DatagramMode;
 
 /// How long one observed loss keeps `auto` copies on.
 pub const LOSS_MEMORY: Duration = Duration::from_secs(30);

@@ -15,11 +15,8 @@ pub mod backlog;
 pub mod batch;
 pub mod failover;
 pub mod fastpath;
-pub mod fence;
 pub mod fullsync;
-pub mod primary;
 pub mod protocol;
-pub mod replica;
 pub mod stream;
 pub mod tail;
 

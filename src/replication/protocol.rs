@@ -14,8 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// ALPN protocol name of this wire format.
-pub const ALPN: &[u8] = b"quire-repl/1";
+/// ALPN protocol name of this wire format (the transport offers it).
+pub use crate::transport::ALPN;
 /// Version carried in the hello.
 pub const PROTOCOL_VERSION: u16 = 3;
 /// Largest encoded message accepted (a batch or snapshot chunk is far

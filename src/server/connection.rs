@@ -73,6 +73,7 @@ async fn run(
     let mut shutdown = shared.shutdown_signal();
     let handle = session.handle.clone();
     let mut last_activity = std::time::Instant::now();
+    let mut actions = Vec::new();
     loop {
         if protocol_error.is_none() && pending.len() < MAX_PENDING {
             let limits = decode_limits(shared, session);
@@ -104,11 +105,12 @@ async fn run(
                         keyspace: &mut data.keyspace,
                         blocking: &mut data.blocking,
                         pubsub: &mut data.pubsub,
-                        shared,
+                        node: shared,
                         session,
                         now_ms,
                         repl: &mut data.repl,
                         effects: None,
+                        actions: &mut actions,
                     };
                     let reply = commands::execute(&mut ctx, &args);
                     session.write_reply(&reply, &mut output);
@@ -124,6 +126,10 @@ async fn run(
                 let offset_after = data.repl.offset();
                 (offset_after != offset_before, offset_after)
             };
+            // Tasks and threads the commands asked for, lock released.
+            if !actions.is_empty() {
+                super::actions::run(shared, &mut actions);
+            }
             if wrote {
                 shared.repl.stream_ready.notify_waiters();
                 // No reply to a write before the log has it (on the OS's

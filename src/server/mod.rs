@@ -6,123 +6,19 @@
 //! of N commands costs one lock acquisition, and every command sees a
 //! consistent dataset (as Redis's single thread gives).
 
-pub mod clients;
+mod actions;
 mod connection;
 pub mod persistence;
-pub mod stats;
 
 use crate::config::{Settings, Sources};
 use crate::keyspace::Keyspace;
-use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::Instrument;
 
-pub use clients::ClientRegistry;
-pub use stats::Stats;
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// What the dataset lock protects.
-pub struct Data {
-    pub keyspace: Keyspace,
-    pub blocking: crate::commands::blocking::Blocking,
-    pub pubsub: crate::commands::pubsub::PubSub,
-    /// The replication stream, beside the data it describes.
-    pub repl: crate::replication::ReplicationLog,
-}
-
-/// State shared by every task of a node.
-pub struct Shared {
-    pub data: Mutex<Data>,
-    /// The log (the stream's bytes on disk), reachable without the dataset
-    /// lock: client tasks and the log thread write it, senders read it.
-    pub log: Arc<crate::replication::backlog::Backlog>,
-    pub settings: RwLock<Settings>,
-    /// The file `CONFIG REWRITE` writes, if the node was started with one.
-    pub config_file: Option<std::path::PathBuf>,
-    pub clients: ClientRegistry,
-    pub stats: Stats,
-    pub persistence: persistence::Persistence,
-    pub run_id: String,
-    pub started: Instant,
-    /// The TCP port actually bound (differs from settings when 0 was asked).
-    pub tcp_port: std::sync::atomic::AtomicU16,
-    /// Role, upstream link, attached replicas.
-    pub repl: crate::replication::Replication,
-    /// The metrics port actually bound (0: none).
-    pub metrics_port: std::sync::atomic::AtomicU16,
-    shutdown: watch::Sender<bool>,
-}
-
-impl Shared {
-    pub fn new(settings: Settings, sources: &Sources) -> Arc<Shared> {
-        let (shutdown, _) = watch::channel(false);
-        let run_id: String = (0..40)
-            .map(|_| format!("{:x}", rand::random_range(0..16u8)))
-            .collect();
-        let backlog = settings.repl.backlog.layout(&settings.dir);
-        let repl = crate::replication::ReplicationLog::new(backlog);
-        let log = repl.log().clone();
-        Arc::new(Shared {
-            data: Mutex::new(Data {
-                keyspace: Keyspace::new(),
-                blocking: Default::default(),
-                pubsub: Default::default(),
-                repl,
-            }),
-            log,
-            settings: RwLock::new(settings),
-            config_file: sources.file.clone(),
-            clients: ClientRegistry::default(),
-            stats: Stats::default(),
-            persistence: Default::default(),
-            run_id,
-            started: Instant::now(),
-            tcp_port: Default::default(),
-            repl: Default::default(),
-            metrics_port: Default::default(),
-            shutdown,
-        })
-    }
-
-    /// The tracing span every task of this node runs in (node and region
-    /// on every log line).
-    pub fn span(&self) -> tracing::Span {
-        let s = self.settings.read();
-        tracing::info_span!("quire", node = %s.node.name, region = %s.node.region)
-    }
-
-    /// Asks every task of the node to stop (SHUTDOWN, signals).
-    pub fn begin_shutdown(&self) {
-        self.shutdown.send_replace(true);
-    }
-
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-}
-
-/// Resolves when `rx` reports shutdown.
-pub async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
+use crate::node::stats::Stats;
+pub use crate::node::{unix_ms, wait_shutdown, Data, Shared};
 
 /// A running node: its listener is bound and its data loaded.
 pub struct Node {
@@ -170,7 +66,7 @@ impl Node {
             crate::replication::fullsync::recover_incoming(&settings.dir)
         };
         let addr = format!("{}:{}", settings.bind, settings.port);
-        let shared = Shared::new(settings, sources);
+        let shared = Shared::new(settings, sources, crate::commands::stream_applier);
         if let Some(incoming) = incoming {
             tracing::info!(id = %incoming.id, at = incoming.received, size = incoming.size, "an interrupted full-sync transfer will be resumed");
             *shared.repl.incoming.lock() = Some(incoming);
@@ -390,17 +286,15 @@ fn start_replication(shared: &Arc<Shared>) {
         port = shared.repl.port.load(std::sync::atomic::Ordering::Relaxed),
         "replication endpoint ready"
     );
-    tokio::spawn(
-        crate::replication::primary::serve(shared.clone(), endpoint).instrument(shared.span()),
-    );
+    tokio::spawn(crate::link::primary::serve(shared.clone(), endpoint).instrument(shared.span()));
     let replicaof = shared.settings.read().replicaof.clone();
     if let Ok((host, port)) = crate::config::parse_host_port(&replicaof) {
         let upstream = crate::replication::Upstream { host, port };
         shared.data.lock().keyspace.set_delete_expired(false);
         let generation = shared.repl.set_upstream(Some(upstream.clone()));
-        crate::replication::replica::spawn_link(shared.clone(), upstream, generation);
+        crate::link::replica::spawn_link(shared.clone(), upstream, generation);
     }
-    tokio::spawn(crate::replication::fence::run(shared.clone()).instrument(shared.span()));
+    tokio::spawn(crate::link::fence::run(shared.clone()).instrument(shared.span()));
 }
 
 /// Background work `hz` times a second: active expiry and save rules.
@@ -457,19 +351,26 @@ async fn cron(shared: Arc<Shared>) {
             .snapshots
             .sweep(Duration::from_secs(backlog_keep));
         let dirty = data.keyspace.dirty;
+        let mut snapshot = None;
         if persistence::save_rule_due(&shared, dirty, now / 1000) {
             tracing::info!(changes = dirty, "save rule reached, saving in background");
             let position = data.repl.position();
-            persistence::start_background_save(&shared, &data.keyspace, position);
+            snapshot = persistence::start_background_save(&shared, &data.keyspace, position);
         } else if persistence::rewrite_due(&shared) {
             tracing::info!(
                 log_bytes = shared.log.bytes_since_snapshot(),
                 "log grew past auto-aof-rewrite-percentage: compacting it with a snapshot"
             );
             let position = data.repl.position();
-            persistence::start_rewrite(&shared, &data.keyspace, position);
+            snapshot = persistence::start_rewrite(&shared, &data.keyspace, position);
         }
         drop(guard);
+        if let Some(job) = snapshot {
+            actions::run(
+                &shared,
+                &mut vec![crate::node::NodeAction::WriteSnapshot(job)],
+            );
+        }
         if wrote {
             let _ = shared.log.write_pending();
         }

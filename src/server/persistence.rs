@@ -1,7 +1,7 @@
-//! Durability: snapshots (SAVE, BGSAVE, `save` rules, BGREWRITEAOF and
-//! its automatic rule), the log thread that writes and fsyncs the log, and
+//! Durability's edge: the log thread that writes and fsyncs the log, and
 //! crash recovery at start-up (the newest snapshot, then the log replayed
-//! from its offset, unit by unit).
+//! from its offset, unit by unit). Snapshot operations and the facts INFO
+//! reports are node state (`node::persistence`).
 //!
 //! A write is in the log's memory when its command returns (under the
 //! dataset lock); its client task hands the bytes to the OS before the
@@ -11,296 +11,15 @@
 //! acknowledged write; a power loss loses at most the last second under
 //! `everysec`.
 
-use super::Shared;
-use crate::config::{parse_save_rules, FsyncPolicy};
-use crate::keyspace::Keyspace;
-use crate::persist::{self, SnapshotError, SnapshotHeader};
+use crate::config::FsyncPolicy;
+use crate::node::{unix_ms, Shared};
+use crate::persist::{self, SnapshotError};
 use crate::replication::stream::{LostHistory, Meta};
-use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Debug)]
-pub struct SaveState {
-    pub last_save_unix: i64,
-    pub last_status_ok: bool,
-    pub in_progress: bool,
-    pub started: Option<Instant>,
-    pub last_duration_secs: i64,
-    pub saves: u64,
-    pub last_size_bytes: u64,
-}
-
-impl Default for SaveState {
-    fn default() -> Self {
-        SaveState {
-            last_save_unix: super::unix_ms() / 1000,
-            last_status_ok: true,
-            in_progress: false,
-            started: None,
-            last_duration_secs: -1,
-            saves: 0,
-            last_size_bytes: 0,
-        }
-    }
-}
-
-/// Progress of start-up recovery (INFO `loading_*`).
-#[derive(Debug, Default, Clone)]
-pub struct Loading {
-    pub started_unix: i64,
-    pub total_bytes: u64,
-    pub loaded_bytes: u64,
-    pub started: Option<Instant>,
-}
-
-/// Log compaction and fsync facts (INFO `aof_*`, metrics).
-#[derive(Debug, Default)]
-pub struct AofState {
-    /// A snapshot was asked for as a rewrite (BGREWRITEAOF, automatic rule).
-    pub rewrite_in_progress: bool,
-    pub rewrite_scheduled: bool,
-    pub rewrites: u64,
-    pub last_rewrite_ok: bool,
-    pub last_rewrite_secs: i64,
-    pub consecutive_failures: u64,
-    pub rewrite_started: Option<Instant>,
-    /// Size of the snapshot the log continues (Redis's `aof_base_size`).
-    pub base_size: u64,
-}
-
-#[derive(Default)]
-pub struct FsyncStats {
-    pub fsyncs: AtomicU64,
-    pub total_us: AtomicU64,
-    pub last_us: AtomicU64,
-    pub max_us: AtomicU64,
-    /// Fsyncs that took over 2 s (Redis's `aof_delayed_fsync`).
-    pub delayed: AtomicU64,
-}
-
-#[derive(Default)]
-pub struct Persistence {
-    pub state: Mutex<SaveState>,
-    /// Start-up recovery is running: commands get `-LOADING`.
-    pub loading: AtomicBool,
-    pub loading_progress: Mutex<Loading>,
-    pub aof: Mutex<AofState>,
-    pub fsync: FsyncStats,
-    /// Wakes the log thread (`appendfsync always` writers).
-    wake: Mutex<bool>,
-    wake_cv: Condvar,
-}
-
-impl Persistence {
-    /// Asks the log thread to write and fsync what is pending now.
-    pub fn wake_log_thread(&self) {
-        *self.wake.lock() = true;
-        self.wake_cv.notify_one();
-    }
-
-    fn wait_for_work(&self, timeout: Duration) {
-        let mut woken = self.wake.lock();
-        if !*woken {
-            self.wake_cv.wait_for(&mut woken, timeout);
-        }
-        *woken = false;
-    }
-}
-
-/// The replication position a snapshot's data corresponds to, so that a
-/// restarted node can ask its upstream to continue from there.
-pub type ReplPosition = crate::replication::stream::StreamPosition;
-
-fn header(shared: &Shared, position: ReplPosition) -> SnapshotHeader {
-    SnapshotHeader {
-        created_unix_ms: super::unix_ms(),
-        repl_id: position.replid,
-        repl_offset: position.offset,
-        node: shared.settings.read().node.name.clone(),
-        repl_db: position.db as u32,
-    }
-}
-
-/// SAVE: writes the dataset now, holding the dataset lock (as Redis does).
-pub fn save_blocking(
-    shared: &Shared,
-    ks: &mut Keyspace,
-    position: ReplPosition,
-) -> Result<(), SnapshotError> {
-    let offset = position.offset;
-    let path = shared.settings.read().snapshot_path();
-    let started = Instant::now();
-    let result = persist::save_to_file(&path, &ks.dbs, &header(shared, position), super::unix_ms());
-    let mut state = shared.persistence.state.lock();
-    state.last_status_ok = result.is_ok();
-    match &result {
-        Ok(size) => {
-            snapshot_done(shared, offset, *size, true);
-            ks.dirty = 0;
-            state.last_save_unix = super::unix_ms() / 1000;
-            state.last_duration_secs = started.elapsed().as_secs() as i64;
-            state.saves += 1;
-            state.last_size_bytes = *size;
-            tracing::info!(path = %path.display(), bytes = size, "DB saved on disk");
-        }
-        Err(e) => tracing::error!(path = %path.display(), error = %e, "snapshot save failed"),
-    }
-    result.map(|_| ())
-}
-
-/// BGSAVE: copies the dataset (values are shared copy-on-write, so this is
-/// cheap) and writes it on a blocking thread. Returns false if a background
-/// save is already running.
-pub fn start_background_save(shared: &Arc<Shared>, ks: &Keyspace, position: ReplPosition) -> bool {
-    {
-        let mut state = shared.persistence.state.lock();
-        if state.in_progress {
-            return false;
-        }
-        state.in_progress = true;
-        state.started = Some(Instant::now());
-    }
-    let dbs = ks.snapshot();
-    let dirty_at_start = ks.dirty;
-    let path = shared.settings.read().snapshot_path();
-    let offset = position.offset;
-    let header = header(shared, position);
-    let shared = shared.clone();
-    tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let result = persist::save_to_file(&path, &dbs, &header, super::unix_ms());
-        drop(dbs);
-        if let Ok(size) = &result {
-            let mut data = shared.data.lock();
-            data.keyspace.dirty = data.keyspace.dirty.saturating_sub(dirty_at_start);
-            drop(data);
-            snapshot_done(&shared, offset, *size, false);
-        } else {
-            let mut aof = shared.persistence.aof.lock();
-            if aof.rewrite_in_progress {
-                aof.rewrite_in_progress = false;
-                aof.last_rewrite_ok = false;
-                aof.consecutive_failures += 1;
-            }
-        }
-        let mut state = shared.persistence.state.lock();
-        state.in_progress = false;
-        state.started = None;
-        state.last_status_ok = result.is_ok();
-        match result {
-            Ok(size) => {
-                state.last_save_unix = super::unix_ms() / 1000;
-                state.last_duration_secs = started.elapsed().as_secs() as i64;
-                state.saves += 1;
-                state.last_size_bytes = size;
-                tracing::info!(path = %path.display(), bytes = size, "background saving terminated with success");
-            }
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "background saving failed")
-            }
-        }
-    });
-    true
-}
-
-/// Whether a `save` rule is due: at least `changes` writes and `seconds`
-/// elapsed since the last save. A failed save is retried after 5 seconds,
-/// like Redis.
-pub fn save_rule_due(shared: &Shared, dirty: u64, now_unix: i64) -> bool {
-    let rules = parse_save_rules(&shared.settings.read().save).unwrap_or_default();
-    let state = shared.persistence.state.lock();
-    if state.in_progress {
-        return false;
-    }
-    let elapsed = now_unix - state.last_save_unix;
-    if !state.last_status_ok && elapsed < 5 {
-        return false;
-    }
-    rules
-        .iter()
-        .any(|r| dirty >= r.changes && elapsed >= r.seconds as i64 && dirty > 0)
-}
-
-/// A snapshot taken at `offset` is on disk: the log before it is no longer
-/// needed for recovery (only, maybe, for partial resyncs).
-fn snapshot_done(shared: &Shared, offset: u64, size: u64, under_data_lock: bool) {
-    let appendonly = shared.settings.read().appendonly;
-    if appendonly {
-        shared.log.set_retain_from(offset);
-    }
-    if !under_data_lock {
-        shared.log.trim();
-    }
-    let mut aof = shared.persistence.aof.lock();
-    aof.base_size = size;
-    if aof.rewrite_in_progress {
-        aof.rewrite_in_progress = false;
-        aof.rewrites += 1;
-        aof.last_rewrite_ok = true;
-        aof.consecutive_failures = 0;
-        aof.last_rewrite_secs = aof
-            .rewrite_started
-            .take()
-            .map(|s| s.elapsed().as_secs() as i64)
-            .unwrap_or(0);
-        tracing::info!(
-            offset,
-            bytes = size,
-            "log compacted: the snapshot replaces the log before its offset"
-        );
-    }
-}
-
-/// BGREWRITEAOF: a snapshot that the log continues from, after which the
-/// log before it can go. False when one is already running (it is then
-/// scheduled to follow).
-pub fn start_rewrite(shared: &Arc<Shared>, ks: &Keyspace, position: ReplPosition) -> bool {
-    {
-        // Marked first: the save may finish before this returns.
-        let mut aof = shared.persistence.aof.lock();
-        aof.rewrite_in_progress = true;
-        aof.rewrite_started = Some(Instant::now());
-    }
-    if !start_background_save(shared, ks, position) {
-        let mut aof = shared.persistence.aof.lock();
-        aof.rewrite_in_progress = false;
-        aof.rewrite_started = None;
-        aof.rewrite_scheduled = true;
-        return false;
-    }
-    shared.persistence.aof.lock().rewrite_scheduled = false;
-    true
-}
-
-/// Whether the automatic rewrite rule is due (Redis's
-/// `auto-aof-rewrite-percentage` / `-min-size`, on log growth since the
-/// last snapshot).
-pub fn rewrite_due(shared: &Shared) -> bool {
-    let (appendonly, percentage, min_size) = {
-        let s = shared.settings.read();
-        (
-            s.appendonly,
-            s.auto_aof_rewrite_percentage,
-            s.auto_aof_rewrite_min_size,
-        )
-    };
-    if !appendonly || shared.persistence.state.lock().in_progress {
-        return false;
-    }
-    if shared.persistence.aof.lock().rewrite_scheduled {
-        return true;
-    }
-    if percentage == 0 {
-        return false;
-    }
-    // As Redis's aof_current_size: the snapshot plus the log after it.
-    let snapshot = shared.persistence.aof.lock().base_size;
-    let current = snapshot + shared.log.bytes_since_snapshot();
-    let base = snapshot.max(1);
-    current >= min_size && (current - base.min(current)) * 100 / base >= percentage
-}
+pub use crate::node::persistence::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
@@ -441,7 +160,7 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
         }
         (_, range, _) => {
             if let Some((start, end)) = range {
-                let aside = log.set_aside(super::unix_ms()).map_err(log_io)?;
+                let aside = log.set_aside(unix_ms()).map_err(log_io)?;
                 let aside = aside.map(|p| p.display().to_string()).unwrap_or_default();
                 tracing::warn!(start, end, moved_to = %aside, "the log does not continue the snapshot (another history, or a gap after it): starting a new log from the snapshot; the old one is kept aside");
             }
@@ -462,7 +181,7 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
     shared.persistence.loading.store(true, Ordering::Release);
     let total = plan.as_ref().map(|p| p.to - p.from).unwrap_or(0);
     *shared.persistence.loading_progress.lock() = Loading {
-        started_unix: super::unix_ms() / 1000,
+        started_unix: unix_ms() / 1000,
         total_bytes: total,
         loaded_bytes: 0,
         started: Some(Instant::now()),
@@ -490,16 +209,14 @@ pub fn replay(shared: &Arc<Shared>, plan: Replay) -> Result<(), RecoveryError> {
         bytes = plan.to - plan.from,
         "replaying the log"
     );
-    let mut session = crate::replication::replica::replicated_session(
-        "127.0.0.1:0".parse().expect("literal address"),
-    );
-    session.db = plan.db;
+    let mut session = (shared.applier)(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    session.set_db(plan.db);
     shared.data.lock().keyspace.set_delete_expired(false);
     let mut loaded = 0u64;
     let mut last_report = Instant::now();
     let walk = log
         .walk(plan.from, plan.to, |units| {
-            crate::replication::replica::apply_replayed(shared, &mut session, units);
+            crate::link::replica::apply_replayed(shared, &mut *session, units);
             loaded += units.raw.len() as u64;
             shared.persistence.loading_progress.lock().loaded_bytes = loaded;
             if last_report.elapsed() > Duration::from_secs(2) {
@@ -542,7 +259,7 @@ pub fn replay(shared: &Arc<Shared>, plan: Replay) -> Result<(), RecoveryError> {
         let is_replica = shared.repl.is_replica() || !shared.settings.read().replicaof.is_empty();
         data.keyspace.set_delete_expired(!is_replica);
         data.keyspace.dirty = 0;
-        data.repl.resume(plan.meta, session.db);
+        data.repl.resume(plan.meta, session.db());
     }
     tracing::info!(
         units = units_applied,

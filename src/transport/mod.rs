@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// ALPN protocol name of the replication wire format
+/// (`replication::protocol`): a peer speaking another version is refused
+/// during the TLS handshake.
+pub const ALPN: &[u8] = b"quire-repl/1";
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error(
@@ -114,7 +119,7 @@ impl TlsIdentity {
                 .with_client_cert_verifier(verifier)
                 .with_single_cert(self.chain.clone(), self.key.clone_key())
                 .map_err(|e| TransportError::Tls(e.to_string()))?;
-        tls.alpn_protocols = vec![crate::replication::protocol::ALPN.to_vec()];
+        tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic =
             QuicServerConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
@@ -132,7 +137,7 @@ impl TlsIdentity {
                 .with_root_certificates(self.roots.clone())
                 .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
                 .map_err(|e| TransportError::Tls(e.to_string()))?;
-        tls.alpn_protocols = vec![crate::replication::protocol::ALPN.to_vec()];
+        tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic =
             QuicClientConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
@@ -170,10 +175,10 @@ pub fn transport_config(
             t.congestion_controller_factory(Arc::new(c))
         }};
     }
-    match settings.congestion.as_str() {
-        "bbr" => controller!(quinn::congestion::BbrConfig),
-        "newreno" => controller!(quinn::congestion::NewRenoConfig),
-        _ => controller!(quinn::congestion::CubicConfig),
+    match settings.congestion {
+        crate::config::Congestion::Bbr => controller!(quinn::congestion::BbrConfig),
+        crate::config::Congestion::Newreno => controller!(quinn::congestion::NewRenoConfig),
+        crate::config::Congestion::Cubic => controller!(quinn::congestion::CubicConfig),
     };
     // Start from the expected RTT of the link instead of quinn's 333 ms
     // guess, so loss detection and pacing are right from the first flight.

@@ -4,16 +4,18 @@
 //! with jittered backoff capped at one second and asks to continue from
 //! the last applied unit.
 
-use super::apply::{UnitSplitter, Units};
-use super::batch::Decompressor;
-use super::fastpath::{Reassembler, ReassemblyLimits, ReassemblyStats};
-use super::fullsync::IncomingSnapshot;
 use super::primary::{read_message, LinkError};
-use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
-use super::LinkState;
-use super::Upstream;
-use crate::commands::{self, ExecCtx, Session};
-use crate::server::{unix_ms, wait_shutdown, Shared};
+use crate::node::apply::StreamApplier;
+use crate::node::{role, NodeAction};
+use crate::node::{unix_ms, wait_shutdown, Shared};
+use crate::replication::apply::{UnitSplitter, Units};
+use crate::replication::batch::Decompressor;
+use crate::replication::fastpath::{Reassembler, ReassemblyLimits, ReassemblyStats};
+use crate::replication::fullsync::IncomingSnapshot;
+use crate::replication::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
+use crate::replication::LinkState;
+use crate::replication::ReplicationLog;
+use crate::replication::Upstream;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -54,40 +56,21 @@ impl From<protocol::ProtocolError> for ReplicaError {
     }
 }
 
-/// Makes this node a replica of `upstream` (REPLICAOF, `replicaof` at
-/// start-up, fencing, planned failover): reads keep being served, expiry
-/// waits for the upstream's DELs, and the link task starts.
+/// Makes this node a replica of `upstream` and starts the link task
+/// (start-up `replicaof`, fencing, planned failover).
 pub fn follow(
     shared: &Arc<Shared>,
     keyspace: &mut crate::keyspace::Keyspace,
-    log: &mut super::ReplicationLog,
+    log: &mut ReplicationLog,
     upstream: Upstream,
 ) {
-    tracing::info!(host = %upstream.host, port = upstream.port, "becoming a replica");
-    keyspace.set_delete_expired(false);
-    // Whatever this node lost, the upstream's copy is the one to keep.
-    log.lost = None;
-    let generation = shared.repl.set_upstream(Some(upstream.clone()));
-    spawn_link(shared.clone(), upstream, generation);
-}
-
-/// Makes this replica a primary: a new history and a new epoch; the old
-/// history stays valid up to here, so the other replicas (and the old
-/// primary, once fenced) continue with a partial resync.
-pub fn promote(
-    shared: &Arc<Shared>,
-    keyspace: &mut crate::keyspace::Keyspace,
-    log: &mut super::ReplicationLog,
-    epoch: Option<u64>,
-) {
-    shared.repl.set_upstream(None);
-    log.promote();
-    keyspace.set_delete_expired(true);
-    let epoch = epoch.unwrap_or_else(|| super::failover::promoted_epoch(shared.repl.epoch()));
-    let dir = shared.settings.read().dir.clone();
-    shared.repl.observe_epoch(epoch, &dir);
-    *shared.repl.fenced.lock() = None;
-    tracing::info!(replid = %log.replid, replid2 = %log.replid2, offset = log.offset(), epoch, "promoted to primary");
+    if let NodeAction::Follow {
+        upstream,
+        generation,
+    } = role::follow(shared, keyspace, log, upstream)
+    {
+        spawn_link(shared.clone(), upstream, generation);
+    }
 }
 
 /// Starts the link task for the current role generation.
@@ -295,9 +278,9 @@ async fn run_session(
     let mut reassembler = Reassembler::new(start, ReassemblyLimits::default());
     let mut counted = ReassemblyStats::default();
     let mut splitter = UnitSplitter::new();
-    let mut session = replicated_session(conn.remote_address());
+    let mut session = (shared.applier)(conn.remote_address());
     // Resume in the database the stream is in at our offset.
-    session.db = shared.data.lock().repl.end_db;
+    session.set_db(shared.data.lock().repl.end_db);
     let mut ack_timer = tokio::time::interval(Duration::from_secs(1));
     let mut acked = 0u64;
     let mut acked_fsynced = 0u64;
@@ -327,7 +310,7 @@ async fn run_session(
                         tracing::warn!(reason = %e, rejected, "datagram copy discarded (the stream carries the batch)");
                     }
                 }
-                ack_due |= apply_ready(shared, &mut session, &mut reassembler, &mut decompressor, &mut splitter)?;
+                ack_due |= apply_ready(shared, &mut *session, &mut reassembler, &mut decompressor, &mut splitter)?;
             }
             _ = ack_timer.tick() => {
                 ack_due = true;
@@ -342,7 +325,7 @@ async fn run_session(
                         .map_err(|e| ReplicaError::Stream(e.to_string()))?;
                     ack_due |= apply_ready(
                         shared,
-                        &mut session,
+                        &mut *session,
                         &mut reassembler,
                         &mut decompressor,
                         &mut splitter,
@@ -373,7 +356,7 @@ async fn run_session(
                         let data = &mut *guard;
                         let applied = data.repl.offset();
                         if applied == offset {
-                            promote(shared, &mut data.keyspace, &mut data.repl, Some(epoch));
+                            role::promote(shared, &mut data.keyspace, &mut data.repl, Some(epoch));
                         }
                         applied
                     };
@@ -416,7 +399,7 @@ async fn run_session(
 /// (from either copy); whether anything was applied.
 fn apply_ready(
     shared: &Arc<Shared>,
-    session: &mut Session,
+    session: &mut dyn StreamApplier,
     reassembler: &mut Reassembler,
     decompressor: &mut Decompressor,
     splitter: &mut UnitSplitter,
@@ -466,7 +449,7 @@ fn count_reassembly(shared: &Shared, now: ReassemblyStats, counted: &mut Reassem
 /// replaced by a promotion this node knows about); adopts a newer one.
 fn check_epoch(shared: &Shared, upstream_epoch: u64) -> Result<(), ReplicaError> {
     let mine = shared.repl.epoch();
-    if !super::failover::may_follow(mine, upstream_epoch) {
+    if !crate::replication::failover::may_follow(mine, upstream_epoch) {
         return Err(ReplicaError::Stream(format!(
             "upstream is fenced: its epoch {upstream_epoch} is older than ours ({mine})"
         )));
@@ -486,29 +469,19 @@ fn fsynced_offset(shared: &Shared) -> u64 {
     }
 }
 
-/// A session that applies the upstream's stream: authenticated, allowed
-/// to write on a read-only replica, not re-propagating.
-pub fn replicated_session(peer: SocketAddr) -> Session {
-    let handle = Arc::new(crate::server::clients::ClientHandle::new(0, peer, peer));
-    let (outbox, _) = tokio::sync::mpsc::channel(1);
-    let mut session = Session::new(handle, true, outbox);
-    session.replicated = true;
-    session
-}
-
 /// Applies complete units under the dataset lock, forwarding their bytes
 /// into this node's own log (for sub-replicas, later promotion and crash
 /// recovery), then hands them to the OS outside the lock. Hands back the
 /// units' byte buffer for reuse.
-pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Units) -> Vec<u8> {
+pub fn apply_units(shared: &Arc<Shared>, session: &mut dyn StreamApplier, units: Units) -> Vec<u8> {
     if units.units.is_empty() {
         return units.raw;
     }
     {
         let mut guard = shared.data.lock();
-        apply_locked(shared, &mut guard, session, &units);
+        session.apply(shared, &mut guard, &units);
         guard.repl.append_raw(&units.raw);
-        guard.repl.end_db = session.db;
+        guard.repl.end_db = session.db();
     }
     shared.repl.stream_ready.notify_waiters();
     if let Err(e) = shared.log.write_pending() {
@@ -519,37 +492,12 @@ pub fn apply_units(shared: &Arc<Shared>, session: &mut Session, units: Units) ->
 
 /// Applies units read back from this node's own log at start-up (their
 /// bytes are in the log already).
-pub fn apply_replayed(shared: &Arc<Shared>, session: &mut Session, units: &Units) {
+pub fn apply_replayed(shared: &Shared, session: &mut dyn StreamApplier, units: &Units) {
     if units.units.is_empty() {
         return;
     }
     let mut guard = shared.data.lock();
-    apply_locked(shared, &mut guard, session, units);
-}
-
-fn apply_locked(
-    shared: &Arc<Shared>,
-    data: &mut crate::server::Data,
-    session: &mut Session,
-    units: &Units,
-) {
-    // One dataset lock and one clock reading for the whole run of units:
-    // nothing else sees the data between them.
-    let mut ctx = ExecCtx {
-        keyspace: &mut data.keyspace,
-        blocking: &mut data.blocking,
-        pubsub: &mut data.pubsub,
-        shared,
-        session,
-        now_ms: unix_ms(),
-        repl: &mut data.repl,
-        effects: None,
-    };
-    for unit in &units.units {
-        for args in &unit.commands {
-            commands::apply_replicated(&mut ctx, args);
-        }
-    }
+    session.apply(shared, &mut guard, units);
 }
 
 /// Receives a snapshot file (from its start, or from where an earlier
@@ -569,7 +517,7 @@ async fn receive_snapshot(
         )));
     }
     let dir = shared.settings.read().dir.clone();
-    incoming.path = super::fullsync::part_path(&dir);
+    incoming.path = crate::replication::fullsync::part_path(&dir);
     let resuming = incoming.received > 0;
     if resuming {
         let previous = shared.repl.incoming.lock().clone();
@@ -578,7 +526,7 @@ async fn receive_snapshot(
         });
         if !matches {
             *shared.repl.incoming.lock() = None;
-            super::fullsync::discard_incoming(&dir);
+            crate::replication::fullsync::discard_incoming(&dir);
             return Err(ReplicaError::Stream(
                 "upstream resumed a snapshot transfer we do not hold".into(),
             ));
@@ -600,7 +548,7 @@ async fn receive_snapshot(
     file.seek(std::io::SeekFrom::Start(incoming.received))
         .map_err(|e| ReplicaError::Stream(e.to_string()))?;
     // A restart mid-transfer resumes it too.
-    super::fullsync::save_incoming(&dir, &incoming)
+    crate::replication::fullsync::save_incoming(&dir, &incoming)
         .map_err(|e| ReplicaError::Stream(format!("recording the snapshot transfer: {e}")))?;
     *shared.repl.incoming.lock() = Some(incoming.clone());
     shared.repl.link.lock().sync_in_progress = true;
@@ -646,7 +594,7 @@ async fn receive_snapshot(
     let path = incoming.path.clone();
     shared.repl.loading.store(true, Ordering::Release);
     let loaded = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let crc = super::fullsync::file_crc32(&path).map_err(|e| e.to_string())?;
+        let crc = crate::replication::fullsync::file_crc32(&path).map_err(|e| e.to_string())?;
         if crc != incoming.crc32 {
             return Err(format!(
                 "whole-file checksum mismatch ({crc:08x} != {:08x})",
@@ -703,7 +651,7 @@ async fn receive_snapshot(
         )),
         Err(e) => Err(e),
     };
-    super::fullsync::discard_incoming(&dir);
+    crate::replication::fullsync::discard_incoming(&dir);
     shared.repl.loading.store(false, Ordering::Release);
     result
 }

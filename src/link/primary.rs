@@ -5,15 +5,15 @@
 //! Every node runs this: a replica serves its own sub-replicas the bytes
 //! it received, at the same offsets.
 
-use super::batch::{BatchPolicy, Batcher, Cut};
-use super::fastpath::{self, DatagramMode, ParityEncoder, PathSample, Redundancy};
-use super::fullsync::{self, ServedSnapshot};
-use super::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
-use super::stream::Resync;
-use super::tail::LinkCompressor;
-use super::{AttachedReplica, ReplicaState};
+use crate::node::{unix_ms, wait_shutdown, Shared};
 use crate::persist::SnapshotHeader;
-use crate::server::{unix_ms, wait_shutdown, Shared};
+use crate::replication::batch::{BatchPolicy, Batcher, Cut};
+use crate::replication::fastpath::{self, DatagramMode, ParityEncoder, PathSample, Redundancy};
+use crate::replication::fullsync::{self, ServedSnapshot};
+use crate::replication::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
+use crate::replication::stream::Resync;
+use crate::replication::tail::LinkCompressor;
+use crate::replication::{AttachedReplica, ReplicaState};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ pub enum LinkError {
     #[error("{0}")]
     Refused(String),
     #[error("replica fell behind the backlog: {0}")]
-    Compacted(#[from] super::backlog::Compacted),
+    Compacted(#[from] crate::replication::backlog::Compacted),
     #[error("snapshot: {0}")]
     Snapshot(#[from] crate::persist::SnapshotError),
 }
@@ -187,7 +187,7 @@ async fn serve_replica(
             // A replica has seen a promotion this primary missed.
             super::fence::demote(
                 shared,
-                super::failover::FenceDecision::Demote {
+                crate::replication::failover::FenceDecision::Demote {
                     follow: hello.repl_addr.clone(),
                     epoch: hello.epoch,
                     divergence: None,
@@ -529,10 +529,11 @@ async fn stream(
         tokio::pin!(handover);
         handover.as_mut().enable();
         let failover_state = shared.repl.failover.lock().clone();
-        if let super::failover::FailoverState::InProgress { target } = &failover_state {
+        if let crate::replication::failover::FailoverState::InProgress { target } = &failover_state
+        {
             let end = shared.data.lock().repl.offset();
             if target == repl_addr && sent >= end {
-                let epoch = super::failover::promoted_epoch(shared.repl.epoch());
+                let epoch = crate::replication::failover::promoted_epoch(shared.repl.epoch());
                 send.write_all(&protocol::encode(&PrimaryMessage::Handover {
                     epoch,
                     offset: end,
@@ -692,8 +693,7 @@ async fn stream(
 }
 
 fn datagram_mode(settings: &crate::config::ReplSettings) -> DatagramMode {
-    // Validated when the settings were loaded or changed.
-    settings.datagrams.parse().unwrap_or(DatagramMode::Off)
+    settings.datagrams
 }
 
 /// Copies still waiting in quinn's queue mean the congestion window has no
@@ -704,7 +704,11 @@ fn copies_backed_up(conn: &quinn::Connection) -> bool {
 
 /// Puts one batch copy on the connection; false once the connection
 /// cannot carry datagrams any more.
-fn send_copy(conn: &quinn::Connection, c: &super::ReplCounters, pieces: Vec<Vec<u8>>) -> bool {
+fn send_copy(
+    conn: &quinn::Connection,
+    c: &crate::replication::ReplCounters,
+    pieces: Vec<Vec<u8>>,
+) -> bool {
     if copies_backed_up(conn) {
         c.datagram_dropped_batches.fetch_add(1, Ordering::Relaxed);
         return true;

@@ -2,15 +2,15 @@
 //! (`repl.peers`) every second; when one reports a newer epoch, this node
 //! has been replaced by a promotion. It then refuses writes (it becomes a
 //! replica), reports what it took that the group never saw, and follows
-//! the new primary. The decision itself is [`super::failover::decide`].
+//! the new primary. The decision itself is [`crate::replication::failover::decide`].
 
-use super::apply::UnitSplitter;
-use super::failover::{self, FenceDecision, PeerView, SelfView};
 use super::primary::read_message;
-use super::protocol::{self, MessageReader, PrimaryMessage, ReplicaMessage};
-use super::{FencedReport, Upstream};
 use crate::config::parse_host_port;
-use crate::server::{wait_shutdown, Shared};
+use crate::node::{wait_shutdown, Shared};
+use crate::replication::apply::UnitSplitter;
+use crate::replication::failover::{self, FenceDecision, PeerView, SelfView};
+use crate::replication::protocol::{self, MessageReader, PrimaryMessage, ReplicaMessage};
+use crate::replication::{FencedReport, Upstream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,7 +182,7 @@ pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: u64) {
 }
 
 /// Commands in the stream range `[from, to)`, as far as the backlog holds it.
-fn count_commands(log: &mut super::ReplicationLog, from: u64, to: u64) -> u64 {
+fn count_commands(log: &mut crate::replication::ReplicationLog, from: u64, to: u64) -> u64 {
     let mut splitter = UnitSplitter::new();
     let mut at = from;
     let mut commands = 0u64;
@@ -236,7 +236,7 @@ pub async fn drive_failover(shared: Arc<Shared>) {
                     .values()
                     .find(|r| &r.repl_addr == target)
                     .map(|r| r.ack_offset);
-                match failover::failover_step(&state, acked, crate::server::unix_ms()) {
+                match failover::failover_step(&state, acked, crate::node::unix_ms()) {
                     failover::FailoverStep::Wait => {}
                     failover::FailoverStep::Abort(reason) => {
                         tracing::warn!(reason, "failover aborted");

@@ -40,7 +40,7 @@ impl ClientHandle {
             db: AtomicUsize::new(0),
             resp: AtomicU8::new(2),
             last_command: Mutex::new("NULL"),
-            last_interaction_ms: AtomicI64::new(crate::server::unix_ms()),
+            last_interaction_ms: AtomicI64::new(crate::node::unix_ms()),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
         }

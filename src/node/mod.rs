@@ -1,0 +1,147 @@
+//! Node state: what every layer of a node shares — the dataset behind its
+//! lock, settings, the log, role and replication facts, client registry,
+//! counters — plus the clock and the shutdown signal. It sits below the
+//! command handlers (`commands`) and the IO edges (`server`, `link`):
+//! handlers read it and hand back [`actions::NodeAction`]s for anything
+//! that needs a task or a socket; the edges carry those out after the
+//! dataset lock is released.
+//!
+//! The dataset is one `Mutex`: a connection takes it once per batch of
+//! pipelined commands, so a pipeline of N commands costs one lock
+//! acquisition, and every command sees a consistent dataset (as Redis's
+//! single thread gives).
+
+pub mod actions;
+pub mod apply;
+pub mod blocking;
+pub mod clients;
+pub mod persistence;
+pub mod pubsub;
+pub mod role;
+pub mod stats;
+
+use crate::config::{Settings, Sources};
+use crate::keyspace::Keyspace;
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+pub use actions::NodeAction;
+pub use clients::ClientRegistry;
+pub use stats::Stats;
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What the dataset lock protects.
+pub struct Data {
+    pub keyspace: Keyspace,
+    pub blocking: blocking::Blocking,
+    pub pubsub: pubsub::PubSub,
+    /// The replication stream, beside the data it describes.
+    pub repl: crate::replication::ReplicationLog,
+}
+
+/// State shared by every task of a node.
+pub struct Shared {
+    pub data: Mutex<Data>,
+    /// The log (the stream's bytes on disk), reachable without the dataset
+    /// lock: client tasks and the log thread write it, senders read it.
+    pub log: Arc<crate::replication::backlog::Backlog>,
+    pub settings: RwLock<Settings>,
+    /// The file `CONFIG REWRITE` writes, if the node was started with one.
+    pub config_file: Option<std::path::PathBuf>,
+    pub clients: ClientRegistry,
+    pub stats: Stats,
+    pub persistence: persistence::Persistence,
+    /// How replicated units become dataset changes (the command table's
+    /// entry point, handed in by whoever builds the node).
+    pub applier: apply::NewApplier,
+    pub run_id: String,
+    pub started: Instant,
+    /// The TCP port actually bound (differs from settings when 0 was asked).
+    pub tcp_port: std::sync::atomic::AtomicU16,
+    /// Role, upstream link, attached replicas.
+    pub repl: crate::replication::Replication,
+    /// The metrics port actually bound (0: none).
+    pub metrics_port: std::sync::atomic::AtomicU16,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn new(settings: Settings, sources: &Sources, applier: apply::NewApplier) -> Arc<Shared> {
+        let (shutdown, _) = watch::channel(false);
+        let run_id: String = (0..40)
+            .map(|_| format!("{:x}", rand::random_range(0..16u8)))
+            .collect();
+        let backlog = crate::replication::backlog::BacklogConfig::for_node(
+            &settings.repl.backlog,
+            &settings.dir,
+        );
+        let repl = crate::replication::ReplicationLog::new(backlog);
+        let log = repl.log().clone();
+        Arc::new(Shared {
+            data: Mutex::new(Data {
+                keyspace: Keyspace::new(),
+                blocking: Default::default(),
+                pubsub: Default::default(),
+                repl,
+            }),
+            log,
+            settings: RwLock::new(settings),
+            config_file: sources.file.clone(),
+            clients: ClientRegistry::default(),
+            stats: Stats::default(),
+            persistence: Default::default(),
+            applier,
+            run_id,
+            started: Instant::now(),
+            tcp_port: Default::default(),
+            repl: Default::default(),
+            metrics_port: Default::default(),
+            shutdown,
+        })
+    }
+
+    /// The tracing span every task of this node runs in (node and region
+    /// on every log line).
+    pub fn span(&self) -> tracing::Span {
+        let s = self.settings.read();
+        tracing::info_span!("quire", node = %s.node.name, region = %s.node.region)
+    }
+
+    /// Asks every task of the node to stop (SHUTDOWN, signals).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// WAITAOF's counts for the stream up to `target`: whether this node's
+    /// log has fsynced it, and how many replicas report they have.
+    pub fn aof_acknowledged(&self, target: u64) -> (bool, usize) {
+        let local = self.log.durable() >= target;
+        (local, self.repl.replicas.lock().fsynced(target))
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// Resolves when `rx` reports shutdown.
+pub async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

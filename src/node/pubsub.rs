@@ -1,0 +1,132 @@
+//! The pub/sub registry: channels and patterns to subscriber outboxes.
+//! The commands are in `commands::pubsub`.
+
+use crate::keyspace::glob_match;
+use crate::resp::Frame;
+use bytes::Bytes;
+use std::collections::{BTreeSet, HashMap};
+use tokio::sync::mpsc;
+
+/// Messages buffered per subscriber before it counts as too slow.
+pub const SUBSCRIBER_QUEUE: usize = 64 * 1024;
+
+/// A message on its way to one subscriber.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub pattern: Option<Bytes>,
+    pub channel: Bytes,
+    pub payload: Bytes,
+}
+
+impl Message {
+    pub fn to_frame(&self) -> Frame {
+        match &self.pattern {
+            Some(p) => Frame::Push(vec![
+                Frame::bulk("pmessage"),
+                Frame::Bulk(p.clone()),
+                Frame::Bulk(self.channel.clone()),
+                Frame::Bulk(self.payload.clone()),
+            ]),
+            None => Frame::Push(vec![
+                Frame::bulk("message"),
+                Frame::Bulk(self.channel.clone()),
+                Frame::Bulk(self.payload.clone()),
+            ]),
+        }
+    }
+}
+
+pub type Outbox = mpsc::Sender<Message>;
+
+/// A connection's pub/sub state: what it is subscribed to and its outbox.
+pub struct Subscriber {
+    pub outbox: Outbox,
+    pub channels: BTreeSet<Bytes>,
+    pub patterns: BTreeSet<Bytes>,
+}
+
+impl Subscriber {
+    pub fn new(outbox: Outbox) -> Subscriber {
+        Subscriber {
+            outbox,
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+}
+
+#[derive(Default)]
+pub struct PubSub {
+    pub(crate) channels: HashMap<Bytes, HashMap<u64, Outbox>>,
+    pub(crate) patterns: HashMap<Bytes, HashMap<u64, Outbox>>,
+}
+
+impl PubSub {
+    /// Delivers a message; returns how many subscribers received it, and
+    /// the ids of subscribers too slow to take it.
+    pub fn publish(&self, channel: &Bytes, payload: &Bytes) -> (usize, Vec<u64>) {
+        let mut delivered = 0;
+        let mut slow = Vec::new();
+        if let Some(subs) = self.channels.get(channel) {
+            for (id, outbox) in subs {
+                match outbox.try_send(Message {
+                    pattern: None,
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                }) {
+                    Ok(()) => delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        for (pattern, subs) in &self.patterns {
+            if !glob_match(pattern, channel, false) {
+                continue;
+            }
+            for (id, outbox) in subs {
+                match outbox.try_send(Message {
+                    pattern: Some(pattern.clone()),
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                }) {
+                    Ok(()) => delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        (delivered, slow)
+    }
+
+    pub fn numpat(&self) -> usize {
+        self.patterns.len()
+    }
+
+    pub(crate) fn remove(
+        map: &mut HashMap<Bytes, HashMap<u64, Outbox>>,
+        name: &Bytes,
+        client: u64,
+    ) {
+        if let Some(subs) = map.get_mut(name) {
+            subs.remove(&client);
+            if subs.is_empty() {
+                map.remove(name);
+            }
+        }
+    }
+
+    /// Drops every subscription of a client (disconnect, RESET).
+    pub fn remove_client(&mut self, client: u64, sub: &mut Subscriber) {
+        for ch in std::mem::take(&mut sub.channels) {
+            PubSub::remove(&mut self.channels, &ch, client);
+        }
+        for p in std::mem::take(&mut sub.patterns) {
+            PubSub::remove(&mut self.patterns, &p, client);
+        }
+    }
+}
