@@ -545,3 +545,6 @@ mod tests {
         assert_eq!(del.key_indexes(4).collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 }
+
+#[cfg(test)]
+mod handler_tests;
