@@ -293,6 +293,12 @@ impl Reassembler {
         self.stats
     }
 
+    /// Whether the next batch in order is here (and [`Self::poll_batch`]
+    /// would hand it over).
+    pub fn has_next(&self) -> bool {
+        self.ready.contains_key(&self.next)
+    }
+
     /// Bytes held for datagram copies.
     pub fn buffered(&self) -> usize {
         self.buffered

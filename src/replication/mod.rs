@@ -17,6 +17,10 @@ pub mod failover;
 pub mod fastpath;
 pub mod fullsync;
 pub mod protocol;
+pub mod receiver;
+pub mod sender;
+#[cfg(test)]
+mod sim;
 pub mod stream;
 pub mod tail;
 
