@@ -282,7 +282,10 @@ fn wait_replica_caught_up(primary: &Proc, replica: &Proc) {
     assert!(
         wait_until(Duration::from_secs(30), || {
             let p = primary.info("replication", "master_repl_offset");
-            replica.info("replication", "master_link_status") == "up"
+            // Attached to this primary process (a link to a killed one can
+            // still read "up" until its death is noticed).
+            primary.info("replication", "connected_slaves") == "1"
+                && replica.info("replication", "master_link_status") == "up"
                 && replica.info("replication", "master_repl_offset") == p
         }),
         "replica caught up; primary log:\n{}\nreplica log:\n{}",

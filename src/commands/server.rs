@@ -794,7 +794,7 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         for key in &args[2..] {
             let d = match ctx.db().peek(key, now) {
                 Some(v) => digest::hex(&digest::value_digest(v)),
-                None => crate::replication::stream::no_replid(),
+                None => crate::replication::ids::ReplId::none().to_string(),
             };
             out.push(Frame::Simple(d.into()));
         }

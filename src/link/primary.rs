@@ -1,35 +1,27 @@
 //! The primary's edge: accepts replica connections on the QUIC endpoint,
-//! answers the handshake (partial or full resync), then streams batches
-//! from the replica's offset and reads its acks.
+//! answers the handshake (partial or full resync), then drives the
+//! [`Sender`] core: stream bytes and acks in, batches, datagram copies and
+//! pings out.
 //!
 //! Every node runs this: a replica serves its own sub-replicas the bytes
 //! it received, at the same offsets.
 
 use crate::node::{unix_ms, wait_shutdown, Shared};
 use crate::persist::SnapshotHeader;
-use crate::replication::batch::{BatchPolicy, Batcher, Cut};
-use crate::replication::fastpath::{self, DatagramMode, ParityEncoder, PathSample, Redundancy};
+use crate::replication::batch::{BatchPolicy, Cut};
+use crate::replication::failover::{self, FailoverState};
+use crate::replication::fastpath::PathSample;
 use crate::replication::fullsync::{self, ServedSnapshot};
 use crate::replication::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
+use crate::replication::sender::{OutOfOrder, Sender, SenderConfig};
 use crate::replication::stream::Resync;
 use crate::replication::tail::LinkCompressor;
 use crate::replication::{AttachedReplica, ReplicaState};
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// Fragment datagrams per parity datagram on the fast path: at 0.5 % loss
-/// a group of 5 + 1 loses two (and cannot be rebuilt) about once in 2,000
-/// groups, for 20 % more copy bytes.
-const PARITY_GROUP: usize = 5;
-/// Acks lagging more than two round trips plus this mean the link is
-/// down or catching up: no datagram copies then (they would only compete
-/// with the stream's retransmissions).
-const ACK_LAG_SLACK: Duration = Duration::from_millis(500);
-/// Longest a parity group stays open waiting for more members.
-const PARITY_MAX_WAIT: Duration = Duration::from_millis(10);
 /// Bytes of snapshot per chunk message.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +44,8 @@ pub enum LinkError {
     Compacted(#[from] crate::replication::backlog::Compacted),
     #[error("snapshot: {0}")]
     Snapshot(#[from] crate::persist::SnapshotError),
+    #[error("{0}")]
+    OutOfOrder(#[from] OutOfOrder),
 }
 
 /// Accepts replica connections until shutdown.
@@ -282,18 +276,13 @@ async fn serve_replica(
         }
     };
     set_state(shared, attached.id, ReplicaState::Online);
-    stream(
-        shared,
+    let io = ReplicaIo {
         conn,
-        &mut send,
-        &mut recv,
+        send: &mut send,
+        recv: &mut recv,
         reader,
-        start,
-        generation,
-        attached.id,
-        &repl_addr,
-    )
-    .await
+    };
+    stream(shared, io, &attached, &repl_addr, start, generation).await
 }
 
 /// Tells the replica why it is refused and gives it a moment to read that
@@ -381,10 +370,10 @@ async fn make_snapshot(shared: &Arc<Shared>) -> Result<ServedSnapshot, LinkError
         let s = shared.settings.read();
         (s.dir.join("repl-snapshots"), s.node.name.clone())
     };
-    let id = format!("{}-{offset}-{:08x}", &replid[..8], rand::random::<u32>());
+    let id = format!("{}-{offset}-{:08x}", replid.short(), rand::random::<u32>());
     let header = SnapshotHeader {
         created_unix_ms: unix_ms(),
-        repl_id: replid.clone(),
+        repl_id: replid.to_string(),
         repl_offset: offset,
         node,
         repl_db: stream_db,
@@ -473,28 +462,49 @@ async fn send_snapshot(
     result
 }
 
-/// Streams batches from `sent` until the link or the node ends.
-#[allow(clippy::too_many_arguments)]
+/// The connection and streams of one attached replica.
+struct ReplicaIo<'a> {
+    conn: &'a quinn::Connection,
+    send: &'a mut quinn::SendStream,
+    recv: &'a mut quinn::RecvStream,
+    reader: MessageReader,
+}
+
+/// How this node's links send, from its settings.
+fn sender_config(s: &crate::config::Settings) -> SenderConfig {
+    SenderConfig {
+        batch: BatchPolicy {
+            max_bytes: s.repl.batch_max_bytes,
+            max_delay: Duration::from_millis(s.repl.batch_max_delay_ms),
+        },
+        datagrams: s.repl.datagrams,
+        capacity_bytes_per_sec: (s.link.bandwidth_mbit > 0)
+            .then(|| s.link.bandwidth_mbit as f64 * 1e6 / 8.0),
+        stagger: Duration::from_micros(s.repl.datagram_stagger_us),
+    }
+}
+
+/// Streams batches from `start` until the link or the node ends. The
+/// [`Sender`] core decides what goes out when; this loop moves the bytes
+/// (stream, datagrams, acks) and keeps the timers.
 async fn stream(
     shared: &Arc<Shared>,
-    conn: &quinn::Connection,
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
-    mut reader: MessageReader,
-    mut sent: u64,
-    generation: u64,
-    id: u64,
+    io: ReplicaIo<'_>,
+    replica: &Attached<'_>,
     repl_addr: &str,
+    start: u64,
+    generation: u64,
 ) -> Result<&'static str, LinkError> {
-    let (policy, level) = {
+    let ReplicaIo {
+        conn,
+        send,
+        recv,
+        mut reader,
+    } = io;
+    let id = replica.id;
+    let (config, level) = {
         let s = shared.settings.read();
-        (
-            BatchPolicy {
-                max_bytes: s.repl.batch_max_bytes,
-                max_delay: Duration::from_millis(s.repl.batch_max_delay_ms),
-            },
-            s.repl.compression_level,
-        )
+        (sender_config(&s), s.repl.compression_level)
     };
     let log_history = {
         let data = shared.data.lock();
@@ -503,24 +513,14 @@ async fn stream(
         }
         shared.log.history()
     };
-    let mut batcher = Batcher::new(policy);
+    let mut sender = Sender::new(config, start, Instant::now(), conn.rtt());
     let mut compressor = LinkCompressor::new(level);
-    let (mut redundancy, stagger) = {
-        let s = shared.settings.read();
-        let capacity =
-            (s.link.bandwidth_mbit > 0).then(|| s.link.bandwidth_mbit as f64 * 1e6 / 8.0);
-        (
-            Redundancy::new(datagram_mode(&s.repl), capacity, Instant::now(), conn.rtt()),
-            Duration::from_micros(s.repl.datagram_stagger_us),
-        )
-    };
-    let copies = DatagramCopies::spawn(shared.clone(), conn.clone());
-    let mut parity = ParityEncoder::new(PARITY_GROUP, PARITY_MAX_WAIT);
-    let mut next_seq = 0u64;
+    // False once the connection refused a datagram for good.
+    let mut datagrams_usable = true;
     let mut stream_wire = 0u64;
-    let mut ping = tokio::time::interval(Duration::from_secs(1));
     let mut shutdown = shared.shutdown_signal();
     let mut buf = vec![0u8; 16 * 1024];
+    let counters = &shared.repl.counters;
     loop {
         let notified = shared.repl.stream_ready.notified();
         tokio::pin!(notified);
@@ -528,23 +528,6 @@ async fn stream(
         let handover = shared.repl.handover.notified();
         tokio::pin!(handover);
         handover.as_mut().enable();
-        let failover_state = shared.repl.failover.lock().clone();
-        if let crate::replication::failover::FailoverState::InProgress { target } = &failover_state
-        {
-            let end = shared.data.lock().repl.offset();
-            if target == repl_addr && sent >= end {
-                let epoch = crate::replication::failover::promoted_epoch(shared.repl.epoch());
-                send.write_all(&protocol::encode(&PrimaryMessage::Handover {
-                    epoch,
-                    offset: end,
-                }))
-                .await?;
-                tracing::info!(target = %target, offset = end, epoch, "handed over to the failover target");
-                // Wait for its last ack (or the link to close).
-                let _ = tokio::time::timeout(Duration::from_secs(5), recv.read(&mut buf)).await;
-                return Ok("handed over (planned failover)");
-            }
-        }
         let (end, current_generation) = {
             let data = shared.data.lock();
             (data.repl.offset(), data.repl.generation)
@@ -552,113 +535,113 @@ async fn stream(
         if current_generation != generation {
             return Ok("the replication history was replaced (resync or promotion)");
         }
+        sender.handle_stream_end(end);
+        let max_datagram = conn.max_datagram_size().filter(|_| datagrams_usable);
+        sender.handle_path(max_datagram, copies_backed_up(conn));
+        let failover_state = shared.repl.failover.lock().clone();
+        if let FailoverState::InProgress { target } = &failover_state {
+            if target == repl_addr {
+                if let Some(offset) = sender.poll_handover() {
+                    let epoch = failover::promoted_epoch(shared.repl.epoch());
+                    send.write_all(&protocol::encode(&PrimaryMessage::Handover {
+                        epoch,
+                        offset,
+                    }))
+                    .await?;
+                    tracing::info!(target = %target, offset, epoch, "handed over to the failover target");
+                    // Wait for its last ack (or the link to close).
+                    let _ = tokio::time::timeout(Duration::from_secs(5), recv.read(&mut buf)).await;
+                    return Ok("handed over (planned failover)");
+                }
+            }
+        }
+        let now = Instant::now();
         // A batch another link on the shared stream already cut goes out
-        // at once; otherwise this link's batcher decides.
-        let ready = if sent < end {
-            compressor.ready(&mut shared.repl.tail.lock(), generation, sent)
+        // at once; otherwise the sender decides.
+        let ready = if sender.sent() < end {
+            compressor.ready(&mut shared.repl.tail.lock(), generation, sender.sent())
         } else {
             None
         };
-        let cut = match ready {
-            Some(batch) => Ok(batch),
-            None => match batcher.poll_cut(Instant::now(), end.saturating_sub(sent)) {
+        let batch = match ready {
+            Some(batch) => Some(batch),
+            None => match sender.poll_cut(now) {
                 Cut::Send(n) => {
                     let next = compressor.next_batch(
                         &mut shared.repl.tail.lock(),
                         generation,
-                        sent,
+                        sender.sent(),
                         n,
                         |at, n| shared.log.read(log_history, at, n),
                     )?;
                     if next.compressed {
-                        shared
-                            .repl
-                            .counters
-                            .batches_compressed
-                            .fetch_add(1, Ordering::Relaxed);
+                        counters.batches_compressed.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(next.batch)
+                    Some(next.batch)
                 }
-                Cut::WaitUntil(at) => Err(Some(at)),
-                Cut::Idle => Err(None),
+                Cut::WaitUntil(_) | Cut::Idle => None,
             },
         };
-        let wait_until = match cut {
-            Ok(batch) => {
-                let raw_len = batch.raw_len as u64;
-                let now = Instant::now();
-                let unsent = end.saturating_sub(sent + raw_len);
-                let acked = shared
-                    .repl
-                    .replicas
-                    .lock()
-                    .replicas
-                    .get(&id)
-                    .map_or(0, |r| r.ack_offset);
-                let ack_lag = Duration::from_millis(shared.repl.lag_ms_at(acked, sent));
-                let behind = unsent > 0 || ack_lag > conn.rtt() * 2 + ACK_LAG_SLACK;
-                let wanted = redundancy.decide(now, behind, copies.queued());
-                let copy = match conn.max_datagram_size() {
-                    Some(max) if wanted > 0 => fastpath::fragment(&batch, max, &mut next_seq),
-                    _ => None,
-                };
-                let wire = protocol::encode_batch(&batch);
-                send.write_all(&wire).await?;
-                stream_wire += wire.len() as u64;
-                // The copy leaves a moment after the stream's packet, so
-                // one lost packet cannot carry both.
-                if let Some(pieces) = copy {
-                    let mut first = Vec::with_capacity(pieces.len() + 1);
-                    for (seq, piece) in &pieces {
-                        first.push(piece.clone());
-                        first.extend(parity.handle(now, *seq, piece));
-                    }
-                    copies.send(now + stagger, first);
-                    if wanted > 1 {
-                        copies.send(
-                            now + stagger * 3,
-                            pieces.into_iter().map(|(_, p)| p).collect(),
-                        );
-                    }
-                }
-                sent += raw_len;
-                batcher.handle_sent(Instant::now(), end.saturating_sub(sent));
-                let counters = &shared.repl.counters;
-                counters
-                    .sent_wire_bytes
-                    .fetch_add(wire.len() as u64, Ordering::Relaxed);
-                counters
-                    .sent_raw_bytes
-                    .fetch_add(raw_len, Ordering::Relaxed);
-                counters.batches_sent.fetch_add(1, Ordering::Relaxed);
-                if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
-                    r.wire_bytes += wire.len() as u64;
-                    r.raw_bytes += raw_len;
-                    r.shared_compression = compressor.on_shared_stream();
-                }
-                continue;
+        if let Some(batch) = batch {
+            let wire = protocol::encode_batch(&batch);
+            send.write_all(&wire).await?;
+            stream_wire += wire.len() as u64;
+            sender.handle_batch(Instant::now(), &batch)?;
+            let raw_len = batch.raw_len as u64;
+            counters
+                .sent_wire_bytes
+                .fetch_add(wire.len() as u64, Ordering::Relaxed);
+            counters
+                .sent_raw_bytes
+                .fetch_add(raw_len, Ordering::Relaxed);
+            counters.batches_sent.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
+                r.wire_bytes += wire.len() as u64;
+                r.raw_bytes += raw_len;
+                r.shared_compression = compressor.on_shared_stream();
             }
-            Err(wait) => wait,
-        };
-        // A lull: cover the last copies without waiting for more.
-        let now = Instant::now();
-        if let Some(p) = parity.poll_flush(now) {
-            copies.send(now + stagger, vec![p]);
+            continue;
         }
-        let timer_at = match (wait_until, parity.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        while let Some(copy) = sender.poll_datagrams(now) {
+            datagrams_usable &= send_copy(conn, counters, copy);
+        }
+        if let Some(offset) = sender.poll_ping(now) {
+            sender.set_datagram_mode(shared.settings.read().repl.datagrams);
+            let path = conn.stats().path;
+            sender.handle_sample(PathSample {
+                at: now,
+                rtt: conn.rtt(),
+                sent_packets: path.sent_packets,
+                lost_packets: path.lost_packets,
+                stream_bytes: stream_wire,
+            });
+            if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
+                r.rtt_ms = conn.rtt().as_millis() as u64;
+                r.datagrams_active = sender.copies_engaged(now);
+                r.loss_rate = sender.loss_rate();
+            }
+            let epoch = shared.repl.epoch();
+            send.write_all(&protocol::encode(&PrimaryMessage::Ping {
+                offset,
+                unix_ms: unix_ms(),
+                epoch,
+            }))
+            .await?;
+        }
+        let timer_at = sender.poll_timeout();
         let timer = async {
             match timer_at {
                 // Precise: the batching delay bounds latency (tokio's
-                // timer would stretch 2 ms to 2–3).
+                // timer would stretch 2 ms to 2-3).
                 Some(at) => crate::timer::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
+        // While a batch is being coalesced, new writes wait for its
+        // deadline instead of waking the loop one by one.
+        let coalescing = sender.coalescing();
         tokio::select! {
-            _ = &mut notified, if wait_until.is_none() => {}
+            _ = &mut notified, if !coalescing => {}
             _ = &mut handover => {}
             _ = timer => {}
             read = recv.read(&mut buf) => {
@@ -667,6 +650,7 @@ async fn stream(
                 while let Some(message) = reader.poll_message::<ReplicaMessage>()? {
                     match message {
                         ReplicaMessage::Ack { offset, fsynced } => {
+                            sender.handle_ack(offset, fsynced);
                             shared.repl.replicas.lock().handle_ack(id, offset, fsynced);
                             shared.repl.acked.notify_waiters();
                         }
@@ -674,26 +658,9 @@ async fn stream(
                     }
                 }
             }
-            _ = ping.tick() => {
-                let mode = datagram_mode(&shared.settings.read().repl);
-                redundancy.set_mode(mode);
-                let path = conn.stats().path;
-                redundancy.handle_sample(PathSample { at: Instant::now(), rtt: conn.rtt(), sent_packets: path.sent_packets, lost_packets: path.lost_packets, stream_bytes: stream_wire });
-                if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
-                    r.rtt_ms = conn.rtt().as_millis() as u64;
-                    r.datagrams_active = redundancy.engaged(Instant::now());
-                    r.loss_rate = redundancy.loss_rate();
-                }
-                let wire = protocol::encode(&PrimaryMessage::Ping { offset: sent, unix_ms: unix_ms(), epoch: shared.repl.epoch() });
-                send.write_all(&wire).await?;
-            }
             _ = wait_shutdown(&mut shutdown) => return Ok("shutdown"),
         }
     }
-}
-
-fn datagram_mode(settings: &crate::config::ReplSettings) -> DatagramMode {
-    settings.datagrams
 }
 
 /// Copies still waiting in quinn's queue mean the congestion window has no
@@ -732,68 +699,4 @@ fn send_copy(
     }
     c.datagram_sent_batches.fetch_add(1, Ordering::Relaxed);
     true
-}
-
-/// The sending half of a link's fast path: a task that puts each batch's
-/// datagram copy on the connection at its due time.
-struct DatagramCopies {
-    queue: tokio::sync::mpsc::Sender<(Instant, Vec<Vec<u8>>)>,
-    shared: Arc<Shared>,
-    conn: quinn::Connection,
-}
-
-impl DatagramCopies {
-    fn spawn(shared: Arc<Shared>, conn: quinn::Connection) -> DatagramCopies {
-        let (queue, mut incoming) = tokio::sync::mpsc::channel::<(Instant, Vec<Vec<u8>>)>(64);
-        let counters = shared.clone();
-        let link = conn.clone();
-        tokio::spawn(
-            async move {
-                // Copies by due time (a second copy is due after the next
-                // batch's first one).
-                let mut due: BTreeMap<(Instant, u64), Vec<Vec<u8>>> = BTreeMap::new();
-                let mut seq = 0u64;
-                loop {
-                    let next = due.keys().next().map(|k| k.0);
-                    tokio::select! {
-                        item = incoming.recv() => match item {
-                            Some((at, pieces)) => {
-                                seq += 1;
-                                due.insert((at, seq), pieces);
-                            }
-                            None => return,
-                        },
-                        _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now).into()), if next.is_some() => {
-                            while let Some(entry) = due.first_entry().filter(|e| e.key().0 <= Instant::now()) {
-                                if !send_copy(&conn, &counters.repl.counters, entry.remove()) {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            .in_current_span(),
-        );
-        DatagramCopies {
-            queue,
-            shared,
-            conn: link,
-        }
-    }
-
-    /// Whether earlier copies are still waiting (the link is behind).
-    fn queued(&self) -> bool {
-        copies_backed_up(&self.conn)
-    }
-
-    fn send(&self, at: Instant, pieces: Vec<Vec<u8>>) {
-        if self.queue.try_send((at, pieces)).is_err() {
-            self.shared
-                .repl
-                .counters
-                .datagram_dropped_batches
-                .fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }

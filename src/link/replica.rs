@@ -1,18 +1,19 @@
 //! The replica's edge: the link task that dials the upstream, asks for the
-//! history it lacks, loads a snapshot when it must, then applies batches in
-//! order and acknowledges its offset. After a broken link it reconnects
-//! with jittered backoff capped at one second and asks to continue from
-//! the last applied unit.
+//! history it lacks, loads a snapshot when it must, then drives the
+//! [`Link`] core: received bytes and datagrams in, units applied through
+//! the node's applier, acks out. After a broken link it reconnects with
+//! the core's [`receiver::Backoff`] and asks to continue from the last
+//! applied unit.
 
 use super::primary::{read_message, LinkError};
 use crate::node::apply::StreamApplier;
 use crate::node::{role, NodeAction};
 use crate::node::{unix_ms, wait_shutdown, Shared};
-use crate::replication::apply::{UnitSplitter, Units};
-use crate::replication::batch::Decompressor;
-use crate::replication::fastpath::{Reassembler, ReassemblyLimits, ReassemblyStats};
+use crate::replication::apply::Units;
+use crate::replication::fastpath::ReassemblyStats;
 use crate::replication::fullsync::IncomingSnapshot;
 use crate::replication::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
+use crate::replication::receiver::{self, Link, LinkEvent, LinkFailure};
 use crate::replication::LinkState;
 use crate::replication::ReplicationLog;
 use crate::replication::Upstream;
@@ -24,10 +25,12 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Largest snapshot a replica accepts into memory during a full sync.
 const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
 
+/// Why a link to the upstream ended. Every cause is followed by a
+/// reconnect (with backoff) that asks to continue from the last applied
+/// unit; INFO's `quire_link_last_error` shows the text.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
     #[error("{0}")]
@@ -41,7 +44,53 @@ pub enum ReplicaError {
     #[error("no replication endpoint (certificates missing?)")]
     NoEndpoint,
     #[error("{0}")]
-    Stream(String),
+    Handshake(#[from] HandshakeError),
+    #[error("{0}")]
+    Stream(#[from] LinkFailure),
+    #[error("full resync: {0}")]
+    Snapshot(#[from] TransferError),
+    #[error(
+        "this node's log writes are failing (disk full?): replication paused until they succeed"
+    )]
+    LogFailing,
+}
+
+/// The upstream's answer to the hello was not one this replica can go on
+/// with.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("upstream continues at {offset}, we asked for {asked}")]
+    WrongOffset { offset: u64, asked: u64 },
+    #[error("upstream refused the link: {0}")]
+    Refused(String),
+    #[error("unexpected handshake reply {0}")]
+    Unexpected(String),
+}
+
+/// A full-sync snapshot transfer that cannot go on; the reconnect resumes
+/// it where the verified bytes end (or starts over when it must).
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("snapshot of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("upstream resumed a snapshot transfer we do not hold")]
+    UnknownTransfer,
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("snapshot chunk at {0} failed verification; re-requesting")]
+    BadChunk(u64),
+    #[error("unexpected message during snapshot transfer: {0}")]
+    Unexpected(String),
+    #[error("upstream closed during the snapshot transfer")]
+    Closed,
+    #[error("snapshot refused, discarded: {0}")]
+    Refused(String),
+    #[error("snapshot header does not match the resync reply; discarded")]
+    HeaderMismatch,
 }
 
 impl From<quinn::WriteError> for ReplicaError {
@@ -82,7 +131,7 @@ pub fn spawn_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
 async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
     let mut role = shared.repl.role_generation.subscribe();
     let mut shutdown = shared.shutdown_signal();
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = receiver::Backoff::default();
     tracing::info!(host = %upstream.host, port = upstream.port, "replicating from upstream");
     loop {
         if *role.borrow() != generation || shared.is_shutting_down() {
@@ -110,12 +159,8 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
                 tracing::warn!(error = %e, host = %upstream.host, port = upstream.port, "link to upstream failed")
             }
         }
-        if started.elapsed() > Duration::from_secs(5) {
-            backoff = Duration::from_millis(50);
-        }
-        let jitter = rand::random_range(0.5..1.0);
-        tokio::time::sleep(backoff.mul_f64(jitter)).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        let delay = backoff.next_delay(started.elapsed(), rand::random_range(0.5..1.0));
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -217,9 +262,7 @@ async fn run_session(
         }) => {
             check_epoch(shared, epoch)?;
             if offset != asked {
-                return Err(ReplicaError::Stream(format!(
-                    "upstream continues at {offset}, we asked for {asked}"
-                )));
+                return Err(HandshakeError::WrongOffset { offset, asked }.into());
             }
             let mut data = shared.data.lock();
             if replid != our_replid {
@@ -255,15 +298,9 @@ async fn run_session(
             offset
         }
         Some(PrimaryMessage::Refused { reason }) => {
-            return Err(ReplicaError::Stream(format!(
-                "upstream refused the link: {reason}"
-            )))
+            return Err(HandshakeError::Refused(reason).into())
         }
-        Some(other) => {
-            return Err(ReplicaError::Stream(format!(
-                "unexpected handshake reply {other:?}"
-            )))
-        }
+        Some(other) => return Err(HandshakeError::Unexpected(format!("{other:?}")).into()),
     };
     shared.repl.set_link_up(true);
     {
@@ -274,159 +311,123 @@ async fn run_session(
         link.last_error.clear();
         link.rtt_ms = conn.rtt().as_millis() as u64;
     }
-    let mut decompressor = Decompressor::new(start);
-    let mut reassembler = Reassembler::new(start, ReassemblyLimits::default());
+    let idle_timeout = Duration::from_millis(shared.settings.read().repl.idle_timeout_ms);
+    let mut link = Link::new(start, shared.repl.epoch(), idle_timeout, Instant::now());
     let mut counted = ReassemblyStats::default();
-    let mut splitter = UnitSplitter::new();
     let mut session = (shared.applier)(conn.remote_address());
     // Resume in the database the stream is in at our offset.
     session.set_db(shared.data.lock().repl.end_db);
-    let mut ack_timer = tokio::time::interval(Duration::from_secs(1));
-    let mut acked = 0u64;
-    let mut acked_fsynced = 0u64;
     let mut durable = shared.log.watch_durable();
+    let counters = &shared.repl.counters;
     loop {
-        let mut ack_due = false;
-        let mut ack_tick = false;
+        let wake_at = link.poll_timeout();
         tokio::select! {
             // WAITAOF on the primary counts our fsyncs: report them.
             changed = durable.changed() => {
                 if changed.is_ok() {
-                    ack_due = true;
+                    link.handle_fsynced(fsynced_offset(shared));
                 }
             }
             read = recv.read(&mut buf) => {
                 let Some(n) = read.map_err(LinkError::from)? else { return Ok("upstream closed the stream") };
                 reader.handle_bytes(&buf[..n]);
-                shared.repl.counters.received_wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                counters.received_wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
                 shared.repl.link.lock().last_io = Some(Instant::now());
             }
             datagram = conn.read_datagram() => {
                 let datagram = datagram?;
-                shared.repl.counters.datagram_received_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
-                if let Err(e) = reassembler.handle_datagram(&datagram) {
-                    let rejected = reassembler.stats().rejected;
+                counters.datagram_received_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                if let Err(e) = link.handle_datagram(Instant::now(), &datagram) {
+                    let rejected = link.reassembly().rejected;
                     if rejected.is_power_of_two() {
                         tracing::warn!(reason = %e, rejected, "datagram copy discarded (the stream carries the batch)");
                     }
                 }
-                ack_due |= apply_ready(shared, &mut *session, &mut reassembler, &mut decompressor, &mut splitter)?;
+                apply_ready(shared, &mut *session, &mut link)?;
             }
-            _ = ack_timer.tick() => {
-                ack_due = true;
-                ack_tick = true;
-            }
+            _ = tokio::time::sleep_until(wake_at.into()) => {}
         }
         while let Some(message) = reader.poll_message::<PrimaryMessage>()? {
-            match message {
-                PrimaryMessage::Batch(batch) => {
-                    reassembler
-                        .handle_stream(batch)
-                        .map_err(|e| ReplicaError::Stream(e.to_string()))?;
-                    ack_due |= apply_ready(
-                        shared,
-                        &mut *session,
-                        &mut reassembler,
-                        &mut decompressor,
-                        &mut splitter,
-                    )?;
+            let ping = matches!(message, PrimaryMessage::Ping { .. });
+            link.handle_message(Instant::now(), message)?;
+            apply_ready(shared, &mut *session, &mut link)?;
+            if ping {
+                let mut status = shared.repl.link.lock();
+                status.upstream_offset = link.upstream_offset();
+                status.lag_ms = link.lag_ms(unix_ms());
+                status.rtt_ms = conn.rtt().as_millis() as u64;
+            }
+        }
+        while let Some(event) = link.poll_event() {
+            match event {
+                LinkEvent::AdoptEpoch(epoch) => {
+                    let dir = shared.settings.read().dir.clone();
+                    shared.repl.observe_epoch(epoch, &dir);
                 }
-                PrimaryMessage::Ping {
-                    offset,
-                    unix_ms: sent_ms,
-                    epoch,
-                } => {
-                    // The epoch rides the stream too: an upstream replaced
-                    // since the handshake is left at once.
-                    check_epoch(shared, epoch)?;
-                    let applied = shared.data.lock().repl.offset();
-                    let mut link = shared.repl.link.lock();
-                    link.upstream_offset = offset;
-                    link.lag_ms = if applied >= offset {
-                        0
-                    } else {
-                        (unix_ms() - sent_ms).max(0)
+                LinkEvent::TakeOver { epoch, offset } => {
+                    take_over(shared, epoch, offset)?;
+                    let ack = ReplicaMessage::Ack {
+                        offset,
+                        fsynced: fsynced_offset(shared),
                     };
-                    link.rtt_ms = conn.rtt().as_millis() as u64;
-                    ack_due = true;
-                }
-                PrimaryMessage::Handover { epoch, offset } => {
-                    let applied = {
-                        let mut guard = shared.data.lock();
-                        let data = &mut *guard;
-                        let applied = data.repl.offset();
-                        if applied == offset {
-                            role::promote(shared, &mut data.keyspace, &mut data.repl, Some(epoch));
-                        }
-                        applied
-                    };
-                    if applied != offset {
-                        return Err(ReplicaError::Stream(format!(
-                            "handover at {offset} but applied {applied}"
-                        )));
-                    }
-                    let _ = send
-                        .write_all(&protocol::encode(&ReplicaMessage::Ack {
-                            offset,
-                            fsynced: fsynced_offset(shared),
-                        }))
-                        .await;
+                    let _ = send.write_all(&protocol::encode(&ack)).await;
                     let _ = send.finish();
                     return Ok("took over as primary (planned failover)");
                 }
-                other => {
-                    return Err(ReplicaError::Stream(format!(
-                        "unexpected message {other:?}"
-                    )))
-                }
             }
         }
-        count_reassembly(shared, reassembler.stats(), &mut counted);
-        if ack_due && reader.buffered() == 0 {
-            let offset = shared.data.lock().repl.offset();
-            let fsynced = fsynced_offset(shared);
-            if offset != acked || fsynced != acked_fsynced || ack_tick {
+        count_reassembly(shared, link.reassembly(), &mut counted);
+        link.poll_idle(Instant::now())?;
+        if reader.buffered() == 0 {
+            if let Some((offset, fsynced)) = link.poll_ack(Instant::now()) {
                 send.write_all(&protocol::encode(&ReplicaMessage::Ack { offset, fsynced }))
                     .await?;
-                acked = offset;
-                acked_fsynced = fsynced;
             }
         }
     }
 }
 
-/// Decompresses and applies the batches the reassembler has in order
-/// (from either copy); whether anything was applied.
+/// Planned failover: promotes this replica once it has applied the stream
+/// up to the handover offset (checked again under the dataset lock).
+fn take_over(shared: &Shared, epoch: u64, offset: u64) -> Result<(), LinkFailure> {
+    let mut guard = shared.data.lock();
+    let data = &mut *guard;
+    let applied = data.repl.offset();
+    if applied != offset {
+        return Err(LinkFailure::HandoverMismatch { offset, applied });
+    }
+    role::promote(shared, &mut data.keyspace, &mut data.repl, Some(epoch));
+    Ok(())
+}
+
+/// Applies the units the link has in order (from either copy); the link
+/// learns the node's new offset.
 fn apply_ready(
     shared: &Arc<Shared>,
     session: &mut dyn StreamApplier,
-    reassembler: &mut Reassembler,
-    decompressor: &mut Decompressor,
-    splitter: &mut UnitSplitter,
-) -> Result<bool, ReplicaError> {
-    let mut applied = false;
+    link: &mut Link,
+) -> Result<(), ReplicaError> {
     // While this node's own log cannot be written (full disk), applying
     // more would only pile the stream up in memory: the link is dropped
     // and retried, resuming from what was applied once writes succeed.
     if shared.log.is_failing() {
-        return Err(ReplicaError::Stream("this node's log writes are failing (disk full?): replication paused until they succeed".into()));
+        return Err(ReplicaError::LogFailing);
     }
-    while let Some((batch, _)) = reassembler.poll_batch() {
-        let raw = decompressor
-            .decompress(&batch)
-            .map_err(|e| ReplicaError::Stream(e.to_string()))?;
+    let mut applied = None;
+    while let Some(units) = link.poll_units()? {
         shared
             .repl
             .counters
             .received_raw_bytes
-            .fetch_add(raw.len() as u64, Ordering::Relaxed);
-        let units = splitter
-            .handle_bytes(raw)
-            .map_err(|e| ReplicaError::Stream(e.to_string()))?;
-        applied |= !units.units.is_empty();
-        splitter.recycle(apply_units(shared, session, units));
+            .fetch_add(units.raw.len() as u64, Ordering::Relaxed);
+        let (raw, offset) = apply_units(shared, session, units);
+        applied = offset.or(applied);
+        link.recycle(raw);
     }
-    Ok(applied)
+    if let Some(offset) = applied {
+        link.handle_applied(offset)?;
+    }
+    Ok(())
 }
 
 /// Adds the reassembly counters gained since `counted` to the node's.
@@ -445,17 +446,14 @@ fn count_reassembly(shared: &Shared, now: ReassemblyStats, counted: &mut Reassem
     *counted = now;
 }
 
-/// Refuses an upstream whose epoch is older than ours (it has been
-/// replaced by a promotion this node knows about); adopts a newer one.
-fn check_epoch(shared: &Shared, upstream_epoch: u64) -> Result<(), ReplicaError> {
-    let mine = shared.repl.epoch();
-    if !crate::replication::failover::may_follow(mine, upstream_epoch) {
-        return Err(ReplicaError::Stream(format!(
-            "upstream is fenced: its epoch {upstream_epoch} is older than ours ({mine})"
-        )));
+/// Checks the upstream's epoch in its handshake reply: refuses an older
+/// one (it has been replaced by a promotion this node knows about),
+/// adopts a newer one.
+fn check_epoch(shared: &Shared, upstream_epoch: u64) -> Result<(), LinkFailure> {
+    if let Some(epoch) = receiver::epoch_decision(shared.repl.epoch(), upstream_epoch)? {
+        let dir = shared.settings.read().dir.clone();
+        shared.repl.observe_epoch(epoch, &dir);
     }
-    let dir = shared.settings.read().dir.clone();
-    shared.repl.observe_epoch(upstream_epoch, &dir);
     Ok(())
 }
 
@@ -472,22 +470,28 @@ fn fsynced_offset(shared: &Shared) -> u64 {
 /// Applies complete units under the dataset lock, forwarding their bytes
 /// into this node's own log (for sub-replicas, later promotion and crash
 /// recovery), then hands them to the OS outside the lock. Hands back the
-/// units' byte buffer for reuse.
-pub fn apply_units(shared: &Arc<Shared>, session: &mut dyn StreamApplier, units: Units) -> Vec<u8> {
+/// units' byte buffer for reuse and the node's offset after them (`None`
+/// when there was nothing to apply).
+pub fn apply_units(
+    shared: &Arc<Shared>,
+    session: &mut dyn StreamApplier,
+    units: Units,
+) -> (Vec<u8>, Option<u64>) {
     if units.units.is_empty() {
-        return units.raw;
+        return (units.raw, None);
     }
-    {
+    let offset = {
         let mut guard = shared.data.lock();
         session.apply(shared, &mut guard, &units);
         guard.repl.append_raw(&units.raw);
         guard.repl.end_db = session.db();
-    }
+        guard.repl.offset()
+    };
     shared.repl.stream_ready.notify_waiters();
     if let Err(e) = shared.log.write_pending() {
         tracing::debug!(error = %e, "log write failed; the log thread retries");
     }
-    units.raw
+    (units.raw, Some(offset))
 }
 
 /// Applies units read back from this node's own log at start-up (their
@@ -498,6 +502,17 @@ pub fn apply_replayed(shared: &Shared, session: &mut dyn StreamApplier, units: &
     }
     let mut guard = shared.data.lock();
     session.apply(shared, &mut guard, units);
+}
+
+fn io_error<'a>(
+    what: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> TransferError + 'a {
+    move |source| TransferError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Receives a snapshot file (from its start, or from where an earlier
@@ -511,10 +526,11 @@ async fn receive_snapshot(
 ) -> Result<(), ReplicaError> {
     use std::io::Write;
     if incoming.size > MAX_SNAPSHOT_BYTES {
-        return Err(ReplicaError::Stream(format!(
-            "snapshot of {} bytes exceeds the {MAX_SNAPSHOT_BYTES}-byte limit",
-            incoming.size
-        )));
+        return Err(TransferError::TooLarge {
+            size: incoming.size,
+            limit: MAX_SNAPSHOT_BYTES,
+        }
+        .into());
     }
     let dir = shared.settings.read().dir.clone();
     incoming.path = crate::replication::fullsync::part_path(&dir);
@@ -527,9 +543,7 @@ async fn receive_snapshot(
         if !matches {
             *shared.repl.incoming.lock() = None;
             crate::replication::fullsync::discard_incoming(&dir);
-            return Err(ReplicaError::Stream(
-                "upstream resumed a snapshot transfer we do not hold".into(),
-            ));
+            return Err(TransferError::UnknownTransfer.into());
         }
         shared.repl.link.lock().snapshot_resumes += 1;
         tracing::info!(id = %incoming.id, at = incoming.received, size = incoming.size, "full resync: resuming snapshot transfer");
@@ -541,15 +555,15 @@ async fn receive_snapshot(
         .write(true)
         .truncate(!resuming)
         .open(&incoming.path)
-        .map_err(|e| ReplicaError::Stream(format!("{}: {e}", incoming.path.display())))?;
+        .map_err(io_error("opening", &incoming.path))?;
     file.set_len(incoming.received)
-        .map_err(|e| ReplicaError::Stream(e.to_string()))?;
+        .map_err(io_error("truncating", &incoming.path))?;
     use std::io::Seek;
     file.seek(std::io::SeekFrom::Start(incoming.received))
-        .map_err(|e| ReplicaError::Stream(e.to_string()))?;
+        .map_err(io_error("seeking in", &incoming.path))?;
     // A restart mid-transfer resumes it too.
     crate::replication::fullsync::save_incoming(&dir, &incoming)
-        .map_err(|e| ReplicaError::Stream(format!("recording the snapshot transfer: {e}")))?;
+        .map_err(io_error("recording the snapshot transfer in", &dir))?;
     *shared.repl.incoming.lock() = Some(incoming.clone());
     shared.repl.link.lock().sync_in_progress = true;
     let started = Instant::now();
@@ -564,31 +578,21 @@ async fn receive_snapshot(
                     || incoming.received + data.len() as u64 > incoming.size
                 {
                     // Not written: the reconnect asks for this chunk again.
-                    return Err(ReplicaError::Stream(format!(
-                        "snapshot chunk at {at} failed verification; re-requesting"
-                    )));
+                    return Err(TransferError::BadChunk(at).into());
                 }
                 file.write_all(&data)
-                    .map_err(|e| ReplicaError::Stream(format!("writing the snapshot: {e}")))?;
+                    .map_err(io_error("writing the snapshot to", &incoming.path))?;
                 incoming.received += data.len() as u64;
                 if let Some(i) = shared.repl.incoming.lock().as_mut() {
                     i.received = incoming.received;
                 }
             }
-            Some(other) => {
-                return Err(ReplicaError::Stream(format!(
-                    "unexpected message during snapshot transfer: {other:?}"
-                )))
-            }
-            None => {
-                return Err(ReplicaError::Stream(
-                    "upstream closed during the snapshot transfer".into(),
-                ))
-            }
+            Some(other) => return Err(TransferError::Unexpected(format!("{other:?}")).into()),
+            None => return Err(TransferError::Closed.into()),
         }
     }
     file.sync_all()
-        .map_err(|e| ReplicaError::Stream(e.to_string()))?;
+        .map_err(io_error("syncing", &incoming.path))?;
     drop(file);
     *shared.repl.incoming.lock() = None;
     let path = incoming.path.clone();
@@ -604,11 +608,12 @@ async fn receive_snapshot(
         crate::persist::load_from_file(&path).map_err(|e| e.to_string())
     })
     .await
-    .map_err(|e| ReplicaError::Stream(e.to_string()))
-    .and_then(|r| r.map_err(|e| ReplicaError::Stream(format!("snapshot refused, discarded: {e}"))));
+    .map_err(|e| TransferError::Refused(format!("loading task failed: {e}")).into())
+    .and_then(|r| r.map_err(|e| TransferError::Refused(e).into()));
     let result = match loaded {
         Ok((header, dbs, keys))
-            if header.repl_id == incoming.replid && header.repl_offset == incoming.offset =>
+            if incoming.replid == *header.repl_id.as_str()
+                && header.repl_offset == incoming.offset =>
         {
             // The received file becomes this node's snapshot: crash
             // recovery replays the log from its offset.
@@ -646,9 +651,7 @@ async fn receive_snapshot(
             );
             Ok(())
         }
-        Ok(_) => Err(ReplicaError::Stream(
-            "snapshot header does not match the resync reply; discarded".into(),
-        )),
+        Ok(_) => Err(TransferError::HeaderMismatch.into()),
         Err(e) => Err(e),
     };
     crate::replication::fullsync::discard_incoming(&dir);

@@ -118,7 +118,7 @@ pub type ReplPosition = crate::replication::stream::StreamPosition;
 fn header(shared: &Shared, position: ReplPosition) -> SnapshotHeader {
     SnapshotHeader {
         created_unix_ms: unix_ms(),
-        repl_id: position.replid,
+        repl_id: position.replid.to_string(),
         repl_offset: position.offset,
         node: shared.settings.read().node.name.clone(),
         repl_db: position.db as u32,

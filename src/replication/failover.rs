@@ -10,6 +10,7 @@
 //! own. Epochs travel in handshakes and probe replies; they are saved in
 //! the data directory so a restarted node still knows its place.
 
+use super::ids::ReplId;
 use std::path::Path;
 
 /// What a peer answered to a fencing probe.
@@ -21,8 +22,8 @@ pub struct PeerView {
     pub is_primary: bool,
     /// The peer's upstream replication address when it is a replica.
     pub upstream: Option<String>,
-    pub replid: String,
-    pub replid2: String,
+    pub replid: ReplId,
+    pub replid2: ReplId,
     pub second_offset: Option<u64>,
 }
 
@@ -31,7 +32,7 @@ pub struct PeerView {
 pub struct SelfView {
     pub epoch: u64,
     pub is_primary: bool,
-    pub replid: String,
+    pub replid: ReplId,
     pub offset: u64,
 }
 

@@ -14,6 +14,7 @@
 //! rest too (the part file's length is how far it got; the whole-file
 //! checksum still decides whether the result is loaded).
 
+use super::ids::ReplId;
 use crate::keyspace::Db;
 use crate::persist::{SnapshotError, SnapshotHeader, SnapshotWriter};
 use parking_lot::Mutex;
@@ -28,7 +29,7 @@ pub struct ServedSnapshot {
     pub path: PathBuf,
     pub size: u64,
     pub crc32: u32,
-    pub replid: String,
+    pub replid: ReplId,
     pub offset: u64,
     pub last_used: Instant,
     pub in_use: usize,
@@ -170,7 +171,7 @@ pub fn clear_dir(dir: &Path) {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IncomingSnapshot {
     pub id: String,
-    pub replid: String,
+    pub replid: ReplId,
     pub offset: u64,
     pub size: u64,
     pub crc32: u32,
@@ -234,7 +235,7 @@ mod tests {
         assert!(recover_incoming(dir.path()).is_none());
         let incoming = IncomingSnapshot {
             id: "abc".into(),
-            replid: "r".repeat(40),
+            replid: ReplId::from("r".repeat(40)),
             offset: 7,
             size: 100,
             crc32: 9,

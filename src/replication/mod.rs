@@ -16,6 +16,7 @@ pub mod batch;
 pub mod failover;
 pub mod fastpath;
 pub mod fullsync;
+pub mod ids;
 pub mod protocol;
 pub mod receiver;
 pub mod sender;

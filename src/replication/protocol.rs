@@ -12,6 +12,7 @@
 //! is checked against [`MAX_MESSAGE_BYTES`] before anything is allocated, so
 //! an untrusted peer cannot make us reserve memory it did not send.
 
+use super::ids::ReplId;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol name of this wire format (the transport offers it).
@@ -34,7 +35,7 @@ pub struct Hello {
     /// The replica's own replication listener (for chaining and promotion).
     pub repl_addr: String,
     /// The history the replica holds: its replication id...
-    pub replid: String,
+    pub replid: ReplId,
     /// ...and the offset of the next byte it needs.
     pub offset: u64,
     /// A full-sync snapshot partly received before the link broke: resume
@@ -172,14 +173,14 @@ pub enum ReplicaMessage {
 pub enum PrimaryMessage {
     /// Partial resync: the stream continues from `offset` of `replid`.
     Continue {
-        replid: String,
+        replid: ReplId,
         offset: u64,
         epoch: u64,
     },
     /// Full resync: snapshot file `snapshot_id` (the data at `offset`)
     /// follows from byte `resume_at`, then the stream from `offset`.
     FullResync {
-        replid: String,
+        replid: ReplId,
         offset: u64,
         snapshot_id: String,
         snapshot_bytes: u64,
@@ -212,8 +213,8 @@ pub enum PrimaryMessage {
         epoch: u64,
         is_primary: bool,
         upstream: Option<String>,
-        replid: String,
-        replid2: String,
+        replid: ReplId,
+        replid2: ReplId,
         second_offset: Option<u64>,
     },
     /// Planned failover: everything up to `offset` has been sent; take over
@@ -335,7 +336,7 @@ mod tests {
             region: "eu".into(),
             tcp_port: 6380,
             repl_addr: "127.0.0.1:7380".into(),
-            replid: "a".repeat(40),
+            replid: ReplId::from("a".repeat(40)),
             offset: 12345,
             resume: Some(SnapshotResume {
                 id: "s1".into(),

@@ -286,6 +286,16 @@ impl Link {
     }
 }
 
+/// A replica at epoch `ours` hearing an upstream at `theirs`: refused if
+/// older (that upstream was replaced by a promotion this node knows of),
+/// `Some(theirs)` to adopt if newer.
+pub fn epoch_decision(ours: u64, theirs: u64) -> Result<Option<u64>, LinkFailure> {
+    if !failover::may_follow(ours, theirs) {
+        return Err(LinkFailure::Fenced { theirs, ours });
+    }
+    Ok((theirs > ours).then_some(theirs))
+}
+
 /// The replica's reconnect policy: jittered exponential backoff from 50 ms,
 /// capped at one second, back to the start after a link that lasted.
 #[derive(Debug, Clone)]

@@ -218,6 +218,12 @@ impl Sender {
         cut
     }
 
+    /// Whether a batch is being coalesced (the sender will ask to be
+    /// polled at its deadline; new stream bytes need not wake it sooner).
+    pub fn coalescing(&self) -> bool {
+        self.batch_due.is_some()
+    }
+
     /// The driver wrote `batch` on the stream at `now` (cut by this
     /// sender, or one another link on the shared tail cut first). Decides
     /// its datagram copies and schedules them.

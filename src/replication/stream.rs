@@ -13,18 +13,13 @@ use super::backlog::{Backlog, BacklogConfig, BacklogSizer, Compacted};
 use crate::resp;
 use std::sync::Arc;
 
-/// A replication id: 40 hex characters naming one history of the stream.
-pub fn new_replid() -> String {
-    (0..40)
-        .map(|_| format!("{:x}", rand::random_range(0..16u8)))
-        .collect()
-}
+pub use super::ids::ReplId;
 
 /// Where a stream stands: its history, its end offset, and the database
 /// in effect there (what a reader starting at that offset must assume).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamPosition {
-    pub replid: String,
+    pub replid: ReplId,
     pub offset: u64,
     pub db: usize,
 }
@@ -46,7 +41,7 @@ pub enum Resync {
 /// of them must not be overwritten by a full sync.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LostHistory {
-    pub replid: String,
+    pub replid: ReplId,
     /// This node holds the history up to here...
     pub recovered: u64,
     /// ...but had acknowledged up to here.
@@ -63,10 +58,10 @@ struct TxStage {
 /// its bytes. Lives under the dataset lock; the log itself is shared (its
 /// IO happens outside that lock).
 pub struct ReplicationLog {
-    pub replid: String,
+    pub replid: ReplId,
     /// The previous history (after a promotion), valid up to
     /// `second_offset`.
-    pub replid2: String,
+    pub replid2: ReplId,
     pub second_offset: Option<u64>,
     backlog: Arc<Backlog>,
     config: BacklogConfig,
@@ -94,8 +89,8 @@ pub struct ReplicationLog {
 /// segment files so a restarted node knows which history they belong to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Meta {
-    pub replid: String,
-    pub replid2: String,
+    pub replid: ReplId,
+    pub replid2: ReplId,
     pub second_offset: Option<u64>,
     pub empty_at: Option<u64>,
 }
@@ -109,8 +104,8 @@ impl Meta {
     pub fn read(config: &BacklogConfig) -> Option<Meta> {
         let text = std::fs::read_to_string(Self::path(config)?).ok()?;
         let mut lines = text.lines();
-        let replid = lines.next()?.to_string();
-        let replid2 = lines.next()?.to_string();
+        let replid = ReplId::from(lines.next()?);
+        let replid2 = ReplId::from(lines.next()?);
         let second_offset = lines.next()?.parse::<u64>().ok();
         let empty_at = lines.next().and_then(|l| l.parse::<u64>().ok());
         Some(Meta {
@@ -141,19 +136,14 @@ impl Meta {
     }
 }
 
-/// The id of a history nobody has (Redis's `replid2` when unset).
-pub fn no_replid() -> String {
-    "0".repeat(40)
-}
-
 impl ReplicationLog {
     /// A stream with a fresh history at offset 0. Files are not touched
     /// until start-up recovery decides ([`ReplicationLog::start_history`],
     /// [`ReplicationLog::resume`]).
     pub fn new(config: BacklogConfig) -> ReplicationLog {
         ReplicationLog {
-            replid: new_replid(),
-            replid2: no_replid(),
+            replid: ReplId::random(),
+            replid2: ReplId::none(),
             second_offset: None,
             backlog: Arc::new(Backlog::new(0, config.clone())),
             config,
@@ -192,7 +182,7 @@ impl ReplicationLog {
     /// everything from here. `from_empty`: the dataset is empty here, so
     /// replaying the log from here rebuilds it (no snapshot needed).
     pub fn start_history(&mut self, offset: u64, from_empty: bool) {
-        self.reset(new_replid(), offset, 0);
+        self.reset(ReplId::random(), offset, 0);
         self.empty_at = from_empty.then_some(offset);
         self.save_meta();
     }
@@ -256,10 +246,10 @@ impl ReplicationLog {
 
     /// Restores a history (full sync installed): the stream continues at
     /// `offset` of `replid`, with an empty log.
-    pub fn reset(&mut self, replid: String, offset: u64, db: usize) {
+    pub fn reset(&mut self, replid: ReplId, offset: u64, db: usize) {
         self.end_db = db;
         self.replid = replid;
-        self.replid2 = no_replid();
+        self.replid2 = ReplId::none();
         self.second_offset = None;
         self.empty_at = None;
         self.backlog.reset(offset);
@@ -275,7 +265,7 @@ impl ReplicationLog {
     /// replicas of the old primary continue with a partial resync.
     pub fn promote(&mut self) {
         let offset = self.offset();
-        self.replid2 = std::mem::replace(&mut self.replid, new_replid());
+        self.replid2 = std::mem::replace(&mut self.replid, ReplId::random());
         self.second_offset = Some(offset);
         self.stream_db = None;
         self.generation += 1;
@@ -285,7 +275,7 @@ impl ReplicationLog {
     /// A replica continuing from a promoted upstream's previous history:
     /// the upstream's new id becomes ours, ours stays valid up to `offset`
     /// for our own sub-replicas.
-    pub fn adopt_replid(&mut self, replid: String, offset: u64) {
+    pub fn adopt_replid(&mut self, replid: ReplId, offset: u64) {
         self.replid2 = std::mem::replace(&mut self.replid, replid);
         self.second_offset = Some(offset);
         self.save_meta();
@@ -347,11 +337,11 @@ impl ReplicationLog {
     }
 
     /// The PSYNC decision for a replica holding `replid` up to `offset`.
-    pub fn resync(&self, replid: &str, offset: u64) -> Resync {
+    pub fn resync(&self, replid: &ReplId, offset: u64) -> Resync {
         if let Some(lost) = self
             .lost
             .as_ref()
-            .filter(|l| l.replid == replid && offset > l.recovered)
+            .filter(|l| l.replid == *replid && offset > l.recovered)
         {
             return Resync::Refuse {
                 reason: format!(
@@ -360,12 +350,12 @@ impl ReplicationLog {
                 ),
             };
         }
-        let current = replid == self.replid;
+        let current = *replid == self.replid;
         if current && offset > self.offset() {
             return Resync::Refuse { reason: format!("the replica is ahead of this node in its own history ({offset} > {}): a full sync would erase writes", self.offset()) };
         }
         let known =
-            current || (replid == self.replid2 && self.second_offset.is_some_and(|s| offset <= s));
+            current || (*replid == self.replid2 && self.second_offset.is_some_and(|s| offset <= s));
         if !known {
             return Resync::Full {
                 reason: format!(
@@ -449,22 +439,31 @@ mod tests {
     #[test]
     fn a_replica_ahead_of_this_node_is_never_overwritten() {
         let mut log = ReplicationLog::new(BacklogConfig::memory(1024));
-        log.reset("a".repeat(40), 100, 0);
+        log.reset(ReplId::from("a".repeat(40)), 100, 0);
         assert!(
-            matches!(log.resync(&"a".repeat(40), 150), Resync::Refuse { .. }),
+            matches!(
+                log.resync(&ReplId::from("a".repeat(40)), 150),
+                Resync::Refuse { .. }
+            ),
             "ahead in our own history"
         );
         log.lost = Some(LostHistory {
-            replid: "b".repeat(40),
+            replid: ReplId::from("b".repeat(40)),
             recovered: 40,
             acknowledged: 90,
         });
         assert!(
-            matches!(log.resync(&"b".repeat(40), 60), Resync::Refuse { .. }),
+            matches!(
+                log.resync(&ReplId::from("b".repeat(40)), 60),
+                Resync::Refuse { .. }
+            ),
             "holds writes we lost"
         );
         assert!(
-            matches!(log.resync(&"b".repeat(40), 40), Resync::Full { .. }),
+            matches!(
+                log.resync(&ReplId::from("b".repeat(40)), 40),
+                Resync::Full { .. }
+            ),
             "holds nothing we lost"
         );
     }
@@ -484,7 +483,7 @@ mod tests {
         let end = log.offset();
         assert_eq!(log.resync(&id, end), Resync::Continue { offset: end });
         assert!(matches!(
-            log.resync(&"f".repeat(40), end),
+            log.resync(&ReplId::from("f".repeat(40)), end),
             Resync::Full { .. }
         ));
         log.promote();

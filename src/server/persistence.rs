@@ -14,7 +14,7 @@
 use crate::config::FsyncPolicy;
 use crate::node::{unix_ms, Shared};
 use crate::persist::{self, SnapshotError};
-use crate::replication::stream::{LostHistory, Meta};
+use crate::replication::stream::{LostHistory, Meta, ReplId};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ pub struct Replay {
 /// came back behind.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AcknowledgedState {
-    pub replid: String,
+    pub replid: ReplId,
     pub offset: u64,
     pub lost: Option<LostHistory>,
 }
@@ -114,12 +114,16 @@ pub fn load_at_startup(shared: &Shared) -> Result<Option<Replay>, RecoveryError>
     };
     let range = log.open_existing()?;
     let meta = data.repl.saved_meta();
-    let snapshot_at = header
-        .as_ref()
-        .filter(|h| !h.repl_id.is_empty())
-        .map(|h| (h.repl_id.clone(), h.repl_offset, h.repl_db as usize));
-    let continues = |m: &Meta, replid: &str, offset: u64| {
-        m.replid == replid || (m.replid2 == replid && m.second_offset.is_some_and(|s| offset <= s))
+    let snapshot_at = header.as_ref().filter(|h| !h.repl_id.is_empty()).map(|h| {
+        (
+            ReplId::from(h.repl_id.as_str()),
+            h.repl_offset,
+            h.repl_db as usize,
+        )
+    });
+    let continues = |m: &Meta, replid: &ReplId, offset: u64| {
+        m.replid == *replid
+            || (m.replid2 == *replid && m.second_offset.is_some_and(|s| offset <= s))
     };
     let plan = match (&snapshot_at, range, meta) {
         (Some((replid, offset, db)), Some((start, end)), Some(meta))
