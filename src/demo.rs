@@ -53,7 +53,7 @@ fn settings(
         dir: dir.join(name),
         ..Settings::default()
     };
-    s.save = String::new();
+    s.save = Default::default();
     s.node.name = name.into();
     s.node.region = region.into();
     s.repl.port = port + 1000;
@@ -61,11 +61,11 @@ fn settings(
     s.metrics.port = port + 3000;
     s.link.rtt_ms = rtt_ms;
     s.link.bandwidth_mbit = mbit;
-    s.link.outage_tolerance = "10m".into();
+    s.link.outage_tolerance = "10m".parse().ok();
     if let Some(up) = replicaof {
         s.replicaof = up.to_string();
     }
-    s.apply_link();
+    s.apply_link(|_| false);
     s
 }
 

@@ -81,7 +81,7 @@ fn replica_node() -> &'static Arc<crate::node::Shared> {
     NODE.get_or_init(|| {
         let settings = crate::config::Settings {
             dir: std::env::temp_dir().join(format!("quire-fuzz-{}", std::process::id())),
-            save: String::new(),
+            save: Default::default(),
             ..Default::default()
         };
         crate::node::Shared::new(

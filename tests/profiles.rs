@@ -48,7 +48,7 @@ fn load_profile(name: &str, pki: &Pki, ports: &Ports, upstream_repl: Option<u16>
         settings.link.derive().is_some(),
         "profile {name} carries link parameters"
     );
-    assert_eq!(settings.repl.backlog.outage_tolerance, "10m");
+    assert_eq!(settings.repl.backlog.outage_secs(), Some(600.0));
     settings
 }
 
@@ -58,7 +58,7 @@ fn start(settings: Settings) -> TestNode {
         *s = settings;
         s.port = port;
         s.dir = dir;
-        s.save = String::new();
+        s.save = Default::default();
     })
     .expect("node starts from its profile")
 }

@@ -534,7 +534,7 @@ fn snapshot_survives_restart_with_ttls() {
 
 #[test]
 fn bgsave_and_save_rules_write_snapshots() {
-    let node = TestNode::start_with(|s| s.save = "1 1".into());
+    let node = TestNode::start_with(|s| s.save = "1 1".parse().unwrap());
     let mut r = node.raw();
     r.call(&["SET", "a", "1"]);
     // The `save 1 1` rule fires within a couple of seconds.

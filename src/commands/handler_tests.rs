@@ -32,7 +32,7 @@ impl Bench {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings {
             dir: dir.path().to_path_buf(),
-            save: String::new(),
+            save: Default::default(),
             ..Default::default()
         };
         configure(&mut settings);

@@ -335,7 +335,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
         }
         "memory" => {
             let rss = rss_bytes();
-            let (maxmemory, policy) = (settings.maxmemory, settings.maxmemory_policy.clone());
+            let (maxmemory, policy) = (settings.maxmemory, settings.maxmemory_policy);
             let _ = write!(
                 out,
                 "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_allocator:libc\r\n",
@@ -931,7 +931,7 @@ fn shutdown(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if nosave && save {
         return Err(ERR_SYNTAX);
     }
-    let rules = !ctx.node.settings.read().save.trim().is_empty();
+    let rules = !ctx.node.settings.read().save.is_empty();
     if save || (rules && !nosave) {
         if let Err(e) = persistence::save_blocking(ctx.node, ctx.keyspace, ctx.repl.position()) {
             if !force {

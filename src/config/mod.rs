@@ -22,6 +22,10 @@ pub enum ConfigError {
     ProfileNotFound { name: String, path: String },
 }
 
+mod types;
+
+pub use types::{optional_tolerance, MaxmemoryPolicy, OutageTolerance, SaveRule, SaveRules};
+
 /// Congestion controller of replication links (`repl.congestion`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -100,7 +104,7 @@ pub struct Settings {
     /// Password for AUTH; empty means no authentication.
     pub requirepass: String,
     /// Redis-style save rules, "SECONDS CHANGES ..." ("" disables).
-    pub save: String,
+    pub save: SaveRules,
     /// The log is the write-ahead log: replayed on top of the newest
     /// snapshot at start-up and kept since that snapshot. `false`: the log
     /// is kept only for partial resyncs, and a crash loses the writes made
@@ -124,7 +128,7 @@ pub struct Settings {
     /// that may grow the data set are refused with Redis's OOM error.
     pub maxmemory: u64,
     /// Only "noeviction" is implemented.
-    pub maxmemory_policy: String,
+    pub maxmemory_policy: MaxmemoryPolicy,
     /// Replies a normal client has not read beyond this many bytes close
     /// the client (Redis's hard limit for the "normal" class; 0 = none).
     pub client_output_buffer_limit_normal: u64,
@@ -204,7 +208,8 @@ pub struct LinkSettings {
     pub bandwidth_mbit: u64,
     /// Outage to survive without a full resync (sets
     /// `repl.backlog.outage_tolerance` unless that is set).
-    pub outage_tolerance: String,
+    #[serde(with = "optional_tolerance", skip_serializing_if = "Option::is_none")]
+    pub outage_tolerance: Option<OutageTolerance>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -315,7 +320,8 @@ pub struct BacklogSettings {
     pub size: u64,
     /// Length of link outage to survive without a full resync, e.g. "10m";
     /// the backlog then grows to peak write rate × this × 1.5. Empty: off.
-    pub outage_tolerance: String,
+    #[serde(with = "optional_tolerance", skip_serializing_if = "Option::is_none")]
+    pub outage_tolerance: Option<OutageTolerance>,
     /// Upper bound of the backlog on disk.
     pub max_disk: u64,
     /// Bytes of the most recent stream also kept in memory.
@@ -328,7 +334,7 @@ impl Default for BacklogSettings {
     fn default() -> Self {
         BacklogSettings {
             size: 64 << 20,
-            outage_tolerance: String::new(),
+            outage_tolerance: None,
             max_disk: 10 << 30,
             memory: 16 << 20,
             segment_bytes: 16 << 20,
@@ -338,7 +344,7 @@ impl Default for BacklogSettings {
 
 impl BacklogSettings {
     pub fn outage_secs(&self) -> Option<f64> {
-        parse_duration_secs(&self.outage_tolerance).ok().flatten()
+        self.outage_tolerance.map(OutageTolerance::secs)
     }
 }
 
@@ -421,7 +427,9 @@ impl Default for Settings {
             dir: PathBuf::from("."),
             dbfilename: "dump.quire".into(),
             requirepass: String::new(),
-            save: "3600 1 300 100 60 10000".into(),
+            save: "3600 1 300 100 60 10000"
+                .parse()
+                .expect("valid default rules"),
             appendonly: true,
             appendfsync: FsyncPolicy::Everysec,
             auto_aof_rewrite_percentage: 100,
@@ -430,7 +438,7 @@ impl Default for Settings {
             maxclients: 10000,
             proto_max_bulk_len: 512 * 1024 * 1024,
             maxmemory: 0,
-            maxmemory_policy: "noeviction".into(),
+            maxmemory_policy: MaxmemoryPolicy::Noeviction,
             client_output_buffer_limit_normal: 0,
             timeout: 0,
             hz: 10,
@@ -469,30 +477,31 @@ impl Sources {
             .unwrap_or_else(|| PathBuf::from("deploy/profiles"));
         Some(dir.join(format!("{name}.toml")))
     }
-}
 
-impl Settings {
-    pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
-        let defaults = config::Config::try_from(&Settings::default())?;
-        let mut builder = config::Config::builder().add_source(defaults);
-        if let Some(path) = sources.profile_path() {
+    /// The profile, file, environment and command-line layers, in order
+    /// of precedence, on top of `builder`.
+    fn layers(
+        &self,
+        mut builder: config::ConfigBuilder<config::builder::DefaultState>,
+    ) -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
+        if let Some(path) = self.profile_path() {
             if !path.exists() {
                 return Err(ConfigError::ProfileNotFound {
-                    name: sources.profile.clone().unwrap_or_default(),
+                    name: self.profile.clone().unwrap_or_default(),
                     path: path.display().to_string(),
                 });
             }
             builder = builder
                 .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
         }
-        if let Some(file) = &sources.file {
+        if let Some(file) = &self.file {
             builder = builder.add_source(
                 config::File::from(file.as_path())
                     .format(config::FileFormat::Toml)
                     .required(true),
             );
         }
-        if sources.env {
+        if self.env {
             builder = builder.add_source(
                 config::Environment::with_prefix("QUIRE")
                     .prefix_separator("_")
@@ -500,35 +509,47 @@ impl Settings {
                     .try_parsing(true),
             );
         }
-        for (key, value) in &sources.overrides {
+        for (key, value) in &self.overrides {
             builder = builder.set_override(key.as_str(), value.as_str())?;
         }
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
-        settings.apply_link();
+        Ok(builder)
+    }
+}
+
+impl Settings {
+    pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
+        let defaults = config::Config::try_from(&Settings::default())?;
+        let layered = sources
+            .layers(config::Config::builder().add_source(defaults))?
+            .build()?;
+        // The same layers without the defaults: which keys someone set.
+        let explicit = sources.layers(config::Config::builder())?.build()?;
+        let mut settings: Settings = layered.try_deserialize()?;
+        settings.apply_link(|key| explicit.get::<config::Value>(key).is_ok());
         settings.validate()?;
         Ok(settings)
     }
 
-    /// Fills the transport, batching and backlog settings still at their
-    /// defaults from the link parameters (explicit values win).
-    pub fn apply_link(&mut self) {
-        let defaults = ReplSettings::default();
+    /// Fills the transport, batching and backlog settings that no layer
+    /// set (`is_set` says which were) from the link parameters: explicit
+    /// values win, whatever they are.
+    pub fn apply_link(&mut self, is_set: impl Fn(&str) -> bool) {
         if let Some(d) = self.link.derive() {
-            if self.repl.window_bytes == defaults.window_bytes {
+            if !is_set("repl.window_bytes") {
                 self.repl.window_bytes = d.window_bytes;
             }
-            if self.repl.batch_max_bytes == defaults.batch_max_bytes {
+            if !is_set("repl.batch_max_bytes") {
                 self.repl.batch_max_bytes = d.batch_max_bytes;
             }
-            if self.repl.batch_max_delay_ms == defaults.batch_max_delay_ms {
+            if !is_set("repl.batch_max_delay_ms") {
                 self.repl.batch_max_delay_ms = d.batch_max_delay_ms;
             }
-            if self.repl.idle_timeout_ms == defaults.idle_timeout_ms {
+            if !is_set("repl.idle_timeout_ms") {
                 self.repl.idle_timeout_ms = d.idle_timeout_ms;
             }
         }
-        if self.repl.backlog.outage_tolerance.is_empty() && !self.link.outage_tolerance.is_empty() {
-            self.repl.backlog.outage_tolerance = self.link.outage_tolerance.clone();
+        if self.repl.backlog.outage_tolerance.is_none() {
+            self.repl.backlog.outage_tolerance = self.link.outage_tolerance;
         }
     }
 
@@ -555,11 +576,7 @@ impl Settings {
 
     /// Checks values serde cannot: rule syntax, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        parse_save_rules(&self.save).map_err(|reason| ConfigError::Invalid {
-            key: "save",
-            reason,
-        })?;
-        if self.maxmemory_policy != "noeviction" {
+        if self.maxmemory_policy != MaxmemoryPolicy::Noeviction {
             return Err(ConfigError::Invalid {
                 key: "maxmemory_policy",
                 reason: format!(
@@ -658,24 +675,12 @@ impl Settings {
                 reason: "must be between 65536 and 1073741824".into(),
             });
         }
-        parse_duration_secs(&self.link.outage_tolerance).map_err(|reason| {
-            ConfigError::Invalid {
-                key: "link.outage_tolerance",
-                reason,
-            }
-        })?;
         if !self.metrics.bind.is_empty() && self.metrics.bind.parse::<std::net::IpAddr>().is_err() {
             return Err(ConfigError::Invalid {
                 key: "metrics.bind",
                 reason: format!("'{}' is not an IP address", self.metrics.bind),
             });
         }
-        parse_duration_secs(&self.repl.backlog.outage_tolerance).map_err(|reason| {
-            ConfigError::Invalid {
-                key: "repl.backlog.outage_tolerance",
-                reason,
-            }
-        })?;
         if self.repl.backlog.max_disk < self.repl.backlog.size {
             return Err(ConfigError::Invalid {
                 key: "repl.backlog.max_disk",
@@ -749,30 +754,9 @@ pub fn toml_string(s: &Settings) -> String {
     toml::to_string(s).unwrap_or_else(|e| format!("# cannot write settings as TOML: {e}\n"))
 }
 
-/// A `save` rule: snapshot after `seconds` if at least `changes` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SaveRule {
-    pub seconds: u64,
-    pub changes: u64,
-}
-
+/// Parses save rules (see [`SaveRules`]).
 pub fn parse_save_rules(text: &str) -> Result<Vec<SaveRule>, String> {
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    if !parts.len().is_multiple_of(2) {
-        return Err("save rules come in pairs: SECONDS CHANGES".into());
-    }
-    parts
-        .chunks(2)
-        .map(|pair| {
-            let seconds = pair[0]
-                .parse()
-                .map_err(|_| format!("'{}' is not a number of seconds", pair[0]))?;
-            let changes = pair[1]
-                .parse()
-                .map_err(|_| format!("'{}' is not a number of changes", pair[1]))?;
-            Ok(SaveRule { seconds, changes })
-        })
-        .collect()
+    text.parse::<SaveRules>().map(|r| r.rules().to_vec())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! One table row per parameter: how to read it from [`Settings`] and how to
 //! change it at run time (`None` = immutable, as Redis's protected configs).
 
-use super::{parse_save_rules, Settings};
+use super::{MaxmemoryPolicy, Settings};
 
 pub struct Param {
     pub name: &'static str,
@@ -87,10 +87,11 @@ pub static PARAMS: &[Param] = &[
     },
     Param {
         name: "save",
-        get: |s| s.save.clone(),
+        get: |s| s.save.to_string(),
         set: Some(|s, v| {
-            parse_save_rules(v).map_err(|_| "Invalid save parameters".to_string())?;
-            s.save = v.into();
+            s.save = v
+                .parse()
+                .map_err(|_| "Invalid save parameters".to_string())?;
             Ok(())
         }),
     },
@@ -259,12 +260,12 @@ pub static PARAMS: &[Param] = &[
     },
     Param {
         name: "maxmemory-policy",
-        get: |s| s.maxmemory_policy.clone(),
+        get: |s| s.maxmemory_policy.to_string(),
         set: Some(|s, v| {
-            if !v.eq_ignore_ascii_case("noeviction") {
+            if v.parse::<MaxmemoryPolicy>() != Ok(MaxmemoryPolicy::Noeviction) {
                 return Err("only noeviction is supported".into());
             }
-            s.maxmemory_policy = "noeviction".into();
+            s.maxmemory_policy = MaxmemoryPolicy::Noeviction;
             Ok(())
         }),
     },

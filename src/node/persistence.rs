@@ -16,7 +16,6 @@
 //! `everysec`.
 
 use super::{unix_ms, Shared};
-use crate::config::parse_save_rules;
 use crate::keyspace::Keyspace;
 use crate::persist::{self, SnapshotError, SnapshotHeader};
 use parking_lot::{Condvar, Mutex};
@@ -247,7 +246,8 @@ impl SnapshotJob {
 /// elapsed since the last save. A failed save is retried after 5 seconds,
 /// like Redis.
 pub fn save_rule_due(shared: &Shared, dirty: u64, now_unix: i64) -> bool {
-    let rules = parse_save_rules(&shared.settings.read().save).unwrap_or_default();
+    let settings = shared.settings.read();
+    let rules = settings.save.rules();
     let state = shared.persistence.state.lock();
     if state.in_progress {
         return false;

@@ -121,7 +121,9 @@ impl Sender {
             copies: BTreeMap::new(),
             copy_seq: 0,
             batches_copied: 0,
-            next_ping: now + PING_INTERVAL,
+            // The first ping goes out at once: the replica learns the
+            // upstream's offset, INFO the link's state.
+            next_ping: now,
         }
     }
 
@@ -284,7 +286,8 @@ impl Sender {
         Some(due.remove())
     }
 
-    /// The offset to report in a keep-alive, once a second.
+    /// The offset to report in a keep-alive: when streaming starts, then
+    /// once a second.
     pub fn poll_ping(&mut self, now: Instant) -> Option<u64> {
         if now < self.next_ping || matches!(self.state, SenderState::HandedOver { .. }) {
             return None;
@@ -339,6 +342,8 @@ mod tests {
     fn a_lone_write_goes_at_once_and_a_burst_is_batched_within_the_delay() {
         let t0 = Instant::now();
         let mut s = Sender::new(config(DatagramMode::Off), 0, t0, Duration::from_millis(40));
+        assert_eq!(s.poll_ping(t0), Some(0), "a ping as the link starts");
+        assert_eq!(s.poll_ping(t0), None);
         assert_eq!(s.poll_cut(t0), Cut::Idle);
         s.handle_stream_end(10);
         assert_eq!(s.poll_cut(t0), Cut::Send(10));
@@ -365,6 +370,7 @@ mod tests {
     fn copies_follow_their_stream_copy_and_stop_while_behind() {
         let t0 = Instant::now();
         let mut s = Sender::new(config(DatagramMode::On), 0, t0, Duration::from_millis(40));
+        let _ = s.poll_ping(t0);
         s.handle_path(Some(1200), false);
         let mut c = Compressor::new(1);
         s.handle_stream_end(100);

@@ -404,7 +404,7 @@ pub fn active_expire_cycle(
 /// Shutdown on a signal: save if save rules are configured (as Redis does
 /// on SIGTERM), then stop every task.
 pub fn shutdown_and_save(shared: &Arc<Shared>) {
-    let rules = !shared.settings.read().save.trim().is_empty();
+    let rules = !shared.settings.read().save.is_empty();
     // A node still replaying its log holds part of its data: saving it
     // would replace a good snapshot with a partial one.
     if rules

@@ -38,7 +38,7 @@ impl TestNode {
             dir: dir.path().to_path_buf(),
             ..Settings::default()
         };
-        settings.save = String::new();
+        settings.save = Default::default();
         configure(&mut settings);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
