@@ -66,8 +66,21 @@ pub async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     endpoint.close(0u32.into(), b"shutdown");
 }
 
+/// One incoming link, in a span naming the peer (and, once its hello
+/// arrives, the replica's node, region and history).
 async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let peer = incoming.remote_address();
+    let span = tracing::info_span!(
+        "replica",
+        %peer,
+        node = tracing::field::Empty,
+        region = tracing::field::Empty,
+        replid = tracing::field::Empty
+    );
+    handle_in_span(shared, incoming).instrument(span).await
+}
+
+async fn handle_in_span(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(e) => {
@@ -76,13 +89,13 @@ async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 .counters
                 .rejected_links
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, reason = %e, "replication connection refused during the TLS handshake");
+            tracing::warn!(reason = %e, "replication connection refused during the TLS handshake");
             return;
         }
     };
     match serve_replica(&shared, &conn).await {
-        Ok(reason) => tracing::info!(%peer, reason, "replica link closed"),
-        Err(e) => tracing::warn!(%peer, error = %e, "replica link closed"),
+        Ok(reason) => tracing::info!(reason, "replica link closed"),
+        Err(e) => tracing::warn!(error = %e, "replica link closed"),
     }
     conn.close(0u32.into(), b"closed");
 }
@@ -151,6 +164,10 @@ async fn serve_replica(
         }
         None => return Ok("closed before the hello"),
     };
+    let span = tracing::Span::current();
+    span.record("node", hello.node.as_str());
+    span.record("region", hello.region.as_str());
+    span.record("replid", hello.replid.as_str());
     if hello.version != protocol::PROTOCOL_VERSION {
         let reason = format!(
             "protocol version {} is not supported (this node speaks {})",
@@ -217,7 +234,7 @@ async fn serve_replica(
         (r.at <= snapshot.size && snapshot_usable(shared, &snapshot)).then_some((snapshot, r.at))
     });
     if let Resync::Refuse { reason } = &decision {
-        tracing::error!(node = %hello.node, region = %hello.region, %reason, "refusing the replica: it holds writes this node lost");
+        tracing::error!(%reason, "refusing the replica: it holds writes this node lost");
         shared
             .repl
             .counters
@@ -228,7 +245,7 @@ async fn serve_replica(
     }
     let start = match (resumable, decision) {
         (Some((snapshot, at)), _) => {
-            tracing::info!(node = %hello.node, id = %snapshot.id, at, size = snapshot.size, "resuming snapshot transfer");
+            tracing::info!(id = %snapshot.id, at, size = snapshot.size, "resuming snapshot transfer");
             shared
                 .repl
                 .counters
@@ -238,7 +255,7 @@ async fn serve_replica(
             send_snapshot(shared, &mut send, &snapshot, at).await?
         }
         (None, Resync::Continue { offset }) => {
-            tracing::info!(node = %hello.node, region = %hello.region, offset, "partial resync accepted");
+            tracing::info!(offset, "partial resync accepted");
             shared
                 .repl
                 .counters
@@ -253,7 +270,7 @@ async fn serve_replica(
             offset
         }
         (None, Resync::Full { reason } | Resync::Refuse { reason }) => {
-            tracing::info!(node = %hello.node, region = %hello.region, %reason, "full resync");
+            tracing::info!(%reason, "full resync");
             if hello.offset > 0 {
                 shared
                     .repl

@@ -124,7 +124,14 @@ pub fn follow(
 
 /// Starts the link task for the current role generation.
 pub fn spawn_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
-    let span = shared.span();
+    // Every line of this link carries the upstream and this node's history.
+    let span = tracing::info_span!(
+        parent: &shared.span(),
+        "upstream",
+        host = %upstream.host,
+        port = upstream.port,
+        replid = tracing::field::Empty
+    );
     tokio::spawn(async move { run_link(shared, upstream, generation).await }.instrument(span));
 }
 
@@ -132,7 +139,7 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
     let mut role = shared.repl.role_generation.subscribe();
     let mut shutdown = shared.shutdown_signal();
     let mut backoff = receiver::Backoff::default();
-    tracing::info!(host = %upstream.host, port = upstream.port, "replicating from upstream");
+    tracing::info!("replicating from upstream");
     loop {
         if *role.borrow() != generation || shared.is_shutting_down() {
             return;
@@ -156,7 +163,7 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
         match result {
             Ok(reason) => tracing::info!(reason, "link to upstream closed"),
             Err(e) => {
-                tracing::warn!(error = %e, host = %upstream.host, port = upstream.port, "link to upstream failed")
+                tracing::warn!(error = %e, "link to upstream failed")
             }
         }
         let delay = backoff.next_delay(started.elapsed(), rand::random_range(0.5..1.0));
@@ -224,6 +231,7 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
             (name, hello)
         };
     shared.repl.link.lock().state = LinkState::Connecting;
+    tracing::Span::current().record("replid", hello.replid.as_str());
     let connecting = endpoint.connect(addr, &server_name)?;
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// Most requests run per lock acquisition, so one deep pipeline cannot
 /// starve other clients.
@@ -46,14 +47,24 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, addr: SocketAddr)
         return;
     };
     let handle = registration.handle.clone();
+    // Every line this client's task logs carries its id and address.
+    let span = tracing::info_span!("client", id = handle.id, peer = %addr);
+    serve_registered(shared.clone(), socket, handle)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_registered(
+    shared: Arc<Shared>,
+    mut socket: TcpStream,
+    handle: Arc<crate::node::clients::ClientHandle>,
+) {
     let needs_auth = !shared.settings.read().requirepass.is_empty();
     let (outbox, inbox) = mpsc::channel(pubsub::SUBSCRIBER_QUEUE);
     let mut session = Session::new(handle.clone(), !needs_auth, outbox);
     match run(&shared, &mut socket, &mut session, inbox).await {
-        Ok(reason) => tracing::debug!(client = handle.id, peer = %addr, reason, "client closed"),
-        Err(e) => {
-            tracing::debug!(client = handle.id, peer = %addr, error = %e, "client connection error")
-        }
+        Ok(reason) => tracing::debug!(reason, "client closed"),
+        Err(e) => tracing::debug!(error = %e, "client connection error"),
     }
     let mut data = shared.data.lock();
     commands::disconnect(&mut data, &mut session);
@@ -140,7 +151,6 @@ async fn run(
             let limit = shared.settings.read().client_output_buffer_limit_normal;
             if limit > 0 && output.len() as u64 > limit && session.subscriptions == 0 {
                 tracing::warn!(
-                    client = handle.id,
                     bytes = output.len(),
                     limit,
                     "closing client: output buffer limit reached"
@@ -150,7 +160,7 @@ async fn run(
         }
         if session.blocked.is_none() && pending.is_empty() {
             if let Some(e) = protocol_error.take() {
-                tracing::info!(client = handle.id, error = %e, "closing client after protocol error");
+                tracing::info!(error = %e, "closing client after protocol error");
                 resp::encode(
                     &Frame::error_owned(format!("ERR {e}")),
                     session.proto,
