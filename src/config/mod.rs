@@ -97,7 +97,7 @@ pub struct Settings {
     pub bind: String,
     /// Client TCP port.
     pub port: u16,
-    /// Data directory: snapshots (and, later, backlog segments) live here.
+    /// Data directory: snapshots, the log (`backlog/`), replication state.
     pub dir: PathBuf,
     /// Snapshot file name inside `dir`.
     pub dbfilename: String,

@@ -9,6 +9,7 @@ use crate::config::parse_host_port;
 use crate::node::{wait_shutdown, Shared};
 use crate::replication::apply::UnitSplitter;
 use crate::replication::failover::{self, FenceDecision, PeerView, SelfView};
+use crate::replication::ids::Epoch;
 use crate::replication::protocol::{self, MessageReader, PrimaryMessage, ReplicaMessage};
 use crate::replication::{FencedReport, Upstream};
 use std::sync::Arc;
@@ -82,7 +83,7 @@ async fn futures_join<F: std::future::Future<Output = Option<PeerView>> + Send +
 fn probe(
     endpoint: &quinn::Endpoint,
     peer: &str,
-    epoch: u64,
+    epoch: Epoch,
 ) -> impl std::future::Future<Output = Option<PeerView>> + Send + 'static {
     let endpoint = endpoint.clone();
     let peer = peer.to_string();
@@ -130,7 +131,7 @@ fn probe(
 }
 
 /// Stops acting as primary: records what diverged, then follows `follow`.
-pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: u64) {
+pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: Epoch) {
     let FenceDecision::Demote {
         follow,
         epoch,
@@ -154,8 +155,8 @@ pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: u64) {
         .unwrap_or(0);
     match &divergence {
         Some(d) => tracing::error!(
-            old_epoch,
-            new_epoch = epoch,
+            %old_epoch,
+            new_epoch = %epoch,
             follow = %follow,
             writes = commands,
             from_offset = d.from,
@@ -163,7 +164,7 @@ pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: u64) {
             "FENCED: a newer primary exists; the writes this node took in [from_offset, to_offset) were never replicated and are discarded by the resync"
         ),
         None => {
-            tracing::warn!(old_epoch, new_epoch = epoch, follow = %follow, "FENCED: a newer primary exists; following it")
+            tracing::warn!(%old_epoch, new_epoch = %epoch, follow = %follow, "FENCED: a newer primary exists; following it")
         }
     }
     *shared.repl.fenced.lock() = Some(FencedReport {

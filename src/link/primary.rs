@@ -153,7 +153,7 @@ async fn serve_replica(
             // Let the reply reach the prober before the connection closes.
             let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, recv.read(&mut buf)).await;
             if epoch > shared.repl.epoch() {
-                tracing::info!(epoch, "probed by a node with a newer epoch");
+                tracing::info!(%epoch, "probed by a node with a newer epoch");
             }
             return Ok("probe answered");
         }
@@ -565,7 +565,7 @@ async fn stream(
                         offset,
                     }))
                     .await?;
-                    tracing::info!(target = %target, offset, epoch, "handed over to the failover target");
+                    tracing::info!(target = %target, offset, %epoch, "handed over to the failover target");
                     // Wait for its last ack (or the link to close).
                     let _ = tokio::time::timeout(Duration::from_secs(5), recv.read(&mut buf)).await;
                     return Ok("handed over (planned failover)");

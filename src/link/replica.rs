@@ -12,6 +12,7 @@ use crate::node::{unix_ms, wait_shutdown, Shared};
 use crate::replication::apply::Units;
 use crate::replication::fastpath::ReassemblyStats;
 use crate::replication::fullsync::IncomingSnapshot;
+use crate::replication::ids::Epoch;
 use crate::replication::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use crate::replication::receiver::{self, Link, LinkEvent, LinkFailure};
 use crate::replication::LinkState;
@@ -397,7 +398,7 @@ async fn run_session(
 
 /// Planned failover: promotes this replica once it has applied the stream
 /// up to the handover offset (checked again under the dataset lock).
-fn take_over(shared: &Shared, epoch: u64, offset: u64) -> Result<(), LinkFailure> {
+fn take_over(shared: &Shared, epoch: Epoch, offset: u64) -> Result<(), LinkFailure> {
     let mut guard = shared.data.lock();
     let data = &mut *guard;
     let applied = data.repl.offset();
@@ -457,7 +458,7 @@ fn count_reassembly(shared: &Shared, now: ReassemblyStats, counted: &mut Reassem
 /// Checks the upstream's epoch in its handshake reply: refuses an older
 /// one (it has been replaced by a promotion this node knows about),
 /// adopts a newer one.
-fn check_epoch(shared: &Shared, upstream_epoch: u64) -> Result<(), LinkFailure> {
+fn check_epoch(shared: &Shared, upstream_epoch: Epoch) -> Result<(), LinkFailure> {
     if let Some(epoch) = receiver::epoch_decision(shared.repl.epoch(), upstream_epoch)? {
         let dir = shared.settings.read().dir.clone();
         shared.repl.observe_epoch(epoch, &dir);

@@ -5,6 +5,7 @@
 
 use super::{NodeAction, Shared};
 use crate::keyspace::Keyspace;
+use crate::replication::ids::Epoch;
 use crate::replication::ReplicationLog;
 use crate::replication::{failover, Upstream};
 
@@ -36,7 +37,7 @@ pub fn promote(
     shared: &Shared,
     keyspace: &mut Keyspace,
     log: &mut ReplicationLog,
-    epoch: Option<u64>,
+    epoch: Option<Epoch>,
 ) {
     shared.repl.set_upstream(None);
     log.promote();
@@ -45,5 +46,5 @@ pub fn promote(
     let dir = shared.settings.read().dir.clone();
     shared.repl.observe_epoch(epoch, &dir);
     *shared.repl.fenced.lock() = None;
-    tracing::info!(replid = %log.replid, replid2 = %log.replid2, offset = log.offset(), epoch, "promoted to primary");
+    tracing::info!(replid = %log.replid, replid2 = %log.replid2, offset = log.offset(), %epoch, "promoted to primary");
 }

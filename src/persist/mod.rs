@@ -1,7 +1,9 @@
-//! Snapshots: point-in-time copies of the dataset on disk (backups, restarts)
-//! and, later, over the WAN for full syncs.
+//! Snapshots: point-in-time copies of the dataset on disk (backups,
+//! restarts, the base crash recovery replays the log on) and over the WAN
+//! for full syncs (the same file, shipped in chunks).
 //!
-//! Layout, version 1:
+//! Layout, format version 2 ([`FORMAT_VERSION`]; version 1 files, whose
+//! header lacks `repl_db`, are still read):
 //!
 //! ```text
 //! "QUIRESNP" | u16 LE format version | u32 LE header length | header (postcard)

@@ -10,7 +10,7 @@
 //! own. Epochs travel in handshakes and probe replies; they are saved in
 //! the data directory so a restarted node still knows its place.
 
-use super::ids::ReplId;
+use super::ids::{Epoch, ReplId};
 use std::path::Path;
 
 /// What a peer answered to a fencing probe.
@@ -18,7 +18,7 @@ use std::path::Path;
 pub struct PeerView {
     /// The address the probe reached.
     pub addr: String,
-    pub epoch: u64,
+    pub epoch: Epoch,
     pub is_primary: bool,
     /// The peer's upstream replication address when it is a replica.
     pub upstream: Option<String>,
@@ -30,7 +30,7 @@ pub struct PeerView {
 /// This node as the decision sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SelfView {
-    pub epoch: u64,
+    pub epoch: Epoch,
     pub is_primary: bool,
     pub replid: ReplId,
     pub offset: u64,
@@ -52,7 +52,7 @@ pub enum FenceDecision {
     /// A newer epoch exists: stop being a primary, follow `follow`.
     Demote {
         follow: String,
-        epoch: u64,
+        epoch: Epoch,
         divergence: Option<Divergence>,
     },
 }
@@ -94,24 +94,26 @@ pub fn decide(me: &SelfView, replies: &[PeerView]) -> FenceDecision {
 }
 
 /// Whether a replica at `my_epoch` may follow an upstream at `upstream`.
-pub fn may_follow(my_epoch: u64, upstream_epoch: u64) -> bool {
+pub fn may_follow(my_epoch: Epoch, upstream_epoch: Epoch) -> bool {
     upstream_epoch >= my_epoch
 }
 
 /// The epoch a promoted node takes: above everything it has seen.
-pub fn promoted_epoch(current: u64) -> u64 {
-    current + 1
+pub fn promoted_epoch(current: Epoch) -> Epoch {
+    current.next()
 }
 
 /// Loads the saved epoch (0 when none).
-pub fn load_epoch(dir: &Path) -> u64 {
-    std::fs::read_to_string(dir.join("epoch"))
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
+pub fn load_epoch(dir: &Path) -> Epoch {
+    Epoch(
+        std::fs::read_to_string(dir.join("epoch"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0),
+    )
 }
 
-pub fn save_epoch(dir: &Path, epoch: u64) {
+pub fn save_epoch(dir: &Path, epoch: Epoch) {
     if let Err(e) =
         crate::persist::write_atomically(&dir.join("epoch"), format!("{epoch}\n").as_bytes())
     {
@@ -191,6 +193,7 @@ mod tests {
     use super::*;
 
     fn me(epoch: u64, offset: u64) -> SelfView {
+        let epoch = Epoch(epoch);
         SelfView {
             epoch,
             is_primary: true,
@@ -200,6 +203,7 @@ mod tests {
     }
 
     fn peer(addr: &str, epoch: u64, is_primary: bool, second: Option<u64>) -> PeerView {
+        let epoch = Epoch(epoch);
         PeerView {
             addr: addr.into(),
             epoch,
@@ -220,7 +224,7 @@ mod tests {
                 epoch,
                 divergence,
             } => {
-                assert_eq!((follow.as_str(), epoch), ("b", 2));
+                assert_eq!((follow.as_str(), epoch), ("b", Epoch(2)));
                 assert_eq!(divergence, Some(Divergence { from: 90, to: 150 }));
             }
             d => panic!("{d:?}"),
@@ -256,7 +260,11 @@ mod tests {
             decide(&replica, &[peer("b", 5, true, None)]),
             FenceDecision::Stay
         );
-        assert!(may_follow(2, 2) && may_follow(2, 3) && !may_follow(3, 2));
+        assert!(
+            may_follow(Epoch(2), Epoch(2))
+                && may_follow(Epoch(2), Epoch(3))
+                && !may_follow(Epoch(3), Epoch(2))
+        );
     }
 
     #[test]

@@ -75,6 +75,28 @@ impl PartialEq<str> for ReplId {
     }
 }
 
+/// A promotion epoch: raised by every promotion, carried in handshakes
+/// and pings, saved in the data directory. A node never follows an
+/// upstream with an older one (it was replaced by a promotion).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The epoch a promoted node takes: above everything it has seen.
+    pub fn next(self) -> Epoch {
+        Epoch(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +113,11 @@ mod tests {
         );
         assert_eq!(postcard::from_bytes::<ReplId>(&wire).unwrap(), id);
         assert_eq!(ReplId::none().short(), "00000000");
+        let epoch = Epoch(7);
+        assert_eq!(
+            postcard::to_allocvec(&epoch).unwrap(),
+            postcard::to_allocvec(&7u64).unwrap()
+        );
+        assert_eq!(epoch.next(), Epoch(8));
     }
 }

@@ -346,8 +346,8 @@ pub struct Replication {
 /// A fenced primary's account of the writes the group never saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FencedReport {
-    pub old_epoch: u64,
-    pub new_epoch: u64,
+    pub old_epoch: ids::Epoch,
+    pub new_epoch: ids::Epoch,
     pub follow: String,
     pub divergence: Option<failover::Divergence>,
     pub commands: u64,
@@ -467,15 +467,20 @@ impl Replication {
             .store(settings.min_replicas_max_lag, Ordering::Release);
     }
 
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    pub fn epoch(&self) -> ids::Epoch {
+        ids::Epoch(self.epoch.load(Ordering::Acquire))
+    }
+
+    /// Sets the epoch loaded at start-up.
+    pub fn set_epoch(&self, epoch: ids::Epoch) {
+        self.epoch.store(epoch.0, Ordering::Release);
     }
 
     /// Raises the epoch to at least `epoch`, saving it in `dir`.
-    pub fn observe_epoch(&self, epoch: u64, dir: &std::path::Path) {
-        if self.epoch.fetch_max(epoch, Ordering::AcqRel) < epoch {
+    pub fn observe_epoch(&self, epoch: ids::Epoch, dir: &std::path::Path) {
+        if self.epoch.fetch_max(epoch.0, Ordering::AcqRel) < epoch.0 {
             failover::save_epoch(dir, epoch);
-            tracing::info!(epoch, "replication epoch advanced");
+            tracing::info!(%epoch, "replication epoch advanced");
         }
     }
 

@@ -6,13 +6,14 @@
 //! Continue`] or [`PrimaryMessage::FullResync`] and then streams batches.
 //! The protocol version is named twice: in ALPN (`quire-repl/1`, so a peer of
 //! another major version fails the TLS handshake with a clear reason) and in
-//! the hello (for minor negotiation later).
+//! the hello ([`PROTOCOL_VERSION`]: a primary refuses a replica speaking
+//! another one, with the reason).
 //!
 //! Decoding is sans-IO ([`MessageReader`]): bytes in, messages out. A length
 //! is checked against [`MAX_MESSAGE_BYTES`] before anything is allocated, so
 //! an untrusted peer cannot make us reserve memory it did not send.
 
-use super::ids::ReplId;
+use super::ids::{Epoch, ReplId};
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol name of this wire format (the transport offers it).
@@ -42,7 +43,7 @@ pub struct Hello {
     /// it instead of starting over.
     pub resume: Option<SnapshotResume>,
     /// The newest promotion epoch this replica has seen (fencing).
-    pub epoch: u64,
+    pub epoch: Epoch,
 }
 
 /// "Continue sending snapshot `id` from byte `at`."
@@ -164,7 +165,7 @@ pub enum ReplicaMessage {
     /// A fencing probe from a node acting as primary: "what epoch are you
     /// at, and who is your primary?" Answered with `ProbeReply`.
     Probe {
-        epoch: u64,
+        epoch: Epoch,
     },
 }
 
@@ -175,7 +176,7 @@ pub enum PrimaryMessage {
     Continue {
         replid: ReplId,
         offset: u64,
-        epoch: u64,
+        epoch: Epoch,
     },
     /// Full resync: snapshot file `snapshot_id` (the data at `offset`)
     /// follows from byte `resume_at`, then the stream from `offset`.
@@ -186,7 +187,7 @@ pub enum PrimaryMessage {
         snapshot_bytes: u64,
         file_crc32: u32,
         resume_at: u64,
-        epoch: u64,
+        epoch: Epoch,
     },
     /// Part of the snapshot file starting at byte `at`.
     SnapshotChunk {
@@ -202,7 +203,7 @@ pub enum PrimaryMessage {
         offset: u64,
         unix_ms: i64,
         /// The primary's epoch, so fencing also reaches live links.
-        epoch: u64,
+        epoch: Epoch,
     },
     /// The primary refuses the link (reason is logged by both sides).
     Refused {
@@ -210,7 +211,7 @@ pub enum PrimaryMessage {
     },
     /// Answer to a probe.
     ProbeReply {
-        epoch: u64,
+        epoch: Epoch,
         is_primary: bool,
         upstream: Option<String>,
         replid: ReplId,
@@ -220,7 +221,7 @@ pub enum PrimaryMessage {
     /// Planned failover: everything up to `offset` has been sent; take over
     /// as primary with `epoch`.
     Handover {
-        epoch: u64,
+        epoch: Epoch,
         offset: u64,
     },
 }
@@ -342,7 +343,7 @@ mod tests {
                 id: "s1".into(),
                 at: 99,
             }),
-            epoch: 3,
+            epoch: Epoch(3),
         })
     }
 

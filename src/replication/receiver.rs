@@ -22,6 +22,7 @@ use super::failover;
 use super::fastpath::{
     FragmentError, Reassembler, ReassemblyError, ReassemblyLimits, ReassemblyStats,
 };
+use super::ids::Epoch;
 use super::protocol::PrimaryMessage;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ pub const ACK_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum LinkFailure {
     #[error("upstream is fenced: its epoch {theirs} is older than ours ({ours})")]
-    Fenced { theirs: u64, ours: u64 },
+    Fenced { theirs: Epoch, ours: Epoch },
     #[error("nothing heard from the upstream for {0:?}")]
     Idle(Duration),
     #[error("upstream sent a batch out of order: {0}")]
@@ -53,15 +54,15 @@ pub enum LinkFailure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkEvent {
     /// The upstream's epoch is newer than ours: record it (fencing).
-    AdoptEpoch(u64),
+    AdoptEpoch(Epoch),
     /// Planned failover: everything up to the handover offset is applied;
     /// take over as primary with this epoch, ack, close the link.
-    TakeOver { epoch: u64, offset: u64 },
+    TakeOver { epoch: Epoch, offset: u64 },
 }
 
 /// The receiving half of a link, without IO.
 pub struct Link {
-    epoch: u64,
+    epoch: Epoch,
     idle_timeout: Duration,
     last_heard: Instant,
     reassembler: Reassembler,
@@ -76,7 +77,7 @@ pub struct Link {
     /// The upstream's wall clock at its last ping, for lag in ms.
     upstream_ping_ms: Option<i64>,
     events: Vec<LinkEvent>,
-    handover: Option<(u64, u64)>,
+    handover: Option<(Epoch, u64)>,
 }
 
 impl std::fmt::Debug for Link {
@@ -93,7 +94,7 @@ impl std::fmt::Debug for Link {
 impl Link {
     /// A link whose stream starts at `start`, on a node at `epoch`; a link
     /// silent for `idle_timeout` is dead.
-    pub fn new(start: u64, epoch: u64, idle_timeout: Duration, now: Instant) -> Link {
+    pub fn new(start: u64, epoch: Epoch, idle_timeout: Duration, now: Instant) -> Link {
         Link {
             epoch,
             idle_timeout,
@@ -186,7 +187,7 @@ impl Link {
 
     /// Checks an upstream's epoch: refuses an older one (it has been
     /// replaced by a promotion this node knows about), adopts a newer one.
-    pub fn check_epoch(&mut self, upstream: u64) -> Result<(), LinkFailure> {
+    pub fn check_epoch(&mut self, upstream: Epoch) -> Result<(), LinkFailure> {
         if !failover::may_follow(self.epoch, upstream) {
             return Err(LinkFailure::Fenced {
                 theirs: upstream,
@@ -289,7 +290,7 @@ impl Link {
 /// A replica at epoch `ours` hearing an upstream at `theirs`: refused if
 /// older (that upstream was replaced by a promotion this node knows of),
 /// `Some(theirs)` to adopt if newer.
-pub fn epoch_decision(ours: u64, theirs: u64) -> Result<Option<u64>, LinkFailure> {
+pub fn epoch_decision(ours: Epoch, theirs: Epoch) -> Result<Option<Epoch>, LinkFailure> {
     if !failover::may_follow(ours, theirs) {
         return Err(LinkFailure::Fenced { theirs, ours });
     }
@@ -339,7 +340,7 @@ mod tests {
     #[test]
     fn units_come_out_once_from_either_copy_and_acks_follow_progress() {
         let t0 = Instant::now();
-        let mut link = Link::new(0, 1, Duration::from_secs(30), t0);
+        let mut link = Link::new(0, Epoch(1), Duration::from_secs(30), t0);
         assert_eq!(
             link.poll_ack(t0),
             Some((0, 0)),
@@ -375,18 +376,21 @@ mod tests {
     #[test]
     fn an_older_epoch_is_refused_and_a_newer_one_adopted() {
         let t0 = Instant::now();
-        let mut link = Link::new(0, 5, Duration::from_secs(30), t0);
+        let mut link = Link::new(0, Epoch(5), Duration::from_secs(30), t0);
         let ping = |epoch| PrimaryMessage::Ping {
             offset: 0,
             unix_ms: 0,
-            epoch,
+            epoch: Epoch(epoch),
         };
         assert!(matches!(
             link.handle_message(t0, ping(4)),
-            Err(LinkFailure::Fenced { theirs: 4, ours: 5 })
+            Err(LinkFailure::Fenced {
+                theirs: Epoch(4),
+                ours: Epoch(5)
+            })
         ));
         link.handle_message(t0, ping(7)).unwrap();
-        assert_eq!(link.poll_event(), Some(LinkEvent::AdoptEpoch(7)));
+        assert_eq!(link.poll_event(), Some(LinkEvent::AdoptEpoch(Epoch(7))));
         link.handle_message(t0, ping(7)).unwrap();
         assert_eq!(link.poll_event(), None);
     }
@@ -395,7 +399,7 @@ mod tests {
     fn silence_past_the_idle_timeout_kills_the_link() {
         let t0 = Instant::now();
         let idle = Duration::from_secs(3);
-        let mut link = Link::new(0, 1, idle, t0);
+        let mut link = Link::new(0, Epoch(1), idle, t0);
         assert!(link.poll_idle(t0 + Duration::from_secs(2)).is_ok());
         link.handle_datagram(t0 + Duration::from_secs(2), b"garbage")
             .unwrap_err();
@@ -413,7 +417,7 @@ mod tests {
     #[test]
     fn handover_waits_for_the_last_batch_then_takes_over() {
         let t0 = Instant::now();
-        let mut link = Link::new(0, 1, Duration::from_secs(30), t0);
+        let mut link = Link::new(0, Epoch(1), Duration::from_secs(30), t0);
         let command = b"*1\r\n$4\r\nPING\r\n";
         let batch = Compressor::new(1).compress(0, command);
         link.handle_message(t0, PrimaryMessage::Batch(batch))
@@ -421,7 +425,7 @@ mod tests {
         link.handle_message(
             t0,
             PrimaryMessage::Handover {
-                epoch: 2,
+                epoch: Epoch(2),
                 offset: command.len() as u64,
             },
         )
@@ -433,16 +437,16 @@ mod tests {
         assert_eq!(
             link.poll_event(),
             Some(LinkEvent::TakeOver {
-                epoch: 2,
+                epoch: Epoch(2),
                 offset: command.len() as u64
             })
         );
-        let mut late = Link::new(10, 1, Duration::from_secs(30), t0);
+        let mut late = Link::new(10, Epoch(1), Duration::from_secs(30), t0);
         assert!(matches!(
             late.handle_message(
                 t0,
                 PrimaryMessage::Handover {
-                    epoch: 2,
+                    epoch: Epoch(2),
                     offset: 5
                 }
             ),

@@ -15,6 +15,7 @@
 
 use super::batch::{BatchPolicy, Compressor, Cut};
 use super::fastpath::{DatagramMode, PathSample};
+use super::ids::Epoch;
 use super::protocol::{self, MessageReader, PrimaryMessage, ReplicaMessage};
 use super::receiver::{Backoff, Link, LinkEvent, LinkFailure};
 use super::sender::{Sender, SenderConfig};
@@ -309,7 +310,7 @@ impl Pair {
         self.outcome.resumed_at.push(start);
         self.conn = Some(Connection {
             sender: Sender::new(self.config, start, self.now, rtt),
-            link: Link::new(start, 1, self.idle_timeout, self.now),
+            link: Link::new(start, Epoch(1), self.idle_timeout, self.now),
             compressor: Compressor::new(1),
             to_replica: StreamQueue::default(),
             to_primary: StreamQueue::default(),
@@ -473,7 +474,7 @@ impl Pair {
             let ping = protocol::encode(&PrimaryMessage::Ping {
                 offset,
                 unix_ms: 0,
-                epoch: 1,
+                epoch: Epoch(1),
             });
             self.send_stream(false, ping);
         }

@@ -84,10 +84,7 @@ impl Node {
             .store(port, std::sync::atomic::Ordering::Relaxed);
         shared.repl.refresh(&shared.settings.read());
         let epoch = crate::replication::failover::load_epoch(&shared.settings.read().dir);
-        shared
-            .repl
-            .epoch
-            .store(epoch, std::sync::atomic::Ordering::Release);
+        shared.repl.set_epoch(epoch);
         bind_replication(&shared)?;
         // A primary with peers takes no write before its first fencing
         // probe has answered; writes are refused from the first accepted
