@@ -33,20 +33,20 @@
 //! `QUIRE_*` environment variables, command-line flags.
 
 pub mod bench;
-pub mod commands;
+pub(crate) mod commands;
 pub mod config;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod keyspace;
-pub mod link;
-pub mod metrics;
-pub mod node;
-pub mod persist;
+pub(crate) mod keyspace;
+pub(crate) mod link;
+pub(crate) mod metrics;
+pub(crate) mod node;
+pub(crate) mod persist;
 pub mod replication;
 pub mod resp;
 pub mod server;
-pub mod timer;
+pub(crate) mod timer;
 pub mod transport;
 pub mod wan;
 

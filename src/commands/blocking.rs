@@ -5,7 +5,7 @@
 //! steal it. The registry itself is `node::blocking`.
 
 use super::{list, zset, ExecCtx};
-pub use crate::node::blocking::{BlockOp, BlockedWait, Blocking, TimeoutReply};
+pub use crate::node::blocking::{BlockOp, BlockedWait, Blocking};
 
 /// Serves waiters on every key marked ready, in blocking order. Serving a
 /// move may make its destination ready; the loop continues until quiet.
