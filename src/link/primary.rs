@@ -350,8 +350,6 @@ fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica 
         fsynced_offset: 0,
         last_ack: Instant::now(),
         rtt_ms: conn.rtt().as_millis() as u64,
-        wire_bytes: 0,
-        raw_bytes: 0,
         datagrams_active: false,
         loss_rate: 0.0,
         shared_compression: false,
@@ -555,7 +553,13 @@ async fn stream(
         sender.handle_stream_end(end);
         let max_datagram = conn.max_datagram_size().filter(|_| datagrams_usable);
         sender.handle_path(max_datagram, copies_backed_up(conn));
-        let failover_state = shared.repl.failover.lock().clone();
+        // A planned failover pauses writes for its whole course: only then
+        // is its state worth a lock.
+        let failover_state = if shared.repl.writes_paused.load(Ordering::Acquire) {
+            shared.repl.failover.lock().clone()
+        } else {
+            FailoverState::None
+        };
         if let FailoverState::InProgress { target } = &failover_state {
             if target == repl_addr {
                 if let Some(offset) = sender.poll_handover() {
@@ -612,11 +616,6 @@ async fn stream(
                 .sent_raw_bytes
                 .fetch_add(raw_len, Ordering::Relaxed);
             counters.batches_sent.fetch_add(1, Ordering::Relaxed);
-            if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
-                r.wire_bytes += wire.len() as u64;
-                r.raw_bytes += raw_len;
-                r.shared_compression = compressor.on_shared_stream();
-            }
             continue;
         }
         while let Some(copy) = sender.poll_datagrams(now) {
@@ -635,6 +634,7 @@ async fn stream(
             if let Some(r) = shared.repl.replicas.lock().replicas.get_mut(&id) {
                 r.rtt_ms = conn.rtt().as_millis() as u64;
                 r.datagrams_active = sender.copies_engaged(now);
+                r.shared_compression = compressor.on_shared_stream();
                 r.loss_rate = sender.loss_rate();
             }
             let epoch = shared.repl.epoch();

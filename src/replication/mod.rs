@@ -116,8 +116,6 @@ pub struct AttachedReplica {
     pub fsynced_offset: u64,
     pub last_ack: Instant,
     pub rtt_ms: u64,
-    pub wire_bytes: u64,
-    pub raw_bytes: u64,
     /// Whether batches to this replica currently get datagram copies.
     pub datagrams_active: bool,
     /// Smoothed fraction of packets lost on the link.
