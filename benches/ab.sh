@@ -2,6 +2,7 @@
 # A/B of two quire builds: the same redis-benchmark invocation against
 # each, alternating, 5 runs. BASE and NEW are quire binaries (e.g. a
 # worktree of the commit before a change, built with its own target dir).
+BASE=${BASE:?set BASE to the baseline quire binary}
 NEW=${NEW:-$(dirname "$0")/../target/release/quire}
 TEST=${TEST:-set}
 P=${P:-16}
