@@ -96,6 +96,12 @@ pub struct Pair {
     pub path: Path,
     pub config: SenderConfig,
     pub idle_timeout: Duration,
+    /// The epochs the replica and the primary run at (a replica never
+    /// follows an upstream with an older one).
+    pub replica_epoch: Epoch,
+    pub primary_epoch: Epoch,
+    /// Stop reconnecting after this many failed links.
+    pub max_failures: usize,
     rng: StdRng,
     t0: Instant,
     now: Instant,
@@ -139,6 +145,9 @@ impl Pair {
                 stagger: Duration::from_micros(300),
             },
             idle_timeout: Duration::from_secs(30),
+            replica_epoch: Epoch(1),
+            primary_epoch: Epoch(1),
+            max_failures: usize::MAX,
             rng: StdRng::seed_from_u64(seed),
             t0,
             now: t0,
@@ -310,7 +319,7 @@ impl Pair {
         self.outcome.resumed_at.push(start);
         self.conn = Some(Connection {
             sender: Sender::new(self.config, start, self.now, rtt),
-            link: Link::new(start, Epoch(1), self.idle_timeout, self.now),
+            link: Link::new(start, self.replica_epoch, self.idle_timeout, self.now),
             compressor: Compressor::new(1),
             to_replica: StreamQueue::default(),
             to_primary: StreamQueue::default(),
@@ -329,7 +338,9 @@ impl Pair {
         let conn = self.conn.take().expect("connected");
         self.outcome.failures.push(failure.to_string());
         let lasted = self.now.saturating_duration_since(conn.started);
-        self.reconnect_at = Some(self.now + self.backoff.next_delay(lasted, 1.0));
+        if self.outcome.failures.len() < self.max_failures {
+            self.reconnect_at = Some(self.now + self.backoff.next_delay(lasted, 1.0));
+        }
     }
 
     fn replica_side(&mut self) -> Result<(), LinkFailure> {
@@ -474,7 +485,7 @@ impl Pair {
             let ping = protocol::encode(&PrimaryMessage::Ping {
                 offset,
                 unix_ms: 0,
-                epoch: Epoch(1),
+                epoch: self.primary_epoch,
             });
             self.send_stream(false, ping);
         }
@@ -592,6 +603,49 @@ mod tests {
         assert!(out.identical, "{:?}", out.failures);
         assert_eq!(out.connections, 1, "{:?}", out.failures);
         assert!(out.failures.is_empty());
+    }
+
+    #[test]
+    fn acks_lag_one_round_trip_on_a_clean_link() {
+        let out = Pair::new(path(25, 0.0), DatagramMode::Off, 2).run(
+            5_000,
+            Duration::from_micros(400),
+            Duration::from_secs(60),
+        );
+        assert!(out.identical);
+        // One way for the batch, one back for its ack, plus the batching
+        // delay: never more on a clean path.
+        assert!(
+            out.max_ack_lag >= Duration::from_millis(45),
+            "{:?}",
+            out.max_ack_lag
+        );
+        assert!(
+            out.max_ack_lag <= Duration::from_millis(53),
+            "{:?}",
+            out.max_ack_lag
+        );
+    }
+
+    #[test]
+    fn a_replica_refuses_an_upstream_with_an_older_epoch() {
+        let mut pair = Pair::new(path(10, 0.0), DatagramMode::Off, 4);
+        pair.replica_epoch = Epoch(3);
+        pair.primary_epoch = Epoch(2);
+        pair.max_failures = 2;
+        let out = pair.run(1_000, Duration::from_millis(1), Duration::from_secs(30));
+        assert!(
+            !out.identical,
+            "a fenced upstream's stream is not applied to the end"
+        );
+        assert_eq!(out.failures.len(), 2, "{:?}", out.failures);
+        assert!(
+            out.failures
+                .iter()
+                .all(|f| f.contains("upstream is fenced")),
+            "{:?}",
+            out.failures
+        );
     }
 
     #[test]
