@@ -12,6 +12,7 @@ use crate::replication::batch::{BatchPolicy, Cut};
 use crate::replication::failover::{self, FailoverState};
 use crate::replication::fastpath::PathSample;
 use crate::replication::fullsync::{self, ServedSnapshot};
+use crate::replication::ids::Epoch;
 use crate::replication::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use crate::replication::sender::{OutOfOrder, Sender, SenderConfig};
 use crate::replication::stream::Resync;
@@ -39,13 +40,32 @@ pub enum LinkError {
     #[error("timed out during {0}")]
     Timeout(&'static str),
     #[error("{0}")]
-    Refused(String),
+    Refused(#[from] Refusal),
+    #[error("unexpected message {0}")]
+    Unexpected(String),
+    #[error("snapshot task failed: {0}")]
+    SnapshotTask(String),
     #[error("replica fell behind the backlog: {0}")]
     Compacted(#[from] crate::replication::backlog::Compacted),
     #[error("snapshot: {0}")]
     Snapshot(#[from] crate::persist::SnapshotError),
     #[error("{0}")]
     OutOfOrder(#[from] OutOfOrder),
+}
+
+/// Why this node turns a replica away; the text is sent to the replica
+/// (its `quire_link_last_error`) and logged here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("protocol version {theirs} is not supported (this node speaks {ours})")]
+    Version { theirs: u16, ours: u16 },
+    #[error("replication cycle: the replica is this node's own upstream")]
+    Cycle,
+    #[error("this node is fenced: its epoch {ours} is older than the replica's ({theirs})")]
+    Fenced { ours: Epoch, theirs: Epoch },
+    /// The resync decision's reason (RUNBOOK D).
+    #[error("{0}")]
+    HoldsLostWrites(String),
 }
 
 /// Accepts replica connections until shutdown.
@@ -158,8 +178,8 @@ async fn serve_replica(
             return Ok("probe answered");
         }
         Some(other) => {
-            return Err(LinkError::Refused(format!(
-                "expected a hello, got {other:?}"
+            return Err(LinkError::Unexpected(format!(
+                "{other:?} (expected a hello)"
             )))
         }
         None => return Ok("closed before the hello"),
@@ -169,31 +189,29 @@ async fn serve_replica(
     span.record("region", hello.region.as_str());
     span.record("replid", hello.replid.as_str());
     if hello.version != protocol::PROTOCOL_VERSION {
-        let reason = format!(
-            "protocol version {} is not supported (this node speaks {})",
-            hello.version,
-            protocol::PROTOCOL_VERSION
-        );
-        refuse(&mut send, &mut recv, &reason).await;
-        return Err(LinkError::Refused(reason));
+        let refusal = Refusal::Version {
+            theirs: hello.version,
+            ours: protocol::PROTOCOL_VERSION,
+        };
+        refuse(&mut send, &mut recv, &refusal).await;
+        return Err(refusal.into());
     }
     // Two nodes following each other would stream nothing forever: while
     // our link to our upstream works, that upstream cannot be our replica.
     if let Some(up) = shared.repl.upstream().filter(|_| shared.repl.link_up()) {
         let replica_addr = attached_replica(&hello, conn).repl_addr;
         if format!("{}:{}", up.host, up.port) == replica_addr {
-            let reason = "replication cycle: the replica is this node's own upstream".to_string();
-            refuse(&mut send, &mut recv, &reason).await;
-            return Err(LinkError::Refused(reason));
+            refuse(&mut send, &mut recv, &Refusal::Cycle).await;
+            return Err(Refusal::Cycle.into());
         }
     }
     let my_epoch = shared.repl.epoch();
     if hello.epoch > my_epoch {
-        let reason = format!(
-            "this node is fenced: its epoch {my_epoch} is older than the replica's ({})",
-            hello.epoch
-        );
-        refuse(&mut send, &mut recv, &reason).await;
+        let refusal = Refusal::Fenced {
+            ours: my_epoch,
+            theirs: hello.epoch,
+        };
+        refuse(&mut send, &mut recv, &refusal).await;
         if !shared.repl.is_replica() {
             // A replica has seen a promotion this primary missed.
             super::fence::demote(
@@ -206,7 +224,7 @@ async fn serve_replica(
                 my_epoch,
             );
         }
-        return Err(LinkError::Refused(reason));
+        return Err(refusal.into());
     }
     let (decision, replid, generation) = {
         let data = shared.data.lock();
@@ -240,8 +258,9 @@ async fn serve_replica(
             .counters
             .resyncs_refused
             .fetch_add(1, Ordering::Relaxed);
-        refuse(&mut send, &mut recv, reason).await;
-        return Err(LinkError::Refused(reason.clone()));
+        let refusal = Refusal::HoldsLostWrites(reason.clone());
+        refuse(&mut send, &mut recv, &refusal).await;
+        return Err(refusal.into());
     }
     let start = match (resumable, decision) {
         (Some((snapshot, at)), _) => {
@@ -304,10 +323,10 @@ async fn serve_replica(
 
 /// Tells the replica why it is refused and gives it a moment to read that
 /// before the connection closes.
-async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, reason: &str) {
+async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, refusal: &Refusal) {
     let _ = send
         .write_all(&protocol::encode(&PrimaryMessage::Refused {
-            reason: reason.to_string(),
+            reason: refusal.to_string(),
         }))
         .await;
     let _ = send.finish();
@@ -399,7 +418,7 @@ async fn make_snapshot(shared: &Arc<Shared>) -> Result<ServedSnapshot, LinkError
         fullsync::write_snapshot_file(&dir, &file_id, &dbs, &header, unix_ms())
     })
     .await
-    .map_err(|e| LinkError::Refused(format!("snapshot task failed: {e}")))??;
+    .map_err(|e| LinkError::SnapshotTask(e.to_string()))??;
     tracing::info!(%id, offset, bytes = size, ms = started.elapsed().as_millis() as u64, "replication snapshot written");
     let snapshot = ServedSnapshot {
         id,
@@ -671,7 +690,7 @@ async fn stream(
                             shared.repl.replicas.lock().handle_ack(id, offset, fsynced);
                             shared.repl.acked.notify_waiters();
                         }
-                        other => return Err(LinkError::Refused(format!("unexpected message {other:?}"))),
+                        other => return Err(LinkError::Unexpected(format!("{other:?}"))),
                     }
                 }
             }
