@@ -137,8 +137,11 @@ pub struct ExecCtx<'a> {
     pub keyspace: &'a mut Keyspace,
     pub blocking: &'a mut Blocking,
     pub pubsub: &'a mut PubSub,
-    /// The node's state: settings, role, counters (handlers read it; work
-    /// that needs a task goes to `actions`).
+    /// The node's state: settings, role, counters. Handlers read it, and
+    /// change it in place only where the next command must see the change
+    /// (CONFIG SET, a role change through `node::role`, FAILOVER's state);
+    /// work that needs a task or a thread goes to `actions`. A plain
+    /// reference, not an `Arc`: a handler cannot start anything.
     pub node: &'a Shared,
     pub session: &'a mut Session,
     /// Wall-clock milliseconds for this command (one value per command, so
