@@ -246,8 +246,7 @@ impl SnapshotJob {
 /// elapsed since the last save. A failed save is retried after 5 seconds,
 /// like Redis.
 pub fn save_rule_due(shared: &Shared, dirty: u64, now_unix: i64) -> bool {
-    let settings = shared.settings.read();
-    let rules = settings.save.rules();
+    let rules = shared.settings.read().save.clone();
     let state = shared.persistence.state.lock();
     if state.in_progress {
         return false;
@@ -257,6 +256,7 @@ pub fn save_rule_due(shared: &Shared, dirty: u64, now_unix: i64) -> bool {
         return false;
     }
     rules
+        .rules()
         .iter()
         .any(|r| dirty >= r.changes && elapsed >= r.seconds as i64 && dirty > 0)
 }

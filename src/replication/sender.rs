@@ -34,8 +34,8 @@ pub const PARITY_MAX_WAIT: Duration = Duration::from_millis(10);
 pub const ACK_LAG_SLACK: Duration = Duration::from_millis(500);
 /// Keep-alive and offset report interval.
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
-/// Batches remembered for measuring ack lag (older ones count as the
-/// oldest remembered).
+/// Batches remembered for measuring ack lag (past it, new batches are
+/// merged into the newest remembered one).
 const MAX_IN_FLIGHT: usize = 4096;
 
 /// How a link sends.
@@ -239,11 +239,14 @@ impl Sender {
         let raw_len = batch.raw_len as u64;
         self.sent += raw_len;
         self.end = self.end.max(self.sent);
-        if self.in_flight.len() == MAX_IN_FLIGHT {
-            // Keep the oldest send time: the lag is at least that.
-            self.in_flight.remove(1);
+        let full = self.in_flight.len() == MAX_IN_FLIGHT;
+        match self.in_flight.back_mut() {
+            // Too many unacknowledged batches (a long outage): the newest
+            // joins the one before it, keeping that one's older send time,
+            // so the lag measured once it is the oldest errs long.
+            Some(last) if full => last.0 = self.sent,
+            _ => self.in_flight.push_back((self.sent, now)),
         }
-        self.in_flight.push_back((self.sent, now));
         self.batcher.handle_sent(now, self.end - self.sent);
         self.batch_due = None;
         let behind = self.end > self.sent || self.ack_lag(now) > self.rtt * 2 + ACK_LAG_SLACK;
@@ -408,6 +411,27 @@ mod tests {
         assert_eq!(s.acked(), 10, "acks never move back");
         s.handle_ack(20, 20);
         assert_eq!(s.ack_lag(t2), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_long_outage_keeps_the_in_flight_record_bounded() {
+        let t0 = Instant::now();
+        let mut s = Sender::new(config(DatagramMode::Off), 0, t0, Duration::from_millis(40));
+        let mut c = Compressor::new(1);
+        for i in 0..(MAX_IN_FLIGHT as u64 + 100) {
+            let at = t0 + Duration::from_millis(i);
+            s.handle_stream_end((i + 1) * 10);
+            s.handle_batch(at, &c.compress(i * 10, &[7; 10])).unwrap();
+        }
+        assert_eq!(s.in_flight.len(), MAX_IN_FLIGHT);
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(
+            s.ack_lag(later),
+            Duration::from_secs(60),
+            "the oldest send time is kept"
+        );
+        s.handle_ack(s.sent(), 0);
+        assert_eq!(s.ack_lag(later), Duration::ZERO);
     }
 
     #[test]
