@@ -11,26 +11,12 @@ use bytes::Bytes;
 
 const G: &str = "hash";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: (1, 1, 1),
-            group: G,
-            summary: $summary,
-            syntax: $syntax,
-            run: $run,
-        }
-    };
-}
-
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
         "hset",
         -4,
         WRITE | DENYOOM | FAST,
+        (1, 1, 1),
         "Creates or modifies the value of a field in a hash.",
         "key field value [field value ...]",
         hset
@@ -39,6 +25,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hmset",
         -4,
         WRITE | DENYOOM | FAST,
+        (1, 1, 1),
         "Sets the values of multiple fields.",
         "key field value [field value ...]",
         hset
@@ -47,6 +34,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hsetnx",
         4,
         WRITE | DENYOOM | FAST,
+        (1, 1, 1),
         "Sets the value of a field in a hash only when the field doesn't exist.",
         "key field value",
         hsetnx
@@ -55,6 +43,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hget",
         3,
         READONLY | FAST,
+        (1, 1, 1),
         "Returns the value of a field in a hash.",
         "key field",
         hget
@@ -63,6 +52,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hmget",
         -3,
         READONLY | FAST,
+        (1, 1, 1),
         "Returns the values of all fields in a hash.",
         "key field [field ...]",
         hmget
@@ -71,6 +61,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hdel",
         -3,
         WRITE | FAST,
+        (1, 1, 1),
         "Deletes one or more fields and their values from a hash.",
         "key field [field ...]",
         hdel
@@ -79,6 +70,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hlen",
         2,
         READONLY | FAST,
+        (1, 1, 1),
         "Returns the number of fields in a hash.",
         "key",
         hlen
@@ -87,6 +79,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hstrlen",
         3,
         READONLY | FAST,
+        (1, 1, 1),
         "Returns the length of the value of a field.",
         "key field",
         hstrlen
@@ -95,6 +88,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hexists",
         3,
         READONLY | FAST,
+        (1, 1, 1),
         "Determines whether a field exists in a hash.",
         "key field",
         hexists
@@ -103,6 +97,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hkeys",
         2,
         READONLY,
+        (1, 1, 1),
         "Returns all fields in a hash.",
         "key",
         hkeys
@@ -111,6 +106,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hvals",
         2,
         READONLY,
+        (1, 1, 1),
         "Returns all values in a hash.",
         "key",
         hvals
@@ -119,6 +115,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hgetall",
         2,
         READONLY,
+        (1, 1, 1),
         "Returns all fields and values in a hash.",
         "key",
         hgetall
@@ -127,6 +124,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hincrby",
         4,
         WRITE | DENYOOM | FAST,
+        (1, 1, 1),
         "Increments the integer value of a field in a hash by a number.",
         "key field increment",
         hincrby
@@ -135,6 +133,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hincrbyfloat",
         4,
         WRITE | DENYOOM | FAST,
+        (1, 1, 1),
         "Increments the floating point value of a field by a number.",
         "key field increment",
         hincrbyfloat
@@ -143,6 +142,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hrandfield",
         -2,
         READONLY,
+        (1, 1, 1),
         "Returns one or more random fields from a hash.",
         "key [count [WITHVALUES]]",
         hrandfield
@@ -151,6 +151,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         "hscan",
         -3,
         READONLY,
+        (1, 1, 1),
         "Iterates over fields and values of a hash.",
         "key cursor [MATCH pattern] [COUNT count] [NOVALUES]",
         hscan

@@ -10,21 +10,6 @@ use bytes::Bytes;
 
 const G: &str = "generic";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: $keys,
-            group: G,
-            summary: $summary,
-            syntax: $syntax,
-            run: $run,
-        }
-    };
-}
-
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("del", -2, WRITE, (1, -1, 1), "Deletes one or more keys.", "key [key ...]", del),
     spec!("unlink", -2, WRITE | FAST, (1, -1, 1), "Asynchronously deletes one or more keys.", "key [key ...]", del),

@@ -11,21 +11,6 @@ use bytes::Bytes;
 
 const G: &str = "list";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: $keys,
-            group: G,
-            summary: $summary,
-            syntax: $syntax,
-            run: $run,
-        }
-    };
-}
-
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("lpush", -3, WRITE | DENYOOM | FAST, (1, 1, 1), "Prepends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]", lpush),
     spec!("rpush", -3, WRITE | DENYOOM | FAST, (1, 1, 1), "Appends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]", rpush),

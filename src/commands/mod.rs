@@ -18,6 +18,26 @@
 //! runtime. The replicated stream comes in through [`stream_applier`],
 //! the node's one entry point for applying units.
 
+/// One row of the command table, in the family file's group `G`. Without a
+/// key spec the command takes no keys (`(0, 0, 0)`).
+macro_rules! spec {
+    ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
+        spec!($name, $arity, $flags, (0, 0, 0), $summary, $syntax, $run)
+    };
+    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: $keys,
+            group: G,
+            summary: $summary,
+            syntax: $syntax,
+            run: $run,
+        }
+    };
+}
+
 pub mod args;
 pub mod blocking;
 mod connection;

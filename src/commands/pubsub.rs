@@ -17,21 +17,6 @@ const G: &str = "pubsub";
 
 pub use crate::node::pubsub::{Message, Outbox, PubSub, Subscriber, SUBSCRIBER_QUEUE};
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: (0, 0, 0),
-            group: G,
-            summary: $summary,
-            syntax: $syntax,
-            run: $run,
-        }
-    };
-}
-
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
         "subscribe",

@@ -15,21 +15,6 @@ use std::sync::atomic::Ordering;
 
 const G: &str = "server";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: (0, 0, 0),
-            group: G,
-            summary: $summary,
-            syntax: $syntax,
-            run: $run,
-        }
-    };
-}
-
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Configures a server as replica of another, or promotes it to a master.", "host port", replicaof),
     spec!("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port", replicaof),

@@ -13,21 +13,6 @@ use std::sync::Arc;
 
 const G: &str = "set";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: $keys,
-            group: G,
-            summary: $summary,
-            syntax: $syntax,
-            run: $run,
-        }
-    };
-}
-
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("sadd", -3, WRITE | DENYOOM | FAST, (1, 1, 1), "Adds one or more members to a set. Creates the key if it doesn't exist.", "key member [member ...]", sadd),
     spec!("srem", -3, WRITE | FAST, (1, 1, 1), "Removes one or more members from a set. Deletes the set if the last member was removed.", "key member [member ...]", srem),

@@ -10,21 +10,6 @@ use std::sync::Arc;
 
 const G: &str = "string";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: $keys,
-            group: G,
-            summary: $summary,
-            syntax: $syntax,
-            run: $run,
-        }
-    };
-}
-
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("get", 2, READONLY | FAST, (1, 1, 1), "Returns the string value of a key.", "key", get),
     spec!(

@@ -15,21 +15,6 @@ use std::sync::atomic::Ordering;
 
 const G: &str = "transactions";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: $keys,
-            group: G,
-            summary: $summary,
-            syntax: $syntax,
-            run: $run,
-        }
-    };
-}
-
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
         "multi",

@@ -17,21 +17,6 @@ use std::sync::Arc;
 
 const G: &str = "sorted-set";
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $summary:literal, $syntax:literal, $run:expr) => {
-        CommandSpec {
-            name: $name,
-            arity: $arity,
-            flags: $flags,
-            keys: $keys,
-            group: G,
-            summary: $summary,
-            syntax: $syntax,
-            run: $run,
-        }
-    };
-}
-
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("zadd", -4, WRITE | DENYOOM | FAST, (1, 1, 1), "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.", "key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]", zadd),
     spec!("zincrby", 4, WRITE | DENYOOM | FAST, (1, 1, 1), "Increments the score of a member in a sorted set.", "key increment member", zincrby),
