@@ -400,6 +400,17 @@ async fn make_snapshot(shared: &Arc<Shared>) -> Result<ServedSnapshot, LinkError
         (data.keyspace.snapshot(), position)
     };
     let (replid, offset, stream_db) = (position.replid, position.offset, position.db as u32);
+    // As for the stream: the snapshot leaves only once the writes it holds
+    // are in the log on the OS's side.
+    if shared
+        .log
+        .write_pending()
+        .map_or(true, |written| written < offset)
+    {
+        return Err(LinkError::SnapshotTask(
+            "the log cannot be written (disk full?): no snapshot until it can".into(),
+        ));
+    }
     let (dir, node) = {
         let s = shared.settings.read();
         (s.dir.join("repl-snapshots"), s.node.name.clone())
@@ -566,6 +577,10 @@ async fn stream(
             let data = shared.data.lock();
             (data.repl.offset(), data.repl.generation)
         };
+        // Only what the log has handed to the OS goes to replicas: a
+        // primary killed before writing a batch cannot leave a replica
+        // ahead of the history it comes back with.
+        let end = end.min(shared.log.written());
         if current_generation != generation {
             return Ok("the replication history was replaced (resync or promotion)");
         }

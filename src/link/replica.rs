@@ -496,10 +496,11 @@ pub fn apply_units(
         guard.repl.end_db = session.db();
         guard.repl.offset()
     };
-    shared.repl.stream_ready.notify_waiters();
     if let Err(e) = shared.log.write_pending() {
         tracing::debug!(error = %e, "log write failed; the log thread retries");
     }
+    // Sub-replicas get what the log has handed to the OS.
+    shared.repl.stream_ready.notify_waiters();
     (units.raw, Some(offset))
 }
 

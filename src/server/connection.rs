@@ -142,10 +142,11 @@ async fn run(
                 super::actions::run(shared, &mut actions);
             }
             if wrote {
-                shared.repl.stream_ready.notify_waiters();
                 // No reply to a write before the log has it (on the OS's
-                // side, or fsynced under appendfsync always).
+                // side, or fsynced under appendfsync always); senders ship
+                // only what the log has handed to the OS, so wake them now.
                 super::persistence::make_durable(shared, offset_after).await;
+                shared.repl.stream_ready.notify_waiters();
             }
             session.flush_stats(&shared.stats);
             let limit = shared.settings.read().client_output_buffer_limit_normal;

@@ -337,9 +337,6 @@ async fn cron(shared: Arc<Shared>) {
             }
         }
         let wrote = data.repl.offset() != offset_before;
-        if wrote {
-            shared.repl.stream_ready.notify_waiters();
-        }
         shared
             .repl
             .record_offset(data.repl.offset(), Instant::now());
@@ -370,6 +367,7 @@ async fn cron(shared: Arc<Shared>) {
         }
         if wrote {
             let _ = shared.log.write_pending();
+            shared.repl.stream_ready.notify_waiters();
         }
         shared.log.trim();
     }

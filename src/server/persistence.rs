@@ -360,7 +360,12 @@ pub fn run_log_thread(shared: Arc<Shared>) {
         };
         shared.persistence.wait_for_work(wait);
         let stopping = shared.is_shutting_down();
+        let written_before = log.written();
         failing = log.write_pending().is_err();
+        if log.written() > written_before {
+            // Senders stream only bytes the log has handed to the OS.
+            shared.repl.stream_ready.notify_waiters();
+        }
         let due = match policy {
             FsyncPolicy::Always => true,
             FsyncPolicy::Everysec => last_sync.elapsed() >= Duration::from_secs(1) || stopping,
