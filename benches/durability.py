@@ -148,7 +148,7 @@ def catchup(args):
             while "master_link_status:up" not in cli(16394, "INFO", "replication"):
                 time.sleep(0.01)
             results["catch-up"].append(bench_get(16393, args.requests))
-            if "sync_partial_ok:0" in cli(16393, "INFO", "replication"):
+            if "sync_partial_ok:0" in cli(16393, "INFO", "stats"):
                 print("warning: the replica did not resume partially", file=sys.stderr)
             behind = int(cli(16393, "INFO", "replication").split("master_repl_offset:")[1].split()[0]) - int(cli(16394, "INFO", "replication").split("master_repl_offset:")[1].split()[0])
             r.terminate()

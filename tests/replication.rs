@@ -206,9 +206,9 @@ fn replica_restart_resumes_with_partial_resync() {
     assert_eq!(r.digest(), p.digest());
     assert_eq!(r.info("replication", "quire_partial_syncs"), "1");
     assert_eq!(r.info("replication", "quire_full_syncs"), "0");
-    assert_eq!(p.info("replication", "sync_partial_ok"), "1");
+    assert_eq!(p.info("stats", "sync_partial_ok"), "1");
     assert_eq!(
-        p.info("replication", "sync_full"),
+        p.info("stats", "sync_full"),
         "1",
         "only the first sync was full"
     );

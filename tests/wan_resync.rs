@@ -49,7 +49,13 @@ fn replica_via(
 }
 
 fn num(node: &TestNode, field: &str) -> u64 {
-    node.info("replication", field).parse().unwrap_or(0)
+    // Redis keeps the sync counters in INFO stats.
+    let section = if field.starts_with("sync_") {
+        "stats"
+    } else {
+        "replication"
+    };
+    node.info(section, field).parse().unwrap_or(0)
 }
 
 /// Writes a key every few milliseconds until stopped.

@@ -200,7 +200,7 @@ fn reset(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     super::tx::unwatch_all(ctx.keyspace, ctx.session);
     ctx.pubsub
         .remove_client(ctx.session.id(), &mut ctx.session.subscriber);
-    ctx.session.subscriptions = 0;
+    ctx.session.set_subscriptions(0);
     ctx.session.select(0);
     ctx.session.proto = Protocol::Resp2;
     ctx.session.handle.resp.store(2, Ordering::Relaxed);
@@ -245,25 +245,15 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     } else if is(sub, "info") && n == 2 {
         Ok(Frame::Verbatim(format!(
             "{}\n",
-            ctx.session.handle.info_line(now, ctx.session.subscriptions)
+            ctx.session.handle.info_line(now)
         )))
     } else if is(sub, "list") {
         let mut ids: Option<Vec<u64>> = None;
+        let mut kind = None;
         let mut i = 2;
         while i < n {
             if is(&args[i], "type") && i + 1 < n {
-                let t = &args[i + 1];
-                if !(is(t, "normal")
-                    || is(t, "master")
-                    || is(t, "replica")
-                    || is(t, "slave")
-                    || is(t, "pubsub"))
-                {
-                    return Err(Frame::error_owned(format!(
-                        "ERR Unknown client type '{}'",
-                        text(t)
-                    )));
-                }
+                kind = Some(ClientType::parse(&args[i + 1])?);
                 i += 2;
             } else if is(&args[i], "id") && i + 1 < n {
                 let mut list = Vec::new();
@@ -278,15 +268,12 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         let mut out = String::new();
         for c in ctx.node.clients.all() {
-            if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+            if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id))
+                || kind.is_some_and(|k| !k.matches(&c))
+            {
                 continue;
             }
-            let subs = if c.id == ctx.session.id() {
-                ctx.session.subscriptions
-            } else {
-                0
-            };
-            out.push_str(&c.info_line(now, subs));
+            out.push_str(&c.info_line(now));
             out.push('\n');
         }
         Ok(Frame::Verbatim(out))
@@ -387,6 +374,7 @@ fn client_kill(ctx: &mut ExecCtx, opts: &[Bytes]) -> CmdResult {
         return Err(ERR_SYNTAX);
     }
     let (mut id, mut addr, mut laddr, mut skipme) = (None, None, None, true);
+    let (mut kind, mut maxage) = (None, None);
     for pair in opts.chunks(2) {
         let value = text(&pair[1]);
         if is(&pair[0], "id") {
@@ -404,17 +392,46 @@ fn client_kill(ctx: &mut ExecCtx, opts: &[Bytes]) -> CmdResult {
                 "no" => false,
                 _ => return Err(ERR_SYNTAX),
             };
-        } else if is(&pair[0], "type") || is(&pair[0], "user") || is(&pair[0], "maxage") {
-            // Accepted filters that match every normal client.
+        } else if is(&pair[0], "type") {
+            kind = Some(ClientType::parse(&pair[1])?);
+        } else if is(&pair[0], "maxage") {
+            maxage = Some(uint(&pair[1], ERR_SYNTAX)?);
+        } else if is(&pair[0], "user") {
+            // Every client is the default user (no ACL users yet).
+            if value != "default" {
+                return Err(Frame::error_owned(format!("ERR No such user '{value}'")));
+            }
         } else {
             return Err(ERR_SYNTAX);
         }
     }
     let mut killed = 0;
+    // Replication links are the "replica" and "master" clients here.
+    if addr.is_none() && laddr.is_none() && id.is_none() && maxage.is_none() {
+        match kind {
+            Some(ClientType::Replica) => {
+                for r in ctx.node.repl.replicas.lock().replicas.values() {
+                    r.kill.notify_one();
+                    killed += 1;
+                }
+                return Ok(Frame::Integer(killed));
+            }
+            Some(ClientType::Master) => {
+                if ctx.node.repl.link_up() {
+                    ctx.node.repl.kill_link.notify_waiters();
+                    killed += 1;
+                }
+                return Ok(Frame::Integer(killed));
+            }
+            _ => {}
+        }
+    }
     for c in clients {
         if id.is_some_and(|id| id != c.id)
             || addr.as_ref().is_some_and(|a| *a != c.addr.to_string())
             || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string())
+            || kind.is_some_and(|k| !k.matches(&c))
+            || maxage.is_some_and(|age| c.created.elapsed().as_secs() < age)
         {
             continue;
         }
@@ -429,4 +446,44 @@ fn client_kill(ctx: &mut ExecCtx, opts: &[Bytes]) -> CmdResult {
         killed += 1;
     }
     Ok(Frame::Integer(killed))
+}
+
+/// The client classes of CLIENT LIST/KILL TYPE. Client connections are
+/// `normal` or, while subscribed, `pubsub`; the replication links are the
+/// `replica` and `master` ones (killed through the link, never listed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientType {
+    Normal,
+    Pubsub,
+    Replica,
+    Master,
+}
+
+impl ClientType {
+    fn parse(arg: &Bytes) -> Result<ClientType, Frame> {
+        Ok(match text(arg).to_ascii_lowercase().as_str() {
+            "normal" => ClientType::Normal,
+            "pubsub" => ClientType::Pubsub,
+            "replica" | "slave" => ClientType::Replica,
+            "master" => ClientType::Master,
+            _ => {
+                return Err(Frame::error_owned(format!(
+                    "ERR Unknown client type '{}'",
+                    text(arg)
+                )))
+            }
+        })
+    }
+
+    fn matches(self, client: &crate::node::clients::ClientHandle) -> bool {
+        let subscribed = client
+            .subscriptions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0;
+        match self {
+            ClientType::Normal => !subscribed,
+            ClientType::Pubsub => subscribed,
+            ClientType::Replica | ClientType::Master => false,
+        }
+    }
 }

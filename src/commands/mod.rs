@@ -497,7 +497,7 @@ pub fn disconnect(data: &mut crate::node::Data, session: &mut Session) {
     data.blocking.unblock(session.id());
     data.pubsub
         .remove_client(session.id(), &mut session.subscriber);
-    session.subscriptions = 0;
+    session.set_subscriptions(0);
 }
 
 /// Parses a blocking command's timeout (seconds, fractional allowed) into

@@ -97,7 +97,8 @@ fn subscribe_generic(ctx: &mut ExecCtx, args: &[Bytes], pattern: bool) -> CmdRes
             ctx.session.subscriber.count(),
         ));
     }
-    ctx.session.subscriptions = ctx.session.subscriber.count();
+    let n = ctx.session.subscriber.count();
+    ctx.session.set_subscriptions(n);
     Ok(Frame::Multiple(replies))
 }
 
@@ -135,7 +136,8 @@ fn unsubscribe_generic(ctx: &mut ExecCtx, args: &[Bytes], pattern: bool) -> CmdR
     if names.is_empty() {
         replies.push(ack(kind, None, ctx.session.subscriber.count()));
     }
-    ctx.session.subscriptions = ctx.session.subscriber.count();
+    let n = ctx.session.subscriber.count();
+    ctx.session.set_subscriptions(n);
     Ok(Frame::Multiple(replies))
 }
 

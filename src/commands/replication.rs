@@ -16,8 +16,8 @@ use std::sync::atomic::Ordering;
 const G: &str = "server";
 
 pub(super) static COMMANDS: &[CommandSpec] = &[
-    spec!("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Configures a server as replica of another, or promotes it to a master.", "host port", replicaof),
-    spec!("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_MULTI, "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port", replicaof),
+    spec!("replicaof", 3, ADMIN | NOSCRIPT | STALE, "Configures a server as replica of another, or promotes it to a master.", "host port", replicaof),
+    spec!("slaveof", 3, ADMIN | NOSCRIPT | STALE, "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port", replicaof),
     spec!(
         "waitaof",
         4,
@@ -54,7 +54,7 @@ fn replicaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         host: text(&args[1]),
         port,
     };
-    if shared.repl.upstream().as_ref() == Some(&upstream) {
+    if shared.repl.is_upstream(&upstream.host, upstream.port) {
         return Ok(Frame::simple("OK Already connected to specified master"));
     }
     if shared.repl.endpoint.lock().is_none() {
@@ -281,7 +281,7 @@ fn role(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
         return Ok(Frame::Array(vec![
             Frame::bulk("slave"),
             Frame::bulk(up.host),
-            Frame::Integer(up.port as i64),
+            Frame::Integer(shared.repl.upstream_client_port().unwrap_or(up.port) as i64),
             Frame::bulk(state),
             Frame::Integer(offset),
         ]));
@@ -387,12 +387,13 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             let link = repl.link.lock().clone();
             let _ = write!(
                 out,
-                "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{offset}\r\nslave_repl_offset:{offset}\r\nslave_priority:100\r\nslave_read_only:{}\r\nreplica_announced:1\r\n",
+                "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{offset}\r\nslave_repl_offset:{offset}\r\nslave_priority:{}\r\nslave_read_only:{}\r\nreplica_announced:1\r\n",
                 up.host,
-                up.port,
+                link.upstream_tcp_port.unwrap_or(up.port),
                 if repl.link_up() { "up" } else { "down" },
                 link.last_io.map(|t| t.elapsed().as_secs() as i64).unwrap_or(-1),
                 link.sync_in_progress as u8,
+                settings.replica_priority,
                 settings.replica_read_only as u8,
             );
             if let Some(incoming) = repl.incoming.lock().as_ref() {
@@ -511,15 +512,12 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     };
     let _ = write!(
         out,
-        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nquire_rejected_links:{}\r\nquire_resyncs_refused:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\n",
+        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nquire_rejected_links:{}\r\nquire_resyncs_refused:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\n",
         settings.node.name,
         settings.node.region,
         repl.port.load(Ordering::Relaxed),
         ratio(sent_raw, sent_wire),
         ratio(recv_raw, recv_wire),
-        c.full_syncs_served.load(Ordering::Relaxed),
-        c.partial_syncs_ok.load(Ordering::Relaxed),
-        c.partial_syncs_err.load(Ordering::Relaxed),
         c.rejected_links.load(Ordering::Relaxed),
         c.resyncs_refused.load(Ordering::Relaxed),
         c.snapshot_bytes_sent.load(Ordering::Relaxed),

@@ -332,6 +332,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
         "persistence" => persistence_section(ctx, out),
         "stats" => {
             let s = &shared.stats;
+            let c = &shared.repl.counters;
             let (hits, misses) = ctx
                 .keyspace
                 .dbs
@@ -339,7 +340,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
                 .fold((0, 0), |(h, m), db| (h + db.hits, m + db.misses));
             let _ = write!(
                 out,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\ntotal_error_replies:{}\r\n",
                 Stats::get(&s.connections_received),
                 Stats::get(&s.commands_processed),
                 s.ops_per_sec(),
@@ -349,6 +350,9 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
                 ctx.keyspace.expired_keys,
                 hits,
                 misses,
+                Stats::get(&c.full_syncs_served),
+                Stats::get(&c.partial_syncs_ok),
+                Stats::get(&c.partial_syncs_err),
                 Stats::get(&s.error_replies),
             );
         }

@@ -69,6 +69,15 @@ pub struct Session {
 }
 
 impl Session {
+    /// Records how many channels and patterns the client subscribes to
+    /// (also on its handle: CLIENT LIST and KILL TYPE pubsub see it).
+    pub fn set_subscriptions(&mut self, n: usize) {
+        self.subscriptions = n;
+        self.handle
+            .subscriptions
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn new(
         handle: Arc<ClientHandle>,
         authenticated: bool,

@@ -144,6 +144,14 @@ pub struct Settings {
     /// Upstream to replicate from, "host:port" of its replication port;
     /// empty for a primary.
     pub replicaof: String,
+    /// Password this node sends when it asks an upstream's client port
+    /// for its replication endpoint (`REPLICAOF host client-port` on a
+    /// primary with `requirepass`). The link itself is authenticated by
+    /// certificates.
+    pub masterauth: String,
+    /// Sentinel's preference among replicas for promotion: lower first,
+    /// 0 never (INFO's `slave_priority`).
+    pub replica_priority: u32,
     /// Refuse writes from clients while a replica (Redis's default).
     pub replica_read_only: bool,
     /// Serve reads while the link to the upstream is down.
@@ -445,6 +453,8 @@ impl Default for Settings {
             threads: 0,
             node: NodeSettings::default(),
             replicaof: String::new(),
+            masterauth: String::new(),
+            replica_priority: 100,
             replica_read_only: true,
             replica_serve_stale_data: true,
             min_replicas_to_write: 0,

@@ -144,6 +144,30 @@ pub static PARAMS: &[Param] = &[
         set: None,
     },
     Param {
+        name: "masterauth",
+        get: |s| s.masterauth.clone(),
+        set: Some(|s, v| {
+            s.masterauth = v.to_string();
+            Ok(())
+        }),
+    },
+    Param {
+        name: "replica-priority",
+        get: |s| s.replica_priority.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.replica_priority = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "slave-priority",
+        get: |s| s.replica_priority.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.replica_priority = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "replica-read-only",
         get: |s| yes_no(s.replica_read_only),
         set: Some(|s, v| {

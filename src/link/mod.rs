@@ -5,12 +5,15 @@
 //!   full resync), then streams batches and reads acks.
 //! - [`replica`]: dials the upstream, loads a snapshot when it must,
 //!   applies the stream through the node's applier, acks its offset.
+//! - [`discover`]: finds the replication endpoint behind an upstream's
+//!   client port (how Sentinel names it).
 //! - [`fence`]: probes peers for a newer epoch; drives planned failover.
 //!
 //! Calls go down: the link uses node state (`node`), the cores
 //! (`replication`) and the transport; nothing below imports it. Commands
 //! reach it only through node actions that the connection task carries out.
 
+pub mod discover;
 pub mod fence;
 pub mod primary;
 pub mod replica;

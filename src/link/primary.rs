@@ -241,6 +241,17 @@ async fn serve_replica(
     };
     let replica_info = attached_replica(&hello, conn);
     let repl_addr = replica_info.repl_addr.clone();
+    // CLIENT KILL TYPE replica closes the link at whatever stage it is.
+    let (kill, closing) = (replica_info.kill.clone(), conn.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = kill.notified() => {
+                tracing::info!("replica link closed by CLIENT KILL");
+                closing.close(0u32.into(), b"killed by CLIENT KILL");
+            }
+            _ = closing.closed() => {}
+        }
+    });
     let attached = Attached {
         shared,
         id: shared.repl.replicas.lock().add(replica_info),
@@ -284,6 +295,7 @@ async fn serve_replica(
                 replid,
                 offset,
                 epoch: my_epoch,
+                tcp_port: shared.tcp_port.load(Ordering::Relaxed),
             }))
             .await?;
             offset
@@ -372,6 +384,7 @@ fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica 
         datagrams_active: false,
         loss_rate: 0.0,
         shared_compression: false,
+        kill: Arc::new(tokio::sync::Notify::new()),
     }
 }
 
@@ -469,6 +482,7 @@ async fn send_snapshot(
             file_crc32: snapshot.crc32,
             resume_at: at,
             epoch: shared.repl.epoch(),
+            tcp_port: shared.tcp_port.load(Ordering::Relaxed),
         };
         send.write_all(&protocol::encode(&reply)).await?;
         let mut file = tokio::fs::File::open(&snapshot.path)

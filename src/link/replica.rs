@@ -5,6 +5,7 @@
 //! the core's [`receiver::Backoff`] and asks to continue from the last
 //! applied unit.
 
+use super::discover::{discover, DiscoverError, Endpoint};
 use super::primary::{read_message, LinkError};
 use crate::node::apply::StreamApplier;
 use crate::node::{role, NodeAction};
@@ -42,6 +43,8 @@ pub enum ReplicaError {
     Connection(#[from] quinn::ConnectionError),
     #[error("cannot resolve {0}")]
     Resolve(String),
+    #[error("{0}")]
+    Discover(#[from] DiscoverError),
     #[error("no replication endpoint (certificates missing?)")]
     NoEndpoint,
     #[error("{0}")]
@@ -148,6 +151,7 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
         let started = Instant::now();
         let result = tokio::select! {
             r = session(&shared, &upstream) => r,
+            _ = shared.repl.kill_link.notified() => Ok("link closed by CLIENT KILL TYPE master"),
             _ = role.wait_for(|g| *g != generation) => return,
             _ = wait_shutdown(&mut shutdown) => return,
         };
@@ -172,8 +176,8 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
     }
 }
 
-async fn resolve(upstream: &Upstream, ipv4: bool) -> Result<SocketAddr, ReplicaError> {
-    let target = format!("{}:{}", upstream.host, upstream.port);
+async fn resolve(host: &str, port: u16, ipv4: bool) -> Result<SocketAddr, ReplicaError> {
+    let target = format!("{host}:{port}");
     let addrs = tokio::net::lookup_host(&target)
         .await
         .map_err(|e| ReplicaError::Resolve(format!("{target}: {e}")))?;
@@ -194,7 +198,20 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
         .clone()
         .ok_or(ReplicaError::NoEndpoint)?;
     let local_v4 = endpoint.local_addr().map(|a| a.is_ipv4()).unwrap_or(true);
-    let addr = resolve(upstream, local_v4).await?;
+    // Pointed at the upstream's client port (as Sentinel does), the link
+    // goes to the replication endpoint it names.
+    shared.repl.link.lock().state = LinkState::Connecting;
+    let masterauth = shared.settings.read().masterauth.clone();
+    let repl_port = match discover(&upstream.host, upstream.port, &masterauth).await? {
+        Endpoint::ClientPort { repl_port } => {
+            let mut link = shared.repl.link.lock();
+            link.upstream_tcp_port = Some(upstream.port);
+            link.upstream_repl_port = Some(repl_port);
+            repl_port
+        }
+        Endpoint::Direct => upstream.port,
+    };
+    let addr = resolve(&upstream.host, repl_port, local_v4).await?;
     let (server_name, hello) =
         {
             let s = shared.settings.read();
@@ -231,7 +248,6 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
                 };
             (name, hello)
         };
-    shared.repl.link.lock().state = LinkState::Connecting;
     tracing::Span::current().record("replid", hello.replid.as_str());
     let connecting = endpoint.connect(addr, &server_name)?;
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
@@ -268,8 +284,10 @@ async fn run_session(
             replid,
             offset,
             epoch,
+            tcp_port,
         }) => {
             check_epoch(shared, epoch)?;
+            learn_client_port(shared, tcp_port);
             if offset != asked {
                 return Err(HandshakeError::WrongOffset { offset, asked }.into());
             }
@@ -292,8 +310,10 @@ async fn run_session(
             file_crc32,
             resume_at,
             epoch,
+            tcp_port,
         }) => {
             check_epoch(shared, epoch)?;
+            learn_client_port(shared, tcp_port);
             let incoming = IncomingSnapshot {
                 id: snapshot_id,
                 replid,
@@ -393,6 +413,14 @@ async fn run_session(
                     .await?;
             }
         }
+    }
+}
+
+/// Records the upstream's client port from its handshake (INFO's
+/// `master_port`, what Sentinel compares with its view).
+fn learn_client_port(shared: &Shared, tcp_port: u16) {
+    if tcp_port != 0 {
+        shared.repl.link.lock().upstream_tcp_port = Some(tcp_port);
     }
 }
 

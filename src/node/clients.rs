@@ -23,6 +23,9 @@ pub struct ClientHandle {
     pub resp: AtomicU8,
     pub last_command: Mutex<&'static str>,
     pub last_interaction_ms: AtomicI64,
+    /// Channels and patterns subscribed to: a client with any is of type
+    /// `pubsub` (CLIENT LIST `flags=P`, CLIENT KILL TYPE).
+    pub subscriptions: AtomicUsize,
     killed: AtomicBool,
     kill_notify: Notify,
 }
@@ -41,6 +44,7 @@ impl ClientHandle {
             resp: AtomicU8::new(2),
             last_command: Mutex::new("NULL"),
             last_interaction_ms: AtomicI64::new(crate::node::unix_ms()),
+            subscriptions: AtomicUsize::new(0),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
         }
@@ -63,18 +67,20 @@ impl ClientHandle {
     }
 
     /// One line of `CLIENT LIST` in Redis's field order.
-    pub fn info_line(&self, now_ms: i64, subscriptions: usize) -> String {
+    pub fn info_line(&self, now_ms: i64) -> String {
+        let subscriptions = self.subscriptions.load(Ordering::Relaxed);
         let age = self.created.elapsed().as_secs();
         let idle =
             ((now_ms - self.last_interaction_ms.load(Ordering::Relaxed)).max(0) / 1000) as u64;
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db={} sub={} psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub={} psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
             self.name.lock(),
             age,
             idle,
+            if subscriptions > 0 { "P" } else { "N" },
             self.db.load(Ordering::Relaxed),
             subscriptions,
             self.last_command.lock(),

@@ -32,6 +32,7 @@ use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{oneshot, watch, Notify};
 
@@ -123,6 +124,8 @@ pub struct AttachedReplica {
     /// Whether the link sends the node's shared compressed stream (it is
     /// at the live tail) or compresses its own (catching up).
     pub shared_compression: bool,
+    /// Closes the link (CLIENT KILL TYPE replica); the replica reconnects.
+    pub kill: Arc<Notify>,
 }
 
 struct WaitRequest {
@@ -237,6 +240,11 @@ pub struct LinkStatus {
     pub snapshot_resumes: u64,
     /// Sessions with the upstream that ended in an error.
     pub failures: u64,
+    /// The upstream's client port (from its handshake, or because the
+    /// replica was pointed at it) and its replication port, once known:
+    /// INFO and ROLE show the client port, as Sentinel expects.
+    pub upstream_tcp_port: Option<u16>,
+    pub upstream_repl_port: Option<u16>,
 }
 
 impl Default for LinkStatus {
@@ -254,6 +262,8 @@ impl Default for LinkStatus {
             partial_syncs: 0,
             snapshot_resumes: 0,
             failures: 0,
+            upstream_tcp_port: None,
+            upstream_repl_port: None,
         }
     }
 }
@@ -337,6 +347,9 @@ pub struct Replication {
     pub awaiting_fence_check: AtomicBool,
     /// Woken when a planned failover wants the target's sender to hand over.
     pub handover: Notify,
+    /// Ends the current session with the upstream (CLIENT KILL TYPE
+    /// master); the link reconnects.
+    pub kill_link: Notify,
     /// What this node reported when it was fenced.
     pub fenced: Mutex<Option<FencedReport>>,
 }
@@ -377,6 +390,7 @@ impl Default for Replication {
             min_replicas: AtomicU64::new(0),
             min_replicas_max_lag: AtomicU64::new(10),
             handover: Notify::new(),
+            kill_link: Notify::new(),
             fenced: Mutex::new(None),
         }
     }
@@ -403,6 +417,26 @@ impl Replication {
 
     pub fn upstream(&self) -> Option<Upstream> {
         self.upstream.lock().clone()
+    }
+
+    /// The upstream's client port as far as known (else the port this
+    /// node was pointed at): INFO's `master_port`, ROLE.
+    pub fn upstream_client_port(&self) -> Option<u16> {
+        let up = self.upstream()?;
+        Some(self.link.lock().upstream_tcp_port.unwrap_or(up.port))
+    }
+
+    /// Whether `host:port` names the current upstream, by the port it was
+    /// given, its client port or its replication port.
+    pub fn is_upstream(&self, host: &str, port: u16) -> bool {
+        let Some(up) = self.upstream() else {
+            return false;
+        };
+        let link = self.link.lock();
+        up.host.eq_ignore_ascii_case(host)
+            && (up.port == port
+                || link.upstream_tcp_port == Some(port)
+                || link.upstream_repl_port == Some(port))
     }
 
     /// Records a role change; returns the new generation.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 /// ALPN protocol name of this wire format (the transport offers it).
 pub use crate::transport::ALPN;
 /// Version carried in the hello.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Largest encoded message accepted (a batch or snapshot chunk is far
 /// smaller; this bounds memory per link).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -177,6 +177,9 @@ pub enum PrimaryMessage {
         replid: ReplId,
         offset: u64,
         epoch: Epoch,
+        /// The primary's client port (what INFO's `master_port` shows, and
+        /// what Sentinel compares).
+        tcp_port: u16,
     },
     /// Full resync: snapshot file `snapshot_id` (the data at `offset`)
     /// follows from byte `resume_at`, then the stream from `offset`.
@@ -188,6 +191,8 @@ pub enum PrimaryMessage {
         file_crc32: u32,
         resume_at: u64,
         epoch: Epoch,
+        /// The primary's client port, as in `Continue`.
+        tcp_port: u16,
     },
     /// Part of the snapshot file starting at byte `at`.
     SnapshotChunk {

@@ -9,7 +9,9 @@
 mod decode;
 mod encode;
 mod frame;
+mod reply;
 
 pub use decode::{encode_request, DecodeLimits, ProtocolError, RequestDecoder};
 pub use encode::{encode, format_double};
 pub use frame::{Frame, Protocol};
+pub use reply::{decode_reply, MalformedReply, Reply};
