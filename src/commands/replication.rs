@@ -414,7 +414,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             }
             let _ = write!(
                 out,
-                "quire_link_state:{}\r\nquire_link_rtt_ms:{}\r\nquire_link_lag_ms:{}\r\nquire_upstream_offset:{}\r\nquire_lag_bytes:{}\r\nquire_full_syncs:{}\r\nquire_partial_syncs:{}\r\nquire_snapshot_resumes:{}\r\nquire_link_failures:{}\r\nquire_loading:{}\r\nquire_link_last_error:{}\r\n",
+                "quire_link_state:{}\r\nquire_link_rtt_ms:{}\r\nquire_link_lag_ms:{}\r\nquire_upstream_offset:{}\r\nquire_lag_bytes:{}\r\nquire_full_syncs:{}\r\nquire_partial_syncs:{}\r\nquire_snapshot_resumes:{}\r\nquire_link_failures:{}\r\nquire_loading:{}\r\nquire_rewinds:{}\r\nquire_last_rewind:{}\r\nquire_link_last_error:{}\r\n",
                 link.state,
                 link.rtt_ms,
                 link.lag_ms,
@@ -425,6 +425,8 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
                 link.snapshot_resumes,
                 link.failures,
                 repl.loading.load(Ordering::Relaxed) as u8,
+                link.rewinds,
+                link.last_rewind,
                 link.last_error.replace(['\r', '\n'], " "),
             );
         }

@@ -7,6 +7,8 @@
 //!   applies the stream through the node's applier, acks its offset.
 //! - [`discover`]: finds the replication endpoint behind an upstream's
 //!   client port (how Sentinel names it).
+//! - [`rewind`]: a demoted primary rebuilds its data at the fork from
+//!   its snapshot and log, and continues partially.
 //! - [`fence`]: probes peers for a newer epoch; drives planned failover.
 //!
 //! Calls go down: the link uses node state (`node`), the cores
@@ -17,3 +19,4 @@ pub mod discover;
 pub mod fence;
 pub mod primary;
 pub mod replica;
+pub mod rewind;

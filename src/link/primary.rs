@@ -228,7 +228,10 @@ async fn serve_replica(
     }
     let (decision, replid, generation) = {
         let data = shared.data.lock();
-        let decision = match data.repl.resync(&hello.replid, hello.offset) {
+        let decision = match data
+            .repl
+            .resync_or_rewind(&hello.replid, hello.offset, hello.rewind_from)
+        {
             // The operator chose this node's copy (RUNBOOK D).
             Resync::Refuse { reason } if shared.settings.read().repl.wipe_newer_replicas => {
                 Resync::Full {
@@ -299,6 +302,23 @@ async fn serve_replica(
             }))
             .await?;
             offset
+        }
+        (None, Resync::Rewind { to }) => {
+            tracing::warn!(
+                fork = to,
+                replica_offset = hello.offset,
+                "the replica went on past where this history forked from it: it rewinds to the fork and continues partially"
+            );
+            send.write_all(&protocol::encode(&PrimaryMessage::Rewind {
+                to,
+                epoch: my_epoch,
+                tcp_port: shared.tcp_port.load(Ordering::Relaxed),
+            }))
+            .await?;
+            let _ = send.finish();
+            // Until the replica has read it and closed.
+            let _ = tokio::time::timeout(Duration::from_secs(5), recv.read(&mut [0u8; 64])).await;
+            return Ok("replica told to rewind to the fork");
         }
         (None, Resync::Full { reason } | Resync::Refuse { reason }) => {
             tracing::info!(%reason, "full resync");

@@ -45,6 +45,8 @@ pub enum ReplicaError {
     Resolve(String),
     #[error("{0}")]
     Discover(#[from] DiscoverError),
+    #[error("rewind to the fork failed: {0}")]
+    Rewind(String),
     #[error("no replication endpoint (certificates missing?)")]
     NoEndpoint,
     #[error("{0}")]
@@ -212,6 +214,13 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
         Endpoint::Direct => upstream.port,
     };
     let addr = resolve(&upstream.host, repl_port, local_v4).await?;
+    let rewind_from = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || super::rewind::rewind_point(&shared))
+            .await
+            .ok()
+            .flatten()
+    };
     let (server_name, hello) =
         {
             let s = shared.settings.read();
@@ -245,6 +254,7 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
                         }
                     }),
                     epoch: shared.repl.epoch(),
+                    rewind_from,
                 };
             (name, hello)
         };
@@ -328,6 +338,17 @@ async fn run_session(
         }
         Some(PrimaryMessage::Refused { reason }) => {
             return Err(HandshakeError::Refused(reason).into())
+        }
+        Some(PrimaryMessage::Rewind {
+            to,
+            epoch,
+            tcp_port,
+        }) => {
+            check_epoch(shared, epoch)?;
+            learn_client_port(shared, tcp_port);
+            let _ = send.finish();
+            rewind_to(shared, to).await?;
+            return Ok("rewound to the fork point; resuming");
         }
         Some(other) => return Err(HandshakeError::Unexpected(format!("{other:?}")).into()),
     };
@@ -414,6 +435,46 @@ async fn run_session(
             }
         }
     }
+}
+
+/// Rebuilds the data at the fork point the upstream named.
+async fn rewind_to(shared: &Arc<Shared>, to: u64) -> Result<(), ReplicaError> {
+    let asked = shared.data.lock().repl.offset();
+    tracing::warn!(
+        fork = to,
+        offset = asked,
+        "this node went on past the fork of the upstream's history: rewinding to the fork from its snapshot and log"
+    );
+    let started = Instant::now();
+    let task = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || super::rewind::rewind(&shared, to))
+    };
+    let rewound = task
+        .await
+        .map_err(|e| ReplicaError::Rewind(e.to_string()))?
+        .map_err(|e| ReplicaError::Rewind(e.to_string()))?;
+    let aside = rewound
+        .aside
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    tracing::error!(
+        fork = to,
+        from_snapshot = rewound.from_snapshot,
+        commands = rewound.diverged_commands,
+        bytes = rewound.diverged_bytes,
+        set_aside = %aside,
+        ms = started.elapsed().as_millis() as u64,
+        "REWOUND: the writes this node took after the fork never reached the new primary; they are no longer applied and are kept in the file named"
+    );
+    let mut link = shared.repl.link.lock();
+    link.rewinds += 1;
+    link.last_rewind = format!(
+        "to={to} writes={} bytes={} aside={aside}",
+        rewound.diverged_commands, rewound.diverged_bytes
+    );
+    Ok(())
 }
 
 /// Records the upstream's client port from its handshake (INFO's

@@ -484,6 +484,12 @@ pub fn load_from_file(path: &Path) -> Result<(SnapshotHeader, Vec<Db>, u64), Sna
     Ok((reader.header.clone(), builder.finish(), keys))
 }
 
+/// Reads only a snapshot file's header (what history and offset it holds).
+pub fn read_header(path: &Path) -> Result<SnapshotHeader, SnapshotError> {
+    let file = std::fs::File::open(path)?;
+    Ok(SnapshotReader::new(std::io::BufReader::new(file))?.header)
+}
+
 /// Installs loaded databases into a keyspace (keeping its WATCH state).
 pub fn install(ks: &mut Keyspace, dbs: Vec<Db>) {
     for (live, mut loaded) in ks.dbs.iter_mut().zip(dbs) {

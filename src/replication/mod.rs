@@ -245,6 +245,10 @@ pub struct LinkStatus {
     /// INFO and ROLE show the client port, as Sentinel expects.
     pub upstream_tcp_port: Option<u16>,
     pub upstream_repl_port: Option<u16>,
+    /// Rewinds to a fork point (a demoted primary), and where the last
+    /// one set its diverged writes aside.
+    pub rewinds: u64,
+    pub last_rewind: String,
 }
 
 impl Default for LinkStatus {
@@ -264,6 +268,8 @@ impl Default for LinkStatus {
             failures: 0,
             upstream_tcp_port: None,
             upstream_repl_port: None,
+            rewinds: 0,
+            last_rewind: String::new(),
         }
     }
 }
@@ -456,6 +462,8 @@ impl Replication {
             partial_syncs: partial,
             snapshot_resumes: resumes,
             failures,
+            rewinds: link.rewinds,
+            last_rewind: std::mem::take(&mut link.last_rewind),
             ..LinkStatus::default()
         };
         drop(link);

@@ -44,6 +44,11 @@ pub struct Hello {
     pub resume: Option<SnapshotResume>,
     /// The newest promotion epoch this replica has seen (fencing).
     pub epoch: Epoch,
+    /// The oldest offset of `replid` at which this replica can rebuild its
+    /// data (its snapshot's, when its log continues it): a demoted primary
+    /// that went on past its successor's fork rewinds instead of taking a
+    /// full sync.
+    pub rewind_from: Option<u64>,
 }
 
 /// "Continue sending snapshot `id` from byte `at`."
@@ -229,6 +234,13 @@ pub enum PrimaryMessage {
         epoch: Epoch,
         offset: u64,
     },
+    /// The replica's history forked from this node's at `to`: rebuild the
+    /// data there (setting aside what came after), then ask again.
+    Rewind {
+        to: u64,
+        epoch: Epoch,
+        tcp_port: u16,
+    },
 }
 
 /// Encodes a message with its length prefix.
@@ -349,6 +361,7 @@ mod tests {
                 at: 99,
             }),
             epoch: Epoch(3),
+            rewind_from: Some(100),
         })
     }
 

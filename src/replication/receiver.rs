@@ -171,6 +171,7 @@ impl Link {
                 return Err(LinkFailure::Unexpected("snapshot chunk"))
             }
             PrimaryMessage::Refused { .. } => return Err(LinkFailure::Unexpected("refusal")),
+            PrimaryMessage::Rewind { .. } => return Err(LinkFailure::Unexpected("rewind")),
             PrimaryMessage::ProbeReply { .. } => {
                 return Err(LinkFailure::Unexpected("probe reply"))
             }

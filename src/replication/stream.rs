@@ -34,6 +34,12 @@ pub enum Resync {
     /// Neither: the replica holds acknowledged writes of this node's
     /// history that this node lost; a full sync would erase them.
     Refuse { reason: String },
+    /// The replica went on past where this node's history forked from
+    /// its own (a demoted primary with writes its successor never got)
+    /// and can rebuild its data at the fork from its snapshot and log:
+    /// it rewinds to `to`, sets the writes after it aside, and continues
+    /// partially from there.
+    Rewind { to: u64 },
 }
 
 /// Writes of a history this node acknowledged but no longer holds (it came
@@ -328,12 +334,50 @@ impl ReplicationLog {
         }
     }
 
+    /// The log was cut back to `offset` (a rewind): the stream continues
+    /// there, in database `db`.
+    pub fn rewound(&mut self, offset: u64, db: usize) {
+        debug_assert_eq!(self.offset(), offset);
+        self.end_db = db;
+        self.stream_db = None;
+        self.tx = None;
+        self.generation += 1;
+        self.sizer.rebase(offset);
+        self.save_meta();
+    }
+
     /// Appends bytes received from this node's upstream, unchanged.
     pub fn append_raw(&mut self, bytes: &[u8]) {
         self.backlog.append(bytes);
         // The upstream's SELECTs are in the bytes; if this node is promoted
         // its own first write must select explicitly.
         self.stream_db = None;
+    }
+
+    /// The PSYNC decision for a replica holding `replid` up to `offset`
+    /// that can rebuild its data at any offset from `rewind_from` on (its
+    /// snapshot's, when its log continues it).
+    pub fn resync_or_rewind(
+        &self,
+        replid: &ReplId,
+        offset: u64,
+        rewind_from: Option<u64>,
+    ) -> Resync {
+        let decision = self.resync(replid, offset);
+        let Resync::Full { .. } = decision else {
+            return decision;
+        };
+        match (self.second_offset, rewind_from) {
+            (Some(fork), Some(from))
+                if *replid == self.replid2
+                    && offset > fork
+                    && from <= fork
+                    && self.backlog.covers(fork) =>
+            {
+                Resync::Rewind { to: fork }
+            }
+            _ => decision,
+        }
     }
 
     /// The PSYNC decision for a replica holding `replid` up to `offset`.
@@ -466,6 +510,42 @@ mod tests {
             ),
             "holds nothing we lost"
         );
+    }
+
+    #[test]
+    fn a_demoted_primary_past_the_fork_rewinds_when_it_can() {
+        let mut log = ReplicationLog::new(BacklogConfig::memory(1 << 16));
+        let old = log.replid.clone();
+        log.emit(0, &["SET", "k", "v"]);
+        let fork = log.offset();
+        log.promote();
+        log.emit(0, &["SET", "k", "w"]);
+        // The old primary went on to fork + 40 after it was replaced.
+        assert_eq!(
+            log.resync_or_rewind(&old, fork + 40, Some(0)),
+            Resync::Rewind { to: fork }
+        );
+        assert!(
+            matches!(log.resync_or_rewind(&old, fork + 40, None), Resync::Full { .. }),
+            "no snapshot and log to rebuild from"
+        );
+        assert!(
+            matches!(
+                log.resync_or_rewind(&old, fork + 40, Some(fork + 1)),
+                Resync::Full { .. }
+            ),
+            "its snapshot is past the fork"
+        );
+        assert_eq!(
+            log.resync_or_rewind(&old, fork, Some(0)),
+            Resync::Continue { offset: fork },
+            "at the fork: a plain partial resync"
+        );
+        let other = ReplId::from("c".repeat(40));
+        assert!(matches!(
+            log.resync_or_rewind(&other, fork + 40, Some(0)),
+            Resync::Full { .. }
+        ));
     }
 
     #[test]
