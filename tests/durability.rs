@@ -7,147 +7,14 @@
 
 mod common;
 
+use common::proc::{repl_toml, Proc};
 use common::{cmd, reserve_port, wait_until, Pki, TestNode};
 use redis::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A `quire server` process with its own config file and data directory.
-struct Proc {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    config: PathBuf,
-}
-
-impl Proc {
-    /// Starts the binary with `toml` (port and dir are added) and waits
-    /// until it answers PING (its log replayed).
-    fn start(dir: &Path, port: u16, toml: &str) -> Proc {
-        let config = dir.join("quire.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "port = {port}\ndir = {:?}\nsave = \"\"\n{toml}",
-                dir.display().to_string()
-            ),
-        )
-        .expect("config");
-        let proc = Self::spawn(dir, port, &config);
-        let mut proc = proc;
-        assert!(
-            wait_until(Duration::from_secs(30), || proc.ping() || proc.exited()),
-            "node on port {port} did not come up; log:\n{}",
-            proc.log()
-        );
-        assert!(
-            !proc.exited(),
-            "node on port {port} exited; log:\n{}",
-            proc.log()
-        );
-        proc
-    }
-
-    fn spawn(dir: &Path, port: u16, config: &Path) -> Proc {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("node.log"))
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_quire"))
-            .args(["server", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("quire starts");
-        Proc {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-            config: config.to_path_buf(),
-        }
-    }
-
-    /// Starts the same node again on its directory.
-    fn restart(dir: &Path, port: u16) -> Proc {
-        let mut proc = Self::spawn(dir, port, &dir.join("quire.toml"));
-        assert!(
-            wait_until(Duration::from_secs(30), || proc.ping() || proc.exited()),
-            "node did not come back; log:\n{}",
-            proc.log()
-        );
-        assert!(
-            !proc.exited(),
-            "node exited on restart; log:\n{}",
-            proc.log()
-        );
-        proc
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(mut con) = self.try_client() else {
-            return false;
-        };
-        matches!(redis::cmd("PING").query::<String>(&mut con), Ok(p) if p == "PONG")
-    }
-
-    fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    fn try_client(&self) -> redis::RedisResult<redis::Connection> {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))?;
-        let con = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        con.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(con)
-    }
-
-    fn client(&self) -> redis::Connection {
-        self.try_client().expect("connect")
-    }
-
-    fn info(&self, section: &str, field: &str) -> String {
-        let text: String = redis::cmd("INFO")
-            .arg(section)
-            .query(&mut self.client())
-            .expect("info");
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!("{field}:"))
-                    .map(|v| v.trim().to_string())
-            })
-            .unwrap_or_default()
-    }
-
-    fn digest(&self) -> String {
-        redis::cmd("DEBUG")
-            .arg("DIGEST")
-            .query(&mut self.client())
-            .expect("digest")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = &self.config;
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Writers on `threads` connections: `SET w<t>:<i> <i>` as fast as they
 /// can; every write whose OK came back is recorded.
@@ -265,17 +132,6 @@ fn sigkill_under_load_loses_no_acknowledged_write() {
 #[test]
 fn sigkill_with_appendfsync_always_loses_no_acknowledged_write() {
     kill_under_load("appendfsync = \"always\"\n");
-}
-
-fn repl_toml(pki: &Pki, name: &str, repl_port: u16, replicaof: Option<u16>) -> String {
-    let mut toml = String::new();
-    if let Some(up) = replicaof {
-        toml.push_str(&format!("replicaof = \"127.0.0.1:{up}\"\n"));
-    }
-    // A restarted primary is noticed within the idle timeout (its new
-    // endpoint cannot reset the old connection).
-    toml.push_str(&format!("[node]\nname = \"{name}\"\n[repl]\nport = {repl_port}\ncerts = {:?}\nidle_timeout_ms = 3000\n", pki.dir.path().display().to_string()));
-    toml
 }
 
 fn wait_replica_caught_up(primary: &Proc, replica: &Proc) {

@@ -183,7 +183,11 @@ pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: Epoch) {
 }
 
 /// Commands in the stream range `[from, to)`, as far as the backlog holds it.
-pub(super) fn count_commands(log: &mut crate::replication::ReplicationLog, from: u64, to: u64) -> u64 {
+pub(super) fn count_commands(
+    log: &mut crate::replication::ReplicationLog,
+    from: u64,
+    to: u64,
+) -> u64 {
     let mut splitter = UnitSplitter::new();
     let mut at = from;
     let mut commands = 0u64;

@@ -228,18 +228,19 @@ async fn serve_replica(
     }
     let (decision, replid, generation) = {
         let data = shared.data.lock();
-        let decision = match data
-            .repl
-            .resync_or_rewind(&hello.replid, hello.offset, hello.rewind_from)
-        {
-            // The operator chose this node's copy (RUNBOOK D).
-            Resync::Refuse { reason } if shared.settings.read().repl.wipe_newer_replicas => {
-                Resync::Full {
-                    reason: format!("{reason}; repl-wipe-newer-replicas is yes"),
+        let decision =
+            match data
+                .repl
+                .resync_or_rewind(&hello.replid, hello.offset, hello.rewind_from)
+            {
+                // The operator chose this node's copy (RUNBOOK D).
+                Resync::Refuse { reason } if shared.settings.read().repl.wipe_newer_replicas => {
+                    Resync::Full {
+                        reason: format!("{reason}; repl-wipe-newer-replicas is yes"),
+                    }
                 }
-            }
-            decision => decision,
-        };
+                decision => decision,
+            };
         (decision, data.repl.replid.clone(), data.repl.generation)
     };
     let replica_info = attached_replica(&hello, conn);

@@ -152,7 +152,9 @@ pub fn rewind(shared: &Arc<Shared>, to: u64) -> Result<Rewound, RewindError> {
         session.set_db(db);
         let walk = shared
             .log
-            .walk(from, to, |units| apply_replayed(shared, &mut *session, units))
+            .walk(from, to, |units| {
+                apply_replayed(shared, &mut *session, units)
+            })
             .map_err(|c| RewindError::Unreadable(c.requested))?;
         if walk.good_end != to || walk.problem.is_some() {
             return Err(RewindError::Unreadable(walk.good_end));

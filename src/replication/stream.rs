@@ -526,7 +526,10 @@ mod tests {
             Resync::Rewind { to: fork }
         );
         assert!(
-            matches!(log.resync_or_rewind(&old, fork + 40, None), Resync::Full { .. }),
+            matches!(
+                log.resync_or_rewind(&old, fork + 40, None),
+                Resync::Full { .. }
+            ),
             "no snapshot and log to rebuild from"
         );
         assert!(

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod proc;
+
 use quire::config::{Settings, Sources};
 use quire::server::{Node, Shared};
 use std::io::{BufRead, BufReader, Read, Write};
