@@ -607,6 +607,7 @@ fn waitaof_counts_local_and_replica_fsyncs() {
 fn bgrewriteaof_compacts_the_log_and_recovery_uses_the_snapshot() {
     let node = TestNode::start_with(|s| {
         s.repl.backlog.size = 16 * 1024;
+        s.repl.backlog.outage_tolerance = None;
         s.repl.backlog.max_disk = 16 * 1024;
         s.repl.backlog.segment_bytes = 8 * 1024;
     });
@@ -646,6 +647,7 @@ fn bgrewriteaof_compacts_the_log_and_recovery_uses_the_snapshot() {
     drop(c);
     let node = TestNode::try_start_in(node.stop(), |s| {
         s.repl.backlog.size = 16 * 1024;
+        s.repl.backlog.outage_tolerance = None;
         s.repl.backlog.max_disk = 16 * 1024;
         s.repl.backlog.segment_bytes = 8 * 1024;
     })

@@ -366,11 +366,20 @@ fn isolated_primary_is_fenced_and_reports_its_lost_writes() {
         cmd(&mut a.client(), &["GET", "new"]).unwrap(),
         redis::Value::BulkString(b"1".to_vec())
     );
-    assert_eq!(
-        num(&a, "quire_full_syncs"),
-        1,
-        "diverged history needs a full resync"
-    );
+    // Its own snapshot-less log rebuilds the data at the fork: a rewind
+    // and a partial resync, not a full sync; the diverged writes are kept
+    // aside in a file.
+    assert_eq!(num(&a, "quire_full_syncs"), 0, "no full resync");
+    assert_eq!(num(&a, "quire_rewinds"), 1, "rewound to the fork");
+    let aside = a
+        .info("replication", "quire_last_rewind")
+        .split("aside=")
+        .nth(1)
+        .expect("aside file named")
+        .to_string();
+    let kept = std::fs::read(&aside).expect("diverged writes kept");
+    let kept = String::from_utf8_lossy(&kept);
+    assert_eq!(kept.matches("lost:").count(), 5, "{kept}");
 }
 
 /// A node that has seen epoch 1 is pointed back at a primary still at
@@ -406,7 +415,11 @@ fn replica_refuses_a_stale_primary_and_the_stale_primary_fences_itself() {
     );
     assert!(cmd(&mut old.client(), &["SET", "x", "1"]).is_err());
     // It follows the node that showed it the newer epoch...
-    assert_eq!(old.info("replication", "master_port"), pr.to_string());
+    let port = old.info("replication", "master_port");
+    assert!(
+        port == pr.to_string() || port == r.info("server", "tcp_port"),
+        "follows {port}"
+    );
     assert!(wait_until(LIMIT, || old.info("replication", "quire_epoch") == "1"));
     // ...which never applies the stale node's stream: first refused as
     // fenced, then as a cycle once the stale node follows it.

@@ -399,6 +399,7 @@ fn backlog_trimmed_past_replica_gives_clean_full_sync() {
         // (with appendonly it keeps everything since the last snapshot).
         s.appendonly = false;
         s.repl.backlog.size = 16 * 1024;
+        s.repl.backlog.outage_tolerance = None;
         s.repl.backlog.memory = 64 * 1024;
         s.repl.backlog.segment_bytes = 4096;
     });
@@ -436,6 +437,7 @@ fn info_reports_outage_coverage_matching_the_plan() {
     let p = TestNode::start_with(|s| {
         pki.configure("p", s);
         s.repl.backlog.size = 1 << 20;
+        s.repl.backlog.outage_tolerance = None;
     });
     assert_eq!(
         p.info("replication", "repl_backlog_active"),

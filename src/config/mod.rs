@@ -326,8 +326,10 @@ pub struct BacklogSettings {
     /// Bytes of recent stream kept for partial resyncs (the minimum when
     /// `outage_tolerance` is set).
     pub size: u64,
-    /// Length of link outage to survive without a full resync, e.g. "10m";
-    /// the backlog then grows to peak write rate × this × 1.5. Empty: off.
+    /// Length of link outage to survive without a full resync, e.g. "10m"
+    /// (the default); the backlog grows to peak write rate × this × 1.5,
+    /// within `max_disk` and half the disk's free space. Empty: off (the
+    /// backlog is `size`).
     #[serde(with = "optional_tolerance", skip_serializing_if = "Option::is_none")]
     pub outage_tolerance: Option<OutageTolerance>,
     /// Upper bound of the backlog on disk.
@@ -338,11 +340,16 @@ pub struct BacklogSettings {
     pub segment_bytes: u64,
 }
 
+/// The outage a backlog is sized for unless configured: ten minutes of
+/// the peak write rate (within `max_disk` and the disk's free space), so
+/// a WAN cut of that long ends in a partial resync.
+pub const DEFAULT_OUTAGE_TOLERANCE_SECS: f64 = 600.0;
+
 impl Default for BacklogSettings {
     fn default() -> Self {
         BacklogSettings {
             size: 64 << 20,
-            outage_tolerance: None,
+            outage_tolerance: Some(OutageTolerance::from_secs(DEFAULT_OUTAGE_TOLERANCE_SECS)),
             max_disk: 10 << 30,
             memory: 16 << 20,
             segment_bytes: 16 << 20,
@@ -558,7 +565,7 @@ impl Settings {
                 self.repl.idle_timeout_ms = d.idle_timeout_ms;
             }
         }
-        if self.repl.backlog.outage_tolerance.is_none() {
+        if !is_set("repl.backlog.outage_tolerance") && self.link.outage_tolerance.is_some() {
             self.repl.backlog.outage_tolerance = self.link.outage_tolerance;
         }
     }

@@ -161,7 +161,7 @@ pub fn demote(shared: &Arc<Shared>, decision: FenceDecision, old_epoch: Epoch) {
             writes = commands,
             from_offset = d.from,
             to_offset = d.to,
-            "FENCED: a newer primary exists; the writes this node took in [from_offset, to_offset) were never replicated and are discarded by the resync"
+            "FENCED: a newer primary exists; the writes this node took in [from_offset, to_offset) were never replicated: the resync sets them aside (a rewind keeps them in DIR/diverged-*.aof) or a full sync discards them"
         ),
         None => {
             tracing::warn!(%old_epoch, new_epoch = %epoch, follow = %follow, "FENCED: a newer primary exists; following it")

@@ -295,6 +295,29 @@ fn start_replication(shared: &Arc<Shared>) {
 }
 
 /// Background work `hz` times a second: active expiry and save rules.
+/// What the backlog may take on disk: `max_disk`, and no more than what
+/// it holds now plus half the free space of its filesystem (an outage
+/// tolerance must not fill the disk the log writes to).
+fn disk_budget(shared: &Shared, max_disk: u64) -> u64 {
+    let dir = shared.settings.read().dir.join("backlog");
+    match free_bytes(&dir) {
+        Some(free) => max_disk.min(shared.log.disk_bytes() + free / 2),
+        None => max_disk,
+    }
+}
+
+/// Free bytes on the filesystem holding `path` (statvfs), if it can tell.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a zeroed out-struct of the right type.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
 async fn cron(shared: Arc<Shared>) {
     loop {
         let hz = shared.settings.read().hz.max(1);
@@ -322,10 +345,11 @@ async fn cron(shared: Arc<Shared>) {
                 shared.repl.is_replica(),
             )
         };
+        let max_disk = disk_budget(&shared, backlog.max_disk);
         let mut guard = shared.data.lock();
         let data = &mut *guard;
         data.repl
-            .tick(now, backlog.size, backlog.outage_secs(), backlog.max_disk);
+            .tick(now, backlog.size, backlog.outage_secs(), max_disk);
         let offset_before = data.repl.offset();
         if !is_replica {
             for (db, key) in active_expire_cycle(
