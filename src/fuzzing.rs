@@ -105,6 +105,7 @@ pub fn batch_apply(data: &[u8]) {
             raw_len,
             crc32,
             fresh: true,
+            stored: data[0] & 1 == 1,
             payload: data[8..].to_vec(),
         };
         let _ = Decompressor::new(0).decompress(&batch);

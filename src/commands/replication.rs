@@ -444,7 +444,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     for (i, r) in table.replicas.values().enumerate() {
         let _ = write!(
             out,
-            "slave{i}:ip={},port={},state={},offset={},lag={},fsynced={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={},loss_pct={:.2},compression={}\r\n",
+            "slave{i}:ip={},port={},state={},offset={},lag={},fsynced={},node={},region={},rtt_ms={},lag_bytes={},lag_ms={},datagrams={},loss_pct={:.2},compression={},compress_mode={}\r\n",
             r.addr.ip(),
             r.tcp_port,
             r.state,
@@ -459,6 +459,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             if r.datagrams_active { "on" } else { "off" },
             r.loss_rate * 100.0,
             if r.shared_compression { "shared" } else { "own" },
+            if r.stored { "stored" } else { "zstd" },
         );
     }
     drop(table);
@@ -546,8 +547,9 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     // Compression shared between the links at the live tail.
     let _ = write!(
         out,
-        "quire_batches_sent:{}\r\nquire_batches_compressed:{}\r\n",
+        "quire_batches_sent:{}\r\nquire_batches_compressed:{}\r\nquire_batches_stored:{}\r\n",
         load(&c.batches_sent),
-        load(&c.batches_compressed)
+        load(&c.batches_compressed),
+        load(&c.batches_stored)
     );
 }

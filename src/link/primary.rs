@@ -405,6 +405,7 @@ fn attached_replica(hello: &Hello, conn: &quinn::Connection) -> AttachedReplica 
         datagrams_active: false,
         loss_rate: 0.0,
         shared_compression: false,
+        stored: false,
         kill: Arc::new(tokio::sync::Notify::new()),
     }
 }
@@ -598,6 +599,7 @@ async fn stream(
     // False once the connection refused a datagram for good.
     let mut datagrams_usable = true;
     let mut stream_wire = 0u64;
+    let mut last_stored = false;
     let mut shutdown = shared.shutdown_signal();
     let mut buf = vec![0u8; 16 * 1024];
     let counters = &shared.repl.counters;
@@ -673,6 +675,16 @@ async fn stream(
             },
         };
         if let Some(batch) = batch {
+            if batch.stored {
+                counters.batches_stored.fetch_add(1, Ordering::Relaxed);
+            }
+            if batch.stored != last_stored {
+                last_stored = batch.stored;
+                tracing::info!(
+                    mode = if last_stored { "stored" } else { "zstd" },
+                    "stream compression mode changed (batches did not shrink / shrink again)"
+                );
+            }
             let wire = protocol::encode_batch(&batch);
             send.write_all(&wire).await?;
             stream_wire += wire.len() as u64;
@@ -704,6 +716,7 @@ async fn stream(
                 r.rtt_ms = conn.rtt().as_millis() as u64;
                 r.datagrams_active = sender.copies_engaged(now);
                 r.shared_compression = compressor.on_shared_stream();
+                r.stored = last_stored;
                 r.loss_rate = sender.loss_rate();
             }
             let epoch = shared.repl.epoch();

@@ -116,11 +116,48 @@ pub enum BatchError {
     NoContext(u64),
 }
 
-/// The sending side's zstd stream.
+/// The sending side's zstd stream, and whether it is worth running: a
+/// stream whose batches do not shrink (random or already-compressed
+/// values) is sent stored after [`INCOMPRESSIBLE_STREAK`] such batches,
+/// and probed again with one compressed batch after [`PROBE_AFTER_BYTES`]
+/// stored bytes (twice as long after each failed probe, up to
+/// [`MAX_PROBE_AFTER_BYTES`]), so zstd never holds a link back for nothing.
+/// A stored batch leaves the context untouched on both sides.
 pub struct Compressor {
     encoder: zstd::stream::write::Encoder<'static, Vec<u8>>,
     started: bool,
+    mode: CompressionMode,
+    /// Consecutive compressed batches that did not shrink.
+    streak: u32,
+    /// Stored bytes until the next probe, and the interval after it.
+    stored_left: u64,
+    probe_after: u64,
 }
+
+/// Whether a compressor currently runs zstd on its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionMode {
+    Zstd,
+    Stored,
+}
+
+impl CompressionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompressionMode::Zstd => "zstd",
+            CompressionMode::Stored => "stored",
+        }
+    }
+}
+
+/// A compressed batch "shrinks" when it is at most this fraction of its
+/// raw size.
+pub const SHRINK_RATIO: f64 = 0.95;
+/// Compressed batches in a row that must fail to shrink before the
+/// compressor switches to stored batches.
+pub const INCOMPRESSIBLE_STREAK: u32 = 4;
+pub const PROBE_AFTER_BYTES: u64 = 4 << 20;
+pub const MAX_PROBE_AFTER_BYTES: u64 = 256 << 20;
 
 impl Compressor {
     pub fn new(level: i32) -> Compressor {
@@ -129,22 +166,73 @@ impl Compressor {
         Compressor {
             encoder,
             started: false,
+            mode: CompressionMode::Zstd,
+            streak: 0,
+            stored_left: 0,
+            probe_after: PROBE_AFTER_BYTES,
         }
     }
 
-    /// Compresses `raw` (stream bytes starting at `start`) into a batch.
+    pub fn mode(&self) -> CompressionMode {
+        self.mode
+    }
+
+    /// Compresses `raw` (stream bytes starting at `start`) into a batch,
+    /// or stores it while the stream is incompressible.
     pub fn compress(&mut self, start: u64, raw: &[u8]) -> Batch {
+        let fresh = !std::mem::replace(&mut self.started, true);
+        if self.mode == CompressionMode::Stored && self.stored_left > 0 {
+            self.stored_left = self.stored_left.saturating_sub(raw.len() as u64);
+            return Batch {
+                start,
+                raw_len: raw.len() as u32,
+                crc32: crc32fast::hash(raw),
+                fresh,
+                stored: true,
+                payload: raw.to_vec(),
+            };
+        }
         // Writing to a Vec cannot fail.
         let _ = self.encoder.write_all(raw);
         let _ = self.encoder.flush();
         let payload = std::mem::take(self.encoder.get_mut());
-        let fresh = !std::mem::replace(&mut self.started, true);
+        self.judge(raw.len(), payload.len());
         Batch {
             start,
             raw_len: raw.len() as u32,
             crc32: crc32fast::hash(raw),
             fresh,
+            stored: false,
             payload,
+        }
+    }
+
+    /// Learns from a compressed batch whether zstd is paying off.
+    fn judge(&mut self, raw: usize, compressed: usize) {
+        // Tiny batches say little (framing dominates).
+        if raw < 512 {
+            return;
+        }
+        let shrank = (compressed as f64) <= raw as f64 * SHRINK_RATIO;
+        match self.mode {
+            CompressionMode::Zstd if shrank => self.streak = 0,
+            CompressionMode::Zstd => {
+                self.streak += 1;
+                if self.streak >= INCOMPRESSIBLE_STREAK {
+                    self.mode = CompressionMode::Stored;
+                    self.stored_left = self.probe_after;
+                }
+            }
+            // This was a probe.
+            CompressionMode::Stored if shrank => {
+                self.mode = CompressionMode::Zstd;
+                self.streak = 0;
+                self.probe_after = PROBE_AFTER_BYTES;
+            }
+            CompressionMode::Stored => {
+                self.probe_after = (self.probe_after * 2).min(MAX_PROBE_AFTER_BYTES);
+                self.stored_left = self.probe_after;
+            }
         }
     }
 }
@@ -217,6 +305,24 @@ impl Decompressor {
             self.started = true;
         } else if !self.started {
             return Err(BatchError::NoContext(batch.start));
+        }
+        if batch.stored {
+            // Raw bytes; the zstd context does not see them (nor did the
+            // sender's).
+            if batch.payload.len() != batch.raw_len as usize {
+                return Err(BatchError::LengthMismatch {
+                    declared: batch.raw_len,
+                    got: batch.payload.len(),
+                });
+            }
+            if crc32fast::hash(&batch.payload) != batch.crc32 {
+                return Err(BatchError::Checksum);
+            }
+            let out = &mut self.decoder.get_mut().buf;
+            out.clear();
+            out.extend_from_slice(&batch.payload);
+            self.next += batch.payload.len() as u64;
+            return Ok(&self.decoder.get_ref().buf);
         }
         let out = self.decoder.get_mut();
         out.buf.clear();
@@ -313,6 +419,45 @@ mod tests {
             (wire_total as f64) < raw_total as f64 * 0.5,
             "{wire_total} vs {raw_total}"
         );
+    }
+
+    #[test]
+    fn incompressible_streams_are_stored_and_probed_again() {
+        use rand::RngCore;
+        let mut c = Compressor::new(1);
+        let mut d = Decompressor::new(0);
+        let mut rng = rand::rng();
+        let mut offset = 0u64;
+        let mut send = |c: &mut Compressor, raw: &[u8], offset: &mut u64| {
+            let b = c.compress(*offset, raw);
+            assert_eq!(d.decompress(&b).expect("decodes"), raw);
+            *offset += raw.len() as u64;
+            b
+        };
+        // Random 4 KiB values: after the streak, batches are stored.
+        let mut stored = 0;
+        for _ in 0..64 {
+            let mut raw = vec![0u8; 16 * 1024];
+            rng.fill_bytes(&mut raw);
+            let b = send(&mut c, &raw, &mut offset);
+            stored += b.stored as usize;
+            assert!(b.payload.len() <= raw.len() + raw.len() / 100);
+        }
+        assert_eq!(c.mode(), CompressionMode::Stored);
+        assert_eq!(stored, 64 - INCOMPRESSIBLE_STREAK as usize);
+        // Compressible again: the next probe finds it and zstd resumes,
+        // continuing the context the stored batches left alone.
+        let text = b"{\"user\":\"someone\",\"action\":\"login\",\"ok\":true}".repeat(400);
+        let mut compressed_after = 0;
+        for _ in 0..400 {
+            let b = send(&mut c, &text, &mut offset);
+            if !b.stored {
+                compressed_after += 1;
+                assert!(b.payload.len() < text.len() / 4 || compressed_after == 1);
+            }
+        }
+        assert_eq!(c.mode(), CompressionMode::Zstd);
+        assert!(compressed_after > 100);
     }
 
     #[test]

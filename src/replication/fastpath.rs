@@ -60,6 +60,7 @@ pub fn fragment(
                 raw_len: batch.raw_len,
                 crc32: batch.crc32,
                 fresh: batch.fresh,
+                stored: batch.stored,
                 payload_len: batch.payload.len() as u32,
                 payload_crc32,
                 index: i as u16,
@@ -234,6 +235,7 @@ struct Partial {
     raw_len: u32,
     crc32: u32,
     fresh: bool,
+    stored: bool,
     payload_len: u32,
     payload_crc32: u32,
     pieces: Vec<Option<Vec<u8>>>,
@@ -246,6 +248,7 @@ impl Partial {
         self.raw_len == f.raw_len
             && self.crc32 == f.crc32
             && self.fresh == f.fresh
+            && self.stored == f.stored
             && self.payload_len == f.payload_len
             && self.payload_crc32 == f.payload_crc32
             && self.pieces.len() == f.count as usize
@@ -328,7 +331,9 @@ impl Reassembler {
         match self.ready.get(&start) {
             // The datagram copy got here first and is verified: keep it.
             Some((held, Source::Datagram))
-                if held.raw_len == batch.raw_len && held.fresh == batch.fresh =>
+                if held.raw_len == batch.raw_len
+                    && held.fresh == batch.fresh
+                    && held.stored == batch.stored =>
             {
                 self.stats.duplicates += 1
             }
@@ -470,6 +475,7 @@ impl Reassembler {
             raw_len: f.raw_len,
             crc32: f.crc32,
             fresh: f.fresh,
+            stored: f.stored,
             payload_len: f.payload_len,
             payload_crc32: f.payload_crc32,
             pieces: vec![None; count],
@@ -512,6 +518,7 @@ impl Reassembler {
                         raw_len: p.raw_len,
                         crc32: p.crc32,
                         fresh: p.fresh,
+                        stored: p.stored,
                         payload,
                     },
                     Source::Datagram,
@@ -1000,6 +1007,7 @@ mod tests {
             raw_len: 10,
             crc32: 0,
             fresh: false,
+            stored: false,
             payload: vec![],
         };
         assert_eq!(
@@ -1018,6 +1026,7 @@ mod tests {
             raw_len: 1,
             crc32: 0,
             fresh: true,
+            stored: false,
             payload: vec![0; 1400 * 70],
         };
         assert!(fragment(&b, 1452, &mut 0).is_none());

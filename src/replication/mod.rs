@@ -124,6 +124,9 @@ pub struct AttachedReplica {
     /// Whether the link sends the node's shared compressed stream (it is
     /// at the live tail) or compresses its own (catching up).
     pub shared_compression: bool,
+    /// Whether its latest batches went stored (the stream did not shrink
+    /// under zstd) rather than compressed.
+    pub stored: bool,
     /// Closes the link (CLIENT KILL TYPE replica); the replica reconnects.
     pub kill: Arc<Notify>,
 }
@@ -309,6 +312,8 @@ pub struct ReplCounters {
     /// when replicas at the live tail share them).
     pub batches_sent: AtomicU64,
     pub batches_compressed: AtomicU64,
+    /// Batches sent stored (incompressible stream), all links.
+    pub batches_stored: AtomicU64,
 }
 
 /// Replication state shared by a node's tasks.

@@ -71,6 +71,10 @@ pub struct Batch {
     /// new decoder for it (a link's first batch, and where a link joins or
     /// leaves the node's shared stream).
     pub fresh: bool,
+    /// The payload is the raw bytes, not compressed: the link found the
+    /// stream incompressible (random or already-compressed values) and
+    /// skips zstd for it; the compression context is left as it was.
+    pub stored: bool,
     #[serde(with = "serde_bytes_compat")]
     pub payload: Vec<u8>,
 }
@@ -100,6 +104,7 @@ pub struct Fragment {
     /// CRC32 of the raw bytes (as in [`Batch`]).
     pub crc32: u32,
     pub fresh: bool,
+    pub stored: bool,
     /// Length and CRC32 of the whole compressed payload, checked once all
     /// pieces are in, before anything reaches the decompressor.
     pub payload_len: u32,
@@ -396,6 +401,7 @@ mod tests {
             raw_len: 3,
             crc32: 9,
             fresh: true,
+            stored: false,
             payload: vec![1, 2, 3],
         };
         assert_eq!(
@@ -411,6 +417,7 @@ mod tests {
             raw_len: 3,
             crc32: 9,
             fresh: false,
+            stored: true,
             payload: vec![0xff; 1000],
         });
         assert!(encode(&batch).len() < 1020);
@@ -424,6 +431,7 @@ mod tests {
             raw_len: u32::MAX,
             crc32: u32::MAX,
             fresh: true,
+            stored: true,
             payload_len: u32::MAX,
             payload_crc32: u32::MAX,
             index: u16::MAX,
