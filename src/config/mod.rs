@@ -294,6 +294,13 @@ pub struct ReplSettings {
     /// How long a full-sync snapshot file is kept after its last use, so a
     /// cut transfer can resume and other replicas can reuse it.
     pub snapshot_keep_secs: u64,
+    /// Bandwidth cap of all full-sync snapshot transfers together, in
+    /// megabits per second (0: none), so a herd of full syncs after a
+    /// network event cannot crowd out the live streams to the replicas
+    /// that are streaming.
+    pub snapshot_max_mbit: u64,
+    /// Bandwidth cap of one snapshot transfer (0: none).
+    pub snapshot_link_max_mbit: u64,
     /// Congestion controller of replication links: "bbr" (default),
     /// "cubic" or "newreno". BBR keeps the stream flowing on lossy links
     /// where Cubic's window collapses (benches/RESULTS.md has the numbers).
@@ -410,6 +417,8 @@ impl Default for ReplSettings {
             datagrams: DatagramMode::Auto,
             datagram_stagger_us: 1000,
             snapshot_keep_secs: 300,
+            snapshot_max_mbit: 0,
+            snapshot_link_max_mbit: 0,
             wipe_newer_replicas: false,
             backlog: BacklogSettings::default(),
         }

@@ -321,6 +321,22 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "repl-snapshot-max-mbit",
+        get: |s| s.repl.snapshot_max_mbit.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.repl.snapshot_max_mbit = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "repl-snapshot-link-max-mbit",
+        get: |s| s.repl.snapshot_link_max_mbit.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.repl.snapshot_link_max_mbit = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "repl-datagrams",
         get: |s| s.repl.datagrams.as_str().to_string(),
         set: Some(|s, v| {

@@ -11,7 +11,7 @@ use crate::persist::SnapshotHeader;
 use crate::replication::batch::{BatchPolicy, Cut};
 use crate::replication::failover::{self, FailoverState};
 use crate::replication::fastpath::PathSample;
-use crate::replication::fullsync::{self, ServedSnapshot};
+use crate::replication::fullsync::{self, RateLimiter, ServedSnapshot};
 use crate::replication::ids::Epoch;
 use crate::replication::protocol::{self, Hello, MessageReader, PrimaryMessage, ReplicaMessage};
 use crate::replication::sender::{OutOfOrder, Sender, SenderConfig};
@@ -286,7 +286,7 @@ async fn serve_replica(
                 .snapshot_resumes_served
                 .fetch_add(1, Ordering::Relaxed);
             set_state(shared, attached.id, ReplicaState::SendBulk);
-            send_snapshot(shared, &mut send, &snapshot, at).await?
+            send_snapshot(shared, &mut send, &snapshot, at, "resuming a cut transfer").await?
         }
         (None, Resync::Continue { offset }) => {
             tracing::info!(offset, "partial resync accepted");
@@ -336,12 +336,19 @@ async fn serve_replica(
                 .full_syncs_served
                 .fetch_add(1, Ordering::Relaxed);
             set_state(shared, attached.id, ReplicaState::WaitBgsave);
+            // One snapshot at a time: replicas asking meanwhile wait for it
+            // and share it.
+            let turn = shared.repl.snapshots.making.lock().await;
             let snapshot = match shared.repl.snapshots.newest(|s| snapshot_usable(shared, s)) {
-                Some(existing) => existing,
+                Some(existing) => {
+                    tracing::info!(id = %existing.id, "sharing an existing snapshot");
+                    existing
+                }
                 None => make_snapshot(shared).await?,
             };
+            drop(turn);
             set_state(shared, attached.id, ReplicaState::SendBulk);
-            send_snapshot(shared, &mut send, &snapshot, 0).await?
+            send_snapshot(shared, &mut send, &snapshot, 0, &reason).await?
         }
     };
     set_state(shared, attached.id, ReplicaState::Online);
@@ -480,6 +487,11 @@ async fn make_snapshot(shared: &Arc<Shared>) -> Result<ServedSnapshot, LinkError
     shared
         .repl
         .counters
+        .snapshots_made
+        .fetch_add(1, Ordering::Relaxed);
+    shared
+        .repl
+        .counters
         .last_snapshot_bytes
         .store(size, Ordering::Relaxed);
     Ok(snapshot)
@@ -492,6 +504,7 @@ async fn send_snapshot(
     send: &mut quinn::SendStream,
     snapshot: &ServedSnapshot,
     at: u64,
+    reason: &str,
 ) -> Result<u64, LinkError> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     shared.repl.snapshots.acquire(&snapshot.id);
@@ -505,6 +518,7 @@ async fn send_snapshot(
             resume_at: at,
             epoch: shared.repl.epoch(),
             tcp_port: shared.tcp_port.load(Ordering::Relaxed),
+            reason: reason.to_string(),
         };
         send.write_all(&protocol::encode(&reply)).await?;
         let mut file = tokio::fs::File::open(&snapshot.path)
@@ -515,8 +529,27 @@ async fn send_snapshot(
             .map_err(|e| LinkError::Snapshot(e.into()))?;
         let mut position = at;
         let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+        let mbit = |m: u64| m * 1_000_000 / 8;
+        let (total_cap, link_cap) = {
+            let s = shared.settings.read();
+            (
+                mbit(s.repl.snapshot_max_mbit),
+                mbit(s.repl.snapshot_link_max_mbit),
+            )
+        };
+        let mut link_rate = RateLimiter::new(link_cap);
         while position < snapshot.size {
             let want = ((snapshot.size - position) as usize).min(SNAPSHOT_CHUNK_BYTES);
+            // Within this link's and all transfers' budgets.
+            let now = Instant::now();
+            let wait = {
+                let mut total = shared.repl.snapshots.total_rate.lock();
+                total.set_rate(total_cap);
+                total.take(now, want).max(link_rate.take(now, want))
+            };
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             file.read_exact(&mut buf[..want])
                 .await
                 .map_err(|e| LinkError::Snapshot(e.into()))?;

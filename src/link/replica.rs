@@ -151,6 +151,7 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
             return;
         }
         let started = Instant::now();
+        let full_before = shared.repl.link.lock().full_syncs;
         let result = tokio::select! {
             r = session(&shared, &upstream) => r,
             _ = shared.repl.kill_link.notified() => Ok("link closed by CLIENT KILL TYPE master"),
@@ -158,22 +159,41 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
             _ = wait_shutdown(&mut shutdown) => return,
         };
         shared.repl.set_link_up(false);
-        {
+        let (full_sync, streamed) = {
             let mut link = shared.repl.link.lock();
+            let full_sync = link.sync_in_progress || link.full_syncs > full_before;
+            let streamed = match link.up_since_unix_ms {
+                0 => Duration::ZERO,
+                since => Duration::from_millis((unix_ms() - since).max(0) as u64),
+            };
             link.state = LinkState::Connect;
             link.sync_in_progress = false;
+            link.up_since_unix_ms = 0;
             if let Err(e) = &result {
                 link.last_error = e.to_string();
                 link.failures += 1;
             }
-        }
+            (full_sync, streamed)
+        };
+        backoff.streamed(streamed);
+        let failed_full_sync =
+            result.is_err() && full_sync && streamed <= receiver::BACKOFF_RESET_AFTER;
         match result {
             Ok(reason) => tracing::info!(reason, "link to upstream closed"),
             Err(e) => {
                 tracing::warn!(error = %e, "link to upstream failed")
             }
         }
-        let delay = backoff.next_delay(started.elapsed(), rand::random_range(0.5..1.0));
+        let delay = if failed_full_sync {
+            let delay = backoff.after_failed_full_sync(rand::random_range(0.5..1.5));
+            tracing::warn!(
+                retry_in_ms = delay.as_millis() as u64,
+                "full sync failed: backing off before the next one"
+            );
+            delay
+        } else {
+            backoff.next_delay(started.elapsed(), rand::random_range(0.5..1.0))
+        };
         tokio::time::sleep(delay).await;
     }
 }
@@ -321,9 +341,12 @@ async fn run_session(
             resume_at,
             epoch,
             tcp_port,
+            reason,
         }) => {
             check_epoch(shared, epoch)?;
             learn_client_port(shared, tcp_port);
+            tracing::warn!(%reason, offset, asked, "the upstream answers with a full resync");
+            shared.repl.link.lock().last_full_sync_reason = reason;
             let incoming = IncomingSnapshot {
                 id: snapshot_id,
                 replid,
@@ -359,6 +382,7 @@ async fn run_session(
         link.sync_in_progress = false;
         link.last_io = Some(Instant::now());
         link.last_error.clear();
+        link.up_since_unix_ms = unix_ms();
         link.rtt_ms = conn.rtt().as_millis() as u64;
     }
     let idle_timeout = Duration::from_millis(shared.settings.read().repl.idle_timeout_ms);

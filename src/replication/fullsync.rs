@@ -39,6 +39,57 @@ pub struct ServedSnapshot {
 #[derive(Default)]
 pub struct SnapshotStore {
     files: Mutex<Vec<ServedSnapshot>>,
+    /// Held while one link writes a snapshot: replicas asking for a full
+    /// sync meanwhile wait for it and share it (one snapshot for a herd).
+    pub making: tokio::sync::Mutex<()>,
+    /// The total bandwidth budget of all snapshot transfers.
+    pub total_rate: Mutex<RateLimiter>,
+}
+
+/// A token bucket (sans-IO): how long to wait before sending `n` bytes
+/// keeps a transfer within `bytes_per_sec`, with bursts of a quarter
+/// second. A rate of 0 is unlimited.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimiter {
+    bytes_per_sec: u64,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(bytes_per_sec: u64) -> RateLimiter {
+        RateLimiter {
+            bytes_per_sec,
+            tokens: 0.0,
+            last: None,
+        }
+    }
+
+    /// Changes the rate (CONFIG SET), keeping what was earned.
+    pub fn set_rate(&mut self, bytes_per_sec: u64) {
+        self.bytes_per_sec = bytes_per_sec;
+    }
+
+    /// Takes `n` bytes' worth of tokens at `now`; returns how long the
+    /// caller must wait before sending them.
+    pub fn take(&mut self, now: Instant, n: usize) -> Duration {
+        if self.bytes_per_sec == 0 {
+            return Duration::ZERO;
+        }
+        let rate = self.bytes_per_sec as f64;
+        let burst = rate / 4.0;
+        let elapsed = self
+            .last
+            .map(|l| now.saturating_duration_since(l).as_secs_f64())
+            .unwrap_or(0.0);
+        self.last = Some(now);
+        self.tokens = (self.tokens + elapsed * rate).min(burst) - n as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / rate)
+        }
+    }
 }
 
 impl SnapshotStore {
@@ -228,6 +279,22 @@ pub fn recover_incoming(dir: &Path) -> Option<IncomingSnapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limiter_spaces_sends_to_the_rate() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(1_000_000);
+        let mut at = t0;
+        let mut waited = Duration::ZERO;
+        // 4 MB at 1 MB/s: about 4 s of waiting, whatever the chunking.
+        for _ in 0..64 {
+            let wait = r.take(at, 62_500);
+            waited += wait;
+            at += wait;
+        }
+        assert!((3.7..4.1).contains(&waited.as_secs_f64()), "{waited:?}");
+        assert_eq!(RateLimiter::new(0).take(t0, 1 << 30), Duration::ZERO);
+    }
 
     #[test]
     fn an_interrupted_transfer_is_recovered_only_whole() {

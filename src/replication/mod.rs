@@ -252,6 +252,10 @@ pub struct LinkStatus {
     /// one set its diverged writes aside.
     pub rewinds: u64,
     pub last_rewind: String,
+    /// Why the upstream last answered with a full resync.
+    pub last_full_sync_reason: String,
+    /// When the current session reached streaming (unix ms; 0 while down).
+    pub up_since_unix_ms: i64,
 }
 
 impl Default for LinkStatus {
@@ -273,6 +277,8 @@ impl Default for LinkStatus {
             upstream_repl_port: None,
             rewinds: 0,
             last_rewind: String::new(),
+            last_full_sync_reason: String::new(),
+            up_since_unix_ms: 0,
         }
     }
 }
@@ -314,6 +320,9 @@ pub struct ReplCounters {
     pub batches_compressed: AtomicU64,
     /// Batches sent stored (incompressible stream), all links.
     pub batches_stored: AtomicU64,
+    /// Full-sync snapshots written (shared by the replicas that asked
+    /// while one was being written).
+    pub snapshots_made: AtomicU64,
 }
 
 /// Replication state shared by a node's tasks.
@@ -469,6 +478,7 @@ impl Replication {
             failures,
             rewinds: link.rewinds,
             last_rewind: std::mem::take(&mut link.last_rewind),
+            last_full_sync_reason: std::mem::take(&mut link.last_full_sync_reason),
             ..LinkStatus::default()
         };
         drop(link);

@@ -203,6 +203,9 @@ pub enum PrimaryMessage {
         epoch: Epoch,
         /// The primary's client port, as in `Continue`.
         tcp_port: u16,
+        /// Why the history asked for could not continue (the replica
+        /// shows it: a backlog too short for its outages, a new history).
+        reason: String,
     },
     /// Part of the snapshot file starting at byte `at`.
     SnapshotChunk {

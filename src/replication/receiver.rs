@@ -299,11 +299,21 @@ pub fn epoch_decision(ours: Epoch, theirs: Epoch) -> Result<Option<Epoch>, LinkF
 }
 
 /// The replica's reconnect policy: jittered exponential backoff from 50 ms,
-/// capped at one second, back to the start after a link that lasted.
+/// capped at one second, back to the start after a link that lasted. A
+/// full sync that fails (the transfer, or the stream right after it) backs
+/// off on its own, longer scale: from one second, doubling to a minute,
+/// jittered by ±50%, so a herd of replicas that lost their history
+/// together does not hammer its primary with full syncs in lock step.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
+    full_next: Duration,
 }
+
+/// First retry delay after a failed full sync.
+pub const FULL_SYNC_BACKOFF_START: Duration = Duration::from_secs(1);
+/// Longest delay between full-sync attempts.
+pub const FULL_SYNC_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// First retry delay.
 pub const BACKOFF_START: Duration = Duration::from_millis(50);
@@ -316,6 +326,7 @@ impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             next: BACKOFF_START,
+            full_next: FULL_SYNC_BACKOFF_START,
         }
     }
 }
@@ -331,12 +342,46 @@ impl Backoff {
         self.next = (self.next * 2).min(BACKOFF_MAX);
         delay
     }
+
+    /// The delay after a session that took a full sync and failed before
+    /// its stream lasted; `jitter` in [0.5, 1.5).
+    pub fn after_failed_full_sync(&mut self, jitter: f64) -> Duration {
+        let delay = self.full_next.mul_f64(jitter.clamp(0.5, 1.5));
+        self.full_next = (self.full_next * 2).min(FULL_SYNC_BACKOFF_MAX);
+        delay
+    }
+
+    /// A session streamed long enough after its sync: full syncs count as
+    /// healthy again.
+    pub fn streamed(&mut self, lasted: Duration) {
+        if lasted > BACKOFF_RESET_AFTER {
+            self.full_next = FULL_SYNC_BACKOFF_START;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::replication::batch::Compressor;
+
+    #[test]
+    fn failed_full_syncs_back_off_exponentially_with_jitter() {
+        let mut b = Backoff::default();
+        let delays: Vec<Duration> = (0..8).map(|_| b.after_failed_full_sync(1.0)).collect();
+        assert_eq!(delays[0], FULL_SYNC_BACKOFF_START);
+        assert_eq!(delays[1], FULL_SYNC_BACKOFF_START * 2);
+        assert_eq!(*delays.last().unwrap(), FULL_SYNC_BACKOFF_MAX);
+        // Replicas failing together spread over [0.5, 1.5) of the step.
+        let mut a = Backoff::default();
+        let mut c = Backoff::default();
+        assert!(a.after_failed_full_sync(0.5) * 2 < c.after_failed_full_sync(1.49) * 2);
+        // A stream that lasted resets the scale; a short one does not.
+        b.streamed(Duration::from_secs(1));
+        assert_eq!(b.after_failed_full_sync(1.0), FULL_SYNC_BACKOFF_MAX);
+        b.streamed(BACKOFF_RESET_AFTER * 2);
+        assert_eq!(b.after_failed_full_sync(1.0), FULL_SYNC_BACKOFF_START);
+    }
 
     #[test]
     fn units_come_out_once_from_either_copy_and_acks_follow_progress() {
