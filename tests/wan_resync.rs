@@ -628,3 +628,79 @@ fn incompressible_writes_go_stored_and_keep_up_with_a_capped_link() {
         "wire {wire} bytes for {raw} stream bytes"
     );
 }
+
+/// A network event cuts 40 replicas for longer than the backlog covers;
+/// when it ends they all come back at once: one snapshot is written and
+/// shared, the reconnects are spread out by jittered backoff, and all
+/// converge on the primary's data.
+#[test]
+fn a_herd_of_replicas_back_from_a_long_cut_shares_one_snapshot() {
+    const REPLICAS: usize = 40;
+    let names: Vec<String> = (0..REPLICAS).map(|i| format!("r{i}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("p");
+    let pki = Pki::new(&all);
+    let p = TestNode::start_with(|s| {
+        pki.configure("p", s);
+        fast_link(s);
+        // The log kept for replication only, trimmed to a small backlog.
+        s.appendonly = false;
+        s.repl.backlog.size = 16 * 1024;
+        s.repl.backlog.outage_tolerance = None;
+        s.repl.backlog.memory = 64 * 1024;
+        s.repl.backlog.segment_bytes = 4096;
+        s.threads = 1;
+    });
+    let relays: Vec<RelayThread> = (0..REPLICAS).map(|_| relay_to(&p)).collect();
+    let replicas: Vec<TestNode> = relays
+        .iter()
+        .zip(&names)
+        .map(|(relay, name)| replica_via(&pki, name, relay, |s| s.threads = 1))
+        .collect();
+    let mut c = p.client();
+    for i in 0..200 {
+        cmd(&mut c, &["SET", &format!("before:{i}"), "1"]).unwrap();
+    }
+    let refs: Vec<&TestNode> = replicas.iter().collect();
+    wait_caught_up(&p, &refs, LIMIT);
+    let made_before = num(&p, "quire_snapshots_made");
+    let failures: Vec<u64> = replicas.iter().map(|r| num(r, "quire_link_failures")).collect();
+    for relay in &relays {
+        relay.control.set_outage(true);
+    }
+    assert!(wait_until(LIMIT, || replicas
+        .iter()
+        .zip(&failures)
+        .all(|(r, f)| num(r, "quire_link_failures") > *f)));
+    for i in 0..2000 {
+        cmd(&mut c, &["SET", &format!("during:{i}"), &"x".repeat(100)]).unwrap();
+    }
+    assert!(num(&p, "repl_backlog_first_byte_offset") > replicas[0].offset());
+    for relay in &relays {
+        relay.control.set_outage(false);
+    }
+    wait_caught_up(&p, &refs, LIMIT);
+    let digest = p.digest();
+    for r in &replicas {
+        assert_eq!(r.digest(), digest);
+    }
+    assert_eq!(
+        num(&p, "quire_snapshots_made") - made_before,
+        1,
+        "one snapshot for the whole herd"
+    );
+    // Reconnects spread out: never most of the herd in the same 50 ms.
+    let mut up: Vec<i64> = replicas
+        .iter()
+        .map(|r| r.info("replication", "quire_link_up_since_ms").parse().unwrap_or(0))
+        .collect();
+    up.sort();
+    let spread = up[REPLICAS - 1] - up[0];
+    let densest = up
+        .iter()
+        .map(|t| up.iter().filter(|u| (*u - t) >= 0 && (*u - t) < 50).count())
+        .max()
+        .unwrap_or(0);
+    assert!(spread >= 200, "links came up within {spread} ms");
+    assert!(densest <= REPLICAS / 2, "{densest} links came up within 50 ms");
+}
