@@ -156,8 +156,9 @@ fn a_replica_cut_off_catches_up_alone_then_shares_the_tail_again() {
             .map(|i| p.info("replication", &format!("slave{i}")))
             .find(|l| l.contains(&format!("node={node},")))
             .unwrap_or_default();
-        line.rsplit("compression=")
-            .next()
+        line.split(",compression=")
+            .nth(1)
+            .and_then(|v| v.split(',').next())
             .unwrap_or_default()
             .to_string()
     };
