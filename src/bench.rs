@@ -485,8 +485,8 @@ fn run_quire(
             cmd.arg("--dir").arg(&data).arg("--certs").arg(&certs);
             cmd.env("QUIRE_LINK__RTT_MS", rtt.max(1).to_string())
                 .env("QUIRE_LINK__BANDWIDTH_MBIT", mbit.max(1).to_string());
-            cmd.env("QUIRE_LINK__OUTAGE_TOLERANCE", "10m")
-                .env("QUIRE_REPL__CONGESTION", &opts.congestion)
+            // The backlog on its default: sized for a 10-minute outage.
+            cmd.env("QUIRE_REPL__CONGESTION", &opts.congestion)
                 .env("QUIRE_REPL__DATAGRAMS", datagrams);
             if let Some(up) = upstream {
                 cmd.args(["--replicaof", &up.to_string()]);
@@ -555,7 +555,7 @@ fn run_quire(
             eprintln!("replica {f}: {}", field_text(&rinfo, f));
         }
     }
-    let full = field(&pinfo, "sync_full").saturating_sub(1);
+    let full = field(&info(pp, "stats"), "sync_full").saturating_sub(1);
     drop(replica);
     drop(primary);
     relay.stop();
