@@ -665,7 +665,10 @@ fn a_herd_of_replicas_back_from_a_long_cut_shares_one_snapshot() {
     let refs: Vec<&TestNode> = replicas.iter().collect();
     wait_caught_up(&p, &refs, LIMIT);
     let made_before = num(&p, "quire_snapshots_made");
-    let failures: Vec<u64> = replicas.iter().map(|r| num(r, "quire_link_failures")).collect();
+    let failures: Vec<u64> = replicas
+        .iter()
+        .map(|r| num(r, "quire_link_failures"))
+        .collect();
     for relay in &relays {
         relay.control.set_outage(true);
     }
@@ -693,7 +696,11 @@ fn a_herd_of_replicas_back_from_a_long_cut_shares_one_snapshot() {
     // Reconnects spread out: never most of the herd in the same 50 ms.
     let mut up: Vec<i64> = replicas
         .iter()
-        .map(|r| r.info("replication", "quire_link_up_since_ms").parse().unwrap_or(0))
+        .map(|r| {
+            r.info("replication", "quire_link_up_since_ms")
+                .parse()
+                .unwrap_or(0)
+        })
         .collect();
     up.sort();
     let spread = up[REPLICAS - 1] - up[0];
@@ -703,5 +710,86 @@ fn a_herd_of_replicas_back_from_a_long_cut_shares_one_snapshot() {
         .max()
         .unwrap_or(0);
     assert!(spread >= 200, "links came up within {spread} ms");
-    assert!(densest <= REPLICAS / 2, "{densest} links came up within 50 ms");
+    assert!(
+        densest <= REPLICAS / 2,
+        "{densest} links came up within 50 ms"
+    );
+}
+
+/// A full sync capped at 2 Mbit/s takes as long as the cap says; when the
+/// writes during one push the log past `max_disk`, the replica is told why
+/// (not left to load a snapshot it cannot continue and loop), and once the
+/// cap is lifted it converges.
+#[test]
+fn a_capped_full_sync_that_cannot_keep_up_is_told_why() {
+    let pki = Pki::new(&["p", "r1", "r2"]);
+    let p = TestNode::start_with(|s| {
+        pki.configure("p", s);
+        fast_link(s);
+        s.appendonly = false;
+        s.repl.backlog.size = 16 * 1024;
+        s.repl.backlog.outage_tolerance = None;
+        s.repl.backlog.max_disk = 64 * 1024;
+        s.repl.backlog.memory = 64 * 1024;
+        s.repl.backlog.segment_bytes = 4096;
+        s.repl.snapshot_link_max_mbit = 2;
+    });
+    // About 600 KB that does not compress: ~2.4 s at 2 Mbit/s.
+    let mut con = p.client();
+    let mut rng = rand::rng();
+    let mut value = vec![0u8; 4096];
+    for i in 0..150 {
+        rng.fill_bytes(&mut value);
+        redis::cmd("SET")
+            .arg(format!("base:{i}"))
+            .arg(&value[..])
+            .query::<()>(&mut con)
+            .unwrap();
+    }
+    let replica = |name: &str| {
+        TestNode::start_with(|s| {
+            pki.configure(name, s);
+            fast_link(s);
+            s.replicaof = p.repl_addr();
+        })
+    };
+    let started = std::time::Instant::now();
+    let r1 = replica("r1");
+    wait_caught_up(&p, &[&r1], LIMIT);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the transfer kept to the cap: {:?}",
+        started.elapsed()
+    );
+    let r2 = replica("r2");
+    assert!(wait_until(LIMIT, || r2
+        .info("replication", "master_sync_in_progress")
+        == "1"));
+    // Meanwhile more than max_disk is written.
+    for i in 0..100 {
+        rng.fill_bytes(&mut value);
+        redis::cmd("SET")
+            .arg(format!("during:{i}"))
+            .arg(&value[..])
+            .query::<()>(&mut con)
+            .unwrap();
+    }
+    assert!(
+        wait_until(LIMIT, || num(&p, "quire_snapshot_overruns") >= 1),
+        "the overrun is detected"
+    );
+    assert!(
+        wait_until(LIMIT, || r2
+            .info("replication", "quire_last_full_sync_failure")
+            .contains("cannot keep up")),
+        "the replica is told why: {}",
+        r2.info("replication", "quire_last_full_sync_failure")
+    );
+    cmd(
+        &mut con,
+        &["CONFIG", "SET", "repl-snapshot-link-max-mbit", "0"],
+    )
+    .unwrap();
+    wait_caught_up(&p, &[&r1, &r2], LIMIT);
+    assert_eq!(r2.digest(), p.digest());
 }

@@ -414,7 +414,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
             }
             let _ = write!(
                 out,
-                "quire_link_state:{}\r\nquire_link_rtt_ms:{}\r\nquire_link_lag_ms:{}\r\nquire_upstream_offset:{}\r\nquire_lag_bytes:{}\r\nquire_full_syncs:{}\r\nquire_partial_syncs:{}\r\nquire_snapshot_resumes:{}\r\nquire_link_failures:{}\r\nquire_loading:{}\r\nquire_rewinds:{}\r\nquire_last_rewind:{}\r\nquire_last_full_sync_reason:{}\r\nquire_link_up_since_ms:{}\r\nquire_link_last_error:{}\r\n",
+                "quire_link_state:{}\r\nquire_link_rtt_ms:{}\r\nquire_link_lag_ms:{}\r\nquire_upstream_offset:{}\r\nquire_lag_bytes:{}\r\nquire_full_syncs:{}\r\nquire_partial_syncs:{}\r\nquire_snapshot_resumes:{}\r\nquire_link_failures:{}\r\nquire_loading:{}\r\nquire_rewinds:{}\r\nquire_last_rewind:{}\r\nquire_last_full_sync_reason:{}\r\nquire_last_full_sync_failure:{}\r\nquire_link_up_since_ms:{}\r\nquire_link_last_error:{}\r\n",
                 link.state,
                 link.rtt_ms,
                 link.lag_ms,
@@ -428,6 +428,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
                 link.rewinds,
                 link.last_rewind,
                 link.last_full_sync_reason.replace(['\r', '\n'], " "),
+                link.last_full_sync_failure.replace(['\r', '\n'], " "),
                 link.up_since_unix_ms,
                 link.last_error.replace(['\r', '\n'], " "),
             );
@@ -517,7 +518,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     };
     let _ = write!(
         out,
-        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nquire_rejected_links:{}\r\nquire_resyncs_refused:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\nquire_snapshots_made:{}\r\n",
+        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nquire_rejected_links:{}\r\nquire_resyncs_refused:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\nquire_snapshots_made:{}\r\nquire_snapshot_overruns:{}\r\n",
         settings.node.name,
         settings.node.region,
         repl.port.load(Ordering::Relaxed),
@@ -530,6 +531,7 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         c.snapshot_resumes_served.load(Ordering::Relaxed),
         repl.snapshots.count(),
         c.snapshots_made.load(Ordering::Relaxed),
+        c.snapshot_overruns.load(Ordering::Relaxed),
     );
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let dg_sent = load(&c.datagram_sent_bytes);

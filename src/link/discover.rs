@@ -130,7 +130,7 @@ mod tests {
     fn reads_the_replication_port_from_info() {
         let info = bulk("# Replication\r\nrole:master\r\nquire_repl_port:7401\r\n");
         assert_eq!(
-            read_endpoint("h:1", "", &[info.clone()]).unwrap(),
+            read_endpoint("h:1", "", std::slice::from_ref(&info)).unwrap(),
             Endpoint::ClientPort { repl_port: 7401 }
         );
         assert_eq!(

@@ -66,6 +66,12 @@ pub enum Refusal {
     /// The resync decision's reason (RUNBOOK D).
     #[error("{0}")]
     HoldsLostWrites(String),
+    #[error("the snapshot transfer took {secs} s and the log moved past its offset {offset} (it now starts at {log_start}): the replica cannot keep up with a full sync at this write rate; raise repl.backlog.max_disk, or lift repl.snapshot_max_mbit / repl.snapshot_link_max_mbit")]
+    SnapshotOverrun {
+        secs: u64,
+        offset: u64,
+        log_start: u64,
+    },
 }
 
 /// Accepts replica connections until shutdown.
@@ -508,6 +514,8 @@ async fn send_snapshot(
 ) -> Result<u64, LinkError> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     shared.repl.snapshots.acquire(&snapshot.id);
+    shared.pin_snapshot_transfers();
+    let started = Instant::now();
     let result = async {
         let reply = PrimaryMessage::FullResync {
             replid: snapshot.replid.clone(),
@@ -538,8 +546,31 @@ async fn send_snapshot(
             )
         };
         let mut link_rate = RateLimiter::new(link_cap);
+        // Under a cap, chunks of at most an eighth of a second's budget.
+        let chunk_bytes = match [total_cap, link_cap].into_iter().filter(|c| *c > 0).min() {
+            Some(cap) => ((cap / 8) as usize).clamp(16 << 10, SNAPSHOT_CHUNK_BYTES),
+            None => SNAPSHOT_CHUNK_BYTES,
+        };
+        let overrun = |shared: &Shared| {
+            shared
+                .repl
+                .counters
+                .snapshot_overruns
+                .fetch_add(1, Ordering::Relaxed);
+            Refusal::SnapshotOverrun {
+                secs: started.elapsed().as_secs(),
+                offset: snapshot.offset,
+                log_start: shared.log.start_offset(),
+            }
+        };
         while position < snapshot.size {
-            let want = ((snapshot.size - position) as usize).min(SNAPSHOT_CHUNK_BYTES);
+            // Only max_disk can let the log go past the snapshot: stop
+            // then, and say so, rather than let the replica load a
+            // snapshot it cannot continue and loop.
+            if !shared.log.covers(snapshot.offset) {
+                return Err(overrun(shared).into());
+            }
+            let want = ((snapshot.size - position) as usize).min(chunk_bytes);
             // Within this link's and all transfers' budgets.
             let now = Instant::now();
             let wait = {
@@ -569,11 +600,33 @@ async fn send_snapshot(
                 .fetch_add(want as u64, Ordering::Relaxed);
             position += want as u64;
         }
+        if !shared.log.covers(snapshot.offset) {
+            return Err(overrun(shared).into());
+        }
         Ok(snapshot.offset)
     }
     .await;
     shared.repl.snapshots.release(&snapshot.id);
+    shared.pin_snapshot_transfers();
+    if let Err(LinkError::Refused(refusal)) = &result {
+        tracing::error!(reason = %refusal, "full sync cannot continue");
+        refuse_stream(send, refusal).await;
+    }
     result
+}
+
+/// Tells the replica why its link ends, on a stream already past the
+/// handshake.
+async fn refuse_stream(send: &mut quinn::SendStream, refusal: &Refusal) {
+    let _ = send
+        .write_all(&protocol::encode(&PrimaryMessage::Refused {
+            reason: refusal.to_string(),
+        }))
+        .await;
+    let _ = send.finish();
+    // Until the replica has read it (or gone): closing at once would
+    // discard it.
+    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
 }
 
 /// The connection and streams of one attached replica.

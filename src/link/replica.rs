@@ -178,6 +178,9 @@ async fn run_link(shared: Arc<Shared>, upstream: Upstream, generation: u64) {
         backoff.streamed(streamed);
         let failed_full_sync =
             result.is_err() && full_sync && streamed <= receiver::BACKOFF_RESET_AFTER;
+        if let (true, Err(e)) = (failed_full_sync, &result) {
+            shared.repl.link.lock().last_full_sync_failure = e.to_string();
+        }
         match result {
             Ok(reason) => tracing::info!(reason, "link to upstream closed"),
             Err(e) => {

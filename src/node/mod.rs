@@ -111,6 +111,20 @@ impl Shared {
 
     /// The tracing span every task of this node runs in (node and region
     /// on every log line).
+    /// Keeps the log from the oldest full-sync snapshot in transfer on
+    /// (within `repl.backlog.max_disk`), so the stream can continue where
+    /// the snapshot ends however long the transfer takes.
+    pub fn pin_snapshot_transfers(&self) {
+        let floor = match self.repl.snapshots.oldest_in_transfer() {
+            Some(offset) => {
+                let max_disk = self.settings.read().repl.backlog.max_disk;
+                offset.max(self.log.end_offset().saturating_sub(max_disk))
+            }
+            None => u64::MAX,
+        };
+        self.log.set_transfer_floor(floor);
+    }
+
     pub fn span(&self) -> tracing::Span {
         let s = self.settings.read();
         tracing::info_span!("quire", node = %s.node.name, region = %s.node.region)

@@ -175,6 +175,9 @@ struct Inner {
     /// Segments holding bytes at or after this offset are kept whatever
     /// the capacity (the log since the newest snapshot).
     retain_from: u64,
+    /// Kept for snapshot transfers in flight: the stream continues from
+    /// their offset once they are loaded (`u64::MAX`: none).
+    transfer_floor: u64,
     /// The last write's error, while it lasts (full disk).
     write_error: Option<String>,
 }
@@ -238,7 +241,8 @@ impl Inner {
             let keep_from = self
                 .end_offset
                 .saturating_sub(self.config.capacity)
-                .min(self.retain_from);
+                .min(self.retain_from)
+                .min(self.transfer_floor);
             while self.segments.len() > 1 && self.segments[1].start <= keep_from {
                 if let Some(seg) = self.segments.pop_front() {
                     removed.push(seg.path);
@@ -304,6 +308,7 @@ impl Backlog {
             segments: VecDeque::new(),
             disk,
             retain_from: u64::MAX,
+            transfer_floor: u64::MAX,
             write_error: None,
         };
         Backlog {
@@ -532,6 +537,13 @@ impl Backlog {
     /// the constraint.
     pub fn set_retain_from(&self, offset: u64) {
         self.inner.lock().retain_from = offset;
+    }
+
+    /// Keeps the stream from `offset` on while full-sync snapshots of
+    /// that offset are in transfer (`u64::MAX` lifts it): a slow transfer
+    /// must not find its continuation trimmed away when it ends.
+    pub fn set_transfer_floor(&self, offset: u64) {
+        self.inner.lock().transfer_floor = offset;
     }
 
     /// Bytes a restart would replay: those at or after the newest

@@ -140,6 +140,16 @@ impl SnapshotStore {
     pub fn count(&self) -> usize {
         self.files.lock().len()
     }
+
+    /// The oldest offset a snapshot in transfer continues from.
+    pub fn oldest_in_transfer(&self) -> Option<u64> {
+        self.files
+            .lock()
+            .iter()
+            .filter(|s| s.in_use > 0)
+            .map(|s| s.offset)
+            .min()
+    }
 }
 
 /// A writer that computes the CRC32 of everything written through it.

@@ -252,8 +252,10 @@ pub struct LinkStatus {
     /// one set its diverged writes aside.
     pub rewinds: u64,
     pub last_rewind: String,
-    /// Why the upstream last answered with a full resync.
+    /// Why the upstream last answered with a full resync, and why the
+    /// last full sync that failed did (kept after later successes).
     pub last_full_sync_reason: String,
+    pub last_full_sync_failure: String,
     /// When the current session reached streaming (unix ms; 0 while down).
     pub up_since_unix_ms: i64,
 }
@@ -278,6 +280,7 @@ impl Default for LinkStatus {
             rewinds: 0,
             last_rewind: String::new(),
             last_full_sync_reason: String::new(),
+            last_full_sync_failure: String::new(),
             up_since_unix_ms: 0,
         }
     }
@@ -323,6 +326,9 @@ pub struct ReplCounters {
     /// Full-sync snapshots written (shared by the replicas that asked
     /// while one was being written).
     pub snapshots_made: AtomicU64,
+    /// Full syncs ended because the log moved past the snapshot during
+    /// its transfer (max_disk reached).
+    pub snapshot_overruns: AtomicU64,
 }
 
 /// Replication state shared by a node's tasks.
@@ -479,6 +485,7 @@ impl Replication {
             rewinds: link.rewinds,
             last_rewind: std::mem::take(&mut link.last_rewind),
             last_full_sync_reason: std::mem::take(&mut link.last_full_sync_reason),
+            last_full_sync_failure: std::mem::take(&mut link.last_full_sync_failure),
             ..LinkStatus::default()
         };
         drop(link);

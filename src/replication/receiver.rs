@@ -48,6 +48,8 @@ pub enum LinkFailure {
     HandoverMismatch { offset: u64, applied: u64 },
     #[error("unexpected message on a streaming link: {0}")]
     Unexpected(&'static str),
+    #[error("upstream ended the link: {0}")]
+    Refused(String),
 }
 
 /// What the driver must do besides applying units and sending acks.
@@ -170,7 +172,7 @@ impl Link {
             PrimaryMessage::SnapshotChunk { .. } => {
                 return Err(LinkFailure::Unexpected("snapshot chunk"))
             }
-            PrimaryMessage::Refused { .. } => return Err(LinkFailure::Unexpected("refusal")),
+            PrimaryMessage::Refused { reason } => return Err(LinkFailure::Refused(reason)),
             PrimaryMessage::Rewind { .. } => return Err(LinkFailure::Unexpected("rewind")),
             PrimaryMessage::ProbeReply { .. } => {
                 return Err(LinkFailure::Unexpected("probe reply"))

@@ -346,6 +346,7 @@ async fn cron(shared: Arc<Shared>) {
             )
         };
         let max_disk = disk_budget(&shared, backlog.max_disk);
+        shared.pin_snapshot_transfers();
         let mut guard = shared.data.lock();
         let data = &mut *guard;
         data.repl
