@@ -125,10 +125,12 @@ def one_run(kind):
             i = 0
             while not state["stop"]:
                 try:
+                    began = time.time()
                     master.set(f"w:{i}", i)
                     master.execute_command("WAIT", 1, 500)
                     state["acked"] += 1
-                    if state["killed"] and not state["resumed"]:
+                    # Only a write begun after the primary was dead counts.
+                    if state["killed"] and began > state["killed"] and not state["resumed"]:
                         state["resumed"] = time.time()
                     i += 1
                 except Exception:
@@ -137,8 +139,9 @@ def one_run(kind):
         t = threading.Thread(target=writer)
         t.start()
         assert wait_for(lambda: state["acked"] > 200)
-        state["killed"] = time.time()
         group[0].send_signal(signal.SIGKILL)
+        group[0].wait()
+        state["killed"] = time.time()
         ok = wait_for(lambda: state["resumed"] is not None, 60)
         state["stop"] = True
         t.join()
