@@ -333,6 +333,12 @@ fn isolated_primary_is_fenced_and_reports_its_lost_writes() {
     )
     .is_ok()));
     wait_caught_up(&a, &[&b], LIMIT);
+    // A snapshot on a: the rewind rebuilds from it (and the log after it).
+    cmd(&mut a.client(), &["SET", "snapshotted", "1"]).unwrap();
+    cmd(&mut a.client(), &["SAVE"]).unwrap();
+    let saved_at = a.offset();
+    cmd(&mut a.client(), &["SET", "after-save", "1"]).unwrap();
+    wait_caught_up(&a, &[&b], LIMIT);
     relay1.control.set_outage(true);
     relay2.control.set_outage(true);
     assert!(wait_until(LIMIT, || b
@@ -371,6 +377,19 @@ fn isolated_primary_is_fenced_and_reports_its_lost_writes() {
     // aside in a file.
     assert_eq!(num(&a, "quire_full_syncs"), 0, "no full resync");
     assert_eq!(num(&a, "quire_rewinds"), 1, "rewound to the fork");
+    assert!(
+        a.info("replication", "quire_last_rewind")
+            .contains(&format!(" from={saved_at} ")),
+        "rebuilt from the snapshot: {}",
+        a.info("replication", "quire_last_rewind")
+    );
+    assert_eq!(
+        cmd(&mut a.client(), &["MGET", "snapshotted", "after-save"]).unwrap(),
+        redis::Value::Array(vec![
+            redis::Value::BulkString(b"1".to_vec()),
+            redis::Value::BulkString(b"1".to_vec())
+        ])
+    );
     let aside = a
         .info("replication", "quire_last_rewind")
         .split("aside=")

@@ -234,10 +234,23 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
             link.upstream_repl_port = Some(repl_port);
             repl_port
         }
-        Endpoint::Direct => upstream.port,
+        Endpoint::Direct => {
+            // Nothing on TCP there now; if that port was the upstream's
+            // client port before (it is restarting, say), its replication
+            // port is still the one it named.
+            let link = shared.repl.link.lock();
+            match (link.upstream_tcp_port, link.upstream_repl_port) {
+                (Some(tcp), Some(repl)) if tcp == upstream.port => repl,
+                _ => upstream.port,
+            }
+        }
     };
     let addr = resolve(&upstream.host, repl_port, local_v4).await?;
-    let rewind_from = {
+    // A rewind that failed once is not offered again to this upstream:
+    // the next answer is a full sync.
+    let rewind_from = if shared.repl.link.lock().rewind_failed {
+        None
+    } else {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || super::rewind::rewind_point(&shared))
             .await
@@ -477,10 +490,18 @@ async fn rewind_to(shared: &Arc<Shared>, to: u64) -> Result<(), ReplicaError> {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || super::rewind::rewind(&shared, to))
     };
-    let rewound = task
+    let rewound = match task
         .await
-        .map_err(|e| ReplicaError::Rewind(e.to_string()))?
-        .map_err(|e| ReplicaError::Rewind(e.to_string()))?;
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        Ok(rewound) => rewound,
+        Err(e) => {
+            shared.repl.link.lock().rewind_failed = true;
+            tracing::error!(error = %e, "rewind failed: asking for a full sync instead");
+            return Err(ReplicaError::Rewind(e));
+        }
+    };
     let aside = rewound
         .aside
         .as_ref()
@@ -498,8 +519,8 @@ async fn rewind_to(shared: &Arc<Shared>, to: u64) -> Result<(), ReplicaError> {
     let mut link = shared.repl.link.lock();
     link.rewinds += 1;
     link.last_rewind = format!(
-        "to={to} writes={} bytes={} aside={aside}",
-        rewound.diverged_commands, rewound.diverged_bytes
+        "to={to} from={} commands={} bytes={} aside={aside}",
+        rewound.from_snapshot, rewound.diverged_commands, rewound.diverged_bytes
     );
     Ok(())
 }

@@ -252,6 +252,8 @@ pub struct LinkStatus {
     /// one set its diverged writes aside.
     pub rewinds: u64,
     pub last_rewind: String,
+    /// A rewind failed: this upstream gets no more offers of one.
+    pub rewind_failed: bool,
     /// Why the upstream last answered with a full resync, and why the
     /// last full sync that failed did (kept after later successes).
     pub last_full_sync_reason: String,
@@ -279,6 +281,7 @@ impl Default for LinkStatus {
             upstream_repl_port: None,
             rewinds: 0,
             last_rewind: String::new(),
+            rewind_failed: false,
             last_full_sync_reason: String::new(),
             last_full_sync_failure: String::new(),
             up_since_unix_ms: 0,
