@@ -227,6 +227,21 @@ fn follows(p: &Proc, port: u16) -> bool {
         && p.info("replication", "master_link_status") == "up"
 }
 
+/// Waits until all sentinels name a primary other than node `old`; its index.
+fn moved_primary(sentinels: &Sentinels, ports: &[u16], old: usize, what: &str) -> usize {
+    assert!(
+        wait_until(Duration::from_secs(30), || sentinels
+            .master_port()
+            .is_some_and(|p| p != ports[old])),
+        "{what}\n{}",
+        sentinels.logs()
+    );
+    ports
+        .iter()
+        .position(|p| Some(*p) == sentinels.master_port())
+        .expect("a known node")
+}
+
 fn node(nodes: &[Option<Proc>], i: usize) -> &Proc {
     nodes[i].as_ref().expect("running")
 }
@@ -295,17 +310,7 @@ fn sentinel_fails_over_a_quire_group_and_the_old_primary_rejoins_partially() {
     let killed_at = unix_ms();
     nodes[0].take().expect("primary").kill9();
 
-    assert!(
-        wait_until(Duration::from_secs(30), || sentinels
-            .master_port()
-            .is_some_and(|p| p != ports[0])),
-        "sentinels promote a replica\n{}",
-        sentinels.logs()
-    );
-    let new = ports
-        .iter()
-        .position(|p| Some(*p) == sentinels.master_port())
-        .expect("a known node");
+    let new = moved_primary(&sentinels, &ports, 0, "sentinels promote a replica");
     let other = 3 - new;
     assert!(
         wait_until(Duration::from_secs(20), || writer.acked().len()
@@ -383,17 +388,12 @@ fn sentinel_fails_over_a_quire_group_and_the_old_primary_rejoins_partially() {
                 .unwrap(),
         )
         .expect("SENTINEL FAILOVER");
-    assert!(
-        wait_until(Duration::from_secs(30), || sentinels
-            .master_port()
-            .is_some_and(|p| p != ports[before])),
-        "SENTINEL FAILOVER moves the primary\n{}",
-        sentinels.logs()
+    let now = moved_primary(
+        &sentinels,
+        &ports,
+        before,
+        "SENTINEL FAILOVER moves the primary",
     );
-    let now = ports
-        .iter()
-        .position(|p| Some(*p) == sentinels.master_port())
-        .expect("a known node");
     for i in (0..3).filter(|i| *i != now) {
         assert!(
             wait_until(Duration::from_secs(30), || follows(

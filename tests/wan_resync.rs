@@ -23,6 +23,17 @@ fn fast_link(s: &mut quire::config::Settings) {
     s.repl.window_bytes = 1 << 20;
 }
 
+/// The log kept for replication only (with appendonly it keeps everything
+/// since the last snapshot), trimmed to a 16 KiB backlog with no outage
+/// sizing: a short cut outgrows it.
+fn small_backlog(s: &mut quire::config::Settings) {
+    s.appendonly = false;
+    s.repl.backlog.size = 16 * 1024;
+    s.repl.backlog.outage_tolerance = None;
+    s.repl.backlog.memory = 64 * 1024;
+    s.repl.backlog.segment_bytes = 4096;
+}
+
 fn relay_to(node: &TestNode) -> RelayThread {
     RelayThread::start(
         node.repl_addr().parse().unwrap(),
@@ -396,13 +407,7 @@ fn backlog_trimmed_past_replica_gives_clean_full_sync() {
     let p = TestNode::start_with(|s| {
         pki.configure("p", s);
         fast_link(s);
-        // The log kept for replication only: trimmed to the backlog's size
-        // (with appendonly it keeps everything since the last snapshot).
-        s.appendonly = false;
-        s.repl.backlog.size = 16 * 1024;
-        s.repl.backlog.outage_tolerance = None;
-        s.repl.backlog.memory = 64 * 1024;
-        s.repl.backlog.segment_bytes = 4096;
+        small_backlog(s);
     });
     let relay = relay_to(&p);
     let r = replica_via(&pki, "r", &relay, |_| {});
@@ -644,12 +649,7 @@ fn a_herd_of_replicas_back_from_a_long_cut_shares_one_snapshot() {
     let p = TestNode::start_with(|s| {
         pki.configure("p", s);
         fast_link(s);
-        // The log kept for replication only, trimmed to a small backlog.
-        s.appendonly = false;
-        s.repl.backlog.size = 16 * 1024;
-        s.repl.backlog.outage_tolerance = None;
-        s.repl.backlog.memory = 64 * 1024;
-        s.repl.backlog.segment_bytes = 4096;
+        small_backlog(s);
         s.threads = 1;
     });
     let relays: Vec<RelayThread> = (0..REPLICAS).map(|_| relay_to(&p)).collect();
@@ -726,12 +726,8 @@ fn a_capped_full_sync_that_cannot_keep_up_is_told_why() {
     let p = TestNode::start_with(|s| {
         pki.configure("p", s);
         fast_link(s);
-        s.appendonly = false;
-        s.repl.backlog.size = 16 * 1024;
-        s.repl.backlog.outage_tolerance = None;
+        small_backlog(s);
         s.repl.backlog.max_disk = 64 * 1024;
-        s.repl.backlog.memory = 64 * 1024;
-        s.repl.backlog.segment_bytes = 4096;
         s.repl.snapshot_link_max_mbit = 2;
     });
     // About 600 KB that does not compress: ~2.4 s at 2 Mbit/s.

@@ -299,6 +299,17 @@ impl RawClient {
     }
 }
 
+/// One field of `INFO section` on a connection ("" when absent).
+pub fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String {
+    let text: String = redis::cmd("INFO").arg(section).query(con).expect("info");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
 /// A throwaway PKI: a CA and node certificates naming 127.0.0.1.
 pub struct Pki {
     pub dir: tempfile::TempDir,
@@ -357,17 +368,7 @@ impl TestNode {
 
     /// One field of `INFO section`.
     pub fn info(&self, section: &str, field: &str) -> String {
-        let mut con = self.client();
-        let text: String = redis::cmd("INFO")
-            .arg(section)
-            .query(&mut con)
-            .expect("info");
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!("{field}:"))
-                    .map(|v| v.trim().to_string())
-            })
-            .unwrap_or_default()
+        info_field(&mut self.client(), section, field)
     }
 
     pub fn offset(&self) -> u64 {

@@ -103,16 +103,7 @@ impl Proc {
     }
 
     pub fn info(&self, section: &str, field: &str) -> String {
-        let text: String = redis::cmd("INFO")
-            .arg(section)
-            .query(&mut self.client())
-            .expect("info");
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!("{field}:"))
-                    .map(|v| v.trim().to_string())
-            })
-            .unwrap_or_default()
+        super::info_field(&mut self.client(), section, field)
     }
 
     pub fn digest(&self) -> String {
