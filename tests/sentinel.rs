@@ -332,6 +332,21 @@ fn sentinel_fails_over_a_quire_group_and_the_old_primary_rejoins_partially() {
         "the other replica follows the new primary\n{}",
         node(&nodes, other).log()
     );
+    // Sentinel's CONFIG REWRITE wrote each node's current role to its file.
+    let config = |i: usize| std::fs::read_to_string(dirs[i].path().join("quire.toml")).unwrap();
+    let follows_in_file = |i: usize, port: u16| {
+        config(i)
+            .lines()
+            .any(|l| l.trim() == format!("replicaof = \"127.0.0.1:{port}\""))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || !config(new)
+            .contains(&format!("127.0.0.1:{}", ports[0]))
+            && follows_in_file(other, ports[new])),
+        "rewritten configs:\n{}\n{}",
+        config(new),
+        config(other)
+    );
     let epoch_new: u64 = node(&nodes, new)
         .info("replication", "quire_epoch")
         .parse()

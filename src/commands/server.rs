@@ -383,10 +383,23 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
     }
 }
 
+/// The settings as CONFIG GET and CONFIG REWRITE show them: with the
+/// role the node has now (REPLICAOF, a promotion, Sentinel), not the one it
+/// started with, so a rewritten file restarts the node in its current role
+/// (Redis rewrites `replicaof` the same way).
+fn current_settings(ctx: &ExecCtx) -> crate::config::Settings {
+    let mut settings = ctx.node.settings.read().clone();
+    settings.replicaof = match ctx.node.repl.upstream() {
+        Some(up) => format!("{}:{}", up.host, up.port),
+        None => String::new(),
+    };
+    settings
+}
+
 fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let sub = &args[1];
     if is(sub, "get") && args.len() >= 3 {
-        let settings = ctx.node.settings.read().clone();
+        let settings = current_settings(ctx);
         let mut pairs = Vec::new();
         for p in params::PARAMS {
             if args[2..]
@@ -447,7 +460,7 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                 "ERR The server is running without a config file",
             ));
         };
-        let settings = ctx.node.settings.read().clone();
+        let settings = current_settings(ctx);
         settings
             .write_toml(&path)
             .map_err(|e| Frame::error_owned(format!("ERR Rewriting config file: {e}")))?;
