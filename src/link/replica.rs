@@ -790,6 +790,8 @@ async fn receive_snapshot(
                 shared.persistence.aof.lock().base_size = incoming.size;
             }
             shared.repl.link.lock().full_syncs += 1;
+            // Replaces whatever a failed rewind left half rebuilt.
+            shared.persistence.loading.store(false, Ordering::Release);
             tracing::info!(
                 offset = incoming.offset,
                 keys,

@@ -113,6 +113,10 @@ pub fn rewind(shared: &Arc<Shared>, to: u64) -> Result<Rewound, RewindError> {
         None => (None, Vec::new()),
     };
     shared.persistence.loading.store(true, Ordering::Release);
+    // Once the data or the log is touched, a failure leaves them partly
+    // rebuilt: clients keep getting -LOADING until the full sync that
+    // follows has replaced them.
+    let mut touched = false;
     let result = (|| {
         let (from, db, diverged_commands, diverged_bytes, aside) = {
             let mut guard = shared.data.lock();
@@ -129,6 +133,7 @@ pub fn rewind(shared: &Arc<Shared>, to: u64) -> Result<Rewound, RewindError> {
             }
             let commands = count_commands(&mut data.repl, to, end);
             let aside = set_aside(&data.repl, &dir, to, end)?;
+            touched = true;
             let db = match base {
                 Some(Base::Snapshot(h)) => {
                     persist::install(&mut data.keyspace, dbs);
@@ -169,7 +174,9 @@ pub fn rewind(shared: &Arc<Shared>, to: u64) -> Result<Rewound, RewindError> {
             aside,
         })
     })();
-    shared.persistence.loading.store(false, Ordering::Release);
+    if result.is_ok() || !touched {
+        shared.persistence.loading.store(false, Ordering::Release);
+    }
     result
 }
 
