@@ -39,6 +39,7 @@ macro_rules! spec {
 }
 
 pub mod args;
+mod bitmap;
 pub mod blocking;
 mod connection;
 mod hash;
@@ -248,6 +249,7 @@ impl<'a> ExecCtx<'a> {
 fn families() -> impl Iterator<Item = &'static CommandSpec> {
     [
         strings::COMMANDS,
+        bitmap::COMMANDS,
         keys::COMMANDS,
         server::COMMANDS,
         connection::COMMANDS,

@@ -91,7 +91,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 ];
 
 /// Reads a string value; WRONGTYPE if the key holds another type.
-fn read(ctx: &mut ExecCtx, key: &[u8]) -> Result<Option<Bytes>, Frame> {
+pub(super) fn read(ctx: &mut ExecCtx, key: &[u8]) -> Result<Option<Bytes>, Frame> {
     let now = ctx.now_ms;
     match ctx.db().get(key, now) {
         None => Ok(None),
@@ -340,13 +340,16 @@ fn getex(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     Ok(Frame::Bulk(value))
 }
 
-fn max_len(ctx: &ExecCtx) -> u64 {
+pub(super) fn max_len(ctx: &ExecCtx) -> u64 {
     ctx.node.settings.read().proto_max_bulk_len
 }
 
 /// Gives mutable access to a string's bytes as a growable buffer,
 /// creating an empty string if the key is missing.
-fn string_buffer<'a>(ctx: &'a mut ExecCtx, key: &[u8]) -> Result<&'a mut Vec<u8>, Frame> {
+pub(super) fn string_buffer<'a>(
+    ctx: &'a mut ExecCtx,
+    key: &[u8],
+) -> Result<&'a mut Vec<u8>, Frame> {
     let now = ctx.now_ms;
     let db = ctx.db();
     match db.get_mut(key, now) {
