@@ -87,6 +87,43 @@ fn index(rng: &mut StdRng) -> String {
     }
 }
 
+/// A BITFIELD or BITFIELD_RO with one to four operations, some malformed.
+fn bitfield(rng: &mut StdRng, key: String) -> Vec<String> {
+    let s = |v: &str| v.to_string();
+    let ro = rng.random_range(0..6) == 0;
+    let mut c = vec![s(if ro { "BITFIELD_RO" } else { "BITFIELD" }), key];
+    for _ in 0..rng.random_range(1..5) {
+        let ty = pick(
+            rng,
+            &[
+                "u1", "u8", "i8", "u16", "i5", "i64", "u63", "u64", "x8", "i0",
+            ],
+        );
+        let offset = match rng.random_range(0..6) {
+            0 => format!("#{}", rng.random_range(0..6)),
+            1 => s("-3"),
+            _ => rng.random_range(0..100).to_string(),
+        };
+        let value = match rng.random_range(0..6) {
+            0 => i64::MAX.to_string(),
+            1 => i64::MIN.to_string(),
+            2 => s("nope"),
+            _ => rng.random_range(-300i64..300).to_string(),
+        };
+        match rng.random_range(0..7) {
+            0 => c.extend([
+                s("OVERFLOW"),
+                s(pick(rng, &["WRAP", "SAT", "FAIL", "sat", "bad"])),
+            ]),
+            1 | 2 => c.extend([s("GET"), s(ty), offset]),
+            3 | 4 => c.extend([s("SET"), s(ty), offset, value]),
+            5 => c.extend([s("INCRBY"), s(ty), offset, value]),
+            _ => c.push(s(pick(rng, &["GET", "SET", "frob"]))),
+        }
+    }
+    c
+}
+
 fn bitmap_commands(seed: u64, n: usize) -> Vec<Vec<String>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let keys = ["b0", "b1", "b2", "b3", "missing", "alist"];
@@ -151,7 +188,10 @@ fn bitmap_commands(seed: u64, n: usize) -> Vec<Vec<String>> {
                 }
                 c
             }
-            17 => vec![s("SET"), key, rng.random_range(-500..5000).to_string()],
+            17 => bitfield(&mut rng, key),
+            18 if rng.random_range(0..2) == 0 => {
+                vec![s("SET"), key, rng.random_range(-500..5000).to_string()]
+            }
             18 => vec![
                 s("APPEND"),
                 key,

@@ -19,6 +19,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("bitcount", -2, READONLY, (1, 1, 1), "Counts the number of set bits (population counting) in a string.", "key [start end [BYTE | BIT]]", bitcount),
     spec!("bitpos", -3, READONLY, (1, 1, 1), "Finds the first set (1) or clear (0) bit in a string.", "key bit [start [end [BYTE | BIT]]]", bitpos),
     spec!("bitop", -4, WRITE | DENYOOM, (2, -1, 1), "Performs bitwise operations on multiple strings, and stores the result.", "AND | OR | XOR | NOT destkey key [key ...]", bitop),
+    spec!(
+        "bitfield",
+        -2,
+        WRITE | DENYOOM,
+        (1, 1, 1),
+        "Performs arbitrary bitfield integer operations on strings.",
+        "key [GET encoding offset | [OVERFLOW WRAP | SAT | FAIL] SET encoding offset value | INCRBY encoding offset increment ...]",
+        bitfield
+    ),
+    spec!("bitfield_ro", -2, READONLY | FAST, (1, 1, 1), "Performs arbitrary read-only bitfield integer operations on strings.", "key [GET encoding offset ...]", bitfield_ro),
 ];
 
 const ERR_BIT_OFFSET: Frame = Frame::error("ERR bit offset is not an integer or out of range");
@@ -241,6 +251,248 @@ fn bitop(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     Ok(Frame::Integer(width as i64))
 }
 
+/// What BITFIELD does when a SET or INCRBY does not fit its type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Overflow {
+    Wrap,
+    Sat,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FieldOp {
+    Get,
+    Set(i64),
+    Incrby(i64),
+}
+
+/// One parsed BITFIELD operation: `signed` integer of `bits` at `offset`.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    op: FieldOp,
+    signed: bool,
+    bits: u32,
+    offset: u64,
+    overflow: Overflow,
+}
+
+fn field_type(arg: &[u8]) -> Result<(bool, u32), Frame> {
+    let err = Frame::error(
+        "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.",
+    );
+    let (signed, digits) = match arg.split_first() {
+        Some((b'i', rest)) => (true, rest),
+        Some((b'u', rest)) => (false, rest),
+        _ => return Err(err),
+    };
+    let bits = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse::<i64>().ok())
+        .filter(|b| *b >= 1 && *b <= if signed { 64 } else { 63 })
+        .ok_or(err)?;
+    Ok((signed, bits as u32))
+}
+
+/// A bitfield offset: a bit offset, or `#N` for the N-th field of its width.
+fn field_offset(ctx: &ExecCtx, arg: &[u8], bits: u32) -> Result<u64, Frame> {
+    let (hash, digits) = match arg.split_first() {
+        Some((b'#', rest)) => (true, rest),
+        _ => (false, arg),
+    };
+    let n = int(digits).map_err(|_| ERR_BIT_OFFSET)?;
+    let offset = if hash {
+        n.checked_mul(bits as i64).ok_or(ERR_BIT_OFFSET)?
+    } else {
+        n
+    };
+    if offset < 0 || (offset as u64 >> 3) >= max_len(ctx) {
+        return Err(ERR_BIT_OFFSET);
+    }
+    Ok(offset as u64)
+}
+
+fn parse_fields(ctx: &ExecCtx, args: &[Bytes]) -> Result<Vec<Field>, Frame> {
+    let mut fields = Vec::new();
+    let mut overflow = Overflow::Wrap;
+    let mut j = 2;
+    while j < args.len() {
+        let rest = args.len() - j - 1;
+        let sub = &args[j];
+        let op = if is(sub, "get") && rest >= 2 {
+            FieldOp::Get
+        } else if is(sub, "set") && rest >= 3 {
+            FieldOp::Set(0)
+        } else if is(sub, "incrby") && rest >= 3 {
+            FieldOp::Incrby(0)
+        } else if is(sub, "overflow") && rest >= 1 {
+            overflow = match text(&args[j + 1]).to_ascii_lowercase().as_str() {
+                "wrap" => Overflow::Wrap,
+                "sat" => Overflow::Sat,
+                "fail" => Overflow::Fail,
+                _ => return Err(Frame::error("ERR Invalid OVERFLOW type specified")),
+            };
+            j += 2;
+            continue;
+        } else {
+            return Err(ERR_SYNTAX);
+        };
+        let (signed, bits) = field_type(&args[j + 1])?;
+        let offset = field_offset(ctx, &args[j + 2], bits)?;
+        let op = match op {
+            FieldOp::Get => FieldOp::Get,
+            FieldOp::Set(_) => FieldOp::Set(int(&args[j + 3])?),
+            FieldOp::Incrby(_) => FieldOp::Incrby(int(&args[j + 3])?),
+        };
+        fields.push(Field {
+            op,
+            signed,
+            bits,
+            offset,
+            overflow,
+        });
+        j += if op == FieldOp::Get { 3 } else { 4 };
+    }
+    Ok(fields)
+}
+
+/// The unsigned value of `bits` bits at bit `offset` (zeros past the end).
+fn get_field(bytes: &[u8], offset: u64, bits: u32) -> u64 {
+    (0..bits as u64).fold(0u64, |v, i| (v << 1) | bit_of(bytes, offset + i) as u64)
+}
+
+fn set_field(bytes: &mut [u8], offset: u64, bits: u32, value: u64) {
+    for i in 0..bits as u64 {
+        let on = value & (1u64 << (bits as u64 - 1 - i)) != 0;
+        let at = offset + i;
+        let mask = 0x80u8 >> (at & 7);
+        let byte = &mut bytes[(at >> 3) as usize];
+        *byte = if on { *byte | mask } else { *byte & !mask };
+    }
+}
+
+/// As a signed integer of `bits` bits (two's complement).
+fn signed_value(raw: u64, bits: u32) -> i64 {
+    if bits < 64 && raw & (1u64 << (bits - 1)) != 0 {
+        (raw | (u64::MAX << bits)) as i64
+    } else {
+        raw as i64
+    }
+}
+
+/// `value + incr` stored in a field: `Ok(stored)` when it fits or the
+/// overflow rule gives a value, `Err(())` when the rule is FAIL. Works in
+/// i128, so it is exact where Redis's checks are.
+fn fit(value: i128, incr: i128, signed: bool, bits: u32, overflow: Overflow) -> Result<u64, ()> {
+    let sum = value + incr;
+    let (min, max) = if signed {
+        (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+    } else {
+        (0, (1i128 << bits) - 1)
+    };
+    let low = |v: i128| (v.rem_euclid(1i128 << 64) as u64) & (u64::MAX >> (64 - bits));
+    if (min..=max).contains(&sum) {
+        return Ok(low(sum));
+    }
+    match overflow {
+        Overflow::Fail => Err(()),
+        Overflow::Sat => Ok(low(if sum > max { max } else { min })),
+        Overflow::Wrap => Ok(low(sum)),
+    }
+}
+
+fn bitfield(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    bitfield_generic(ctx, args, false)
+}
+
+fn bitfield_ro(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    bitfield_generic(ctx, args, true)
+}
+
+fn bitfield_generic(ctx: &mut ExecCtx, args: &[Bytes], read_only: bool) -> CmdResult {
+    let fields = parse_fields(ctx, args)?;
+    let writes = fields.iter().any(|f| f.op != FieldOp::Get);
+    if !writes {
+        let value = read(ctx, &args[1])?.unwrap_or_default();
+        let replies = fields
+            .iter()
+            .map(|f| {
+                let raw = get_field(&value, f.offset, f.bits);
+                Frame::Integer(if f.signed {
+                    signed_value(raw, f.bits)
+                } else {
+                    raw as i64
+                })
+            })
+            .collect();
+        return Ok(Frame::Array(replies));
+    }
+    if read_only {
+        return Err(Frame::error(
+            "ERR BITFIELD_RO only supports the GET subcommand",
+        ));
+    }
+    let highest = fields
+        .iter()
+        .filter(|f| f.op != FieldOp::Get)
+        .map(|f| f.offset + f.bits as u64 - 1)
+        .max()
+        .unwrap_or(0);
+    let byte = (highest >> 3) as usize;
+    let now = ctx.now_ms;
+    let existing = match ctx.db().peek(&args[1], now) {
+        Some(v) => Some(v.string_len().ok_or(ERR_WRONGTYPE)?),
+        None => None,
+    };
+    // Created or padded: a change even if every write then fails, so the
+    // stream carries it (Redis counts only the writes).
+    let grew = existing.is_none_or(|len| len <= byte);
+    let buf = string_buffer(ctx, &args[1])?;
+    if buf.len() <= byte {
+        buf.resize(byte + 1, 0);
+    }
+    let mut changes = 0u64;
+    let mut replies = Vec::with_capacity(fields.len());
+    for f in &fields {
+        let raw = get_field(buf, f.offset, f.bits);
+        let old = if f.signed {
+            signed_value(raw, f.bits) as i128
+        } else {
+            raw as i128
+        };
+        let (value, incr, returns_new) = match f.op {
+            FieldOp::Get => {
+                replies.push(Frame::Integer(old as i64));
+                continue;
+            }
+            // A SET's value is taken as the field's type would store it:
+            // unsigned fields see a negative value as its 64-bit pattern.
+            FieldOp::Set(v) if !f.signed => (v as u64 as i128, 0, false),
+            FieldOp::Set(v) => (v as i128, 0, false),
+            FieldOp::Incrby(by) => (old, by as i128, true),
+        };
+        match fit(value, incr, f.signed, f.bits, f.overflow) {
+            Err(()) => replies.push(Frame::Null),
+            Ok(stored) => {
+                let new = if f.signed {
+                    signed_value(stored, f.bits) as i128
+                } else {
+                    stored as i128
+                };
+                replies.push(Frame::Integer(if returns_new { new } else { old } as i64));
+                set_field(buf, f.offset, f.bits, stored);
+                if grew || new != old {
+                    changes += 1;
+                }
+            }
+        }
+    }
+    if changes > 0 || grew {
+        ctx.db().signal_modified(&args[1]);
+        ctx.dirty(changes.max(1));
+    }
+    Ok(Frame::Array(replies))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +519,27 @@ mod tests {
         assert_eq!(find_bit(&v, false, 0, 23), Some(12));
         assert_eq!(find_bit(&v, true, 12, 23), None);
         assert_eq!(find_bit(&[0x00, 0x01], true, 0, 15), Some(15));
+    }
+
+    #[test]
+    fn bitfield_overflow_rules() {
+        // i8: 127 + 1.
+        assert_eq!(fit(127, 1, true, 8, Overflow::Wrap), Ok(0x80));
+        assert_eq!(fit(127, 1, true, 8, Overflow::Sat), Ok(0x7f));
+        assert_eq!(fit(127, 1, true, 8, Overflow::Fail), Err(()));
+        assert_eq!(fit(-128, -1, true, 8, Overflow::Sat), Ok(0x80));
+        // u8: 0 - 1, and a SET of -1 (its 64-bit pattern).
+        assert_eq!(fit(0, -1, false, 8, Overflow::Wrap), Ok(0xff));
+        assert_eq!(fit(0, -1, false, 8, Overflow::Sat), Ok(0));
+        assert_eq!(fit(u64::MAX as i128, 0, false, 8, Overflow::Sat), Ok(0xff));
+        assert_eq!(
+            fit(i64::MAX as i128, 1, true, 64, Overflow::Wrap),
+            Ok(1u64 << 63)
+        );
+        assert_eq!(signed_value(0x80, 8), -128);
+        let mut b = vec![0u8; 2];
+        set_field(&mut b, 4, 8, 0xab);
+        assert_eq!(b, vec![0x0a, 0xb0]);
+        assert_eq!(get_field(&b, 4, 8), 0xab);
     }
 }
