@@ -442,7 +442,7 @@ fn object(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let value = ctx.db().peek(&args[2], now).cloned();
     if is(sub, "encoding") {
         Ok(value
-            .map(|v| Frame::bulk(v.encoding()))
+            .map(|v| Frame::bulk(v.encoding(&ctx.node.settings.read().encoding)))
             .unwrap_or(Frame::Null))
     } else if is(sub, "refcount") {
         Ok(value.map(|_| Frame::Integer(1)).unwrap_or(Frame::Null))

@@ -24,7 +24,9 @@ pub enum ConfigError {
 
 mod types;
 
-pub use types::{optional_tolerance, MaxmemoryPolicy, OutageTolerance, SaveRule, SaveRules};
+pub use types::{
+    optional_tolerance, EncodingLimits, MaxmemoryPolicy, OutageTolerance, SaveRule, SaveRules,
+};
 
 /// Congestion controller of replication links (`repl.congestion`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -167,6 +169,9 @@ pub struct Settings {
     pub link: LinkSettings,
     /// Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// Redis's compact-encoding thresholds (OBJECT ENCODING answers by
+    /// them; CONFIG SET under Redis's names and their ziplist aliases).
+    pub encoding: EncodingLimits,
 }
 
 /// When the log is fsynced. A process crash loses nothing under any of
@@ -478,6 +483,7 @@ impl Default for Settings {
             repl: ReplSettings::default(),
             link: LinkSettings::default(),
             metrics: MetricsSettings::default(),
+            encoding: EncodingLimits::default(),
         }
     }
 }

@@ -337,6 +337,106 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "hash-max-listpack-entries",
+        get: |s| s.encoding.hash_max_listpack_entries.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.hash_max_listpack_entries = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "hash-max-ziplist-entries",
+        get: |s| s.encoding.hash_max_listpack_entries.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.hash_max_listpack_entries = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "hash-max-listpack-value",
+        get: |s| s.encoding.hash_max_listpack_value.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.hash_max_listpack_value = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "hash-max-ziplist-value",
+        get: |s| s.encoding.hash_max_listpack_value.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.hash_max_listpack_value = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "list-max-listpack-size",
+        get: |s| s.encoding.list_max_listpack_size.to_string(),
+        set: Some(|s, v| {
+            s.encoding.list_max_listpack_size = v
+                .parse::<i64>()
+                .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "list-max-ziplist-size",
+        get: |s| s.encoding.list_max_listpack_size.to_string(),
+        set: Some(|s, v| {
+            s.encoding.list_max_listpack_size = v
+                .parse::<i64>()
+                .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "list-compress-depth",
+        get: |s| s.encoding.list_compress_depth.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.list_compress_depth = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "set-max-intset-entries",
+        get: |s| s.encoding.set_max_intset_entries.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.set_max_intset_entries = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "zset-max-listpack-entries",
+        get: |s| s.encoding.zset_max_listpack_entries.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.zset_max_listpack_entries = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "zset-max-ziplist-entries",
+        get: |s| s.encoding.zset_max_listpack_entries.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.zset_max_listpack_entries = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "zset-max-listpack-value",
+        get: |s| s.encoding.zset_max_listpack_value.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.zset_max_listpack_value = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "zset-max-ziplist-value",
+        get: |s| s.encoding.zset_max_listpack_value.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.encoding.zset_max_listpack_value = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "repl-datagrams",
         get: |s| s.repl.datagrams.as_str().to_string(),
         set: Some(|s, v| {

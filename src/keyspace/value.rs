@@ -129,25 +129,40 @@ impl Value {
     }
 
     /// The `OBJECT ENCODING` name, following Redis 7's thresholds.
-    pub fn encoding(&self) -> &'static str {
+    /// What Redis 7.0's OBJECT ENCODING would answer for this data under
+    /// these thresholds (lists are always quicklists in 7.0; sets are
+    /// intsets or hash tables).
+    pub fn encoding(&self, limits: &crate::config::EncodingLimits) -> &'static str {
+        let within = |n: usize, max: u64| n as u64 <= max;
         match self {
             Value::Int(_) => "int",
             Value::Str(b) if b.len() <= 44 => "embstr",
             Value::Str(_) | Value::Raw(_) => "raw",
             Value::Hash(h)
-                if h.len() <= 128 && h.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) =>
+                if within(h.len(), limits.hash_max_listpack_entries)
+                    && h.iter().all(|(k, v)| {
+                        within(k.len(), limits.hash_max_listpack_value)
+                            && within(v.len(), limits.hash_max_listpack_value)
+                    }) =>
             {
                 "listpack"
             }
             Value::Hash(_) => "hashtable",
-            Value::List(l) if l.len() <= 128 => "listpack",
             Value::List(_) => "quicklist",
-            Value::Set(s) if s.len() <= 512 && s.iter().all(|m| canonical_i64(m).is_some()) => {
+            Value::Set(s)
+                if within(s.len(), limits.set_max_intset_entries)
+                    && s.iter().all(|m| canonical_i64(m).is_some()) =>
+            {
                 "intset"
             }
-            Value::Set(s) if s.len() <= 128 && s.iter().all(|m| m.len() <= 64) => "listpack",
             Value::Set(_) => "hashtable",
-            Value::ZSet(z) if z.len() <= 128 => "listpack",
+            Value::ZSet(z)
+                if within(z.len(), limits.zset_max_listpack_entries)
+                    && z.iter_from_rank(0)
+                        .all(|(m, _)| within(m.len(), limits.zset_max_listpack_value)) =>
+            {
+                "listpack"
+            }
             Value::ZSet(_) => "skiplist",
         }
     }
