@@ -50,6 +50,7 @@ pub mod replication;
 mod server;
 pub mod session;
 mod set;
+mod sort;
 mod strings;
 mod tx;
 mod typed;
@@ -250,6 +251,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
     [
         strings::COMMANDS,
         bitmap::COMMANDS,
+        sort::COMMANDS,
         keys::COMMANDS,
         server::COMMANDS,
         connection::COMMANDS,

@@ -14,7 +14,7 @@ pub mod zset;
 pub use blob::Blob;
 pub use db::{scan_positions, Db, WatchFlag};
 pub use glob::glob_match;
-pub use value::{HashValue, ListValue, Map, SetValue, Value, ValueKind};
+pub use value::{canonical_i64, HashValue, ListValue, Map, SetValue, Value, ValueKind};
 pub use zset::ZSet;
 
 /// Number of logical databases (`databases` in redis.conf).
