@@ -845,6 +845,36 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Ok(Frame::ok())
     } else if is(sub, "set-active-expire") && args.len() == 3 {
         Ok(Frame::ok())
+    } else if is(sub, "quicklist-packed-threshold") && args.len() == 3 {
+        // Where Redis stores big list elements unpacked. Quire's lists hold
+        // every element on its own, so the value is checked as Redis
+        // checks it and changes nothing.
+        match crate::config::params::parse_memory(&text(&args[2])) {
+            Some(sz) if sz <= (1u64 << 32) - (1 << 20) => Ok(Frame::ok()),
+            _ => Err(Frame::error(
+                "ERR argument must be a memory value bigger than 1 and smaller than 4gb",
+            )),
+        }
+    } else if is(sub, "object") && args.len() == 3 {
+        let now = ctx.now_ms;
+        let limits = ctx.node.settings.read().encoding.clone();
+        let Some(value) = ctx.db().peek(&args[2], now) else {
+            return Err(Frame::error("ERR no such key"));
+        };
+        let encoding = value.encoding(&limits);
+        let size = value.approx_bytes();
+        let extra = match value {
+            crate::keyspace::Value::List(l) => format!(
+                " ql_nodes:1 ql_avg_node:{:.2} ql_listpack_max:{} ql_compressed:{} ql_uncompressed_size:{size}",
+                l.len() as f64,
+                limits.list_max_listpack_size,
+                (limits.list_compress_depth != 0) as u8
+            ),
+            _ => String::new(),
+        };
+        Ok(Frame::Simple(std::borrow::Cow::Owned(format!(
+            "Value at:0x0 refcount:1 encoding:{encoding} serializedlength:{size} lru:0 lru_seconds_idle:0{extra}"
+        ))))
     } else if is(sub, "help") {
         let lines = [
             "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -853,6 +883,9 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             "SLEEP <seconds>",
             "POPULATE <count> [<prefix>] [<size>]",
             "RELOAD",
+            "OBJECT <key>",
+            "QUICKLIST-PACKED-THRESHOLD <size>",
+            "SET-ACTIVE-EXPIRE <0|1>",
             "HELP",
         ];
         Ok(Frame::Array(
