@@ -7,6 +7,7 @@
 //! names (`proto-max-bulk-len`), and `CONFIG REWRITE` writes the file back.
 
 pub mod params;
+pub use crate::keyspace::EncodingLimits;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -24,9 +25,7 @@ pub enum ConfigError {
 
 mod types;
 
-pub use types::{
-    optional_tolerance, EncodingLimits, MaxmemoryPolicy, OutageTolerance, SaveRule, SaveRules,
-};
+pub use types::{optional_tolerance, MaxmemoryPolicy, OutageTolerance, SaveRule, SaveRules};
 
 /// Congestion controller of replication links (`repl.congestion`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

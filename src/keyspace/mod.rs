@@ -7,12 +7,14 @@
 mod blob;
 mod db;
 pub mod digest;
+mod encoding;
 mod glob;
 mod value;
 pub mod zset;
 
 pub use blob::Blob;
 pub use db::{scan_positions, Db, WatchFlag};
+pub use encoding::EncodingLimits;
 pub use glob::glob_match;
 pub use value::{canonical_i64, HashValue, ListValue, Map, SetValue, Value, ValueKind};
 pub use zset::ZSet;

@@ -132,7 +132,7 @@ impl Value {
     /// What Redis 7.0's OBJECT ENCODING would answer for this data under
     /// these thresholds (lists are always quicklists in 7.0; sets are
     /// intsets or hash tables).
-    pub fn encoding(&self, limits: &crate::config::EncodingLimits) -> &'static str {
+    pub fn encoding(&self, limits: &super::EncodingLimits) -> &'static str {
         let within = |n: usize, max: u64| n as u64 <= max;
         match self {
             Value::Int(_) => "int",
