@@ -3,8 +3,10 @@
 //! client port, while the link is QUIC on the replication port: when the
 //! address answers RESP over TCP, the replica asks it (`INFO replication`,
 //! field `quire_repl_port`) and dials that port on the same host;
-//! when nothing listens on TCP there, the address is taken to be the
-//! replication endpoint itself (`--replicaof host:repl-port`).
+//! when nothing listens on TCP there (or what listens does not answer
+//! RESP), the address is taken to be the replication endpoint itself
+//! (`--replicaof host:repl-port`). A Redis server there, or a Quire node
+//! wanting a password the replica lacks, is an error that says so.
 
 use crate::resp::{decode_reply, encode_request, Reply};
 use std::time::Duration;

@@ -227,7 +227,16 @@ async fn session(shared: &Arc<Shared>, upstream: &Upstream) -> Result<&'static s
     // goes to the replication endpoint it names.
     shared.repl.link.lock().state = LinkState::Connecting;
     let masterauth = shared.settings.read().masterauth.clone();
-    let repl_port = match discover(&upstream.host, upstream.port, &masterauth).await? {
+    let found = match discover(&upstream.host, upstream.port, &masterauth).await {
+        // Something else on that TCP port that does not answer RESP: the
+        // port may still be the replication endpoint (UDP).
+        Err(DiscoverError::Failed { addr, reason }) => {
+            tracing::debug!(%addr, %reason, "no RESP answer there; dialling it as the replication port");
+            Endpoint::Direct
+        }
+        other => other?,
+    };
+    let repl_port = match found {
         Endpoint::ClientPort { repl_port } => {
             let mut link = shared.repl.link.lock();
             link.upstream_tcp_port = Some(upstream.port);
