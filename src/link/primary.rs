@@ -370,12 +370,7 @@ async fn serve_replica(
 /// Tells the replica why it is refused and gives it a moment to read that
 /// before the connection closes.
 async fn refuse(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, refusal: &Refusal) {
-    let _ = send
-        .write_all(&protocol::encode(&PrimaryMessage::Refused {
-            reason: refusal.to_string(),
-        }))
-        .await;
-    let _ = send.finish();
+    send_refusal(send, refusal).await;
     let mut buf = [0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(1), recv.read(&mut buf)).await;
 }
@@ -615,15 +610,20 @@ async fn send_snapshot(
     result
 }
 
-/// Tells the replica why its link ends, on a stream already past the
-/// handshake.
-async fn refuse_stream(send: &mut quinn::SendStream, refusal: &Refusal) {
+/// Writes the refusal and ends the stream.
+async fn send_refusal(send: &mut quinn::SendStream, refusal: &Refusal) {
     let _ = send
         .write_all(&protocol::encode(&PrimaryMessage::Refused {
             reason: refusal.to_string(),
         }))
         .await;
     let _ = send.finish();
+}
+
+/// Tells the replica why its link ends, on a stream already past the
+/// handshake.
+async fn refuse_stream(send: &mut quinn::SendStream, refusal: &Refusal) {
+    send_refusal(send, refusal).await;
     // Until the replica has read it (or gone): closing at once would
     // discard it.
     let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
