@@ -44,6 +44,27 @@ fn bit_offset(ctx: &ExecCtx, arg: &[u8]) -> Result<u64, Frame> {
     Ok(offset as u64)
 }
 
+/// The string at `key` as a buffer holding at least byte `byte`, created
+/// or zero-padded as needed (Redis's `lookupStringForBitCommand`), and
+/// whether it had to be.
+fn string_reaching<'a>(
+    ctx: &'a mut ExecCtx,
+    key: &[u8],
+    byte: usize,
+) -> Result<(&'a mut Vec<u8>, bool), Frame> {
+    let now = ctx.now_ms;
+    let existing = match ctx.db().peek(key, now) {
+        Some(v) => Some(v.string_len().ok_or(ERR_WRONGTYPE)?),
+        None => None,
+    };
+    let grows = existing.is_none_or(|len| len <= byte);
+    let buf = string_buffer(ctx, key)?;
+    if buf.len() <= byte {
+        buf.resize(byte + 1, 0);
+    }
+    Ok((buf, grows))
+}
+
 fn bit_of(bytes: &[u8], offset: u64) -> bool {
     bytes
         .get((offset >> 3) as usize)
@@ -58,16 +79,7 @@ fn setbit(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         _ => return Err(ERR_BIT_VALUE),
     };
     let byte = (offset >> 3) as usize;
-    let now = ctx.now_ms;
-    let existing = match ctx.db().peek(&args[1], now) {
-        Some(v) => Some(v.string_len().ok_or(ERR_WRONGTYPE)?),
-        None => None,
-    };
-    let grows = existing.is_none_or(|len| len <= byte);
-    let buf = string_buffer(ctx, &args[1])?;
-    if buf.len() <= byte {
-        buf.resize(byte + 1, 0);
-    }
+    let (buf, grows) = string_reaching(ctx, &args[1], byte)?;
     let mask = 0x80u8 >> (offset & 7);
     let was = buf[byte] & mask != 0;
     if was != on {
@@ -437,19 +449,9 @@ fn bitfield_generic(ctx: &mut ExecCtx, args: &[Bytes], read_only: bool) -> CmdRe
         .map(|f| f.offset + f.bits as u64 - 1)
         .max()
         .unwrap_or(0);
-    let byte = (highest >> 3) as usize;
-    let now = ctx.now_ms;
-    let existing = match ctx.db().peek(&args[1], now) {
-        Some(v) => Some(v.string_len().ok_or(ERR_WRONGTYPE)?),
-        None => None,
-    };
     // Created or padded: a change even if every write then fails, so the
     // stream carries it (Redis counts only the writes).
-    let grew = existing.is_none_or(|len| len <= byte);
-    let buf = string_buffer(ctx, &args[1])?;
-    if buf.len() <= byte {
-        buf.resize(byte + 1, 0);
-    }
+    let (buf, grew) = string_reaching(ctx, &args[1], (highest >> 3) as usize)?;
     let mut changes = 0u64;
     let mut replies = Vec::with_capacity(fields.len());
     for f in &fields {

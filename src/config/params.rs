@@ -50,6 +50,34 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
+/// A row for one of Redis's encoding thresholds (`EncodingLimits`), under
+/// its name or its `ziplist` alias: sizes with memory units, or (`signed`)
+/// plain integers that may be negative.
+macro_rules! encoding_param {
+    ($name:literal, $field:ident) => {
+        Param {
+            name: $name,
+            get: |s| s.encoding.$field.to_string(),
+            set: Some(|s, v| {
+                let _: () = s.encoding.$field = parse_num(v)?;
+                Ok(())
+            }),
+        }
+    };
+    ($name:literal, $field:ident, signed) => {
+        Param {
+            name: $name,
+            get: |s| s.encoding.$field.to_string(),
+            set: Some(|s, v| {
+                s.encoding.$field = v
+                    .parse()
+                    .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+                Ok(())
+            }),
+        }
+    };
+}
+
 pub static PARAMS: &[Param] = &[
     Param {
         name: "bind",
@@ -336,106 +364,18 @@ pub static PARAMS: &[Param] = &[
             Ok(())
         }),
     },
-    Param {
-        name: "hash-max-listpack-entries",
-        get: |s| s.encoding.hash_max_listpack_entries.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.hash_max_listpack_entries = parse_num(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "hash-max-ziplist-entries",
-        get: |s| s.encoding.hash_max_listpack_entries.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.hash_max_listpack_entries = parse_num(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "hash-max-listpack-value",
-        get: |s| s.encoding.hash_max_listpack_value.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.hash_max_listpack_value = parse_num(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "hash-max-ziplist-value",
-        get: |s| s.encoding.hash_max_listpack_value.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.hash_max_listpack_value = parse_num(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "list-max-listpack-size",
-        get: |s| s.encoding.list_max_listpack_size.to_string(),
-        set: Some(|s, v| {
-            s.encoding.list_max_listpack_size = v
-                .parse::<i64>()
-                .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "list-max-ziplist-size",
-        get: |s| s.encoding.list_max_listpack_size.to_string(),
-        set: Some(|s, v| {
-            s.encoding.list_max_listpack_size = v
-                .parse::<i64>()
-                .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "list-compress-depth",
-        get: |s| s.encoding.list_compress_depth.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.list_compress_depth = parse_num(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "set-max-intset-entries",
-        get: |s| s.encoding.set_max_intset_entries.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.set_max_intset_entries = parse_num(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "zset-max-listpack-entries",
-        get: |s| s.encoding.zset_max_listpack_entries.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.zset_max_listpack_entries = parse_num(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "zset-max-ziplist-entries",
-        get: |s| s.encoding.zset_max_listpack_entries.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.zset_max_listpack_entries = parse_num(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "zset-max-listpack-value",
-        get: |s| s.encoding.zset_max_listpack_value.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.zset_max_listpack_value = parse_num(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "zset-max-ziplist-value",
-        get: |s| s.encoding.zset_max_listpack_value.to_string(),
-        set: Some(|s, v| {
-            let _: () = s.encoding.zset_max_listpack_value = parse_num(v)?;
-            Ok(())
-        }),
-    },
+    encoding_param!("hash-max-listpack-entries", hash_max_listpack_entries),
+    encoding_param!("hash-max-ziplist-entries", hash_max_listpack_entries),
+    encoding_param!("hash-max-listpack-value", hash_max_listpack_value),
+    encoding_param!("hash-max-ziplist-value", hash_max_listpack_value),
+    encoding_param!("list-max-listpack-size", list_max_listpack_size, signed),
+    encoding_param!("list-max-ziplist-size", list_max_listpack_size, signed),
+    encoding_param!("list-compress-depth", list_compress_depth),
+    encoding_param!("set-max-intset-entries", set_max_intset_entries),
+    encoding_param!("zset-max-listpack-entries", zset_max_listpack_entries),
+    encoding_param!("zset-max-ziplist-entries", zset_max_listpack_entries),
+    encoding_param!("zset-max-listpack-value", zset_max_listpack_value),
+    encoding_param!("zset-max-ziplist-value", zset_max_listpack_value),
     Param {
         name: "repl-datagrams",
         get: |s| s.repl.datagrams.as_str().to_string(),
