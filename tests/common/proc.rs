@@ -27,19 +27,24 @@ impl Proc {
             ),
         )
         .expect("config");
-        let proc = Self::spawn(dir, port, &config);
-        let mut proc = proc;
+        Self::spawn(dir, port, &config).until_up("came up")
+    }
+
+    /// Waits until the node answers PING (its log replayed); fails the test
+    /// if it exits or does not, with its log.
+    fn until_up(mut self, what: &str) -> Proc {
+        let port = self.port;
         assert!(
-            wait_until(Duration::from_secs(30), || proc.ping() || proc.exited()),
-            "node on port {port} did not come up; log:\n{}",
-            proc.log()
+            wait_until(Duration::from_secs(30), || self.ping() || self.exited()),
+            "node on port {port} never {what}; log:\n{}",
+            self.log()
         );
         assert!(
-            !proc.exited(),
-            "node on port {port} exited; log:\n{}",
-            proc.log()
+            !self.exited(),
+            "node on port {port} exited instead of it {what}; log:\n{}",
+            self.log()
         );
-        proc
+        self
     }
 
     pub fn spawn(dir: &Path, port: u16, config: &Path) -> Proc {
@@ -66,18 +71,7 @@ impl Proc {
 
     /// Starts the same node again on its directory.
     pub fn restart(dir: &Path, port: u16) -> Proc {
-        let mut proc = Self::spawn(dir, port, &dir.join("quire.toml"));
-        assert!(
-            wait_until(Duration::from_secs(30), || proc.ping() || proc.exited()),
-            "node did not come back; log:\n{}",
-            proc.log()
-        );
-        assert!(
-            !proc.exited(),
-            "node exited on restart; log:\n{}",
-            proc.log()
-        );
-        proc
+        Self::spawn(dir, port, &dir.join("quire.toml")).until_up("came back")
     }
 
     pub fn ping(&self) -> bool {
