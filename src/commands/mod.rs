@@ -43,6 +43,7 @@ mod bitmap;
 pub mod blocking;
 mod connection;
 mod hash;
+mod hyperloglog;
 mod keys;
 mod list;
 pub mod pubsub;
@@ -91,6 +92,9 @@ pub mod flags {
     pub const MOVABLE_KEYS: u32 = 1 << 12;
     /// Allowed while a RESP2 client is in subscribed mode.
     pub const SUBSCRIBED_OK: u32 = 1 << 13;
+    /// Not a write, but may change the data (PFCOUNT's cache): its
+    /// effects replicate when it does.
+    pub const MAY_REPLICATE: u32 = 1 << 14;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -105,6 +109,7 @@ pub mod flags {
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
         (NO_MULTI, "no_multi"),
+        (MAY_REPLICATE, "may_replicate"),
         (MOVABLE_KEYS, "movablekeys"),
     ];
 }
@@ -251,6 +256,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
     [
         strings::COMMANDS,
         bitmap::COMMANDS,
+        hyperloglog::COMMANDS,
         sort::COMMANDS,
         keys::COMMANDS,
         server::COMMANDS,
@@ -389,6 +395,7 @@ pub fn apply_replicated(ctx: &mut ExecCtx, args: &[Bytes]) {
         Some(spec)
             if spec.has(flags::BLOCKING)
                 || !(spec.has(flags::WRITE)
+                    || spec.has(flags::MAY_REPLICATE)
                     || matches!(spec.name, "select" | "publish" | "ping")) =>
         {
             tracing::error!(

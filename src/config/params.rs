@@ -376,6 +376,7 @@ pub static PARAMS: &[Param] = &[
     encoding_param!("zset-max-ziplist-entries", zset_max_listpack_entries),
     encoding_param!("zset-max-listpack-value", zset_max_listpack_value),
     encoding_param!("zset-max-ziplist-value", zset_max_listpack_value),
+    encoding_param!("hll-sparse-max-bytes", hll_sparse_max_bytes),
     Param {
         name: "repl-datagrams",
         get: |s| s.repl.datagrams.as_str().to_string(),

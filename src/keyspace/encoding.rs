@@ -15,6 +15,8 @@ pub struct EncodingLimits {
     pub set_max_intset_entries: u64,
     pub zset_max_listpack_entries: u64,
     pub zset_max_listpack_value: u64,
+    /// Past this many bytes a sparse HyperLogLog turns dense.
+    pub hll_sparse_max_bytes: u64,
 }
 
 impl Default for EncodingLimits {
@@ -27,6 +29,7 @@ impl Default for EncodingLimits {
             set_max_intset_entries: 512,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
+            hll_sparse_max_bytes: 3000,
         }
     }
 }

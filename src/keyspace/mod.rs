@@ -9,6 +9,7 @@ mod db;
 pub mod digest;
 mod encoding;
 mod glob;
+pub mod hll;
 mod value;
 pub mod zset;
 
