@@ -14,11 +14,50 @@ use std::sync::Arc;
 const G: &str = "hyperloglog";
 
 pub(super) static COMMANDS: &[CommandSpec] = &[
-    spec!("pfadd", -2, WRITE | DENYOOM | FAST, (1, 1, 1), "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "key [element [element ...]]", pfadd),
-    spec!("pfcount", -2, READONLY | MAY_REPLICATE, (1, -1, 1), "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "key [key ...]", pfcount),
-    spec!("pfmerge", -2, WRITE | DENYOOM, (1, -1, 1), "Merges one or more HyperLogLog values into a single key.", "destkey [sourcekey [sourcekey ...]]", pfmerge),
-    spec!("pfdebug", 3, WRITE | DENYOOM | ADMIN, (2, 2, 1), "Internal commands for debugging HyperLogLog values.", "subcommand key", pfdebug),
-    spec!("pfselftest", 1, ADMIN, "An internal command for testing HyperLogLog values.", "", pfselftest),
+    spec!(
+        "pfadd",
+        -2,
+        WRITE | DENYOOM | FAST,
+        (1, 1, 1),
+        "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.",
+        "key [element [element ...]]",
+        pfadd
+    ),
+    spec!(
+        "pfcount",
+        -2,
+        READONLY | MAY_REPLICATE,
+        (1, -1, 1),
+        "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).",
+        "key [key ...]",
+        pfcount
+    ),
+    spec!(
+        "pfmerge",
+        -2,
+        WRITE | DENYOOM,
+        (1, -1, 1),
+        "Merges one or more HyperLogLog values into a single key.",
+        "destkey [sourcekey [sourcekey ...]]",
+        pfmerge
+    ),
+    spec!(
+        "pfdebug",
+        3,
+        WRITE | DENYOOM | ADMIN,
+        (2, 2, 1),
+        "Internal commands for debugging HyperLogLog values.",
+        "subcommand key",
+        pfdebug
+    ),
+    spec!(
+        "pfselftest",
+        1,
+        ADMIN,
+        "An internal command for testing HyperLogLog values.",
+        "",
+        pfselftest
+    ),
 ];
 
 const ERR_NOT_HLL: Frame = Frame::error("WRONGTYPE Key is not a valid HyperLogLog string value.");
@@ -41,11 +80,12 @@ fn hll_buffer<'a>(ctx: &'a mut ExecCtx, key: &[u8]) -> Result<(&'a mut Vec<u8>, 
     let now = ctx.now_ms;
     let created = match ctx.db().peek(key, now) {
         None => {
-            ctx.db().set(key, Value::Raw(Arc::new(hll::new_sparse())), false);
+            ctx.db()
+                .set(key, Value::Raw(Arc::new(hll::new_sparse())), false);
             true
         }
         Some(v) => {
-            let ok = v.with_string(|s| hll::check(s)).ok_or(ERR_WRONGTYPE)?;
+            let ok = v.with_string(hll::check).ok_or(ERR_WRONGTYPE)?;
             ok.map_err(hll_error)?;
             false
         }
@@ -166,5 +206,5 @@ fn convert_to_dense(ctx: &mut ExecCtx, key: &[u8]) -> Result<(), Frame> {
 fn pfselftest(_ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     hll::self_test()
         .map(|()| Frame::ok())
-        .map_err(|e| Frame::error_owned(e))
+        .map_err(Frame::error_owned)
 }

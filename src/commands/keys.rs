@@ -4,7 +4,7 @@
 use super::args::*;
 use super::flags::*;
 use super::{CmdResult, CommandSpec, ExecCtx};
-use crate::keyspace::{ValueKind, DATABASES};
+use crate::keyspace::{AccessPolicy, ValueKind, DATABASES};
 use crate::resp::Frame;
 use bytes::Bytes;
 
@@ -21,7 +21,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         (1, -1, 1),
         "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
         "key [key ...]",
-        exists
+        touch
     ),
     spec!("type", 2, READONLY | FAST, (1, 1, 1), "Determines the type of value stored at a key.", "key", type_),
     spec!("keys", 2, READONLY, (0, 0, 0), "Returns all key names that match a pattern.", "pattern", keys),
@@ -31,6 +31,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("renamenx", 3, WRITE | FAST, (1, 2, 1), "Renames a key only when the target key name doesn't exist.", "key newkey", renamenx),
     spec!("copy", -3, WRITE | DENYOOM, (1, 2, 1), "Copies the value of a key to a new key.", "source destination [DB destination-db] [REPLACE]", copy),
     spec!("move", 3, WRITE | FAST, (1, 1, 1), "Moves a key to another database.", "key db", move_),
+    spec!("dump", 2, READONLY, (1, 1, 1), "Returns a serialized representation of the value stored at a key.", "key", dump),
+    spec!(
+        "restore",
+        -4,
+        WRITE | DENYOOM,
+        (1, 1, 1),
+        "Creates a key from the serialized representation of a value.",
+        "key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]",
+        restore
+    ),
     spec!("dbsize", 1, READONLY | FAST, (0, 0, 0), "Returns the number of keys in the database.", "", dbsize),
     spec!("swapdb", 3, WRITE | FAST, (0, 0, 0), "Swaps two Redis databases.", "index1 index2", swapdb),
     spec!("flushdb", -1, WRITE, (0, 0, 0), "Remove all keys from the current database.", "[ASYNC | SYNC]", flushdb),
@@ -72,6 +82,14 @@ fn exists(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let db = ctx.db();
     Ok(Frame::Integer(
         args[1..].iter().filter(|k| db.contains(k, now)).count() as i64,
+    ))
+}
+
+fn touch(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let now = ctx.now_ms;
+    let db = ctx.db();
+    Ok(Frame::Integer(
+        args[1..].iter().filter(|k| db.touch(k, now)).count() as i64,
     ))
 }
 
@@ -251,6 +269,90 @@ fn copy(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
     ctx.dirty(1);
     Ok(Frame::Integer(1))
+}
+
+/// The value in Redis's DUMP format (RDB encoding, version, CRC64), so
+/// it can be RESTOREd into Redis as well.
+fn dump(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let now = ctx.now_ms;
+    Ok(match ctx.db().get(&args[1], now) {
+        Some(v) => Frame::bulk(crate::keyspace::rdb::dump(v)),
+        None => Frame::Null,
+    })
+}
+
+fn restore(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let key = &args[1];
+    let (mut replace, mut absttl) = (false, false);
+    let (mut idle, mut freq) = (None, None);
+    let mut i = 4;
+    while i < args.len() {
+        let more = i + 1 < args.len();
+        if is(&args[i], "replace") {
+            replace = true;
+        } else if is(&args[i], "absttl") {
+            absttl = true;
+        } else if is(&args[i], "idletime") && more && freq.is_none() {
+            let secs = int(&args[i + 1])?;
+            if secs < 0 {
+                return Err(Frame::error("ERR Invalid IDLETIME value, must be >= 0"));
+            }
+            idle = Some(secs);
+            i += 1;
+        } else if is(&args[i], "freq") && more && idle.is_none() {
+            let f = int(&args[i + 1])?;
+            if !(0..=255).contains(&f) {
+                return Err(Frame::error(
+                    "ERR Invalid FREQ value, must be >= 0 and <= 255",
+                ));
+            }
+            freq = Some(f);
+            i += 1;
+        } else {
+            return Err(ERR_SYNTAX);
+        }
+        i += 1;
+    }
+    let ttl = int(&args[2])?;
+    if ttl < 0 {
+        return Err(Frame::error("ERR Invalid TTL value, must be >= 0"));
+    }
+    let now = ctx.now_ms;
+    if !replace && ctx.db().contains(key, now) {
+        return Err(Frame::error("BUSYKEY Target key name already exists."));
+    }
+    let value =
+        crate::keyspace::rdb::restore(&args[3]).map_err(|e| Frame::error_owned(e.to_string()))?;
+    let at = match ttl {
+        0 => None,
+        t if absttl => Some(t),
+        t => Some(t.saturating_add(now)),
+    };
+    if at.is_some_and(|at| at <= now) {
+        // Already expired: nothing is created; a replaced key is deleted.
+        if replace && ctx.db().remove(key).is_some() {
+            ctx.dirty(1);
+            ctx.propagate(&[&b"DEL"[..], key]);
+        }
+        return Ok(Frame::ok());
+    }
+    ctx.db().set(key, value, false);
+    if let Some(at) = at {
+        ctx.db().set_expire(key, at);
+    }
+    ctx.db()
+        .set_access(key, idle.map(|s| s as u64), freq.map(|f| f as u8), now);
+    ctx.modified(key, 1);
+    // The replica gets the absolute deadline (as Redis rewrites it).
+    let mut effect: Vec<Bytes> = args.to_vec();
+    if let Some(at) = at {
+        effect[2] = Bytes::from(at.to_string());
+        if !absttl {
+            effect.push(Bytes::from_static(b"ABSTTL"));
+        }
+    }
+    ctx.propagate(&effect);
+    Ok(Frame::ok())
 }
 
 fn move_(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -447,11 +549,18 @@ fn object(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     } else if is(sub, "refcount") {
         Ok(value.map(|_| Frame::Integer(1)).unwrap_or(Frame::Null))
     } else if is(sub, "idletime") {
-        Ok(value.map(|_| Frame::Integer(0)).unwrap_or(Frame::Null))
-    } else if is(sub, "freq") {
+        let lfu = matches!(ctx.db().access_policy, AccessPolicy::Lfu { .. });
         match value {
             None => Ok(Frame::Null),
-            Some(_) => Err(Frame::error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")),
+            Some(_) if lfu => Err(Frame::error("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")),
+            Some(_) => Ok(Frame::Integer(ctx.db().idle_secs(&args[2], now).unwrap_or(0) as i64)),
+        }
+    } else if is(sub, "freq") {
+        let lfu = matches!(ctx.db().access_policy, AccessPolicy::Lfu { .. });
+        match value {
+            None => Ok(Frame::Null),
+            Some(_) if !lfu => Err(Frame::error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")),
+            Some(_) => Ok(Frame::Integer(ctx.db().freq(&args[2], now).unwrap_or(0) as i64)),
         }
     } else {
         Err(unknown_subcommand(sub, "OBJECT"))

@@ -176,7 +176,7 @@ fn parse_pop_count(arg: &[u8]) -> Result<usize, Frame> {
 
 fn pop_command(ctx: &mut ExecCtx, args: &[Bytes], left: bool) -> CmdResult {
     if args.len() > 3 {
-        return Err(ERR_SYNTAX);
+        return Err(super::wrong_arity(if left { "lpop" } else { "rpop" }));
     }
     match args.get(2) {
         None => Ok(pop_n(ctx, &args[1], left, 1)?
@@ -633,7 +633,10 @@ pub(super) fn move_for_waiter(
     dest: &Blob,
     to_left: bool,
 ) -> Option<Frame> {
-    move_one(ctx, key, dest, from_left, to_left)
-        .ok()?
-        .map(Frame::Bulk)
+    // A destination of the wrong type is this waiter's error (the element
+    // stays for the next one), as Redis serves it.
+    match move_one(ctx, key, dest, from_left, to_left) {
+        Ok(moved) => moved.map(Frame::Bulk),
+        Err(e) => Some(e),
+    }
 }

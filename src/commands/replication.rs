@@ -36,7 +36,105 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         failover
     ),
     spec!("role", 1, NOSCRIPT | LOADING | STALE | FAST, "Returns the replication role.", "", role),
+    spec!("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, "An internal command used in replication.", "", sync),
+    spec!("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, "An internal command used in replication.", "replicationid offset", sync),
+    spec!("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE, "An internal command for configuring the replication stream.", "", replconf),
 ];
+
+/// Where a Redis-protocol replica (SYNC/PSYNC on the client port) starts:
+/// a full copy of the data at `offset` (an RDB), or the stream from there.
+pub struct FeedStart {
+    pub replid: String,
+    pub offset: u64,
+    /// The stream's history at `offset` (the feed ends when it changes).
+    pub history: u64,
+    /// The data at `offset`, for a full sync; `None` continues partially.
+    pub full: Option<Vec<crate::keyspace::Db>>,
+    /// The database in effect at `offset` (the RDB's `repl-stream-db`).
+    pub db: usize,
+    /// PSYNC (answered `+FULLRESYNC`/`+CONTINUE`) rather than old SYNC.
+    pub psync: bool,
+}
+
+/// SYNC / PSYNC: this connection becomes a replica of this node in Redis's
+/// protocol (a Redis replica, or a tool reading the stream). The offsets
+/// are the log's, so a Redis replica's PSYNC continues partially while the
+/// log holds its offset.
+fn sync(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let repl = &ctx.node.repl;
+    if repl.is_replica() && !repl.link_up() {
+        return Err(Frame::error(
+            "NOMASTERLINK Can't SYNC while not connected with my master",
+        ));
+    }
+    let psync = args.len() == 3;
+    let position = ctx.repl.position();
+    let history = ctx.repl.log().history();
+    let mut start = FeedStart {
+        replid: position.replid.to_string(),
+        offset: position.offset,
+        history,
+        full: None,
+        db: position.db,
+        psync,
+    };
+    if psync && args[1].as_ref() != b"?" {
+        // Redis replicas ask for the next byte they need, counting from 1.
+        let wanted = int(&args[2]).ok().filter(|o| *o > 0).map(|o| o as u64 - 1);
+        let replid = crate::replication::ids::ReplId::from(text(&args[1]));
+        if let Some(offset) = wanted {
+            match ctx.repl.resync(&replid, offset) {
+                crate::replication::stream::Resync::Continue { offset } => {
+                    start.offset = offset;
+                    ctx.session.feed = Some(start);
+                    return Ok(Frame::NoReply);
+                }
+                crate::replication::stream::Resync::Refuse { reason } => {
+                    return Err(Frame::error_owned(format!("ERR {reason}")));
+                }
+                _ => {}
+            }
+        }
+    }
+    if !repl.is_replica() {
+        ctx.repl.force_select();
+    }
+    start.full = Some(ctx.keyspace.snapshot());
+    ctx.session.feed = Some(start);
+    Ok(Frame::NoReply)
+}
+
+/// REPLCONF, as a Redis replica sends it before PSYNC (listening-port,
+/// capa, ip-address) and while streaming (ACK, which gets no reply).
+fn replconf(_ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    if args.len().is_multiple_of(2) {
+        return Err(ERR_SYNTAX);
+    }
+    let mut i = 1;
+    while i < args.len() {
+        let option = &args[i];
+        if is(option, "ack") || is(option, "getack") {
+            return Ok(Frame::NoReply);
+        }
+        if ![
+            "listening-port",
+            "ip-address",
+            "capa",
+            "rdb-only",
+            "rdb-filter-only",
+        ]
+        .iter()
+        .any(|o| is(option, o))
+        {
+            return Err(Frame::error_owned(format!(
+                "ERR Unrecognized REPLCONF option: {}",
+                text(option)
+            )));
+        }
+        i += 2;
+    }
+    Ok(Frame::ok())
+}
 
 fn replicaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let shared: &Shared = ctx.node;

@@ -340,7 +340,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
                 .fold((0, 0), |(h, m), db| (h + db.hits, m + db.misses));
             let _ = write!(
                 out,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\ntotal_error_replies:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nmigrate_cached_sockets:0\r\ntotal_error_replies:{}\r\n",
                 Stats::get(&s.connections_received),
                 Stats::get(&s.commands_processed),
                 s.ops_per_sec(),
@@ -429,6 +429,7 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             })?;
         }
         ctx.node.repl.refresh(&settings);
+        ctx.keyspace.set_access_policy(settings.access_policy());
         let was_appendonly = ctx.node.settings.read().appendonly;
         let appendonly = settings.appendonly;
         *ctx.node.settings.write() = settings;

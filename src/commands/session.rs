@@ -66,6 +66,9 @@ pub struct Session {
     /// writes are allowed on a read-only replica and are not re-propagated
     /// (the received bytes are forwarded verbatim instead).
     pub replicated: bool,
+    /// Set by SYNC/PSYNC: the connection turns into a Redis-protocol
+    /// replication feed from here (see `server::feed`).
+    pub feed: Option<super::replication::FeedStart>,
 }
 
 impl Session {
@@ -101,6 +104,7 @@ impl Session {
             error_replies: 0,
             last_command: "NULL",
             replicated: false,
+            feed: None,
         }
     }
 

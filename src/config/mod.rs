@@ -128,8 +128,16 @@ pub struct Settings {
     /// Memory limit in bytes (process RSS); 0 = none. Above it, commands
     /// that may grow the data set are refused with Redis's OOM error.
     pub maxmemory: u64,
-    /// Only "noeviction" is implemented.
+    /// Eviction is not implemented yet: with `maxmemory` set, only
+    /// "noeviction" is accepted. The policy also chooses how keys' access
+    /// is tracked (LRU idle time or LFU counter: OBJECT IDLETIME / FREQ).
     pub maxmemory_policy: MaxmemoryPolicy,
+    /// LFU counter growth (Redis's `lfu-log-factor`).
+    pub lfu_log_factor: u32,
+    /// Minutes per LFU counter decrement (Redis's `lfu-decay-time`).
+    pub lfu_decay_time: u32,
+    /// Seconds between the PINGs fed to Redis-protocol replicas.
+    pub repl_ping_replica_period: u64,
     /// Replies a normal client has not read beyond this many bytes close
     /// the client (Redis's hard limit for the "normal" class; 0 = none).
     pub client_output_buffer_limit_normal: u64,
@@ -153,6 +161,9 @@ pub struct Settings {
     /// Sentinel's preference among replicas for promotion: lower first,
     /// 0 never (INFO's `slave_priority`).
     pub replica_priority: u32,
+    /// Redis's `sanitize-dump-payload` (yes|no|clients): RESTORE checks
+    /// every payload in full whatever it says; kept for CONFIG.
+    pub sanitize_dump_payload: String,
     /// Refuse writes from clients while a replica (Redis's default).
     pub replica_read_only: bool,
     /// Serve reads while the link to the upstream is down.
@@ -467,6 +478,9 @@ impl Default for Settings {
             proto_max_bulk_len: 512 * 1024 * 1024,
             maxmemory: 0,
             maxmemory_policy: MaxmemoryPolicy::Noeviction,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
+            repl_ping_replica_period: 10,
             client_output_buffer_limit_normal: 0,
             timeout: 0,
             hz: 10,
@@ -475,6 +489,7 @@ impl Default for Settings {
             replicaof: String::new(),
             masterauth: String::new(),
             replica_priority: 100,
+            sanitize_dump_payload: "no".into(),
             replica_read_only: true,
             replica_serve_stale_data: true,
             min_replicas_to_write: 0,
@@ -548,6 +563,33 @@ impl Sources {
 }
 
 impl Settings {
+    /// How keys' access is tracked under this maxmemory policy.
+    pub fn access_policy(&self) -> crate::keyspace::AccessPolicy {
+        if matches!(
+            self.maxmemory_policy,
+            MaxmemoryPolicy::AllkeysLfu | MaxmemoryPolicy::VolatileLfu
+        ) {
+            crate::keyspace::AccessPolicy::Lfu {
+                log_factor: self.lfu_log_factor,
+                decay_minutes: self.lfu_decay_time,
+            }
+        } else {
+            crate::keyspace::AccessPolicy::Lru
+        }
+    }
+
+    /// Eviction is not implemented: a limit with an evicting policy is
+    /// refused rather than silently not evicting.
+    pub fn check_eviction(&self) -> Result<(), String> {
+        if self.maxmemory > 0 && self.maxmemory_policy != MaxmemoryPolicy::Noeviction {
+            return Err(format!(
+                "maxmemory-policy '{}' needs eviction, which is not supported yet: with maxmemory set, use noeviction",
+                self.maxmemory_policy
+            ));
+        }
+        Ok(())
+    }
+
     pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
         let defaults = config::Config::try_from(&Settings::default())?;
         let layered = sources
@@ -607,13 +649,10 @@ impl Settings {
 
     /// Checks values serde cannot: rule syntax, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.maxmemory_policy != MaxmemoryPolicy::Noeviction {
+        if let Err(reason) = self.check_eviction() {
             return Err(ConfigError::Invalid {
                 key: "maxmemory_policy",
-                reason: format!(
-                    "'{}' is not supported (only noeviction)",
-                    self.maxmemory_policy
-                ),
+                reason,
             });
         }
         if self.hz == 0 || self.hz > 500 {

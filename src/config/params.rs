@@ -188,6 +188,18 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "sanitize-dump-payload",
+        get: |s| s.sanitize_dump_payload.clone(),
+        set: Some(|s, v| {
+            let v = v.to_ascii_lowercase();
+            if !matches!(v.as_str(), "yes" | "no" | "clients") {
+                return Err("argument(s) must be one of the following: no, yes, clients".into());
+            }
+            s.sanitize_dump_payload = v;
+            Ok(())
+        }),
+    },
+    Param {
         name: "slave-priority",
         get: |s| s.replica_priority.to_string(),
         set: Some(|s, v| {
@@ -307,17 +319,46 @@ pub static PARAMS: &[Param] = &[
         get: |s| s.maxmemory.to_string(),
         set: Some(|s, v| {
             let _: () = s.maxmemory = parse_num(v)?;
-            Ok(())
+            s.check_eviction()
         }),
     },
     Param {
         name: "maxmemory-policy",
         get: |s| s.maxmemory_policy.to_string(),
         set: Some(|s, v| {
-            if v.parse::<MaxmemoryPolicy>() != Ok(MaxmemoryPolicy::Noeviction) {
-                return Err("only noeviction is supported".into());
-            }
-            s.maxmemory_policy = MaxmemoryPolicy::Noeviction;
+            s.maxmemory_policy = v.parse::<MaxmemoryPolicy>()?;
+            s.check_eviction()
+        }),
+    },
+    Param {
+        name: "repl-ping-replica-period",
+        get: |s| s.repl_ping_replica_period.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.repl_ping_replica_period = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "repl-ping-slave-period",
+        get: |s| s.repl_ping_replica_period.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.repl_ping_replica_period = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "lfu-log-factor",
+        get: |s| s.lfu_log_factor.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.lfu_log_factor = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "lfu-decay-time",
+        get: |s| s.lfu_decay_time.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.lfu_decay_time = parse_num(v)?;
             Ok(())
         }),
     },

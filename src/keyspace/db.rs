@@ -20,9 +20,87 @@ use std::sync::Arc;
 /// Set when a key a client WATCHes is modified; EXEC then aborts.
 pub type WatchFlag = Arc<AtomicBool>;
 
+/// How keys' access stamps are kept (Redis's `lru` field): the last
+/// access in seconds (LRU, for OBJECT IDLETIME), or under an LFU
+/// maxmemory policy a logarithmic access counter with the minute it was
+/// last decayed (OBJECT FREQ). Switching policy reinterprets the stamps,
+/// which take some time to adjust, as in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum AccessPolicy {
+    #[default]
+    Lru,
+    Lfu {
+        log_factor: u32,
+        decay_minutes: u32,
+    },
+}
+
+/// A new key's LFU counter, so it is not evicted at once (LFU_INIT_VAL).
+const LFU_INIT: u32 = 5;
+
+impl AccessPolicy {
+    fn fresh(self, now_ms: i64) -> u32 {
+        match self {
+            AccessPolicy::Lru => clock_s(now_ms),
+            AccessPolicy::Lfu { .. } => (minutes(now_ms) << 8) | LFU_INIT,
+        }
+    }
+
+    /// The LFU counter after decay (Redis's LFUDecrAndReturn).
+    fn decayed(self, stamp: u32, now_ms: i64) -> u32 {
+        let AccessPolicy::Lfu { decay_minutes, .. } = self else {
+            return 0;
+        };
+        let (last, counter) = (stamp >> 8, stamp & 0xff);
+        let now = minutes(now_ms);
+        let elapsed = if now >= last {
+            now - last
+        } else {
+            65535 - last + now
+        };
+        let periods = elapsed.checked_div(decay_minutes).unwrap_or(0);
+        counter.saturating_sub(periods)
+    }
+
+    fn touched(self, stamp: u32, now_ms: i64) -> u32 {
+        match self {
+            AccessPolicy::Lru => clock_s(now_ms),
+            AccessPolicy::Lfu { log_factor, .. } => {
+                let mut counter = self.decayed(stamp, now_ms);
+                // Redis's LFULogIncr: ever less likely as the count grows.
+                if counter < 255 {
+                    let base = counter.saturating_sub(LFU_INIT) as f64;
+                    if rand::random::<f64>() < 1.0 / (base * log_factor as f64 + 1.0) {
+                        counter += 1;
+                    }
+                }
+                (minutes(now_ms) << 8) | counter
+            }
+        }
+    }
+}
+
+fn clock_s(now_ms: i64) -> u32 {
+    (now_ms / 1000) as u32
+}
+
+fn minutes(now_ms: i64) -> u32 {
+    ((now_ms / 60_000) & 0xffff) as u32
+}
+
+/// A key's value and its access stamp ([`AccessPolicy`]).
+#[derive(Clone)]
+struct Entry {
+    value: Value,
+    access: u32,
+}
+
 #[derive(Default)]
 pub struct Db {
-    entries: Map<Blob, Value>,
+    entries: Map<Blob, Entry>,
+    /// The latest clock reading seen, stamped on stored values.
+    clock_ms: i64,
+    pub access_policy: AccessPolicy,
     expires: Map<Blob, i64>,
     watched: HashMap<Blob, Vec<WatchFlag>>,
     /// Keys removed by expiry since the caller last drained this log.
@@ -39,6 +117,8 @@ impl Clone for Db {
     fn clone(&self) -> Db {
         Db {
             entries: self.entries.clone(),
+            clock_ms: self.clock_ms,
+            access_policy: self.access_policy,
             expires: self.expires.clone(),
             watched: HashMap::new(),
             expired: Vec::new(),
@@ -89,16 +169,20 @@ impl Db {
         true
     }
 
-    /// Looks a key up for reading, counting a keyspace hit or miss.
+    /// Looks a key up for reading, counting a keyspace hit or miss, and
+    /// marks it accessed.
     pub fn get(&mut self, key: &[u8], now_ms: i64) -> Option<&Value> {
         if self.expire_if_needed(key, now_ms) {
             self.misses += 1;
             return None;
         }
-        match self.entries.get(key) {
-            Some(v) => {
+        self.clock_ms = now_ms;
+        let policy = self.access_policy;
+        match self.entries.get_mut(key) {
+            Some(e) => {
                 self.hits += 1;
-                Some(v)
+                e.access = policy.touched(e.access, now_ms);
+                Some(&e.value)
             }
             None => {
                 self.misses += 1;
@@ -107,12 +191,13 @@ impl Db {
         }
     }
 
-    /// Looks a key up without touching statistics.
+    /// Looks a key up without touching statistics or its access time.
     pub fn peek(&mut self, key: &[u8], now_ms: i64) -> Option<&Value> {
         if self.expire_if_needed(key, now_ms) {
             return None;
         }
-        self.entries.get(key)
+        self.clock_ms = now_ms;
+        self.entries.get(key).map(|e| &e.value)
     }
 
     /// Looks a key up for modification. The caller signals the change with
@@ -121,7 +206,50 @@ impl Db {
         if self.expire_if_needed(key, now_ms) {
             return None;
         }
-        self.entries.get_mut(key)
+        self.clock_ms = now_ms;
+        let policy = self.access_policy;
+        let e = self.entries.get_mut(key)?;
+        e.access = policy.touched(e.access, now_ms);
+        Some(&mut e.value)
+    }
+
+    /// Seconds since the key was last accessed (OBJECT IDLETIME; LRU).
+    pub fn idle_secs(&self, key: &[u8], now_ms: i64) -> Option<u64> {
+        let e = self.entries.get(key)?;
+        Some(clock_s(now_ms).saturating_sub(e.access) as u64)
+    }
+
+    /// The key's access counter (OBJECT FREQ; LFU).
+    pub fn freq(&self, key: &[u8], now_ms: i64) -> Option<u32> {
+        let e = self.entries.get(key)?;
+        Some(self.access_policy.decayed(e.access, now_ms))
+    }
+
+    /// Sets the key's access stamp as RESTORE's IDLETIME (LRU) or FREQ
+    /// (LFU) asks; the one that does not match the policy is ignored.
+    pub fn set_access(
+        &mut self,
+        key: &[u8],
+        idle_secs: Option<u64>,
+        freq: Option<u8>,
+        now_ms: i64,
+    ) {
+        let policy = self.access_policy;
+        let Some(e) = self.entries.get_mut(key) else {
+            return;
+        };
+        match (policy, idle_secs, freq) {
+            (AccessPolicy::Lru, Some(secs), _) => {
+                e.access = clock_s(now_ms).saturating_sub(secs.min(u32::MAX as u64) as u32)
+            }
+            (AccessPolicy::Lfu { .. }, _, Some(f)) => e.access = (minutes(now_ms) << 8) | f as u32,
+            _ => {}
+        }
+    }
+
+    /// Marks the key accessed (TOUCH); whether it exists.
+    pub fn touch(&mut self, key: &[u8], now_ms: i64) -> bool {
+        self.get_mut(key, now_ms).is_some()
     }
 
     pub fn contains(&mut self, key: &[u8], now_ms: i64) -> bool {
@@ -133,10 +261,22 @@ impl Db {
         if !keep_ttl {
             self.expires.swap_remove(key);
         }
+        let fresh = self.access_policy.fresh(self.clock_ms);
         match self.entries.get_mut(key) {
-            Some(slot) => *slot = value,
+            Some(slot) => {
+                // Overwriting keeps the key's LFU history (as Redis).
+                let access = match self.access_policy {
+                    AccessPolicy::Lru => fresh,
+                    AccessPolicy::Lfu { .. } => slot.access,
+                };
+                *slot = Entry { value, access };
+            }
             None => {
-                self.entries.insert(Blob::new(key), value);
+                let entry = Entry {
+                    value,
+                    access: fresh,
+                };
+                self.entries.insert(Blob::new(key), entry);
             }
         }
         self.signal_modified(key);
@@ -144,7 +284,7 @@ impl Db {
 
     /// Removes a key with its TTL; the caller has already checked expiry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Value> {
-        let value = self.entries.swap_remove(key)?;
+        let value = self.entries.swap_remove(key)?.value;
         self.expires.swap_remove(key);
         self.signal_modified(key);
         Some(value)
@@ -152,7 +292,7 @@ impl Db {
 
     /// Removes a key and returns its value and deadline (RENAME, MOVE).
     pub fn take(&mut self, key: &[u8]) -> Option<(Value, Option<i64>)> {
-        let value = self.entries.swap_remove(key)?;
+        let value = self.entries.swap_remove(key)?.value;
         let expire = self.expires.swap_remove(key);
         self.signal_modified(key);
         Some((value, expire))
@@ -278,8 +418,8 @@ impl Db {
         mut visit: impl FnMut(&Blob, &Value, Option<i64>),
     ) -> u64 {
         scan_positions(self.entries.len(), cursor, count, |pos| {
-            if let Some((k, v)) = self.entries.get_index(pos) {
-                visit(k, v, self.expires.get(k).copied());
+            if let Some((k, e)) = self.entries.get_index(pos) {
+                visit(k, &e.value, self.expires.get(k).copied());
             }
         })
     }
@@ -287,7 +427,7 @@ impl Db {
     pub fn iter(&self) -> impl Iterator<Item = (&Blob, &Value, Option<i64>)> {
         self.entries
             .iter()
-            .map(|(k, v)| (k, v, self.expires.get(k).copied()))
+            .map(|(k, e)| (k, &e.value, self.expires.get(k).copied()))
     }
 
     /// One round of active expiry: samples up to `samples` keys with a TTL

@@ -398,7 +398,10 @@ pub fn describe_sparse(hll: &[u8]) -> Result<String, HllError> {
             p += 1;
         } else if op & 0xc0 == 0x40 {
             let low = *ops.get(p + 1).ok_or(HllError::Corrupt)?;
-            parts.push(format!("Z:{}", ((((op & 0x3f) as usize) << 8) | low as usize) + 1));
+            parts.push(format!(
+                "Z:{}",
+                ((((op & 0x3f) as usize) << 8) | low as usize) + 1
+            ));
             p += 2;
         } else {
             parts.push(format!("v:{},{}", ((op >> 2) & 0x1f) + 1, (op & 3) + 1));
@@ -447,7 +450,9 @@ pub fn self_test() -> Result<(), String> {
             let a = estimate(&*registers(&sparse).map_err(|_| "TESTFAILED sparse decode")?);
             let b = estimate(&*registers(&full).map_err(|_| "TESTFAILED dense decode")?);
             if a != b {
-                return Err(format!("TESTFAILED sparse {a} and dense {b} estimates differ"));
+                return Err(format!(
+                    "TESTFAILED sparse {a} and dense {b} estimates differ"
+                ));
             }
             let error = (b as f64 - n as f64).abs() / n as f64;
             if error > bound.max(0.01) && n >= 100 {
@@ -482,7 +487,7 @@ mod tests {
         assert_eq!(&hll[..5], b"HYLL\x01");
         assert_eq!(&hll[16..], &[0x7f, 0xff]);
         assert_eq!(cached(&hll), Some(0));
-        assert_eq!(estimate(&*registers(&hll).unwrap()), 0);
+        assert_eq!(estimate(&registers(&hll).unwrap()), 0);
     }
 
     #[test]

@@ -10,11 +10,12 @@ pub mod digest;
 mod encoding;
 mod glob;
 pub mod hll;
+pub mod rdb;
 mod value;
 pub mod zset;
 
 pub use blob::Blob;
-pub use db::{scan_positions, Db, WatchFlag};
+pub use db::{scan_positions, AccessPolicy, Db, WatchFlag};
 pub use encoding::EncodingLimits;
 pub use glob::glob_match;
 pub use value::{canonical_i64, HashValue, ListValue, Map, SetValue, Value, ValueKind};
@@ -50,6 +51,13 @@ impl Keyspace {
     pub fn set_delete_expired(&mut self, delete: bool) {
         for db in &mut self.dbs {
             db.delete_expired = delete;
+        }
+    }
+
+    /// How every database keeps access stamps (from maxmemory-policy).
+    pub fn set_access_policy(&mut self, policy: AccessPolicy) {
+        for db in &mut self.dbs {
+            db.access_policy = policy;
         }
     }
 

@@ -86,9 +86,11 @@ impl Shared {
         );
         let repl = crate::replication::ReplicationLog::new(backlog);
         let log = repl.log().clone();
+        let mut keyspace = Keyspace::new();
+        keyspace.set_access_policy(settings.access_policy());
         Arc::new(Shared {
             data: Mutex::new(Data {
-                keyspace: Keyspace::new(),
+                keyspace,
                 blocking: Default::default(),
                 pubsub: Default::default(),
                 repl,

@@ -300,6 +300,9 @@ pub struct ReplCounters {
     pub partial_syncs_ok: AtomicU64,
     pub partial_syncs_err: AtomicU64,
     pub rejected_links: AtomicU64,
+    /// Connections fed the stream in Redis's protocol (SYNC/PSYNC on the
+    /// client port); while any is, PINGs go into the stream as keepalive.
+    pub resp_feeds: AtomicU64,
     /// Replicas refused because a full sync would erase writes they hold
     /// and this node lost.
     pub resyncs_refused: AtomicU64,

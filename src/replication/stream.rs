@@ -306,6 +306,23 @@ impl ReplicationLog {
         }
     }
 
+    /// Makes the next effect select its database explicitly (a reader
+    /// joins the stream here, as Redis does when a replica attaches).
+    pub fn force_select(&mut self) {
+        self.stream_db = None;
+    }
+
+    /// Records a command that belongs to no database (the keepalive PING
+    /// Redis primaries feed their replicas).
+    pub fn emit_global<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        if self.tx.is_some() {
+            return;
+        }
+        let mut out = Vec::with_capacity(16);
+        resp::encode_request(args, &mut out);
+        self.backlog.append(&out);
+    }
+
     /// Starts collecting the effects of an EXEC.
     pub fn begin_tx(&mut self) {
         if self.tx.is_none() {

@@ -126,7 +126,11 @@ async fn run(
                     let reply = commands::execute(&mut ctx, &args);
                     session.write_reply(&reply, &mut output);
                     ran += 1;
-                    if session.close_after_reply || session.blocked.is_some() || ran == MAX_BATCH {
+                    if session.close_after_reply
+                        || session.blocked.is_some()
+                        || session.feed.is_some()
+                        || ran == MAX_BATCH
+                    {
                         break;
                     }
                     if !session.authenticated && !pending.is_empty() {
@@ -176,6 +180,11 @@ async fn run(
         }
         if session.close_after_reply {
             return Ok("quit");
+        }
+        if let Some(start) = session.feed.take() {
+            // Requests pipelined after SYNC are not run (Redis's master
+            // reads only REPLCONF from a replica).
+            return super::feed::serve(shared, socket, start).await;
         }
         if session.blocked.is_none() && !pending.is_empty() {
             continue;

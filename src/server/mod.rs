@@ -8,6 +8,7 @@
 
 mod actions;
 mod connection;
+mod feed;
 pub mod persistence;
 
 use crate::config::{Settings, Sources};
@@ -319,6 +320,7 @@ fn free_bytes(path: &std::path::Path) -> Option<u64> {
 }
 
 async fn cron(shared: Arc<Shared>) {
+    let mut last_ping_ms = unix_ms();
     loop {
         let hz = shared.settings.read().hz.max(1);
         tokio::time::sleep(Duration::from_millis(1000 / hz as u64)).await;
@@ -360,6 +362,19 @@ async fn cron(shared: Arc<Shared>) {
             ) {
                 data.repl.emit(db, &[b"DEL".as_slice(), key.as_bytes()]);
             }
+        }
+        // Redis primaries feed their replicas a PING every
+        // repl-ping-replica-period seconds: the Redis-protocol ones time
+        // out without traffic.
+        let feeds = shared
+            .repl
+            .counters
+            .resp_feeds
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let period_ms = shared.settings.read().repl_ping_replica_period.max(1) as i64 * 1000;
+        if feeds > 0 && !is_replica && now - last_ping_ms >= period_ms {
+            data.repl.emit_global(&[b"PING".as_slice()]);
+            last_ping_ms = now;
         }
         let wrote = data.repl.offset() != offset_before;
         shared

@@ -1,0 +1,723 @@
+//! Redis's RDB serialization of values, so data moves between Redis and
+//! Quire with standard tools: `DUMP`/`RESTORE` payloads (a value, the RDB
+//! version, a CRC64) and the RDB file a Redis replica loads at `SYNC`.
+//!
+//! Written values use the plain encodings every Redis since 2.x loads
+//! (strings with Redis's integer and LZF encodings, lists, sets, hashes
+//! as element sequences, sorted sets with binary scores), marked RDB
+//! version 10 as Redis 7.0 writes. Read: those, and the compact encodings
+//! Redis writes (intset, ziplist, listpack, quicklist 1 and 2, listpack
+//! sets of 7.2). Every length is checked against the input, so a corrupt
+//! payload is an error, never a panic or a huge allocation.
+
+use super::{Blob, Db, HashValue, ListValue, SetValue, Value, ZSet};
+use std::sync::Arc;
+
+/// The RDB version written (Redis 7.0's).
+pub const RDB_VERSION: u16 = 10;
+/// The newest version read (Redis 7.2's: its listpack sets).
+const RDB_VERSION_READ: u16 = 11;
+
+const TYPE_STRING: u8 = 0;
+const TYPE_LIST: u8 = 1;
+const TYPE_SET: u8 = 2;
+const TYPE_ZSET: u8 = 3;
+const TYPE_HASH: u8 = 4;
+const TYPE_ZSET_2: u8 = 5;
+const TYPE_LIST_ZIPLIST: u8 = 10;
+const TYPE_SET_INTSET: u8 = 11;
+const TYPE_ZSET_ZIPLIST: u8 = 12;
+const TYPE_HASH_ZIPLIST: u8 = 13;
+const TYPE_LIST_QUICKLIST: u8 = 14;
+const TYPE_HASH_LISTPACK: u8 = 16;
+const TYPE_ZSET_LISTPACK: u8 = 17;
+const TYPE_LIST_QUICKLIST_2: u8 = 18;
+const TYPE_SET_LISTPACK: u8 = 20;
+
+const OP_AUX: u8 = 250;
+const OP_RESIZEDB: u8 = 251;
+const OP_EXPIRETIME_MS: u8 = 252;
+const OP_SELECTDB: u8 = 254;
+const OP_EOF: u8 = 255;
+
+const ENC_INT8: u8 = 0;
+const ENC_INT16: u8 = 1;
+const ENC_INT32: u8 = 2;
+const ENC_LZF: u8 = 3;
+
+/// No string in a payload is longer than Redis's largest bulk string.
+const MAX_STRING: usize = 512 * 1024 * 1024;
+
+static CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
+
+/// Why a payload was refused, with Redis's texts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RdbError {
+    #[error("ERR DUMP payload version or checksum are wrong")]
+    Footer,
+    #[error("ERR Bad data format")]
+    Format,
+}
+
+type Result<T> = std::result::Result<T, RdbError>;
+
+// ---- writing ----
+
+fn put_len(out: &mut Vec<u8>, n: u64) {
+    if n < 1 << 6 {
+        out.push(n as u8);
+    } else if n < 1 << 14 {
+        out.push(0x40 | (n >> 8) as u8);
+        out.push(n as u8);
+    } else if n <= u32::MAX as u64 {
+        out.push(0x80);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(0x81);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// An integer in Redis's compact string form, when it fits 32 bits.
+fn put_int_encoded(out: &mut Vec<u8>, n: i64) -> bool {
+    if let Ok(v) = i8::try_from(n) {
+        out.extend_from_slice(&[0xc0 | ENC_INT8, v as u8]);
+    } else if let Ok(v) = i16::try_from(n) {
+        out.push(0xc0 | ENC_INT16);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else if let Ok(v) = i32::try_from(n) {
+        out.push(0xc0 | ENC_INT32);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else {
+        return false;
+    }
+    true
+}
+
+/// A string as Redis saves it: integer-encoded when it is a short
+/// canonical integer, LZF-compressed past 20 bytes when that saves space,
+/// raw otherwise.
+fn put_string(out: &mut Vec<u8>, s: &[u8]) {
+    if s.len() <= 11 {
+        if let Some(n) = super::canonical_i64(s) {
+            if put_int_encoded(out, n) {
+                return;
+            }
+        }
+    }
+    if s.len() > 20 {
+        if let Ok(packed) = lzf::compress(s) {
+            if packed.len() + 4 < s.len() {
+                out.push(0xc0 | ENC_LZF);
+                put_len(out, packed.len() as u64);
+                put_len(out, s.len() as u64);
+                out.extend_from_slice(&packed);
+                return;
+            }
+        }
+    }
+    put_len(out, s.len() as u64);
+    out.extend_from_slice(s);
+}
+
+/// The value's type byte and body.
+pub fn put_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Int(n) => {
+            out.push(TYPE_STRING);
+            if !put_int_encoded(out, *n) {
+                put_string(out, itoa::Buffer::new().format(*n).as_bytes());
+            }
+        }
+        Value::Str(_) | Value::Raw(_) => {
+            out.push(TYPE_STRING);
+            value.with_string(|s| put_string(out, s));
+        }
+        Value::List(list) => {
+            out.push(TYPE_LIST);
+            put_len(out, list.len() as u64);
+            for e in list.iter() {
+                put_string(out, e);
+            }
+        }
+        Value::Set(set) => {
+            out.push(TYPE_SET);
+            put_len(out, set.len() as u64);
+            for e in set.iter() {
+                put_string(out, e);
+            }
+        }
+        Value::Hash(hash) => {
+            out.push(TYPE_HASH);
+            put_len(out, hash.len() as u64);
+            for (f, v) in hash.iter() {
+                put_string(out, f);
+                put_string(out, v);
+            }
+        }
+        Value::ZSet(zset) => {
+            out.push(TYPE_ZSET_2);
+            put_len(out, zset.len() as u64);
+            for (member, score) in zset.dict().iter() {
+                put_string(out, member);
+                out.extend_from_slice(&score.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// A `DUMP` payload: the value, the RDB version, and a CRC64 of both.
+pub fn dump(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_value(&mut out, value);
+    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = CRC64.checksum(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A whole RDB file of `dbs` (keys already expired at `now_ms` left out),
+/// with `aux` fields after the header, ending in EOF and the CRC64.
+pub fn write_file(dbs: &[Db], now_ms: i64, aux: &[(&str, String)]) -> Vec<u8> {
+    let mut out = format!("REDIS{RDB_VERSION:04}").into_bytes();
+    for (key, value) in aux {
+        out.push(OP_AUX);
+        put_string(&mut out, key.as_bytes());
+        put_string(&mut out, value.as_bytes());
+    }
+    for (index, db) in dbs.iter().enumerate() {
+        if db.is_empty() {
+            continue;
+        }
+        out.push(OP_SELECTDB);
+        put_len(&mut out, index as u64);
+        out.push(OP_RESIZEDB);
+        put_len(&mut out, db.len() as u64);
+        put_len(&mut out, db.expires_len() as u64);
+        for (key, value, expire) in db.iter() {
+            if let Some(at) = expire {
+                if at <= now_ms {
+                    continue;
+                }
+                out.push(OP_EXPIRETIME_MS);
+                out.extend_from_slice(&at.to_le_bytes());
+            }
+            let start = out.len();
+            put_value(&mut out, value);
+            // The type byte goes before the key.
+            let mut key_bytes = Vec::with_capacity(key.len() + 5);
+            put_string(&mut key_bytes, key);
+            out.splice(start + 1..start + 1, key_bytes);
+        }
+    }
+    out.push(OP_EOF);
+    let crc = CRC64.checksum(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+// ---- reading ----
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// A length, or the marker of a specially encoded string.
+enum Len {
+    Plain(u64),
+    Encoded(u8),
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).ok_or(RdbError::Format)?;
+        let s = self.buf.get(self.pos..end).ok_or(RdbError::Format)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn raw_len(&mut self) -> Result<Len> {
+        let first = self.byte()?;
+        Ok(match first >> 6 {
+            0 => Len::Plain((first & 0x3f) as u64),
+            1 => Len::Plain((((first & 0x3f) as u64) << 8) | self.byte()? as u64),
+            3 => Len::Encoded(first & 0x3f),
+            _ => match first {
+                0x80 => Len::Plain(u32::from_be_bytes(self.array()?) as u64),
+                0x81 => Len::Plain(u64::from_be_bytes(self.array()?)),
+                _ => return Err(RdbError::Format),
+            },
+        })
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        self.take(N)?.try_into().map_err(|_| RdbError::Format)
+    }
+
+    fn len(&mut self) -> Result<u64> {
+        match self.raw_len()? {
+            Len::Plain(n) => Ok(n),
+            Len::Encoded(_) => Err(RdbError::Format),
+        }
+    }
+
+    /// A count of elements, bounded by what the rest of the input could
+    /// hold (each element takes at least a byte).
+    fn count(&mut self) -> Result<usize> {
+        let n = self.len()?;
+        if n > (self.buf.len() - self.pos) as u64 {
+            return Err(RdbError::Format);
+        }
+        Ok(n as usize)
+    }
+
+    fn string(&mut self) -> Result<Vec<u8>> {
+        match self.raw_len()? {
+            Len::Plain(n) => {
+                if n as usize > MAX_STRING {
+                    return Err(RdbError::Format);
+                }
+                Ok(self.take(n as usize)?.to_vec())
+            }
+            Len::Encoded(ENC_INT8) => Ok(decimal(self.byte()? as i8 as i64)),
+            Len::Encoded(ENC_INT16) => Ok(decimal(i16::from_le_bytes(self.array()?) as i64)),
+            Len::Encoded(ENC_INT32) => Ok(decimal(i32::from_le_bytes(self.array()?) as i64)),
+            Len::Encoded(ENC_LZF) => {
+                let packed_len = self.len()? as usize;
+                let len = self.len()? as usize;
+                let packed = self.take(packed_len)?;
+                // LZF expands at most ~100x: a larger claim is corrupt.
+                if len > MAX_STRING || len > packed_len.saturating_mul(100) + 64 {
+                    return Err(RdbError::Format);
+                }
+                let out = lzf::decompress(packed, len).map_err(|_| RdbError::Format)?;
+                if out.len() != len {
+                    return Err(RdbError::Format);
+                }
+                Ok(out)
+            }
+            Len::Encoded(_) => Err(RdbError::Format),
+        }
+    }
+
+    /// The old text score of RDB_TYPE_ZSET.
+    fn text_double(&mut self) -> Result<f64> {
+        match self.byte()? {
+            253 => Ok(f64::NAN),
+            254 => Ok(f64::INFINITY),
+            255 => Ok(f64::NEG_INFINITY),
+            n => std::str::from_utf8(self.take(n as usize)?)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(RdbError::Format),
+        }
+    }
+}
+
+fn decimal(n: i64) -> Vec<u8> {
+    itoa::Buffer::new().format(n).as_bytes().to_vec()
+}
+
+/// The entries of a ziplist (Redis < 7 compact lists, hashes, zsets).
+fn ziplist(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let total = u32::from_le_bytes(r.array()?) as usize;
+    let _tail = r.take(4)?;
+    let _count = r.take(2)?;
+    if total != bytes.len() {
+        return Err(RdbError::Format);
+    }
+    let mut out = Vec::new();
+    loop {
+        if r.buf.get(r.pos) == Some(&0xff) {
+            r.pos += 1;
+            break;
+        }
+        if r.byte()? == 254 {
+            r.take(4)?;
+        }
+        let enc = r.byte()?;
+        let entry = match enc >> 6 {
+            0 => r.take((enc & 0x3f) as usize)?.to_vec(),
+            1 => {
+                let n = (((enc & 0x3f) as usize) << 8) | r.byte()? as usize;
+                r.take(n)?.to_vec()
+            }
+            2 => {
+                let n = u32::from_be_bytes(r.array()?) as usize;
+                r.take(n)?.to_vec()
+            }
+            _ => decimal(match enc {
+                0xc0 => i16::from_le_bytes(r.array()?) as i64,
+                0xd0 => i32::from_le_bytes(r.array()?) as i64,
+                0xe0 => i64::from_le_bytes(r.array()?),
+                0xf0 => {
+                    let b: [u8; 3] = r.array()?;
+                    (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as i64
+                }
+                0xfe => r.byte()? as i8 as i64,
+                0xf1..=0xfd => (enc & 0x0f) as i64 - 1,
+                _ => return Err(RdbError::Format),
+            }),
+        };
+        out.push(entry);
+    }
+    if r.pos != bytes.len() {
+        return Err(RdbError::Format);
+    }
+    Ok(out)
+}
+
+/// The entries of a listpack (Redis 7 compact encodings).
+fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let total = u32::from_le_bytes(r.array()?) as usize;
+    let _count = r.take(2)?;
+    if total != bytes.len() {
+        return Err(RdbError::Format);
+    }
+    let mut out = Vec::new();
+    loop {
+        let start = r.pos;
+        let enc = r.byte()?;
+        if enc == 0xff {
+            break;
+        }
+        let entry = if enc & 0x80 == 0 {
+            decimal((enc & 0x7f) as i64)
+        } else if enc & 0xc0 == 0x80 {
+            r.take((enc & 0x3f) as usize)?.to_vec()
+        } else if enc & 0xe0 == 0xc0 {
+            let v = (((enc & 0x1f) as u16) << 8) | r.byte()? as u16;
+            decimal(((v << 3) as i16 >> 3) as i64)
+        } else if enc & 0xf0 == 0xe0 {
+            let n = (((enc & 0x0f) as usize) << 8) | r.byte()? as usize;
+            r.take(n)?.to_vec()
+        } else {
+            match enc {
+                0xf0 => {
+                    let n = u32::from_le_bytes(r.array()?) as usize;
+                    r.take(n)?.to_vec()
+                }
+                0xf1 => decimal(i16::from_le_bytes(r.array()?) as i64),
+                0xf2 => {
+                    let b: [u8; 3] = r.array()?;
+                    decimal((i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as i64)
+                }
+                0xf3 => decimal(i32::from_le_bytes(r.array()?) as i64),
+                0xf4 => decimal(i64::from_le_bytes(r.array()?)),
+                _ => return Err(RdbError::Format),
+            }
+        };
+        // The back-length: the entry's size in 1-5 bytes of 7 bits.
+        let size = r.pos - start;
+        let backlen = match size {
+            0..=127 => 1,
+            128..=16382 => 2,
+            16383..=2097150 => 3,
+            2097151..=268435454 => 4,
+            _ => 5,
+        };
+        r.take(backlen)?;
+        out.push(entry);
+    }
+    if r.pos != bytes.len() {
+        return Err(RdbError::Format);
+    }
+    Ok(out)
+}
+
+fn intset(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let width = u32::from_le_bytes(r.array()?) as usize;
+    let count = u32::from_le_bytes(r.array()?) as usize;
+    if !matches!(width, 2 | 4 | 8) || count.checked_mul(width) != Some(bytes.len() - 8) {
+        return Err(RdbError::Format);
+    }
+    (0..count)
+        .map(|_| {
+            Ok(decimal(match width {
+                2 => i16::from_le_bytes(r.array()?) as i64,
+                4 => i32::from_le_bytes(r.array()?) as i64,
+                _ => i64::from_le_bytes(r.array()?),
+            }))
+        })
+        .collect()
+}
+
+fn pairs(entries: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    if !entries.len().is_multiple_of(2) {
+        return Err(RdbError::Format);
+    }
+    let mut it = entries.into_iter();
+    let mut out = Vec::new();
+    while let (Some(a), Some(b)) = (it.next(), it.next()) {
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
+fn list_of(items: impl IntoIterator<Item = Vec<u8>>) -> Result<Value> {
+    let list: ListValue = items.into_iter().map(|e| Blob::new(&e)).collect();
+    if list.is_empty() {
+        return Err(RdbError::Format);
+    }
+    Ok(Value::List(Arc::new(list)))
+}
+
+fn set_of(items: impl IntoIterator<Item = Vec<u8>>) -> Result<Value> {
+    let mut set = SetValue::default();
+    for e in items {
+        // A duplicate member is a corrupt payload (Redis's sanitizer).
+        if !set.insert(Blob::new(&e)) {
+            return Err(RdbError::Format);
+        }
+    }
+    if set.is_empty() {
+        return Err(RdbError::Format);
+    }
+    Ok(Value::Set(Arc::new(set)))
+}
+
+fn hash_of(items: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<Value> {
+    let mut hash = HashValue::default();
+    for (f, v) in items {
+        if hash.insert(Blob::new(&f), Blob::new(&v)).is_some() {
+            return Err(RdbError::Format);
+        }
+    }
+    if hash.is_empty() {
+        return Err(RdbError::Format);
+    }
+    Ok(Value::Hash(Arc::new(hash)))
+}
+
+fn zset_of(items: impl IntoIterator<Item = (Vec<u8>, f64)>) -> Result<Value> {
+    let mut zset = ZSet::new();
+    for (m, score) in items {
+        if score.is_nan() || zset.insert(&m, score).is_some() {
+            return Err(RdbError::Format);
+        }
+    }
+    if zset.is_empty() {
+        return Err(RdbError::Format);
+    }
+    Ok(Value::ZSet(Arc::new(zset)))
+}
+
+fn parse_score(s: &[u8]) -> Result<f64> {
+    std::str::from_utf8(s)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(RdbError::Format)
+}
+
+fn read_value(r: &mut Reader, kind: u8) -> Result<Value> {
+    match kind {
+        TYPE_STRING => Ok(Value::string(&r.string()?)),
+        TYPE_LIST => {
+            let n = r.count()?;
+            let items = (0..n).map(|_| r.string()).collect::<Result<Vec<_>>>()?;
+            list_of(items)
+        }
+        TYPE_SET => {
+            let n = r.count()?;
+            let items = (0..n).map(|_| r.string()).collect::<Result<Vec<_>>>()?;
+            set_of(items)
+        }
+        TYPE_HASH => {
+            let n = r.count()?;
+            let items = (0..n)
+                .map(|_| Ok((r.string()?, r.string()?)))
+                .collect::<Result<Vec<_>>>()?;
+            hash_of(items)
+        }
+        TYPE_ZSET | TYPE_ZSET_2 => {
+            let n = r.count()?;
+            let items = (0..n)
+                .map(|_| {
+                    let m = r.string()?;
+                    let score = if kind == TYPE_ZSET_2 {
+                        f64::from_le_bytes(r.array()?)
+                    } else {
+                        r.text_double()?
+                    };
+                    Ok((m, score))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            zset_of(items)
+        }
+        TYPE_SET_INTSET => set_of(intset(&r.string()?)?),
+        TYPE_SET_LISTPACK => set_of(listpack(&r.string()?)?),
+        TYPE_LIST_ZIPLIST => list_of(ziplist(&r.string()?)?),
+        TYPE_HASH_ZIPLIST => hash_of(pairs(ziplist(&r.string()?)?)?),
+        TYPE_HASH_LISTPACK => hash_of(pairs(listpack(&r.string()?)?)?),
+        TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK => {
+            let bytes = r.string()?;
+            let entries = if kind == TYPE_ZSET_ZIPLIST {
+                ziplist(&bytes)?
+            } else {
+                listpack(&bytes)?
+            };
+            let items = pairs(entries)?
+                .into_iter()
+                .map(|(m, s)| Ok((m, parse_score(&s)?)))
+                .collect::<Result<Vec<_>>>()?;
+            zset_of(items)
+        }
+        TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
+            let nodes = r.count()?;
+            let mut items = Vec::new();
+            for _ in 0..nodes {
+                let container = if kind == TYPE_LIST_QUICKLIST_2 {
+                    r.len()?
+                } else {
+                    2
+                };
+                let bytes = r.string()?;
+                match container {
+                    // A plain node: one large element.
+                    1 => items.push(bytes),
+                    2 if kind == TYPE_LIST_QUICKLIST => items.extend(ziplist(&bytes)?),
+                    2 => items.extend(listpack(&bytes)?),
+                    _ => return Err(RdbError::Format),
+                }
+            }
+            list_of(items)
+        }
+        _ => Err(RdbError::Format),
+    }
+}
+
+/// The RDB version and CRC64 footer of a `DUMP` payload are right.
+pub fn verify(payload: &[u8]) -> Result<()> {
+    if payload.len() < 10 {
+        return Err(RdbError::Footer);
+    }
+    let (body, crc) = payload.split_at(payload.len() - 8);
+    let version = u16::from_le_bytes([body[body.len() - 2], body[body.len() - 1]]);
+    if version > RDB_VERSION_READ {
+        return Err(RdbError::Footer);
+    }
+    let crc = u64::from_le_bytes(crc.try_into().map_err(|_| RdbError::Footer)?);
+    // Redis accepts a zero checksum (written with rdbchecksum no).
+    if crc != 0 && CRC64.checksum(body) != crc {
+        return Err(RdbError::Footer);
+    }
+    Ok(())
+}
+
+/// The value of a `DUMP` payload (`RESTORE`), footer verified first.
+pub fn restore(payload: &[u8]) -> Result<Value> {
+    verify(payload)?;
+    let body = &payload[..payload.len() - 10];
+    let mut r = Reader { buf: body, pos: 0 };
+    let kind = r.byte().map_err(|_| RdbError::Format)?;
+    let value = read_value(&mut r, kind)?;
+    if r.pos != body.len() {
+        return Err(RdbError::Format);
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(v: &Value) -> Value {
+        restore(&dump(v)).unwrap()
+    }
+
+    #[test]
+    fn dump_of_a_string_is_redis_bytes() {
+        // redis-server 7.0: DUMP of SET foo bar.
+        let redis = b"\x00\x03bar\x0a\x00\xe6\xbe\x49\x60\xee\x66\xfd\x17";
+        assert_eq!(dump(&Value::string(b"bar")), redis);
+        assert_eq!(restore(redis).unwrap().string_bytes().unwrap(), "bar");
+    }
+
+    #[test]
+    fn redis_quicklist_dump_restores() {
+        // redis-server 7.0: DUMP of RPUSH l a 1 ccc (quicklist 2, listpack).
+        let redis = b"\x12\x01\x02\x11\x11\x00\x00\x00\x03\x00\x81a\x02\x01\x01\x83ccc\x04\xff\x0a\x00\x31\xa4\x42\xaa\x41\xda\x43\x67";
+        let Value::List(l) = restore(redis).unwrap() else {
+            panic!("not a list")
+        };
+        let items: Vec<&[u8]> = l.iter().map(|b| b.as_bytes()).collect();
+        assert_eq!(items, [&b"a"[..], b"1", b"ccc"]);
+    }
+
+    #[test]
+    fn values_round_trip() {
+        for s in [
+            &b"12"[..],
+            b"-70000",
+            b"9223372036854775807",
+            b"",
+            &[b'x'; 300],
+        ] {
+            let v = round_trip(&Value::string(s));
+            assert_eq!(v.string_bytes().unwrap(), s);
+        }
+        let list: ListValue = ["a", "1", "ccc"].iter().map(|s| Blob::from(*s)).collect();
+        let Value::List(l) = round_trip(&Value::List(Arc::new(list.clone()))) else {
+            panic!()
+        };
+        assert_eq!(*l, list);
+        let mut z = ZSet::new();
+        z.insert(b"m", 1.5);
+        z.insert(b"n", f64::INFINITY);
+        let Value::ZSet(back) = round_trip(&Value::ZSet(Arc::new(z))) else {
+            panic!()
+        };
+        assert_eq!(back.score(b"n"), Some(f64::INFINITY));
+        assert_eq!(back.score(b"m"), Some(1.5));
+    }
+
+    #[test]
+    fn compact_encodings_decode() {
+        // A listpack of "a", 5, -3000, written as Redis 7 does.
+        let mut lp = vec![0, 0, 0, 0, 3, 0];
+        lp.extend_from_slice(&[0x81, b'a', 2]);
+        lp.extend_from_slice(&[0x05, 1]);
+        let v = (-3000i16 as u16) & 0x1fff;
+        lp.extend_from_slice(&[0xc0 | (v >> 8) as u8, v as u8, 2]);
+        lp.push(0xff);
+        let total = lp.len() as u32;
+        lp[..4].copy_from_slice(&total.to_le_bytes());
+        assert_eq!(
+            listpack(&lp).unwrap(),
+            vec![b"a".to_vec(), b"5".to_vec(), b"-3000".to_vec()]
+        );
+        let mut is = vec![2, 0, 0, 0, 2, 0, 0, 0];
+        is.extend_from_slice(&7i16.to_le_bytes());
+        is.extend_from_slice(&(-9i16).to_le_bytes());
+        assert_eq!(intset(&is).unwrap(), vec![b"7".to_vec(), b"-9".to_vec()]);
+    }
+
+    #[test]
+    fn corrupt_payloads_are_errors() {
+        let good = dump(&Value::string(b"hello world"));
+        let mut bad_crc = good.clone();
+        bad_crc[2] ^= 1;
+        assert_eq!(restore(&bad_crc).unwrap_err(), RdbError::Footer);
+        assert_eq!(restore(b"...").unwrap_err(), RdbError::Footer);
+        // A list claiming 2^40 elements, with a zero checksum.
+        let mut huge = vec![TYPE_LIST, 0x81];
+        huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        huge.extend_from_slice(&RDB_VERSION.to_le_bytes());
+        huge.extend_from_slice(&[0; 8]);
+        assert_eq!(restore(&huge).unwrap_err(), RdbError::Format);
+        for cut in 0..good.len() - 10 {
+            let mut p = good[..cut].to_vec();
+            p.extend_from_slice(&RDB_VERSION.to_le_bytes());
+            p.extend_from_slice(&[0; 8]);
+            assert!(restore(&p).is_err());
+        }
+    }
+}
