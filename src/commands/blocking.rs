@@ -11,6 +11,10 @@ pub use crate::node::blocking::{BlockOp, BlockedWait, Blocking};
 /// move may make its destination ready; the loop continues until quiet.
 pub fn serve_ready(ctx: &mut ExecCtx) {
     let saved_db = ctx.session.db;
+    // Served after the command (an EXEC, a script) that made the keys
+    // ready, at the time it ended: a key that expired meanwhile serves no
+    // one, as in Redis.
+    ctx.now_ms = ctx.now_ms.max(crate::node::unix_ms());
     while !ctx.blocking.ready.is_empty() {
         let ready = std::mem::take(&mut ctx.blocking.ready);
         ctx.blocking.ready_set.clear();

@@ -279,6 +279,32 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Ok(Frame::Verbatim(out))
     } else if is(sub, "kill") && n >= 3 {
         client_kill(ctx, &args[2..])
+    } else if is(sub, "unblock") && (n == 3 || n == 4) {
+        let id = parse_i64(&args[2]).ok_or(ERR_NOT_INT)?;
+        let error = match args.get(3) {
+            None => false,
+            Some(a) if is(a, "timeout") => false,
+            Some(a) if is(a, "error") => true,
+            Some(_) => {
+                return Err(Frame::error(
+                    "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+                ))
+            }
+        };
+        // A client waiting on keys is answered as if its wait ended (with
+        // the timeout reply, or an UNBLOCKED error).
+        Ok(Frame::Integer(match ctx.blocking.take_waiter(id as u64) {
+            Some(waiter) => {
+                let reply = if error {
+                    Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                } else {
+                    waiter.op.timeout_reply()
+                };
+                let _ = waiter.reply.send(reply);
+                1
+            }
+            None => 0,
+        }))
     } else if (is(sub, "no-evict") || is(sub, "no-touch")) && n == 3 {
         if is(&args[2], "on") || is(&args[2], "off") {
             Ok(Frame::ok())

@@ -267,6 +267,7 @@ fn copy(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if let Some(at) = expire {
         target.set_expire(dst, at);
     }
+    ctx.blocking.signal(target_db, dst);
     ctx.dirty(1);
     Ok(Frame::Integer(1))
 }
@@ -373,6 +374,7 @@ fn move_(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if let Some(at) = expire {
         target.set_expire(key, at);
     }
+    ctx.blocking.signal(target_db, key);
     ctx.dirty(1);
     Ok(Frame::Integer(1))
 }
@@ -392,6 +394,8 @@ fn swapdb(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         let (lo, hi) = (a.min(b), a.max(b));
         let (left, right) = ctx.keyspace.dbs.split_at_mut(hi);
         left[lo].swap_data(&mut right[0]);
+        ctx.blocking.signal_db(a);
+        ctx.blocking.signal_db(b);
         ctx.dirty(1);
     }
     Ok(Frame::ok())

@@ -475,7 +475,7 @@ fn rpoplpush(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 /// Parses `numkeys key... LEFT|RIGHT [COUNT n]` (LMPOP/BLMPOP).
 fn parse_mpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Frame> {
-    let numkeys = int(&args[0])?;
+    let numkeys = int(&args[0]).unwrap_or(0);
     if numkeys <= 0 {
         return Err(Frame::error("ERR numkeys should be greater than 0"));
     }

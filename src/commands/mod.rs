@@ -483,6 +483,15 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     ctx.session.commands_processed += 1;
     ctx.session.error_replies += reply.is_error() as u64;
     let changed = ctx.keyspace.dirty > dirty_before;
+    if changed && spec.has(flags::WRITE) && ctx.blocking.is_waiting() {
+        // A key created or replaced by any write (RENAME, SORT STORE,
+        // RESTORE, ...) may be what a blocked client waits for, as Redis
+        // signals every key added to the database.
+        let db = ctx.session.db;
+        for i in spec.key_indexes(args.len()) {
+            ctx.blocking.signal(db, &args[i]);
+        }
+    }
     if !ctx.db().expired.is_empty() {
         let expired = ctx.keyspace.drain_expired();
         ctx.dirty(expired.len() as u64);

@@ -50,6 +50,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!("strlen", 2, READONLY | FAST, (1, 1, 1), "Returns the length of a string value.", "key", strlen),
     spec!("getrange", 4, READONLY, (1, 1, 1), "Returns a substring of the string stored at a key.", "key start end", getrange),
     spec!("substr", 4, READONLY, (1, 1, 1), "Returns a substring from a string value.", "key start end", getrange),
+    spec!("lcs", -3, READONLY, (1, 2, 1), "Finds the longest common substring.", "key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]", lcs),
     spec!(
         "setrange",
         4,
@@ -506,4 +507,125 @@ fn incrbyfloat(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     // Float arithmetic may round differently elsewhere: replicate the result.
     ctx.propagate(&[b"SET".as_slice(), &args[1], text.as_bytes(), b"KEEPTTL"]);
     Ok(Frame::bulk(text))
+}
+
+/// LCS: the longest common subsequence of two strings by Redis's dynamic
+/// programming table, with its backtracking (so IDX ranges come out in
+/// Redis's order: from the ends of the strings backwards).
+fn lcs(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let err_type = Frame::error("ERR The specified keys must contain string values");
+    let a = read(ctx, &args[1])
+        .map_err(|_| err_type.clone())?
+        .unwrap_or_default();
+    let b = read(ctx, &args[2])
+        .map_err(|_| err_type)?
+        .unwrap_or_default();
+    let (mut get_len, mut get_idx, mut with_match_len, mut min_match_len) =
+        (false, false, false, 0u64);
+    let mut i = 3;
+    while i < args.len() {
+        if is(&args[i], "idx") {
+            get_idx = true;
+        } else if is(&args[i], "len") {
+            get_len = true;
+        } else if is(&args[i], "withmatchlen") {
+            with_match_len = true;
+        } else if is(&args[i], "minmatchlen") && i + 1 < args.len() {
+            min_match_len = int(&args[i + 1])?.max(0) as u64;
+            i += 1;
+        } else {
+            return Err(ERR_SYNTAX);
+        }
+        i += 1;
+    }
+    if get_len && get_idx {
+        return Err(Frame::error(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    let (alen, blen) = (a.len(), b.len());
+    let cells = (alen as u64 + 1) * (blen as u64 + 1);
+    if cells.saturating_mul(4) > max_len(ctx) {
+        return Err(Frame::error(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
+    }
+    let width = blen + 1;
+    let mut table = vec![0u32; cells as usize];
+    for i in 1..=alen {
+        for j in 1..=blen {
+            table[i * width + j] = if a[i - 1] == b[j - 1] {
+                table[(i - 1) * width + j - 1] + 1
+            } else {
+                table[(i - 1) * width + j].max(table[i * width + j - 1])
+            };
+        }
+    }
+    let total = table[alen * width + blen];
+    if get_len {
+        return Ok(Frame::Integer(total as i64));
+    }
+    let mut result = vec![0u8; total as usize];
+    let mut idx = total as usize;
+    let mut matches = Vec::new();
+    // `a_start == alen` means no range is open.
+    let (mut a_start, mut a_end, mut b_start, mut b_end) = (alen, 0, 0, 0);
+    let (mut i, mut j) = (alen, blen);
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[j - 1] {
+            result[idx - 1] = a[i - 1];
+            if a_start == alen {
+                (a_start, a_end, b_start, b_end) = (i - 1, i - 1, j - 1, j - 1);
+            } else if a_start == i && b_start == j {
+                a_start -= 1;
+                b_start -= 1;
+            } else {
+                emit = true;
+            }
+            if a_start == 0 || b_start == 0 {
+                emit = true;
+            }
+            idx -= 1;
+            i -= 1;
+            j -= 1;
+        } else {
+            if table[(i - 1) * width + j] > table[i * width + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            if a_start != alen {
+                emit = true;
+            }
+        }
+        if emit {
+            let len = (a_end - a_start + 1) as u64;
+            if get_idx && (min_match_len == 0 || len >= min_match_len) {
+                let mut m = vec![
+                    Frame::Array(vec![
+                        Frame::Integer(a_start as i64),
+                        Frame::Integer(a_end as i64),
+                    ]),
+                    Frame::Array(vec![
+                        Frame::Integer(b_start as i64),
+                        Frame::Integer(b_end as i64),
+                    ]),
+                ];
+                if with_match_len {
+                    m.push(Frame::Integer(len as i64));
+                }
+                matches.push(Frame::Array(m));
+            }
+            a_start = alen;
+        }
+    }
+    Ok(if get_idx {
+        Frame::Map(vec![
+            (Frame::bulk("matches"), Frame::Array(matches)),
+            (Frame::bulk("len"), Frame::Integer(total as i64)),
+        ])
+    } else {
+        Frame::bulk(result)
+    })
 }

@@ -146,6 +146,25 @@ impl Blocking {
         }
     }
 
+    /// Notes every key waited on in `db` (SWAPDB brought new data).
+    pub fn signal_db(&mut self, db: usize) {
+        let slots: Vec<_> = self
+            .by_key
+            .keys()
+            .filter(|(d, _)| *d == db)
+            .cloned()
+            .collect();
+        for slot in slots {
+            if self.ready_set.insert(slot.clone()) {
+                self.ready.push(slot);
+            }
+        }
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        !self.by_key.is_empty()
+    }
+
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
     }

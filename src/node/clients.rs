@@ -26,6 +26,8 @@ pub struct ClientHandle {
     /// Channels and patterns subscribed to: a client with any is of type
     /// `pubsub` (CLIENT LIST `flags=P`, CLIENT KILL TYPE).
     pub subscriptions: AtomicUsize,
+    /// Waiting in a blocking command (CLIENT LIST `flags=b`).
+    pub blocked: AtomicBool,
     killed: AtomicBool,
     kill_notify: Notify,
 }
@@ -45,6 +47,7 @@ impl ClientHandle {
             last_command: Mutex::new("NULL"),
             last_interaction_ms: AtomicI64::new(crate::node::unix_ms()),
             subscriptions: AtomicUsize::new(0),
+            blocked: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             kill_notify: Notify::new(),
         }
@@ -80,7 +83,12 @@ impl ClientHandle {
             self.name.lock(),
             age,
             idle,
-            if subscriptions > 0 { "P" } else { "N" },
+            match (subscriptions > 0, self.blocked.load(Ordering::Relaxed)) {
+                (true, true) => "Pb",
+                (true, false) => "P",
+                (false, true) => "b",
+                (false, false) => "N",
+            },
             self.db.load(Ordering::Relaxed),
             subscriptions,
             self.last_command.lock(),

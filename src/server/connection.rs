@@ -211,6 +211,9 @@ async fn run(
                 true
             }
         };
+        handle
+            .blocked
+            .store(session.blocked.is_some(), Ordering::Relaxed);
         let may_read = pending.len() < MAX_PENDING && protocol_error.is_none();
         let blocked = session.blocked.as_mut();
         let (deadline, reply_rx) = match blocked {
