@@ -47,7 +47,12 @@ rport=$(free_port)
 qport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --dir "$work" --enable-debug-command yes >/dev/null 2>&1 &
 mkdir -p "$work/quire"
-"$quire" server --port "$qport" --dir "$work/quire" --save "" --repl-port 0 >/dev/null 2>&1 &
+# Replication on (a free UDP port, certificates for the node), so the units'
+# REPLICAOF tests run as they would on a real deployment.
+"$quire" certs init --dir "$work/certs" --node suite --ip 127.0.0.1 >/dev/null
+rport_quic=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$quire" server --port "$qport" --dir "$work/quire" --save "" --repl-port "$rport_quic" \
+    --certs "$work/certs" --node suite >"$work/quire.log" 2>&1 &
 for p in "$rport" "$qport"; do
     for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done

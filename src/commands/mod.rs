@@ -42,6 +42,7 @@ pub mod args;
 mod bitmap;
 pub mod blocking;
 mod connection;
+mod geo;
 mod hash;
 mod hyperloglog;
 mod keys;
@@ -257,6 +258,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         strings::COMMANDS,
         bitmap::COMMANDS,
         hyperloglog::COMMANDS,
+        geo::COMMANDS,
         sort::COMMANDS,
         keys::COMMANDS,
         server::COMMANDS,

@@ -99,7 +99,7 @@ fn scored_reply(items: Vec<(Blob, f64)>, withscores: bool, proto: Protocol) -> F
     Frame::Array(out)
 }
 
-fn zadd(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+pub(super) fn zadd(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) =
         (false, false, false, false, false, false);
     let mut i = 2;

@@ -8,6 +8,7 @@ mod blob;
 mod db;
 pub mod digest;
 mod encoding;
+pub mod geo;
 mod glob;
 pub mod hll;
 pub mod rdb;
