@@ -845,7 +845,23 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         crate::persist::install(ctx.keyspace, dbs);
         Ok(Frame::ok())
     } else if is(sub, "set-active-expire") && args.len() == 3 {
+        let on = int(&args[2])? != 0;
+        ctx.node
+            .stats
+            .active_expire_off
+            .store(!on, std::sync::atomic::Ordering::Relaxed);
         Ok(Frame::ok())
+    } else if is(sub, "loadaof") && args.len() == 2 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ctx.actions
+            .push(crate::node::NodeAction::ReloadFromDisk { reply: tx });
+        ctx.session.blocked = Some(super::blocking::BlockedWait {
+            reply: rx,
+            deadline: None,
+            timeout_reply: Frame::error("ERR reload did not finish"),
+            on_timeout: None,
+        });
+        Ok(Frame::NoReply)
     } else if is(sub, "quicklist-packed-threshold") && args.len() == 3 {
         // Where Redis stores big list elements unpacked. Quire's lists hold
         // every element on its own, so the value is checked as Redis

@@ -30,4 +30,7 @@ pub enum NodeAction {
         numreplicas: usize,
         reply: oneshot::Sender<Frame>,
     },
+    /// Rebuild the data from what is on disk, the snapshot and the log
+    /// after it, as a restart would (DEBUG LOADAOF); answer on `reply`.
+    ReloadFromDisk { reply: oneshot::Sender<Frame> },
 }

@@ -8,6 +8,9 @@ pub struct Stats {
     pub used_memory: AtomicU64,
     /// Set by the cron while used memory exceeds `maxmemory`.
     pub over_maxmemory: std::sync::atomic::AtomicBool,
+    /// DEBUG SET-ACTIVE-EXPIRE 0: the cron stops sampling keys to expire
+    /// (they still expire when touched).
+    pub active_expire_off: std::sync::atomic::AtomicBool,
     pub connections_received: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub commands_processed: AtomicU64,

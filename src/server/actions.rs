@@ -26,6 +26,19 @@ pub fn run(shared: &Arc<Shared>, actions: &mut Vec<NodeAction>) {
                 let span = shared.span();
                 tokio::task::spawn_blocking(move || span.in_scope(|| job.write(&shared)));
             }
+            NodeAction::ReloadFromDisk { reply } => {
+                let shared = shared.clone();
+                let span = shared.span();
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| {
+                        let answer = match super::persistence::reload_from_disk(&shared) {
+                            Ok(()) => crate::resp::Frame::ok(),
+                            Err(e) => crate::resp::Frame::error_owned(format!("ERR {e}")),
+                        };
+                        let _ = reply.send(answer);
+                    })
+                });
+            }
             NodeAction::WaitAof {
                 target,
                 numlocal,

@@ -354,7 +354,11 @@ async fn cron(shared: Arc<Shared>) {
         data.repl
             .tick(now, backlog.size, backlog.outage_secs(), max_disk);
         let offset_before = data.repl.offset();
-        if !is_replica {
+        let active_expire = !shared
+            .stats
+            .active_expire_off
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if !is_replica && active_expire {
             for (db, key) in active_expire_cycle(
                 &mut data.keyspace,
                 now,

@@ -458,3 +458,79 @@ pub async fn make_durable(shared: &Shared, target: u64) {
         let _ = log.write_pending();
     }
 }
+
+/// DEBUG LOADAOF: flushes the log, then rebuilds the data from the
+/// snapshot and the log after it, exactly as crash recovery does, holding
+/// the dataset lock throughout (clients wait, as Redis blocks). Refused,
+/// the data untouched, when the log does not continue the snapshot (or,
+/// without one, does not reach back to the empty start).
+pub fn reload_from_disk(shared: &Arc<Shared>) -> Result<(), String> {
+    let log = shared.log.clone();
+    log.write_pending()
+        .map_err(|e| format!("cannot write the log: {e}"))?;
+    log.sync()
+        .map_err(|e| format!("cannot fsync the log: {e}"))?;
+    let path = shared.settings.read().snapshot_path();
+    let snapshot = if path.exists() {
+        Some(
+            persist::load_from_file(&path)
+                .map_err(|e| format!("cannot load {}: {e}", path.display()))?,
+        )
+    } else {
+        None
+    };
+    let mut guard = shared.data.lock();
+    let data = &mut *guard;
+    let (start, end) = (log.start_offset(), log.end_offset());
+    let meta = data.repl.saved_meta();
+    let (from, db, dbs) = match snapshot {
+        Some((h, dbs, _))
+            if (data.repl.replid == *h.repl_id.as_str()
+                || (data.repl.replid2 == *h.repl_id.as_str()
+                    && data.repl.second_offset.is_some_and(|s| h.repl_offset <= s)))
+                && (start..=end).contains(&h.repl_offset) =>
+        {
+            (h.repl_offset, h.repl_db as usize, dbs)
+        }
+        _ if meta.as_ref().is_some_and(|m| m.empty_at == Some(start)) => {
+            (start, 0, Vec::new())
+        }
+        _ => {
+            return Err(
+                "the log does not continue the snapshot on disk (or reach back to an empty start): nothing to rebuild the data from"
+                    .into(),
+            )
+        }
+    };
+    let mut fresh = crate::keyspace::Keyspace::new();
+    persist::install(&mut fresh, dbs);
+    fresh.set_access_policy(shared.settings.read().access_policy());
+    fresh.set_delete_expired(false);
+    let live = std::mem::replace(&mut data.keyspace, fresh);
+    let mut session = (shared.applier)(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    session.set_db(db);
+    let walk = log.walk(from, end, |units| session.apply(shared, data, units));
+    let failed = match walk {
+        Err(c) => Some(format!("the log cannot be read at {}", c.requested)),
+        Ok(w) if w.good_end != end => Some(format!("the log is damaged at offset {}", w.good_end)),
+        Ok(_) => None,
+    };
+    if let Some(reason) = failed {
+        // Nothing lost: the data in memory is put back.
+        data.keyspace = live;
+        return Err(reason);
+    }
+    let is_replica = shared.repl.is_replica();
+    data.keyspace.set_delete_expired(!is_replica);
+    data.keyspace.dirty = 0;
+    // The blocked clients and watches of the old data see its keys vanish.
+    for db in &live.dbs {
+        db.signal_all_watched();
+    }
+    tracing::warn!(
+        from,
+        to = end,
+        "data reloaded from the snapshot and the log (DEBUG LOADAOF)"
+    );
+    Ok(())
+}
