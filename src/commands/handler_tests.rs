@@ -59,6 +59,7 @@ impl Bench {
             keyspace: &mut data.keyspace,
             blocking: &mut data.blocking,
             pubsub: &mut data.pubsub,
+            cmdstats: &mut data.cmdstats,
             node: &self.node,
             session: &mut self.session,
             now_ms: self.now_ms,

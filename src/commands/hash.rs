@@ -293,16 +293,19 @@ fn hincrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn hincrbyfloat(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let delta = float(&args[3])?;
-    let current = match read_hash(ctx, &args[1])?.and_then(|h| h.get(args[2].as_ref())) {
-        Some(v) => parse_f64(v).ok_or(Frame::error("ERR hash value is not a float"))?,
-        None => 0.0,
-    };
-    let next = current + delta;
-    if !next.is_finite() {
-        return Err(ERR_NAN);
-    }
-    let text = format!("{next}");
+    use super::longdouble::{incr, IncrError};
+    // The increment is checked first, as Redis does.
+    incr(None, &args[3]).map_err(|e| match e {
+        IncrError::NotFloat => ERR_NOT_FLOAT,
+        IncrError::NanOrInfinity => Frame::error("ERR value is NaN or Infinity"),
+    })?;
+    let current = read_hash(ctx, &args[1])?
+        .and_then(|h| h.get(args[2].as_ref()))
+        .map(|v| v.to_vec());
+    let text = incr(current.as_deref(), &args[3]).map_err(|e| match e {
+        IncrError::NotFloat => Frame::error("ERR hash value is not a float"),
+        IncrError::NanOrInfinity => ERR_NAN,
+    })?;
     write_hash(ctx, &args[1], true)?
         .expect("created")
         .insert(Blob::new(&args[2]), Blob::new(text.as_bytes()));

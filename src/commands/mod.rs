@@ -47,6 +47,7 @@ mod hash;
 mod hyperloglog;
 mod keys;
 mod list;
+mod longdouble;
 pub mod pubsub;
 pub mod replication;
 mod server;
@@ -165,6 +166,7 @@ pub struct ExecCtx<'a> {
     pub keyspace: &'a mut Keyspace,
     pub blocking: &'a mut Blocking,
     pub pubsub: &'a mut PubSub,
+    pub cmdstats: &'a mut crate::node::cmdstats::CommandStats,
     /// The node's state: settings, role, counters. Handlers read it, and
     /// change it in place only where the next command must see the change
     /// (CONFIG SET, a role change through `node::role`, FAILOVER's state);
@@ -334,6 +336,22 @@ pub fn wrong_arity(name: &str) -> Frame {
 /// Runs one client command with every check Redis makes before calling it:
 /// lookup, arity, authentication, subscribed context, MULTI queueing.
 pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
+    let ran_before = ctx.session.commands_processed;
+    let reply = dispatch(ctx, args);
+    if let Frame::Error(e) = &reply {
+        ctx.cmdstats.error(e);
+        // An error from before the handler ran is a rejection (Redis's
+        // rejected_calls), counted against the command when it exists.
+        if ctx.session.commands_processed == ran_before {
+            if let Some(spec) = lookup(&args[0]) {
+                ctx.cmdstats.rejected(spec.name);
+            }
+        }
+    }
+    reply
+}
+
+fn dispatch(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     let Some(spec) = lookup(&args[0]) else {
         ctx.session.flag_multi_error();
         return unknown_command(args);
@@ -447,6 +465,7 @@ impl crate::node::apply::StreamApplier for ReplicatedSession {
             keyspace: &mut data.keyspace,
             blocking: &mut data.blocking,
             pubsub: &mut data.pubsub,
+            cmdstats: &mut data.cmdstats,
             node,
             session: &mut self.0,
             now_ms: crate::node::unix_ms(),
@@ -481,7 +500,10 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     ctx.session.last_command = spec.name;
     let dirty_before = ctx.keyspace.dirty;
     ctx.effects = None;
+    let started = std::time::Instant::now();
     let reply = (spec.run)(ctx, args).unwrap_or_else(|e| e);
+    let usec = started.elapsed().as_micros() as u64;
+    ctx.cmdstats.called(spec.name, usec, reply.is_error());
     ctx.session.commands_processed += 1;
     ctx.session.error_replies += reply.is_error() as u64;
     let changed = ctx.keyspace.dirty > dirty_before;

@@ -142,6 +142,23 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// INFO's sections in Redis's order; `INFO` alone and `default` give
+/// the first group, `all` and `everything` every one.
+const SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "cluster",
+    "keyspace",
+];
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -150,25 +167,31 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "stats",
     "replication",
     "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
     "keyspace",
 ];
 
 fn info(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let mut sections: Vec<String> = args[1..]
-        .iter()
-        .map(|a| text(a).to_ascii_lowercase())
-        .collect();
-    if sections.is_empty()
-        || sections
-            .iter()
-            .any(|s| s == "default" || s == "all" || s == "everything")
-    {
-        sections = DEFAULT_SECTIONS.iter().map(|s| s.to_string()).collect();
+    let mut wanted: Vec<String> = Vec::new();
+    let mut all = false;
+    for a in &args[1..] {
+        let name = text(a).to_ascii_lowercase();
+        match name.as_str() {
+            "default" => wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string())),
+            "all" | "everything" => all = true,
+            "module_list" => wanted.push("modules".into()),
+            _ => wanted.push(name),
+        }
+    }
+    if args.len() == 1 {
+        wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()));
     }
     let mut out = String::new();
-    for section in DEFAULT_SECTIONS
+    for section in SECTIONS
         .iter()
-        .filter(|s| sections.iter().any(|w| w == *s))
+        .filter(|s| all || wanted.iter().any(|w| w == *s))
     {
         if !out.is_empty() {
             out.push_str("\r\n");
@@ -338,21 +361,25 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
                 .dbs
                 .iter()
                 .fold((0, 0), |(h, m), db| (h + db.hits, m + db.misses));
+            let repl_in = Stats::get(&c.received_raw_bytes);
+            let repl_out = Stats::get(&c.sent_raw_bytes);
             let _ = write!(
                 out,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nmigrate_cached_sockets:0\r\ntotal_error_replies:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:{repl_in}\r\ntotal_net_repl_output_bytes:{repl_out}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\n",
                 Stats::get(&s.connections_received),
                 Stats::get(&s.commands_processed),
                 s.ops_per_sec(),
                 Stats::get(&s.net_input_bytes),
                 Stats::get(&s.net_output_bytes),
                 Stats::get(&s.rejected_connections),
-                ctx.keyspace.expired_keys,
-                hits,
-                misses,
                 Stats::get(&c.full_syncs_served),
                 Stats::get(&c.partial_syncs_ok),
                 Stats::get(&c.partial_syncs_err),
+                ctx.keyspace.expired_keys,
+                hits,
+                misses,
+                ctx.pubsub.numchannels(),
+                ctx.pubsub.numpat(),
                 Stats::get(&s.error_replies),
             );
         }
@@ -363,7 +390,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
             let (sys, user) = cpu_times();
             let _ = write!(
                 out,
-                "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n"
+                "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n"
             );
         }
         "keyspace" => {
@@ -377,6 +404,45 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
                         db.expires_len()
                     );
                 }
+            }
+        }
+        "modules" => out.push_str("# Modules\r\n"),
+        "cluster" => out.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
+        "commandstats" => {
+            out.push_str("# Commandstats\r\n");
+            for (name, s) in ctx.cmdstats.commands() {
+                let per_call = if s.calls == 0 {
+                    0.0
+                } else {
+                    s.usec as f64 / s.calls as f64
+                };
+                let _ = write!(
+                    out,
+                    "cmdstat_{name}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+                    s.calls, s.usec, s.rejected, s.failed
+                );
+            }
+        }
+        "errorstats" => {
+            out.push_str("# Errorstats\r\n");
+            for (prefix, count) in ctx.cmdstats.errors() {
+                let _ = write!(out, "errorstat_{prefix}:count={count}\r\n");
+            }
+        }
+        "latencystats" => {
+            out.push_str("# Latencystats\r\n");
+            for (name, s) in ctx.cmdstats.commands() {
+                if s.calls == 0 {
+                    continue;
+                }
+                let h = &s.latency;
+                let _ = write!(
+                    out,
+                    "latency_percentiles_usec_{name}:p50={:.3},p99={:.3},p99.9={:.3}\r\n",
+                    h.percentile(50.0) as f64,
+                    h.percentile(99.0) as f64,
+                    h.percentile(99.9) as f64
+                );
             }
         }
         _ => {}
@@ -454,6 +520,7 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             db.misses = 0;
         }
         ctx.keyspace.expired_keys = 0;
+        ctx.cmdstats.reset();
         Ok(Frame::ok())
     } else if is(sub, "rewrite") && args.len() == 2 {
         let Some(path) = ctx.node.config_file.clone() else {

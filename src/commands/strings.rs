@@ -488,20 +488,13 @@ fn decrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn incrbyfloat(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let delta = float(&args[2])?;
     let now = ctx.now_ms;
-    let current = match ctx.db().get(&args[1], now) {
-        None => 0.0,
-        Some(v) => v
-            .with_string(parse_f64)
-            .ok_or(ERR_WRONGTYPE)?
-            .ok_or(ERR_NOT_FLOAT)?,
-    };
-    let next = current + delta;
-    if !next.is_finite() {
-        return Err(ERR_NAN);
-    }
-    let text = format!("{next}");
+    let current = read(ctx, &args[1])?;
+    let _ = now;
+    let text = super::longdouble::incr(current.as_deref(), &args[2]).map_err(|e| match e {
+        super::longdouble::IncrError::NotFloat => ERR_NOT_FLOAT,
+        super::longdouble::IncrError::NanOrInfinity => ERR_NAN,
+    })?;
     ctx.db().set(&args[1], Value::string(text.as_bytes()), true);
     ctx.dirty(1);
     // Float arithmetic may round differently elsewhere: replicate the result.

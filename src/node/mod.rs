@@ -15,6 +15,7 @@ pub mod actions;
 pub mod apply;
 pub mod blocking;
 pub mod clients;
+pub mod cmdstats;
 pub mod persistence;
 pub mod pubsub;
 pub mod role;
@@ -44,6 +45,8 @@ pub struct Data {
     pub keyspace: Keyspace,
     pub blocking: blocking::Blocking,
     pub pubsub: pubsub::PubSub,
+    /// INFO's commandstats, latencystats and errorstats.
+    pub cmdstats: cmdstats::CommandStats,
     /// The replication stream, beside the data it describes.
     pub repl: crate::replication::ReplicationLog,
 }
@@ -93,6 +96,7 @@ impl Shared {
                 keyspace,
                 blocking: Default::default(),
                 pubsub: Default::default(),
+                cmdstats: Default::default(),
                 repl,
             }),
             log,

@@ -103,6 +103,10 @@ impl PubSub {
         (delivered, slow)
     }
 
+    pub fn numchannels(&self) -> usize {
+        self.channels.len()
+    }
+
     pub fn numpat(&self) -> usize {
         self.patterns.len()
     }

@@ -116,6 +116,7 @@ async fn run(
                         keyspace: &mut data.keyspace,
                         blocking: &mut data.blocking,
                         pubsub: &mut data.pubsub,
+                        cmdstats: &mut data.cmdstats,
                         node: shared,
                         session,
                         now_ms,
