@@ -43,19 +43,34 @@ run_unit() {
     echo "$ok|$err|$exc"
 }
 
-rport=$(free_port)
-qport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --dir "$work" --enable-debug-command yes >/dev/null 2>&1 &
 mkdir -p "$work/quire"
 # Replication on (a free UDP port, certificates for the node), so the units'
 # REPLICAOF tests run as they would on a real deployment.
 "$quire" certs init --dir "$work/certs" --node suite --ip 127.0.0.1 >/dev/null
-rport_quic=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$quire" server --port "$qport" --dir "$work/quire" --save "" --repl-port "$rport_quic" \
-    --certs "$work/certs" --node suite >"$work/quire.log" 2>&1 &
-for p in "$rport" "$qport"; do
-    for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
-done
+udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Each unit runs against freshly started servers: a unit that stops early
+# can leave settings behind (maxmemory 1, say) that would fail the next.
+start_redis() {
+    redis-server --port "$1" --bind 127.0.0.1 --save "" --dir "$work" --enable-debug-command yes >/dev/null 2>&1 &
+    server_pid=$!
+}
+start_quire() {
+    rm -rf "$work/quire" && mkdir -p "$work/quire"
+    "$quire" server --port "$1" --dir "$work/quire" --save "" --repl-port "$(udp_port)" \
+        --certs "$work/certs" --node suite >>"$work/quire.log" 2>&1 &
+    server_pid=$!
+}
+# run_on START UNIT -> the unit's result line, against a new server
+run_on() {
+    local port
+    port=$(free_port)
+    "$1" "$port"
+    for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    run_unit "$port" "$2"
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+}
 
 echo "Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') suite from $checkout ($(git -C "$checkout" describe --tags 2>/dev/null || echo '?')), external mode, $(date -u +%F)"
 echo
@@ -63,10 +78,8 @@ echo "| unit | redis-server passes | Quire passes | Quire/Redis | Quire stops at
 echo "|---|---|---|---|---|"
 total_r=0; total_q=0
 for unit in "${units[@]}"; do
-    IFS='|' read -r rok _ _ <<<"$(run_unit "$rport" "$unit")"
-    redis-cli -p "$rport" flushall >/dev/null 2>&1 || true
-    IFS='|' read -r qok _ qexc <<<"$(run_unit "$qport" "$unit")"
-    redis-cli -p "$qport" flushall >/dev/null 2>&1 || true
+    IFS='|' read -r rok _ _ <<<"$(run_on start_redis "$unit")"
+    IFS='|' read -r qok _ qexc <<<"$(run_on start_quire "$unit")"
     total_r=$((total_r + rok)); total_q=$((total_q + qok))
     pct=$(python3 -c "print(f'{100*$qok/$rok:.0f} %' if $rok else '-')")
     echo "| $unit | $rok | $qok | $pct | ${qexc:-} |"

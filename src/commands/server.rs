@@ -862,9 +862,10 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         let now = ctx.now_ms;
         let mut out = Vec::new();
         for key in &args[2..] {
+            let has_ttl = ctx.db().expire_at(key).is_some();
             let d = match ctx.db().peek(key, now) {
-                Some(v) => digest::hex(&digest::value_digest(v)),
-                None => crate::replication::ids::ReplId::none().to_string(),
+                Some(v) => digest::hex(&digest::value_digest(v, has_ttl)),
+                None => digest::hex(&[0; 20]),
             };
             out.push(Frame::Simple(d.into()));
         }
