@@ -23,7 +23,15 @@ impl RedisServer {
         let port = reserve_port(false);
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+                "--dir",
+            ])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -72,6 +80,12 @@ fn compare(commands: &[Vec<String>], keys: &[&str]) {
         let dump = |c: &mut RawClient| (c.call(&["TYPE", key]), c.call(&["GET", key]));
         assert_eq!(dump(&mut q), dump(&mut r), "key {key} at the end");
     }
+    // Redis's digest algorithm: the same data digests the same.
+    assert_eq!(
+        q.call(&["DEBUG", "DIGEST"]),
+        r.call(&["DEBUG", "DIGEST"]),
+        "DEBUG DIGEST at the end"
+    );
 }
 
 fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
@@ -297,5 +311,306 @@ fn sort_commands(seed: u64, n: usize) -> Vec<Vec<String>> {
 fn sort_answers_as_redis_does() {
     for seed in [11, 12, 13] {
         compare(&sort_commands(seed, 1500), &["l", "dest", "w_1"]);
+    }
+}
+
+fn element(rng: &mut StdRng) -> String {
+    format!("e{}", rng.random_range(0..3000))
+}
+
+/// PFADD/PFCOUNT/PFMERGE over a few keys, with type errors and corrupted
+/// values (a string SET over an HLL, bytes appended).
+fn hll_commands(seed: u64, n: usize) -> Vec<Vec<String>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let keys = ["h0", "h1", "h2", "plain"];
+    let mut out = vec![vec!["SET".into(), "plain".into(), "notanhll".into()]];
+    let s = |v: &str| v.to_string();
+    for _ in 0..n {
+        let key = s(pick(&mut rng, &keys));
+        let cmd = match rng.random_range(0..20) {
+            0..=9 => {
+                let mut c = vec![s("PFADD"), key];
+                for _ in 0..rng.random_range(0..40) {
+                    c.push(element(&mut rng));
+                }
+                c
+            }
+            10..=13 => vec![s("PFCOUNT"), key],
+            14..=15 => {
+                let mut c = vec![s("PFCOUNT")];
+                for _ in 0..rng.random_range(1..4) {
+                    c.push(s(pick(&mut rng, &keys)));
+                }
+                c
+            }
+            16..=17 => {
+                let mut c = vec![s("PFMERGE"), s(pick(&mut rng, &["h0", "h1", "h2", "hm"]))];
+                for _ in 0..rng.random_range(0..3) {
+                    c.push(s(pick(&mut rng, &keys)));
+                }
+                c
+            }
+            18 => vec![
+                s("PFDEBUG"),
+                s(pick(&mut rng, &["ENCODING", "TODENSE", "nope"])),
+                key,
+            ],
+            _ => vec![s("DEL"), key],
+        };
+        out.push(cmd);
+    }
+    // Many elements into one key: it turns dense.
+    let mut big = vec![s("PFADD"), s("h0")];
+    big.extend((0..5000).map(|i| format!("big{i}")));
+    out.push(big);
+    out.push(vec![s("PFDEBUG"), s("ENCODING"), s("h0")]);
+    out.push(vec![s("PFCOUNT"), s("h0"), s("h1"), s("h2")]);
+    out.push(vec![s("PFCOUNT"), s("h0")]);
+    out
+}
+
+#[test]
+fn hyperloglog_counts_as_redis_does() {
+    for seed in [1, 2] {
+        compare(&hll_commands(seed, 600), &["plain"]);
+    }
+}
+
+fn lonlat(rng: &mut StdRng) -> (String, String) {
+    // Mostly around Sicily, so searches find neighbours; a few invalid.
+    match rng.random_range(0..30) {
+        0 => ("181".into(), "10".into()),
+        1 => ("10".into(), "86".into()),
+        _ => (
+            format!("{:.6}", 12.0 + rng.random_range(0.0..4.0)),
+            format!("{:.6}", 37.0 + rng.random_range(0.0..2.0)),
+        ),
+    }
+}
+
+/// GEOADD, GEOPOS, GEODIST, GEOHASH, GEOSEARCH[STORE] and GEORADIUS with
+/// units, sorting, counts and the WITH* options.
+fn geo_commands(seed: u64, n: usize) -> Vec<Vec<String>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let s = |v: &str| v.to_string();
+    let mut out = Vec::new();
+    let member = |rng: &mut StdRng| format!("p{}", rng.random_range(0..60));
+    for _ in 0..n {
+        let unit = s(pick(&mut rng, &["m", "km", "mi", "ft", "KM", "yd"]));
+        let cmd = match rng.random_range(0..16) {
+            0..=4 => {
+                let mut c = vec![s("GEOADD"), s("g")];
+                if rng.random_range(0..5) == 0 {
+                    c.push(s(pick(&mut rng, &["NX", "XX", "CH"])));
+                }
+                for _ in 0..rng.random_range(1..4) {
+                    let (lon, lat) = lonlat(&mut rng);
+                    c.extend([lon, lat, member(&mut rng)]);
+                }
+                c
+            }
+            5 => vec![s("GEOPOS"), s("g"), member(&mut rng), member(&mut rng)],
+            6 => vec![
+                s("GEODIST"),
+                s("g"),
+                member(&mut rng),
+                member(&mut rng),
+                unit,
+            ],
+            7 => vec![s("GEOHASH"), s("g"), member(&mut rng), member(&mut rng)],
+            8..=12 => {
+                let mut c = vec![s("GEOSEARCH"), s("g")];
+                if rng.random_range(0..2) == 0 {
+                    c.extend([s("FROMMEMBER"), member(&mut rng)]);
+                } else {
+                    let (lon, lat) = lonlat(&mut rng);
+                    c.extend([s("FROMLONLAT"), lon, lat]);
+                }
+                if rng.random_range(0..2) == 0 {
+                    c.extend([s("BYRADIUS"), rng.random_range(0..300).to_string(), unit]);
+                } else {
+                    c.extend([
+                        s("BYBOX"),
+                        rng.random_range(0..400).to_string(),
+                        rng.random_range(0..400).to_string(),
+                        unit,
+                    ]);
+                }
+                for opt in ["ASC", "DESC", "WITHDIST", "WITHCOORD", "WITHHASH"] {
+                    if rng.random_range(0..3) == 0 {
+                        c.push(s(opt));
+                    }
+                }
+                if rng.random_range(0..3) == 0 {
+                    c.extend([s("COUNT"), rng.random_range(1..8).to_string()]);
+                }
+                c
+            }
+            13 => {
+                let (lon, lat) = lonlat(&mut rng);
+                let mut c = vec![
+                    s("GEORADIUS"),
+                    s("g"),
+                    lon,
+                    lat,
+                    rng.random_range(0..200).to_string(),
+                    unit,
+                ];
+                c.extend([
+                    s("ASC"),
+                    s(pick(&mut rng, &["STORE", "STOREDIST"])),
+                    s("dst"),
+                ]);
+                c
+            }
+            // Scores print shortest-first here (Redis 7.2's way), %.17g in
+            // Redis 7.0: members compared here, the stored doubles by the
+            // final DEBUG DIGEST.
+            14 => vec![s("ZRANGE"), s("dst"), s("0"), s("-1")],
+            _ => vec![s("ZREM"), s("g"), member(&mut rng)],
+        };
+        out.push(cmd);
+    }
+    out
+}
+
+#[test]
+fn geo_answers_as_redis_does() {
+    for seed in [1, 2, 3] {
+        compare(&geo_commands(seed, 800), &[]);
+    }
+}
+
+/// INCRBYFLOAT and HINCRBYFLOAT in long double, LCS over random strings.
+fn float_and_lcs_commands(seed: u64, n: usize) -> Vec<Vec<String>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let s = |v: &str| v.to_string();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let number = match rng.random_range(0..10) {
+            0 => format!("{}e{}", rng.random_range(-99..99), rng.random_range(-5..5)),
+            1 => s(pick(&mut rng, &["abc", "", " 1", "inf", "1e5000"])),
+            _ => format!("{:.3}", rng.random_range(-1000.0..1000.0)),
+        };
+        let cmd = match rng.random_range(0..6) {
+            0..=1 => vec![s("INCRBYFLOAT"), s(pick(&mut rng, &["f0", "f1"])), number],
+            2..=3 => vec![
+                s("HINCRBYFLOAT"),
+                s("fh"),
+                s(pick(&mut rng, &["a", "b"])),
+                number,
+            ],
+            4 => {
+                let text = |rng: &mut StdRng| -> String {
+                    (0..rng.random_range(0..30))
+                        .map(|_| (b'a' + rng.random_range(0..4)) as char)
+                        .collect()
+                };
+                let (a, b) = (text(&mut rng), text(&mut rng));
+                out.push(vec![s("SET"), s("la"), a]);
+                out.push(vec![s("SET"), s("lb"), b]);
+                let mut c = vec![s("LCS"), s("la"), s("lb")];
+                match rng.random_range(0..4) {
+                    0 => c.push(s("LEN")),
+                    1 => c.extend([
+                        s("IDX"),
+                        s("MINMATCHLEN"),
+                        rng.random_range(0..4).to_string(),
+                    ]),
+                    2 => c.extend([s("IDX"), s("WITHMATCHLEN")]),
+                    _ => {}
+                }
+                c
+            }
+            _ => vec![s("HGETALL"), s("fh")],
+        };
+        out.push(cmd);
+    }
+    out
+}
+
+#[test]
+fn float_increments_and_lcs_answer_as_redis_does() {
+    compare(&float_and_lcs_commands(7, 1500), &["f0", "f1", "la", "lb"]);
+}
+
+/// DUMP payloads move both ways: Redis's compact encodings (listpack,
+/// intset, quicklist) RESTORE into Quire, Quire's RESTORE into Redis; the
+/// values digest the same on both sides.
+#[test]
+fn dump_payloads_move_between_redis_and_quire() {
+    let redis = RedisServer::start();
+    let quire = TestNode::start();
+    let (mut r, mut q) = (RawClient::connect(redis.port), quire.raw());
+    let setup: Vec<Vec<String>> = vec![
+        "SET s hello",
+        "SET n 12345",
+        "SET big xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "RPUSH l a 1 ccc -7 99999999999",
+        "SADD si 1 2 3 -40 70000",
+        "SADD ss a b c 1",
+        "HSET h f v n 12 big 9223372036854775807",
+        "ZADD z 1.5 a -2 b 3e10 c",
+        "PFADD hll a b c d",
+    ]
+    .into_iter()
+    .map(|l| l.split(' ').map(String::from).collect())
+    .collect();
+    let mut large = vec!["RPUSH".to_string(), "ll".into()];
+    large.extend((0..2000).map(|i| format!("item{i}")));
+    let mut zl = vec!["ZADD".to_string(), "zl".into()];
+    zl.extend((0..300).flat_map(|i| [format!("{}.25", i), format!("m{i}")]));
+    let mut hl = vec!["HSET".to_string(), "hl".into()];
+    hl.extend((0..600).flat_map(|i| [format!("f{i}"), format!("v{i}")]));
+    let commands: Vec<Vec<String>> = setup.into_iter().chain([large, zl, hl]).collect();
+    move_all(&mut r, &mut q, &commands);
+    move_all(&mut q, &mut r, &commands);
+    // A payload with a wrong checksum is refused with Redis's text.
+    let common::Reply::Bulk(mut payload) = ({
+        q.call(&["SET", "k", "v"]);
+        q.call(&["DUMP", "k"])
+    }) else {
+        panic!("DUMP k");
+    };
+    let last = payload.len() - 1;
+    payload[last] ^= 1;
+    assert_eq!(
+        q.call_bytes(&[b"RESTORE", b"k2", b"0", &payload]),
+        r.call_bytes(&[b"RESTORE", b"k2", b"0", &payload])
+    );
+}
+
+/// Writes `commands` on `from`, DUMPs every key and RESTOREs it on `to`.
+fn move_all(from: &mut RawClient, to: &mut RawClient, commands: &[Vec<String>]) {
+    let keys = [
+        "s", "n", "big", "l", "si", "ss", "h", "z", "hll", "ll", "zl", "hl",
+    ];
+    {
+        for cmd in commands {
+            let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            from.call(&args);
+        }
+        for key in keys {
+            let common::Reply::Bulk(payload) = from.call(&["DUMP", key]) else {
+                panic!("DUMP {key} gave no payload");
+            };
+            let restored = to.call_bytes(&[b"RESTORE", key.as_bytes(), b"0", &payload, b"REPLACE"]);
+            assert_eq!(
+                restored,
+                common::Reply::Simple("OK".into()),
+                "RESTORE {key}"
+            );
+            assert_eq!(
+                to.call(&["DEBUG", "DIGEST-VALUE", key]),
+                from.call(&["DEBUG", "DIGEST-VALUE", key]),
+                "{key} digests the same after the move"
+            );
+        }
+        assert_eq!(
+            from.call(&["DEBUG", "DIGEST"]),
+            to.call(&["DEBUG", "DIGEST"])
+        );
+        from.call(&["FLUSHALL"]);
+        to.call(&["FLUSHALL"]);
     }
 }

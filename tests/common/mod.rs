@@ -240,6 +240,18 @@ impl RawClient {
         self.send_raw(&out);
     }
 
+    /// A request whose arguments are arbitrary bytes (DUMP payloads).
+    pub fn call_bytes(&mut self, args: &[&[u8]]) -> Reply {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.send_raw(&out);
+        self.read()
+    }
+
     pub fn call(&mut self, args: &[&str]) -> Reply {
         self.send(args);
         self.read()
