@@ -24,7 +24,8 @@ static int parse(const char *s, size_t len, long double *out) {
     if (isspace((unsigned char)buf[0])) return -1;
     errno = 0;
     v = strtold(buf, &end);
-    if (*end != '\0' || isnan(v)) return -1;
+    /* The whole input is the number (a NUL inside it is not its end). */
+    if (*end != '\0' || (size_t)(end - buf) != len || isnan(v)) return -1;
     if (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || fpclassify(v) == FP_ZERO))
         return -1;
     *out = v;

@@ -68,5 +68,8 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
             }
         }
     }
+    // Keys found expired while serving (a waiter's key that expired in
+    // the meantime) are deleted: their DELs go to the stream now.
+    ctx.propagate_expired();
     ctx.session.db = saved_db;
 }

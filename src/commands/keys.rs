@@ -551,7 +551,14 @@ fn object(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             .map(|v| Frame::bulk(v.encoding(&ctx.node.settings.read().encoding)))
             .unwrap_or(Frame::Null))
     } else if is(sub, "refcount") {
-        Ok(value.map(|_| Frame::Integer(1)).unwrap_or(Frame::Null))
+        // Redis shares the integers 0-9999 (OBJ_SHARED_REFCOUNT).
+        Ok(match value {
+            Some(crate::keyspace::Value::Int(n)) if (0..10_000).contains(&n) => {
+                Frame::Integer(i32::MAX as i64)
+            }
+            Some(_) => Frame::Integer(1),
+            None => Frame::Null,
+        })
     } else if is(sub, "idletime") {
         let lfu = matches!(ctx.db().access_policy, AccessPolicy::Lfu { .. });
         match value {

@@ -489,7 +489,7 @@ fn parse_mpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, usize), Frame> {
     let count = match rest.len() {
         0 => 1,
         2 if is(&rest[0], "count") => {
-            let n = int(&rest[1])?;
+            let n = int(&rest[1]).unwrap_or(0);
             if n <= 0 {
                 return Err(Frame::error("ERR count should be greater than 0"));
             }

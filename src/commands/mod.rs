@@ -233,6 +233,21 @@ impl<'a> ExecCtx<'a> {
         }
     }
 
+    /// Keys found expired (and deleted) since the last call go to the
+    /// stream as DELs, as Redis propagates lazy expiry.
+    pub fn propagate_expired(&mut self) {
+        if self.keyspace.dbs.iter().all(|d| d.expired.is_empty()) {
+            return;
+        }
+        let expired = self.keyspace.drain_expired();
+        self.dirty(expired.len() as u64);
+        if self.propagates() {
+            for (db, key) in &expired {
+                self.repl.emit(*db, &[b"DEL".as_slice(), key.as_bytes()]);
+            }
+        }
+    }
+
     /// Records `n` changes to the dataset (save rules, stats).
     pub fn dirty(&mut self, n: u64) {
         self.keyspace.dirty += n;
@@ -516,15 +531,7 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
             ctx.blocking.signal(db, &args[i]);
         }
     }
-    if !ctx.db().expired.is_empty() {
-        let expired = ctx.keyspace.drain_expired();
-        ctx.dirty(expired.len() as u64);
-        if ctx.propagates() {
-            for (db, key) in &expired {
-                ctx.repl.emit(*db, &[b"DEL".as_slice(), key.as_bytes()]);
-            }
-        }
-    }
+    ctx.propagate_expired();
     if ctx.effects.is_some() {
         ctx.flush_effects();
     } else if ctx.propagates()

@@ -912,6 +912,8 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         })?;
         crate::persist::install(ctx.keyspace, dbs);
         Ok(Frame::ok())
+    } else if is(sub, "protocol") && args.len() == 3 {
+        debug_protocol(ctx.session.proto, &args[2])
     } else if is(sub, "set-active-expire") && args.len() == 3 {
         let on = int(&args[2])? != 0;
         ctx.node
@@ -1111,4 +1113,38 @@ mod tests {
             parse_syntax(spec.syntax).iter().for_each(check);
         }
     }
+}
+
+/// DEBUG PROTOCOL: one reply of each RESP type, as Redis sends them (for
+/// client library tests).
+fn debug_protocol(proto: crate::resp::Protocol, name: &[u8]) -> CmdResult {
+    let real = |text: &'static str| Frame::bulk(text);
+    Ok(match name.to_ascii_lowercase().as_slice() {
+        b"string" => real("Hello World"),
+        b"integer" => Frame::Integer(12345),
+        b"double" => Frame::Double(3.141),
+        b"bignum" => Frame::BigNumber("1234567999999999999999999999999999999".into()),
+        b"null" => Frame::Null,
+        b"array" => Frame::Array((0..3).map(Frame::Integer).collect()),
+        b"set" => Frame::Set((0..3).map(Frame::Integer).collect()),
+        b"map" => Frame::Map((0..3).map(|j| (Frame::Integer(j), Frame::Boolean(j == 1))).collect()),
+        b"attrib" => Frame::Multiple(vec![
+            Frame::Attribute(vec![(
+                Frame::bulk("key-popularity"),
+                Frame::Array(vec![Frame::bulk("key:123"), Frame::Integer(90)]),
+            )]),
+            real("Some real reply following the attribute"),
+        ]),
+        b"push" if proto == crate::resp::Protocol::Resp2 => {
+            return Err(Frame::error("ERR RESP2 is not supported by this command"))
+        }
+        b"push" => Frame::Multiple(vec![
+            Frame::Push(vec![Frame::bulk("server-cpu-usage"), Frame::Integer(42)]),
+            real("Some real reply following the push reply"),
+        ]),
+        b"true" => Frame::Boolean(true),
+        b"false" => Frame::Boolean(false),
+        b"verbatim" => Frame::Verbatim("This is a verbatim\nstring".into()),
+        _ => return Err(Frame::error("ERR Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false")),
+    })
 }

@@ -58,6 +58,19 @@ pub fn encode(frame: &Frame, proto: Protocol, out: &mut BytesMut) {
             }
             Protocol::Resp2 => bulk(out, text.as_bytes()),
         },
+        Frame::BigNumber(n) => match proto {
+            Protocol::Resp3 => line(out, b'(', n.as_bytes()),
+            Protocol::Resp2 => bulk(out, n.as_bytes()),
+        },
+        Frame::Attribute(pairs) => {
+            if proto == Protocol::Resp3 {
+                header(out, b'|', pairs.len());
+                for (k, v) in pairs {
+                    encode(k, proto, out);
+                    encode(v, proto, out);
+                }
+            }
+        }
         Frame::Multiple(frames) => {
             for f in frames {
                 encode(f, proto, out);

@@ -42,6 +42,11 @@ pub enum Frame {
     Push(Vec<Frame>),
     /// A verbatim string in RESP3 (`=txt:`), a bulk string in RESP2.
     Verbatim(String),
+    /// A big number in RESP3 (`(`), a bulk string in RESP2.
+    BigNumber(String),
+    /// Attributes before the reply they describe in RESP3 (`|`); nothing
+    /// in RESP2.
+    Attribute(Vec<(Frame, Frame)>),
     /// Several replies written back to back (e.g. one per channel for
     /// `SUBSCRIBE a b`). Never nested inside another frame.
     Multiple(Vec<Frame>),
