@@ -1086,37 +1086,9 @@ fn memory(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn syntax_lines_become_nested_docs() {
-        let args =
-            parse_syntax("key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]");
-        assert_eq!(args.len(), 5);
-        assert_eq!(args[0].kind, "key");
-        assert!(args[2].optional && args[2].kind == "oneof" && args[2].args.len() == 2);
-        assert_eq!(args[3].token.as_deref(), Some("GET"));
-        assert_eq!(args[4].args[0].kind, "block");
-        let keys = parse_syntax("key [key ...]");
-        assert_eq!(keys.len(), 1);
-        assert!(keys[0].multiple);
-        // Every group carries the sub-arguments redis-cli walks into.
-        fn check(a: &DocArg) {
-            if a.kind == "oneof" || a.kind == "block" {
-                assert!(!a.args.is_empty(), "{a:?}");
-            }
-            a.args.iter().for_each(check);
-        }
-        for spec in crate::commands::all_commands() {
-            parse_syntax(spec.syntax).iter().for_each(check);
-        }
-    }
-}
-
 /// DEBUG PROTOCOL: one reply of each RESP type, as Redis sends them (for
 /// client library tests).
+#[allow(clippy::approx_constant)] // Redis's own value, not π
 fn debug_protocol(proto: crate::resp::Protocol, name: &[u8]) -> CmdResult {
     let real = |text: &'static str| Frame::bulk(text);
     Ok(match name.to_ascii_lowercase().as_slice() {
@@ -1147,4 +1119,33 @@ fn debug_protocol(proto: crate::resp::Protocol, name: &[u8]) -> CmdResult {
         b"verbatim" => Frame::Verbatim("This is a verbatim\nstring".into()),
         _ => return Err(Frame::error("ERR Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_lines_become_nested_docs() {
+        let args =
+            parse_syntax("key value [NX | XX] [GET] [EX seconds | PX milliseconds | KEEPTTL]");
+        assert_eq!(args.len(), 5);
+        assert_eq!(args[0].kind, "key");
+        assert!(args[2].optional && args[2].kind == "oneof" && args[2].args.len() == 2);
+        assert_eq!(args[3].token.as_deref(), Some("GET"));
+        assert_eq!(args[4].args[0].kind, "block");
+        let keys = parse_syntax("key [key ...]");
+        assert_eq!(keys.len(), 1);
+        assert!(keys[0].multiple);
+        // Every group carries the sub-arguments redis-cli walks into.
+        fn check(a: &DocArg) {
+            if a.kind == "oneof" || a.kind == "block" {
+                assert!(!a.args.is_empty(), "{a:?}");
+            }
+            a.args.iter().for_each(check);
+        }
+        for spec in crate::commands::all_commands() {
+            parse_syntax(spec.syntax).iter().for_each(check);
+        }
+    }
 }
