@@ -19,6 +19,19 @@ struct RedisServer {
 
 impl RedisServer {
     fn start() -> RedisServer {
+        // A port another process took meanwhile makes this redis-server
+        // exit at once: try another.
+        for _ in 0..5 {
+            let mut server = Self::start_once();
+            std::thread::sleep(Duration::from_millis(50));
+            if server.child.try_wait().ok().flatten().is_none() {
+                return server;
+            }
+        }
+        panic!("redis-server did not stay up on five ports");
+    }
+
+    fn start_once() -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = reserve_port(false);
         let child = Command::new("redis-server")

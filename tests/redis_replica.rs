@@ -18,6 +18,19 @@ struct RedisReplica {
 
 impl RedisReplica {
     fn start(primary_port: u16) -> RedisReplica {
+        // A port another process took meanwhile makes redis-server exit at
+        // once: try another.
+        for _ in 0..5 {
+            let mut server = Self::start_once(primary_port);
+            std::thread::sleep(Duration::from_millis(50));
+            if server.child.try_wait().ok().flatten().is_none() {
+                return server;
+            }
+        }
+        panic!("redis-server did not stay up on five ports");
+    }
+
+    fn start_once(primary_port: u16) -> RedisReplica {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = reserve_port(false);
         let child = Command::new("redis-server")

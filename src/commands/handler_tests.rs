@@ -60,6 +60,7 @@ impl Bench {
             blocking: &mut data.blocking,
             pubsub: &mut data.pubsub,
             cmdstats: &mut data.cmdstats,
+            scripts: &mut data.scripts,
             node: &self.node,
             session: &mut self.session,
             now_ms: self.now_ms,

@@ -50,6 +50,7 @@ mod list;
 mod longdouble;
 pub mod pubsub;
 pub mod replication;
+pub mod scripting;
 mod server;
 pub mod session;
 mod set;
@@ -167,6 +168,7 @@ pub struct ExecCtx<'a> {
     pub blocking: &'a mut Blocking,
     pub pubsub: &'a mut PubSub,
     pub cmdstats: &'a mut crate::node::cmdstats::CommandStats,
+    pub scripts: &'a mut crate::node::scripts::Scripts,
     /// The node's state: settings, role, counters. Handlers read it, and
     /// change it in place only where the next command must see the change
     /// (CONFIG SET, a role change through `node::role`, FAILOVER's state);
@@ -276,6 +278,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         bitmap::COMMANDS,
         hyperloglog::COMMANDS,
         geo::COMMANDS,
+        scripting::COMMANDS,
         sort::COMMANDS,
         keys::COMMANDS,
         server::COMMANDS,
@@ -413,7 +416,8 @@ fn dispatch(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
         return Frame::simple("QUEUED");
     }
     let reply = call(ctx, spec, args);
-    if ctx.blocking.has_ready() {
+    // Inside a script (or EXEC) waiters are served when it ends.
+    if ctx.blocking.has_ready() && !ctx.session.in_exec {
         blocking::serve_ready(ctx);
     }
     reply
@@ -481,6 +485,7 @@ impl crate::node::apply::StreamApplier for ReplicatedSession {
             blocking: &mut data.blocking,
             pubsub: &mut data.pubsub,
             cmdstats: &mut data.cmdstats,
+            scripts: &mut data.scripts,
             node,
             session: &mut self.0,
             now_ms: crate::node::unix_ms(),

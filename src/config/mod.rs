@@ -138,6 +138,9 @@ pub struct Settings {
     pub lfu_decay_time: u32,
     /// Seconds between the PINGs fed to Redis-protocol replicas.
     pub repl_ping_replica_period: u64,
+    /// Milliseconds a script runs before other clients get `-BUSY` and
+    /// SCRIPT KILL may stop it (Redis's `busy-reply-threshold`).
+    pub busy_reply_threshold: u64,
     /// Replies a normal client has not read beyond this many bytes close
     /// the client (Redis's hard limit for the "normal" class; 0 = none).
     pub client_output_buffer_limit_normal: u64,
@@ -481,6 +484,7 @@ impl Default for Settings {
             lfu_log_factor: 10,
             lfu_decay_time: 1,
             repl_ping_replica_period: 10,
+            busy_reply_threshold: 5000,
             client_output_buffer_limit_normal: 0,
             timeout: 0,
             hz: 10,

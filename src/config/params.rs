@@ -347,6 +347,22 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "busy-reply-threshold",
+        get: |s| s.busy_reply_threshold.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.busy_reply_threshold = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "lua-time-limit",
+        get: |s| s.busy_reply_threshold.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.busy_reply_threshold = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "lfu-log-factor",
         get: |s| s.lfu_log_factor.to_string(),
         set: Some(|s, v| {

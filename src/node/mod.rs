@@ -19,6 +19,8 @@ pub mod cmdstats;
 pub mod persistence;
 pub mod pubsub;
 pub mod role;
+pub mod script_state;
+pub mod scripts;
 pub mod stats;
 
 use crate::config::{Settings, Sources};
@@ -47,6 +49,8 @@ pub struct Data {
     pub pubsub: pubsub::PubSub,
     /// INFO's commandstats, latencystats and errorstats.
     pub cmdstats: cmdstats::CommandStats,
+    /// EVAL's script cache and interpreter.
+    pub scripts: scripts::Scripts,
     /// The replication stream, beside the data it describes.
     pub repl: crate::replication::ReplicationLog,
 }
@@ -62,6 +66,8 @@ pub struct Shared {
     pub config_file: Option<std::path::PathBuf>,
     pub clients: ClientRegistry,
     pub stats: Stats,
+    /// A running script, as other clients see it (BUSY, SCRIPT KILL).
+    pub script: Arc<script_state::ScriptState>,
     pub persistence: persistence::Persistence,
     /// How replicated units become dataset changes (the command table's
     /// entry point, handed in by whoever builds the node).
@@ -78,6 +84,20 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The dataset lock, or `None` while a script past
+    /// `busy-reply-threshold` holds it (callers answer BUSY or retry
+    /// later instead of tying up a runtime thread).
+    pub fn lock_unless_busy(&self) -> Option<parking_lot::MutexGuard<'_, Data>> {
+        loop {
+            if self.script.is_busy() {
+                return None;
+            }
+            if let Some(g) = self.data.try_lock_for(std::time::Duration::from_millis(20)) {
+                return Some(g);
+            }
+        }
+    }
+
     pub fn new(settings: Settings, sources: &Sources, applier: apply::NewApplier) -> Arc<Shared> {
         let (shutdown, _) = watch::channel(false);
         let run_id: String = (0..40)
@@ -97,6 +117,7 @@ impl Shared {
                 blocking: Default::default(),
                 pubsub: Default::default(),
                 cmdstats: Default::default(),
+                scripts: Default::default(),
                 repl,
             }),
             log,
@@ -104,6 +125,7 @@ impl Shared {
             config_file: sources.file.clone(),
             clients: ClientRegistry::default(),
             stats: Stats::default(),
+            script: Default::default(),
             persistence: Default::default(),
             applier,
             run_id,

@@ -323,6 +323,11 @@ impl ReplicationLog {
         self.backlog.append(&out);
     }
 
+    /// Whether effects are being collected into a transaction.
+    pub fn in_tx(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Starts collecting the effects of an EXEC.
     pub fn begin_tx(&mut self) {
         if self.tx.is_none() {

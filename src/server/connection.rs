@@ -66,8 +66,12 @@ async fn serve_registered(
         Ok(reason) => tracing::debug!(reason, "client closed"),
         Err(e) => tracing::debug!(error = %e, "client connection error"),
     }
-    let mut data = shared.data.lock();
-    commands::disconnect(&mut data, &mut session);
+    // Off the runtime's threads: a busy script may hold the lock.
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut data = shared.data.lock();
+        commands::disconnect(&mut data, &mut session);
+    })
+    .await;
 }
 
 async fn run(
@@ -106,41 +110,62 @@ async fn run(
             // within microseconds of each other under one lock.
             let now_ms = unix_ms();
             handle.last_interaction_ms.store(now_ms, Ordering::Relaxed);
-            let (wrote, offset_after) = {
-                let mut guard = shared.data.lock();
-                let data = &mut *guard;
-                let offset_before = data.repl.offset();
-                let mut ran = 0;
-                while let Some(args) = pending.pop_front() {
-                    let mut ctx = ExecCtx {
-                        keyspace: &mut data.keyspace,
-                        blocking: &mut data.blocking,
-                        pubsub: &mut data.pubsub,
-                        cmdstats: &mut data.cmdstats,
-                        node: shared,
-                        session,
-                        now_ms,
-                        repl: &mut data.repl,
-                        effects: None,
-                        actions: &mut actions,
-                    };
-                    let reply = commands::execute(&mut ctx, &args);
-                    session.write_reply(&reply, &mut output);
-                    ran += 1;
-                    if session.close_after_reply
-                        || session.blocked.is_some()
-                        || session.feed.is_some()
-                        || ran == MAX_BATCH
-                    {
-                        break;
+            // A script past busy-reply-threshold holds the lock: answer
+            // without it (BUSY, SCRIPT KILL) instead of waiting.
+            // A script may run long: its batch leaves this runtime thread
+            // to the other tasks (which answer BUSY meanwhile).
+            let scripted = pending.iter().any(|a| may_run_script(&a[0]));
+            let mut run_batch = || match shared.lock_unless_busy() {
+                None => None,
+                Some(mut guard) => {
+                    let data = &mut *guard;
+                    let offset_before = data.repl.offset();
+                    let mut ran = 0;
+                    while let Some(args) = pending.pop_front() {
+                        let mut ctx = ExecCtx {
+                            keyspace: &mut data.keyspace,
+                            blocking: &mut data.blocking,
+                            pubsub: &mut data.pubsub,
+                            cmdstats: &mut data.cmdstats,
+                            scripts: &mut data.scripts,
+                            node: shared,
+                            session,
+                            now_ms,
+                            repl: &mut data.repl,
+                            effects: None,
+                            actions: &mut actions,
+                        };
+                        let reply = commands::execute(&mut ctx, &args);
+                        session.write_reply(&reply, &mut output);
+                        ran += 1;
+                        if session.close_after_reply
+                            || session.blocked.is_some()
+                            || session.feed.is_some()
+                            || ran == MAX_BATCH
+                        {
+                            break;
+                        }
+                        if !session.authenticated && !pending.is_empty() {
+                            // Limits change with authentication: decode the rest anew.
+                            break;
+                        }
                     }
-                    if !session.authenticated && !pending.is_empty() {
-                        // Limits change with authentication: decode the rest anew.
-                        break;
-                    }
+                    let offset_after = data.repl.offset();
+                    Some((offset_after != offset_before, offset_after))
                 }
-                let offset_after = data.repl.offset();
-                (offset_after != offset_before, offset_after)
+            };
+            let processed = if scripted {
+                tokio::task::block_in_place(run_batch)
+            } else {
+                run_batch()
+            };
+            let Some((wrote, offset_after)) = processed else {
+                while let Some(args) = pending.pop_front() {
+                    let reply = busy_reply(shared, session, &args);
+                    session.write_reply(&reply, &mut output);
+                }
+                write_out(shared, socket, &mut output).await?;
+                continue;
             };
             // Tasks and threads the commands asked for, lock released.
             if !actions.is_empty() {
@@ -312,4 +337,59 @@ async fn write_out(
         *output = BytesMut::with_capacity(16 * 1024);
     }
     Ok(())
+}
+
+/// What a client gets while a script is busy: SCRIPT KILL / FUNCTION KILL
+/// act on it, MULTI and DISCARD keep the transaction state, everything
+/// else is refused with Redis's BUSY (and fails an open transaction).
+fn busy_reply(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Frame {
+    use crate::node::script_state::KillOutcome;
+    let name = args[0].to_ascii_lowercase();
+    let sub = args.get(1).map(|a| a.to_ascii_lowercase());
+    match (name.as_slice(), sub.as_deref()) {
+        (b"script" | b"function", Some(b"kill")) if args.len() == 2 => {
+            match shared.script.request_kill() {
+                KillOutcome::Killing => Frame::ok(),
+                KillOutcome::NotBusy => Frame::error("NOTBUSY No scripts in execution right now."),
+                KillOutcome::Unkillable => Frame::error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command."),
+            }
+        }
+        (b"shutdown", _) if args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"nosave")) => {
+            // The one way out of a script that wrote and will not end.
+            tracing::warn!("SHUTDOWN NOSAVE while a script is busy: exiting now");
+            std::process::exit(0);
+        }
+        (b"multi", _) if args.len() == 1 => {
+            if session.multi.is_some() {
+                return Frame::error("ERR MULTI calls can not be nested");
+            }
+            session.multi = Some(Default::default());
+            Frame::ok()
+        }
+        (b"discard", _) if args.len() == 1 => match session.multi.take() {
+            Some(_) => Frame::ok(),
+            None => Frame::error("ERR DISCARD without MULTI"),
+        },
+        _ => {
+            session.flag_multi_error();
+            Frame::error("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.")
+        }
+    }
+}
+
+/// Commands that run a script (directly, or queued in EXEC).
+fn may_run_script(name: &[u8]) -> bool {
+    const SCRIPTED: [&str; 7] = [
+        "eval",
+        "evalsha",
+        "eval_ro",
+        "evalsha_ro",
+        "fcall",
+        "fcall_ro",
+        "exec",
+    ];
+    name.len() <= 10
+        && SCRIPTED
+            .iter()
+            .any(|s| name.eq_ignore_ascii_case(s.as_bytes()))
 }

@@ -349,7 +349,10 @@ async fn cron(shared: Arc<Shared>) {
         };
         let max_disk = disk_budget(&shared, backlog.max_disk);
         shared.pin_snapshot_transfers();
-        let mut guard = shared.data.lock();
+        // A busy script holds the lock: this round waits for the next.
+        let Some(mut guard) = shared.lock_unless_busy() else {
+            continue;
+        };
         let data = &mut *guard;
         data.repl
             .tick(now, backlog.size, backlog.outage_secs(), max_disk);

@@ -1,0 +1,1007 @@
+//! Lua scripting as Redis 7 has it: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and
+//! SCRIPT, in Lua 5.1 (vendored through mlua), with the `redis` API
+//! (`call`, `pcall`, `error_reply`, `status_reply`, `sha1hex`, `log`,
+//! `setresp`, `set_repl`, ...), `KEYS`/`ARGV`, protected globals, shebang
+//! flags and Redis's reply conversions both ways.
+//!
+//! A script runs under the dataset lock like any command. The commands it
+//! runs replicate as their effects, wrapped in one MULTI/EXEC, so replicas
+//! never run Lua. Past `busy-reply-threshold` other clients get `-BUSY`
+//! (checked by their connections without the lock) and SCRIPT KILL stops
+//! a script that has not written yet.
+
+use super::args::*;
+use super::flags::*;
+use super::{CmdResult, CommandSpec, ExecCtx};
+use crate::node::scripts::Script;
+use crate::resp::{Frame, Protocol};
+use bytes::Bytes;
+use mlua::{Lua, MultiValue, Table, Value as LuaValue};
+use std::borrow::Cow;
+
+const G: &str = "scripting";
+
+pub(super) static COMMANDS: &[CommandSpec] = &[
+    spec!(
+        "eval",
+        -3,
+        NOSCRIPT | STALE | MAY_REPLICATE | MOVABLE_KEYS,
+        "Executes a server-side Lua script.",
+        "script numkeys [key [key ...]] [arg [arg ...]]",
+        eval
+    ),
+    spec!(
+        "evalsha",
+        -3,
+        NOSCRIPT | STALE | MAY_REPLICATE | MOVABLE_KEYS,
+        "Executes a server-side Lua script by SHA1 digest.",
+        "sha1 numkeys [key [key ...]] [arg [arg ...]]",
+        evalsha
+    ),
+    spec!(
+        "eval_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY | MOVABLE_KEYS,
+        "Executes a read-only server-side Lua script.",
+        "script numkeys [key [key ...]] [arg [arg ...]]",
+        eval_ro
+    ),
+    spec!(
+        "evalsha_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY | MOVABLE_KEYS,
+        "Executes a read-only server-side Lua script by SHA1 digest.",
+        "sha1 numkeys [key [key ...]] [arg [arg ...]]",
+        evalsha_ro
+    ),
+    spec!(
+        "script",
+        -2,
+        NOSCRIPT,
+        "A container for Lua scripts management commands.",
+        "subcommand [arg ...]",
+        script
+    ),
+];
+
+/// The error handler, in Lua: errors carry the script's source and line
+/// (skipping C frames and Quire's helpers).
+const PRELUDE: &str = r#"
+local dbg = debug
+local getinfo = dbg.getinfo
+local match = string.match
+function __quire_handler(err)
+  local level = 2
+  local i = getinfo(level, 'nSl')
+  while i and (i.what == 'C' or i.source == '=quire') do
+    level = level + 1
+    i = getinfo(level, 'nSl')
+  end
+  if type(err) ~= 'table' then
+    -- An error reply raised from Rust (redis.call, the kill hook) comes
+    -- wrapped; its text is between \1 marks.
+    local text = tostring(err)
+    local reply = match(text, '\1(.-)\1')
+    if reply then
+      err = {err = reply}
+    else
+      err = {err = 'ERR ' .. text}
+    end
+  end
+  if i then
+    err['source'] = i.source
+    err['line'] = i.currentline
+  end
+  return err
+end
+function __quire_run(f)
+  return xpcall(f, __quire_handler)
+end
+debug = nil
+"#;
+
+pub fn sha1_hex(body: &[u8]) -> String {
+    let mut h = sha1_smol::Sha1::new();
+    h.update(body);
+    h.digest().to_string()
+}
+
+/// Flags from a `#!lua flags=...` first line.
+#[derive(Default, Clone, Copy)]
+struct ScriptFlags {
+    no_writes: bool,
+}
+
+fn shebang(body: &[u8]) -> Result<(ScriptFlags, &[u8]), Frame> {
+    if !body.starts_with(b"#!") {
+        return Ok((ScriptFlags::default(), body));
+    }
+    let end = body.iter().position(|b| *b == b'\n').unwrap_or(body.len());
+    let line = String::from_utf8_lossy(&body[2..end]).into_owned();
+    let mut parts = line.split_whitespace();
+    let engine = parts.next().unwrap_or("");
+    if engine != "lua" {
+        return Err(Frame::error_owned(format!(
+            "ERR Could not find engine '{engine}'"
+        )));
+    }
+    let mut flags = ScriptFlags::default();
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(Frame::error_owned(format!(
+                "ERR Unknown lua shebang option: {part}"
+            )));
+        };
+        for flag in list.split(',').filter(|f| !f.is_empty()) {
+            match flag {
+                "no-writes" => flags.no_writes = true,
+                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                _ => {
+                    return Err(Frame::error_owned(format!(
+                        "ERR Unexpected flag in script shebang: {flag}"
+                    )))
+                }
+            }
+        }
+    }
+    // The shebang line stays (as a comment would) so line numbers hold.
+    Ok((flags, &body[end..]))
+}
+
+/// A fresh interpreter with Redis's libraries and the `redis` table.
+fn new_lua() -> mlua::Result<Lua> {
+    use mlua::StdLib;
+    // SAFETY: `debug` (the one unsafe library loaded) is used by the
+    // prelude's error handler only and removed from the globals before any
+    // script runs; no C module loading is reachable (`require`, `package`
+    // and `loadlib` are not loaded).
+    let lua = unsafe {
+        Lua::unsafe_new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG,
+            mlua::LuaOptions::default(),
+        )
+    };
+    let g = lua.globals();
+    for name in [
+        "loadfile",
+        "dofile",
+        "require",
+        "module",
+        "load",
+        "collectgarbage",
+    ] {
+        g.raw_set(name, LuaValue::Nil)?;
+    }
+    let redis = lua.create_table()?;
+    redis.set(
+        "sha1hex",
+        lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?,
+    )?;
+    redis.set(
+        "error_reply",
+        lua.create_function(|lua, s: mlua::String| {
+            let t = lua.create_table()?;
+            let text = s.to_str()?.to_string();
+            t.set("err", text.strip_prefix('-').unwrap_or(&text).to_string())?;
+            Ok(t)
+        })?,
+    )?;
+    redis.set(
+        "status_reply",
+        lua.create_function(|lua, s: mlua::String| {
+            let t = lua.create_table()?;
+            t.set("ok", s)?;
+            Ok(t)
+        })?,
+    )?;
+    redis.set(
+        "log",
+        lua.create_function(|_, (level, msg): (i64, MultiValue)| {
+            let text: Vec<String> = msg
+                .iter()
+                .map(|v| v.to_string().unwrap_or_default())
+                .collect();
+            let text = text.join(" ");
+            match level {
+                0 => tracing::debug!(script_log = %text),
+                1 | 2 => tracing::info!(script_log = %text),
+                _ => tracing::warn!(script_log = %text),
+            }
+            Ok(())
+        })?,
+    )?;
+    for (name, v) in [
+        ("LOG_DEBUG", 0),
+        ("LOG_VERBOSE", 1),
+        ("LOG_NOTICE", 2),
+        ("LOG_WARNING", 3),
+    ] {
+        redis.set(name, v)?;
+    }
+    for (name, v) in [
+        ("REPL_NONE", 0),
+        ("REPL_AOF", 1),
+        ("REPL_SLAVE", 2),
+        ("REPL_REPLICA", 2),
+        ("REPL_ALL", 3),
+    ] {
+        redis.set(name, v)?;
+    }
+    redis.set(
+        "set_repl",
+        lua.create_function(|_, flags: i64| {
+            if !(0..=3).contains(&flags) {
+                return Err(mlua::Error::runtime(
+                    "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                ));
+            }
+            Ok(())
+        })?,
+    )?;
+    redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
+    redis.set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
+    redis.set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
+    redis.set(
+        "setresp",
+        lua.create_function(|lua, v: i64| {
+            if v != 2 && v != 3 {
+                return Err(mlua::Error::runtime("RESP version must be 2 or 3."));
+            }
+            lua.set_named_registry_value("quire_resp", v)?;
+            Ok(())
+        })?,
+    )?;
+    // Filled for each script run (bound to the running command).
+    redis.set(
+        "pcall",
+        lua.create_function(|_, _: MultiValue| -> mlua::Result<()> {
+            Err(mlua::Error::runtime("redis.pcall outside a script"))
+        })?,
+    )?;
+    g.set("redis", redis)?;
+    register_bit(&lua)?;
+    register_cjson(&lua)?;
+    lua.load(PRELUDE).set_name("=quire").exec()?;
+    // Globals are read-only from here on, and reading a missing one is an
+    // error, as Redis protects them.
+    let protect = lua
+        .load(
+            r#"
+local mt = {}
+mt.__newindex = function(t, k, v)
+  error("Attempt to modify a readonly table", 2)
+end
+mt.__index = function(t, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end
+mt.__metatable = false
+setmetatable(_G, mt)
+"#,
+        )
+        .set_name("=quire");
+    protect.exec()?;
+    Ok(lua)
+}
+
+/// Lua BitOp's `bit` library (Redis loads it), on 32-bit integers.
+fn register_bit(lua: &Lua) -> mlua::Result<()> {
+    let bit = lua.create_table()?;
+    fn n(v: f64) -> i32 {
+        (v as i64) as i32
+    }
+    bit.set("tobit", lua.create_function(|_, x: f64| Ok(n(x)))?)?;
+    bit.set("bnot", lua.create_function(|_, x: f64| Ok(!n(x)))?)?;
+    bit.set(
+        "band",
+        lua.create_function(|_, xs: mlua::Variadic<f64>| {
+            Ok(xs.iter().fold(-1i32, |a, x| a & n(*x)))
+        })?,
+    )?;
+    bit.set(
+        "bor",
+        lua.create_function(|_, xs: mlua::Variadic<f64>| {
+            Ok(xs.iter().fold(0i32, |a, x| a | n(*x)))
+        })?,
+    )?;
+    bit.set(
+        "bxor",
+        lua.create_function(|_, xs: mlua::Variadic<f64>| {
+            Ok(xs.iter().fold(0i32, |a, x| a ^ n(*x)))
+        })?,
+    )?;
+    bit.set(
+        "lshift",
+        lua.create_function(|_, (x, s): (f64, f64)| Ok(((n(x) as u32) << (n(s) & 31)) as i32))?,
+    )?;
+    bit.set(
+        "rshift",
+        lua.create_function(|_, (x, s): (f64, f64)| Ok(((n(x) as u32) >> (n(s) & 31)) as i32))?,
+    )?;
+    bit.set(
+        "arshift",
+        lua.create_function(|_, (x, s): (f64, f64)| Ok(n(x) >> (n(s) & 31)))?,
+    )?;
+    bit.set(
+        "rol",
+        lua.create_function(|_, (x, s): (f64, f64)| {
+            Ok((n(x) as u32).rotate_left((n(s) & 31) as u32) as i32)
+        })?,
+    )?;
+    bit.set(
+        "ror",
+        lua.create_function(|_, (x, s): (f64, f64)| {
+            Ok((n(x) as u32).rotate_right((n(s) & 31) as u32) as i32)
+        })?,
+    )?;
+    bit.set(
+        "bswap",
+        lua.create_function(|_, x: f64| Ok(n(x).swap_bytes()))?,
+    )?;
+    bit.set(
+        "tohex",
+        lua.create_function(|_, (x, digits): (f64, Option<f64>)| {
+            let d = digits.map(n).unwrap_or(8);
+            let upper = d < 0;
+            let width = d.unsigned_abs().clamp(1, 8) as usize;
+            let v = (n(x) as u32) as u64 & ((1u64 << (4 * width)) - 1);
+            Ok(if upper {
+                format!("{v:0width$X}")
+            } else {
+                format!("{v:0width$x}")
+            })
+        })?,
+    )?;
+    lua.globals().set("bit", bit)
+}
+
+/// `cjson.encode` / `cjson.decode` (Redis loads lua-cjson).
+fn register_cjson(lua: &Lua) -> mlua::Result<()> {
+    let cjson = lua.create_table()?;
+    cjson.set(
+        "encode",
+        lua.create_function(|_, v: LuaValue| {
+            let mut out = String::new();
+            json_encode(&v, &mut out, 0)?;
+            Ok(out)
+        })?,
+    )?;
+    cjson.set(
+        "decode",
+        lua.create_function(|lua, s: mlua::String| {
+            let parsed: serde_json::Value = serde_json::from_slice(&s.as_bytes()).map_err(|e| {
+                mlua::Error::runtime(format!("Expected value but found invalid token: {e}"))
+            })?;
+            json_to_lua(lua, &parsed)
+        })?,
+    )?;
+    cjson.set(
+        "null",
+        LuaValue::LightUserData(mlua::LightUserData(std::ptr::null_mut())),
+    )?;
+    lua.globals().set("cjson", cjson)
+}
+
+fn json_encode(v: &LuaValue, out: &mut String, depth: usize) -> mlua::Result<()> {
+    if depth > 1000 {
+        return Err(mlua::Error::runtime(
+            "Cannot serialise, excessive nesting (1001)",
+        ));
+    }
+    match v {
+        LuaValue::Nil => out.push_str("null"),
+        LuaValue::LightUserData(u) if u.0.is_null() => out.push_str("null"),
+        LuaValue::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        LuaValue::Integer(i) => out.push_str(&i.to_string()),
+        LuaValue::Number(n) => {
+            if !n.is_finite() {
+                return Err(mlua::Error::runtime(
+                    "Cannot serialise number: must not be NaN or Inf",
+                ));
+            }
+            out.push_str(&lua_number(*n));
+        }
+        LuaValue::String(s) => {
+            out.push_str(&serde_json::to_string(&*s.to_string_lossy()).unwrap_or_default())
+        }
+        LuaValue::Table(t) => {
+            let len = t.raw_len();
+            let pairs = t.pairs::<LuaValue, LuaValue>().count();
+            if len > 0 && pairs == len {
+                out.push('[');
+                for i in 1..=len {
+                    if i > 1 {
+                        out.push(',');
+                    }
+                    json_encode(&t.raw_get::<LuaValue>(i)?, out, depth + 1)?;
+                }
+                out.push(']');
+            } else {
+                out.push('{');
+                let mut first = true;
+                for pair in t.pairs::<LuaValue, LuaValue>() {
+                    let (k, v) = pair?;
+                    let key = match &k {
+                        LuaValue::String(s) => s.to_string_lossy().to_string(),
+                        LuaValue::Integer(i) => i.to_string(),
+                        LuaValue::Number(n) => lua_number(*n),
+                        _ => {
+                            return Err(mlua::Error::runtime(
+                                "Cannot serialise table: table key must be a number or string",
+                            ))
+                        }
+                    };
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    out.push_str(&serde_json::to_string(&key).unwrap_or_default());
+                    out.push(':');
+                    json_encode(&v, out, depth + 1)?;
+                }
+                out.push('}');
+            }
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "Cannot serialise {}: type not supported",
+                other.type_name()
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<LuaValue> {
+    Ok(match v {
+        serde_json::Value::Null => {
+            LuaValue::LightUserData(mlua::LightUserData(std::ptr::null_mut()))
+        }
+        serde_json::Value::Bool(b) => LuaValue::Boolean(*b),
+        serde_json::Value::Number(n) => LuaValue::Number(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => LuaValue::String(lua.create_string(s)?),
+        serde_json::Value::Array(items) => {
+            let t = lua.create_table()?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, json_to_lua(lua, item)?)?;
+            }
+            LuaValue::Table(t)
+        }
+        serde_json::Value::Object(map) => {
+            let t = lua.create_table()?;
+            for (k, item) in map {
+                t.raw_set(k.as_str(), json_to_lua(lua, item)?)?;
+            }
+            LuaValue::Table(t)
+        }
+    })
+}
+
+/// A Lua number as Lua 5.1 prints it (`%.14g`).
+fn lua_number(n: f64) -> String {
+    if n == n.trunc() && n.abs() < 1e15 {
+        return format!("{}", n as i64);
+    }
+    let s = format!("{n:.13e}");
+    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = e.parse().unwrap_or(0);
+    if (-4..14).contains(&exp) {
+        let fixed = format!("{n:.prec$}", prec = (13 - exp).max(0) as usize);
+        let fixed = if fixed.contains('.') {
+            fixed
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        } else {
+            fixed
+        };
+        return fixed;
+    }
+    let m = m.trim_end_matches('0').trim_end_matches('.');
+    format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+}
+
+/// A command reply as a Lua value (Redis's `redisProtocolToLuaType`).
+fn frame_to_lua(lua: &Lua, frame: Frame, resp3: bool) -> mlua::Result<LuaValue> {
+    let table_with = |key: &str, v: LuaValue| -> mlua::Result<LuaValue> {
+        let t = lua.create_table()?;
+        t.raw_set(key, v)?;
+        Ok(LuaValue::Table(t))
+    };
+    Ok(match frame {
+        Frame::Integer(n) => LuaValue::Number(n as f64),
+        Frame::Bulk(b) => LuaValue::String(lua.create_string(&b)?),
+        Frame::Null | Frame::NullArray | Frame::NoReply => {
+            if resp3 {
+                LuaValue::Nil
+            } else {
+                LuaValue::Boolean(false)
+            }
+        }
+        Frame::Simple(s) => table_with("ok", LuaValue::String(lua.create_string(s.as_bytes())?))?,
+        Frame::Error(e) => table_with("err", LuaValue::String(lua.create_string(e.as_bytes())?))?,
+        Frame::Array(items) | Frame::Push(items) => {
+            let t = lua.create_table()?;
+            for (i, item) in items.into_iter().enumerate() {
+                t.raw_set(i + 1, frame_to_lua(lua, item, resp3)?)?;
+            }
+            LuaValue::Table(t)
+        }
+        Frame::Set(items) if resp3 => {
+            let set = lua.create_table()?;
+            for item in items {
+                set.raw_set(frame_to_lua(lua, item, resp3)?, true)?;
+            }
+            table_with("set", LuaValue::Table(set))?
+        }
+        Frame::Set(items) => frame_to_lua(lua, Frame::Array(items), resp3)?,
+        Frame::Map(pairs) if resp3 => {
+            let map = lua.create_table()?;
+            for (k, v) in pairs {
+                map.raw_set(frame_to_lua(lua, k, resp3)?, frame_to_lua(lua, v, resp3)?)?;
+            }
+            table_with("map", LuaValue::Table(map))?
+        }
+        Frame::Map(pairs) => frame_to_lua(
+            lua,
+            Frame::Array(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+            resp3,
+        )?,
+        Frame::Double(d) if resp3 => table_with("double", LuaValue::Number(d))?,
+        Frame::Double(d) => LuaValue::String(lua.create_string(crate::resp::format_double(d))?),
+        Frame::Boolean(b) if resp3 => LuaValue::Boolean(b),
+        Frame::Boolean(b) => LuaValue::Number(b as i64 as f64),
+        Frame::Verbatim(s) if resp3 => {
+            let v = lua.create_table()?;
+            v.raw_set("format", "txt")?;
+            v.raw_set("string", s)?;
+            table_with("verbatim_string", LuaValue::Table(v))?
+        }
+        Frame::Verbatim(s) => LuaValue::String(lua.create_string(s)?),
+        Frame::BigNumber(n) if resp3 => {
+            table_with("big_number", LuaValue::String(lua.create_string(n)?))?
+        }
+        Frame::BigNumber(n) => LuaValue::String(lua.create_string(n)?),
+        Frame::Attribute(_) => LuaValue::Nil,
+        Frame::Multiple(mut frames) => match frames.pop() {
+            Some(last) => frame_to_lua(lua, last, resp3)?,
+            None => LuaValue::Nil,
+        },
+    })
+}
+
+/// A script's return value as a reply (Redis's `luaReplyToRedisReply`).
+fn lua_to_frame(v: &LuaValue, resp3: bool, depth: usize) -> Frame {
+    if depth > 100 {
+        return Frame::error("ERR reached lua stack limit");
+    }
+    match v {
+        LuaValue::String(s) => Frame::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
+        LuaValue::Integer(i) => Frame::Integer(*i),
+        LuaValue::Number(n) => Frame::Integer(*n as i64),
+        LuaValue::Boolean(b) if resp3 => Frame::Boolean(*b),
+        LuaValue::Boolean(true) => Frame::Integer(1),
+        LuaValue::Boolean(false) => Frame::Null,
+        LuaValue::Table(t) => {
+            if let Ok(LuaValue::String(e)) = t.raw_get::<LuaValue>("err") {
+                return Frame::error_owned(e.to_string_lossy().to_string());
+            }
+            if let Ok(LuaValue::String(s)) = t.raw_get::<LuaValue>("ok") {
+                return Frame::Simple(Cow::Owned(s.to_string_lossy().to_string()));
+            }
+            if let Ok(LuaValue::Number(d)) = t.raw_get::<LuaValue>("double") {
+                return Frame::Double(d);
+            }
+            if let Ok(LuaValue::String(b)) = t.raw_get::<LuaValue>("big_number") {
+                return Frame::BigNumber(b.to_string_lossy().to_string());
+            }
+            if let Ok(LuaValue::Table(m)) = t.raw_get::<LuaValue>("map") {
+                return Frame::Map(
+                    m.pairs::<LuaValue, LuaValue>()
+                        .filter_map(|p| p.ok())
+                        .map(|(k, v)| {
+                            (
+                                lua_to_frame(&k, resp3, depth + 1),
+                                lua_to_frame(&v, resp3, depth + 1),
+                            )
+                        })
+                        .collect(),
+                );
+            }
+            if let Ok(LuaValue::Table(s)) = t.raw_get::<LuaValue>("set") {
+                return Frame::Set(
+                    s.pairs::<LuaValue, LuaValue>()
+                        .filter_map(|p| p.ok())
+                        .map(|(k, _)| lua_to_frame(&k, resp3, depth + 1))
+                        .collect(),
+                );
+            }
+            let mut items = Vec::new();
+            for i in 1.. {
+                match t.raw_get::<LuaValue>(i) {
+                    Ok(LuaValue::Nil) | Err(_) => break,
+                    Ok(v) => items.push(lua_to_frame(&v, resp3, depth + 1)),
+                }
+            }
+            Frame::Array(items)
+        }
+        _ => Frame::Null,
+    }
+}
+
+/// An argument of `redis.call`: strings as they are, numbers as Lua
+/// prints them.
+fn lua_arg(v: &LuaValue) -> Option<Bytes> {
+    match v {
+        LuaValue::String(s) => Some(Bytes::copy_from_slice(&s.as_bytes())),
+        LuaValue::Integer(i) => Some(Bytes::from(i.to_string())),
+        LuaValue::Number(n) => Some(Bytes::from(lua_number(*n))),
+        _ => None,
+    }
+}
+
+/// An error reply raised into Lua from Rust, marked so the handler can
+/// recover its text from mlua's wrapping.
+fn raised(text: &str) -> mlua::Error {
+    mlua::Error::runtime(format!("\u{1}{text}\u{1}"))
+}
+
+fn error_table(lua: &Lua, text: &str) -> mlua::Result<LuaValue> {
+    let t = lua.create_table()?;
+    t.raw_set("err", text)?;
+    Ok(LuaValue::Table(t))
+}
+
+/// What `redis.pcall` does for one call from the script.
+fn script_call(
+    ctx: &mut ExecCtx,
+    lua: &Lua,
+    args: MultiValue,
+    read_only: bool,
+) -> mlua::Result<LuaValue> {
+    if args.is_empty() {
+        return error_table(
+            lua,
+            "ERR Please specify at least one argument for this redis lib call",
+        );
+    }
+    let mut argv = Vec::with_capacity(args.len());
+    for a in args.iter() {
+        match lua_arg(a) {
+            Some(b) => argv.push(b),
+            None => {
+                return error_table(
+                    lua,
+                    "ERR Lua redis lib command arguments must be strings or integers",
+                )
+            }
+        }
+    }
+    let Some(spec) = super::lookup(&argv[0]) else {
+        return error_table(lua, "ERR Unknown Redis command called from script");
+    };
+    if spec.has(NOSCRIPT) {
+        return error_table(lua, "ERR This Redis command is not allowed from script");
+    }
+    if !spec.arity_ok(argv.len()) {
+        return error_table(
+            lua,
+            "ERR Wrong number of args calling Redis command from script",
+        );
+    }
+    if read_only && spec.has(WRITE) {
+        return error_table(
+            lua,
+            "ERR Write commands are not allowed from read-only scripts.",
+        );
+    }
+    if spec.has(WRITE) {
+        ctx.node.script.wrote();
+    }
+    let resp3 = lua.named_registry_value::<i64>("quire_resp").unwrap_or(2) == 3;
+    let proto = std::mem::replace(
+        &mut ctx.session.proto,
+        if resp3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        },
+    );
+    let reply = super::execute(ctx, &argv);
+    ctx.session.proto = proto;
+    frame_to_lua(lua, reply, resp3)
+}
+
+/// Parses `numkeys`, checks it against the arguments.
+fn numkeys(args: &[Bytes]) -> Result<usize, Frame> {
+    let n = int(&args[2])?;
+    if n < 0 {
+        return Err(Frame::error("ERR Number of keys can't be negative"));
+    }
+    if n as usize > args.len() - 3 {
+        return Err(Frame::error(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    }
+    Ok(n as usize)
+}
+
+fn lua_of(ctx: &mut ExecCtx) -> Result<Lua, Frame> {
+    if ctx.scripts.lua.is_none() {
+        let lua =
+            new_lua().map_err(|e| Frame::error_owned(format!("ERR cannot start Lua: {e}")))?;
+        ctx.scripts.lua = Some(lua);
+    }
+    ctx.scripts
+        .lua
+        .clone()
+        .ok_or(Frame::error("ERR Lua is not available"))
+}
+
+/// Compiles `body` into the cache (SCRIPT LOAD, EVAL); its SHA.
+fn load(ctx: &mut ExecCtx, body: &Bytes) -> Result<String, Frame> {
+    let sha = sha1_hex(body);
+    if ctx.scripts.cache.contains_key(&sha) {
+        return Ok(sha);
+    }
+    let (_, code) = shebang(body)?;
+    let lua = lua_of(ctx)?;
+    let function = lua
+        .load(code)
+        .set_name("@user_script")
+        .into_function()
+        .map_err(|e| {
+            let msg = match &e {
+                mlua::Error::SyntaxError { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            Frame::error_owned(format!(
+                "ERR Error compiling script (new function): {}",
+                msg.lines().next().unwrap_or("")
+            ))
+        })?;
+    ctx.scripts.cache.insert(
+        sha.clone(),
+        Script {
+            body: body.clone(),
+            function,
+        },
+    );
+    Ok(sha)
+}
+
+fn eval(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let sha = load_checked(ctx, &args[1])?;
+    run(ctx, args, &sha, false)
+}
+
+fn eval_ro(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let sha = load_checked(ctx, &args[1])?;
+    run(ctx, args, &sha, true)
+}
+
+fn load_checked(ctx: &mut ExecCtx, body: &Bytes) -> Result<String, Frame> {
+    load(ctx, body)
+}
+
+fn evalsha(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let sha = text(&args[1]).to_ascii_lowercase();
+    run(ctx, args, &sha, false)
+}
+
+fn evalsha_ro(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let sha = text(&args[1]).to_ascii_lowercase();
+    run(ctx, args, &sha, true)
+}
+
+/// Runs the cached script `sha` with the command's keys and arguments.
+fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) -> CmdResult {
+    let nkeys = numkeys(args)?;
+    let Some(script) = ctx.scripts.cache.get(sha) else {
+        return Err(Frame::error(
+            "NOSCRIPT No matching script. Please use EVAL.",
+        ));
+    };
+    let function = script.function.clone();
+    let (flags, _) = shebang(&script.body)?;
+    let read_only = read_only_command || flags.no_writes;
+    let lua = lua_of(ctx)?;
+    let (keys, argv) = (&args[3..3 + nkeys], &args[3 + nkeys..]);
+    let outer_tx = ctx.repl.in_tx();
+    if !outer_tx {
+        ctx.repl.begin_tx();
+    }
+    let was_in_exec = std::mem::replace(&mut ctx.session.in_exec, true);
+    let threshold = ctx.node.settings.read().busy_reply_threshold as i64;
+    ctx.node.script.start(crate::node::unix_ms());
+    let result = run_in_lua(ctx, &lua, &function, keys, argv, read_only, threshold);
+    ctx.node.script.finish();
+    ctx.session.in_exec = was_in_exec;
+    if !outer_tx {
+        ctx.repl.end_tx();
+    }
+    let funcname = format!("f_{sha}");
+    match result {
+        Ok((true, value)) => {
+            let resp3 = ctx.session.proto == Protocol::Resp3
+                && lua.named_registry_value::<i64>("quire_resp").unwrap_or(2) == 3;
+            let _ = lua.set_named_registry_value("quire_resp", 2);
+            Ok(lua_to_frame(&value, resp3, 0))
+        }
+        Ok((false, err)) => {
+            let _ = lua.set_named_registry_value("quire_resp", 2);
+            Err(script_error(&err, &funcname))
+        }
+        Err(e) => {
+            let _ = lua.set_named_registry_value("quire_resp", 2);
+            Err(Frame::error_owned(format!(
+                "ERR Error running script {funcname}, {}",
+                e.to_string().lines().next().unwrap_or("")
+            )))
+        }
+    }
+}
+
+/// The reply for a script that raised `err` (the handler's table).
+fn script_error(err: &LuaValue, funcname: &str) -> Frame {
+    let LuaValue::Table(t) = err else {
+        return Frame::error_owned(format!(
+            "ERR Error running script {funcname}, execution failure"
+        ));
+    };
+    let msg = t
+        .raw_get::<String>("err")
+        .unwrap_or_else(|_| "ERR unknown error".into());
+    let msg = msg.strip_prefix('-').unwrap_or(&msg).to_string();
+    let (source, line) = (
+        t.raw_get::<String>("source").ok(),
+        t.raw_get::<i64>("line").ok(),
+    );
+    match (source, line) {
+        (Some(source), Some(line)) if line > 0 => {
+            Frame::error_owned(format!("{msg} script: {funcname}, on {source}:{line}."))
+        }
+        _ => Frame::error_owned(msg),
+    }
+}
+
+fn run_in_lua(
+    ctx: &mut ExecCtx,
+    lua: &Lua,
+    function: &mlua::Function,
+    keys: &[Bytes],
+    argv: &[Bytes],
+    read_only: bool,
+    threshold_ms: i64,
+) -> mlua::Result<(bool, LuaValue)> {
+    let g = lua.globals();
+    let array = |items: &[Bytes]| -> mlua::Result<Table> {
+        let t = lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, item) in items.iter().enumerate() {
+            t.raw_set(i + 1, lua.create_string(item)?)?;
+        }
+        Ok(t)
+    };
+    g.raw_set("KEYS", array(keys)?)?;
+    g.raw_set("ARGV", array(argv)?)?;
+    // The hook runs on this thread while the script holds the lock; the
+    // state it polls is the node's, so other clients see BUSY and can kill.
+    let state = ctx.node.script.clone();
+    lua.set_hook(
+        mlua::HookTriggers::new().every_nth_instruction(100_000),
+        move |_, _| {
+            if state.poll(crate::node::unix_ms(), threshold_ms) {
+                return Err(raised("ERR Script killed by user with SCRIPT KILL..."));
+            }
+            Ok(mlua::VmState::Continue)
+        },
+    )?;
+    let redis: Table = g.raw_get("redis")?;
+    let run: mlua::Function = g.raw_get("__quire_run")?;
+    // Both functions run commands on the one context; a script cannot
+    // re-enter Lua from a command, so the borrow never overlaps.
+    let ctx = std::cell::RefCell::new(ctx);
+    let result = lua.scope(|scope| {
+        let pcall = scope.create_function(|lua, args: MultiValue| {
+            let mut ctx = ctx
+                .try_borrow_mut()
+                .map_err(|_| mlua::Error::RecursiveMutCallback)?;
+            script_call(&mut ctx, lua, args, read_only)
+        })?;
+        redis.raw_set("pcall", pcall)?;
+        // redis.call: the same, raising an error reply. A Rust function
+        // (not a Lua wrapper), so `return redis.call(...)` keeps the
+        // script's frame for the error's line, as in Redis.
+        let call = scope.create_function(|lua, args: MultiValue| {
+            let mut ctx = ctx
+                .try_borrow_mut()
+                .map_err(|_| mlua::Error::RecursiveMutCallback)?;
+            let v = script_call(&mut ctx, lua, args, read_only)?;
+            if let LuaValue::Table(t) = &v {
+                if let Ok(LuaValue::String(e)) = t.raw_get::<LuaValue>("err") {
+                    return Err(raised(&e.to_string_lossy()));
+                }
+            }
+            Ok(v)
+        })?;
+        redis.raw_set("call", call)?;
+        run.call::<(bool, LuaValue)>(function.clone())
+    });
+    lua.remove_hook();
+    result
+}
+
+fn script(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let sub = args[1].to_ascii_lowercase();
+    match sub.as_slice() {
+        b"load" if args.len() == 3 => Ok(Frame::bulk(load(ctx, &args[2])?)),
+        b"exists" if args.len() >= 3 => Ok(Frame::Array(
+            args[2..]
+                .iter()
+                .map(|s| {
+                    let sha = text(s).to_ascii_lowercase();
+                    Frame::Integer(ctx.scripts.cache.contains_key(&sha) as i64)
+                })
+                .collect(),
+        )),
+        b"flush" if args.len() <= 3 => {
+            if let Some(mode) = args.get(2) {
+                if !is(mode, "async") && !is(mode, "sync") {
+                    return Err(Frame::error(
+                        "ERR SCRIPT FLUSH only support SYNC|ASYNC option",
+                    ));
+                }
+            }
+            ctx.scripts.flush();
+            Ok(Frame::ok())
+        }
+        // Under the lock no script runs; a busy one is killed by the
+        // connection layer before it gets here.
+        b"kill" if args.len() == 2 => {
+            Err(Frame::error("NOTBUSY No scripts in execution right now."))
+        }
+        b"help" if args.len() == 2 => Ok(Frame::Array(
+            [
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "DEBUG (YES|SYNC|NO)",
+                "    Set the debug mode for subsequent scripts executed.",
+                "EXISTS <sha1> [<sha1> ...]",
+                "    Return information about the existence of the scripts in the script cache.",
+                "FLUSH [ASYNC|SYNC]",
+                "    Flush the Lua scripts cache. Very dangerous on replicas.",
+                "KILL",
+                "    Kill the currently executing Lua script.",
+                "LOAD <script>",
+                "    Load a script into the scripts cache without executing it.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .iter()
+            .map(|l| Frame::simple(l))
+            .collect(),
+        )),
+        _ => Err(super::keys::unknown_subcommand(&args[1], "SCRIPT")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lua_numbers_print_as_lua_does() {
+        assert_eq!(lua_number(3.0), "3");
+        assert_eq!(lua_number(0.1), "0.1");
+        assert_eq!(lua_number(1e20), "1e+20");
+        assert_eq!(lua_number(-2.5), "-2.5");
+    }
+
+    #[test]
+    fn shebang_flags() {
+        let (f, rest) = shebang(b"#!lua flags=no-writes\nreturn 1").unwrap();
+        assert!(f.no_writes);
+        assert_eq!(rest, b"\nreturn 1");
+        assert!(shebang(b"#!python\n").is_err());
+        assert!(shebang(b"#!lua flags=bogus\n").is_err());
+        assert!(!shebang(b"return 1").unwrap().0.no_writes);
+    }
+}
