@@ -69,6 +69,9 @@ run_on() {
     for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
     run_unit "$port" "$2"
     kill "$server_pid" 2>/dev/null || true
+    # A server that does not stop within 10 s is killed.
+    for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
 }
 

@@ -815,6 +815,9 @@ fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) ->
     ctx.node.script.start(crate::node::unix_ms());
     let result = run_in_lua(ctx, &lua, &function, keys, argv, read_only, threshold);
     ctx.node.script.finish();
+    if !ctx.node.is_shutting_down() {
+        ctx.node.script.clear_kill();
+    }
     ctx.session.in_exec = was_in_exec;
     if !outer_tx {
         ctx.repl.end_tx();

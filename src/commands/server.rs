@@ -496,6 +496,11 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         ctx.node.repl.refresh(&settings);
         ctx.keyspace.set_access_policy(settings.access_policy());
+        // A new limit applies to the next command, not the next cron tick.
+        ctx.node.stats.over_maxmemory.store(
+            settings.maxmemory > 0 && rss_bytes() > settings.maxmemory,
+            Ordering::Release,
+        );
         let was_appendonly = ctx.node.settings.read().appendonly;
         let appendonly = settings.appendonly;
         *ctx.node.settings.write() = settings;

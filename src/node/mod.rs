@@ -160,6 +160,8 @@ impl Shared {
 
     /// Asks every task of the node to stop (SHUTDOWN, signals).
     pub fn begin_shutdown(&self) {
+        // A running script ends at its next hook, so the node can stop.
+        self.script.kill_for_shutdown();
         self.shutdown.send_replace(true);
     }
 

@@ -26,13 +26,16 @@ impl ScriptState {
     pub fn start(&self, now_ms: i64) {
         self.started_ms.store(now_ms, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
-        self.kill.store(false, Ordering::Relaxed);
         self.running.store(true, Ordering::Release);
     }
 
     pub fn finish(&self) {
         self.running.store(false, Ordering::Release);
         self.busy.store(false, Ordering::Release);
+    }
+
+    /// Clears a kill request once it was acted on (the script ended).
+    pub fn clear_kill(&self) {
         self.kill.store(false, Ordering::Relaxed);
     }
 
@@ -51,6 +54,11 @@ impl ScriptState {
 
     pub fn is_busy(&self) -> bool {
         self.busy.load(Ordering::Acquire)
+    }
+
+    /// The node is stopping: whatever runs ends at its next hook.
+    pub fn kill_for_shutdown(&self) {
+        self.kill.store(true, Ordering::Relaxed);
     }
 
     /// SCRIPT KILL from another client while a script is busy.

@@ -366,6 +366,10 @@ fn busy_reply(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Frame {
             session.multi = Some(Default::default());
             Frame::ok()
         }
+        (b"exec", _) if session.multi.is_some() => {
+            session.multi = None;
+            Frame::error("EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.")
+        }
         (b"discard", _) if args.len() == 1 => match session.multi.take() {
             Some(_) => Frame::ok(),
             None => Frame::error("ERR DISCARD without MULTI"),

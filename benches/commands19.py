@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Issue 19's commands side by side: Debian's redis-server vs Quire.
+
+The same redis-benchmark invocation (arbitrary-command mode, random
+arguments from __rand_int__) against both servers, alternating run by
+run; medians of RUNS runs and the Quire/Redis ratio, plus the server CPU
+microseconds per request (on 2 cores redis-benchmark itself needs most of
+a core when pipelined). Memory: the resident set growth of a fresh
+process of each after 1M PFADDs into one HLL and 1M GEOADDs into one
+geo set.
+
+Usage: python3 benches/commands19.py [--runs 3] [--requests 100000]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import Server, memory_case, pipe_load, resp  # noqa: E402
+
+CASES = [
+    ("SETBIT", ["SETBIT", "bm", "__rand_int__", "1"]),
+    ("BITCOUNT", ["BITCOUNT", "bm"]),
+    ("PFADD", ["PFADD", "hll", "__rand_int__"]),
+    ("PFCOUNT", ["PFCOUNT", "hll"]),
+    ("GEOADD", ["GEOADD", "geo", "13.__rand_int__", "38.__rand_int__", "m:__rand_int__"]),
+    ("GEOSEARCH", ["GEOSEARCH", "geo", "FROMLONLAT", "13.5", "38.5", "BYRADIUS", "20", "km", "COUNT", "10", "ASC"]),
+]
+
+
+def bench(server, args, pipeline, requests):
+    cpu_before = server.cpu_seconds()
+    out = subprocess.run(
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-n", str(requests), "-c", "50",
+         "-P", str(pipeline), "-r", "1000000", "--csv"] + args,
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout
+    cpu = server.cpu_seconds() - cpu_before
+    rps = None
+    for line in out.splitlines():
+        parts = [p.strip('"') for p in line.split(",")]
+        if len(parts) > 1 and parts[0] != "test":
+            rps = rps or float(parts[1])
+    return rps, cpu * 1e6 / requests
+
+
+def throughput(runs, requests):
+    redis, quire = Server("redis", 16391), Server("quire", 16392)
+    samples = {}
+    try:
+        for server in (redis, quire):
+            # Data for the read tests: 100k bits, HLL and geo members.
+            for name, args in CASES:
+                if name in ("SETBIT", "PFADD", "GEOADD"):
+                    bench(server, args, 16, 100000)
+        for run in range(runs):
+            for pipeline in (1, 16):
+                for name, args in CASES:
+                    for server in (redis, quire) if run % 2 == 0 else (quire, redis):
+                        n = requests * 5 if pipeline > 1 else requests
+                        samples.setdefault((name, pipeline, server.kind), []).append(bench(server, args, pipeline, n))
+            print(f"run {run + 1}/{runs} done", file=sys.stderr)
+    finally:
+        redis.stop()
+        quire.stop()
+    rows = []
+    for name, _ in CASES:
+        for pipeline in (1, 16):
+            med = lambda kind, i: statistics.median(s[i] for s in samples[(name, pipeline, kind)])
+            r, q = med("redis", 0), med("quire", 0)
+            rc, qc = med("redis", 1), med("quire", 1)
+            rows.append((name, pipeline, r, q, q / r, rc, qc))
+    return rows
+
+
+def memory():
+    n, chunk = 1_000_000, 1000
+
+    def hll(server):
+        pipe_load(server, [resp("PFADD", "h", *[f"e{i}" for i in range(s, s + chunk)]) for s in range(0, n, chunk)])
+
+    def geo(server):
+        batch = []
+        for s in range(0, n, chunk):
+            args = ["GEOADD", "g"]
+            for i in range(s, s + chunk):
+                args += [f"{-170 + (i % 3400) * 0.1:.4f}", f"{-80 + (i // 3400) * 0.5:.4f}", f"m:{i}"]
+            batch.append(resp(*args))
+        pipe_load(server, batch)
+
+    return [memory_case("HLL after 1M PFADDs", hll), memory_case("1M-member geo set", geo)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=100000)
+    a = ap.parse_args()
+    rows = throughput(a.runs, a.requests)
+    print(f"redis-benchmark -c 50 -n {a.requests} (x5 when -P 16) -r 1000000, medians of {a.runs} runs\n")
+    print("| command | -P | redis-server req/s | Quire req/s | Quire/Redis | redis CPU us/req | Quire CPU us/req |")
+    print("|---|---|---|---|---|---|---|")
+    for name, p, r, q, ratio, rc, qc in rows:
+        print(f"| {name} | {p} | {r:,.0f} | {q:,.0f} | {ratio:.2f}x | {rc:.2f} | {qc:.2f} |")
+    print("\n| data | redis-server RSS growth | Quire RSS growth | Quire/Redis |")
+    print("|---|---|---|---|")
+    for name, res in memory():
+        r = res["redis"][1] - res["redis"][0]
+        q = res["quire"][1] - res["quire"][0]
+        print(f"| {name} | {r:.1f} MB | {q:.1f} MB | {q / r if r > 0 else float('nan'):.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
