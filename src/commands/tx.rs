@@ -100,6 +100,17 @@ fn exec(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
         return Ok(Frame::NullArray);
     }
     unwatch_all(ctx.keyspace, ctx.session);
+    // What changed since queueing (min-replicas, a stale link, a role
+    // change) refuses the whole transaction, as Redis re-checks at EXEC.
+    for args in &multi.queued {
+        if let Some(spec) = super::lookup(&args[0]) {
+            if let Err(Frame::Error(e)) = super::replication::check_write_allowed(ctx, spec) {
+                return Err(Frame::error_owned(format!(
+                    "EXECABORT Transaction discarded because of: {e}"
+                )));
+            }
+        }
+    }
     ctx.session.in_exec = true;
     ctx.repl.begin_tx();
     let mut replies = Vec::with_capacity(multi.queued.len());
