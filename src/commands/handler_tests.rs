@@ -428,7 +428,7 @@ fn replication_replicaof_changes_role_at_once_and_asks_for_the_link() {
     assert!(b.actions.is_empty());
     assert!(matches!(&b.run(&["ROLE"]), Frame::Array(parts) if parts[0] == bulk("master")));
     assert_eq!(
-        err(&b.run(&["REPLICAOF", "h", "0"])),
+        err(&b.run(&["REPLICAOF", "h", "70000"])),
         "ERR Invalid master port"
     );
     assert_eq!(

@@ -144,10 +144,10 @@ fn replicaof(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         return Ok(Frame::ok());
     }
-    let port = int(&args[2])
-        .ok()
-        .filter(|p| (1..=65535).contains(p))
-        .ok_or(Frame::error("ERR Invalid master port"))? as u16;
+    // Redis takes any integer here (0 included: the link just fails and
+    // the node stays a replica whose link is down).
+    let port = int(&args[2])?;
+    let port = u16::try_from(port).map_err(|_| Frame::error("ERR Invalid master port"))?;
     let upstream = Upstream {
         host: text(&args[1]),
         port,
