@@ -135,17 +135,22 @@ fn key_digest(key: &Blob, value: &Value, has_ttl: bool) -> Digest {
     d
 }
 
-/// Hex digest of the dataset; all zeros when empty (as Redis). Keys past
-/// their TTL but not yet deleted count, as in Redis (a replica holds them
-/// until its primary's DEL).
-pub fn dataset_digest(ks: &Keyspace, _now_ms: i64) -> String {
+/// Hex digest of the live dataset; all zeros when empty (as Redis). Keys
+/// past their TTL but not yet deleted do not count (Redis counts them):
+/// a replica holds such a key until its primary's DEL arrives, and the two
+/// must digest alike at the same offset.
+pub fn dataset_digest(ks: &Keyspace, now_ms: i64) -> String {
     let mut fin = [0u8; 20];
     for (i, db) in ks.dbs.iter().enumerate() {
-        if db.is_empty() {
+        let live = |e: &Option<i64>| !matches!(e, Some(at) if *at <= now_ms);
+        if !db.iter().any(|(_, _, e)| live(&e)) {
             continue;
         }
         mix(&mut fin, &(i as u32).to_be_bytes());
         for (key, value, expire) in db.iter() {
+            if !live(&expire) {
+                continue;
+            }
             xor(&mut fin, &key_digest(key, value, expire.is_some()));
         }
     }
