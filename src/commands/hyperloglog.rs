@@ -122,12 +122,17 @@ fn pfcount(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         return Ok(Frame::Integer(hll::estimate(&max) as i64));
     }
+    // A current cache answers without copying the value.
+    let now = ctx.now_ms;
+    if let Some(Some(Ok(card))) = ctx.db().get(&args[1], now).map(|v| {
+        v.with_string(|s| hll::check(s).map(|_| hll::cached(s)))
+            .map(|r| r.map_err(|_| ()).and_then(|c| c.ok_or(())))
+    }) {
+        return Ok(Frame::Integer(card as i64));
+    }
     let Some(bytes) = hll_bytes(ctx, &args[1])? else {
         return Ok(Frame::Integer(0));
     };
-    if let Some(card) = hll::cached(&bytes) {
-        return Ok(Frame::Integer(card as i64));
-    }
     let card = hll::estimate(&*hll::registers(&bytes).map_err(hll_error)?);
     // The cache is part of the value's bytes: written where the stream is
     // made (and where it is applied), so replicas keep the primary's bytes.
