@@ -4,79 +4,14 @@
 
 mod common;
 
-use common::{reserve_port, wait_until, RawClient, TestNode};
+use common::{RawClient, RedisServer, TestNode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-/// Debian's redis-server on a free loopback port, in memory only.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        // A port another process took meanwhile makes this redis-server
-        // exit at once: try another.
-        for _ in 0..5 {
-            let mut server = Self::start_once();
-            std::thread::sleep(Duration::from_millis(50));
-            if server.child.try_wait().ok().flatten().is_none() {
-                return server;
-            }
-        }
-        panic!("redis-server did not stay up on five ports");
-    }
-
-    fn start_once() -> RedisServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = reserve_port(false);
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--enable-debug-command",
-                "yes",
-                "--dir",
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (apt install redis-server)");
-        assert!(
-            wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "redis-server came up"
-        );
-        RedisServer {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs `commands` on both servers and fails on the first reply that
 /// differs, naming the command and the ones before it.
 fn compare(commands: &[Vec<String>], keys: &[&str]) {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start(&[]);
     let quire = TestNode::start();
     let (mut r, mut q) = (RawClient::connect(redis.port), quire.raw());
     for (i, command) in commands.iter().enumerate() {
@@ -552,7 +487,7 @@ fn float_increments_and_lcs_answer_as_redis_does() {
 /// values digest the same on both sides.
 #[test]
 fn dump_payloads_move_between_redis_and_quire() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start(&[]);
     let quire = TestNode::start();
     let (mut r, mut q) = (RawClient::connect(redis.port), quire.raw());
     let setup: Vec<Vec<String>> = vec![

@@ -6,74 +6,23 @@
 
 mod common;
 
-use common::{reserve_port, wait_until, RawClient, TestNode};
-use std::process::{Child, Command, Stdio};
+use common::{wait_until, RawClient, RedisServer, TestNode};
 use std::time::Duration;
 
-struct RedisReplica {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+struct RedisReplica(RedisServer);
 
 impl RedisReplica {
     fn start(primary_port: u16) -> RedisReplica {
-        // A port another process took meanwhile makes redis-server exit at
-        // once: try another.
-        for _ in 0..5 {
-            let mut server = Self::start_once(primary_port);
-            std::thread::sleep(Duration::from_millis(50));
-            if server.child.try_wait().ok().flatten().is_none() {
-                return server;
-            }
-        }
-        panic!("redis-server did not stay up on five ports");
+        let port = primary_port.to_string();
+        RedisReplica(RedisServer::start(&["--replicaof", "127.0.0.1", &port]))
     }
 
-    fn start_once(primary_port: u16) -> RedisReplica {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = reserve_port(false);
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--enable-debug-command",
-                "yes",
-            ])
-            .args(["--replicaof", "127.0.0.1", &primary_port.to_string()])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (apt install redis-server)");
-        assert!(
-            wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
-                "127.0.0.1",
-                port
-            ))
-            .is_ok()),
-            "redis-server came up"
-        );
-        RedisReplica {
-            child,
-            port,
-            _dir: dir,
-        }
+    fn port(&self) -> u16 {
+        self.0.port
     }
 
     fn info(&self, field: &str) -> String {
-        info(self.port, field)
-    }
-}
-
-impl Drop for RedisReplica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        info(self.0.port, field)
     }
 }
 
@@ -122,7 +71,7 @@ fn redis_replica_follows_quire_and_resumes_partially() {
         "the Redis replica's link came up"
     );
     assert!(
-        same_data(quire.port, replica.port),
+        same_data(quire.port, replica.port()),
         "the RDB carried the data"
     );
     // Writes after the sync travel in the stream, as the commands
@@ -141,18 +90,20 @@ fn redis_replica_follows_quire_and_resumes_partially() {
         q.call(&cmd);
     }
     assert!(
-        same_data(quire.port, replica.port),
+        same_data(quire.port, replica.port()),
         "the stream carried the writes"
     );
     assert_eq!(
-        RawClient::connect(replica.port).call(&["GET", "f"]).text(),
+        RawClient::connect(replica.port())
+            .call(&["GET", "f"])
+            .text(),
         "94.455"
     );
     // The replica's link drops: it comes back with PSYNC at its offset
     // and continues partially.
     let partial_before: u64 = info(quire.port, "sync_partial_ok").parse().unwrap_or(0);
     let full_before: u64 = info(quire.port, "sync_full").parse().unwrap_or(0);
-    RawClient::connect(replica.port).call(&["CLIENT", "KILL", "TYPE", "master"]);
+    RawClient::connect(replica.port()).call(&["CLIENT", "KILL", "TYPE", "master"]);
     q.call(&["SET", "after-drop", "1"]);
     assert!(
         wait_until(Duration::from_secs(15), || {
@@ -169,7 +120,7 @@ fn redis_replica_follows_quire_and_resumes_partially() {
         "no second full sync"
     );
     assert!(
-        same_data(quire.port, replica.port),
+        same_data(quire.port, replica.port()),
         "the data is the same after resuming"
     );
 }

@@ -282,38 +282,30 @@ fn estimate_step(mut range_m: f64, lat: f64) -> u32 {
     step.clamp(1, STEP_MAX as i32) as u32
 }
 
-fn move_x(cell: Cell, d: i8) -> Cell {
-    let (x, y) = (
-        cell.bits & 0xaaaa_aaaa_aaaa_aaaa,
-        cell.bits & 0x5555_5555_5555_5555,
-    );
-    let zz = 0x5555_5555_5555_5555u64 >> (64 - cell.step * 2);
-    let x = if d > 0 {
-        x.wrapping_add(zz + 1)
+/// The neighbouring cell along one axis (`d` = ±1): longitude bits are
+/// the odd positions (`0xaa..`), latitude bits the even ones (`0x55..`),
+/// as Redis's `geohash_move_x` / `geohash_move_y`.
+fn step_axis(cell: Cell, d: i8, axis_mask: u64) -> Cell {
+    let other_mask = !axis_mask;
+    let (axis, other) = (cell.bits & axis_mask, cell.bits & other_mask);
+    let zz = other_mask >> (64 - cell.step * 2);
+    let axis = if d > 0 {
+        axis.wrapping_add(zz + 1)
     } else {
-        (x | zz).wrapping_sub(zz + 1)
+        (axis | zz).wrapping_sub(zz + 1)
     };
     Cell {
-        bits: (x & (0xaaaa_aaaa_aaaa_aaaau64 >> (64 - cell.step * 2))) | y,
+        bits: (axis & (axis_mask >> (64 - cell.step * 2))) | other,
         step: cell.step,
     }
 }
 
+fn move_x(cell: Cell, d: i8) -> Cell {
+    step_axis(cell, d, 0xaaaa_aaaa_aaaa_aaaa)
+}
+
 fn move_y(cell: Cell, d: i8) -> Cell {
-    let (x, y) = (
-        cell.bits & 0xaaaa_aaaa_aaaa_aaaa,
-        cell.bits & 0x5555_5555_5555_5555,
-    );
-    let zz = 0xaaaa_aaaa_aaaa_aaaau64 >> (64 - cell.step * 2);
-    let y = if d > 0 {
-        y.wrapping_add(zz + 1)
-    } else {
-        (y | zz).wrapping_sub(zz + 1)
-    };
-    Cell {
-        bits: x | (y & (0x5555_5555_5555_5555u64 >> (64 - cell.step * 2))),
-        step: cell.step,
-    }
+    step_axis(cell, d, 0x5555_5555_5555_5555)
 }
 
 /// N, S, E, W, NE, NW, SE, SW of a cell (wrapping at the edges, as Redis).

@@ -439,3 +439,68 @@ pub fn wait_caught_up(primary: &TestNode, replicas: &[&TestNode], limit: Duratio
     }
     target
 }
+
+/// Debian's redis-server on a free loopback port, in memory only, with
+/// DEBUG enabled and `extra` arguments (e.g. `--replicaof`).
+pub struct RedisServer {
+    pub child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start(extra: &[&str]) -> RedisServer {
+        // A port another process took meanwhile makes redis-server exit at
+        // once: try another.
+        for _ in 0..5 {
+            let mut server = Self::start_once(extra);
+            std::thread::sleep(Duration::from_millis(50));
+            if server.child.try_wait().ok().flatten().is_none() {
+                return server;
+            }
+        }
+        panic!("redis-server did not stay up on five ports");
+    }
+
+    fn start_once(extra: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = reserve_port(false);
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ])
+            .args(extra)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt install redis-server)");
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "redis-server came up"
+        );
+        RedisServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
