@@ -159,19 +159,11 @@ const SECTIONS: &[&str] = &[
     "cluster",
     "keyspace",
 ];
-const DEFAULT_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "modules",
-    "errorstats",
-    "cluster",
-    "keyspace",
-];
+/// The sections `INFO` alone and `default` give: all but the per-command
+/// ones, as Redis.
+fn is_default_section(name: &str) -> bool {
+    !matches!(name, "commandstats" | "latencystats")
+}
 
 fn info(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let mut wanted: Vec<String> = Vec::new();
@@ -179,14 +171,24 @@ fn info(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     for a in &args[1..] {
         let name = text(a).to_ascii_lowercase();
         match name.as_str() {
-            "default" => wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string())),
+            "default" => wanted.extend(
+                SECTIONS
+                    .iter()
+                    .filter(|s| is_default_section(s))
+                    .map(|s| s.to_string()),
+            ),
             "all" | "everything" => all = true,
             "module_list" => wanted.push("modules".into()),
             _ => wanted.push(name),
         }
     }
     if args.len() == 1 {
-        wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()));
+        wanted.extend(
+            SECTIONS
+                .iter()
+                .filter(|s| is_default_section(s))
+                .map(|s| s.to_string()),
+        );
     }
     let mut out = String::new();
     for section in SECTIONS
