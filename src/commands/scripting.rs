@@ -770,17 +770,13 @@ fn load(ctx: &mut ExecCtx, body: &Bytes) -> Result<String, Frame> {
 }
 
 fn eval(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let sha = load_checked(ctx, &args[1])?;
+    let sha = load(ctx, &args[1])?;
     run(ctx, args, &sha, false)
 }
 
 fn eval_ro(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let sha = load_checked(ctx, &args[1])?;
+    let sha = load(ctx, &args[1])?;
     run(ctx, args, &sha, true)
-}
-
-fn load_checked(ctx: &mut ExecCtx, body: &Bytes) -> Result<String, Frame> {
-    load(ctx, body)
 }
 
 fn evalsha(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -823,24 +819,21 @@ fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) ->
         ctx.repl.end_tx();
     }
     let funcname = format!("f_{sha}");
+    // The script's reply protocol (redis.setresp) is read, then reset for
+    // the next script.
+    let resp3 = lua.named_registry_value::<i64>("quire_resp").unwrap_or(2) == 3;
+    let _ = lua.set_named_registry_value("quire_resp", 2);
     match result {
-        Ok((true, value)) => {
-            let resp3 = ctx.session.proto == Protocol::Resp3
-                && lua.named_registry_value::<i64>("quire_resp").unwrap_or(2) == 3;
-            let _ = lua.set_named_registry_value("quire_resp", 2);
-            Ok(lua_to_frame(&value, resp3, 0))
-        }
-        Ok((false, err)) => {
-            let _ = lua.set_named_registry_value("quire_resp", 2);
-            Err(script_error(&err, &funcname))
-        }
-        Err(e) => {
-            let _ = lua.set_named_registry_value("quire_resp", 2);
-            Err(Frame::error_owned(format!(
-                "ERR Error running script {funcname}, {}",
-                e.to_string().lines().next().unwrap_or("")
-            )))
-        }
+        Ok((true, value)) => Ok(lua_to_frame(
+            &value,
+            resp3 && ctx.session.proto == Protocol::Resp3,
+            0,
+        )),
+        Ok((false, err)) => Err(script_error(&err, &funcname)),
+        Err(e) => Err(Frame::error_owned(format!(
+            "ERR Error running script {funcname}, {}",
+            e.to_string().lines().next().unwrap_or("")
+        ))),
     }
 }
 

@@ -488,9 +488,7 @@ fn decrby(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 fn incrbyfloat(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
-    let now = ctx.now_ms;
     let current = read(ctx, &args[1])?;
-    let _ = now;
     let text = super::longdouble::incr(current.as_deref(), &args[2]).map_err(|e| match e {
         super::longdouble::IncrError::NotFloat => ERR_NOT_FLOAT,
         super::longdouble::IncrError::NanOrInfinity => ERR_NAN,
