@@ -32,7 +32,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
         "ping",
         -1,
-        FAST | STALE | SUBSCRIBED_OK,
+        FAST | SUBSCRIBED_OK,
         "Returns the server's liveliness response.",
         "[message]",
         ping
@@ -40,7 +40,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
         "echo",
         2,
-        FAST | STALE,
+        FAST | STALE | LOADING,
         "Returns the given string.",
         "message",
         echo

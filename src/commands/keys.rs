@@ -393,7 +393,7 @@ fn swapdb(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if a != b {
         let (lo, hi) = (a.min(b), a.max(b));
         let (left, right) = ctx.keyspace.dbs.split_at_mut(hi);
-        left[lo].swap_data(&mut right[0]);
+        left[lo].swap_data(&mut right[0], ctx.now_ms);
         ctx.blocking.signal_db(a);
         ctx.blocking.signal_db(b);
         ctx.dirty(1);

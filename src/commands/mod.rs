@@ -369,6 +369,24 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     reply
 }
 
+/// Refuses a command that may grow the dataset while memory is over
+/// `maxmemory` (Redis's OOM rule; the stream's commands always apply).
+pub(crate) fn check_memory(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(), Frame> {
+    if spec.has(flags::DENYOOM)
+        && !ctx.session.replicated
+        && ctx
+            .node
+            .stats
+            .over_maxmemory
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return Err(Frame::error(
+            "OOM command not allowed when used memory > 'maxmemory'.",
+        ));
+    }
+    Ok(())
+}
+
 fn dispatch(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     let Some(spec) = lookup(&args[0]) else {
         ctx.session.flag_multi_error();
@@ -382,16 +400,9 @@ fn dispatch(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
         ctx.session.flag_multi_error();
         return Frame::error("NOAUTH Authentication required.");
     }
-    if spec.has(flags::DENYOOM)
-        && !ctx.session.replicated
-        && ctx
-            .node
-            .stats
-            .over_maxmemory
-            .load(std::sync::atomic::Ordering::Acquire)
-    {
+    if let Err(e) = check_memory(ctx, spec) {
         ctx.session.flag_multi_error();
-        return Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
+        return e;
     }
     if ctx.session.in_subscribed_context() && !spec.has(flags::SUBSCRIBED_OK) {
         return Frame::error_owned(format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", spec.name));

@@ -29,13 +29,11 @@ pub struct MultiState {
     pub failed: bool,
 }
 
-/// A key watched by this client, and whether it was already logically
-/// expired when watched (a key expiring after WATCH aborts EXEC).
+/// A key watched by this client (the database keeps the watch itself).
 #[derive(Debug, Clone)]
 pub struct WatchedKey {
     pub db: usize,
     pub key: Blob,
-    pub expired_at_watch: bool,
 }
 
 pub struct Session {

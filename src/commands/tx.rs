@@ -81,7 +81,7 @@ fn discard(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
 
 fn watched_key_expired(ctx: &ExecCtx) -> bool {
     ctx.session.watched.iter().any(|w| {
-        !w.expired_at_watch && ctx.keyspace.dbs[w.db].is_logically_expired(&w.key, ctx.now_ms)
+        ctx.keyspace.dbs[w.db].watched_key_expired(&w.key, &ctx.session.watch_flag, ctx.now_ms)
     })
 }
 
@@ -104,7 +104,9 @@ fn exec(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     // change) refuses the whole transaction, as Redis re-checks at EXEC.
     for args in &multi.queued {
         if let Some(spec) = super::lookup(&args[0]) {
-            if let Err(Frame::Error(e)) = super::replication::check_write_allowed(ctx, spec) {
+            let allowed = super::check_memory(ctx, spec)
+                .and_then(|()| super::replication::check_write_allowed(ctx, spec));
+            if let Err(Frame::Error(e)) = allowed {
                 return Err(Frame::error_owned(format!(
                     "EXECABORT Transaction discarded because of: {e}"
                 )));
@@ -140,12 +142,10 @@ fn watch(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         {
             continue;
         }
-        let expired_at_watch = ctx.keyspace.dbs[db].is_logically_expired(key, ctx.now_ms);
-        ctx.keyspace.dbs[db].watch(key, &ctx.session.watch_flag);
+        ctx.keyspace.dbs[db].watch(key, &ctx.session.watch_flag, ctx.now_ms);
         ctx.session.watched.push(WatchedKey {
             db,
             key: Blob::new(key),
-            expired_at_watch,
         });
     }
     Ok(Frame::ok())

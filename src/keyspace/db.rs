@@ -95,6 +95,20 @@ struct Entry {
     access: u32,
 }
 
+/// One client's WATCH of one key: its dirty flag, and whether the key was
+/// already logically expired when watched (deleting such a key is no
+/// change; Redis's `watchedKey.expired`).
+struct Watcher {
+    flag: WatchFlag,
+    expired: AtomicBool,
+}
+
+impl Watcher {
+    fn touch(&self) {
+        self.flag.store(true, Ordering::Release);
+    }
+}
+
 #[derive(Default)]
 pub struct Db {
     entries: Map<Blob, Entry>,
@@ -102,7 +116,7 @@ pub struct Db {
     clock_ms: i64,
     pub access_policy: AccessPolicy,
     expires: Map<Blob, i64>,
-    watched: HashMap<Blob, Vec<WatchFlag>>,
+    watched: HashMap<Blob, Vec<Watcher>>,
     /// Keys removed by expiry since the caller last drained this log.
     pub expired: Vec<Blob>,
     /// False on replicas: expired keys are hidden, not deleted.
@@ -320,58 +334,94 @@ impl Db {
         had
     }
 
-    /// Marks WATCHers of `key` dirty.
+    /// Marks WATCHers of `key` dirty, except those that watched it
+    /// already expired and now see it deleted (no logical change).
     pub fn signal_modified(&self, key: &[u8]) {
         if self.watched.is_empty() {
             return;
         }
-        if let Some(flags) = self.watched.get(key) {
-            for flag in flags {
-                flag.store(true, Ordering::Release);
+        if let Some(watchers) = self.watched.get(key) {
+            let gone = !self.entries.contains_key(key);
+            for w in watchers {
+                if gone && w.expired.swap(false, Ordering::AcqRel) {
+                    continue;
+                }
+                w.touch();
             }
         }
     }
 
-    pub fn watch(&mut self, key: &[u8], flag: &WatchFlag) {
+    pub fn watch(&mut self, key: &[u8], flag: &WatchFlag, now_ms: i64) {
+        let expired = self.is_expired_at(key, now_ms);
         let list = self.watched.entry(Blob::new(key)).or_default();
-        if !list.iter().any(|f| Arc::ptr_eq(f, flag)) {
-            list.push(flag.clone());
+        if !list.iter().any(|w| Arc::ptr_eq(&w.flag, flag)) {
+            list.push(Watcher {
+                flag: flag.clone(),
+                expired: AtomicBool::new(expired),
+            });
         }
     }
 
     pub fn unwatch(&mut self, key: &[u8], flag: &WatchFlag) {
         if let Some(list) = self.watched.get_mut(key) {
-            list.retain(|f| !Arc::ptr_eq(f, flag));
+            list.retain(|w| !Arc::ptr_eq(&w.flag, flag));
             if list.is_empty() {
                 self.watched.remove(key);
             }
         }
     }
 
-    /// True if `key` has a deadline that has passed (even if not deleted yet).
-    pub fn is_logically_expired(&self, key: &[u8], now_ms: i64) -> bool {
-        self.is_expired_at(key, now_ms)
+    /// True if `key`, watched with `flag` while it was live, has expired
+    /// since (EXEC then fails as if it had been modified).
+    pub fn watched_key_expired(&self, key: &[u8], flag: &WatchFlag, now_ms: i64) -> bool {
+        let expired_at_watch = self.watched.get(key).is_some_and(|list| {
+            list.iter()
+                .any(|w| Arc::ptr_eq(&w.flag, flag) && w.expired.load(Ordering::Acquire))
+        });
+        !expired_at_watch && self.is_expired_at(key, now_ms)
     }
 
-    /// Signals every watched key that exists here (FLUSHDB, SWAPDB).
-    pub fn signal_all_watched(&self) {
-        for (key, flags) in &self.watched {
-            if self.entries.contains_key(key) {
-                for flag in flags {
-                    flag.store(true, Ordering::Release);
+    /// Signals the watchers of keys this database's data is about to lose
+    /// (FLUSHDB: `replaced_with` None) or exchange for `replaced_with`'s
+    /// (SWAPDB), with Redis's rules for keys that were or become expired.
+    fn signal_replaced(&self, replaced_with: Option<&Db>, now_ms: i64) {
+        for (key, watchers) in &self.watched {
+            let here = self.entries.contains_key(key);
+            let there = replaced_with.is_some_and(|o| o.entries.contains_key(key));
+            if !here && !there {
+                continue;
+            }
+            let there_expired = replaced_with.is_some_and(|o| o.is_expired_at(key, now_ms));
+            for w in watchers {
+                if w.expired.load(Ordering::Acquire) {
+                    if !there {
+                        w.expired.store(false, Ordering::Release);
+                        continue;
+                    }
+                    if there_expired {
+                        continue;
+                    }
+                } else if !here && there_expired {
+                    w.expired.store(true, Ordering::Release);
+                    continue;
                 }
+                w.touch();
             }
         }
     }
 
+    /// Signals the watchers of every key this database holds (its data is
+    /// being dropped).
+    pub fn signal_all_watched(&self) {
+        self.signal_replaced(None, 0);
+    }
+
     /// Swaps the data (not the WATCH registrations) with another database.
-    pub fn swap_data(&mut self, other: &mut Db) {
-        self.signal_all_watched();
-        other.signal_all_watched();
+    pub fn swap_data(&mut self, other: &mut Db, now_ms: i64) {
+        self.signal_replaced(Some(other), now_ms);
+        other.signal_replaced(Some(self), now_ms);
         std::mem::swap(&mut self.entries, &mut other.entries);
         std::mem::swap(&mut self.expires, &mut other.expires);
-        self.signal_all_watched();
-        other.signal_all_watched();
     }
 
     /// Empties the database; returns how many keys it held.

@@ -494,7 +494,9 @@ pub fn read_header(path: &Path) -> Result<SnapshotHeader, SnapshotError> {
 pub fn install(ks: &mut Keyspace, dbs: Vec<Db>) {
     for (live, mut loaded) in ks.dbs.iter_mut().zip(dbs) {
         live.clear();
-        live.swap_data(&mut loaded);
+        // Time 0: no loaded key counts as expired, so every watcher of a
+        // loaded key is touched (the conservative answer for EXEC).
+        live.swap_data(&mut loaded, 0);
     }
 }
 

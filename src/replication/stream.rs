@@ -55,6 +55,9 @@ pub struct LostHistory {
 }
 
 struct TxStage {
+    /// The SELECT of the first effect, which goes before MULTI (as Redis
+    /// writes it).
+    select: Vec<u8>,
     bytes: Vec<u8>,
     commands: usize,
     db_before: Option<usize>,
@@ -292,7 +295,11 @@ impl ReplicationLog {
         let mut out = Vec::with_capacity(64);
         if self.stream_db != Some(db) {
             let db_text = db.to_string();
-            resp::encode_request(&[b"SELECT".as_slice(), db_text.as_bytes()], &mut out);
+            let select = [b"SELECT".as_slice(), db_text.as_bytes()];
+            match &mut self.tx {
+                Some(tx) if tx.commands == 0 => resp::encode_request(&select, &mut tx.select),
+                _ => resp::encode_request(&select, &mut out),
+            }
             self.stream_db = Some(db);
         }
         self.end_db = db;
@@ -332,6 +339,7 @@ impl ReplicationLog {
     pub fn begin_tx(&mut self) {
         if self.tx.is_none() {
             self.tx = Some(TxStage {
+                select: Vec::new(),
                 bytes: Vec::new(),
                 commands: 0,
                 db_before: self.stream_db,
@@ -345,9 +353,14 @@ impl ReplicationLog {
         let Some(tx) = self.tx.take() else { return };
         match tx.commands {
             0 => self.stream_db = tx.db_before,
-            1 => self.backlog.append(&tx.bytes),
+            1 => {
+                let mut out = tx.select;
+                out.extend_from_slice(&tx.bytes);
+                self.backlog.append(&out);
+            }
             _ => {
-                let mut out = Vec::with_capacity(tx.bytes.len() + 32);
+                let mut out = tx.select;
+                out.reserve(tx.bytes.len() + 32);
                 resp::encode_request(&[b"MULTI".as_slice()], &mut out);
                 out.extend_from_slice(&tx.bytes);
                 resp::encode_request(&[b"EXEC".as_slice()], &mut out);
