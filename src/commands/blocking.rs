@@ -4,7 +4,8 @@
 //! lock, so a woken client always gets its element and no other client can
 //! steal it. The registry itself is `node::blocking`.
 
-use super::{list, zset, ExecCtx};
+use super::{list, stream, zset, ExecCtx};
+use crate::keyspace::Blob;
 pub use crate::node::blocking::{BlockOp, BlockedWait, Blocking};
 
 /// Serves waiters on every key marked ready, in blocking order. Serving a
@@ -19,6 +20,7 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
         let ready = std::mem::take(&mut ctx.blocking.ready);
         ctx.blocking.ready_set.clear();
         for (db, key) in ready {
+            serve_stream_waiters(ctx, db, &key);
             #[allow(clippy::while_let_loop)] // several exits, each with its own condition
             loop {
                 let Some(client) = ctx
@@ -33,6 +35,9 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
                     break;
                 };
                 let op = waiter.op.clone();
+                if op.is_stream() {
+                    break;
+                }
                 ctx.session.db = db;
                 let kind_ok = if op.wants_list() {
                     super::typed::check_type(ctx, &key, crate::keyspace::ValueKind::List)
@@ -54,6 +59,7 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
                     BlockOp::ZPop { min, count, mpop } => {
                         zset::pop_for_waiter(ctx, &key, *min, *count, *mpop)
                     }
+                    BlockOp::XRead { .. } | BlockOp::XReadGroup { .. } => None,
                 };
                 let Some(reply) = reply else {
                     ctx.effects = None;
@@ -72,4 +78,44 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
     // the meantime) are deleted: their DELs go to the stream now.
     ctx.propagate_expired();
     ctx.session.db = saved_db;
+}
+
+/// Tries every XREAD/XREADGROUP waiter on a ready key, in blocking order;
+/// those with nothing new yet keep waiting.
+fn serve_stream_waiters(ctx: &mut ExecCtx, db: usize, key: &Blob) {
+    let Some(queue) = ctx.blocking.by_key.get(&(db, key.clone())) else {
+        return;
+    };
+    let clients: Vec<u64> = queue.iter().copied().collect();
+    for client in clients {
+        let Some(waiter) = ctx.blocking.waiters.get(&client) else {
+            continue;
+        };
+        if !waiter.op.is_stream() {
+            continue;
+        }
+        let index = waiter.keys.iter().position(|k| k == key).unwrap_or(0);
+        let op = waiter.op.clone();
+        ctx.session.db = db;
+        match stream::serve_waiter(ctx, key, index, &op) {
+            Some(reply) => {
+                if let crate::resp::Frame::Error(e) = &reply {
+                    ctx.cmdstats.error(e);
+                    ctx.cmdstats.failed_later(match op {
+                        BlockOp::XRead { .. } => "xread",
+                        _ => "xreadgroup",
+                    });
+                    ctx.node
+                        .stats
+                        .error_replies
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                ctx.flush_effects();
+                if let Some(waiter) = ctx.blocking.take_waiter(client) {
+                    let _ = waiter.reply.send(reply);
+                }
+            }
+            None => ctx.effects = None,
+        }
+    }
 }

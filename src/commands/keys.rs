@@ -412,6 +412,8 @@ fn flush_mode_ok(args: &[Bytes]) -> Result<(), Frame> {
 fn flushdb(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     flush_mode_ok(args)?;
     let removed = ctx.db().clear();
+    // XREADGROUP waiters learn that their stream went away.
+    ctx.blocking.signal_db(ctx.session.db);
     ctx.dirty(removed as u64 + 1);
     Ok(Frame::ok())
 }
@@ -419,6 +421,9 @@ fn flushdb(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 fn flushall(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     flush_mode_ok(args)?;
     let removed: usize = ctx.keyspace.dbs.iter_mut().map(|db| db.clear()).sum();
+    for db in 0..ctx.keyspace.dbs.len() {
+        ctx.blocking.signal_db(db);
+    }
     ctx.dirty(removed as u64 + 1);
     Ok(Frame::ok())
 }

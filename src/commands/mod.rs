@@ -55,6 +55,7 @@ mod server;
 pub mod session;
 mod set;
 mod sort;
+mod stream;
 mod strings;
 mod tx;
 mod typed;
@@ -288,6 +289,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         list::COMMANDS,
         set::COMMANDS,
         zset::COMMANDS,
+        stream::COMMANDS,
         pubsub::COMMANDS,
         replication::COMMANDS,
     ]

@@ -807,6 +807,7 @@ fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) ->
         ctx.repl.begin_tx();
     }
     let was_in_exec = std::mem::replace(&mut ctx.session.in_exec, true);
+    let was_in_script = std::mem::replace(&mut ctx.session.in_script, true);
     let threshold = ctx.node.settings.read().busy_reply_threshold as i64;
     ctx.node.script.start(crate::node::unix_ms());
     let result = run_in_lua(ctx, &lua, &function, keys, argv, read_only, threshold);
@@ -815,6 +816,7 @@ fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) ->
         ctx.node.script.clear_kill();
     }
     ctx.session.in_exec = was_in_exec;
+    ctx.session.in_script = was_in_script;
     if !outer_tx {
         ctx.repl.end_tx();
     }

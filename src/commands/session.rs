@@ -52,6 +52,8 @@ pub struct Session {
     pub subscriptions: usize,
     /// True while EXEC runs queued commands (blocking commands don't block).
     pub in_exec: bool,
+    /// True while a script runs (XREAD refuses BLOCK there, as Redis).
+    pub in_script: bool,
     pub subscriber: super::pubsub::Subscriber,
     /// Set by a blocking command that found nothing: the connection waits.
     pub blocked: Option<super::blocking::BlockedWait>,
@@ -96,6 +98,7 @@ impl Session {
             close_after_reply: false,
             subscriptions: 0,
             in_exec: false,
+            in_script: false,
             subscriber: super::pubsub::Subscriber::new(outbox),
             blocked: None,
             commands_processed: 0,

@@ -4,6 +4,7 @@
 
 use super::args::ERR_WRONGTYPE;
 use super::ExecCtx;
+use crate::keyspace::stream::Stream;
 use crate::keyspace::{HashValue, ListValue, SetValue, Value, ZSet};
 use crate::resp::Frame;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ typed_access!(read_hash, write_hash, Hash, HashValue);
 typed_access!(read_list, write_list, List, ListValue);
 typed_access!(read_set, write_set, Set, SetValue);
 typed_access!(read_zset, write_zset, ZSet, ZSet);
+typed_access!(read_stream, write_stream, Stream, Stream);
 
 /// Checks the key's type without borrowing its value.
 pub fn check_type(

@@ -111,6 +111,10 @@ pub struct Settings {
     /// is kept only for partial resyncs, and a crash loses the writes made
     /// since the last snapshot (Redis's `appendonly no`).
     pub appendonly: bool,
+    /// Redis's `aof-use-rdb-preamble`. Quire's log always rebuilds from its
+    /// snapshot plus the commands after it (what `yes` means in Redis), so
+    /// the value is kept for CONFIG GET and REWRITE only.
+    pub aof_use_rdb_preamble: bool,
     /// When log writes are fsynced (Redis's `appendfsync`).
     pub appendfsync: FsyncPolicy,
     /// Take a snapshot (compacting the log) once the log since the last one
@@ -473,6 +477,7 @@ impl Default for Settings {
                 .parse()
                 .expect("valid default rules"),
             appendonly: true,
+            aof_use_rdb_preamble: true,
             appendfsync: FsyncPolicy::Everysec,
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 << 20,

@@ -258,6 +258,14 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "aof-use-rdb-preamble",
+        get: |s| yes_no(s.aof_use_rdb_preamble),
+        set: Some(|s, v| {
+            let _: () = s.aof_use_rdb_preamble = parse_bool(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "appendfsync",
         get: |s| s.appendfsync.as_str().into(),
         set: Some(|s, v| {
@@ -434,6 +442,8 @@ pub static PARAMS: &[Param] = &[
     encoding_param!("zset-max-listpack-value", zset_max_listpack_value),
     encoding_param!("zset-max-ziplist-value", zset_max_listpack_value),
     encoding_param!("hll-sparse-max-bytes", hll_sparse_max_bytes),
+    encoding_param!("stream-node-max-entries", stream_node_max_entries),
+    encoding_param!("stream-node-max-bytes", stream_node_max_bytes),
     Param {
         name: "repl-datagrams",
         get: |s| s.repl.datagrams.as_str().to_string(),

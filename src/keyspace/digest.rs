@@ -73,6 +73,7 @@ const TYPE_LIST: u32 = 1;
 const TYPE_SET: u32 = 2;
 const TYPE_ZSET: u32 = 3;
 const TYPE_HASH: u32 = 4;
+const TYPE_STREAM: u32 = 6;
 
 /// Redis's `xorObjectDigest`: the value (and its TTL marker) mixed into
 /// `digest`.
@@ -83,6 +84,7 @@ fn object_digest(digest: &mut Digest, value: &Value, has_ttl: bool) {
         Value::Set(_) => TYPE_SET,
         Value::ZSet(_) => TYPE_ZSET,
         Value::Hash(_) => TYPE_HASH,
+        Value::Stream(_) => TYPE_STREAM,
     };
     mix(digest, &kind.to_be_bytes());
     match value {
@@ -113,6 +115,18 @@ fn object_digest(digest: &mut Digest, value: &Value, has_ttl: bool) {
                 mix(&mut element, f);
                 mix(&mut element, v);
                 xor(digest, &element);
+            }
+        }
+        Value::Stream(stream) => {
+            for entry in stream.entries() {
+                mix(
+                    digest,
+                    format!("{}.{}", entry.id.ms, entry.id.seq).as_bytes(),
+                );
+                for (f, v) in entry.pairs() {
+                    mix(digest, f);
+                    mix(digest, v);
+                }
             }
         }
     }

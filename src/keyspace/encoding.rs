@@ -17,6 +17,10 @@ pub struct EncodingLimits {
     pub zset_max_listpack_value: u64,
     /// Past this many bytes a sparse HyperLogLog turns dense.
     pub hll_sparse_max_bytes: u64,
+    /// A stream node holds at most this many entries (deleted included)…
+    pub stream_node_max_entries: u64,
+    /// …and about this many bytes (0: no byte limit).
+    pub stream_node_max_bytes: u64,
 }
 
 impl Default for EncodingLimits {
@@ -30,6 +34,17 @@ impl Default for EncodingLimits {
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
             hll_sparse_max_bytes: 3000,
+            stream_node_max_entries: 100,
+            stream_node_max_bytes: 4096,
+        }
+    }
+}
+
+impl EncodingLimits {
+    pub fn stream_nodes(&self) -> super::stream::NodeLimits {
+        super::stream::NodeLimits {
+            max_entries: self.stream_node_max_entries,
+            max_bytes: self.stream_node_max_bytes,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod geo;
 mod glob;
 pub mod hll;
 pub mod rdb;
+pub mod stream;
 mod value;
 pub mod zset;
 

@@ -10,6 +10,7 @@
 //! sets of 7.2). Every length is checked against the input, so a corrupt
 //! payload is an error, never a panic or a huge allocation.
 
+use super::stream::{Group, Pending, Stream, StreamId};
 use super::{Blob, Db, HashValue, ListValue, SetValue, Value, ZSet};
 use std::sync::Arc;
 
@@ -32,7 +33,14 @@ const TYPE_LIST_QUICKLIST: u8 = 14;
 const TYPE_HASH_LISTPACK: u8 = 16;
 const TYPE_ZSET_LISTPACK: u8 = 17;
 const TYPE_LIST_QUICKLIST_2: u8 = 18;
+const TYPE_STREAM_LISTPACKS: u8 = 15;
+const TYPE_STREAM_LISTPACKS_2: u8 = 19;
 const TYPE_SET_LISTPACK: u8 = 20;
+const TYPE_STREAM_LISTPACKS_3: u8 = 21;
+
+/// Stream entry flags in a listpack.
+const STREAM_DELETED: i64 = 1;
+const STREAM_SAMEFIELDS: i64 = 2;
 
 const OP_AUX: u8 = 250;
 const OP_RESIZEDB: u8 = 251;
@@ -155,6 +163,7 @@ pub fn put_value(out: &mut Vec<u8>, value: &Value) {
                 put_string(out, v);
             }
         }
+        Value::Stream(stream) => put_stream(out, stream),
         Value::ZSet(zset) => {
             out.push(TYPE_ZSET_2);
             put_len(out, zset.len() as u64);
@@ -164,6 +173,206 @@ pub fn put_value(out: &mut Vec<u8>, value: &Value) {
             }
         }
     }
+}
+
+/// A listpack under construction (Redis's `lpAppend`: strings that are
+/// canonical integers are stored as integers).
+struct ListpackWriter {
+    body: Vec<u8>,
+    count: usize,
+}
+
+impl ListpackWriter {
+    fn new() -> Self {
+        ListpackWriter {
+            body: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn element(&mut self, encoded: &[u8]) {
+        self.body.extend_from_slice(encoded);
+        let l = encoded.len();
+        // The back-length: the element's size, 7 bits a byte, readable
+        // from its end.
+        match l {
+            0..=127 => self.body.push(l as u8),
+            128..=16382 => self
+                .body
+                .extend_from_slice(&[(l >> 7) as u8, (l & 127) as u8 | 128]),
+            16383..=2097150 => self.body.extend_from_slice(&[
+                (l >> 14) as u8,
+                ((l >> 7) & 127) as u8 | 128,
+                (l & 127) as u8 | 128,
+            ]),
+            2097151..=268435454 => self.body.extend_from_slice(&[
+                (l >> 21) as u8,
+                ((l >> 14) & 127) as u8 | 128,
+                ((l >> 7) & 127) as u8 | 128,
+                (l & 127) as u8 | 128,
+            ]),
+            _ => self.body.extend_from_slice(&[
+                (l >> 28) as u8,
+                ((l >> 21) & 127) as u8 | 128,
+                ((l >> 14) & 127) as u8 | 128,
+                ((l >> 7) & 127) as u8 | 128,
+                (l & 127) as u8 | 128,
+            ]),
+        }
+        self.count += 1;
+    }
+
+    fn int(&mut self, v: i64) {
+        let mut e = Vec::with_capacity(9);
+        if (0..=127).contains(&v) {
+            e.push(v as u8);
+        } else if (-4096..=4095).contains(&v) {
+            let u = (v as u16) & 0x1fff;
+            e.extend_from_slice(&[0xc0 | (u >> 8) as u8, u as u8]);
+        } else if let Ok(x) = i16::try_from(v) {
+            e.push(0xf1);
+            e.extend_from_slice(&x.to_le_bytes());
+        } else if (-(1 << 23)..(1 << 23)).contains(&v) {
+            e.push(0xf2);
+            e.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
+        } else if let Ok(x) = i32::try_from(v) {
+            e.push(0xf3);
+            e.extend_from_slice(&x.to_le_bytes());
+        } else {
+            e.push(0xf4);
+            e.extend_from_slice(&v.to_le_bytes());
+        }
+        self.element(&e);
+    }
+
+    fn bytes(&mut self, s: &[u8]) {
+        if let Some(v) = super::canonical_i64(s) {
+            return self.int(v);
+        }
+        let mut e = Vec::with_capacity(s.len() + 5);
+        let n = s.len();
+        if n < 64 {
+            e.push(0x80 | n as u8);
+        } else if n < 4096 {
+            e.extend_from_slice(&[0xe0 | (n >> 8) as u8, n as u8]);
+        } else {
+            e.push(0xf0);
+            e.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        e.extend_from_slice(s);
+        self.element(&e);
+    }
+
+    fn finish(self) -> Vec<u8> {
+        let total = 6 + self.body.len() + 1;
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&(total as u32).to_le_bytes());
+        out.extend_from_slice(&(self.count.min(65535) as u16).to_le_bytes());
+        out.extend_from_slice(&self.body);
+        out.push(0xff);
+        out
+    }
+}
+
+fn id_key(id: StreamId) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&id.ms.to_be_bytes());
+    k[8..].copy_from_slice(&id.seq.to_be_bytes());
+    k
+}
+
+/// One node as Redis's stream listpack: the master entry (live and
+/// deleted counts, the first entry's field names), then each entry as
+/// flags, ID deltas, fields (or values only when the names match the
+/// master's) and its element count.
+fn stream_listpack(master: StreamId, entries: &[super::stream::Entry]) -> Vec<u8> {
+    let mut lp = ListpackWriter::new();
+    let live = entries.iter().filter(|e| !e.is_deleted()).count();
+    let master_fields: Vec<&Blob> = entries
+        .first()
+        .map(|e| e.pairs().map(|(f, _)| f).collect())
+        .unwrap_or_default();
+    lp.int(live as i64);
+    lp.int((entries.len() - live) as i64);
+    lp.int(master_fields.len() as i64);
+    for f in &master_fields {
+        lp.bytes(f);
+    }
+    lp.int(0);
+    for e in entries {
+        let same = e.fields.len() / 2 == master_fields.len()
+            && e.pairs().zip(&master_fields).all(|((f, _), m)| f == *m);
+        let mut flags = if e.is_deleted() { STREAM_DELETED } else { 0 };
+        if same {
+            flags |= STREAM_SAMEFIELDS;
+        }
+        lp.int(flags);
+        lp.int(e.id.ms.wrapping_sub(master.ms) as i64);
+        lp.int(e.id.seq.wrapping_sub(master.seq) as i64);
+        let n = e.fields.len() / 2;
+        if same {
+            for (_, v) in e.pairs() {
+                lp.bytes(v);
+            }
+            lp.int(n as i64 + 3);
+        } else {
+            lp.int(n as i64);
+            for (f, v) in e.pairs() {
+                lp.bytes(f);
+                lp.bytes(v);
+            }
+            lp.int(2 * n as i64 + 4);
+        }
+    }
+    lp.finish()
+}
+
+fn put_stream_id(out: &mut Vec<u8>, id: StreamId) {
+    put_len(out, id.ms);
+    put_len(out, id.seq);
+}
+
+/// A stream as Redis 7.0 saves it (RDB_TYPE_STREAM_LISTPACKS_2).
+fn put_stream(out: &mut Vec<u8>, s: &Stream) {
+    out.push(TYPE_STREAM_LISTPACKS_2);
+    put_len(out, s.node_count() as u64);
+    for (master, entries) in s.nodes() {
+        put_string_raw(out, &id_key(master));
+        put_string_raw(out, &stream_listpack(master, entries));
+    }
+    put_len(out, s.len());
+    put_stream_id(out, s.last_id);
+    put_stream_id(out, s.first_id);
+    put_stream_id(out, s.max_deleted_id);
+    put_len(out, s.entries_added);
+    put_len(out, s.groups.len() as u64);
+    for (name, g) in &s.groups {
+        put_string_raw(out, name);
+        put_stream_id(out, g.last_id);
+        put_len(out, g.entries_read as u64);
+        put_len(out, g.pel.len() as u64);
+        for (id, p) in &g.pel {
+            out.extend_from_slice(&id_key(*id));
+            out.extend_from_slice(&p.delivery_time.to_le_bytes());
+            put_len(out, p.delivery_count);
+        }
+        put_len(out, g.consumers.len() as u64);
+        for (cname, c) in &g.consumers {
+            put_string_raw(out, cname);
+            out.extend_from_slice(&c.seen_time.to_le_bytes());
+            put_len(out, c.pel.len() as u64);
+            for id in &c.pel {
+                out.extend_from_slice(&id_key(*id));
+            }
+        }
+    }
+}
+
+/// A string saved as is (never integer-encoded or compressed): stream
+/// node keys and listpacks, which Redis reads as plain buffers.
+fn put_string_raw(out: &mut Vec<u8>, s: &[u8]) {
+    put_len(out, s.len() as u64);
+    out.extend_from_slice(s);
 }
 
 /// A `DUMP` payload: the value, the RDB version, and a CRC64 of both.
@@ -432,6 +641,179 @@ fn listpack(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+fn lp_int(item: &[u8]) -> Result<i64> {
+    std::str::from_utf8(item)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or(RdbError::Format)
+}
+
+/// The entries of one stream listpack (see `stream_listpack`), checked
+/// element by element as Redis's deep integrity check does.
+fn stream_node(master: StreamId, items: &[Vec<u8>]) -> Result<Vec<(StreamId, Vec<Blob>, bool)>> {
+    let mut it = items.iter();
+    let next_int = |it: &mut std::slice::Iter<Vec<u8>>| -> Result<i64> {
+        lp_int(it.next().ok_or(RdbError::Format)?)
+    };
+    let live = next_int(&mut it)?;
+    let deleted = next_int(&mut it)?;
+    let nmaster = next_int(&mut it)?;
+    if live < 0 || deleted < 0 || nmaster < 0 || nmaster as usize > items.len() {
+        return Err(RdbError::Format);
+    }
+    let master_fields: Vec<Blob> = (0..nmaster)
+        .map(|_| it.next().map(|f| Blob::new(f)).ok_or(RdbError::Format))
+        .collect::<Result<_>>()?;
+    if next_int(&mut it)? != 0 {
+        return Err(RdbError::Format);
+    }
+    let total = (live + deleted) as usize;
+    if total > items.len() {
+        return Err(RdbError::Format);
+    }
+    let mut out = Vec::with_capacity(total);
+    let mut seen_live = 0;
+    for _ in 0..total {
+        let flags = next_int(&mut it)?;
+        let ms = master.ms.wrapping_add(next_int(&mut it)? as u64);
+        let seq = master.seq.wrapping_add(next_int(&mut it)? as u64);
+        let mut fields = Vec::new();
+        let count_expected = if flags & STREAM_SAMEFIELDS != 0 {
+            for f in &master_fields {
+                let v = it.next().ok_or(RdbError::Format)?;
+                fields.push(f.clone());
+                fields.push(Blob::new(v));
+            }
+            nmaster + 3
+        } else {
+            let n = next_int(&mut it)?;
+            if n < 0 || n as usize > items.len() {
+                return Err(RdbError::Format);
+            }
+            for _ in 0..n * 2 {
+                fields.push(Blob::new(it.next().ok_or(RdbError::Format)?));
+            }
+            2 * n + 4
+        };
+        if next_int(&mut it)? != count_expected {
+            return Err(RdbError::Format);
+        }
+        let is_deleted = flags & STREAM_DELETED != 0;
+        seen_live += !is_deleted as i64;
+        out.push((StreamId::new(ms, seq), fields, is_deleted));
+    }
+    if it.next().is_some() || seen_live != live {
+        return Err(RdbError::Format);
+    }
+    Ok(out)
+}
+
+fn read_stream_id(r: &mut Reader) -> Result<StreamId> {
+    Ok(StreamId::new(r.len()?, r.len()?))
+}
+
+fn raw_stream_id(r: &mut Reader) -> Result<StreamId> {
+    let k: [u8; 16] = r.array()?;
+    Ok(StreamId::new(
+        u64::from_be_bytes(k[..8].try_into().map_err(|_| RdbError::Format)?),
+        u64::from_be_bytes(k[8..].try_into().map_err(|_| RdbError::Format)?),
+    ))
+}
+
+/// A stream in any of Redis's three stream encodings (6.x, 7.0, 7.2).
+fn read_stream(r: &mut Reader, kind: u8) -> Result<Value> {
+    let mut s = Stream::new();
+    for _ in 0..r.count()? {
+        let key = r.string()?;
+        let master = {
+            let mut kr = Reader { buf: &key, pos: 0 };
+            let id = raw_stream_id(&mut kr)?;
+            if kr.pos != key.len() {
+                return Err(RdbError::Format);
+            }
+            id
+        };
+        let lp = r.string()?;
+        let entries = stream_node(master, &listpack(&lp)?)?;
+        if entries.first().is_some_and(|e| e.0 != master) {
+            return Err(RdbError::Format);
+        }
+        s.push_node(entries).map_err(|_| RdbError::Format)?;
+    }
+    let length = r.len()?;
+    if length != s.len() {
+        return Err(RdbError::Format);
+    }
+    s.last_id = read_stream_id(r)?;
+    if kind == TYPE_STREAM_LISTPACKS {
+        s.refresh_first_id();
+        s.entries_added = length;
+    } else {
+        s.first_id = read_stream_id(r)?;
+        s.max_deleted_id = read_stream_id(r)?;
+        s.entries_added = r.len()?;
+    }
+    if s.last_valid_id() > s.last_id {
+        return Err(RdbError::Format);
+    }
+    for _ in 0..r.count()? {
+        let name = r.string()?;
+        let last_id = read_stream_id(r)?;
+        let entries_read = if kind == TYPE_STREAM_LISTPACKS {
+            s.estimate_distance(last_id)
+        } else {
+            r.len()? as i64
+        };
+        let mut group = Group {
+            last_id,
+            entries_read,
+            ..Default::default()
+        };
+        for _ in 0..r.count()? {
+            let id = raw_stream_id(r)?;
+            let delivery_time = i64::from_le_bytes(r.array()?);
+            let delivery_count = r.len()?;
+            let pending = Pending {
+                consumer: Blob::new(b""),
+                delivery_time,
+                delivery_count,
+            };
+            if group.pel.insert(id, pending).is_some() {
+                return Err(RdbError::Format);
+            }
+        }
+        let mut owned = 0;
+        for _ in 0..r.count()? {
+            let cname = r.string()?;
+            let seen_time = i64::from_le_bytes(r.array()?);
+            if kind == TYPE_STREAM_LISTPACKS_3 {
+                let _active_time: [u8; 8] = r.array()?;
+            }
+            let (consumer, created) = group.consumer_mut(&cname, seen_time);
+            if !created {
+                return Err(RdbError::Format);
+            }
+            let mut ids = Vec::new();
+            for _ in 0..r.count()? {
+                ids.push(raw_stream_id(r)?);
+            }
+            consumer.pel.extend(ids.iter().copied());
+            for id in ids {
+                let p = group.pel.get_mut(&id).ok_or(RdbError::Format)?;
+                p.consumer = Blob::new(&cname);
+                owned += 1;
+            }
+        }
+        if owned != group.pel.len() {
+            return Err(RdbError::Format);
+        }
+        if s.groups.insert(Blob::new(&name), group).is_some() {
+            return Err(RdbError::Format);
+        }
+    }
+    Ok(Value::Stream(Arc::new(s)))
+}
+
 fn intset(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut r = Reader { buf: bytes, pos: 0 };
     let width = u32::from_le_bytes(r.array()?) as usize;
@@ -551,6 +933,9 @@ fn read_value(r: &mut Reader, kind: u8) -> Result<Value> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             zset_of(items)
+        }
+        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 => {
+            read_stream(r, kind)
         }
         TYPE_SET_INTSET => set_of(intset(&r.string()?)?),
         TYPE_SET_LISTPACK => set_of(listpack(&r.string()?)?),

@@ -6,6 +6,7 @@
 //! holds it (copy-on-write, the role `fork()` plays for Redis).
 
 use super::blob::Blob;
+use super::stream::Stream;
 use super::zset::ZSet;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -31,6 +32,7 @@ pub enum Value {
     List(Arc<ListValue>),
     Set(Arc<SetValue>),
     ZSet(Arc<ZSet>),
+    Stream(Arc<Stream>),
 }
 
 /// The kinds `TYPE` reports and `SCAN ... TYPE` filters on.
@@ -41,6 +43,7 @@ pub enum ValueKind {
     List,
     Set,
     ZSet,
+    Stream,
 }
 
 impl ValueKind {
@@ -51,6 +54,7 @@ impl ValueKind {
             ValueKind::List => "list",
             ValueKind::Set => "set",
             ValueKind::ZSet => "zset",
+            ValueKind::Stream => "stream",
         }
     }
 
@@ -61,6 +65,7 @@ impl ValueKind {
             b"list" => ValueKind::List,
             b"set" => ValueKind::Set,
             b"zset" => ValueKind::ZSet,
+            b"stream" => ValueKind::Stream,
             _ => return None,
         })
     }
@@ -83,6 +88,7 @@ impl Value {
             Value::List(_) => ValueKind::List,
             Value::Set(_) => ValueKind::Set,
             Value::ZSet(_) => ValueKind::ZSet,
+            Value::Stream(_) => ValueKind::Stream,
         }
     }
 
@@ -164,6 +170,7 @@ impl Value {
                 "listpack"
             }
             Value::ZSet(_) => "skiplist",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -180,6 +187,7 @@ impl Value {
             Value::List(l) => l.iter().map(|m| 24 + m.heap_bytes()).sum(),
             Value::Set(s) => s.iter().map(|m| 40 + m.heap_bytes()).sum(),
             Value::ZSet(z) => z.approx_bytes(),
+            Value::Stream(s) => s.approx_bytes(),
         }
     }
 }

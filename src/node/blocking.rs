@@ -8,6 +8,7 @@
 //! the pop on each waiter's behalf under the same lock, so a woken client
 //! always gets its element and no other client can steal it.
 
+use crate::keyspace::stream::StreamId;
 use crate::keyspace::Blob;
 use crate::resp::Frame;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -31,6 +32,20 @@ pub enum BlockOp {
     },
     /// BZPOPMIN/BZPOPMAX (`mpop` false) and BZMPOP (`mpop` true).
     ZPop { min: bool, count: usize, mpop: bool },
+    /// XREAD BLOCK: entries above `ids[i]` of the i-th key.
+    XRead {
+        ids: Vec<StreamId>,
+        count: usize,
+        resp3: bool,
+    },
+    /// XREADGROUP BLOCK with `>`: new entries for `consumer`.
+    XReadGroup {
+        group: Blob,
+        consumer: Blob,
+        noack: bool,
+        count: usize,
+        resp3: bool,
+    },
 }
 
 impl BlockOp {
@@ -43,7 +58,13 @@ impl BlockOp {
     }
 
     pub(crate) fn wants_list(&self) -> bool {
-        !matches!(self, BlockOp::ZPop { .. })
+        matches!(self, BlockOp::ListPop { .. } | BlockOp::ListMove { .. })
+    }
+
+    /// XREAD and XREADGROUP waiters: each waits for its own ID, so every
+    /// one on a ready key is tried, not only the first.
+    pub(crate) fn is_stream(&self) -> bool {
+        matches!(self, BlockOp::XRead { .. } | BlockOp::XReadGroup { .. })
     }
 }
 

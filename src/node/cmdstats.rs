@@ -95,6 +95,12 @@ impl CommandStats {
         s.latency.record(usec);
     }
 
+    /// A call counted when it blocked whose reply, when served, was an
+    /// error.
+    pub fn failed_later(&mut self, name: &'static str) {
+        self.commands.entry(name).or_default().failed += 1;
+    }
+
     pub fn rejected(&mut self, name: &'static str) {
         self.commands.entry(name).or_default().rejected += 1;
     }

@@ -20,6 +20,7 @@
 //! (`Record::Key` then `Record::More`), so writer and reader work in bounded
 //! memory per record and a stream can be produced and consumed incrementally.
 
+use crate::keyspace::stream::{Group, NodeLimits, Pending, Stream, StreamId};
 use crate::keyspace::{Blob, Db, HashValue, Keyspace, ListValue, SetValue, Value, ZSet, DATABASES};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -79,6 +80,32 @@ pub enum Payload {
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
     Set(Vec<Vec<u8>>),
     ZSet(Vec<(Vec<u8>, f64)>),
+    /// Stream entries in ID order: (ms, seq, fields and values).
+    StreamEntries(Vec<StreamEntryImage>),
+    /// A stream's counters and consumer groups, after all its entries.
+    StreamMeta(StreamMeta),
+}
+
+pub type StreamEntryImage = (u64, u64, Vec<Vec<u8>>);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamMeta {
+    pub last_id: (u64, u64),
+    pub first_id: (u64, u64),
+    pub max_deleted_id: (u64, u64),
+    pub entries_added: u64,
+    pub groups: Vec<GroupImage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupImage {
+    pub name: Vec<u8>,
+    pub last_id: (u64, u64),
+    pub entries_read: i64,
+    /// (ms, seq, consumer, delivery time, delivery count)
+    pub pel: Vec<(u64, u64, Vec<u8>, i64, u64)>,
+    /// (name, seen time)
+    pub consumers: Vec<(Vec<u8>, i64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -211,7 +238,121 @@ fn payload_chunks(value: &Value) -> Vec<Payload> {
             z.iter_from_rank(0).map(|(m, s)| (m.to_vec(), s)).collect(),
             Payload::ZSet,
         ),
+        Value::Stream(st) => {
+            let entries: Vec<StreamEntryImage> = st
+                .entries()
+                .map(|e| {
+                    (
+                        e.id.ms,
+                        e.id.seq,
+                        e.fields.iter().map(|f| f.to_vec()).collect(),
+                    )
+                })
+                .collect();
+            let mut chunks = chunked(entries, Payload::StreamEntries);
+            chunks.push(Payload::StreamMeta(stream_meta(st)));
+            chunks
+        }
     }
+}
+
+fn pair(id: StreamId) -> (u64, u64) {
+    (id.ms, id.seq)
+}
+
+fn stream_meta(st: &Stream) -> StreamMeta {
+    StreamMeta {
+        last_id: pair(st.last_id),
+        first_id: pair(st.first_id),
+        max_deleted_id: pair(st.max_deleted_id),
+        entries_added: st.entries_added,
+        groups: st
+            .groups
+            .iter()
+            .map(|(name, g)| GroupImage {
+                name: name.to_vec(),
+                last_id: pair(g.last_id),
+                entries_read: g.entries_read,
+                pel: g
+                    .pel
+                    .iter()
+                    .map(|(id, p)| {
+                        (
+                            id.ms,
+                            id.seq,
+                            p.consumer.to_vec(),
+                            p.delivery_time,
+                            p.delivery_count,
+                        )
+                    })
+                    .collect(),
+                consumers: g
+                    .consumers
+                    .iter()
+                    .map(|(n, c)| (n.to_vec(), c.seen_time))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn stream_append(st: &mut Stream, entries: Vec<StreamEntryImage>) -> Result<(), SnapshotError> {
+    for (ms, seq, fields) in entries {
+        let id = StreamId::new(ms, seq);
+        // Every ID is above 0-0 and above the one before it.
+        if id <= st.last_id || fields.len() % 2 != 0 {
+            return Err(SnapshotError::Corrupt("stream entries out of order".into()));
+        }
+        st.append(
+            id,
+            fields.iter().map(|f| Blob::new(f)).collect(),
+            NodeLimits::default(),
+        );
+    }
+    Ok(())
+}
+
+fn stream_apply_meta(st: &mut Stream, meta: StreamMeta) -> Result<(), SnapshotError> {
+    let id = |(ms, seq): (u64, u64)| StreamId::new(ms, seq);
+    if id(meta.last_id) < st.last_id {
+        return Err(SnapshotError::Corrupt(
+            "stream last ID below its entries".into(),
+        ));
+    }
+    st.last_id = id(meta.last_id);
+    st.first_id = id(meta.first_id);
+    st.max_deleted_id = id(meta.max_deleted_id);
+    st.entries_added = meta.entries_added;
+    for g in meta.groups {
+        let mut group = Group {
+            last_id: id(g.last_id),
+            entries_read: g.entries_read,
+            ..Default::default()
+        };
+        for (name, seen) in g.consumers {
+            group.consumer_mut(&name, seen);
+        }
+        for (ms, seq, consumer, time, count) in g.pel {
+            let pid = StreamId::new(ms, seq);
+            let owner = group
+                .consumers
+                .get_mut(consumer.as_slice())
+                .ok_or_else(|| {
+                    SnapshotError::Corrupt("pending entry of an unknown consumer".into())
+                })?;
+            owner.pel.insert(pid);
+            group.pel.insert(
+                pid,
+                Pending {
+                    consumer: Blob::new(&consumer),
+                    delivery_time: time,
+                    delivery_count: count,
+                },
+            );
+        }
+        st.groups.insert(Blob::new(&g.name), group);
+    }
+    Ok(())
 }
 
 /// Reads records from any `Read`, verifying framing and the final checksum.
@@ -358,7 +499,7 @@ impl KeyspaceBuilder {
                 expire_ms,
                 payload,
             } => {
-                let value = new_value(payload);
+                let value = new_value(payload)?;
                 let db = &mut self.dbs[self.current_db];
                 db.set(&key, value, false);
                 if let Some(at) = expire_ms {
@@ -390,8 +531,8 @@ impl KeyspaceBuilder {
     }
 }
 
-fn new_value(payload: Payload) -> Value {
-    match payload {
+fn new_value(payload: Payload) -> Result<Value, SnapshotError> {
+    Ok(match payload {
         Payload::Str(s) => Value::string(&s),
         Payload::List(items) => Value::List(Arc::new(
             items.iter().map(|m| Blob::new(m)).collect::<ListValue>(),
@@ -412,7 +553,17 @@ fn new_value(payload: Payload) -> Value {
             }
             Value::ZSet(Arc::new(z))
         }
-    }
+        Payload::StreamEntries(entries) => {
+            let mut st = Stream::new();
+            stream_append(&mut st, entries)?;
+            Value::Stream(Arc::new(st))
+        }
+        Payload::StreamMeta(meta) => {
+            let mut st = Stream::new();
+            stream_apply_meta(&mut st, meta)?;
+            Value::Stream(Arc::new(st))
+        }
+    })
 }
 
 fn extend_value(value: &mut Value, payload: Payload) -> Result<(), SnapshotError> {
@@ -425,6 +576,12 @@ fn extend_value(value: &mut Value, payload: Payload) -> Result<(), SnapshotError
         }
         (Value::Set(s), Payload::Set(items)) => {
             Arc::make_mut(s).extend(items.iter().map(|m| Blob::new(m)))
+        }
+        (Value::Stream(st), Payload::StreamEntries(entries)) => {
+            stream_append(Arc::make_mut(st), entries)?
+        }
+        (Value::Stream(st), Payload::StreamMeta(meta)) => {
+            stream_apply_meta(Arc::make_mut(st), meta)?
         }
         (Value::ZSet(z), Payload::ZSet(items)) => {
             let z = Arc::make_mut(z);
