@@ -5,7 +5,9 @@
 //! generated and approximate trimming made exact (`MAXLEN = <length>`);
 //! XREADGROUP, XCLAIM and XAUTOCLAIM never replicate themselves but as the
 //! XCLAIM / XGROUP SETID / XGROUP CREATECONSUMER effects that rebuild the
-//! same pending lists on a replica.
+//! same pending lists on a replica. XREADGROUP also sends the group's
+//! read counter (XGROUP SETID ... ENTRIESREAD) after its XCLAIMs, so a
+//! replica's lag matches the primary's.
 
 use super::args::*;
 use super::blocking::BlockOp;
@@ -743,10 +745,10 @@ fn deliver_new(
             effects.push(xclaim_effect(key, group, g, e.id, &pending));
         }
     }
-    if noack {
-        let g = &stream.groups[group];
-        effects.push(setid_effect(key, group, g));
-    }
+    // The group's position and read counter go out explicitly (Redis 7.0
+    // sends them only for NOACK, so its replicas lose `entries-read`).
+    let g = &stream.groups[group];
+    effects.push(setid_effect(key, group, g));
     for effect in effects {
         ctx.propagate(&effect);
     }

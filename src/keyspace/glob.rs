@@ -10,7 +10,11 @@ pub fn glob_match(pattern: &[u8], string: &[u8], nocase: bool) -> bool {
             a == b
         }
     }
-    fn inner(p: &[u8], s: &[u8], nocase: bool, depth: usize) -> bool {
+    /// `skip_longer`: set once the rest of the pattern after a `*` matched
+    /// nowhere in the rest of the string; then no earlier `*` can help by
+    /// matching longer, and the search ends (Redis's `skipLongerMatches`,
+    /// which keeps `*a*a*a*...b` from taking exponential time).
+    fn inner(p: &[u8], s: &[u8], nocase: bool, depth: usize, skip_longer: &mut bool) -> bool {
         if depth > 1000 {
             return false;
         }
@@ -25,10 +29,14 @@ pub fn glob_match(pattern: &[u8], string: &[u8], nocase: bool) -> bool {
                         return true;
                     }
                     for start in si..=s.len() {
-                        if inner(&p[pi + 1..], &s[start..], nocase, depth + 1) {
+                        if inner(&p[pi + 1..], &s[start..], nocase, depth + 1, skip_longer) {
                             return true;
                         }
+                        if *skip_longer {
+                            return false;
+                        }
                     }
+                    *skip_longer = true;
                     return false;
                 }
                 b'?' => {
@@ -106,7 +114,7 @@ pub fn glob_match(pattern: &[u8], string: &[u8], nocase: bool) -> bool {
         }
         si == s.len()
     }
-    inner(pattern, string, nocase, 0)
+    inner(pattern, string, nocase, 0, &mut false)
 }
 
 #[cfg(test)]
@@ -124,5 +132,17 @@ mod tests {
         assert!(!glob_match(b"a*b", b"acd", false));
         assert!(glob_match(b"k\\*", b"k*", false));
         assert!(glob_match(b"HELLO", b"hello", true));
+        assert!(glob_match(b"*a*b", b"xxaxxb", false));
+        assert!(!glob_match(b"*a*b", b"xxaxxc", false));
+    }
+
+    #[test]
+    fn nested_stars_end_quickly() {
+        // Redis's "Regression for pattern matching long nested loops".
+        let pattern = "a*".repeat(100) + "b";
+        let string = "a".repeat(100);
+        let started = std::time::Instant::now();
+        assert!(!glob_match(pattern.as_bytes(), string.as_bytes(), false));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }

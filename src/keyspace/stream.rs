@@ -594,20 +594,29 @@ impl Stream {
         }
     }
 
-    /// Advances a group's last-delivered ID to `id` (an entry being
-    /// delivered), keeping its read counter as Redis does.
+    /// Moves a group's last-delivered ID forward to `id`, keeping its read
+    /// counter: counted on by the entries passed when it is valid and no
+    /// deletion lies ahead, estimated otherwise (Redis's rule when
+    /// XREADGROUP delivers an entry). XCLAIM's LASTID moves the same way,
+    /// so a replica applying XREADGROUP's XCLAIM effects ends with the
+    /// primary's counter.
     pub fn advance_group(&mut self, group: &[u8], id: StreamId) {
-        let tombstones = self.range_has_tombstones(id, StreamId::MAX);
-        let estimate = self.estimate_distance(id);
-        let added = self.entries_added;
-        let Some(g) = self.groups.get_mut(group) else {
+        let Some(from) = self.groups.get(group).map(|g| g.last_id) else {
             return;
         };
-        if id <= g.last_id {
+        if id <= from {
             return;
         }
+        let tombstones = self.range_has_tombstones(id, StreamId::MAX);
+        let passed = match from.next() {
+            Some(start) => self.range(start, id).count() as i64,
+            None => 0,
+        };
+        let estimate = self.estimate_distance(id);
+        let added = self.entries_added;
+        let g = self.groups.get_mut(group).expect("looked up above");
         if g.entries_read != ENTRIES_READ_INVALID && !tombstones {
-            g.entries_read += 1;
+            g.entries_read += passed;
         } else if added > 0 {
             g.entries_read = estimate;
         }
