@@ -702,6 +702,11 @@ fn log_check(dir: &std::path::Path, fix: bool) -> Result<()> {
 fn run_server(settings: Settings, sources: Sources) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.worker_threads())
+        // The last woken task would otherwise run first: of two clients
+        // whose requests arrive together, the later would be served first
+        // (Redis serves them in arrival order; applications and Redis's
+        // tests rely on it).
+        .disable_lifo_slot()
         .enable_all()
         .build()
         .context("starting the runtime")?;
