@@ -75,7 +75,10 @@ fn two_consumers_and_a_crashed_ones_entries_claimed() {
 fn flat(reply: &Reply) -> Vec<String> {
     match reply {
         Reply::Array(v) | Reply::Set(v) => v.iter().flat_map(flat).collect(),
-        Reply::Map(m) => m.iter().flat_map(|(k, v)| [flat(k), flat(v)].concat()).collect(),
+        Reply::Map(m) => m
+            .iter()
+            .flat_map(|(k, v)| [flat(k), flat(v)].concat())
+            .collect(),
         Reply::Int(n) => vec![n.to_string()],
         Reply::Nil => vec!["nil".into()],
         other => vec![other.text()],
@@ -86,9 +89,17 @@ fn flat(reply: &Reply) -> Vec<String> {
 fn group_state(node: &TestNode) -> Vec<String> {
     let mut c = node.raw();
     let mut out = flat(&c.call(&["XINFO", "GROUPS", "jobs"]));
-    for item in c.call(&["XPENDING", "jobs", "workers", "-", "+", "100"]).items() {
+    for item in c
+        .call(&["XPENDING", "jobs", "workers", "-", "+", "100"])
+        .items()
+    {
         let fields = item.items();
-        out.push(format!("{} {} {}", fields[0].text(), fields[1].text(), fields[3].int()));
+        out.push(format!(
+            "{} {} {}",
+            fields[0].text(),
+            fields[1].text(),
+            fields[3].int()
+        ));
     }
     out.push(c.call(&["XLEN", "jobs"]).int().to_string());
     out
@@ -121,9 +132,21 @@ fn group_state_replicates_survives_promotion_and_restart() {
     let mut r = replica.raw();
     assert_eq!(r.call(&["REPLICAOF", "NO", "ONE"]).text(), "OK");
     let next = r.call(&["XADD", "jobs", "*", "n", "after"]).text();
-    let read = r.call(&["XREADGROUP", "GROUP", "workers", "dave", "STREAMS", "jobs", ">"]);
+    let read = r.call(&[
+        "XREADGROUP",
+        "GROUP",
+        "workers",
+        "dave",
+        "STREAMS",
+        "jobs",
+        ">",
+    ]);
     let entries = read.items()[0].items()[1].items();
-    assert_eq!(entries.len(), 1, "only the entry added after promotion is new");
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the entry added after promotion is new"
+    );
     assert_eq!(entries[0].items()[0].text(), next);
     let before = group_state(&replica);
 
@@ -147,13 +170,41 @@ fn stream_values_move_between_redis_and_quire_with_dump_restore() {
     for c in [&mut rc, &mut qc] {
         for i in 1..=300 {
             let big = "x".repeat(i % 50);
-            c.call(&["XADD", "s", &format!("{i}-1"), "a", &i.to_string(), "b", &big]);
+            c.call(&[
+                "XADD",
+                "s",
+                &format!("{i}-1"),
+                "a",
+                &i.to_string(),
+                "b",
+                &big,
+            ]);
         }
         c.call(&["XADD", "s", "400-0", "other", "fields"]);
         c.call(&["XDEL", "s", "7-1", "150-1"]);
         c.call(&["XGROUP", "CREATE", "s", "g", "0"]);
-        c.call(&["XREADGROUP", "GROUP", "g", "c1", "COUNT", "4", "STREAMS", "s", ">"]);
-        c.call(&["XREADGROUP", "GROUP", "g", "c2", "COUNT", "3", "STREAMS", "s", ">"]);
+        c.call(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c1",
+            "COUNT",
+            "4",
+            "STREAMS",
+            "s",
+            ">",
+        ]);
+        c.call(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c2",
+            "COUNT",
+            "3",
+            "STREAMS",
+            "s",
+            ">",
+        ]);
         c.call(&["XACK", "s", "g", "2-1"]);
     }
     assert_eq!(digest(&mut rc, "s"), digest(&mut qc, "s"));
@@ -184,7 +235,10 @@ fn bytes_of(reply: &Reply) -> Vec<u8> {
 /// digest, same pending entries.
 fn copy_value(from: &mut RawClient, to: &mut RawClient) {
     let payload = bytes_of(&from.call_bytes(&[b"DUMP", b"s"]));
-    assert_eq!(to.call_bytes(&[b"RESTORE", b"copy", b"0", &payload]).text(), "OK");
+    assert_eq!(
+        to.call_bytes(&[b"RESTORE", b"copy", b"0", &payload]).text(),
+        "OK"
+    );
     assert_eq!(digest(to, "copy"), digest(from, "s"));
     assert_eq!(
         flat(&to.call(&["XPENDING", "copy", "g"])),

@@ -48,6 +48,7 @@ mod hyperloglog;
 mod keys;
 mod list;
 mod longdouble;
+mod lua_msgpack;
 pub mod pubsub;
 pub mod replication;
 pub mod scripting;

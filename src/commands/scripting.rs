@@ -261,6 +261,7 @@ fn new_lua() -> mlua::Result<Lua> {
     g.set("redis", redis)?;
     register_bit(&lua)?;
     register_cjson(&lua)?;
+    super::lua_msgpack::register(&lua)?;
     lua.load(PRELUDE).set_name("=quire").exec()?;
     // Globals are read-only from here on, and reading a missing one is an
     // error, as Redis protects them.
