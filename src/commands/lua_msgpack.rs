@@ -47,7 +47,7 @@ pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
 fn encode(v: &LuaValue, out: &mut Vec<u8>, depth: usize) {
     match v {
         LuaValue::Boolean(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
-        LuaValue::Integer(n) => encode_int(*n as i64, out),
+        LuaValue::Integer(n) => encode_int(*n, out),
         LuaValue::Number(n) => encode_number(*n, out),
         LuaValue::String(s) => encode_str(&s.as_bytes(), out),
         LuaValue::Table(t) if depth < MAX_NESTING => encode_table(t, out, depth),
@@ -135,7 +135,7 @@ fn encode_table(t: &mlua::Table, out: &mut Vec<u8>, depth: usize) {
     let mut max = 0i64;
     let is_array = pairs.iter().all(|(k, _)| {
         let i = match k {
-            LuaValue::Integer(i) => *i as i64,
+            LuaValue::Integer(i) => *i,
             LuaValue::Number(f) if f.fract() == 0.0 => *f as i64,
             _ => return false,
         };
