@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Issue 19's commands side by side: Debian's redis-server vs Quire.
+"""Commands side by side: Debian's redis-server vs Quire.
+
+`--set 19` (default): issue 19's bitmaps, HyperLogLog and GEO, and memory.
+`--set 18`: issue 18's EVALSHA of a small script, XADD, and XREADGROUP
+(one new entry per call from a stream filled beforehand, so every call
+delivers and records a pending entry).
 
 The same redis-benchmark invocation (arbitrary-command mode, random
 arguments from __rand_int__) against both servers, alternating run by
@@ -9,7 +14,7 @@ a core when pipelined). Memory: the resident set growth of a fresh
 process of each after 1M PFADDs into one HLL and 1M GEOADDs into one
 geo set.
 
-Usage: python3 benches/commands19.py [--runs 3] [--requests 100000]
+Usage: python3 benches/commands19.py [--set 19|18] [--runs 3] [--requests 100000]
 """
 
 import argparse
@@ -33,6 +38,22 @@ CASES = [
 ]
 
 
+INCR_SCRIPT = "return redis.call('INCR', KEYS[1])"
+CASES_18 = [
+    ("EVALSHA", ["EVALSHA", "SHA", "1", "counter:__rand_int__"]),
+    ("XADD", ["XADD", "xs", "MAXLEN", "~", "100000", "*", "f", "__rand_int__"]),
+    ("XREADGROUP", ["XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "jobs", ">"]),
+]
+
+
+def prepare_18(server, entries):
+    """The script loaded, and `entries` stream entries with a group."""
+    sha = server.cli("SCRIPT", "LOAD", INCR_SCRIPT).strip()
+    pipe_load(server, [resp("XADD", "jobs", "*", "f", str(i)) for i in range(entries)])
+    server.cli("XGROUP", "CREATE", "jobs", "g", "0")
+    return sha
+
+
 def bench(server, args, pipeline, requests):
     cpu_before = server.cpu_seconds()
     out = subprocess.run(
@@ -49,11 +70,18 @@ def bench(server, args, pipeline, requests):
     return rps, cpu * 1e6 / requests
 
 
-def throughput(runs, requests):
+def throughput(runs, requests, cases):
     redis, quire = Server("redis", 16391), Server("quire", 16392)
     samples = {}
     try:
+        streams = cases is CASES_18
         for server in (redis, quire):
+            if streams:
+                # Enough entries that every XREADGROUP of every run delivers;
+                # the script's SHA is the same on both servers.
+                sha = prepare_18(server, runs * requests * 6 + 1000)
+                cases = [(n, [sha if a == "SHA" else a for a in args]) for n, args in CASES_18]
+                continue
             # Data for the read tests: a 1 Mbit string, HLL and geo members.
             server.cli("SETBIT", "big", "1000000", "1")
             for name, args in CASES:
@@ -61,7 +89,7 @@ def throughput(runs, requests):
                     bench(server, args, 16, 100000)
         for run in range(runs):
             for pipeline in (1, 16):
-                for name, args in CASES:
+                for name, args in cases:
                     for server in (redis, quire) if run % 2 == 0 else (quire, redis):
                         n = requests * 5 if pipeline > 1 else requests
                         samples.setdefault((name, pipeline, server.kind), []).append(bench(server, args, pipeline, n))
@@ -70,7 +98,7 @@ def throughput(runs, requests):
         redis.stop()
         quire.stop()
     rows = []
-    for name, _ in CASES:
+    for name, _ in cases:
         for pipeline in (1, 16):
             med = lambda kind, i: statistics.median(s[i] for s in samples[(name, pipeline, kind)])
             r, q = med("redis", 0), med("quire", 0)
@@ -99,15 +127,18 @@ def memory():
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--set", choices=["18", "19"], default="19")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--requests", type=int, default=100000)
     a = ap.parse_args()
-    rows = throughput(a.runs, a.requests)
+    rows = throughput(a.runs, a.requests, CASES_18 if a.set == "18" else CASES)
     print(f"redis-benchmark -c 50 -n {a.requests} (x5 when -P 16) -r 1000000, medians of {a.runs} runs\n")
     print("| command | -P | redis-server req/s | Quire req/s | Quire/Redis | redis CPU us/req | Quire CPU us/req |")
     print("|---|---|---|---|---|---|---|")
     for name, p, r, q, ratio, rc, qc in rows:
         print(f"| {name} | {p} | {r:,.0f} | {q:,.0f} | {ratio:.2f}x | {rc:.2f} | {qc:.2f} |")
+    if a.set == "18":
+        return
     print("\n| data | redis-server RSS growth | Quire RSS growth | Quire/Redis |")
     print("|---|---|---|---|")
     for name, res in memory():
