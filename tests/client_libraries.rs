@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{wait_caught_up, Pki, TestNode};
+use common::wait_caught_up;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -46,13 +46,7 @@ fn all_clients(port: u16) {
 
 #[test]
 fn job_queues_run_on_a_primary_and_on_its_promoted_replica() {
-    let pki = Pki::new(&["p", "r"]);
-    let primary = TestNode::start_with(|s| pki.configure("p", s));
-    let addr = primary.repl_addr();
-    let replica = TestNode::start_with(|s| {
-        pki.configure("r", s);
-        s.replicaof = addr;
-    });
+    let (_pki, primary, replica) = common::primary_and_replica();
     all_clients(primary.port);
     wait_caught_up(&primary, &[&replica], Duration::from_secs(30));
     assert_eq!(primary.digest(), replica.digest());

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{wait_until, Pki, TestNode};
+use common::{wait_until, TestNode};
 use std::process::Command;
 use std::time::Duration;
 
@@ -49,13 +49,7 @@ fn redis_py_lock_and_registered_scripts_work() {
 
 #[test]
 fn script_effects_replicate_and_replicas_need_no_script_cache() {
-    let pki = Pki::new(&["p", "r"]);
-    let primary = TestNode::start_with(|s| pki.configure("p", s));
-    let addr = primary.repl_addr();
-    let replica = TestNode::start_with(|s| {
-        pki.configure("r", s);
-        s.replicaof = addr;
-    });
+    let (_pki, primary, replica) = common::primary_and_replica();
     let mut p = primary.raw();
     // Randomness and time inside the script: the replica gets the effects.
     let sha = p

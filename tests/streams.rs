@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{wait_caught_up, wait_until, Pki, RawClient, RedisServer, Reply, TestNode};
+use common::{wait_caught_up, wait_until, RawClient, RedisServer, Reply, TestNode};
 use std::process::Command;
 use std::time::Duration;
 
@@ -107,13 +107,7 @@ fn group_state(node: &TestNode) -> Vec<String> {
 
 #[test]
 fn group_state_replicates_survives_promotion_and_restart() {
-    let pki = Pki::new(&["p", "r"]);
-    let primary = TestNode::start_with(|s| pki.configure("p", s));
-    let addr = primary.repl_addr();
-    let replica = TestNode::start_with(|s| {
-        pki.configure("r", s);
-        s.replicaof = addr;
-    });
+    let (pki, primary, replica) = common::primary_and_replica();
     python(TWO_CONSUMERS, primary.port);
     // Approximate trimming replicates as the exact trim it made.
     let mut p = primary.raw();

@@ -681,20 +681,31 @@ fn xread(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             }
         }
     }
+    reply_or_block(ctx, served, &r, |count, resp3| BlockOp::XRead {
+        ids,
+        count,
+        resp3,
+    })
+}
+
+/// The reply of an XREAD/XREADGROUP that served `served`; when nothing
+/// was there, blocks with `op(count, resp3)` if BLOCK was given (COUNT
+/// defaults to 1000 then, as Redis), else the null reply.
+fn reply_or_block(
+    ctx: &mut ExecCtx,
+    served: Vec<(Bytes, Frame)>,
+    r: &ReadArgs,
+    op: impl FnOnce(usize, bool) -> BlockOp,
+) -> CmdResult {
     if !served.is_empty() {
         return Ok(read_reply(ctx.session.proto, served));
     }
-    match r.block {
-        Some(deadline) => {
-            let op = BlockOp::XRead {
-                ids,
-                count: if r.count == 0 { 1000 } else { r.count },
-                resp3: ctx.session.proto == Protocol::Resp3,
-            };
-            Ok(super::block_client(ctx, &r.keys, op, deadline))
-        }
-        None => Ok(Frame::NullArray),
-    }
+    let Some(deadline) = r.block else {
+        return Ok(Frame::NullArray);
+    };
+    let count = if r.count == 0 { 1000 } else { r.count };
+    let op = op(count, ctx.session.proto == Protocol::Resp3);
+    Ok(super::block_client(ctx, &r.keys, op, deadline))
 }
 
 /// Delivers entries above the group's last ID to `consumer` (XREADGROUP
@@ -864,22 +875,14 @@ fn xreadgroup(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             served.push((key.clone(), entries));
         }
     }
-    if !served.is_empty() {
-        return Ok(read_reply(ctx.session.proto, served));
-    }
-    match r.block {
-        Some(deadline) => {
-            let op = BlockOp::XReadGroup {
-                group: Blob::new(&group),
-                consumer: Blob::new(&consumer),
-                noack: r.noack,
-                count: if r.count == 0 { 1000 } else { r.count },
-                resp3: ctx.session.proto == Protocol::Resp3,
-            };
-            Ok(super::block_client(ctx, &r.keys, op, deadline))
-        }
-        None => Ok(Frame::NullArray),
-    }
+    let noack = r.noack;
+    reply_or_block(ctx, served, &r, |count, resp3| BlockOp::XReadGroup {
+        group: Blob::new(&group),
+        consumer: Blob::new(&consumer),
+        noack,
+        count,
+        resp3,
+    })
 }
 
 /// Serves a client blocked in XREAD or XREADGROUP on `key`: `None` leaves

@@ -424,6 +424,19 @@ pub fn reserve_port(udp: bool) -> u16 {
     }
 }
 
+/// A primary (node "p") and a replica ("r") following it, with their PKI
+/// (kept alive with them: it holds the certificates' directory).
+pub fn primary_and_replica() -> (Pki, TestNode, TestNode) {
+    let pki = Pki::new(&["p", "r"]);
+    let primary = TestNode::start_with(|s| pki.configure("p", s));
+    let addr = primary.repl_addr();
+    let replica = TestNode::start_with(|s| {
+        pki.configure("r", s);
+        s.replicaof = addr;
+    });
+    (pki, primary, replica)
+}
+
 /// Waits until every replica has applied what the primary had when called,
 /// over a working link; returns that offset.
 pub fn wait_caught_up(primary: &TestNode, replicas: &[&TestNode], limit: Duration) -> u64 {
