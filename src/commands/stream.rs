@@ -831,12 +831,12 @@ fn history(
         return Frame::Array(vec![]);
     };
     let n = if count == 0 { usize::MAX } else { count };
-    let ids: Vec<StreamId> = stream.groups[group].consumers[consumer]
-        .pel
-        .range(start..)
-        .take(n)
-        .copied()
-        .collect();
+    let ids: Vec<StreamId> = stream
+        .groups
+        .get(group)
+        .and_then(|g| g.consumers.get(consumer))
+        .map(|c| c.pel.range(start..).take(n).copied().collect())
+        .unwrap_or_default();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         match stream.get(id).map(entry_frame) {
