@@ -5,7 +5,6 @@
 mod common;
 
 use common::{wait_until, TestNode};
-use std::process::Command;
 use std::time::Duration;
 
 const REDIS_PY: &str = r#"
@@ -35,16 +34,7 @@ print("ok")
 #[test]
 fn redis_py_lock_and_registered_scripts_work() {
     let node = TestNode::start();
-    let out = Command::new("python3")
-        .args(["-c", REDIS_PY, &node.port.to_string()])
-        .output()
-        .expect("python3 runs (pip install redis)");
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
-        "redis-py script failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_python(REDIS_PY, node.port);
 }
 
 #[test]

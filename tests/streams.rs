@@ -7,23 +7,7 @@
 mod common;
 
 use common::{wait_caught_up, wait_until, RawClient, RedisServer, Reply, TestNode};
-use std::process::Command;
 use std::time::Duration;
-
-/// Runs a redis-py script against `port`; it prints "ok" when its
-/// assertions hold.
-fn python(script: &str, port: u16) {
-    let out = Command::new("python3")
-        .args(["-c", script, &port.to_string()])
-        .output()
-        .expect("python3 runs (pip install redis)");
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
-        "redis-py script failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Two consumers in one group; `bob` crashes holding 5 entries; `alice`
 /// claims them with XAUTOCLAIM once they are idle, processes and acks.
@@ -68,7 +52,7 @@ print("ok")
 #[test]
 fn two_consumers_and_a_crashed_ones_entries_claimed() {
     let node = TestNode::start();
-    python(TWO_CONSUMERS, node.port);
+    common::run_python(TWO_CONSUMERS, node.port);
 }
 
 /// A reply flattened to text, for comparing nested replies.
@@ -108,7 +92,7 @@ fn group_state(node: &TestNode) -> Vec<String> {
 #[test]
 fn group_state_replicates_survives_promotion_and_restart() {
     let (pki, primary, replica) = common::primary_and_replica();
-    python(TWO_CONSUMERS, primary.port);
+    common::run_python(TWO_CONSUMERS, primary.port);
     // Approximate trimming replicates as the exact trim it made.
     let mut p = primary.raw();
     for _ in 0..300 {

@@ -1052,11 +1052,7 @@ fn xgroup(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                 b"setid" | b"createconsumer" | b"delconsumer"
             )
         {
-            return Err(Frame::error_owned(format!(
-                "NOGROUP No such consumer group '{}' for key name '{}'",
-                String::from_utf8_lossy(group),
-                String::from_utf8_lossy(key)
-            )));
+            return Err(no_such_group(group, key));
         }
     }
     let now = ctx.now_ms;
@@ -1084,9 +1080,8 @@ fn xgroup(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             Ok(Frame::ok())
         }
         b"setid" if args.len() == 5 || args.len() == 7 => {
-            let stream = write_stream(ctx, key, false)?.expect("checked above");
             let id = if args[4].as_ref() == b"$" {
-                stream.last_id
+                read_stream(ctx, key)?.map_or(StreamId::MIN, |s| s.last_id)
             } else {
                 let syntax = IdSyntax {
                     strict: false,
@@ -1094,10 +1089,7 @@ fn xgroup(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                 };
                 parse_id(&args[4], syntax).ok_or(ERR_INVALID_ID)?.0
             };
-            let g = stream
-                .groups
-                .get_mut(group.as_ref())
-                .expect("checked above");
+            let g = group_mut(ctx, key, group)?;
             g.last_id = id;
             g.entries_read = entries_read;
             ctx.modified(key, 1);
@@ -1112,11 +1104,7 @@ fn xgroup(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             Ok(Frame::Integer(1))
         }
         b"createconsumer" if args.len() == 5 => {
-            let stream = write_stream(ctx, key, false)?.expect("checked above");
-            let g = stream
-                .groups
-                .get_mut(group.as_ref())
-                .expect("checked above");
+            let g = group_mut(ctx, key, group)?;
             if g.consumers.contains_key(args[4].as_ref()) {
                 return Ok(Frame::Integer(0));
             }
@@ -1125,11 +1113,7 @@ fn xgroup(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             Ok(Frame::Integer(1))
         }
         b"delconsumer" if args.len() == 5 => {
-            let stream = write_stream(ctx, key, false)?.expect("checked above");
-            let g = stream
-                .groups
-                .get_mut(group.as_ref())
-                .expect("checked above");
+            let g = group_mut(ctx, key, group)?;
             match g.delete_consumer(&args[4]) {
                 Some(pending) => {
                     ctx.modified(key, 1);
@@ -1140,6 +1124,22 @@ fn xgroup(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         _ => Err(xgroup_syntax(&args[1])),
     }
+}
+
+/// Redis's NOGROUP for a group missing from an existing stream.
+fn no_such_group(group: &[u8], key: &[u8]) -> Frame {
+    Frame::error_owned(format!(
+        "NOGROUP No such consumer group '{}' for key name '{}'",
+        String::from_utf8_lossy(group),
+        String::from_utf8_lossy(key)
+    ))
+}
+
+/// The group `group` of the stream at `key`, for changing it.
+fn group_mut<'a>(ctx: &'a mut ExecCtx, key: &[u8], group: &[u8]) -> Result<&'a mut Group, Frame> {
+    write_stream(ctx, key, false)?
+        .and_then(|s| s.groups.get_mut(group))
+        .ok_or_else(|| no_such_group(group, key))
 }
 
 fn no_group(key: &[u8], group: &[u8]) -> Frame {
@@ -1561,11 +1561,7 @@ fn xinfo(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     };
     if is(&args[1], "consumers") && args.len() == 4 {
         let Some(g) = stream.groups.get(args[3].as_ref()) else {
-            return Err(Frame::error_owned(format!(
-                "NOGROUP No such consumer group '{}' for key name '{}'",
-                String::from_utf8_lossy(&args[3]),
-                String::from_utf8_lossy(&args[2])
-            )));
+            return Err(no_such_group(&args[3], &args[2]));
         };
         return Ok(Frame::Array(
             g.consumers

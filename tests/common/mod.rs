@@ -424,6 +424,21 @@ pub fn reserve_port(udp: bool) -> u16 {
     }
 }
 
+/// Runs a redis-py script (`python3 -c SCRIPT PORT`) against `port`; it
+/// prints "ok" when its assertions hold.
+pub fn run_python(script: &str, port: u16) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .output()
+        .expect("python3 runs (pip install redis)");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "redis-py script failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A primary (node "p") and a replica ("r") following it, with their PKI
 /// (kept alive with them: it holds the certificates' directory).
 pub fn primary_and_replica() -> (Pki, TestNode, TestNode) {
