@@ -49,7 +49,7 @@ pub struct FeedStart {
     /// The stream's history at `offset` (the feed ends when it changes).
     pub history: u64,
     /// The data at `offset`, for a full sync; `None` continues partially.
-    pub full: Option<Vec<crate::keyspace::Db>>,
+    pub full: Option<crate::keyspace::Image>,
     /// The database in effect at `offset` (the RDB's `repl-stream-db`).
     pub db: usize,
     /// PSYNC (answered `+FULLRESYNC`/`+CONTINUE`) rather than old SYNC.

@@ -8,6 +8,7 @@ mod blob;
 mod db;
 pub mod digest;
 mod encoding;
+pub mod functions;
 pub mod geo;
 mod glob;
 pub mod hll;
@@ -19,6 +20,7 @@ pub mod zset;
 pub use blob::Blob;
 pub use db::{scan_positions, AccessPolicy, Db, WatchFlag};
 pub use encoding::EncodingLimits;
+pub use functions::Libraries;
 pub use glob::glob_match;
 pub use value::{canonical_i64, HashValue, ListValue, Map, SetValue, Value, ValueKind};
 pub use zset::ZSet;
@@ -26,8 +28,17 @@ pub use zset::ZSet;
 /// Number of logical databases (`databases` in redis.conf).
 pub const DATABASES: usize = 16;
 
+/// What a snapshot holds: the databases and the function libraries.
+#[derive(Clone, Default)]
+pub struct Image {
+    pub dbs: Vec<Db>,
+    pub functions: Libraries,
+}
+
 pub struct Keyspace {
     pub dbs: Vec<Db>,
+    /// Function libraries (not per database; FLUSHALL leaves them).
+    pub functions: Libraries,
     /// Writes since the last successful save (Redis's `server.dirty`).
     pub dirty: u64,
     pub expired_keys: u64,
@@ -43,6 +54,7 @@ impl Keyspace {
     pub fn new() -> Keyspace {
         Keyspace {
             dbs: (0..DATABASES).map(|_| Db::new()).collect(),
+            functions: Libraries::default(),
             dirty: 0,
             expired_keys: 0,
         }
@@ -64,8 +76,11 @@ impl Keyspace {
     }
 
     /// A copy of the data at this instant, sharing values copy-on-write.
-    pub fn snapshot(&self) -> Vec<Db> {
-        self.dbs.clone()
+    pub fn snapshot(&self) -> Image {
+        Image {
+            dbs: self.dbs.clone(),
+            functions: self.functions.clone(),
+        }
     }
 
     /// Removes and returns the keys deleted by expiry since the last call,

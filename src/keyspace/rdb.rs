@@ -11,7 +11,7 @@
 //! payload is an error, never a panic or a huge allocation.
 
 use super::stream::{Group, Pending, Stream, StreamId};
-use super::{Blob, Db, HashValue, ListValue, SetValue, Value, ZSet};
+use super::{Blob, Db, HashValue, Libraries, ListValue, SetValue, Value, ZSet};
 use std::sync::Arc;
 
 /// The RDB version written (Redis 7.0's).
@@ -42,6 +42,7 @@ const TYPE_STREAM_LISTPACKS_3: u8 = 21;
 const STREAM_DELETED: i64 = 1;
 const STREAM_SAMEFIELDS: i64 = 2;
 
+const OP_FUNCTION2: u8 = 245;
 const OP_AUX: u8 = 250;
 const OP_RESIZEDB: u8 = 251;
 const OP_EXPIRETIME_MS: u8 = 252;
@@ -375,6 +376,14 @@ fn put_string_raw(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Each library as Redis 7.0 saves it: `FUNCTION2` and its source.
+fn put_functions(out: &mut Vec<u8>, functions: &Libraries) {
+    for (_, source) in functions.iter() {
+        out.push(OP_FUNCTION2);
+        put_string(out, source);
+    }
+}
+
 /// A `DUMP` payload: the value, the RDB version, and a CRC64 of both.
 pub fn dump(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
@@ -386,14 +395,21 @@ pub fn dump(value: &Value) -> Vec<u8> {
 }
 
 /// A whole RDB file of `dbs` (keys already expired at `now_ms` left out),
-/// with `aux` fields after the header, ending in EOF and the CRC64.
-pub fn write_file(dbs: &[Db], now_ms: i64, aux: &[(&str, String)]) -> Vec<u8> {
+/// with `aux` fields after the header, then the function libraries, ending
+/// in EOF and the CRC64.
+pub fn write_file(
+    dbs: &[Db],
+    functions: &Libraries,
+    now_ms: i64,
+    aux: &[(&str, String)],
+) -> Vec<u8> {
     let mut out = format!("REDIS{RDB_VERSION:04}").into_bytes();
     for (key, value) in aux {
         out.push(OP_AUX);
         put_string(&mut out, key.as_bytes());
         put_string(&mut out, value.as_bytes());
     }
+    put_functions(&mut out, functions);
     for (index, db) in dbs.iter().enumerate() {
         if db.is_empty() {
             continue;
@@ -1104,5 +1120,21 @@ mod tests {
             p.extend_from_slice(&[0; 8]);
             assert!(restore(&p).is_err());
         }
+    }
+
+    #[test]
+    fn rdb_files_carry_function_libraries_as_redis_7_saves_them() {
+        let mut functions = Libraries::default();
+        let source = b"#!lua name=lib1\nredis.register_function('f1', function() return 1 end)";
+        functions.insert("lib1".into(), bytes::Bytes::from_static(source));
+        let file = write_file(&[], &functions, 0, &[("redis-ver", "7.0.15".into())]);
+        // After the header and aux field: FUNCTION2, then the source as
+        // an RDB string; then EOF and the checksum.
+        let mut expected = vec![OP_FUNCTION2];
+        put_string(&mut expected, source);
+        expected.push(OP_EOF);
+        let body = &file[..file.len() - 8];
+        assert!(body.ends_with(&expected), "{body:?}");
+        assert_eq!(CRC64.checksum(body).to_le_bytes(), file[file.len() - 8..]);
     }
 }

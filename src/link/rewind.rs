@@ -110,7 +110,7 @@ pub fn rewind(shared: &Arc<Shared>, to: u64) -> Result<Rewound, RewindError> {
     };
     let (header, dbs) = match loaded {
         Some((header, dbs, _)) => (Some(header), dbs),
-        None => (None, Vec::new()),
+        None => (None, crate::keyspace::Image::default()),
     };
     shared.persistence.loading.store(true, Ordering::Release);
     // Once the data or the log is touched, a failure leaves them partly
@@ -143,6 +143,7 @@ pub fn rewind(shared: &Arc<Shared>, to: u64) -> Result<Rewound, RewindError> {
                     for db in data.keyspace.dbs.iter_mut() {
                         db.clear();
                     }
+                    data.keyspace.functions.clear();
                     0
                 }
             };

@@ -133,7 +133,13 @@ pub fn save_blocking(
     let offset = position.offset;
     let path = shared.settings.read().snapshot_path();
     let started = Instant::now();
-    let result = persist::save_to_file(&path, &ks.dbs, &header(shared, position), unix_ms());
+    let result = persist::save_to_file(
+        &path,
+        &ks.dbs,
+        &ks.functions,
+        &header(shared, position),
+        unix_ms(),
+    );
     let mut state = shared.persistence.state.lock();
     state.last_status_ok = result.is_ok();
     match &result {
@@ -154,7 +160,7 @@ pub fn save_blocking(
 /// A point-in-time copy of the dataset on its way to the snapshot file.
 #[must_use = "the snapshot is only written by SnapshotJob::write"]
 pub struct SnapshotJob {
-    dbs: Vec<crate::keyspace::Db>,
+    image: crate::keyspace::Image,
     dirty_at_start: u64,
     path: std::path::PathBuf,
     offset: u64,
@@ -188,7 +194,7 @@ pub fn start_background_save(
         state.started = Some(Instant::now());
     }
     Some(SnapshotJob {
-        dbs: ks.snapshot(),
+        image: ks.snapshot(),
         dirty_at_start: ks.dirty,
         path: shared.settings.read().snapshot_path(),
         offset: position.offset,
@@ -201,15 +207,15 @@ impl SnapshotJob {
     /// retention). Blocking IO: run it off the async workers.
     pub fn write(self, shared: &Shared) {
         let SnapshotJob {
-            dbs,
+            image,
             dirty_at_start,
             path,
             offset,
             header,
         } = self;
         let started = Instant::now();
-        let result = persist::save_to_file(&path, &dbs, &header, unix_ms());
-        drop(dbs);
+        let result = persist::save_to_file(&path, &image.dbs, &image.functions, &header, unix_ms());
+        drop(image);
         if let Ok(size) = &result {
             let mut data = shared.data.lock();
             data.keyspace.dirty = data.keyspace.dirty.saturating_sub(dirty_at_start);

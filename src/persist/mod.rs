@@ -21,7 +21,9 @@
 //! memory per record and a stream can be produced and consumed incrementally.
 
 use crate::keyspace::stream::{Group, NodeLimits, Pending, Stream, StreamId};
-use crate::keyspace::{Blob, Db, HashValue, Keyspace, ListValue, SetValue, Value, ZSet, DATABASES};
+use crate::keyspace::{
+    Blob, Db, HashValue, Image, Keyspace, Libraries, ListValue, SetValue, Value, ZSet, DATABASES,
+};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -123,6 +125,12 @@ pub enum Record {
         records: u64,
         crc32: u32,
     },
+    /// A function library's source (appended variant: older snapshots,
+    /// without it, still read).
+    Library {
+        name: String,
+        source: Vec<u8>,
+    },
 }
 
 /// Writes records into any `Write`, compressing and checksumming.
@@ -162,8 +170,20 @@ impl<W: Write> SnapshotWriter<W> {
         Ok(())
     }
 
-    /// Writes every key of `dbs` (skipping ones already expired at `now_ms`).
-    pub fn write_dbs(&mut self, dbs: &[Db], now_ms: i64) -> Result<(), SnapshotError> {
+    /// Writes the function libraries, then every key of the databases
+    /// (skipping keys already expired at `now_ms`).
+    pub fn write_image(
+        &mut self,
+        dbs: &[Db],
+        functions: &Libraries,
+        now_ms: i64,
+    ) -> Result<(), SnapshotError> {
+        for (name, source) in functions.iter() {
+            self.write(&Record::Library {
+                name: name.to_string(),
+                source: source.to_vec(),
+            })?;
+        }
         for (index, db) in dbs.iter().enumerate() {
             if db.is_empty() {
                 continue;
@@ -470,6 +490,7 @@ fn read_exact(r: &mut impl Read, buf: &mut [u8]) -> Result<(), SnapshotError> {
 #[derive(Default)]
 pub struct KeyspaceBuilder {
     dbs: Vec<Db>,
+    functions: Libraries,
     current_db: usize,
     last_key: Option<Vec<u8>>,
     pub keys: u64,
@@ -519,6 +540,14 @@ impl KeyspaceBuilder {
                 })?;
                 extend_value(value, payload)?;
             }
+            Record::Library { name, source } => {
+                if self.functions.get(&name).is_some() {
+                    return Err(SnapshotError::Corrupt(format!(
+                        "function library {name} saved twice"
+                    )));
+                }
+                self.functions.insert(name, source.into());
+            }
             Record::End { .. } => {
                 return Err(SnapshotError::Corrupt("unexpected end record".into()))
             }
@@ -526,8 +555,11 @@ impl KeyspaceBuilder {
         Ok(())
     }
 
-    pub fn finish(self) -> Vec<Db> {
-        self.dbs
+    pub fn finish(self) -> Image {
+        Image {
+            dbs: self.dbs,
+            functions: self.functions,
+        }
     }
 }
 
@@ -598,10 +630,12 @@ fn extend_value(value: &mut Value, payload: Payload) -> Result<(), SnapshotError
     Ok(())
 }
 
-/// Writes `dbs` to `path` atomically: temp file, fsync, rename, fsync dir.
+/// Writes the databases and libraries to `path` atomically: temp file,
+/// fsync, rename, fsync dir.
 pub fn save_to_file(
     path: &Path,
     dbs: &[Db],
+    functions: &Libraries,
     header: &SnapshotHeader,
     now_ms: i64,
 ) -> Result<u64, SnapshotError> {
@@ -610,7 +644,7 @@ pub fn save_to_file(
         let file = std::fs::File::create(&tmp)?;
         let mut writer =
             SnapshotWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), header)?;
-        writer.write_dbs(dbs, now_ms)?;
+        writer.write_image(dbs, functions, now_ms)?;
         let buf = writer.finish()?;
         let file = buf.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -630,7 +664,7 @@ pub fn save_to_file(
 }
 
 /// Reads a whole snapshot file; nothing is returned unless it all verified.
-pub fn load_from_file(path: &Path) -> Result<(SnapshotHeader, Vec<Db>, u64), SnapshotError> {
+pub fn load_from_file(path: &Path) -> Result<(SnapshotHeader, Image, u64), SnapshotError> {
     let file = std::fs::File::open(path)?;
     let mut reader = SnapshotReader::new(std::io::BufReader::with_capacity(1 << 20, file))?;
     let mut builder = KeyspaceBuilder::new();
@@ -647,9 +681,10 @@ pub fn read_header(path: &Path) -> Result<SnapshotHeader, SnapshotError> {
     Ok(SnapshotReader::new(std::io::BufReader::new(file))?.header)
 }
 
-/// Installs loaded databases into a keyspace (keeping its WATCH state).
-pub fn install(ks: &mut Keyspace, dbs: Vec<Db>) {
-    for (live, mut loaded) in ks.dbs.iter_mut().zip(dbs) {
+/// Installs a loaded image into a keyspace (keeping its WATCH state).
+pub fn install(ks: &mut Keyspace, image: Image) {
+    ks.functions = image.functions;
+    for (live, mut loaded) in ks.dbs.iter_mut().zip(image.dbs) {
         live.clear();
         // Time 0: no loaded key counts as expired, so every watcher of a
         // loaded key is touched (the conservative answer for EXEC).
@@ -695,8 +730,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn sample() -> Vec<Db> {
+    fn sample() -> Image {
         let mut ks = Keyspace::new();
+        ks.functions.insert(
+            "lib1".into(),
+            bytes::Bytes::from_static(
+                b"#!lua name=lib1\nredis.register_function('f1', function() return 1 end)",
+            ),
+        );
         let db = &mut ks.dbs[0];
         db.set(b"s", Value::string(b"hello"), false);
         db.set(b"n", Value::string(b"42"), false);
@@ -709,21 +750,21 @@ mod tests {
         z.insert(b"a", 1.5);
         z.insert(b"b", f64::NEG_INFINITY);
         ks.dbs[3].set(b"z", Value::ZSet(Arc::new(z)), false);
-        ks.dbs
+        ks.snapshot()
     }
 
-    fn to_bytes(dbs: &[Db]) -> Vec<u8> {
+    fn to_bytes(image: &Image) -> Vec<u8> {
         let header = SnapshotHeader {
             repl_id: "abc".into(),
             repl_offset: 77,
             ..Default::default()
         };
         let mut w = SnapshotWriter::new(Vec::new(), &header).unwrap();
-        w.write_dbs(dbs, 0).unwrap();
+        w.write_image(&image.dbs, &image.functions, 0).unwrap();
         w.finish().unwrap()
     }
 
-    fn from_bytes(bytes: &[u8]) -> Result<(SnapshotHeader, Vec<Db>), SnapshotError> {
+    fn from_bytes(bytes: &[u8]) -> Result<(SnapshotHeader, Image), SnapshotError> {
         let mut r = SnapshotReader::new(bytes)?;
         let mut b = KeyspaceBuilder::new();
         while let Some(rec) = r.next_record()? {
@@ -734,10 +775,13 @@ mod tests {
 
     #[test]
     fn roundtrip_preserves_digest() {
-        let dbs = sample();
-        let bytes = to_bytes(&dbs);
+        let image = sample();
+        let bytes = to_bytes(&image);
         let (header, loaded) = from_bytes(&bytes).unwrap();
         assert_eq!(header.repl_offset, 77);
+        assert_eq!(loaded.functions, image.functions);
+        assert_eq!(loaded.functions.len(), 1);
+        let (dbs, loaded) = (image.dbs, loaded.dbs);
         let digest = |dbs: Vec<Db>| {
             let mut ks = Keyspace::new();
             ks.dbs = dbs;
@@ -760,5 +804,26 @@ mod tests {
             corrupt[pos] ^= 0x5a;
             assert!(from_bytes(&corrupt).is_err(), "flip at {pos} accepted");
         }
+    }
+
+    #[test]
+    fn a_library_saved_twice_is_refused() {
+        let mut b = KeyspaceBuilder::new();
+        let lib = || Record::Library {
+            name: "lib1".into(),
+            source: b"#!lua name=lib1\n".to_vec(),
+        };
+        b.apply(lib()).unwrap();
+        assert!(matches!(b.apply(lib()), Err(SnapshotError::Corrupt(_))));
+    }
+
+    #[test]
+    fn installing_an_image_replaces_the_libraries() {
+        let mut ks = Keyspace::new();
+        ks.functions
+            .insert("old".into(), bytes::Bytes::from_static(b"#!lua name=old\n"));
+        install(&mut ks, sample());
+        assert!(ks.functions.get("old").is_none());
+        assert!(ks.functions.get("lib1").is_some());
     }
 }

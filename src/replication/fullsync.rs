@@ -15,7 +15,7 @@
 //! checksum still decides whether the result is loaded).
 
 use super::ids::ReplId;
-use crate::keyspace::Db;
+use crate::keyspace::Image;
 use crate::persist::{SnapshotError, SnapshotHeader, SnapshotWriter};
 use parking_lot::Mutex;
 use std::io::Write;
@@ -186,7 +186,7 @@ impl<W: Write> Write for CrcWriter<W> {
 pub fn write_snapshot_file(
     dir: &Path,
     id: &str,
-    dbs: &[Db],
+    image: &Image,
     header: &SnapshotHeader,
     now_ms: i64,
 ) -> Result<(PathBuf, u64, u32), SnapshotError> {
@@ -197,7 +197,7 @@ pub fn write_snapshot_file(
         CrcWriter::new(std::io::BufWriter::with_capacity(1 << 20, file)),
         header,
     )?;
-    writer.write_dbs(dbs, now_ms)?;
+    writer.write_image(&image.dbs, &image.functions, now_ms)?;
     let out = writer.finish()?;
     let (crc, len) = (out.crc.finalize(), out.len);
     out.inner.into_inner().map_err(|e| e.into_error())?;

@@ -47,7 +47,7 @@ pub async fn serve(
     let _attached = Attached(shared);
     let counters = &shared.repl.counters;
     match start.full {
-        Some(dbs) => {
+        Some(image) => {
             tracing::info!(offset = start.offset, "Redis-protocol replica: full sync");
             if start.psync {
                 let line = format!("+FULLRESYNC {} {}\r\n", start.replid, start.offset);
@@ -63,7 +63,7 @@ pub async fn serve(
             ];
             let now = crate::node::unix_ms();
             let rdb = tokio::task::spawn_blocking(move || {
-                crate::keyspace::rdb::write_file(&dbs, now, &aux)
+                crate::keyspace::rdb::write_file(&image.dbs, &image.functions, now, &aux)
             })
             .await
             .map_err(std::io::Error::other)?;

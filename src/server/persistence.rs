@@ -493,7 +493,7 @@ pub fn reload_from_disk(shared: &Arc<Shared>) -> Result<(), String> {
             (h.repl_offset, h.repl_db as usize, dbs)
         }
         _ if meta.as_ref().is_some_and(|m| m.empty_at == Some(start)) => {
-            (start, 0, Vec::new())
+            (start, 0, crate::keyspace::Image::default())
         }
         _ => {
             return Err(
