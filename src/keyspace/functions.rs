@@ -82,11 +82,6 @@ impl Libraries {
         self.sources.clear();
         self.version = next_version();
     }
-
-    /// Bytes of sources held.
-    pub fn source_bytes(&self) -> usize {
-        self.sources.values().map(Bytes::len).sum()
-    }
 }
 
 #[cfg(test)]
