@@ -561,13 +561,7 @@ fn a_corrupt_middle_refuses_to_start_naming_the_file_and_leaves_it_untouched() {
 
 #[test]
 fn waitaof_counts_local_and_replica_fsyncs() {
-    let pki = Pki::new(&["p", "r"]);
-    let p = TestNode::start_with(|s| pki.configure("p", s));
-    let addr = p.repl_addr();
-    let r = TestNode::start_with(|s| {
-        pki.configure("r", s);
-        s.replicaof = addr;
-    });
+    let (_pki, p, r) = common::primary_and_replica();
     assert!(wait_until(Duration::from_secs(20), || p
         .info("replication", "connected_slaves")
         == "1"));
