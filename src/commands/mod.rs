@@ -42,6 +42,7 @@ pub mod args;
 mod bitmap;
 pub mod blocking;
 mod connection;
+pub mod functions;
 mod geo;
 mod hash;
 mod hyperloglog;
@@ -281,6 +282,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         hyperloglog::COMMANDS,
         geo::COMMANDS,
         scripting::COMMANDS,
+        functions::COMMANDS,
         sort::COMMANDS,
         keys::COMMANDS,
         server::COMMANDS,
@@ -377,6 +379,7 @@ pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
 pub(crate) fn check_memory(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(), Frame> {
     if spec.has(flags::DENYOOM)
         && !ctx.session.replicated
+        && !ctx.session.oom_exempt
         && ctx
             .node
             .stats

@@ -13,7 +13,7 @@
 use super::args::*;
 use super::flags::*;
 use super::{CmdResult, CommandSpec, ExecCtx};
-use crate::node::scripts::Script;
+use crate::node::scripts::{Script, ScriptFlags};
 use crate::resp::{Frame, Protocol};
 use bytes::Bytes;
 use mlua::{Lua, MultiValue, Table, Value as LuaValue};
@@ -94,8 +94,15 @@ function __quire_handler(err)
   end
   return err
 end
-function __quire_run(f)
-  return xpcall(f, __quire_handler)
+local unpack = unpack
+local select = select
+function __quire_run(f, ...)
+  local n = select('#', ...)
+  if n == 0 then
+    return xpcall(f, __quire_handler)
+  end
+  local args = {...}
+  return xpcall(function() return f(unpack(args, 1, n)) end, __quire_handler)
 end
 debug = nil
 "#;
@@ -106,15 +113,12 @@ pub fn sha1_hex(body: &[u8]) -> String {
     h.digest().to_string()
 }
 
-/// Flags from a `#!lua flags=...` first line.
-#[derive(Default, Clone, Copy)]
-struct ScriptFlags {
-    no_writes: bool,
-}
-
-fn shebang(body: &[u8]) -> Result<(ScriptFlags, &[u8]), Frame> {
+/// The flags of a `#!lua flags=...` first line (None without a shebang:
+/// Redis's compatibility mode for scripts that declare nothing) and the
+/// code to compile.
+fn shebang(body: &[u8]) -> Result<(Option<ScriptFlags>, &[u8]), Frame> {
     if !body.starts_with(b"#!") {
-        return Ok((ScriptFlags::default(), body));
+        return Ok((None, body));
     }
     let end = body.iter().position(|b| *b == b'\n').unwrap_or(body.len());
     let line = String::from_utf8_lossy(&body[2..end]).into_owned();
@@ -133,23 +137,19 @@ fn shebang(body: &[u8]) -> Result<(ScriptFlags, &[u8]), Frame> {
             )));
         };
         for flag in list.split(',').filter(|f| !f.is_empty()) {
-            match flag {
-                "no-writes" => flags.no_writes = true,
-                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
-                _ => {
-                    return Err(Frame::error_owned(format!(
-                        "ERR Unexpected flag in script shebang: {flag}"
-                    )))
-                }
+            if !ScriptFlags::NAMES.contains(&flag) || !flags.set(flag) {
+                return Err(Frame::error_owned(format!(
+                    "ERR Unexpected flag in script shebang: {flag}"
+                )));
             }
         }
     }
     // The shebang line stays (as a comment would) so line numbers hold.
-    Ok((flags, &body[end..]))
+    Ok((Some(flags), &body[end..]))
 }
 
 /// A fresh interpreter with Redis's libraries and the `redis` table.
-fn new_lua() -> mlua::Result<Lua> {
+pub(super) fn new_lua() -> mlua::Result<Lua> {
     use mlua::StdLib;
     // SAFETY: `debug` (the one unsafe library loaded) is used by the
     // prelude's error handler only and removed from the globals before any
@@ -218,6 +218,8 @@ fn new_lua() -> mlua::Result<Lua> {
     ] {
         redis.set(name, v)?;
     }
+    redis.set("REDIS_VERSION", crate::REDIS_COMPAT_VERSION)?;
+    redis.set("REDIS_VERSION_NUM", version_num())?;
     for (name, v) in [
         ("REPL_NONE", 0),
         ("REPL_AOF", 1),
@@ -263,25 +265,89 @@ fn new_lua() -> mlua::Result<Lua> {
     register_cjson(&lua)?;
     super::lua_msgpack::register(&lua)?;
     lua.load(PRELUDE).set_name("=quire").exec()?;
-    // Globals are read-only from here on, and reading a missing one is an
-    // error, as Redis protects them.
-    let protect = lua
-        .load(
-            r#"
-local mt = {}
-mt.__newindex = function(t, k, v)
+    // The real `redis` table, where each run binds `call` and `pcall`;
+    // scripts see it through a read-only view.
+    let real_redis: Table = g.raw_get("redis")?;
+    lua.set_named_registry_value("quire_redis", real_redis)?;
+    let protection: Table = lua.load(PROTECT).set_name("=quire").eval()?;
+    lua.set_named_registry_value("quire_protection", protection)?;
+    Ok(lua)
+}
+
+/// Redis runs scripts against read-only tables (a patched Lua); here the
+/// same holds through views: the libraries' tables are read-only proxies,
+/// the globals raise on a missing name, and scripts run in an empty
+/// environment whose writes fail, so no script changes what the next one
+/// sees. Returns the helpers the function engine builds its own views
+/// with (`strict`, `env`).
+const PROTECT: &str = r#"
+local rawget, error, tostring, type = rawget, error, tostring, type
+local raw_setmetatable = setmetatable
+local protected = raw_setmetatable({}, {__mode = 'k'})
+local function readonly_error()
   error("Attempt to modify a readonly table", 2)
 end
-mt.__index = function(t, k)
-  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+-- What getmetatable gives for a protected table: nothing to change.
+local fake = {}
+raw_setmetatable(fake, {__newindex = readonly_error, __metatable = false})
+local function protect(t, mt)
+  mt.__metatable = fake
+  raw_setmetatable(t, mt)
+  protected[t] = true
+  return t
 end
-mt.__metatable = false
-setmetatable(_G, mt)
-"#,
-        )
-        .set_name("=quire");
-    protect.exec()?;
-    Ok(lua)
+local function missing(k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 3)
+end
+-- A read-only view of t; a missing key is nil.
+local function view(t)
+  return protect({}, {__index = t, __newindex = readonly_error})
+end
+-- A read-only view of t where a missing key is an error (globals).
+local function strict(t)
+  return protect({}, {
+    __index = function(_, k)
+      local v = rawget(t, k)
+      if v == nil then missing(k) end
+      return v
+    end,
+    __newindex = readonly_error,
+  })
+end
+-- An empty environment reading through to `index`; returns it and its
+-- metatable (the function engine points __index elsewhere while loading).
+local function env(index)
+  local mt = {__index = index, __newindex = readonly_error}
+  return protect({}, mt), mt
+end
+setmetatable = function(t, mt)
+  if protected[t] then
+    error("Attempt to modify a readonly table", 2)
+  end
+  return raw_setmetatable(t, mt)
+end
+local G = _G
+for _, name in ipairs({'redis', 'cjson', 'cmsgpack', 'bit', 'string', 'math', 'table'}) do
+  if type(rawget(G, name)) == 'table' then
+    G[name] = view(rawget(G, name))
+  end
+end
+local scripts_env = env(G)
+G._G = scripts_env
+protect(G, {
+  __index = function(_, k) missing(k) end,
+  __newindex = readonly_error,
+})
+return {strict = strict, env = env, scripts_env = scripts_env}
+"#;
+
+/// `redis.REDIS_VERSION_NUM`: the version as 0x00MMmmpp.
+pub(super) fn version_num() -> i64 {
+    let mut parts = crate::REDIS_COMPAT_VERSION
+        .split('.')
+        .map(|p| p.parse::<i64>().unwrap_or(0));
+    let mut next = || parts.next().unwrap_or(0);
+    (next() << 16) | (next() << 8) | next()
 }
 
 /// Lua BitOp's `bit` library (Redis loads it), on 32-bit integers.
@@ -657,7 +723,7 @@ fn script_call(
     ctx: &mut ExecCtx,
     lua: &Lua,
     args: MultiValue,
-    read_only: bool,
+    limits: CallLimits,
 ) -> mlua::Result<LuaValue> {
     if args.is_empty() {
         return error_table(
@@ -689,12 +755,24 @@ fn script_call(
             "ERR Wrong number of args calling Redis command from script",
         );
     }
-    if read_only && spec.has(WRITE) {
+    let repl = &ctx.node.repl;
+    if repl.is_replica()
+        && !repl.link_up()
+        && !ctx.node.settings.read().replica_serve_stale_data
+        && !spec.has(STALE)
+    {
+        return error_table(lua, "ERR Can not execute the command on a stale replica");
+    }
+    if limits.read_only && (spec.has(WRITE) || spec.has(MAY_REPLICATE)) {
         return error_table(
             lua,
             "ERR Write commands are not allowed from read-only scripts.",
         );
     }
+    // Over maxmemory a script may not start growing the dataset, but one
+    // that already wrote must go on (it cannot be undone), as may one
+    // flagged allow-oom.
+    let oom_exempt = limits.allow_oom || ctx.node.script.has_written();
     if spec.has(WRITE) {
         ctx.node.script.wrote();
     }
@@ -707,7 +785,9 @@ fn script_call(
             Protocol::Resp2
         },
     );
+    let was_exempt = std::mem::replace(&mut ctx.session.oom_exempt, oom_exempt);
     let reply = super::execute(ctx, &argv);
+    ctx.session.oom_exempt = was_exempt;
     ctx.session.proto = proto;
     frame_to_lua(lua, reply, resp3)
 }
@@ -738,6 +818,18 @@ fn lua_of(ctx: &mut ExecCtx) -> Result<Lua, Frame> {
         .ok_or(Frame::error("ERR Lua is not available"))
 }
 
+/// The environment scripts run in (see [`PROTECT`]).
+fn scripts_env(lua: &Lua) -> Result<Table, Frame> {
+    protection(lua)
+        .and_then(|p| p.raw_get("scripts_env"))
+        .map_err(|e| Frame::error_owned(format!("ERR Lua is not available: {e}")))
+}
+
+/// The helpers [`PROTECT`] returned.
+pub(super) fn protection(lua: &Lua) -> mlua::Result<Table> {
+    lua.named_registry_value("quire_protection")
+}
+
 /// Compiles `body` into the cache (SCRIPT LOAD, EVAL); its SHA.
 fn load(ctx: &mut ExecCtx, body: &Bytes) -> Result<String, Frame> {
     let sha = sha1_hex(body);
@@ -749,6 +841,7 @@ fn load(ctx: &mut ExecCtx, body: &Bytes) -> Result<String, Frame> {
     let function = lua
         .load(code)
         .set_name("@user_script")
+        .set_environment(scripts_env(&lua)?)
         .into_function()
         .map_err(|e| {
             let msg = match &e {
@@ -772,26 +865,26 @@ fn load(ctx: &mut ExecCtx, body: &Bytes) -> Result<String, Frame> {
 
 fn eval(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let sha = load(ctx, &args[1])?;
-    run(ctx, args, &sha, false)
+    eval_cached(ctx, args, &sha, false)
 }
 
 fn eval_ro(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let sha = load(ctx, &args[1])?;
-    run(ctx, args, &sha, true)
+    eval_cached(ctx, args, &sha, true)
 }
 
 fn evalsha(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let sha = text(&args[1]).to_ascii_lowercase();
-    run(ctx, args, &sha, false)
+    eval_cached(ctx, args, &sha, false)
 }
 
 fn evalsha_ro(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let sha = text(&args[1]).to_ascii_lowercase();
-    run(ctx, args, &sha, true)
+    eval_cached(ctx, args, &sha, true)
 }
 
 /// Runs the cached script `sha` with the command's keys and arguments.
-fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) -> CmdResult {
+fn eval_cached(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) -> CmdResult {
     let nkeys = numkeys(args)?;
     let Some(script) = ctx.scripts.cache.get(sha) else {
         return Err(Frame::error(
@@ -800,9 +893,105 @@ fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) ->
     };
     let function = script.function.clone();
     let (flags, _) = shebang(&script.body)?;
-    let read_only = read_only_command || flags.no_writes;
     let lua = lua_of(ctx)?;
-    let (keys, argv) = (&args[3..3 + nkeys], &args[3 + nkeys..]);
+    run_script(
+        ctx,
+        Run {
+            lua,
+            function,
+            name: format!("f_{sha}"),
+            flags,
+            read_only_command,
+            is_function: false,
+            args,
+            nkeys,
+        },
+    )
+}
+
+/// One script run: what runs, and how it was asked for.
+pub(super) struct Run<'a> {
+    pub lua: Lua,
+    pub function: mlua::Function,
+    /// `f_<sha>` for an EVAL script, else the function's name (errors and
+    /// FUNCTION STATS give it).
+    pub name: String,
+    /// What the script declared; None for an EVAL script without a
+    /// shebang (Redis's compatibility mode).
+    pub flags: Option<ScriptFlags>,
+    /// Called as EVAL_RO, EVALSHA_RO or FCALL_RO.
+    pub read_only_command: bool,
+    /// A function gets KEYS and ARGV as its parameters, an EVAL script as
+    /// globals.
+    pub is_function: bool,
+    /// The whole command; keys and arguments start at 3.
+    pub args: &'a [Bytes],
+    pub nkeys: usize,
+}
+
+/// What the node's state allows a script that declared `flags` (Redis's
+/// `scriptPrepareForRun`).
+fn check_run_allowed(
+    ctx: &ExecCtx,
+    flags: Option<ScriptFlags>,
+    read_only_command: bool,
+) -> Result<(), Frame> {
+    let obeyed = ctx.session.replicated;
+    let repl = &ctx.node.repl;
+    let stale =
+        repl.is_replica() && !repl.link_up() && !ctx.node.settings.read().replica_serve_stale_data;
+    let Some(flags) = flags else {
+        if stale {
+            return Err(Frame::error(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            ));
+        }
+        return Ok(());
+    };
+    if stale && !flags.allow_stale {
+        return Err(Frame::error("MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to 'no' and 'allow-stale' flag is not set on the script."));
+    }
+    if !flags.no_writes {
+        if repl.is_replica() && ctx.node.settings.read().replica_read_only && !obeyed {
+            return Err(Frame::error(
+                "READONLY Can not run script with write flag on readonly replica",
+            ));
+        }
+        if ctx.node.log.is_failing() && !obeyed {
+            return Err(Frame::error("MISCONF Redis is configured to persist data to AOF, but it's currently unable to persist to disk. Writable scripts are blocked. Use 'no-writes' flag for read only scripts."));
+        }
+        if read_only_command {
+            return Err(Frame::error(
+                "ERR Can not execute a script with write flag using *_ro command.",
+            ));
+        }
+    }
+    if !flags.allow_oom
+        && !flags.no_writes
+        && !obeyed
+        && ctx
+            .node
+            .stats
+            .over_maxmemory
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return Err(Frame::error("OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'"));
+    }
+    Ok(())
+}
+
+/// Runs a script or function: its checks, then the Lua call with the
+/// command's keys and arguments, its commands' effects wrapped in one
+/// transaction, the reply converted as Redis does.
+pub(super) fn run_script(ctx: &mut ExecCtx, run: Run) -> CmdResult {
+    check_run_allowed(ctx, run.flags, run.read_only_command)?;
+    let flags = run.flags.unwrap_or_default();
+    let limits = CallLimits {
+        read_only: run.read_only_command || flags.no_writes,
+        allow_oom: flags.allow_oom,
+    };
+    let lua = &run.lua;
+    let (keys, argv) = (&run.args[3..3 + run.nkeys], &run.args[3 + run.nkeys..]);
     let outer_tx = ctx.repl.in_tx();
     if !outer_tx {
         ctx.repl.begin_tx();
@@ -810,8 +999,32 @@ fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) ->
     let was_in_exec = std::mem::replace(&mut ctx.session.in_exec, true);
     let was_in_script = std::mem::replace(&mut ctx.session.in_script, true);
     let threshold = ctx.node.settings.read().busy_reply_threshold as i64;
-    ctx.node.script.start(crate::node::unix_ms());
-    let result = run_in_lua(ctx, &lua, &function, keys, argv, read_only, threshold);
+    let (libraries, functions) = ctx
+        .scripts
+        .functions
+        .as_ref()
+        .map(|e| (e.libraries.len(), e.function_count()))
+        .unwrap_or((0, 0));
+    ctx.node.script.start(
+        crate::node::unix_ms(),
+        crate::node::script_state::Running {
+            function: run.is_function,
+            name: run.name.clone(),
+            command: run.args.to_vec(),
+            libraries,
+            functions,
+        },
+    );
+    let result = run_in_lua(
+        ctx,
+        lua,
+        &run.function,
+        keys,
+        argv,
+        run.is_function,
+        limits,
+        threshold,
+    );
     ctx.node.script.finish();
     if !ctx.node.is_shutting_down() {
         ctx.node.script.clear_kill();
@@ -821,7 +1034,6 @@ fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) ->
     if !outer_tx {
         ctx.repl.end_tx();
     }
-    let funcname = format!("f_{sha}");
     // The script's reply protocol (redis.setresp) is read, then reset for
     // the next script.
     let resp3 = lua.named_registry_value::<i64>("quire_resp").unwrap_or(2) == 3;
@@ -832,9 +1044,10 @@ fn run(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: bool) ->
             resp3 && ctx.session.proto == Protocol::Resp3,
             0,
         )),
-        Ok((false, err)) => Err(script_error(&err, &funcname)),
+        Ok((false, err)) => Err(script_error(&err, &run.name)),
         Err(e) => Err(Frame::error_owned(format!(
-            "ERR Error running script {funcname}, {}",
+            "ERR Error running script {}, {}",
+            run.name,
             e.to_string().lines().next().unwrap_or("")
         ))),
     }
@@ -863,13 +1076,24 @@ fn script_error(err: &LuaValue, funcname: &str) -> Frame {
     }
 }
 
+/// What the commands a script calls are held to.
+#[derive(Clone, Copy)]
+struct CallLimits {
+    /// No writes (a `_RO` command or a `no-writes` script).
+    read_only: bool,
+    /// Writes over `maxmemory` allowed (`allow-oom`).
+    allow_oom: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_in_lua(
     ctx: &mut ExecCtx,
     lua: &Lua,
     function: &mlua::Function,
     keys: &[Bytes],
     argv: &[Bytes],
-    read_only: bool,
+    as_parameters: bool,
+    limits: CallLimits,
     threshold_ms: i64,
 ) -> mlua::Result<(bool, LuaValue)> {
     let g = lua.globals();
@@ -880,21 +1104,29 @@ fn run_in_lua(
         }
         Ok(t)
     };
-    g.raw_set("KEYS", array(keys)?)?;
-    g.raw_set("ARGV", array(argv)?)?;
+    let (keys, argv) = (array(keys)?, array(argv)?);
+    if !as_parameters {
+        g.raw_set("KEYS", keys.clone())?;
+        g.raw_set("ARGV", argv.clone())?;
+    }
     // The hook runs on this thread while the script holds the lock; the
     // state it polls is the node's, so other clients see BUSY and can kill.
     let state = ctx.node.script.clone();
+    let killed = if as_parameters {
+        "ERR Script killed by user with FUNCTION KILL..."
+    } else {
+        "ERR Script killed by user with SCRIPT KILL..."
+    };
     lua.set_hook(
         mlua::HookTriggers::new().every_nth_instruction(100_000),
         move |_, _| {
             if state.poll(crate::node::unix_ms(), threshold_ms) {
-                return Err(raised("ERR Script killed by user with SCRIPT KILL..."));
+                return Err(raised(killed));
             }
             Ok(mlua::VmState::Continue)
         },
     )?;
-    let redis: Table = g.raw_get("redis")?;
+    let redis: Table = lua.named_registry_value("quire_redis")?;
     let run: mlua::Function = g.raw_get("__quire_run")?;
     // Both functions run commands on the one context; a script cannot
     // re-enter Lua from a command, so the borrow never overlaps.
@@ -904,7 +1136,7 @@ fn run_in_lua(
             let mut ctx = ctx
                 .try_borrow_mut()
                 .map_err(|_| mlua::Error::RecursiveMutCallback)?;
-            script_call(&mut ctx, lua, args, read_only)
+            script_call(&mut ctx, lua, args, limits)
         })?;
         redis.raw_set("pcall", pcall)?;
         // redis.call: the same, raising an error reply. A Rust function
@@ -914,7 +1146,7 @@ fn run_in_lua(
             let mut ctx = ctx
                 .try_borrow_mut()
                 .map_err(|_| mlua::Error::RecursiveMutCallback)?;
-            let v = script_call(&mut ctx, lua, args, read_only)?;
+            let v = script_call(&mut ctx, lua, args, limits)?;
             if let LuaValue::Table(t) = &v {
                 if let Ok(LuaValue::String(e)) = t.raw_get::<LuaValue>("err") {
                     return Err(raised(&e.to_string_lossy()));
@@ -923,7 +1155,11 @@ fn run_in_lua(
             Ok(v)
         })?;
         redis.raw_set("call", call)?;
-        run.call::<(bool, LuaValue)>(function.clone())
+        if as_parameters {
+            run.call::<(bool, LuaValue)>((function.clone(), keys, argv))
+        } else {
+            run.call::<(bool, LuaValue)>(function.clone())
+        }
     });
     lua.remove_hook();
     result
@@ -997,10 +1233,12 @@ mod tests {
     #[test]
     fn shebang_flags() {
         let (f, rest) = shebang(b"#!lua flags=no-writes\nreturn 1").unwrap();
-        assert!(f.no_writes);
+        assert!(f.unwrap().no_writes);
         assert_eq!(rest, b"\nreturn 1");
         assert!(shebang(b"#!python\n").is_err());
         assert!(shebang(b"#!lua flags=bogus\n").is_err());
-        assert!(!shebang(b"return 1").unwrap().0.no_writes);
+        assert!(shebang(b"#!lua flags=NO-WRITES\n").is_err());
+        assert!(shebang(b"return 1").unwrap().0.is_none());
+        assert_eq!(shebang(b"#!lua\n").unwrap().0, Some(ScriptFlags::default()));
     }
 }

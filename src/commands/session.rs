@@ -54,6 +54,9 @@ pub struct Session {
     pub in_exec: bool,
     /// True while a script runs (XREAD refuses BLOCK there, as Redis).
     pub in_script: bool,
+    /// True while a script that may write over `maxmemory` calls a command
+    /// (it is flagged allow-oom, or already wrote and cannot stop halfway).
+    pub oom_exempt: bool,
     pub subscriber: super::pubsub::Subscriber,
     /// Set by a blocking command that found nothing: the connection waits.
     pub blocked: Option<super::blocking::BlockedWait>,
@@ -99,6 +102,7 @@ impl Session {
             subscriptions: 0,
             in_exec: false,
             in_script: false,
+            oom_exempt: false,
             subscriber: super::pubsub::Subscriber::new(outbox),
             blocked: None,
             commands_processed: 0,

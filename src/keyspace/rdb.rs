@@ -1013,6 +1013,49 @@ pub fn verify(payload: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A `FUNCTION DUMP` payload: each library's `FUNCTION2` record, the RDB
+/// version, and a CRC64 of both (the same footer as a key's `DUMP`).
+pub fn dump_functions(functions: &Libraries) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_functions(&mut out, functions);
+    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = CRC64.checksum(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Why a `FUNCTION RESTORE` payload was refused, with Redis's texts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FunctionPayloadError {
+    #[error("DUMP payload version or checksum are wrong")]
+    Footer,
+    #[error("can not read data type")]
+    Type,
+    #[error("given type is not a function")]
+    NotFunction,
+    #[error("failed loading the given functions payload")]
+    Body,
+}
+
+/// The library sources of a `FUNCTION DUMP` payload, in payload order
+/// (compiling them is the engine's work).
+pub fn restore_functions(
+    payload: &[u8],
+) -> std::result::Result<Vec<Vec<u8>>, FunctionPayloadError> {
+    verify(payload).map_err(|_| FunctionPayloadError::Footer)?;
+    let body = &payload[..payload.len() - 10];
+    let mut r = Reader { buf: body, pos: 0 };
+    let mut sources = Vec::new();
+    while r.pos < body.len() {
+        let kind = r.byte().map_err(|_| FunctionPayloadError::Type)?;
+        if kind != OP_FUNCTION2 {
+            return Err(FunctionPayloadError::NotFunction);
+        }
+        sources.push(r.string().map_err(|_| FunctionPayloadError::Body)?);
+    }
+    Ok(sources)
+}
+
 /// The value of a `DUMP` payload (`RESTORE`), footer verified first.
 pub fn restore(payload: &[u8]) -> Result<Value> {
     verify(payload)?;
@@ -1032,6 +1075,43 @@ mod tests {
 
     fn round_trip(v: &Value) -> Value {
         restore(&dump(v)).unwrap()
+    }
+
+    #[test]
+    fn function_payloads_round_trip_and_refuse_bad_input() {
+        let mut libs = Libraries::default();
+        libs.insert(
+            "a".into(),
+            bytes::Bytes::from_static(
+                b"#!lua name=a\nredis.register_function('f', function() return 1 end)",
+            ),
+        );
+        libs.insert("b".into(), bytes::Bytes::from_static(b"#!lua name=b\n"));
+        let payload = dump_functions(&libs);
+        let sources = restore_functions(&payload).unwrap();
+        let expected: Vec<Vec<u8>> = libs.iter().map(|(_, s)| s.to_vec()).collect();
+        assert_eq!(sources, expected);
+        assert_eq!(
+            restore_functions(&dump_functions(&Libraries::default())).unwrap(),
+            Vec::<Vec<u8>>::new()
+        );
+        assert_eq!(
+            restore_functions(b"bad_payload"),
+            Err(FunctionPayloadError::Footer)
+        );
+        // A key's DUMP is not a function payload.
+        let key = dump(&Value::string(b"x"));
+        assert_eq!(
+            restore_functions(&key),
+            Err(FunctionPayloadError::NotFunction)
+        );
+        // A truncated library (footer recomputed so only the body is wrong).
+        let mut body = payload[..payload.len() - 10].to_vec();
+        body.truncate(body.len() - 3);
+        body.extend_from_slice(&RDB_VERSION.to_le_bytes());
+        let crc = CRC64.checksum(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(restore_functions(&body), Err(FunctionPayloadError::Body));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! What other clients see of a running script, without the dataset lock
 //! (the script holds it): whether one runs past `busy-reply-threshold`
 //! (they get `-BUSY`), whether it wrote (SCRIPT KILL is refused then), and
-//! the kill request the script's hook polls.
+//! the kill request the script's hook polls, and what FUNCTION STATS
+//! tells of it.
 
+use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 #[derive(Default)]
@@ -12,6 +14,20 @@ pub struct ScriptState {
     busy: AtomicBool,
     wrote: AtomicBool,
     kill: AtomicBool,
+    current: parking_lot::Mutex<Option<Running>>,
+}
+
+/// What runs: an EVAL script or a function (they are killed by different
+/// commands), its name and the command that called it.
+#[derive(Clone, Debug)]
+pub struct Running {
+    pub function: bool,
+    pub name: String,
+    pub command: Vec<Bytes>,
+    /// The function libraries and functions loaded (FUNCTION STATS,
+    /// answered while the function holds the data).
+    pub libraries: usize,
+    pub functions: usize,
 }
 
 /// What SCRIPT KILL gets.
@@ -20,10 +36,13 @@ pub enum KillOutcome {
     Killing,
     NotBusy,
     Unkillable,
+    /// SCRIPT KILL for a function, or FUNCTION KILL for a script.
+    OtherKind,
 }
 
 impl ScriptState {
-    pub fn start(&self, now_ms: i64) {
+    pub fn start(&self, now_ms: i64, running: Running) {
+        *self.current.lock() = Some(running);
         self.started_ms.store(now_ms, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
         self.running.store(true, Ordering::Release);
@@ -32,6 +51,19 @@ impl ScriptState {
     pub fn finish(&self) {
         self.running.store(false, Ordering::Release);
         self.busy.store(false, Ordering::Release);
+        *self.current.lock() = None;
+    }
+
+    /// What runs, and for how many milliseconds, if anything does.
+    pub fn current(&self, now_ms: i64) -> Option<(Running, i64)> {
+        let running = self.current.lock().clone()?;
+        Some((running, now_ms - self.started_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Whether the running script has written (it can no longer fail
+    /// cleanly, nor be killed).
+    pub fn has_written(&self) -> bool {
+        self.wrote.load(Ordering::Relaxed)
     }
 
     /// Clears a kill request once it was acted on (the script ended).
@@ -61,10 +93,20 @@ impl ScriptState {
         self.kill.store(true, Ordering::Relaxed);
     }
 
-    /// SCRIPT KILL from another client while a script is busy.
-    pub fn request_kill(&self) -> KillOutcome {
+    /// Whether a busy script is a function (FUNCTION KILL stops it) rather
+    /// than an EVAL script (SCRIPT KILL does).
+    pub fn busy_is_function(&self) -> bool {
+        self.current.lock().as_ref().is_some_and(|r| r.function)
+    }
+
+    /// SCRIPT KILL (`function` false) or FUNCTION KILL from another client
+    /// while a script is busy.
+    pub fn request_kill(&self, function: bool) -> KillOutcome {
         if !self.is_busy() {
             return KillOutcome::NotBusy;
+        }
+        if self.busy_is_function() != function {
+            return KillOutcome::OtherKind;
         }
         if self.wrote.load(Ordering::Relaxed) {
             return KillOutcome::Unkillable;

@@ -270,13 +270,14 @@ fn decode_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError
     let Some(line) = take_line(buf, ProtocolError::InlineTooBig)? else {
         return Ok(None);
     };
-    split_inline_args(&line).map(Some)
+    split_args(&line).map(Some)
 }
 
 /// Splits an inline command line like Redis's `sdssplitargs`: whitespace
 /// separated, with "double quotes" (backslash escapes, `\xHH`) and
-/// 'single quotes'.
-fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
+/// 'single quotes', which may also open inside a word (`name="foo"`); a
+/// closing quote must end its word.
+pub fn split_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
     let mut args = Vec::new();
     let mut i = 0;
     while i < line.len() {
@@ -287,72 +288,70 @@ fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
             break;
         }
         let mut current = Vec::new();
-        match line[i] {
-            b'"' => {
-                i += 1;
-                loop {
-                    let Some(&c) = line.get(i) else {
+        let (mut in_double, mut in_single) = (false, false);
+        loop {
+            let c = line.get(i).copied();
+            if in_double {
+                let Some(c) = c else {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                };
+                if c == b'\\'
+                    && i + 3 < line.len()
+                    && line[i + 1] == b'x'
+                    && line[i + 2].is_ascii_hexdigit()
+                    && line[i + 3].is_ascii_hexdigit()
+                {
+                    let hex = std::str::from_utf8(&line[i + 2..i + 4])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    current.push(hex.unwrap_or(0));
+                    i += 4;
+                } else if c == b'\\' && i + 1 < line.len() {
+                    current.push(match line[i + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    });
+                    i += 2;
+                } else if c == b'"' {
+                    i += 1;
+                    if i < line.len() && !line[i].is_ascii_whitespace() {
                         return Err(ProtocolError::UnbalancedQuotes);
-                    };
-                    if c == b'\\'
-                        && i + 3 < line.len()
-                        && line[i + 1] == b'x'
-                        && line[i + 2].is_ascii_hexdigit()
-                        && line[i + 3].is_ascii_hexdigit()
-                    {
-                        let hex = std::str::from_utf8(&line[i + 2..i + 4])
-                            .ok()
-                            .and_then(|h| u8::from_str_radix(h, 16).ok());
-                        current.push(hex.unwrap_or(0));
-                        i += 4;
-                    } else if c == b'\\' && i + 1 < line.len() {
-                        current.push(match line[i + 1] {
-                            b'n' => b'\n',
-                            b'r' => b'\r',
-                            b't' => b'\t',
-                            b'b' => 8,
-                            b'a' => 7,
-                            other => other,
-                        });
-                        i += 2;
-                    } else if c == b'"' {
-                        i += 1;
-                        if i < line.len() && !line[i].is_ascii_whitespace() {
-                            return Err(ProtocolError::UnbalancedQuotes);
-                        }
-                        break;
-                    } else {
-                        current.push(c);
-                        i += 1;
                     }
-                }
-            }
-            b'\'' => {
-                i += 1;
-                loop {
-                    let Some(&c) = line.get(i) else {
-                        return Err(ProtocolError::UnbalancedQuotes);
-                    };
-                    if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
-                        current.push(b'\'');
-                        i += 2;
-                    } else if c == b'\'' {
-                        i += 1;
-                        if i < line.len() && !line[i].is_ascii_whitespace() {
-                            return Err(ProtocolError::UnbalancedQuotes);
-                        }
-                        break;
-                    } else {
-                        current.push(c);
-                        i += 1;
-                    }
-                }
-            }
-            _ => {
-                while i < line.len() && !line[i].is_ascii_whitespace() {
-                    current.push(line[i]);
+                    break;
+                } else {
+                    current.push(c);
                     i += 1;
                 }
+            } else if in_single {
+                let Some(c) = c else {
+                    return Err(ProtocolError::UnbalancedQuotes);
+                };
+                if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
+                    current.push(b'\'');
+                    i += 2;
+                } else if c == b'\'' {
+                    i += 1;
+                    if i < line.len() && !line[i].is_ascii_whitespace() {
+                        return Err(ProtocolError::UnbalancedQuotes);
+                    }
+                    break;
+                } else {
+                    current.push(c);
+                    i += 1;
+                }
+            } else {
+                match c {
+                    None => break,
+                    Some(c) if c.is_ascii_whitespace() => break,
+                    Some(b'"') => in_double = true,
+                    Some(b'\'') => in_single = true,
+                    Some(c) => current.push(c),
+                }
+                i += 1;
             }
         }
         args.push(Bytes::from(current));
@@ -402,6 +401,14 @@ mod tests {
             got[2],
             vec![Bytes::from("set"), Bytes::from("a"), Bytes::from("b cA")]
         );
+    }
+
+    #[test]
+    fn split_args_opens_quotes_inside_a_word_as_sdssplitargs() {
+        let args = split_args(b"#!lua name=\"foo\" x='a b'").unwrap();
+        assert_eq!(args, [&b"#!lua"[..], b"name=foo", b"x=a b"]);
+        assert!(split_args(b"a\"b\"c").is_err());
+        assert!(split_args(b"a\"b").is_err());
     }
 
     /// Decodes `input` fed one byte at a time (the incremental path only)

@@ -11,7 +11,7 @@ mod encode;
 mod frame;
 mod reply;
 
-pub use decode::{encode_request, DecodeLimits, ProtocolError, RequestDecoder};
+pub use decode::{encode_request, split_args, DecodeLimits, ProtocolError, RequestDecoder};
 pub use encode::{encode, format_double};
 pub use frame::{Frame, Protocol};
 pub use reply::{decode_reply, MalformedReply, Reply};

@@ -346,13 +346,25 @@ fn busy_reply(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Frame {
     use crate::node::script_state::KillOutcome;
     let name = args[0].to_ascii_lowercase();
     let sub = args.get(1).map(|a| a.to_ascii_lowercase());
+    let function = shared.script.busy_is_function();
+    let busy_text = if function {
+        "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+    } else {
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+    };
+    let busy = || Frame::error(busy_text);
     match (name.as_slice(), sub.as_deref()) {
         (b"script" | b"function", Some(b"kill")) if args.len() == 2 => {
-            match shared.script.request_kill() {
+            match shared.script.request_kill(name == b"function") {
                 KillOutcome::Killing => Frame::ok(),
                 KillOutcome::NotBusy => Frame::error("NOTBUSY No scripts in execution right now."),
                 KillOutcome::Unkillable => Frame::error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command."),
+                KillOutcome::OtherKind => busy(),
             }
+        }
+        // What runs, told while it runs (a function only, as Redis).
+        (b"function", Some(b"stats")) if args.len() == 2 && function => {
+            crate::commands::functions::stats_reply(shared.script.current(crate::node::unix_ms()))
         }
         (b"shutdown", _) if args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"nosave")) => {
             // The one way out of a script that wrote and will not end.
@@ -368,7 +380,9 @@ fn busy_reply(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Frame {
         }
         (b"exec", _) if session.multi.is_some() => {
             session.multi = None;
-            Frame::error("EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.")
+            Frame::error_owned(format!(
+                "EXECABORT Transaction discarded because of: {busy_text}"
+            ))
         }
         (b"discard", _) if args.len() == 1 => match session.multi.take() {
             Some(_) => Frame::ok(),
@@ -376,7 +390,7 @@ fn busy_reply(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Frame {
         },
         _ => {
             session.flag_multi_error();
-            Frame::error("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.")
+            busy()
         }
     }
 }
