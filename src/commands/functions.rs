@@ -505,29 +505,56 @@ fn call_function(ctx: &mut ExecCtx, args: &[Bytes], read_only_command: bool) -> 
     )
 }
 
+/// FUNCTION's subcommands and their arities (Redis's convention: negative
+/// is a minimum).
+const SUBCOMMANDS: &[(&str, i32)] = &[
+    ("load", -3),
+    ("delete", 3),
+    ("flush", -2),
+    ("list", -2),
+    ("dump", 2),
+    ("restore", -3),
+    ("stats", 2),
+    ("kill", 2),
+    ("help", 2),
+];
+
 fn function(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let sub = args[1].to_ascii_lowercase();
+    let Some(&(name, arity)) = SUBCOMMANDS.iter().find(|(n, _)| n.as_bytes() == sub) else {
+        return Err(super::keys::unknown_subcommand(&args[1], "FUNCTION"));
+    };
+    let n = args.len() as i32;
+    if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
+        return Err(Frame::error_owned(format!(
+            "ERR wrong number of arguments for 'function|{name}' command"
+        )));
+    }
+    let syntax = || {
+        Frame::error_owned(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{name}'. Try FUNCTION HELP."
+        ))
+    };
     match sub.as_slice() {
-        b"load" if args.len() >= 3 => load(ctx, args),
-        b"delete" if args.len() == 3 => delete(ctx, args),
-        b"flush" if args.len() <= 3 => flush(ctx, args),
+        b"load" => load(ctx, args),
+        b"delete" => delete(ctx, args),
+        b"flush" if args.len() > 3 => Err(syntax()),
+        b"flush" => flush(ctx, args),
         b"list" => list(ctx, args),
-        b"dump" if args.len() == 2 => Ok(Frame::Bulk(Bytes::from(
+        b"dump" => Ok(Frame::Bulk(Bytes::from(
             crate::keyspace::rdb::dump_functions(&ctx.keyspace.functions),
         ))),
-        b"restore" if (3..=4).contains(&args.len()) => restore(ctx, args),
-        b"stats" if args.len() == 2 => {
+        b"restore" if args.len() > 4 => Err(syntax()),
+        b"restore" => restore(ctx, args),
+        b"stats" => {
             let engine = engine(ctx.scripts, &ctx.keyspace.functions)?;
             let counts = (engine.libraries.len(), engine.function_count());
             Ok(stats_frame(None, counts))
         }
         // Under the lock no function runs; a busy one is killed by the
         // connection layer before it gets here.
-        b"kill" if args.len() == 2 => {
-            Err(Frame::error("NOTBUSY No scripts in execution right now."))
-        }
-        b"help" if args.len() == 2 => Ok(help()),
-        _ => Err(super::keys::unknown_subcommand(&args[1], "FUNCTION")),
+        b"kill" => Err(Frame::error("NOTBUSY No scripts in execution right now.")),
+        _ => Ok(help()),
     }
 }
 

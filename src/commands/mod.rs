@@ -165,6 +165,36 @@ impl CommandSpec {
     }
 }
 
+impl CommandSpec {
+    /// The key arguments of `args` (this command's invocation), also for
+    /// the commands whose keys follow a `numkeys` argument (COMMAND
+    /// GETKEYS); an empty list when `numkeys` is not a count that fits.
+    pub fn key_positions(&self, args: &[Bytes]) -> Vec<usize> {
+        if !self.has(flags::MOVABLE_KEYS) {
+            return self.key_indexes(args.len()).collect();
+        }
+        // Where numkeys is, and the fixed keys before it.
+        let (numkeys_at, fixed): (usize, &[usize]) = match self.name {
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => (2, &[]),
+            "zunionstore" | "zinterstore" | "zdiffstore" => (2, &[1]),
+            "bzmpop" | "blmpop" => (2, &[]),
+            _ => (1, &[]),
+        };
+        let n = args
+            .get(numkeys_at)
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .and_then(|a| a.parse::<usize>().ok());
+        match n {
+            Some(n) if numkeys_at + n < args.len() => fixed
+                .iter()
+                .copied()
+                .chain(numkeys_at + 1..numkeys_at + 1 + n)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Everything a handler may touch while the dataset lock is held.
 pub struct ExecCtx<'a> {
     pub keyspace: &'a mut Keyspace,

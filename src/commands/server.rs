@@ -815,7 +815,8 @@ fn command(_ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             ));
         }
         let keys: Vec<_> = spec
-            .key_indexes(cmd_args.len())
+            .key_positions(cmd_args)
+            .into_iter()
             .map(|i| Frame::Bulk(cmd_args[i].clone()))
             .collect();
         if keys.is_empty() {
@@ -910,14 +911,38 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             db.set(&key, crate::keyspace::Value::string(&value), false);
         }
         Ok(Frame::ok())
-    } else if is(sub, "reload") && args.len() == 2 {
-        persistence::save_blocking(ctx.node, ctx.keyspace, ctx.repl.position())
-            .map_err(|e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")))?;
+    } else if is(sub, "reload") {
+        let (mut merge, mut noflush, mut nosave) = (false, false, false);
+        for option in &args[2..] {
+            match text(option).to_ascii_lowercase().as_str() {
+                "merge" => merge = true,
+                "noflush" => noflush = true,
+                "nosave" => nosave = true,
+                _ => {
+                    return Err(Frame::error(
+                        "ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.",
+                    ))
+                }
+            }
+        }
+        if !nosave {
+            persistence::save_blocking(ctx.node, ctx.keyspace, ctx.repl.position()).map_err(
+                |e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")),
+            )?;
+        }
         let path = ctx.node.settings.read().snapshot_path();
-        let (_, dbs, _) = crate::persist::load_from_file(&path).map_err(|e| {
-            Frame::error_owned(format!("ERR Error trying to load the RDB dump: {e}"))
-        })?;
-        crate::persist::install(ctx.keyspace, dbs);
+        let load_error = |e: String| {
+            Frame::error_owned(format!(
+                "ERR Error trying to load the RDB dump, check server logs. ({e})"
+            ))
+        };
+        let (_, image, _) =
+            crate::persist::load_from_file(&path).map_err(|e| load_error(e.to_string()))?;
+        if noflush {
+            crate::persist::merge(ctx.keyspace, image, merge, ctx.now_ms).map_err(load_error)?;
+        } else {
+            crate::persist::install(ctx.keyspace, image);
+        }
         Ok(Frame::ok())
     } else if is(sub, "protocol") && args.len() == 3 {
         debug_protocol(ctx.session.proto, &args[2])

@@ -692,6 +692,38 @@ pub fn install(ks: &mut Keyspace, image: Image) {
     }
 }
 
+/// Loads `image` on top of what `ks` holds (DEBUG RELOAD NOFLUSH). With
+/// `replace` (MERGE) what was loaded wins; without, a key or library held
+/// on both sides refuses the load before anything changed. Keys already
+/// expired at `now_ms` do not count as held.
+pub fn merge(ks: &mut Keyspace, image: Image, replace: bool, now_ms: i64) -> Result<(), String> {
+    if !replace {
+        for (i, (live, loaded)) in ks.dbs.iter_mut().zip(&image.dbs).enumerate() {
+            if let Some((key, _, _)) = loaded.iter().find(|(k, _, _)| live.contains(k, now_ms)) {
+                return Err(format!(
+                    "duplicate key '{}' in db {i}",
+                    String::from_utf8_lossy(key.as_bytes())
+                ));
+            }
+        }
+        if let Some((name, _)) = image.functions.iter().find(|(n, _)| ks.functions.get(n).is_some()) {
+            return Err(format!("library '{name}' already exists"));
+        }
+    }
+    for (name, source) in image.functions.iter() {
+        ks.functions.insert(name.to_string(), source.clone());
+    }
+    for (live, loaded) in ks.dbs.iter_mut().zip(image.dbs) {
+        for (key, value, expire) in loaded.iter() {
+            live.set(key.as_bytes(), value.clone(), false);
+            if let Some(at) = expire {
+                live.set_expire(key.as_bytes(), at);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn temp_path(path: &Path) -> std::path::PathBuf {
     let name = path
         .file_name()
