@@ -56,7 +56,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
         "blpop",
         -3,
-        WRITE | BLOCKING,
+        WRITE | NOSCRIPT | BLOCKING,
         (1, -2, 1),
         "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
         "key [key ...] timeout",
@@ -65,7 +65,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
         "brpop",
         -3,
-        WRITE | BLOCKING,
+        WRITE | NOSCRIPT | BLOCKING,
         (1, -2, 1),
         "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
         "key [key ...] timeout",
@@ -74,7 +74,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
         "blmove",
         6,
-        WRITE | DENYOOM | BLOCKING,
+        WRITE | DENYOOM | NOSCRIPT | BLOCKING,
         (1, 2, 1),
         "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.",
         "source destination LEFT | RIGHT LEFT | RIGHT timeout",
@@ -83,7 +83,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
         "brpoplpush",
         4,
-        WRITE | DENYOOM | BLOCKING,
+        WRITE | DENYOOM | NOSCRIPT | BLOCKING,
         (1, 2, 1),
         "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.",
         "source destination timeout",

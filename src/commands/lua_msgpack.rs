@@ -30,18 +30,58 @@ pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
     t.set(
         "unpack",
         lua.create_function(|lua, s: mlua::String| {
-            let bytes = s.as_bytes();
-            let mut rest: &[u8] = &bytes;
-            let mut values = Vec::new();
-            while !rest.is_empty() {
-                let v = rmpv::decode::read_value_with_max_depth(&mut rest, 64)
-                    .map_err(|_| mlua::Error::runtime("Missing bytes in input."))?;
-                values.push(to_lua(lua, &v)?);
-            }
+            let (_, values) = unpack(lua, &s.as_bytes(), 0, 0)?;
             Ok(MultiValue::from_vec(values))
         })?,
     )?;
+    // unpack_one(s[, offset]) and unpack_limit(s, limit[, offset]): the
+    // byte offset to go on from (-1 at the end), then the objects.
+    t.set(
+        "unpack_one",
+        lua.create_function(|lua, (s, offset): (mlua::String, Option<i64>)| {
+            unpack_limited(lua, &s.as_bytes(), 1, offset.unwrap_or(0))
+        })?,
+    )?;
+    t.set(
+        "unpack_limit",
+        lua.create_function(
+            |lua, (s, limit, offset): (mlua::String, i64, Option<i64>)| {
+                unpack_limited(lua, &s.as_bytes(), limit, offset.unwrap_or(0))
+            },
+        )?,
+    )?;
     lua.globals().set("cmsgpack", t)
+}
+
+/// Decodes up to `limit` objects (0: all) from byte `offset`; the offset
+/// after them (-1 when the input is used up) and the objects.
+fn unpack(lua: &Lua, bytes: &[u8], limit: usize, offset: usize) -> mlua::Result<(i64, Vec<LuaValue>)> {
+    let mut rest = bytes
+        .get(offset..)
+        .ok_or_else(|| mlua::Error::runtime("Start offset greater than input length."))?;
+    let mut values = Vec::new();
+    while !rest.is_empty() && (limit == 0 || values.len() < limit) {
+        let v = rmpv::decode::read_value_with_max_depth(&mut rest, 64)
+            .map_err(|_| mlua::Error::runtime("Missing bytes in input."))?;
+        values.push(to_lua(lua, &v)?);
+    }
+    let next = if rest.is_empty() {
+        -1
+    } else {
+        (bytes.len() - rest.len()) as i64
+    };
+    Ok((next, values))
+}
+
+fn unpack_limited(lua: &Lua, bytes: &[u8], limit: i64, offset: i64) -> mlua::Result<MultiValue> {
+    if limit < 0 || offset < 0 {
+        return Err(mlua::Error::runtime("Invalid request to unpack with offset of -1 and limit of -1."));
+    }
+    let (next, values) = unpack(lua, bytes, limit as usize, offset as usize)?;
+    let mut out = Vec::with_capacity(values.len() + 1);
+    out.push(LuaValue::Integer(next));
+    out.extend(values);
+    Ok(MultiValue::from_vec(out))
 }
 
 fn encode(v: &LuaValue, out: &mut Vec<u8>, depth: usize) {
@@ -130,29 +170,36 @@ fn encode_len(n: usize, fix: u8, b16: u8, b32: u8, out: &mut Vec<u8>) {
 }
 
 fn encode_table(t: &mlua::Table, out: &mut Vec<u8>, depth: usize) {
-    let pairs: Vec<(LuaValue, LuaValue)> = t.pairs().filter_map(Result::ok).collect();
-    // An array when the keys are exactly the integers 1..n.
-    let mut max = 0i64;
-    let is_array = pairs.iter().all(|(k, _)| {
+    // An array when the keys are exactly the integers 1..n. Counted in one
+    // pass and written in another, never holding the pairs (a big table
+    // would exhaust the interpreter's references).
+    let (mut count, mut max, mut is_array) = (0usize, 0i64, true);
+    for pair in t.pairs::<LuaValue, mlua::Value>() {
+        let Ok((k, _)) = pair else { continue };
+        count += 1;
         let i = match k {
-            LuaValue::Integer(i) => *i,
-            LuaValue::Number(f) if f.fract() == 0.0 => *f as i64,
-            _ => return false,
+            LuaValue::Integer(i) => i,
+            LuaValue::Number(f) if f.fract() == 0.0 => f as i64,
+            _ => {
+                is_array = false;
+                continue;
+            }
         };
         max = max.max(i);
-        i >= 1
-    }) && max as usize == pairs.len();
-    if is_array {
-        encode_len(pairs.len(), 0x90, 0xdc, 0xdd, out);
-        for i in 1..=pairs.len() {
+        is_array &= i >= 1;
+    }
+    if is_array && max as usize == count {
+        encode_len(count, 0x90, 0xdc, 0xdd, out);
+        for i in 1..=count {
             let v: LuaValue = t.raw_get(i).unwrap_or(LuaValue::Nil);
             encode(&v, out, depth + 1);
         }
     } else {
-        encode_len(pairs.len(), 0x80, 0xde, 0xdf, out);
-        for (k, v) in &pairs {
-            encode(k, out, depth + 1);
-            encode(v, out, depth + 1);
+        encode_len(count, 0x80, 0xde, 0xdf, out);
+        for pair in t.pairs::<LuaValue, LuaValue>() {
+            let Ok((k, v)) = pair else { continue };
+            encode(&k, out, depth + 1);
+            encode(&v, out, depth + 1);
         }
     }
 }

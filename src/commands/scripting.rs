@@ -96,6 +96,7 @@ function __quire_handler(err)
 end
 local unpack = unpack
 local select = select
+local xpcall = xpcall
 function __quire_run(f, ...)
   local n = select('#', ...)
   if n == 0 then
@@ -168,14 +169,27 @@ pub(super) fn new_lua() -> mlua::Result<Lua> {
         "require",
         "module",
         "load",
-        "collectgarbage",
+        "print",
     ] {
         g.raw_set(name, LuaValue::Nil)?;
     }
+    // Whether the running script was killed: the hook raises the kill,
+    // and `pcall` (see PROTECT) raises it again, so a script cannot catch
+    // its way out.
+    g.raw_set(
+        "__quire_killed",
+        lua.create_function(|lua, ()| Ok(lua.app_data_ref::<Killed>().is_some()))?,
+    )?;
     let redis = lua.create_table()?;
     redis.set(
         "sha1hex",
-        lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?,
+        lua.create_function(|_, args: MultiValue| match args.front() {
+            Some(LuaValue::String(s)) if args.len() == 1 => Ok(sha1_hex(&s.as_bytes())),
+            Some(v @ (LuaValue::Integer(_) | LuaValue::Number(_))) if args.len() == 1 => {
+                Ok(sha1_hex(v.to_string()?.as_bytes()))
+            }
+            _ => Err(raised("ERR wrong number of arguments")),
+        })?,
     )?;
     redis.set(
         "error_reply",
@@ -326,6 +340,42 @@ setmetatable = function(t, mt)
   end
   return raw_setmetatable(t, mt)
 end
+-- pcall gives an error reply's text as Redis 7's does, and lets a kill
+-- through (the script must end).
+local raw_pcall, raw_xpcall, killed = pcall, xpcall, __quire_killed
+local match = string.match
+local function caught(ok, ...)
+  if ok then
+    return ok, ...
+  end
+  local err = ...
+  if killed() then
+    error(err, 0)
+  end
+  if type(err) == 'userdata' then
+    local text = match(tostring(err), '\1(.-)\1')
+    if text then
+      err = text
+    end
+  elseif type(err) == 'table' and type(rawget(err, 'err')) == 'string' then
+    err = rawget(err, 'err')
+  end
+  return false, err
+end
+pcall = function(...)
+  return caught(raw_pcall(...))
+end
+xpcall = function(f, handler)
+  return caught(raw_xpcall(f, handler))
+end
+-- Compiled (binary) chunks could break the interpreter: refused.
+local raw_loadstring = loadstring
+loadstring = function(s, name)
+  if type(s) == 'string' and s:byte(1) == 27 then
+    return nil, 'binary chunks are not allowed'
+  end
+  return raw_loadstring(s, name)
+end
 local G = _G
 for _, name in ipairs({'redis', 'cjson', 'cmsgpack', 'bit', 'string', 'math', 'table'}) do
   if type(rawget(G, name)) == 'table' then
@@ -421,39 +471,153 @@ fn register_bit(lua: &Lua) -> mlua::Result<()> {
     lua.globals().set("bit", bit)
 }
 
-/// `cjson.encode` / `cjson.decode` (Redis loads lua-cjson).
+/// lua-cjson's settings (its `encode_*`/`decode_*` functions set them for
+/// the interpreter, as in Redis, where they persist across scripts).
+#[derive(Clone, Copy)]
+struct CjsonConfig {
+    encode_max_depth: usize,
+    decode_max_depth: usize,
+    encode_invalid_numbers: bool,
+    decode_invalid_numbers: bool,
+}
+
+impl Default for CjsonConfig {
+    fn default() -> Self {
+        CjsonConfig {
+            encode_max_depth: 1000,
+            decode_max_depth: 1000,
+            encode_invalid_numbers: false,
+            decode_invalid_numbers: true,
+        }
+    }
+}
+
+fn cjson_config(lua: &Lua) -> CjsonConfig {
+    lua.app_data_ref::<CjsonConfig>()
+        .map(|c| *c)
+        .unwrap_or_default()
+}
+
+/// `cjson.encode` / `cjson.decode` (Redis loads lua-cjson), with its
+/// settings functions.
 fn register_cjson(lua: &Lua) -> mlua::Result<()> {
+    lua.set_app_data(CjsonConfig::default());
     let cjson = lua.create_table()?;
     cjson.set(
         "encode",
-        lua.create_function(|_, v: LuaValue| {
+        lua.create_function(|lua, v: LuaValue| {
             let mut out = String::new();
-            json_encode(&v, &mut out, 0)?;
+            json_encode(&v, &mut out, 1, &cjson_config(lua))?;
             Ok(out)
         })?,
     )?;
     cjson.set(
         "decode",
         lua.create_function(|lua, s: mlua::String| {
-            let parsed: serde_json::Value = serde_json::from_slice(&s.as_bytes()).map_err(|e| {
-                mlua::Error::runtime(format!("Expected value but found invalid token: {e}"))
-            })?;
-            json_to_lua(lua, &parsed)
+            let config = cjson_config(lua);
+            let bytes = s.as_bytes();
+            let parsed: serde_json::Value = match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                Err(_) if config.decode_invalid_numbers => {
+                    // lua-cjson reads nan/inf as numbers.
+                    let text = String::from_utf8_lossy(&bytes);
+                    match text.trim().to_ascii_lowercase().as_str() {
+                        "nan" | "-nan" => return Ok(LuaValue::Number(f64::NAN)),
+                        "inf" | "infinity" => return Ok(LuaValue::Number(f64::INFINITY)),
+                        "-inf" | "-infinity" => return Ok(LuaValue::Number(f64::NEG_INFINITY)),
+                        _ => return Err(mlua::Error::runtime("Expected value but found invalid token")),
+                    }
+                }
+                Err(e) => {
+                    return Err(mlua::Error::runtime(format!(
+                        "Expected value but found invalid token: {e}"
+                    )))
+                }
+            };
+            json_to_lua(lua, &parsed, 1, config.decode_max_depth)
         })?,
     )?;
     cjson.set(
         "null",
         LuaValue::LightUserData(mlua::LightUserData(std::ptr::null_mut())),
     )?;
+    // Settings: each sets (when given) and returns the value in force.
+    fn depth_setting(
+        lua: &Lua,
+        v: Option<i64>,
+        field: fn(&mut CjsonConfig) -> &mut usize,
+    ) -> mlua::Result<i64> {
+        let mut config = cjson_config(lua);
+        if let Some(v) = v {
+            if !(1..=i32::MAX as i64).contains(&v) {
+                return Err(mlua::Error::runtime("bad argument #1 (expected integer between 1 and 2147483647)"));
+            }
+            *field(&mut config) = v as usize;
+            lua.set_app_data(config);
+        }
+        Ok(*field(&mut config) as i64)
+    }
+    cjson.set(
+        "encode_max_depth",
+        lua.create_function(|lua, v: Option<i64>| depth_setting(lua, v, |c| &mut c.encode_max_depth))?,
+    )?;
+    cjson.set(
+        "decode_max_depth",
+        lua.create_function(|lua, v: Option<i64>| depth_setting(lua, v, |c| &mut c.decode_max_depth))?,
+    )?;
+    fn flag_setting(
+        lua: &Lua,
+        v: LuaValue,
+        field: fn(&mut CjsonConfig) -> &mut bool,
+    ) -> mlua::Result<bool> {
+        let mut config = cjson_config(lua);
+        match v {
+            LuaValue::Nil => {}
+            LuaValue::Boolean(b) => {
+                *field(&mut config) = b;
+                lua.set_app_data(config);
+            }
+            LuaValue::String(s) if s.as_bytes().as_ref() == b"on" || s.as_bytes().as_ref() == b"off" => {
+                *field(&mut config) = s.as_bytes().as_ref() == b"on";
+                lua.set_app_data(config);
+            }
+            _ => return Err(mlua::Error::runtime("bad argument #1 (invalid option)")),
+        }
+        Ok(*field(&mut config))
+    }
+    cjson.set(
+        "encode_invalid_numbers",
+        lua.create_function(|lua, v: LuaValue| flag_setting(lua, v, |c| &mut c.encode_invalid_numbers))?,
+    )?;
+    cjson.set(
+        "decode_invalid_numbers",
+        lua.create_function(|lua, v: LuaValue| flag_setting(lua, v, |c| &mut c.decode_invalid_numbers))?,
+    )?;
+    // Buffer reuse and number precision change nothing here.
+    cjson.set(
+        "encode_keep_buffer",
+        lua.create_function(|_, v: LuaValue| Ok(!matches!(v, LuaValue::Boolean(false))))?,
+    )?;
+    cjson.set(
+        "encode_number_precision",
+        lua.create_function(|_, v: Option<i64>| Ok(v.unwrap_or(14)))?,
+    )?;
+    cjson.set(
+        "encode_sparse_array",
+        lua.create_function(|_, _: MultiValue| Ok(()))?,
+    )?;
     lua.globals().set("cjson", cjson)
 }
 
-fn json_encode(v: &LuaValue, out: &mut String, depth: usize) -> mlua::Result<()> {
-    if depth > 1000 {
-        return Err(mlua::Error::runtime(
-            "Cannot serialise, excessive nesting (1001)",
-        ));
-    }
+fn json_encode(v: &LuaValue, out: &mut String, depth: usize, config: &CjsonConfig) -> mlua::Result<()> {
+    let nested = |depth: usize| -> mlua::Result<()> {
+        if depth > config.encode_max_depth {
+            return Err(mlua::Error::runtime(format!(
+                "Cannot serialise, excessive nesting ({depth})"
+            )));
+        }
+        Ok(())
+    };
     match v {
         LuaValue::Nil => out.push_str("null"),
         LuaValue::LightUserData(u) if u.0.is_null() => out.push_str("null"),
@@ -461,16 +625,27 @@ fn json_encode(v: &LuaValue, out: &mut String, depth: usize) -> mlua::Result<()>
         LuaValue::Integer(i) => out.push_str(&i.to_string()),
         LuaValue::Number(n) => {
             if !n.is_finite() {
-                return Err(mlua::Error::runtime(
-                    "Cannot serialise number: must not be NaN or Inf",
-                ));
+                if !config.encode_invalid_numbers {
+                    return Err(mlua::Error::runtime(
+                        "Cannot serialise number: must not be NaN or Inf",
+                    ));
+                }
+                out.push_str(if n.is_nan() {
+                    "nan"
+                } else if *n > 0.0 {
+                    "inf"
+                } else {
+                    "-inf"
+                });
+            } else {
+                out.push_str(&lua_number(*n));
             }
-            out.push_str(&lua_number(*n));
         }
         LuaValue::String(s) => {
             out.push_str(&serde_json::to_string(&*s.to_string_lossy()).unwrap_or_default())
         }
         LuaValue::Table(t) => {
+            nested(depth)?;
             let len = t.raw_len();
             let pairs = t.pairs::<LuaValue, LuaValue>().count();
             if len > 0 && pairs == len {
@@ -479,7 +654,7 @@ fn json_encode(v: &LuaValue, out: &mut String, depth: usize) -> mlua::Result<()>
                     if i > 1 {
                         out.push(',');
                     }
-                    json_encode(&t.raw_get::<LuaValue>(i)?, out, depth + 1)?;
+                    json_encode(&t.raw_get::<LuaValue>(i)?, out, depth + 1, config)?;
                 }
                 out.push(']');
             } else {
@@ -503,7 +678,7 @@ fn json_encode(v: &LuaValue, out: &mut String, depth: usize) -> mlua::Result<()>
                     first = false;
                     out.push_str(&serde_json::to_string(&key).unwrap_or_default());
                     out.push(':');
-                    json_encode(&v, out, depth + 1)?;
+                    json_encode(&v, out, depth + 1, config)?;
                 }
                 out.push('}');
             }
@@ -518,7 +693,15 @@ fn json_encode(v: &LuaValue, out: &mut String, depth: usize) -> mlua::Result<()>
     Ok(())
 }
 
-fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<LuaValue> {
+fn json_to_lua(lua: &Lua, v: &serde_json::Value, depth: usize, max_depth: usize) -> mlua::Result<LuaValue> {
+    let nested = || -> mlua::Result<()> {
+        if depth > max_depth {
+            return Err(mlua::Error::runtime(format!(
+                "Found too many nested data structures ({depth})"
+            )));
+        }
+        Ok(())
+    };
     Ok(match v {
         serde_json::Value::Null => {
             LuaValue::LightUserData(mlua::LightUserData(std::ptr::null_mut()))
@@ -527,16 +710,18 @@ fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<LuaValue> {
         serde_json::Value::Number(n) => LuaValue::Number(n.as_f64().unwrap_or(0.0)),
         serde_json::Value::String(s) => LuaValue::String(lua.create_string(s)?),
         serde_json::Value::Array(items) => {
+            nested()?;
             let t = lua.create_table()?;
             for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, json_to_lua(lua, item)?)?;
+                t.raw_set(i + 1, json_to_lua(lua, item, depth + 1, max_depth)?)?;
             }
             LuaValue::Table(t)
         }
         serde_json::Value::Object(map) => {
+            nested()?;
             let t = lua.create_table()?;
             for (k, item) in map {
-                t.raw_set(k.as_str(), json_to_lua(lua, item)?)?;
+                t.raw_set(k.as_str(), json_to_lua(lua, item, depth + 1, max_depth)?)?;
             }
             LuaValue::Table(t)
         }
@@ -899,7 +1084,7 @@ fn eval_cached(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: 
         Run {
             lua,
             function,
-            name: format!("f_{sha}"),
+            name: sha.to_string(),
             flags,
             read_only_command,
             is_function: false,
@@ -913,7 +1098,7 @@ fn eval_cached(ctx: &mut ExecCtx, args: &[Bytes], sha: &str, read_only_command: 
 pub(super) struct Run<'a> {
     pub lua: Lua,
     pub function: mlua::Function,
-    /// `f_<sha>` for an EVAL script, else the function's name (errors and
+    /// The SHA1 of an EVAL script, else the function's name (errors and
     /// FUNCTION STATS give it).
     pub name: String,
     /// What the script declared; None for an EVAL script without a
@@ -998,6 +1183,8 @@ pub(super) fn run_script(ctx: &mut ExecCtx, run: Run) -> CmdResult {
     }
     let was_in_exec = std::mem::replace(&mut ctx.session.in_exec, true);
     let was_in_script = std::mem::replace(&mut ctx.session.in_script, true);
+    // A SELECT in the script is the script's own.
+    let caller_db = ctx.session.db;
     let threshold = ctx.node.settings.read().busy_reply_threshold as i64;
     let (libraries, functions) = ctx
         .scripts
@@ -1031,6 +1218,7 @@ pub(super) fn run_script(ctx: &mut ExecCtx, run: Run) -> CmdResult {
     }
     ctx.session.in_exec = was_in_exec;
     ctx.session.in_script = was_in_script;
+    ctx.session.db = caller_db;
     if !outer_tx {
         ctx.repl.end_tx();
     }
@@ -1076,6 +1264,10 @@ fn script_error(err: &LuaValue, funcname: &str) -> Frame {
     }
 }
 
+/// Set (as the interpreter's app data) once the running script was
+/// killed; cleared when it ends.
+struct Killed;
+
 /// What the commands a script calls are held to.
 #[derive(Clone, Copy)]
 struct CallLimits {
@@ -1112,15 +1304,13 @@ fn run_in_lua(
     // The hook runs on this thread while the script holds the lock; the
     // state it polls is the node's, so other clients see BUSY and can kill.
     let state = ctx.node.script.clone();
-    let killed = if as_parameters {
-        "ERR Script killed by user with FUNCTION KILL..."
-    } else {
-        "ERR Script killed by user with SCRIPT KILL..."
-    };
+    // Redis's text for functions too.
+    let killed = "ERR Script killed by user with SCRIPT KILL...";
     lua.set_hook(
         mlua::HookTriggers::new().every_nth_instruction(100_000),
-        move |_, _| {
+        move |lua, _| {
             if state.poll(crate::node::unix_ms(), threshold_ms) {
+                lua.set_app_data(Killed);
                 return Err(raised(killed));
             }
             Ok(mlua::VmState::Continue)
@@ -1162,6 +1352,7 @@ fn run_in_lua(
         }
     });
     lua.remove_hook();
+    lua.remove_app_data::<Killed>();
     result
 }
 

@@ -19,6 +19,14 @@ const G: &str = "server";
 
 pub(super) static COMMANDS: &[CommandSpec] = &[
     spec!(
+        "cluster",
+        -2,
+        NOSCRIPT | LOADING | STALE,
+        "A container for Redis Cluster commands.",
+        "subcommand [arg ...]",
+        cluster
+    ),
+    spec!(
         "info",
         -1,
         LOADING | STALE,
@@ -1151,6 +1159,15 @@ fn debug_protocol(proto: crate::resp::Protocol, name: &[u8]) -> CmdResult {
         b"verbatim" => Frame::Verbatim("This is a verbatim\nstring".into()),
         _ => return Err(Frame::error("ERR Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false")),
     })
+}
+
+
+/// A standalone node, as Redis without `cluster-enabled` answers (clients
+/// probe with CLUSTER INFO and fall back).
+fn cluster(_ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
+    Err(Frame::error(
+        "ERR This instance has cluster support disabled",
+    ))
 }
 
 #[cfg(test)]

@@ -80,10 +80,20 @@ pub fn encode(frame: &Frame, proto: Protocol, out: &mut BytesMut) {
     }
 }
 
+/// A one-line reply. A status or error text that holds a line break
+/// (a script's error, say) has it written as a space, as Redis does, so
+/// the reply stays one frame.
 fn line(out: &mut BytesMut, prefix: u8, body: &[u8]) {
     out.reserve(body.len() + 3);
     out.put_u8(prefix);
-    out.put_slice(body);
+    if body.iter().any(|b| *b == b'\r' || *b == b'\n') {
+        out.extend(body.iter().map(|b| match b {
+            b'\r' | b'\n' => b' ',
+            other => *other,
+        }));
+    } else {
+        out.put_slice(body);
+    }
     out.put_slice(b"\r\n");
 }
 
@@ -160,6 +170,14 @@ mod tests {
                 Protocol::Resp3
             ),
             ">1\r\n$1\r\nx\r\n"
+        );
+    }
+
+    #[test]
+    fn line_breaks_in_errors_stay_one_frame() {
+        assert_eq!(
+            enc(Frame::error_owned("ERR a\nstack\r\n".into()), Protocol::Resp2),
+            "-ERR a stack  \r\n"
         );
     }
 
