@@ -463,6 +463,30 @@ fn engine<'c>(
         .ok_or(Frame::error("ERR Lua is not available"))
 }
 
+/// What INFO's memory section tells of the functions.
+pub(super) struct Usage {
+    pub libraries: usize,
+    pub functions: usize,
+    /// The functions' interpreter.
+    pub vm_bytes: usize,
+    /// The libraries' sources.
+    pub source_bytes: usize,
+}
+
+pub(super) fn usage(ctx: &mut ExecCtx) -> Usage {
+    let source_bytes = ctx.keyspace.functions.iter().map(|(n, s)| n.len() + s.len()).sum();
+    let (libraries, functions, vm_bytes) = match engine(ctx.scripts, &ctx.keyspace.functions) {
+        Ok(e) => (e.libraries.len(), e.function_count(), e.lua.used_memory()),
+        Err(_) => (0, 0, 0),
+    };
+    Usage {
+        libraries,
+        functions,
+        vm_bytes,
+        source_bytes,
+    }
+}
+
 fn fcall(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     call_function(ctx, args, false)
 }

@@ -455,21 +455,24 @@ pub(super) fn check_write_allowed(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(
             "TRYAGAIN Failover in progress: writes are paused until the new primary takes over",
         ));
     }
-    if spec.has(WRITE) {
-        let min = repl.min_replicas.load(Ordering::Acquire);
-        if min > 0
-            && repl
-                .replicas
-                .lock()
-                .good(repl.min_replicas_max_lag.load(Ordering::Acquire))
-                < min as usize
-        {
-            return Err(Frame::error(
-                "NOREPLICAS Not enough good replicas to write.",
-            ));
-        }
+    if spec.has(WRITE) && !enough_good_replicas(ctx) {
+        return Err(Frame::error(
+            "NOREPLICAS Not enough good replicas to write.",
+        ));
     }
     Ok(())
+}
+
+/// Whether `min-replicas-to-write` is met (always, when it is 0).
+pub(super) fn enough_good_replicas(ctx: &ExecCtx) -> bool {
+    let repl = &ctx.node.repl;
+    let min = repl.min_replicas.load(Ordering::Acquire);
+    min == 0
+        || repl
+            .replicas
+            .lock()
+            .good(repl.min_replicas_max_lag.load(Ordering::Acquire))
+            >= min as usize
 }
 
 /// INFO's `replication` section.

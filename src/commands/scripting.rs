@@ -121,23 +121,32 @@ fn shebang(body: &[u8]) -> Result<(Option<ScriptFlags>, &[u8]), Frame> {
     if !body.starts_with(b"#!") {
         return Ok((None, body));
     }
-    let end = body.iter().position(|b| *b == b'\n').unwrap_or(body.len());
-    let line = String::from_utf8_lossy(&body[2..end]).into_owned();
-    let mut parts = line.split_whitespace();
-    let engine = parts.next().unwrap_or("");
-    if engine != "lua" {
+    let Some(end) = body.iter().position(|b| *b == b'\n') else {
+        return Err(Frame::error("ERR Invalid script shebang"));
+    };
+    let parts = match crate::resp::split_args(&body[..end]) {
+        Ok(parts) if !parts.is_empty() => parts,
+        _ => return Err(Frame::error("ERR Invalid engine in script shebang")),
+    };
+    if parts[0].as_ref() != b"#!lua" {
         return Err(Frame::error_owned(format!(
-            "ERR Could not find engine '{engine}'"
+            "ERR Unexpected engine in script shebang: {}",
+            String::from_utf8_lossy(&parts[0])
         )));
     }
     let mut flags = ScriptFlags::default();
-    for part in parts {
+    for part in &parts[1..] {
+        let part = String::from_utf8_lossy(part);
         let Some(list) = part.strip_prefix("flags=") else {
             return Err(Frame::error_owned(format!(
                 "ERR Unknown lua shebang option: {part}"
             )));
         };
-        for flag in list.split(',').filter(|f| !f.is_empty()) {
+        if list.is_empty() {
+            continue;
+        }
+        for flag in list.split(',') {
+            // Case matters here (it does not in a function's flags).
             if !ScriptFlags::NAMES.contains(&flag) || !flags.set(flag) {
                 return Err(Frame::error_owned(format!(
                     "ERR Unexpected flag in script shebang: {flag}"
@@ -844,7 +853,13 @@ fn lua_to_frame(v: &LuaValue, resp3: bool, depth: usize) -> Frame {
                 return Frame::Double(d);
             }
             if let Ok(LuaValue::String(b)) = t.raw_get::<LuaValue>("big_number") {
-                return Frame::BigNumber(b.to_string_lossy().to_string());
+                // Line breaks become spaces, as Redis writes a big number.
+                return Frame::BigNumber(b.to_string_lossy().replace(['\r', '\n'], " "));
+            }
+            if let Ok(LuaValue::Table(v)) = t.raw_get::<LuaValue>("verbatim_string") {
+                if let Ok(LuaValue::String(text)) = v.raw_get::<LuaValue>("string") {
+                    return Frame::Verbatim(text.to_string_lossy().to_string());
+                }
             }
             if let Ok(LuaValue::Table(m)) = t.raw_get::<LuaValue>("map") {
                 return Frame::Map(
@@ -931,7 +946,13 @@ fn script_call(
     let Some(spec) = super::lookup(&argv[0]) else {
         return error_table(lua, "ERR Unknown Redis command called from script");
     };
-    if spec.has(NOSCRIPT) {
+    if spec.has(NOSCRIPT)
+        && !ctx
+            .node
+            .stats
+            .script_deny_off
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
         return error_table(lua, "ERR This Redis command is not allowed from script");
     }
     if !spec.arity_ok(argv.len()) {
@@ -1150,6 +1171,11 @@ fn check_run_allowed(
                 "ERR Can not execute a script with write flag using *_ro command.",
             ));
         }
+        if !repl.is_replica() && !super::replication::enough_good_replicas(ctx) {
+            return Err(Frame::error(
+                "NOREPLICAS Not enough good replicas to write.",
+            ));
+        }
     }
     if !flags.allow_oom
         && !flags.no_writes
@@ -1227,11 +1253,9 @@ pub(super) fn run_script(ctx: &mut ExecCtx, run: Run) -> CmdResult {
     let resp3 = lua.named_registry_value::<i64>("quire_resp").unwrap_or(2) == 3;
     let _ = lua.set_named_registry_value("quire_resp", 2);
     match result {
-        Ok((true, value)) => Ok(lua_to_frame(
-            &value,
-            resp3 && ctx.session.proto == Protocol::Resp3,
-            0,
-        )),
+        // Booleans follow the script's protocol; the client's own decides
+        // how the rest is written, as in Redis.
+        Ok((true, value)) => Ok(lua_to_frame(&value, resp3, 0)),
         Ok((false, err)) => Err(script_error(&err, &run.name)),
         Err(e) => Err(Frame::error_owned(format!(
             "ERR Error running script {}, {}",

@@ -354,11 +354,24 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
         "memory" => {
             let rss = rss_bytes();
             let (maxmemory, policy) = (settings.maxmemory, settings.maxmemory_policy);
+            let eval_vm = ctx.scripts.lua.as_ref().map_or(0, |l| l.used_memory());
+            let eval_sources = ctx.scripts.source_bytes();
+            let cached = ctx.scripts.cache.len();
+            let functions = super::functions::usage(ctx);
             let _ = write!(
                 out,
-                "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_allocator:libc\r\n",
+                "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_lua:{eval_vm}\r\nused_memory_vm_eval:{eval_vm}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{eval_sources}\r\nnumber_of_cached_scripts:{cached}\r\nnumber_of_functions:{}\r\nnumber_of_libraries:{}\r\nused_memory_vm_functions:{}\r\nused_memory_vm_total:{}\r\nused_memory_vm_total_human:{}\r\nused_memory_functions:{}\r\nused_memory_scripts:{}\r\nused_memory_scripts_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_allocator:libc\r\n",
                 human_bytes(rss),
                 human_bytes(rss),
+                human_bytes(eval_vm as u64),
+                functions.functions,
+                functions.libraries,
+                functions.vm_bytes,
+                eval_vm + functions.vm_bytes,
+                human_bytes((eval_vm + functions.vm_bytes) as u64),
+                functions.source_bytes,
+                eval_sources + functions.source_bytes,
+                human_bytes((eval_sources + functions.source_bytes) as u64),
                 human_bytes(maxmemory)
             );
         }
@@ -954,6 +967,13 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Ok(Frame::ok())
     } else if is(sub, "protocol") && args.len() == 3 {
         debug_protocol(ctx.session.proto, &args[2])
+    } else if is(sub, "set-disable-deny-scripts") && args.len() == 3 {
+        let off = int(&args[2])? != 0;
+        ctx.node
+            .stats
+            .script_deny_off
+            .store(off, std::sync::atomic::Ordering::Relaxed);
+        Ok(Frame::ok())
     } else if is(sub, "set-active-expire") && args.len() == 3 {
         let on = int(&args[2])? != 0;
         ctx.node
@@ -983,9 +1003,8 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             )),
         }
     } else if is(sub, "object") && args.len() == 3 {
-        let now = ctx.now_ms;
         let limits = ctx.node.settings.read().encoding.clone();
-        let Some(value) = ctx.db().peek(&args[2], now) else {
+        let Some(value) = ctx.db().peek_stored(&args[2]) else {
             return Err(Frame::error("ERR no such key"));
         };
         let encoding = value.encoding(&limits);

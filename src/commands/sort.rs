@@ -150,8 +150,9 @@ fn sort_generic(ctx: &mut ExecCtx, args: &[Bytes], read_only: bool) -> CmdResult
         Some(_) => return Err(ERR_WRONGTYPE),
     };
     let is_set = matches!(source, Some(Value::Set(_)));
-    // Stored results must not depend on a set's iteration order.
-    if dontsort && is_set && o.store.is_some() {
+    // Stored results, and what a script sees, must not depend on a set's
+    // iteration order.
+    if dontsort && is_set && (o.store.is_some() || ctx.session.in_script) {
         dontsort = false;
         o.alpha = true;
         o.by = None;

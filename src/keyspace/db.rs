@@ -214,6 +214,12 @@ impl Db {
         self.entries.get(key).map(|e| &e.value)
     }
 
+    /// A key's value as stored, even if it is past its expiry time (DEBUG
+    /// OBJECT, which Redis answers from the raw dictionary).
+    pub fn peek_stored(&self, key: &[u8]) -> Option<&Value> {
+        self.entries.get(key).map(|e| &e.value)
+    }
+
     /// Looks a key up for modification. The caller signals the change with
     /// [`Db::signal_modified`] once it has made one.
     pub fn get_mut(&mut self, key: &[u8], now_ms: i64) -> Option<&mut Value> {

@@ -11,6 +11,9 @@ pub struct Stats {
     /// DEBUG SET-ACTIVE-EXPIRE 0: the cron stops sampling keys to expire
     /// (they still expire when touched).
     pub active_expire_off: std::sync::atomic::AtomicBool,
+    /// DEBUG SET-DISABLE-DENY-SCRIPTS: scripts may call NOSCRIPT commands
+    /// (Redis's test hook).
+    pub script_deny_off: std::sync::atomic::AtomicBool,
     pub connections_received: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub commands_processed: AtomicU64,
