@@ -391,11 +391,13 @@ pub fn wrong_arity(name: &str) -> Frame {
 pub fn execute(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     let ran_before = ctx.session.commands_processed;
     let reply = dispatch(ctx, args);
+    // An error from before the handler ran is a rejection (Redis's
+    // rejected_calls), counted against the command when it exists; the
+    // handler's own errors are counted by `call`.
     if let Frame::Error(e) = &reply {
-        ctx.cmdstats.error(e);
-        // An error from before the handler ran is a rejection (Redis's
-        // rejected_calls), counted against the command when it exists.
         if ctx.session.commands_processed == ran_before {
+            ctx.cmdstats.error(e);
+            ctx.session.error_replies += 1;
             if let Some(spec) = lookup(&args[0]) {
                 ctx.cmdstats.rejected(spec.name);
             }
@@ -572,7 +574,13 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     let usec = started.elapsed().as_micros() as u64;
     ctx.cmdstats.called(spec.name, usec, reply.is_error());
     ctx.session.commands_processed += 1;
-    ctx.session.error_replies += reply.is_error() as u64;
+    // Counted once: a script failing with the error of a command it ran
+    // was counted when that command failed.
+    let counted = std::mem::take(&mut ctx.session.error_counted);
+    if let (Frame::Error(e), false, false) = (&reply, counted, ctx.session.replicated) {
+        ctx.cmdstats.error(e);
+        ctx.session.error_replies += 1;
+    }
     let changed = ctx.keyspace.dirty > dirty_before;
     if changed && spec.has(flags::WRITE) && ctx.blocking.is_waiting() {
         // A key created or replaced by any write (RENAME, SORT STORE,

@@ -83,7 +83,12 @@ function __quire_handler(err)
     local text = tostring(err)
     local reply = match(text, '\1(.-)\1')
     if reply then
-      err = {err = reply}
+      local counted = match(reply, '^\2(.*)$')
+      if counted then
+        err = {err = counted, ignore_error_stats_update = true}
+      else
+        err = {err = reply}
+      end
     else
       err = {err = 'ERR ' .. text}
     end
@@ -202,10 +207,14 @@ pub(super) fn new_lua() -> mlua::Result<Lua> {
     )?;
     redis.set(
         "error_reply",
-        lua.create_function(|lua, s: mlua::String| {
+        lua.create_function(|lua, args: MultiValue| {
             let t = lua.create_table()?;
-            let text = s.to_str()?.to_string();
-            t.set("err", text.strip_prefix('-').unwrap_or(&text).to_string())?;
+            match args.front() {
+                Some(LuaValue::String(s)) if args.len() == 1 => {
+                    t.set("err", error_reply_text(&s.to_string_lossy()))?
+                }
+                _ => t.set("err", "ERR wrong number or type of arguments")?,
+            }
             Ok(t)
         })?,
     )?;
@@ -912,6 +921,47 @@ fn raised(text: &str) -> mlua::Error {
     mlua::Error::runtime(format!("\u{1}{text}\u{1}"))
 }
 
+/// The same for the error reply of a command the script ran: it was
+/// counted in the error stats when it happened, so the script's failing
+/// with it is not counted again (Redis's `ignore_error_stats_update`).
+fn raised_counted(text: &str) -> mlua::Error {
+    mlua::Error::runtime(format!("\u{1}\u{2}{text}\u{1}"))
+}
+
+/// The field that marks an error table as already counted.
+const COUNTED: &str = "ignore_error_stats_update";
+
+/// `redis.error_reply(text)`'s error: an error code first (`ERR` when
+/// the text has none), as Redis builds it.
+fn error_reply_text(text: &str) -> String {
+    let text = text.strip_prefix('-').unwrap_or(text);
+    let (code, msg) = match text.split_once(' ') {
+        Some((code, msg)) => (code, msg),
+        None => ("ERR", text),
+    };
+    format!("{code} {}", msg.trim_matches(['\r', '\n']))
+}
+
+/// A command the script called refused before it ran: counted as Redis
+/// counts a rejected call, then given to the script as an error already
+/// counted.
+fn rejected(
+    ctx: &mut ExecCtx,
+    lua: &Lua,
+    spec: Option<&CommandSpec>,
+    text: &str,
+) -> mlua::Result<LuaValue> {
+    ctx.cmdstats.error(text);
+    ctx.session.error_replies += 1;
+    if let Some(spec) = spec {
+        ctx.cmdstats.rejected(spec.name);
+    }
+    let t = lua.create_table()?;
+    t.raw_set("err", text)?;
+    t.raw_set(COUNTED, true)?;
+    Ok(LuaValue::Table(t))
+}
+
 fn error_table(lua: &Lua, text: &str) -> mlua::Result<LuaValue> {
     let t = lua.create_table()?;
     t.raw_set("err", text)?;
@@ -944,7 +994,7 @@ fn script_call(
         }
     }
     let Some(spec) = super::lookup(&argv[0]) else {
-        return error_table(lua, "ERR Unknown Redis command called from script");
+        return rejected(ctx, lua, None, "ERR Unknown Redis command called from script");
     };
     if spec.has(NOSCRIPT)
         && !ctx
@@ -953,11 +1003,13 @@ fn script_call(
             .script_deny_off
             .load(std::sync::atomic::Ordering::Relaxed)
     {
-        return error_table(lua, "ERR This Redis command is not allowed from script");
+        return rejected(ctx, lua, Some(spec), "ERR This Redis command is not allowed from script");
     }
     if !spec.arity_ok(argv.len()) {
-        return error_table(
+        return rejected(
+            ctx,
             lua,
+            Some(spec),
             "ERR Wrong number of args calling Redis command from script",
         );
     }
@@ -967,11 +1019,13 @@ fn script_call(
         && !ctx.node.settings.read().replica_serve_stale_data
         && !spec.has(STALE)
     {
-        return error_table(lua, "ERR Can not execute the command on a stale replica");
+        return rejected(ctx, lua, Some(spec), "ERR Can not execute the command on a stale replica");
     }
     if limits.read_only && (spec.has(WRITE) || spec.has(MAY_REPLICATE)) {
-        return error_table(
+        return rejected(
+            ctx,
             lua,
+            Some(spec),
             "ERR Write commands are not allowed from read-only scripts.",
         );
     }
@@ -995,7 +1049,12 @@ fn script_call(
     let reply = super::execute(ctx, &argv);
     ctx.session.oom_exempt = was_exempt;
     ctx.session.proto = proto;
-    frame_to_lua(lua, reply, resp3)
+    let counted = reply.is_error();
+    let value = frame_to_lua(lua, reply, resp3)?;
+    if let (true, LuaValue::Table(t)) = (counted, &value) {
+        t.raw_set(COUNTED, true)?;
+    }
+    Ok(value)
 }
 
 /// Parses `numkeys`, checks it against the arguments.
@@ -1252,6 +1311,13 @@ pub(super) fn run_script(ctx: &mut ExecCtx, run: Run) -> CmdResult {
     // the next script.
     let resp3 = lua.named_registry_value::<i64>("quire_resp").unwrap_or(2) == 3;
     let _ = lua.set_named_registry_value("quire_resp", 2);
+    // An error the script ends with that a command of it already gave was
+    // counted then.
+    let counted = match &result {
+        Ok((_, LuaValue::Table(t))) => t.raw_get::<bool>(COUNTED).unwrap_or(false),
+        _ => false,
+    };
+    ctx.session.error_counted = counted;
     match result {
         // Booleans follow the script's protocol; the client's own decides
         // how the rest is written, as in Redis.
@@ -1363,7 +1429,13 @@ fn run_in_lua(
             let v = script_call(&mut ctx, lua, args, limits)?;
             if let LuaValue::Table(t) = &v {
                 if let Ok(LuaValue::String(e)) = t.raw_get::<LuaValue>("err") {
-                    return Err(raised(&e.to_string_lossy()));
+                    let counted = t.raw_get::<bool>(COUNTED).unwrap_or(false);
+                    let text = e.to_string_lossy();
+                    return Err(if counted {
+                        raised_counted(&text)
+                    } else {
+                        raised(&text)
+                    });
                 }
             }
             Ok(v)
@@ -1454,6 +1526,9 @@ mod tests {
         assert!(shebang(b"#!lua flags=bogus\n").is_err());
         assert!(shebang(b"#!lua flags=NO-WRITES\n").is_err());
         assert!(shebang(b"return 1").unwrap().0.is_none());
+        assert_eq!(error_reply_text(""), "ERR ");
+        assert_eq!(error_reply_text("MYERR"), "ERR MYERR");
+        assert_eq!(error_reply_text("-X y"), "X y");
         assert_eq!(shebang(b"#!lua\n").unwrap().0, Some(ScriptFlags::default()));
     }
 }

@@ -57,6 +57,9 @@ pub struct Session {
     /// True while a script that may write over `maxmemory` calls a command
     /// (it is flagged allow-oom, or already wrote and cannot stop halfway).
     pub oom_exempt: bool,
+    /// The error this command replies with was counted already (a script
+    /// failing with the error of a command it ran).
+    pub error_counted: bool,
     pub subscriber: super::pubsub::Subscriber,
     /// Set by a blocking command that found nothing: the connection waits.
     pub blocked: Option<super::blocking::BlockedWait>,
@@ -103,6 +106,7 @@ impl Session {
             in_exec: false,
             in_script: false,
             oom_exempt: false,
+            error_counted: false,
             subscriber: super::pubsub::Subscriber::new(outbox),
             blocked: None,
             commands_processed: 0,
