@@ -474,7 +474,12 @@ pub(super) struct Usage {
 }
 
 pub(super) fn usage(ctx: &mut ExecCtx) -> Usage {
-    let source_bytes = ctx.keyspace.functions.iter().map(|(n, s)| n.len() + s.len()).sum();
+    let source_bytes = ctx
+        .keyspace
+        .functions
+        .iter()
+        .map(|(n, s)| n.len() + s.len())
+        .sum();
     let (libraries, functions, vm_bytes) = match engine(ctx.scripts, &ctx.keyspace.functions) {
         Ok(e) => (e.libraries.len(), e.function_count(), e.lua.used_memory()),
         Err(_) => (0, 0, 0),

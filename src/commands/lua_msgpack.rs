@@ -55,7 +55,12 @@ pub(super) fn register(lua: &Lua) -> mlua::Result<()> {
 
 /// Decodes up to `limit` objects (0: all) from byte `offset`; the offset
 /// after them (-1 when the input is used up) and the objects.
-fn unpack(lua: &Lua, bytes: &[u8], limit: usize, offset: usize) -> mlua::Result<(i64, Vec<LuaValue>)> {
+fn unpack(
+    lua: &Lua,
+    bytes: &[u8],
+    limit: usize,
+    offset: usize,
+) -> mlua::Result<(i64, Vec<LuaValue>)> {
     let mut rest = bytes
         .get(offset..)
         .ok_or_else(|| mlua::Error::runtime("Start offset greater than input length."))?;
@@ -75,7 +80,9 @@ fn unpack(lua: &Lua, bytes: &[u8], limit: usize, offset: usize) -> mlua::Result<
 
 fn unpack_limited(lua: &Lua, bytes: &[u8], limit: i64, offset: i64) -> mlua::Result<MultiValue> {
     if limit < 0 || offset < 0 {
-        return Err(mlua::Error::runtime("Invalid request to unpack with offset of -1 and limit of -1."));
+        return Err(mlua::Error::runtime(
+            "Invalid request to unpack with offset of -1 and limit of -1.",
+        ));
     }
     let (next, values) = unpack(lua, bytes, limit as usize, offset as usize)?;
     let mut out = Vec::with_capacity(values.len() + 1);

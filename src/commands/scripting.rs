@@ -177,14 +177,7 @@ pub(super) fn new_lua() -> mlua::Result<Lua> {
         )
     };
     let g = lua.globals();
-    for name in [
-        "loadfile",
-        "dofile",
-        "require",
-        "module",
-        "load",
-        "print",
-    ] {
+    for name in ["loadfile", "dofile", "require", "module", "load", "print"] {
         g.raw_set(name, LuaValue::Nil)?;
     }
     // Whether the running script was killed: the hook raises the kill,
@@ -543,7 +536,11 @@ fn register_cjson(lua: &Lua) -> mlua::Result<()> {
                         "nan" | "-nan" => return Ok(LuaValue::Number(f64::NAN)),
                         "inf" | "infinity" => return Ok(LuaValue::Number(f64::INFINITY)),
                         "-inf" | "-infinity" => return Ok(LuaValue::Number(f64::NEG_INFINITY)),
-                        _ => return Err(mlua::Error::runtime("Expected value but found invalid token")),
+                        _ => {
+                            return Err(mlua::Error::runtime(
+                                "Expected value but found invalid token",
+                            ))
+                        }
                     }
                 }
                 Err(e) => {
@@ -568,7 +565,9 @@ fn register_cjson(lua: &Lua) -> mlua::Result<()> {
         let mut config = cjson_config(lua);
         if let Some(v) = v {
             if !(1..=i32::MAX as i64).contains(&v) {
-                return Err(mlua::Error::runtime("bad argument #1 (expected integer between 1 and 2147483647)"));
+                return Err(mlua::Error::runtime(
+                    "bad argument #1 (expected integer between 1 and 2147483647)",
+                ));
             }
             *field(&mut config) = v as usize;
             lua.set_app_data(config);
@@ -577,11 +576,15 @@ fn register_cjson(lua: &Lua) -> mlua::Result<()> {
     }
     cjson.set(
         "encode_max_depth",
-        lua.create_function(|lua, v: Option<i64>| depth_setting(lua, v, |c| &mut c.encode_max_depth))?,
+        lua.create_function(|lua, v: Option<i64>| {
+            depth_setting(lua, v, |c| &mut c.encode_max_depth)
+        })?,
     )?;
     cjson.set(
         "decode_max_depth",
-        lua.create_function(|lua, v: Option<i64>| depth_setting(lua, v, |c| &mut c.decode_max_depth))?,
+        lua.create_function(|lua, v: Option<i64>| {
+            depth_setting(lua, v, |c| &mut c.decode_max_depth)
+        })?,
     )?;
     fn flag_setting(
         lua: &Lua,
@@ -595,7 +598,9 @@ fn register_cjson(lua: &Lua) -> mlua::Result<()> {
                 *field(&mut config) = b;
                 lua.set_app_data(config);
             }
-            LuaValue::String(s) if s.as_bytes().as_ref() == b"on" || s.as_bytes().as_ref() == b"off" => {
+            LuaValue::String(s)
+                if s.as_bytes().as_ref() == b"on" || s.as_bytes().as_ref() == b"off" =>
+            {
                 *field(&mut config) = s.as_bytes().as_ref() == b"on";
                 lua.set_app_data(config);
             }
@@ -605,11 +610,15 @@ fn register_cjson(lua: &Lua) -> mlua::Result<()> {
     }
     cjson.set(
         "encode_invalid_numbers",
-        lua.create_function(|lua, v: LuaValue| flag_setting(lua, v, |c| &mut c.encode_invalid_numbers))?,
+        lua.create_function(|lua, v: LuaValue| {
+            flag_setting(lua, v, |c| &mut c.encode_invalid_numbers)
+        })?,
     )?;
     cjson.set(
         "decode_invalid_numbers",
-        lua.create_function(|lua, v: LuaValue| flag_setting(lua, v, |c| &mut c.decode_invalid_numbers))?,
+        lua.create_function(|lua, v: LuaValue| {
+            flag_setting(lua, v, |c| &mut c.decode_invalid_numbers)
+        })?,
     )?;
     // Buffer reuse and number precision change nothing here.
     cjson.set(
@@ -627,7 +636,12 @@ fn register_cjson(lua: &Lua) -> mlua::Result<()> {
     lua.globals().set("cjson", cjson)
 }
 
-fn json_encode(v: &LuaValue, out: &mut String, depth: usize, config: &CjsonConfig) -> mlua::Result<()> {
+fn json_encode(
+    v: &LuaValue,
+    out: &mut String,
+    depth: usize,
+    config: &CjsonConfig,
+) -> mlua::Result<()> {
     let nested = |depth: usize| -> mlua::Result<()> {
         if depth > config.encode_max_depth {
             return Err(mlua::Error::runtime(format!(
@@ -711,7 +725,12 @@ fn json_encode(v: &LuaValue, out: &mut String, depth: usize, config: &CjsonConfi
     Ok(())
 }
 
-fn json_to_lua(lua: &Lua, v: &serde_json::Value, depth: usize, max_depth: usize) -> mlua::Result<LuaValue> {
+fn json_to_lua(
+    lua: &Lua,
+    v: &serde_json::Value,
+    depth: usize,
+    max_depth: usize,
+) -> mlua::Result<LuaValue> {
     let nested = || -> mlua::Result<()> {
         if depth > max_depth {
             return Err(mlua::Error::runtime(format!(
@@ -994,7 +1013,12 @@ fn script_call(
         }
     }
     let Some(spec) = super::lookup(&argv[0]) else {
-        return rejected(ctx, lua, None, "ERR Unknown Redis command called from script");
+        return rejected(
+            ctx,
+            lua,
+            None,
+            "ERR Unknown Redis command called from script",
+        );
     };
     if spec.has(NOSCRIPT)
         && !ctx
@@ -1003,7 +1027,12 @@ fn script_call(
             .script_deny_off
             .load(std::sync::atomic::Ordering::Relaxed)
     {
-        return rejected(ctx, lua, Some(spec), "ERR This Redis command is not allowed from script");
+        return rejected(
+            ctx,
+            lua,
+            Some(spec),
+            "ERR This Redis command is not allowed from script",
+        );
     }
     if !spec.arity_ok(argv.len()) {
         return rejected(
@@ -1019,7 +1048,12 @@ fn script_call(
         && !ctx.node.settings.read().replica_serve_stale_data
         && !spec.has(STALE)
     {
-        return rejected(ctx, lua, Some(spec), "ERR Can not execute the command on a stale replica");
+        return rejected(
+            ctx,
+            lua,
+            Some(spec),
+            "ERR Can not execute the command on a stale replica",
+        );
     }
     if limits.read_only && (spec.has(WRITE) || spec.has(MAY_REPLICATE)) {
         return rejected(

@@ -947,9 +947,8 @@ fn debug(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             }
         }
         if !nosave {
-            persistence::save_blocking(ctx.node, ctx.keyspace, ctx.repl.position()).map_err(
-                |e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")),
-            )?;
+            persistence::save_blocking(ctx.node, ctx.keyspace, ctx.repl.position())
+                .map_err(|e| Frame::error_owned(format!("ERR Error trying to save the DB: {e}")))?;
         }
         let path = ctx.node.settings.read().snapshot_path();
         let load_error = |e: String| {
@@ -1179,7 +1178,6 @@ fn debug_protocol(proto: crate::resp::Protocol, name: &[u8]) -> CmdResult {
         _ => return Err(Frame::error("ERR Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false")),
     })
 }
-
 
 /// A standalone node, as Redis without `cluster-enabled` answers (clients
 /// probe with CLUSTER INFO and fall back).

@@ -706,7 +706,11 @@ pub fn merge(ks: &mut Keyspace, image: Image, replace: bool, now_ms: i64) -> Res
                 ));
             }
         }
-        if let Some((name, _)) = image.functions.iter().find(|(n, _)| ks.functions.get(n).is_some()) {
+        if let Some((name, _)) = image
+            .functions
+            .iter()
+            .find(|(n, _)| ks.functions.get(n).is_some())
+        {
             return Err(format!("library '{name}' already exists"));
         }
     }

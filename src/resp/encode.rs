@@ -176,7 +176,10 @@ mod tests {
     #[test]
     fn line_breaks_in_errors_stay_one_frame() {
         assert_eq!(
-            enc(Frame::error_owned("ERR a\nstack\r\n".into()), Protocol::Resp2),
+            enc(
+                Frame::error_owned("ERR a\nstack\r\n".into()),
+                Protocol::Resp2
+            ),
             "-ERR a stack  \r\n"
         );
     }
