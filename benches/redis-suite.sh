@@ -2,10 +2,8 @@
 # Runs units of Redis's own test suite (external-server mode) against Quire
 # and against redis-server, side by side, and prints a per-unit table of
 # passed tests. Nothing of Redis's code is copied into this repository: the
-# suite is read from a redis/redis checkout given by path (tag 7.0.15), and
-# run from a temporary copy whose harness has one change: `function flush`
-# (Redis 7 functions, not in Quire yet) is made optional, without which
-# every unit stops before its first test.
+# suite is read from a redis/redis checkout given by path (tag 7.0.15) and
+# run, unchanged, from a temporary copy.
 #
 #   bash benches/redis-suite.sh /path/to/redis [unit/type/string unit/bitops ...]
 #
@@ -27,7 +25,6 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 cp -r "$checkout/tests" "$work/tests"
 cp "$checkout/runtest" "$work/" 2>/dev/null || true
-sed -i 's/^\(\s*\)r function flush$/\1catch {r function flush}/' "$work/tests/support/server.tcl"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
