@@ -32,6 +32,7 @@
 //! Settings come in layers (`config`): defaults, a region profile, a file,
 //! `QUIRE_*` environment variables, command-line flags.
 
+pub mod acl;
 pub mod bench;
 pub(crate) mod commands;
 pub mod config;

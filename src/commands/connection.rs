@@ -79,32 +79,19 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-fn password_ok(ctx: &ExecCtx, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Frame> {
-    let required = ctx.node.settings.read().requirepass.clone();
-    let user_ok = user.is_none_or(|u| u == b"default");
-    if user_ok && (required.is_empty() || required.as_bytes() == pass) {
-        Ok(())
-    } else {
-        Err(Frame::error(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        ))
-    }
-}
-
 fn auth(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     if args.len() > 3 {
         return Err(ERR_SYNTAX);
     }
-    if args.len() == 2 && ctx.node.settings.read().requirepass.is_empty() {
+    if args.len() == 2 && !super::acl::new_clients_need_auth(ctx.node) {
         return Err(Frame::error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"));
     }
     let (user, pass) = if args.len() == 3 {
-        (Some(args[1].as_ref()), &args[2])
+        (text(&args[1]), &args[2])
     } else {
-        (None, &args[1])
+        ("default".to_string(), &args[1])
     };
-    password_ok(ctx, user, pass)?;
-    ctx.session.authenticated = true;
+    super::acl::authenticate(ctx, &user, pass)?;
     Ok(Frame::ok())
 }
 
@@ -125,8 +112,7 @@ fn hello(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let mut name = None;
     while i < args.len() {
         if is(&args[i], "auth") && i + 2 < args.len() {
-            password_ok(ctx, Some(&args[i + 1]), &args[i + 2])?;
-            ctx.session.authenticated = true;
+            super::acl::authenticate(ctx, &text(&args[i + 1]), &args[i + 2])?;
             i += 3;
         } else if is(&args[i], "setname") && i + 1 < args.len() {
             validate_name(&args[i + 1])?;
@@ -206,7 +192,9 @@ fn reset(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     ctx.session.handle.resp.store(2, Ordering::Relaxed);
     ctx.session.reply_mode = ReplyMode::On;
     ctx.session.handle.name.lock().clear();
-    ctx.session.authenticated = ctx.node.settings.read().requirepass.is_empty();
+    ctx.session.user_name = "default".into();
+    ctx.session.user = None;
+    ctx.session.authenticated = !super::acl::new_clients_need_auth(ctx.node);
     Ok(Frame::simple("RESET"))
 }
 

@@ -38,11 +38,13 @@ macro_rules! spec {
     };
 }
 
+mod acl;
 pub mod args;
 mod bitmap;
 pub mod blocking;
 mod connection;
 pub mod functions;
+pub use acl::new_clients_need_auth;
 mod geo;
 mod hash;
 mod hyperloglog;
@@ -312,6 +314,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         hyperloglog::COMMANDS,
         geo::COMMANDS,
         scripting::COMMANDS,
+        acl::COMMANDS,
         functions::COMMANDS,
         sort::COMMANDS,
         keys::COMMANDS,
@@ -437,6 +440,10 @@ fn dispatch(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
         ctx.session.flag_multi_error();
         return Frame::error("NOAUTH Authentication required.");
+    }
+    if let Err(e) = acl::check(ctx, spec, args) {
+        ctx.session.flag_multi_error();
+        return e;
     }
     if let Err(e) = check_memory(ctx, spec) {
         ctx.session.flag_multi_error();

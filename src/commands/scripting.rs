@@ -1042,6 +1042,9 @@ fn script_call(
             "ERR Wrong number of args calling Redis command from script",
         );
     }
+    if let Some(denial) = super::acl::script_denial(ctx, spec, &argv) {
+        return rejected(ctx, lua, Some(spec), &denial);
+    }
     let repl = &ctx.node.repl;
     if repl.is_replica()
         && !repl.link_up()
@@ -1475,6 +1478,24 @@ fn run_in_lua(
             Ok(v)
         })?;
         redis.raw_set("call", call)?;
+        let acl_check = scope.create_function(|_, args: MultiValue| {
+            let mut ctx = ctx
+                .try_borrow_mut()
+                .map_err(|_| mlua::Error::RecursiveMutCallback)?;
+            let argv: Option<Vec<Bytes>> = args.iter().map(lua_arg).collect();
+            let Some(argv) = argv.filter(|a| !a.is_empty()) else {
+                return Err(raised(
+                    "ERR Please specify at least one argument for this redis lib call",
+                ));
+            };
+            let Some(spec) = super::lookup(&argv[0]).filter(|s| s.arity_ok(argv.len())) else {
+                return Err(raised(
+                    "ERR Invalid command passed to redis.acl_check_cmd()",
+                ));
+            };
+            Ok(super::acl::user_may_run(&mut ctx, spec, &argv))
+        })?;
+        redis.raw_set("acl_check_cmd", acl_check)?;
         if as_parameters {
             run.call::<(bool, LuaValue)>((function.clone(), keys, argv))
         } else {

@@ -526,7 +526,11 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         );
         let was_appendonly = ctx.node.settings.read().appendonly;
         let appendonly = settings.appendonly;
+        let password_changed = settings.requirepass != ctx.node.settings.read().requirepass;
         *ctx.node.settings.write() = settings;
+        if password_changed {
+            super::acl::requirepass_changed(ctx.node);
+        }
         if appendonly != was_appendonly {
             if appendonly {
                 // As Redis: turning the log on starts with a rewrite, the

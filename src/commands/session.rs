@@ -57,6 +57,11 @@ pub struct Session {
     /// True while a script that may write over `maxmemory` calls a command
     /// (it is flagged allow-oom, or already wrote and cannot stop halfway).
     pub oom_exempt: bool,
+    /// The ACL user the client runs as, and the users' version it was
+    /// looked up at (None: look it up at the next command).
+    pub user_name: String,
+    pub user: Option<std::sync::Arc<crate::acl::User>>,
+    pub acl_version: u64,
     /// The error this command replies with was counted already (a script
     /// failing with the error of a command it ran).
     pub error_counted: bool,
@@ -106,6 +111,9 @@ impl Session {
             in_exec: false,
             in_script: false,
             oom_exempt: false,
+            user_name: "default".into(),
+            user: None,
+            acl_version: 0,
             error_counted: false,
             subscriber: super::pubsub::Subscriber::new(outbox),
             blocked: None,

@@ -80,6 +80,10 @@ pub struct Shared {
     pub repl: crate::replication::Replication,
     /// The metrics port actually bound (0: none).
     pub metrics_port: std::sync::atomic::AtomicU16,
+    /// ACL users (made by the command layer on first use) and their
+    /// version, which clients compare with their own to notice changes.
+    pub acl: RwLock<Option<crate::acl::Users>>,
+    pub acl_version: std::sync::atomic::AtomicU64,
     shutdown: watch::Sender<bool>,
 }
 
@@ -133,6 +137,8 @@ impl Shared {
             tcp_port: Default::default(),
             repl: Default::default(),
             metrics_port: Default::default(),
+            acl: RwLock::new(None),
+            acl_version: Default::default(),
             shutdown,
         })
     }

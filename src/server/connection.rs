@@ -59,7 +59,7 @@ async fn serve_registered(
     mut socket: TcpStream,
     handle: Arc<crate::node::clients::ClientHandle>,
 ) {
-    let needs_auth = !shared.settings.read().requirepass.is_empty();
+    let needs_auth = crate::commands::new_clients_need_auth(&shared);
     let (outbox, inbox) = mpsc::channel(pubsub::SUBSCRIBER_QUEUE);
     let mut session = Session::new(handle.clone(), !needs_auth, outbox);
     match run(&shared, &mut socket, &mut session, inbox).await {
