@@ -574,10 +574,7 @@ mod tests {
             "user bob off resetchannels -@all"
         );
         let d = User::default_user(&Table);
-        assert_eq!(
-            d.describe(),
-            "user default on nopass ~* &* +@all"
-        );
+        assert_eq!(d.describe(), "user default on nopass ~* &* +@all");
         assert!(d.unrestricted());
     }
 
