@@ -1319,7 +1319,12 @@ pub(super) fn run_script(ctx: &mut ExecCtx, run: Run) -> CmdResult {
         crate::node::script_state::Running {
             function: run.is_function,
             name: run.name.clone(),
-            command: run.args.to_vec(),
+            // FUNCTION STATS shows it; nothing shows an EVAL's.
+            command: if run.is_function {
+                run.args.to_vec()
+            } else {
+                Vec::new()
+            },
             libraries,
             functions,
         },
