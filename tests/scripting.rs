@@ -71,3 +71,20 @@ fn script_effects_replicate_and_replicas_need_no_script_cache() {
         replica.raw().call(&["GET", "before"]) == common::Reply::bulk("1")
     }));
 }
+
+#[test]
+fn a_script_that_allocates_without_end_fails_and_the_node_goes_on() {
+    let node = TestNode::start();
+    let mut c = node.raw();
+    let reply = c.call(&[
+        "EVAL",
+        "local t = {} for i = 1, 100000000 do t[i] = {i, i, i, i, i, i, i, i} end return #t",
+        "0",
+    ]);
+    assert!(reply.err().contains("not enough memory"), "{reply:?}");
+    assert_eq!(
+        c.call(&["EVAL", "return 'still here'", "0"]),
+        common::Reply::bulk("still here")
+    );
+    assert_eq!(c.call(&["PING"]), common::Reply::Simple("PONG".into()));
+}

@@ -335,13 +335,13 @@ fn acl(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     match sub.as_str() {
         "setuser" if n >= 3 => {
             let name = text(&args[2]);
-            let rules: Vec<String> = args[3..].iter().map(|r| text(r)).collect();
+            let rules: Vec<String> = args[3..].iter().map(text).collect();
             with_users_mut(ctx.node, |u| u.set_user(&name, &rules, table()))
                 .map_err(|e| Frame::error_owned(format!("ERR {e}")))?;
             Ok(Frame::ok())
         }
         "deluser" if n >= 3 => {
-            let names: Vec<String> = args[2..].iter().map(|r| text(r)).collect();
+            let names: Vec<String> = args[2..].iter().map(text).collect();
             if names.iter().any(|n| n == "default") {
                 return Err(Frame::error("ERR The 'default' user cannot be removed"));
             }

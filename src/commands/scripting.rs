@@ -64,6 +64,9 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
+/// What one interpreter (EVAL's, or the functions') may allocate.
+pub(super) const LUA_MEMORY_LIMIT: usize = 512 << 20;
+
 /// The error handler, in Lua: errors carry the script's source and line
 /// (skipping C frames and Quire's helpers).
 const PRELUDE: &str = r#"
@@ -176,6 +179,10 @@ pub(super) fn new_lua() -> mlua::Result<Lua> {
             mlua::LuaOptions::default(),
         )
     };
+    // A runaway script fails with "not enough memory" instead of taking
+    // the node's memory (the interpreter stays usable: its garbage is
+    // collected).
+    lua.set_memory_limit(LUA_MEMORY_LIMIT)?;
     let g = lua.globals();
     for name in ["loadfile", "dofile", "require", "module", "load", "print"] {
         g.raw_set(name, LuaValue::Nil)?;
@@ -1349,6 +1356,11 @@ pub(super) fn run_script(ctx: &mut ExecCtx, run: Run) -> CmdResult {
     if !outer_tx {
         ctx.repl.end_tx();
     }
+    // What a script that ran out of memory left is garbage now: collected
+    // at once, so the next script has room.
+    if lua.used_memory() > LUA_MEMORY_LIMIT / 2 {
+        let _ = lua.gc_collect();
+    }
     // The script's reply protocol (redis.setresp) is read, then reset for
     // the next script.
     let resp3 = lua.named_registry_value::<i64>("quire_resp").unwrap_or(2) == 3;
@@ -1376,9 +1388,12 @@ pub(super) fn run_script(ctx: &mut ExecCtx, run: Run) -> CmdResult {
 /// The reply for a script that raised `err` (the handler's table).
 fn script_error(err: &LuaValue, funcname: &str) -> Frame {
     let LuaValue::Table(t) = err else {
-        return Frame::error_owned(format!(
-            "ERR Error running script {funcname}, execution failure"
-        ));
+        // Errors the handler never saw (out of memory): their text.
+        let text = match err {
+            LuaValue::String(s) => s.to_string_lossy().to_string(),
+            _ => "execution failure".into(),
+        };
+        return Frame::error_owned(format!("ERR Error running script {funcname}, {text}"));
     };
     let msg = t
         .raw_get::<String>("err")
