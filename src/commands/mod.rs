@@ -44,7 +44,6 @@ mod bitmap;
 pub mod blocking;
 mod connection;
 pub mod functions;
-pub use acl::new_clients_need_auth;
 mod geo;
 mod hash;
 mod hyperloglog;
@@ -64,6 +63,8 @@ mod strings;
 mod tx;
 mod typed;
 mod zset;
+
+pub use acl::new_clients_need_auth;
 
 use crate::keyspace::{Db, Keyspace};
 use crate::node::{NodeAction, Shared};
@@ -165,9 +166,7 @@ impl CommandSpec {
         };
         range.step_by(step.max(1) as usize).map(|i| i as usize)
     }
-}
 
-impl CommandSpec {
     /// The key arguments of `args` (this command's invocation), also for
     /// the commands whose keys follow a `numkeys` argument (COMMAND
     /// GETKEYS); an empty list when `numkeys` is not a count that fits.

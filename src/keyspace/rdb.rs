@@ -388,6 +388,11 @@ fn put_functions(out: &mut Vec<u8>, functions: &Libraries) {
 pub fn dump(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     put_value(&mut out, value);
+    with_footer(out)
+}
+
+/// A payload's body followed by the RDB version and a CRC64 of both.
+fn with_footer(mut out: Vec<u8>) -> Vec<u8> {
     out.extend_from_slice(&RDB_VERSION.to_le_bytes());
     let crc = CRC64.checksum(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -1018,10 +1023,7 @@ pub fn verify(payload: &[u8]) -> Result<()> {
 pub fn dump_functions(functions: &Libraries) -> Vec<u8> {
     let mut out = Vec::new();
     put_functions(&mut out, functions);
-    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
-    let crc = CRC64.checksum(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    with_footer(out)
 }
 
 /// Why a `FUNCTION RESTORE` payload was refused, with Redis's texts.
@@ -1108,10 +1110,10 @@ mod tests {
         // A truncated library (footer recomputed so only the body is wrong).
         let mut body = payload[..payload.len() - 10].to_vec();
         body.truncate(body.len() - 3);
-        body.extend_from_slice(&RDB_VERSION.to_le_bytes());
-        let crc = CRC64.checksum(&body);
-        body.extend_from_slice(&crc.to_le_bytes());
-        assert_eq!(restore_functions(&body), Err(FunctionPayloadError::Body));
+        assert_eq!(
+            restore_functions(&with_footer(body)),
+            Err(FunctionPayloadError::Body)
+        );
     }
 
     #[test]
