@@ -1460,6 +1460,9 @@ fn run_in_lua(
                 lua.set_app_data(Killed);
                 return Err(raised(killed));
             }
+            if state.is_busy() {
+                crate::node::script_state::leave_runtime_thread();
+            }
             Ok(mlua::VmState::Continue)
         },
     )?;

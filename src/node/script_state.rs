@@ -115,3 +115,20 @@ impl ScriptState {
         KillOutcome::Killing
     }
 }
+
+/// Called from a busy script's hook: the runtime thread the script runs on
+/// is handed to the other tasks (they answer BUSY and take SCRIPT KILL)
+/// while the script goes on here. Scripts that end in time never pay for
+/// the hand-off. Without a multi-thread runtime (tests of the command
+/// layer alone) nothing happens.
+pub fn leave_runtime_thread() {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let on_worker =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if on_worker {
+        // The pause lets another thread pick the runtime up before this
+        // one could take it back; a thread that already gave it away
+        // passes through at once.
+        tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(2)));
+    }
+}

@@ -111,10 +111,9 @@ async fn run(
             let now_ms = unix_ms();
             handle.last_interaction_ms.store(now_ms, Ordering::Relaxed);
             // A script past busy-reply-threshold holds the lock: answer
-            // without it (BUSY, SCRIPT KILL) instead of waiting.
-            // A script may run long: its batch leaves this runtime thread
-            // to the other tasks (which answer BUSY meanwhile).
-            let scripted = pending.iter().any(|a| may_run_script(&a[0]));
+            // without it (BUSY, SCRIPT KILL) instead of waiting. Such a
+            // script hands this runtime thread to the other tasks from its
+            // hook (`script_state::leave_runtime_thread`).
             let mut run_batch = || match shared.lock_unless_busy() {
                 None => None,
                 Some(mut guard) => {
@@ -154,11 +153,7 @@ async fn run(
                     Some((offset_after != offset_before, offset_after))
                 }
             };
-            let processed = if scripted {
-                tokio::task::block_in_place(run_batch)
-            } else {
-                run_batch()
-            };
+            let processed = run_batch();
             let Some((wrote, offset_after)) = processed else {
                 while let Some(args) = pending.pop_front() {
                     let reply = busy_reply(shared, session, &args);
@@ -393,21 +388,4 @@ fn busy_reply(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Frame {
             busy()
         }
     }
-}
-
-/// Commands that run a script (directly, or queued in EXEC).
-fn may_run_script(name: &[u8]) -> bool {
-    const SCRIPTED: [&str; 7] = [
-        "eval",
-        "evalsha",
-        "eval_ro",
-        "evalsha_ro",
-        "fcall",
-        "fcall_ro",
-        "exec",
-    ];
-    name.len() <= 10
-        && SCRIPTED
-            .iter()
-            .any(|s| name.eq_ignore_ascii_case(s.as_bytes()))
 }
