@@ -1456,11 +1456,12 @@ fn run_in_lua(
     lua.set_hook(
         mlua::HookTriggers::new().every_nth_instruction(100_000),
         move |lua, _| {
-            if state.poll(crate::node::unix_ms(), threshold_ms) {
+            let now = crate::node::unix_ms();
+            if state.poll(now, threshold_ms) {
                 lua.set_app_data(Killed);
                 return Err(raised(killed));
             }
-            if state.is_busy() {
+            if state.should_leave_thread(now) {
                 crate::node::script_state::leave_runtime_thread();
             }
             Ok(mlua::VmState::Continue)

@@ -14,6 +14,8 @@ pub struct ScriptState {
     busy: AtomicBool,
     wrote: AtomicBool,
     kill: AtomicBool,
+    /// When the running script last tried to leave its runtime thread.
+    left_thread_ms: AtomicI64,
     current: parking_lot::Mutex<Option<Running>>,
 }
 
@@ -45,7 +47,24 @@ impl ScriptState {
         *self.current.lock() = Some(running);
         self.started_ms.store(now_ms, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
+        self.left_thread_ms.store(i64::MIN, Ordering::Relaxed);
         self.running.store(true, Ordering::Release);
+    }
+
+    /// Whether a busy script should (try to) leave its runtime thread
+    /// ([`leave_runtime_thread`]): at once, then every 100 ms, as a try
+    /// can miss (the runtime taken back before another thread picked it
+    /// up) and a thread that already left passes quickly.
+    pub fn should_leave_thread(&self, now_ms: i64) -> bool {
+        if !self.is_busy() {
+            return false;
+        }
+        let last = self.left_thread_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < 100 {
+            return false;
+        }
+        self.left_thread_ms.store(now_ms, Ordering::Relaxed);
+        true
     }
 
     pub fn finish(&self) {
