@@ -41,6 +41,7 @@ pub mod demo;
 pub mod fuzzing;
 pub(crate) mod keyspace;
 pub(crate) mod link;
+pub mod memory;
 pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod persist;
@@ -50,6 +51,9 @@ pub mod server;
 pub(crate) mod timer;
 pub mod transport;
 pub mod wan;
+
+#[global_allocator]
+static ALLOCATOR: memory::Counting = memory::Counting;
 
 /// The Redis version Quire reports to clients (INFO `redis_version`, HELLO)
 /// so that client libraries enable the features it implements.

@@ -76,7 +76,6 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub use replication::waitaof_reply;
-pub use server::rss_bytes;
 pub use session::Session;
 
 /// Result of a handler: `Err` carries an error reply (so `?` works on
@@ -427,6 +426,20 @@ pub(crate) fn check_memory(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(), Fram
     Ok(())
 }
 
+/// Evicts keys if memory is over `maxmemory`, and records whether it
+/// stays over with nothing to evict (what [`check_memory`] and scripts
+/// read).
+fn evict(ctx: &mut ExecCtx) {
+    use crate::node::eviction::{perform, Outcome};
+    use std::sync::atomic::Ordering;
+    let outcome = perform(ctx.node, ctx.keyspace, ctx.repl, ctx.now_ms, None);
+    let oom = outcome == Outcome::Fail;
+    let flag = &ctx.node.stats.over_maxmemory;
+    if flag.load(Ordering::Relaxed) != oom {
+        flag.store(oom, Ordering::Release);
+    }
+}
+
 fn dispatch(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     let Some(spec) = lookup(&args[0]) else {
         ctx.session.flag_multi_error();
@@ -443,6 +456,9 @@ fn dispatch(ctx: &mut ExecCtx, args: &[Bytes]) -> Frame {
     if let Err(e) = acl::check(ctx, spec, args) {
         ctx.session.flag_multi_error();
         return e;
+    }
+    if !ctx.session.in_exec && !ctx.session.in_script && !ctx.session.replicated {
+        evict(ctx);
     }
     if let Err(e) = check_memory(ctx, spec) {
         ctx.session.flag_multi_error();

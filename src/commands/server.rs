@@ -117,16 +117,6 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
 ];
 
 /// Resident set size of this process in bytes, from /proc.
-pub fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 fn cpu_times() -> (f64, f64) {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -352,7 +342,23 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
             );
         }
         "memory" => {
-            let rss = rss_bytes();
+            let used = crate::memory::used();
+            let rss = crate::memory::rss();
+            let stats = &shared.stats;
+            let peak = stats
+                .peak_memory
+                .fetch_max(used, Ordering::Relaxed)
+                .max(used);
+            let startup = stats.startup_memory.load(Ordering::Relaxed).min(used);
+            let backlog = shared.log.memory_footprint() as u64;
+            let not_counted = crate::node::eviction::not_counted(shared);
+            let overhead = (startup + not_counted).min(used);
+            let dataset = used - overhead;
+            let dataset_perc = if used > startup {
+                dataset as f64 * 100.0 / (used - startup) as f64
+            } else {
+                0.0
+            };
             let (maxmemory, policy) = (settings.maxmemory, settings.maxmemory_policy);
             let eval_vm = ctx.scripts.lua.as_ref().map_or(0, |l| l.used_memory());
             let eval_sources = ctx.scripts.source_bytes();
@@ -360,9 +366,15 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
             let functions = super::functions::usage(ctx);
             let _ = write!(
                 out,
-                "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_lua:{eval_vm}\r\nused_memory_vm_eval:{eval_vm}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{eval_sources}\r\nnumber_of_cached_scripts:{cached}\r\nnumber_of_functions:{}\r\nnumber_of_libraries:{}\r\nused_memory_vm_functions:{}\r\nused_memory_vm_total:{}\r\nused_memory_vm_total_human:{}\r\nused_memory_functions:{}\r\nused_memory_scripts:{}\r\nused_memory_scripts_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_allocator:libc\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{dataset_perc:.2}%\r\n",
+                human_bytes(used),
                 human_bytes(rss),
-                human_bytes(rss),
+                human_bytes(peak),
+                used as f64 * 100.0 / peak.max(1) as f64,
+            );
+            let _ = write!(
+                out,
+                "used_memory_lua:{eval_vm}\r\nused_memory_vm_eval:{eval_vm}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{eval_sources}\r\nnumber_of_cached_scripts:{cached}\r\nnumber_of_functions:{}\r\nnumber_of_libraries:{}\r\nused_memory_vm_functions:{}\r\nused_memory_vm_total:{}\r\nused_memory_vm_total_human:{}\r\nused_memory_functions:{}\r\nused_memory_scripts:{}\r\nused_memory_scripts_human:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{not_counted}\r\nmem_replication_backlog:{backlog}\r\nmem_clients_slaves:{}\r\nmem_clients_normal:0\r\nmem_aof_buffer:0\r\nmem_allocator:libc\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
                 human_bytes(eval_vm as u64),
                 functions.functions,
                 functions.libraries,
@@ -372,7 +384,10 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
                 functions.source_bytes,
                 eval_sources + functions.source_bytes,
                 human_bytes((eval_sources + functions.source_bytes) as u64),
-                human_bytes(maxmemory)
+                human_bytes(maxmemory),
+                rss as f64 / used.max(1) as f64,
+                rss as i64 - used as i64,
+                not_counted - backlog,
             );
         }
         "persistence" => persistence_section(ctx, out),
@@ -388,7 +403,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
             let repl_out = Stats::get(&c.sent_raw_bytes);
             let _ = write!(
                 out,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:{repl_in}\r\ntotal_net_repl_output_bytes:{repl_out}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:{repl_in}\r\ntotal_net_repl_output_bytes:{repl_out}\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\n",
                 Stats::get(&s.connections_received),
                 Stats::get(&s.commands_processed),
                 s.ops_per_sec(),
@@ -399,6 +414,7 @@ fn info_section(ctx: &mut ExecCtx, section: &str, out: &mut String) {
                 Stats::get(&c.partial_syncs_ok),
                 Stats::get(&c.partial_syncs_err),
                 ctx.keyspace.expired_keys,
+                Stats::get(&s.evicted_keys),
                 hits,
                 misses,
                 ctx.pubsub.numchannels(),
@@ -520,10 +536,10 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         ctx.node.repl.refresh(&settings);
         ctx.keyspace.set_access_policy(settings.access_policy());
         // A new limit applies to the next command, not the next cron tick.
-        ctx.node.stats.over_maxmemory.store(
-            settings.maxmemory > 0 && rss_bytes() > settings.maxmemory,
-            Ordering::Release,
-        );
+        ctx.node
+            .stats
+            .maxmemory
+            .store(settings.maxmemory, Ordering::Relaxed);
         let was_appendonly = ctx.node.settings.read().appendonly;
         let appendonly = settings.appendonly;
         let password_changed = settings.requirepass != ctx.node.settings.read().requirepass;
@@ -1136,7 +1152,7 @@ fn memory(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         let now = ctx.now_ms;
         let key = args[2].clone();
         Ok(match ctx.db().peek(&key, now) {
-            Some(v) => Frame::Integer((v.approx_bytes() + key.len() + 64) as i64),
+            Some(v) => Frame::Integer(crate::keyspace::entry_bytes(&key, v) as i64),
             None => Frame::Null,
         })
     } else if is(sub, "help") {

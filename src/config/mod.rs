@@ -129,13 +129,25 @@ pub struct Settings {
     pub maxclients: u32,
     /// Longest bulk string a client may send.
     pub proto_max_bulk_len: u64,
-    /// Memory limit in bytes (process RSS); 0 = none. Above it, commands
-    /// that may grow the data set are refused with Redis's OOM error.
+    /// Memory limit in bytes, compared with the allocator's count (INFO
+    /// `used_memory`) less the log's in-memory tail; 0 = none. Above it,
+    /// keys are evicted under `maxmemory_policy`; when none can be,
+    /// commands that may grow the data set are refused with Redis's OOM
+    /// error. Replicas never evict (`replica-ignore-maxmemory`).
     pub maxmemory: u64,
-    /// Eviction is not implemented yet: with `maxmemory` set, only
-    /// "noeviction" is accepted. The policy also chooses how keys' access
-    /// is tracked (LRU idle time or LFU counter: OBJECT IDLETIME / FREQ).
+    /// Which keys go at `maxmemory`. The policy also chooses how keys'
+    /// access is tracked (LRU idle time or LFU counter: OBJECT IDLETIME /
+    /// FREQ).
     pub maxmemory_policy: MaxmemoryPolicy,
+    /// Keys sampled per database per eviction round.
+    pub maxmemory_samples: u32,
+    /// How long one command may spend evicting (0-100; Redis's scale:
+    /// 10 is 500 us, 100 is unbounded); the cron carries on after it.
+    pub maxmemory_eviction_tenacity: u32,
+    /// Replicas leave eviction to their primary (whose DELs they apply).
+    pub replica_ignore_maxmemory: bool,
+    /// Evictions replicate as UNLINK instead of DEL.
+    pub lazyfree_lazy_eviction: bool,
     /// LFU counter growth (Redis's `lfu-log-factor`).
     pub lfu_log_factor: u32,
     /// Minutes per LFU counter decrement (Redis's `lfu-decay-time`).
@@ -486,6 +498,10 @@ impl Default for Settings {
             proto_max_bulk_len: 512 * 1024 * 1024,
             maxmemory: 0,
             maxmemory_policy: MaxmemoryPolicy::Noeviction,
+            maxmemory_samples: 5,
+            maxmemory_eviction_tenacity: 10,
+            replica_ignore_maxmemory: true,
+            lazyfree_lazy_eviction: false,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
             repl_ping_replica_period: 10,
@@ -587,16 +603,35 @@ impl Settings {
         }
     }
 
-    /// Eviction is not implemented: a limit with an evicting policy is
-    /// refused rather than silently not evicting.
-    pub fn check_eviction(&self) -> Result<(), String> {
-        if self.maxmemory > 0 && self.maxmemory_policy != MaxmemoryPolicy::Noeviction {
-            return Err(format!(
-                "maxmemory-policy '{}' needs eviction, which is not supported yet: with maxmemory set, use noeviction",
-                self.maxmemory_policy
-            ));
+    /// The keyspace's view of `maxmemory-policy`; None for noeviction.
+    pub fn eviction_policy(&self) -> Option<crate::keyspace::EvictionPolicy> {
+        use crate::keyspace::{EvictionPolicy, Rank, Victims};
+        let (victims, rank) = match self.maxmemory_policy {
+            MaxmemoryPolicy::Noeviction => return None,
+            MaxmemoryPolicy::AllkeysLru => (Victims::AllKeys, Rank::Lru),
+            MaxmemoryPolicy::AllkeysLfu => (Victims::AllKeys, Rank::Lfu),
+            MaxmemoryPolicy::AllkeysRandom => (Victims::AllKeys, Rank::Random),
+            MaxmemoryPolicy::VolatileLru => (Victims::Volatile, Rank::Lru),
+            MaxmemoryPolicy::VolatileLfu => (Victims::Volatile, Rank::Lfu),
+            MaxmemoryPolicy::VolatileRandom => (Victims::Volatile, Rank::Random),
+            MaxmemoryPolicy::VolatileTtl => (Victims::Volatile, Rank::Ttl),
+        };
+        Some(EvictionPolicy { victims, rank })
+    }
+
+    /// The most time one command spends evicting (Redis's
+    /// evictionTimeLimitUs); None = until under the limit.
+    pub fn eviction_time_limit(&self) -> Option<std::time::Duration> {
+        let t = self.maxmemory_eviction_tenacity;
+        if t >= 100 {
+            return None;
         }
-        Ok(())
+        let us = if t <= 10 {
+            50.0 * t as f64
+        } else {
+            500.0 * 1.15f64.powi(t as i32 - 10)
+        };
+        Some(std::time::Duration::from_micros(us as u64))
     }
 
     pub fn load(sources: &Sources) -> Result<Settings, ConfigError> {
@@ -658,10 +693,16 @@ impl Settings {
 
     /// Checks values serde cannot: rule syntax, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Err(reason) = self.check_eviction() {
+        if self.maxmemory_samples == 0 || self.maxmemory_samples > 64 {
             return Err(ConfigError::Invalid {
-                key: "maxmemory_policy",
-                reason,
+                key: "maxmemory_samples",
+                reason: "must be between 1 and 64".into(),
+            });
+        }
+        if self.maxmemory_eviction_tenacity > 100 {
+            return Err(ConfigError::Invalid {
+                key: "maxmemory_eviction_tenacity",
+                reason: "must be between 0 and 100".into(),
             });
         }
         if self.hz == 0 || self.hz > 500 {

@@ -327,7 +327,7 @@ pub static PARAMS: &[Param] = &[
         get: |s| s.maxmemory.to_string(),
         set: Some(|s, v| {
             let _: () = s.maxmemory = parse_num(v)?;
-            s.check_eviction()
+            Ok(())
         }),
     },
     Param {
@@ -335,7 +335,55 @@ pub static PARAMS: &[Param] = &[
         get: |s| s.maxmemory_policy.to_string(),
         set: Some(|s, v| {
             s.maxmemory_policy = v.parse::<MaxmemoryPolicy>()?;
-            s.check_eviction()
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxmemory-samples",
+        get: |s| s.maxmemory_samples.to_string(),
+        set: Some(|s, v| {
+            let n: u32 = parse_num(v)?;
+            if !(1..=64).contains(&n) {
+                return Err("argument must be between 1 and 64 inclusive".into());
+            }
+            s.maxmemory_samples = n;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxmemory-eviction-tenacity",
+        get: |s| s.maxmemory_eviction_tenacity.to_string(),
+        set: Some(|s, v| {
+            let n: u32 = parse_num(v)?;
+            if n > 100 {
+                return Err("argument must be between 0 and 100 inclusive".into());
+            }
+            s.maxmemory_eviction_tenacity = n;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "replica-ignore-maxmemory",
+        get: |s| yes_no(s.replica_ignore_maxmemory),
+        set: Some(|s, v| {
+            let _: () = s.replica_ignore_maxmemory = parse_bool(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "lazyfree-lazy-eviction",
+        get: |s| yes_no(s.lazyfree_lazy_eviction),
+        set: Some(|s, v| {
+            let _: () = s.lazyfree_lazy_eviction = parse_bool(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "slave-ignore-maxmemory",
+        get: |s| yes_no(s.replica_ignore_maxmemory),
+        set: Some(|s, v| {
+            let _: () = s.replica_ignore_maxmemory = parse_bool(v)?;
+            Ok(())
         }),
     },
     Param {

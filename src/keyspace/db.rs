@@ -486,6 +486,73 @@ impl Db {
             .map(|(k, e)| (k, &e.value, self.expires.get(k).copied()))
     }
 
+    /// Up to `samples` random keys in the policy's scope with their
+    /// eviction score (higher goes first): idle milliseconds (LRU), 255
+    /// minus the access counter (LFU), or how soon the key expires (TTL).
+    pub fn eviction_sample(
+        &self,
+        policy: super::evict::EvictionPolicy,
+        samples: usize,
+        now_ms: i64,
+    ) -> Vec<(Blob, u64)> {
+        use super::evict::{Rank, Victims};
+        let len = match policy.victims {
+            Victims::AllKeys => self.entries.len(),
+            Victims::Volatile => self.expires.len(),
+        };
+        let mut out = Vec::with_capacity(samples.min(len));
+        if len == 0 {
+            return out;
+        }
+        for _ in 0..samples.min(len) {
+            let i = rand::random_range(0..len);
+            let (key, entry) = match policy.victims {
+                Victims::AllKeys => match self.entries.get_index(i) {
+                    Some((k, e)) => (k, e),
+                    None => continue,
+                },
+                Victims::Volatile => match self
+                    .expires
+                    .get_index(i)
+                    .and_then(|(k, _)| self.entries.get_key_value(k))
+                {
+                    Some((k, e)) => (k, e),
+                    None => continue,
+                },
+            };
+            let score = match policy.rank {
+                Rank::Lru => (clock_s(now_ms).saturating_sub(entry.access) as u64) * 1000,
+                Rank::Lfu => 255 - self.access_policy.decayed(entry.access, now_ms).min(255) as u64,
+                Rank::Ttl => {
+                    u64::MAX
+                        - self
+                            .expires
+                            .get(key)
+                            .map_or(u64::MAX, |&at| at.max(0) as u64)
+                }
+                Rank::Random => 0,
+            };
+            out.push((key.clone(), score));
+        }
+        out
+    }
+
+    /// A random key in the scope (the random eviction policies).
+    pub fn random_victim(&self, victims: super::evict::Victims) -> Option<Blob> {
+        let map_len = match victims {
+            super::evict::Victims::AllKeys => self.entries.len(),
+            super::evict::Victims::Volatile => self.expires.len(),
+        };
+        if map_len == 0 {
+            return None;
+        }
+        let i = rand::random_range(0..map_len);
+        match victims {
+            super::evict::Victims::AllKeys => self.entries.get_index(i).map(|(k, _)| k.clone()),
+            super::evict::Victims::Volatile => self.expires.get_index(i).map(|(k, _)| k.clone()),
+        }
+    }
+
     /// One round of active expiry: samples up to `samples` keys with a TTL
     /// and deletes the expired ones. Returns (sampled, expired).
     pub fn active_expire_round(&mut self, now_ms: i64, samples: usize) -> (usize, usize) {

@@ -8,6 +8,7 @@ mod blob;
 mod db;
 pub mod digest;
 mod encoding;
+pub mod evict;
 pub mod functions;
 pub mod geo;
 mod glob;
@@ -20,9 +21,12 @@ pub mod zset;
 pub use blob::Blob;
 pub use db::{scan_positions, AccessPolicy, Db, WatchFlag};
 pub use encoding::EncodingLimits;
+pub use evict::{EvictionPolicy, Rank, Victims};
 pub use functions::Libraries;
 pub use glob::glob_match;
-pub use value::{canonical_i64, HashValue, ListValue, Map, SetValue, Value, ValueKind};
+pub use value::{
+    canonical_i64, entry_bytes, HashValue, ListValue, Map, SetValue, Value, ValueKind,
+};
 pub use zset::ZSet;
 
 /// Number of logical databases (`databases` in redis.conf).
@@ -33,6 +37,8 @@ pub const DATABASES: usize = 16;
 pub struct Image {
     pub dbs: Vec<Db>,
     pub functions: Libraries,
+    /// Held while the image lives (see [`Keyspace::snapshot_alive`]).
+    pub pin: std::sync::Arc<()>,
 }
 
 pub struct Keyspace {
@@ -42,6 +48,11 @@ pub struct Keyspace {
     /// Writes since the last successful save (Redis's `server.dirty`).
     pub dirty: u64,
     pub expired_keys: u64,
+    /// Candidates for eviction, kept between rounds.
+    pub eviction: evict::EvictionPool,
+    /// Cloned into every snapshot taken, so the keyspace knows whether one
+    /// still shares its values.
+    snapshot_pin: std::sync::Arc<()>,
 }
 
 impl Default for Keyspace {
@@ -57,6 +68,8 @@ impl Keyspace {
             functions: Libraries::default(),
             dirty: 0,
             expired_keys: 0,
+            eviction: Default::default(),
+            snapshot_pin: Default::default(),
         }
     }
 
@@ -80,7 +93,14 @@ impl Keyspace {
         Image {
             dbs: self.dbs.clone(),
             functions: self.functions.clone(),
+            pin: self.snapshot_pin.clone(),
         }
+    }
+
+    /// Whether a snapshot taken from this keyspace is still alive: values
+    /// the keyspace drops meanwhile stay allocated until it ends.
+    pub fn snapshot_alive(&self) -> bool {
+        std::sync::Arc::strong_count(&self.snapshot_pin) > 1
     }
 
     /// Removes and returns the keys deleted by expiry since the last call,

@@ -192,6 +192,13 @@ impl Value {
     }
 }
 
+/// What a key and its value take, as MEMORY USAGE reports it and
+/// eviction counts what it frees: the value's heap bytes, the key's, and
+/// the entry's slots in the database's tables.
+pub fn entry_bytes(key: &[u8], value: &Value) -> usize {
+    value.approx_bytes() + key.len() + 64
+}
+
 /// Parses `bytes` as an i64 only if it is the integer's canonical text:
 /// no sign on zero, no leading zeros or `+`, no spaces.
 pub fn canonical_i64(bytes: &[u8]) -> Option<i64> {

@@ -681,6 +681,7 @@ async fn stream(
         shared.log.history()
     };
     let mut sender = Sender::new(config, start, Instant::now(), conn.rtt());
+    let mut unacked = UnackedGauge::new(&shared.repl.counters.unacked_link_bytes);
     let mut compressor = LinkCompressor::new(level);
     // False once the connection refused a datagram for good.
     let mut datagrams_usable = true;
@@ -775,6 +776,7 @@ async fn stream(
             send.write_all(&wire).await?;
             stream_wire += wire.len() as u64;
             sender.handle_batch(Instant::now(), &batch)?;
+            unacked.set(sender.unacked_bytes());
             let raw_len = batch.raw_len as u64;
             counters
                 .sent_wire_bytes
@@ -836,6 +838,7 @@ async fn stream(
                     match message {
                         ReplicaMessage::Ack { offset, fsynced } => {
                             sender.handle_ack(offset, fsynced);
+                            unacked.set(sender.unacked_bytes());
                             shared.repl.replicas.lock().handle_ack(id, offset, fsynced);
                             shared.repl.acked.notify_waiters();
                         }
@@ -884,4 +887,32 @@ fn send_copy(
     }
     c.datagram_sent_batches.fetch_add(1, Ordering::Relaxed);
     true
+}
+
+/// One link's share of the node's unacknowledged link bytes, withdrawn
+/// when the link ends.
+struct UnackedGauge<'a> {
+    total: &'a std::sync::atomic::AtomicU64,
+    mine: u64,
+}
+
+impl<'a> UnackedGauge<'a> {
+    fn new(total: &'a std::sync::atomic::AtomicU64) -> Self {
+        UnackedGauge { total, mine: 0 }
+    }
+
+    fn set(&mut self, bytes: u64) {
+        if bytes >= self.mine {
+            self.total.fetch_add(bytes - self.mine, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(self.mine - bytes, Ordering::Relaxed);
+        }
+        self.mine = bytes;
+    }
+}
+
+impl Drop for UnackedGauge<'_> {
+    fn drop(&mut self) {
+        self.set(0);
+    }
 }

@@ -16,6 +16,7 @@ pub mod apply;
 pub mod blocking;
 pub mod clients;
 pub mod cmdstats;
+pub mod eviction;
 pub mod persistence;
 pub mod pubsub;
 pub mod role;
@@ -115,6 +116,10 @@ impl Shared {
         let log = repl.log().clone();
         let mut keyspace = Keyspace::new();
         keyspace.set_access_policy(settings.access_policy());
+        let stats = Stats::default();
+        stats
+            .maxmemory
+            .store(settings.maxmemory, std::sync::atomic::Ordering::Relaxed);
         Arc::new(Shared {
             data: Mutex::new(Data {
                 keyspace,
@@ -128,7 +133,7 @@ impl Shared {
             settings: RwLock::new(settings),
             config_file: sources.file.clone(),
             clients: ClientRegistry::default(),
-            stats: Stats::default(),
+            stats,
             script: Default::default(),
             persistence: Default::default(),
             applier,

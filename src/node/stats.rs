@@ -4,10 +4,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Default)]
 pub struct Stats {
-    /// Process RSS sampled by the cron (INFO used_memory, maxmemory).
-    pub used_memory: AtomicU64,
-    /// Set by the cron while used memory exceeds `maxmemory`.
+    /// `maxmemory`, where every command reads it cheaply (0 = none).
+    pub maxmemory: AtomicU64,
+    /// Over `maxmemory` with nothing left to evict, as found before the
+    /// current command (Redis's `pre_command_oom_state`): writes that grow
+    /// the data are refused.
     pub over_maxmemory: std::sync::atomic::AtomicBool,
+    /// Bytes of evicted keys a snapshot in progress still holds (left out
+    /// of `maxmemory` until it ends).
+    pub snapshot_pinned: AtomicU64,
+    /// Keys evicted at `maxmemory` (INFO `evicted_keys`).
+    pub evicted_keys: AtomicU64,
+    /// `used_memory` when the node was set up (INFO `used_memory_startup`).
+    pub startup_memory: AtomicU64,
+    /// The most `used_memory` seen (INFO `used_memory_peak`).
+    pub peak_memory: AtomicU64,
     /// DEBUG SET-ACTIVE-EXPIRE 0: the cron stops sampling keys to expire
     /// (they still expire when touched).
     pub active_expire_off: std::sync::atomic::AtomicBool,
@@ -32,6 +43,7 @@ impl Stats {
             &self.error_replies,
             &self.net_input_bytes,
             &self.net_output_bytes,
+            &self.evicted_keys,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

@@ -559,6 +559,7 @@ impl KeyspaceBuilder {
         Image {
             dbs: self.dbs,
             functions: self.functions,
+            pin: Default::default(),
         }
     }
 }

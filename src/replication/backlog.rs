@@ -485,6 +485,11 @@ impl Backlog {
         self.inner.lock().memory.len()
     }
 
+    /// Heap bytes the memory tail holds (its capacity).
+    pub fn memory_footprint(&self) -> usize {
+        self.inner.lock().memory.capacity()
+    }
+
     /// Bytes in segment files.
     pub fn disk_bytes(&self) -> u64 {
         self.inner.lock().segments.iter().map(|s| s.len).sum()

@@ -292,6 +292,9 @@ impl Default for LinkStatus {
 /// Counters for INFO (bytes on the wire vs stream bytes).
 #[derive(Default)]
 pub struct ReplCounters {
+    /// Batch bytes every link wrote that its replica has not acknowledged
+    /// yet (left out of `maxmemory`, as Redis its replicas' buffers).
+    pub unacked_link_bytes: AtomicU64,
     pub sent_wire_bytes: AtomicU64,
     pub sent_raw_bytes: AtomicU64,
     pub received_wire_bytes: AtomicU64,

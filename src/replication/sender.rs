@@ -78,8 +78,13 @@ pub struct Sender {
     end: u64,
     acked: u64,
     fsynced: u64,
-    /// End offset and send time of batches not yet acknowledged.
-    in_flight: VecDeque<(u64, Instant)>,
+    /// End offset, send time and payload bytes of batches not yet
+    /// acknowledged.
+    in_flight: VecDeque<(u64, Instant, u64)>,
+    /// Payload bytes written but not yet acknowledged: what the transport
+    /// and the replica may still hold of this link (the node leaves it out
+    /// of `maxmemory`, as Redis its replicas' output buffers).
+    unacked_bytes: u64,
     batcher: Batcher,
     /// When the batcher asked to be polled again.
     batch_due: Option<Instant>,
@@ -110,6 +115,7 @@ impl Sender {
             acked: start,
             fsynced: 0,
             in_flight: VecDeque::new(),
+            unacked_bytes: 0,
             batcher: Batcher::new(config.batch),
             batch_due: None,
             redundancy: Redundancy::new(config.datagrams, config.capacity_bytes_per_sec, now, rtt),
@@ -138,6 +144,11 @@ impl Sender {
 
     pub fn acked(&self) -> u64 {
         self.acked
+    }
+
+    /// Payload bytes written and not yet acknowledged.
+    pub fn unacked_bytes(&self) -> u64 {
+        self.unacked_bytes
     }
 
     pub fn fsynced(&self) -> u64 {
@@ -171,9 +182,11 @@ impl Sender {
         while self
             .in_flight
             .front()
-            .is_some_and(|(end, _)| *end <= self.acked)
+            .is_some_and(|(end, _, _)| *end <= self.acked)
         {
-            self.in_flight.pop_front();
+            if let Some((_, _, bytes)) = self.in_flight.pop_front() {
+                self.unacked_bytes -= bytes;
+            }
         }
     }
 
@@ -199,9 +212,9 @@ impl Sender {
 
     /// How long the oldest unacknowledged batch has been in flight.
     pub fn ack_lag(&self, now: Instant) -> Duration {
-        self.in_flight
-            .front()
-            .map_or(Duration::ZERO, |(_, at)| now.saturating_duration_since(*at))
+        self.in_flight.front().map_or(Duration::ZERO, |(_, at, _)| {
+            now.saturating_duration_since(*at)
+        })
     }
 
     /// Whether the next batch should be cut now: `Cut::Send(n)` bytes
@@ -240,12 +253,17 @@ impl Sender {
         self.sent += raw_len;
         self.end = self.end.max(self.sent);
         let full = self.in_flight.len() == MAX_IN_FLIGHT;
+        let bytes = batch.payload.len() as u64;
+        self.unacked_bytes += bytes;
         match self.in_flight.back_mut() {
             // Too many unacknowledged batches (a long outage): the newest
             // joins the one before it, keeping that one's older send time,
             // so the lag measured once it is the oldest errs long.
-            Some(last) if full => last.0 = self.sent,
-            _ => self.in_flight.push_back((self.sent, now)),
+            Some(last) if full => {
+                last.0 = self.sent;
+                last.2 += bytes;
+            }
+            _ => self.in_flight.push_back((self.sent, now, bytes)),
         }
         self.batcher.handle_sent(now, self.end - self.sent);
         self.batch_due = None;

@@ -149,6 +149,11 @@ impl Node {
             replay,
         } = self;
         let span = shared.span();
+        // What the node takes before it holds data (used_memory_startup).
+        shared
+            .stats
+            .startup_memory
+            .store(crate::memory::used(), std::sync::atomic::Ordering::Relaxed);
         let log_thread = {
             let shared = shared.clone();
             let span = span.clone();
@@ -329,16 +334,11 @@ async fn cron(shared: Arc<Shared>) {
             .stats
             .ops
             .sample(Stats::get(&shared.stats.commands_processed));
-        let used = crate::commands::rss_bytes();
-        let maxmemory = shared.settings.read().maxmemory;
+        let used = crate::memory::used();
         shared
             .stats
-            .used_memory
-            .store(used, std::sync::atomic::Ordering::Relaxed);
-        shared.stats.over_maxmemory.store(
-            maxmemory > 0 && used > maxmemory,
-            std::sync::atomic::Ordering::Release,
-        );
+            .peak_memory
+            .fetch_max(used, std::sync::atomic::Ordering::Relaxed);
         let (backlog, backlog_keep, is_replica) = {
             let s = shared.settings.read();
             (
@@ -357,6 +357,15 @@ async fn cron(shared: Arc<Shared>) {
         data.repl
             .tick(now, backlog.size, backlog.outage_secs(), max_disk);
         let offset_before = data.repl.offset();
+        // A command's round of eviction stops at its time limit; the cron
+        // carries on with a round of its own (Redis's eviction timeProc).
+        crate::node::eviction::perform(
+            &shared,
+            &mut data.keyspace,
+            &mut data.repl,
+            now,
+            Some(Duration::from_millis(250 / hz as u64)),
+        );
         let active_expire = !shared
             .stats
             .active_expire_off
