@@ -619,13 +619,15 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
     };
     let _ = write!(
         out,
-        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nquire_rejected_links:{}\r\nquire_resyncs_refused:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\nquire_snapshots_made:{}\r\nquire_snapshot_overruns:{}\r\n",
+        "quire_node:{}\r\nquire_region:{}\r\nquire_repl_port:{}\r\nquire_sent_wire_bytes:{sent_wire}\r\nquire_sent_stream_bytes:{sent_raw}\r\nquire_sent_compression_ratio:{:.2}\r\nquire_received_wire_bytes:{recv_wire}\r\nquire_received_stream_bytes:{recv_raw}\r\nquire_received_compression_ratio:{:.2}\r\nquire_rejected_links:{}\r\nquire_unauthorized_links:{}\r\nquire_allowed_replicas:{}\r\nquire_resyncs_refused:{}\r\nquire_snapshot_bytes_sent:{}\r\nquire_snapshot_last_bytes:{}\r\nquire_snapshot_resumes_served:{}\r\nquire_snapshot_files:{}\r\nquire_snapshots_made:{}\r\nquire_snapshot_overruns:{}\r\n",
         settings.node.name,
         settings.node.region,
         repl.port.load(Ordering::Relaxed),
         ratio(sent_raw, sent_wire),
         ratio(recv_raw, recv_wire),
         c.rejected_links.load(Ordering::Relaxed),
+        c.unauthorized_links.load(Ordering::Relaxed),
+        allowed_replicas(&settings.repl.allowed_replicas),
         c.resyncs_refused.load(Ordering::Relaxed),
         c.snapshot_bytes_sent.load(Ordering::Relaxed),
         c.last_snapshot_bytes.load(Ordering::Relaxed),
@@ -658,4 +660,13 @@ pub fn info_section(ctx: &ExecCtx, out: &mut String) {
         load(&c.batches_compressed),
         load(&c.batches_stored)
     );
+}
+
+/// INFO's view of `repl.allowed_replicas`.
+fn allowed_replicas(list: &[String]) -> String {
+    if list.is_empty() {
+        "open".into()
+    } else {
+        list.join(",")
+    }
 }

@@ -353,6 +353,12 @@ pub struct ReplSettings {
     /// probes them every second; if one has seen a newer promotion epoch,
     /// this node has been replaced: it fences itself and follows it.
     pub peers: Vec<String>,
+    /// Names (or globs, `eu-*`) a replica's certificate must carry to
+    /// replicate from this node, checked after TLS has proved the CA
+    /// signed it; the same list admits fencing probes. Empty admits every
+    /// certificate of the CA, with a warning at start. The region profiles
+    /// list the group's own nodes.
+    pub allowed_replicas: Vec<String>,
     /// Serve a full sync even to a replica that holds writes of this
     /// node's history that this node lost (it came back behind what it had
     /// acknowledged). Off: such a replica is refused and keeps its data;
@@ -447,6 +453,7 @@ impl Default for ReplSettings {
             idle_timeout_ms: 30_000,
             window_bytes: 16 << 20,
             peers: Vec::new(),
+            allowed_replicas: Vec::new(),
             congestion: Congestion::Bbr,
             datagrams: DatagramMode::Auto,
             datagram_stagger_us: 1000,
@@ -781,6 +788,17 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "repl.datagram_stagger_us",
                 reason: "must be at most 100000".into(),
+            });
+        }
+        if let Some(bad) = self
+            .repl
+            .allowed_replicas
+            .iter()
+            .find(|p| p.trim().is_empty() || p.trim() != p.as_str())
+        {
+            return Err(ConfigError::Invalid {
+                key: "repl.allowed_replicas",
+                reason: format!("{bad:?} is not a name or pattern (empty or with spaces)"),
             });
         }
         for peer in &self.repl.peers {

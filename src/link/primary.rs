@@ -61,6 +61,8 @@ pub enum Refusal {
     Version { theirs: u16, ours: u16 },
     #[error("replication cycle: the replica is this node's own upstream")]
     Cycle,
+    #[error("not an allowed replica: the certificate names {names:?}, none of them in repl.allowed_replicas of this node")]
+    NotAllowed { names: Vec<String> },
     #[error("this node is fenced: its epoch {ours} is older than the replica's ({theirs})")]
     Fenced { ours: Epoch, theirs: Epoch },
     /// The resync decision's reason (RUNBOOK D).
@@ -164,13 +166,28 @@ async fn serve_replica(
         .map_err(|_| LinkError::Timeout("handshake"))??;
     let mut reader = MessageReader::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let hello = match tokio::time::timeout(
+    let first = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         read_message::<ReplicaMessage>(&mut recv, &mut reader, &mut buf),
     )
     .await
-    .map_err(|_| LinkError::Timeout("handshake"))??
-    {
+    .map_err(|_| LinkError::Timeout("handshake"))??;
+    // Authentication (the CA signed it) is TLS's; authorization is the
+    // name: checked before anything of the dataset or the node's state is
+    // sent, for replicas and probes alike.
+    let names = crate::transport::peer_names(conn);
+    let allowed = shared.settings.read().repl.allowed_replicas.clone();
+    if !crate::transport::certs::admitted(&allowed, &names) {
+        shared
+            .repl
+            .counters
+            .unauthorized_links
+            .fetch_add(1, Ordering::Relaxed);
+        let refusal = Refusal::NotAllowed { names };
+        refuse(&mut send, &mut recv, &refusal).await;
+        return Err(refusal.into());
+    }
+    let hello = match first {
         Some(ReplicaMessage::Hello(hello)) => hello,
         Some(ReplicaMessage::Probe { epoch }) => {
             send.write_all(&protocol::encode(&probe_reply(shared)))

@@ -303,6 +303,9 @@ pub struct ReplCounters {
     pub partial_syncs_ok: AtomicU64,
     pub partial_syncs_err: AtomicU64,
     pub rejected_links: AtomicU64,
+    /// Links refused because the peer's name is not in
+    /// `repl.allowed_replicas`.
+    pub unauthorized_links: AtomicU64,
     /// Connections fed the stream in Redis's protocol (SYNC/PSYNC on the
     /// client port); while any is, PINGs go into the stream as keepalive.
     pub resp_feeds: AtomicU64,

@@ -289,6 +289,14 @@ fn start_replication(shared: &Arc<Shared>) {
         port = shared.repl.port.load(std::sync::atomic::Ordering::Relaxed),
         "replication endpoint ready"
     );
+    let allowed = shared.settings.read().repl.allowed_replicas.clone();
+    if allowed.is_empty() {
+        tracing::warn!(
+            "repl.allowed_replicas is empty: ANY node with a certificate from this CA may replicate the whole dataset from this node; list the group's nodes (the region profiles do)"
+        );
+    } else {
+        tracing::info!(?allowed, "replicas admitted by certificate name");
+    }
     tokio::spawn(crate::link::primary::serve(shared.clone(), endpoint).instrument(shared.span()));
     let replicaof = shared.settings.read().replicaof.clone();
     if let Ok((host, port)) = crate::config::parse_host_port(&replicaof) {

@@ -49,6 +49,46 @@ impl NodeCertSpec {
 }
 
 /// The file names a node's TLS identity uses inside a certs directory.
+/// The names a certificate proves: its DNS subject alternative names and
+/// its common name (what `certs init` writes: the node's name first).
+/// Nothing for bytes that are not a certificate.
+pub fn cert_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::DNSName(dns) = name {
+                names.push(dns.to_string());
+            }
+        }
+    }
+    for cn in cert.subject().iter_common_name() {
+        if let Ok(cn) = cn.as_str() {
+            if !names.iter().any(|n| n == cn) {
+                names.push(cn.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Whether a peer whose certificate proves `names` may replicate from
+/// this node (`repl.allowed_replicas`): some name matches some pattern
+/// (Redis-style globs: `eu-*`, `node-?`). An empty list admits every
+/// certificate the CA signed. `localhost`, which every certificate from
+/// `certs init` carries, never counts.
+pub fn admitted(patterns: &[String], names: &[String]) -> bool {
+    patterns.is_empty()
+        || names.iter().filter(|n| n.as_str() != "localhost").any(|n| {
+            patterns
+                .iter()
+                .any(|p| crate::keyspace::glob_match(p.as_bytes(), n.as_bytes(), true))
+        })
+}
+
 pub fn ca_cert_path(dir: &Path) -> PathBuf {
     dir.join("ca.pem")
 }
@@ -187,5 +227,37 @@ impl Authority {
         write(&cert_path, &cert.pem())?;
         write(&key_path, &key.serialize_pem())?;
         Ok((cert_path, key_path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+
+    #[test]
+    fn a_certificate_proves_its_node_name_and_extra_dns_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Authority::create(dir.path()).unwrap();
+        let mut spec = NodeCertSpec::new("eu-west");
+        spec.dns.push("eu-west.quire.svc".into());
+        let (cert, _) = ca.issue(dir.path(), &spec).unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap();
+        let names = cert_names(&der);
+        assert_eq!(names[0], "eu-west");
+        assert!(names.contains(&"eu-west.quire.svc".to_string()));
+        assert!(cert_names(b"not a certificate").is_empty());
+    }
+
+    #[test]
+    fn allowed_replicas_match_names_by_glob() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let allowed = names(&["eu-west", "ap-*"]);
+        assert!(admitted(&allowed, &names(&["eu-west", "localhost"])));
+        assert!(admitted(&allowed, &names(&["AP-South"])));
+        assert!(!admitted(&allowed, &names(&["intruder", "localhost"])));
+        assert!(!admitted(&names(&["local*"]), &names(&["localhost"])));
+        assert!(!admitted(&allowed, &[]));
+        assert!(admitted(&[], &names(&["anyone"])), "an empty list is open");
     }
 }

@@ -146,6 +146,15 @@ impl TlsIdentity {
     }
 }
 
+/// The names the peer's certificate proves (see [`certs::cert_names`]);
+/// empty if it presented none.
+pub fn peer_names(conn: &quinn::Connection) -> Vec<String> {
+    conn.peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().map(|leaf| certs::cert_names(leaf)))
+        .unwrap_or_default()
+}
+
 /// Bytes of datagram copies quinn queues on a link.
 pub const DATAGRAM_SEND_BUFFER: usize = 64 << 10;
 
