@@ -35,6 +35,11 @@ const CONTAINERS: &[&str] = &[
     "module", "object", "pubsub", "script", "slowlog", "xgroup", "xinfo",
 ];
 
+/// Whether `name` is a container (its statistics go by subcommand).
+pub(super) fn is_container(name: &str) -> bool {
+    CONTAINERS.contains(&name)
+}
+
 /// Administrative commands (`@admin`); all of them are `@dangerous` too.
 const ADMIN: &[&str] = &[
     "acl",

@@ -57,6 +57,7 @@ pub mod scripting;
 mod server;
 pub mod session;
 mod set;
+mod slowlog;
 mod sort;
 mod stream;
 mod strings;
@@ -315,6 +316,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         acl::COMMANDS,
         functions::COMMANDS,
         sort::COMMANDS,
+        slowlog::COMMANDS,
         keys::COMMANDS,
         server::COMMANDS,
         connection::COMMANDS,
@@ -594,7 +596,17 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     let started = std::time::Instant::now();
     let reply = (spec.run)(ctx, args).unwrap_or_else(|e| e);
     let usec = started.elapsed().as_micros() as u64;
-    ctx.cmdstats.called(spec.name, usec, reply.is_error());
+    let stat_name = match &reply {
+        Frame::Error(e) if e.starts_with("ERR unknown subcommand") => spec.name,
+        _ if args.len() > 1 && acl::is_container(spec.name) => {
+            ctx.cmdstats.subcommand_name(spec.name, &args[1])
+        }
+        _ => spec.name,
+    };
+    ctx.cmdstats.called(stat_name, usec, reply.is_error());
+    if slowlog::is_slow(ctx, usec) {
+        slowlog::record(ctx, spec, args, usec);
+    }
     ctx.session.commands_processed += 1;
     // Counted once: a script failing with the error of a command it ran
     // was counted when that command failed.

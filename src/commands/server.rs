@@ -536,10 +536,11 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         ctx.node.repl.refresh(&settings);
         ctx.keyspace.set_access_policy(settings.access_policy());
         // A new limit applies to the next command, not the next cron tick.
+        ctx.node.stats.apply_settings(&settings);
         ctx.node
-            .stats
-            .maxmemory
-            .store(settings.maxmemory, Ordering::Relaxed);
+            .slowlog
+            .lock()
+            .trim(settings.slowlog_max_len as usize);
         let was_appendonly = ctx.node.settings.read().appendonly;
         let appendonly = settings.appendonly;
         let password_changed = settings.requirepass != ctx.node.settings.read().requirepass;

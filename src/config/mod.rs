@@ -148,6 +148,14 @@ pub struct Settings {
     pub replica_ignore_maxmemory: bool,
     /// Evictions replicate as UNLINK instead of DEL.
     pub lazyfree_lazy_eviction: bool,
+    /// Commands taking at least this many microseconds go to the slow log
+    /// (negative: none; 0: every command).
+    pub slowlog_log_slower_than: i64,
+    /// Entries the slow log keeps.
+    pub slowlog_max_len: u64,
+    /// Events taking at least this many milliseconds go to the latency
+    /// monitor (0: off).
+    pub latency_monitor_threshold: u64,
     /// LFU counter growth (Redis's `lfu-log-factor`).
     pub lfu_log_factor: u32,
     /// Minutes per LFU counter decrement (Redis's `lfu-decay-time`).
@@ -509,6 +517,9 @@ impl Default for Settings {
             maxmemory_eviction_tenacity: 10,
             replica_ignore_maxmemory: true,
             lazyfree_lazy_eviction: false,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
             repl_ping_replica_period: 10,

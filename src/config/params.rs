@@ -379,6 +379,32 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "slowlog-log-slower-than",
+        get: |s| s.slowlog_log_slower_than.to_string(),
+        set: Some(|s, v| {
+            s.slowlog_log_slower_than = v
+                .parse()
+                .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "slowlog-max-len",
+        get: |s| s.slowlog_max_len.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.slowlog_max_len = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "latency-monitor-threshold",
+        get: |s| s.latency_monitor_threshold.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.latency_monitor_threshold = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "slave-ignore-maxmemory",
         get: |s| yes_no(s.replica_ignore_maxmemory),
         set: Some(|s, v| {

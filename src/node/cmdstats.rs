@@ -51,6 +51,30 @@ impl Histogram {
         self.total += 1;
     }
 
+    /// Cumulative counts at powers of two of microseconds (1, 2, 4, ...),
+    /// each bound listed where the count grew, up to the largest value
+    /// (LATENCY HISTOGRAM's `histogram_usec`).
+    pub fn log2_cumulative(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let (mut seen, mut i) = (0u64, 0usize);
+        let mut last = 0u64;
+        for p in 0..40u32 {
+            let bound = 1u64 << p;
+            while i < BUCKETS && Self::upper(i) < bound {
+                seen += self.counts[i] as u64;
+                i += 1;
+            }
+            if seen != last {
+                out.push((bound, seen));
+                last = seen;
+            }
+            if seen == self.total {
+                break;
+            }
+        }
+        out
+    }
+
     /// The value at `p` percent, in microseconds.
     pub fn percentile(&self, p: f64) -> u64 {
         if self.total == 0 {
@@ -79,14 +103,44 @@ pub struct CommandStat {
     pub latency: Histogram,
 }
 
+/// Most `command|subcommand` names interned for statistics (their text
+/// is kept for the process's life, so the set is bounded).
+const MAX_SUBCOMMAND_NAMES: usize = 1024;
+
 #[derive(Default)]
 pub struct CommandStats {
     commands: HashMap<&'static str, CommandStat, foldhash::fast::FixedState>,
+    subcommand_names: HashMap<(&'static str, Vec<u8>), &'static str>,
     /// Error replies by their first word (`ERR`, `WRONGTYPE`, ...).
     errors: BTreeMap<String, u64>,
 }
 
 impl CommandStats {
+    /// The statistics name of a container's subcommand, `config|set`
+    /// (Redis 7's `cmdstat_config|set`); the container's own name for
+    /// text that cannot be a subcommand or past the bound.
+    pub fn subcommand_name(&mut self, command: &'static str, sub: &[u8]) -> &'static str {
+        let plausible = !sub.is_empty()
+            && sub.len() <= 32
+            && sub
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_');
+        if !plausible {
+            return command;
+        }
+        let lower = sub.to_ascii_lowercase();
+        if let Some(name) = self.subcommand_names.get(&(command, lower.clone())) {
+            return name;
+        }
+        if self.subcommand_names.len() >= MAX_SUBCOMMAND_NAMES {
+            return command;
+        }
+        let name: &'static str =
+            Box::leak(format!("{command}|{}", String::from_utf8_lossy(&lower)).into_boxed_str());
+        self.subcommand_names.insert((command, lower), name);
+        name
+    }
+
     pub fn called(&mut self, name: &'static str, usec: u64, failed: bool) {
         let s = self.commands.entry(name).or_default();
         s.calls += 1;

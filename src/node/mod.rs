@@ -22,6 +22,7 @@ pub mod pubsub;
 pub mod role;
 pub mod script_state;
 pub mod scripts;
+pub mod slowlog;
 pub mod stats;
 
 use crate::config::{Settings, Sources};
@@ -67,6 +68,10 @@ pub struct Shared {
     pub config_file: Option<std::path::PathBuf>,
     pub clients: ClientRegistry,
     pub stats: Stats,
+    /// SLOWLOG's entries and LATENCY's events (locked only to record
+    /// something slow or to read them).
+    pub slowlog: Mutex<slowlog::SlowLog>,
+    pub latency: Mutex<slowlog::LatencyMonitor>,
     /// A running script, as other clients see it (BUSY, SCRIPT KILL).
     pub script: Arc<script_state::ScriptState>,
     pub persistence: persistence::Persistence,
@@ -117,9 +122,7 @@ impl Shared {
         let mut keyspace = Keyspace::new();
         keyspace.set_access_policy(settings.access_policy());
         let stats = Stats::default();
-        stats
-            .maxmemory
-            .store(settings.maxmemory, std::sync::atomic::Ordering::Relaxed);
+        stats.apply_settings(&settings);
         Arc::new(Shared {
             data: Mutex::new(Data {
                 keyspace,
@@ -143,6 +146,8 @@ impl Shared {
             repl: Default::default(),
             metrics_port: Default::default(),
             acl: RwLock::new(None),
+            slowlog: Default::default(),
+            latency: Default::default(),
             acl_version: Default::default(),
             shutdown,
         })

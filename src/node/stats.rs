@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// `maxmemory`, where every command reads it cheaply (0 = none).
     pub maxmemory: AtomicU64,
+    /// `slowlog-log-slower-than` and `latency-monitor-threshold`, read by
+    /// every command.
+    pub slowlog_slower_than: std::sync::atomic::AtomicI64,
+    pub latency_threshold_ms: AtomicU64,
     /// Over `maxmemory` with nothing left to evict, as found before the
     /// current command (Redis's `pre_command_oom_state`): writes that grow
     /// the data are refused.
@@ -35,6 +39,15 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Copies the settings every command reads into their atomics.
+    pub fn apply_settings(&self, s: &crate::config::Settings) {
+        self.maxmemory.store(s.maxmemory, Ordering::Relaxed);
+        self.slowlog_slower_than
+            .store(s.slowlog_log_slower_than, Ordering::Relaxed);
+        self.latency_threshold_ms
+            .store(s.latency_monitor_threshold, Ordering::Relaxed);
+    }
+
     pub fn reset(&self) {
         for counter in [
             &self.connections_received,

@@ -367,23 +367,30 @@ async fn cron(shared: Arc<Shared>) {
         let offset_before = data.repl.offset();
         // A command's round of eviction stops at its time limit; the cron
         // carries on with a round of its own (Redis's eviction timeProc).
-        crate::node::eviction::perform(
+        let started = Instant::now();
+        if crate::node::eviction::perform(
             &shared,
             &mut data.keyspace,
             &mut data.repl,
             now,
             Some(Duration::from_millis(250 / hz as u64)),
-        );
+        ) != crate::node::eviction::Outcome::Under
+        {
+            crate::node::slowlog::record_event(&shared, "eviction-cycle", started.elapsed());
+        }
         let active_expire = !shared
             .stats
             .active_expire_off
             .load(std::sync::atomic::Ordering::Relaxed);
         if !is_replica && active_expire {
-            for (db, key) in active_expire_cycle(
+            let started = Instant::now();
+            let expired = active_expire_cycle(
                 &mut data.keyspace,
                 now,
                 Duration::from_millis(250 / hz as u64),
-            ) {
+            );
+            crate::node::slowlog::record_event(&shared, "expire-cycle", started.elapsed());
+            for (db, key) in expired {
                 data.repl.emit(db, &[b"DEL".as_slice(), key.as_bytes()]);
             }
         }

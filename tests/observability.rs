@@ -1,0 +1,93 @@
+//! What operators look at: SLOWLOG (with secrets redacted), LATENCY and
+//! per-subcommand statistics, through a real client, compared with
+//! Debian's redis-server where the reply shape matters.
+
+mod common;
+
+use common::{RedisServer, Reply, TestNode};
+
+fn entries(r: &mut common::RawClient) -> Vec<Vec<Reply>> {
+    r.call(&["SLOWLOG", "GET", "-1"])
+        .items()
+        .into_iter()
+        .map(|e| e.items())
+        .collect()
+}
+
+#[test]
+fn slowlog_logs_trims_and_redacts_like_redis() {
+    let node = TestNode::start();
+    let redis_server = RedisServer::start(&[]);
+    for port in [node.port, redis_server.port] {
+        let mut r = common::RawClient::connect(port);
+        r.call(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+        r.call(&["CONFIG", "SET", "slowlog-max-len", "4"]);
+        r.call(&["SLOWLOG", "RESET"]);
+        r.call(&["CLIENT", "SETNAME", "ops"]);
+        r.call(&["CONFIG", "SET", "requirepass", "s3cret"]);
+        r.call(&["AUTH", "s3cret"]);
+        r.call(&["SET", "k", &"x".repeat(200)]);
+        let got = entries(&mut r);
+        assert_eq!(got.len(), 4, "port {port}: bounded by slowlog-max-len");
+        let args = |e: &Vec<Reply>| e[3].strings();
+        assert_eq!(
+            args(&got[0])[2],
+            format!("{}... (72 more bytes)", "x".repeat(128))
+        );
+        assert_eq!(args(&got[1]), ["AUTH", "(redacted)"], "port {port}");
+        assert_eq!(
+            args(&got[2]),
+            ["CONFIG", "SET", "requirepass", "(redacted)"],
+            "port {port}"
+        );
+        assert_eq!(got[0][5].text(), "ops");
+        assert!(got[0][0].int() > got[1][0].int(), "ids grow, newest first");
+        assert_eq!(
+            r.call(&["SLOWLOG", "GET", "-2"]).err(),
+            "ERR count should be greater than or equal to -1"
+        );
+        r.call(&["CONFIG", "SET", "requirepass", ""]);
+        r.call(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]);
+        r.call(&["SLOWLOG", "RESET"]);
+        r.call(&["PING"]);
+        assert_eq!(r.call(&["SLOWLOG", "LEN"]).int(), 0, "-1 disables it");
+    }
+}
+
+#[test]
+fn latency_monitor_records_spikes_and_histograms_by_subcommand() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    assert_eq!(
+        r.call(&["CONFIG", "SET", "latency-monitor-threshold", "50"]),
+        Reply::Simple("OK".into())
+    );
+    r.call(&["DEBUG", "SLEEP", "0.1"]);
+    let latest = r.call(&["LATENCY", "LATEST"]).items();
+    assert_eq!(latest.len(), 1);
+    let event = latest[0].items();
+    assert_eq!(event[0].text(), "command");
+    assert!(event[2].int() >= 100, "{event:?}");
+    assert_eq!(r.call(&["LATENCY", "HISTORY", "command"]).items().len(), 1);
+    assert!(r.call(&["LATENCY", "DOCTOR"]).text().contains("command"));
+    assert!(r
+        .call(&["LATENCY", "GRAPH", "command"])
+        .text()
+        .contains("#"));
+    assert_eq!(
+        r.call(&["LATENCY", "GRAPH", "nothing"]).err(),
+        "ERR No samples available for event 'nothing'"
+    );
+    assert_eq!(r.call(&["LATENCY", "RESET"]).int(), 1);
+    assert!(r.call(&["LATENCY", "LATEST"]).items().is_empty());
+
+    r.call(&["CONFIG", "RESETSTAT"]);
+    r.call(&["CLIENT", "ID"]);
+    r.call(&["CLIENT", "ID"]);
+    let histogram = r.call(&["LATENCY", "HISTOGRAM", "client"]).items();
+    assert_eq!(histogram[0].text(), "client|id");
+    let stat = histogram[1].items();
+    assert_eq!((stat[0].text().as_str(), stat[1].int()), ("calls", 2));
+    let info = r.call(&["INFO", "commandstats"]).text();
+    assert!(info.contains("cmdstat_client|id:calls=2"), "{info}");
+}
