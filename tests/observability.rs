@@ -91,3 +91,76 @@ fn latency_monitor_records_spikes_and_histograms_by_subcommand() {
     let info = r.call(&["INFO", "commandstats"]).text();
     assert!(info.contains("cmdstat_client|id:calls=2"), "{info}");
 }
+
+/// Reads one pub/sub message from a subscribed raw client as
+/// (channel, payload).
+fn message(r: &mut common::RawClient) -> (String, String) {
+    let m = r.read().strings();
+    (m[m.len() - 2].clone(), m[m.len() - 1].clone())
+}
+
+#[test]
+fn keyspace_notifications_fire_on_the_primary_and_on_its_replica() {
+    let (_pki, primary, replica) = common::primary_and_replica();
+    for node in [&primary, &replica] {
+        node.raw()
+            .call(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]);
+    }
+    assert_eq!(
+        replica
+            .raw()
+            .call(&["CONFIG", "GET", "notify-keyspace-events"])
+            .strings()[1],
+        "AKE"
+    );
+    let mut subs = Vec::new();
+    for node in [&primary, &replica] {
+        let mut sub = node.raw();
+        sub.call(&["PSUBSCRIBE", "__keyspace@0__:*"]);
+        subs.push(sub);
+    }
+    let mut w = primary.raw();
+    w.call(&["SET", "foo", "bar", "EX", "100"]);
+    w.call(&["RPUSH", "l", "a"]);
+    w.call(&["LPOP", "l"]);
+    w.call(&["SREM", "nothing", "x"]);
+    w.call(&["RENAME", "foo", "bar"]);
+    let expected = [
+        ("__keyspace@0__:foo", "set"),
+        ("__keyspace@0__:foo", "expire"),
+        ("__keyspace@0__:l", "rpush"),
+        ("__keyspace@0__:l", "lpop"),
+        ("__keyspace@0__:l", "del"),
+        ("__keyspace@0__:foo", "rename_from"),
+        ("__keyspace@0__:bar", "rename_to"),
+    ];
+    for (i, sub) in subs.iter_mut().enumerate() {
+        for (channel, event) in expected {
+            assert_eq!(
+                message(sub),
+                (channel.to_string(), event.to_string()),
+                "on {}",
+                ["the primary", "the replica"][i]
+            );
+        }
+    }
+    // Keyevent channels and the `new` class, as configured per node.
+    let mut ev = primary.raw();
+    ev.call(&["CONFIG", "SET", "notify-keyspace-events", "En$"]);
+    ev.call(&["SUBSCRIBE", "__keyevent@0__:new", "__keyevent@0__:set"]);
+    ev.read(); // the second channel's confirmation
+    w.call(&["SET", "fresh", "1"]);
+    w.call(&["SET", "fresh", "2"]);
+    assert_eq!(
+        message(&mut ev),
+        ("__keyevent@0__:new".into(), "fresh".into())
+    );
+    assert_eq!(
+        message(&mut ev),
+        ("__keyevent@0__:set".into(), "fresh".into())
+    );
+    assert_eq!(
+        message(&mut ev),
+        ("__keyevent@0__:set".into(), "fresh".into())
+    );
+}

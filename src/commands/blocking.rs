@@ -11,6 +11,7 @@ pub use crate::node::blocking::{BlockOp, BlockedWait, Blocking};
 /// Serves waiters on every key marked ready, in blocking order. Serving a
 /// move may make its destination ready; the loop continues until quiet.
 pub fn serve_ready(ctx: &mut ExecCtx) {
+    use crate::keyspace::notify::{LIST, ZSET};
     let saved_db = ctx.session.db;
     // Served after the command (an EXEC, a script) that made the keys
     // ready, at the time it ended: a key that expired meanwhile serves no
@@ -47,6 +48,22 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
                 if !matches!(kind_ok, Ok(true)) {
                     break;
                 }
+                let events = match &op {
+                    BlockOp::ListPop { left, .. } => {
+                        (if *left { "lpop" } else { "rpop" }, "", LIST)
+                    }
+                    BlockOp::ListMove {
+                        from_left, to_left, ..
+                    } => (
+                        if *from_left { "lpop" } else { "rpop" },
+                        if *to_left { "lpush" } else { "rpush" },
+                        LIST,
+                    ),
+                    BlockOp::ZPop { min, .. } => {
+                        (if *min { "zpopmin" } else { "zpopmax" }, "", ZSET)
+                    }
+                    BlockOp::XRead { .. } | BlockOp::XReadGroup { .. } => ("", "", 0),
+                };
                 let reply = match &op {
                     BlockOp::ListPop { left, count, mpop } => {
                         list::pop_for_waiter(ctx, &key, *left, *count, *mpop)
@@ -66,6 +83,7 @@ pub fn serve_ready(ctx: &mut ExecCtx) {
                     break;
                 };
                 ctx.flush_effects();
+                super::notify::after_served(ctx, &key, events.0, events.1, events.2);
                 if let Some(waiter) = ctx.blocking.take_waiter(client) {
                     // Waiters are removed under this lock when their client
                     // disconnects, so the receiving side is alive here.
@@ -111,6 +129,8 @@ fn serve_stream_waiters(ctx: &mut ExecCtx, db: usize, key: &Blob) {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 ctx.flush_effects();
+                // Group state a served XREADGROUP changed fires nothing.
+                super::notify::after_served(ctx, key, "", "", 0);
                 if let Some(waiter) = ctx.blocking.take_waiter(client) {
                     let _ = waiter.reply.send(reply);
                 }

@@ -51,6 +51,7 @@ mod keys;
 mod list;
 mod longdouble;
 mod lua_msgpack;
+mod notify;
 pub mod pubsub;
 pub mod replication;
 pub mod scripting;
@@ -277,6 +278,7 @@ impl<'a> ExecCtx<'a> {
         }
         let expired = self.keyspace.drain_expired();
         self.dirty(expired.len() as u64);
+        notify::expired(self, &expired);
         if self.propagates() {
             for (db, key) in &expired {
                 self.repl.emit(*db, &[b"DEL".as_slice(), key.as_bytes()]);
@@ -434,7 +436,14 @@ pub(crate) fn check_memory(ctx: &ExecCtx, spec: &CommandSpec) -> Result<(), Fram
 fn evict(ctx: &mut ExecCtx) {
     use crate::node::eviction::{perform, Outcome};
     use std::sync::atomic::Ordering;
-    let outcome = perform(ctx.node, ctx.keyspace, ctx.repl, ctx.now_ms, None);
+    let outcome = perform(
+        ctx.node,
+        ctx.keyspace,
+        ctx.repl,
+        ctx.pubsub,
+        ctx.now_ms,
+        None,
+    );
     let oom = outcome == Outcome::Fail;
     let flag = &ctx.node.stats.over_maxmemory;
     if flag.load(Ordering::Relaxed) != oom {
@@ -626,6 +635,7 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
         }
     }
     ctx.propagate_expired();
+    notify::after_call(ctx, spec, args);
     if ctx.effects.is_some() {
         ctx.flush_effects();
     } else if ctx.propagates()

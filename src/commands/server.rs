@@ -535,6 +535,8 @@ fn config(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         }
         ctx.node.repl.refresh(&settings);
         ctx.keyspace.set_access_policy(settings.access_policy());
+        ctx.keyspace
+            .set_track_changes(settings.notify_keyspace_events != 0);
         // A new limit applies to the next command, not the next cron tick.
         ctx.node.stats.apply_settings(&settings);
         ctx.node

@@ -157,8 +157,20 @@ impl Session {
 }
 
 impl Session {
-    /// Encodes a reply unless `CLIENT REPLY OFF|SKIP` suppresses it.
+    /// Encodes a reply unless `CLIENT REPLY OFF|SKIP` suppresses it. Push
+    /// messages (subscribe confirmations) are always sent, as Redis sends
+    /// them whatever the reply mode.
     pub fn write_reply(&mut self, reply: &crate::resp::Frame, out: &mut bytes::BytesMut) {
+        use crate::resp::Frame;
+        let is_push = match reply {
+            Frame::Push(_) => true,
+            Frame::Multiple(v) => !v.is_empty() && v.iter().all(|f| matches!(f, Frame::Push(_))),
+            _ => false,
+        };
+        if is_push {
+            crate::resp::encode(reply, self.proto, out);
+            return;
+        }
         match self.reply_mode {
             ReplyMode::On => crate::resp::encode(reply, self.proto, out),
             ReplyMode::Off => {}

@@ -151,6 +151,10 @@ pub struct Settings {
     /// Commands taking at least this many microseconds go to the slow log
     /// (negative: none; 0: every command).
     pub slowlog_log_slower_than: i64,
+    /// Keyspace notification classes (`notify-keyspace-events`, parsed:
+    /// see `keyspace::notify`).
+    #[serde(with = "notify_classes")]
+    pub notify_keyspace_events: u32,
     /// Entries the slow log keeps.
     pub slowlog_max_len: u64,
     /// Events taking at least this many milliseconds go to the latency
@@ -519,6 +523,7 @@ impl Default for Settings {
             lazyfree_lazy_eviction: false,
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
+            notify_keyspace_events: 0,
             latency_monitor_threshold: 0,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
@@ -969,5 +974,19 @@ mod tests {
         })
         .unwrap();
         assert_eq!(back, s);
+    }
+}
+
+/// `notify_keyspace_events` in files as Redis writes it ("KEA").
+mod notify_classes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(flags: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::keyspace::notify::format(*flags))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::keyspace::notify::parse(&text).map_err(serde::de::Error::custom)
     }
 }

@@ -405,6 +405,14 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "notify-keyspace-events",
+        get: |s| crate::keyspace::notify::format(s.notify_keyspace_events),
+        set: Some(|s, v| {
+            s.notify_keyspace_events = crate::keyspace::notify::parse(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "slave-ignore-maxmemory",
         get: |s| yes_no(s.replica_ignore_maxmemory),
         set: Some(|s, v| {

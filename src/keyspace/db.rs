@@ -95,6 +95,14 @@ struct Entry {
     access: u32,
 }
 
+/// A key a command changed: `created` when the change added it (the
+/// `new` notification), else any other change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: Blob,
+    pub created: bool,
+}
+
 /// One client's WATCH of one key: its dirty flag, and whether the key was
 /// already logically expired when watched (deleting such a key is no
 /// change; Redis's `watchedKey.expired`).
@@ -121,6 +129,9 @@ pub struct Db {
     pub expired: Vec<Blob>,
     /// False on replicas: expired keys are hidden, not deleted.
     pub delete_expired: bool,
+    /// Keyspace notifications are on: changes are recorded in `changes`.
+    pub track_changes: bool,
+    changes: Vec<Change>,
     pub hits: u64,
     pub misses: u64,
 }
@@ -137,6 +148,8 @@ impl Clone for Db {
             watched: HashMap::new(),
             expired: Vec::new(),
             delete_expired: self.delete_expired,
+            track_changes: false,
+            changes: Vec::new(),
             hits: 0,
             misses: 0,
         }
@@ -176,7 +189,7 @@ impl Db {
         if self.delete_expired {
             if let Some((k, _)) = self.entries.swap_remove_entry(key) {
                 self.expires.swap_remove(key);
-                self.signal_modified(key);
+                self.touch_watchers(key);
                 self.expired.push(k);
             }
         }
@@ -297,6 +310,12 @@ impl Db {
                     access: fresh,
                 };
                 self.entries.insert(Blob::new(key), entry);
+                if self.track_changes {
+                    self.changes.push(Change {
+                        key: Blob::new(key),
+                        created: true,
+                    });
+                }
             }
         }
         self.signal_modified(key);
@@ -340,9 +359,26 @@ impl Db {
         had
     }
 
+    /// Records that a command changed `key` (for keyspace notifications,
+    /// when on) and marks its WATCHers dirty.
+    pub fn signal_modified(&mut self, key: &[u8]) {
+        if self.track_changes {
+            self.changes.push(Change {
+                key: Blob::new(key),
+                created: false,
+            });
+        }
+        self.touch_watchers(key);
+    }
+
+    /// Takes the changes recorded since the last call (oldest first).
+    pub fn drain_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
     /// Marks WATCHers of `key` dirty, except those that watched it
     /// already expired and now see it deleted (no logical change).
-    pub fn signal_modified(&self, key: &[u8]) {
+    fn touch_watchers(&self, key: &[u8]) {
         if self.watched.is_empty() {
             return;
         }

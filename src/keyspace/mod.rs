@@ -13,13 +13,14 @@ pub mod functions;
 pub mod geo;
 mod glob;
 pub mod hll;
+pub mod notify;
 pub mod rdb;
 pub mod stream;
 mod value;
 pub mod zset;
 
 pub use blob::Blob;
-pub use db::{scan_positions, AccessPolicy, Db, WatchFlag};
+pub use db::{scan_positions, AccessPolicy, Change, Db, WatchFlag};
 pub use encoding::EncodingLimits;
 pub use evict::{EvictionPolicy, Rank, Victims};
 pub use functions::Libraries;
@@ -78,6 +79,16 @@ impl Keyspace {
     pub fn set_delete_expired(&mut self, delete: bool) {
         for db in &mut self.dbs {
             db.delete_expired = delete;
+        }
+    }
+
+    /// Turns the change log keyspace notifications read on or off.
+    pub fn set_track_changes(&mut self, on: bool) {
+        for db in &mut self.dbs {
+            db.track_changes = on;
+            if !on {
+                db.drain_changes();
+            }
         }
     }
 

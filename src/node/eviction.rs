@@ -61,6 +61,7 @@ pub fn perform(
     shared: &Shared,
     keyspace: &mut Keyspace,
     repl: &mut ReplicationLog,
+    pubsub: &super::pubsub::PubSub,
     now_ms: i64,
     budget: Option<Duration>,
 ) -> Outcome {
@@ -108,6 +109,16 @@ pub fn perform(
             pinned.fetch_add(bytes - real, Ordering::Relaxed);
         }
         evicted += 1;
+        // Not the next command's change: the eviction's own event.
+        keyspace.dbs[db].drain_changes();
+        super::pubsub::notify_keyspace_event(
+            shared,
+            pubsub,
+            crate::keyspace::notify::EVICTED,
+            "evicted",
+            db,
+            key.as_bytes(),
+        );
         if !is_replica {
             let verb: &[u8] = if unlink { b"UNLINK" } else { b"DEL" };
             repl.emit(db, &[verb, key.as_bytes()]);

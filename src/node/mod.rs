@@ -121,6 +121,7 @@ impl Shared {
         let log = repl.log().clone();
         let mut keyspace = Keyspace::new();
         keyspace.set_access_policy(settings.access_policy());
+        keyspace.set_track_changes(settings.notify_keyspace_events != 0);
         let stats = Stats::default();
         stats.apply_settings(&settings);
         Arc::new(Shared {

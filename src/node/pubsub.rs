@@ -134,3 +134,45 @@ impl PubSub {
         }
     }
 }
+
+/// Publishes a keyspace notification (`__keyspace@DB__:KEY` → EVENT and
+/// `__keyevent@DB__:EVENT` → KEY, as `notify-keyspace-events` asks). Not
+/// replicated: every node, replicas included, notifies for the changes it
+/// applies.
+pub fn notify_keyspace_event(
+    shared: &super::Shared,
+    pubsub: &PubSub,
+    class: u32,
+    event: &str,
+    db: usize,
+    key: &[u8],
+) {
+    use crate::keyspace::notify;
+    let flags = shared
+        .stats
+        .notify_flags
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if !notify::wanted(flags, class) {
+        return;
+    }
+    let mut slow = Vec::new();
+    if flags & notify::KEYSPACE != 0 {
+        let mut channel = format!("__keyspace@{db}__:").into_bytes();
+        channel.extend_from_slice(key);
+        let event = Bytes::copy_from_slice(event.as_bytes());
+        slow.extend(pubsub.publish(&Bytes::from(channel), &event).1);
+    }
+    if flags & notify::KEYEVENT != 0 {
+        let channel = Bytes::from(format!("__keyevent@{db}__:{event}"));
+        slow.extend(pubsub.publish(&channel, &Bytes::copy_from_slice(key)).1);
+    }
+    for id in slow {
+        if let Some(client) = shared.clients.by_id(id) {
+            tracing::warn!(
+                client = id,
+                "closing pub/sub client: output buffer limit reached"
+            );
+            client.kill();
+        }
+    }
+}

@@ -10,6 +10,8 @@ pub struct Stats {
     /// every command.
     pub slowlog_slower_than: std::sync::atomic::AtomicI64,
     pub latency_threshold_ms: AtomicU64,
+    /// `notify-keyspace-events`, read after every write.
+    pub notify_flags: std::sync::atomic::AtomicU32,
     /// Over `maxmemory` with nothing left to evict, as found before the
     /// current command (Redis's `pre_command_oom_state`): writes that grow
     /// the data are refused.
@@ -46,6 +48,8 @@ impl Stats {
             .store(s.slowlog_log_slower_than, Ordering::Relaxed);
         self.latency_threshold_ms
             .store(s.latency_monitor_threshold, Ordering::Relaxed);
+        self.notify_flags
+            .store(s.notify_keyspace_events, Ordering::Relaxed);
     }
 
     pub fn reset(&self) {

@@ -372,6 +372,7 @@ async fn cron(shared: Arc<Shared>) {
             &shared,
             &mut data.keyspace,
             &mut data.repl,
+            &data.pubsub,
             now,
             Some(Duration::from_millis(250 / hz as u64)),
         ) != crate::node::eviction::Outcome::Under
@@ -391,6 +392,14 @@ async fn cron(shared: Arc<Shared>) {
             );
             crate::node::slowlog::record_event(&shared, "expire-cycle", started.elapsed());
             for (db, key) in expired {
+                crate::node::pubsub::notify_keyspace_event(
+                    &shared,
+                    &data.pubsub,
+                    crate::keyspace::notify::EXPIRED,
+                    "expired",
+                    db,
+                    key.as_bytes(),
+                );
                 data.repl.emit(db, &[b"DEL".as_slice(), key.as_bytes()]);
             }
         }
