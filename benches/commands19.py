@@ -2,6 +2,10 @@
 """Commands side by side: Debian's redis-server vs Quire.
 
 `--set 19` (default): issue 19's bitmaps, HyperLogLog and GEO, and memory.
+`--set 20`: issue 20's SET and GET of random keys with eviction active
+(maxmemory 32 MB, allkeys-lru, 256-byte values over 1M keys: every SET
+past the first ~100k evicts), and Quire's SET/GET with an ACL user
+(key pattern and categories) vs the default user under requirepass.
 `--set 18`: issue 18's EVALSHA of a small script, XADD, and XREADGROUP
 (one new entry per call from a stream filled beforehand, so every call
 delivers and records a pending entry).
@@ -14,7 +18,7 @@ a core when pipelined). Memory: the resident set growth of a fresh
 process of each after 1M PFADDs into one HLL and 1M GEOADDs into one
 geo set.
 
-Usage: python3 benches/commands19.py [--set 19|18] [--runs 3] [--requests 100000]
+Usage: python3 benches/commands19.py [--set 19|18|20] [--runs 3] [--requests 100000]
 """
 
 import argparse
@@ -46,6 +50,49 @@ CASES_18 = [
 ]
 
 
+CASES_20 = [
+    ("SET (evicting)", ["SET", "key:__rand_int__", "x" * 256]),
+    ("GET (evicting)", ["GET", "key:__rand_int__"]),
+]
+CASES_ACL = [
+    ("SET", ["SET", "app:__rand_int__", "xxx"]),
+    ("GET", ["GET", "app:__rand_int__"]),
+]
+
+
+def prepare_20(server):
+    server.cli("CONFIG", "SET", "maxmemory", str(32 << 20))
+    server.cli("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    # Fill to the limit first, so every measured run evicts.
+    bench(server, CASES_20[0][1], 16, 300000)
+
+
+def acl_throughput(runs, requests):
+    """Quire with the default user under requirepass vs an ACL user with
+    categories and a key pattern, alternating run by run."""
+    quire = Server("quire", 16393)
+    samples = {}
+    try:
+        quire.cli("ACL", "SETUSER", "app", "on", ">apppass", "~app:*", "+@read", "+@write", "-@dangerous")
+        quire.cli("CONFIG", "SET", "requirepass", "defpass")
+        auth = {"requirepass": ["-a", "defpass"], "acl-user": ["--user", "app", "-a", "apppass"]}
+        for run in range(runs):
+            for pipeline in (1, 16):
+                for name, args in CASES_ACL:
+                    for who in ("requirepass", "acl-user") if run % 2 == 0 else ("acl-user", "requirepass"):
+                        n = requests * 5 if pipeline > 1 else requests
+                        samples.setdefault((name, pipeline, who), []).append(bench(quire, args, pipeline, n, auth[who]))
+    finally:
+        quire.stop()
+    rows = []
+    for name, _ in CASES_ACL:
+        for pipeline in (1, 16):
+            med = lambda who, i: statistics.median(s[i] for s in samples[(name, pipeline, who)])
+            r, q = med("requirepass", 0), med("acl-user", 0)
+            rows.append((name, pipeline, r, q, q / r, med("requirepass", 1), med("acl-user", 1)))
+    return rows
+
+
 def prepare_18(server, entries):
     """The script loaded, and `entries` stream entries with a group."""
     sha = server.cli("SCRIPT", "LOAD", INCR_SCRIPT).strip()
@@ -54,11 +101,11 @@ def prepare_18(server, entries):
     return sha
 
 
-def bench(server, args, pipeline, requests):
+def bench(server, args, pipeline, requests, auth=()):
     cpu_before = server.cpu_seconds()
     out = subprocess.run(
         ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-n", str(requests), "-c", "50",
-         "-P", str(pipeline), "-r", "1000000", "--csv"] + args,
+         "-P", str(pipeline), "-r", "1000000", *auth, "--csv"] + args,
         capture_output=True, text=True, check=True, timeout=600,
     ).stdout
     cpu = server.cpu_seconds() - cpu_before
@@ -76,6 +123,9 @@ def throughput(runs, requests, cases):
     try:
         streams = cases is CASES_18
         for server in (redis, quire):
+            if cases is CASES_20:
+                prepare_20(server)
+                continue
             if streams:
                 # Enough entries that every XREADGROUP of every run delivers;
                 # the script's SHA is the same on both servers.
@@ -127,17 +177,24 @@ def memory():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--set", choices=["18", "19"], default="19")
+    ap.add_argument("--set", choices=["18", "19", "20"], default="19")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--requests", type=int, default=100000)
     a = ap.parse_args()
-    rows = throughput(a.runs, a.requests, CASES_18 if a.set == "18" else CASES)
+    cases = {"18": CASES_18, "19": CASES, "20": CASES_20}[a.set]
+    rows = throughput(a.runs, a.requests, cases)
     print(f"redis-benchmark -c 50 -n {a.requests} (x5 when -P 16) -r 1000000, medians of {a.runs} runs\n")
     print("| command | -P | redis-server req/s | Quire req/s | Quire/Redis | redis CPU us/req | Quire CPU us/req |")
     print("|---|---|---|---|---|---|---|")
     for name, p, r, q, ratio, rc, qc in rows:
         print(f"| {name} | {p} | {r:,.0f} | {q:,.0f} | {ratio:.2f}x | {rc:.2f} | {qc:.2f} |")
-    if a.set == "18":
+    if a.set == "20":
+        print(f"\nQuire alone: the default user (requirepass) vs an ACL user (~app:* +@read +@write -@dangerous)\n")
+        print("| command | -P | requirepass req/s | ACL user req/s | ACL/requirepass | requirepass CPU us/req | ACL CPU us/req |")
+        print("|---|---|---|---|---|---|---|")
+        for name, p, r, q, ratio, rc, qc in acl_throughput(a.runs, a.requests):
+            print(f"| {name} | {p} | {r:,.0f} | {q:,.0f} | {ratio:.2f}x | {rc:.2f} | {qc:.2f} |")
+    if a.set in ("18", "20"):
         return
     print("\n| data | redis-server RSS growth | Quire RSS growth | Quire/Redis |")
     print("|---|---|---|---|")

@@ -164,3 +164,38 @@ fn keyspace_notifications_fire_on_the_primary_and_on_its_replica() {
         ("__keyevent@0__:set".into(), "fresh".into())
     );
 }
+
+#[test]
+fn sharded_pubsub_is_its_own_namespace_and_reaches_replicas() {
+    let (_pki, primary, replica) = common::primary_and_replica();
+    let mut on_replica = replica.raw();
+    let ack = on_replica.call(&["SSUBSCRIBE", "orders"]).items();
+    assert_eq!(ack[0].text(), "ssubscribe");
+    assert_eq!(ack[2].int(), 1);
+    let mut plain = primary.raw();
+    plain.call(&["SUBSCRIBE", "orders"]);
+    let mut on_primary = primary.raw();
+    on_primary.call(&["SSUBSCRIBE", "orders"]);
+    let mut w = primary.raw();
+    assert_eq!(w.call(&["PUBSUB", "SHARDCHANNELS"]).strings(), ["orders"]);
+    assert_eq!(
+        w.call(&["PUBSUB", "SHARDNUMSUB", "orders", "none"]),
+        Reply::Array(vec![
+            Reply::bulk("orders"),
+            Reply::Int(1),
+            Reply::bulk("none"),
+            Reply::Int(0)
+        ])
+    );
+    assert_eq!(w.call(&["SPUBLISH", "orders", "o-1"]).int(), 1);
+    assert_eq!(w.call(&["PUBLISH", "orders", "plain"]).int(), 1);
+    let expected = vec!["smessage".to_string(), "orders".into(), "o-1".into()];
+    assert_eq!(on_primary.read().strings(), expected);
+    assert_eq!(
+        on_replica.read().strings(),
+        expected,
+        "carried by the stream"
+    );
+    assert_eq!(plain.read().strings(), ["message", "orders", "plain"]);
+    assert_eq!(on_replica.call(&["SUNSUBSCRIBE"]).items()[2], Reply::Int(0));
+}

@@ -517,7 +517,7 @@ pub fn apply_replicated(ctx: &mut ExecCtx, args: &[Bytes]) {
             if spec.has(flags::BLOCKING)
                 || !(spec.has(flags::WRITE)
                     || spec.has(flags::MAY_REPLICATE)
-                    || matches!(spec.name, "select" | "publish" | "ping")) =>
+                    || matches!(spec.name, "select" | "publish" | "spublish" | "ping")) =>
         {
             tracing::error!(
                 command = spec.name,
@@ -639,7 +639,8 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     if ctx.effects.is_some() {
         ctx.flush_effects();
     } else if ctx.propagates()
-        && ((changed && spec.has(flags::WRITE) && spec.name != "exec") || spec.name == "publish")
+        && ((changed && spec.has(flags::WRITE) && spec.name != "exec")
+            || matches!(spec.name, "publish" | "spublish"))
     {
         ctx.repl.emit(ctx.session.db, args);
     }

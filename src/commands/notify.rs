@@ -116,10 +116,7 @@ fn sets_ttl(spec: &CommandSpec, args: &[Bytes]) -> bool {
 /// Publishes the events of the keys `spec` changed. Cheap when
 /// notifications are off: one atomic load.
 pub(super) fn after_call(ctx: &mut ExecCtx, spec: &CommandSpec, args: &[Bytes]) {
-    let first_key = spec
-        .key_indexes(args.len())
-        .next()
-        .map(|i| args[i].clone());
+    let first_key = spec.key_indexes(args.len()).next().map(|i| args[i].clone());
     let home = ctx.session.db;
     let ttl = sets_ttl(spec, args);
     publish_changes(ctx, |db, key| {

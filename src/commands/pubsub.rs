@@ -59,6 +59,33 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         publish
     ),
     spec!(
+        "ssubscribe",
+        -2,
+        PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK,
+        (1, -1, 1),
+        "Listens for messages published to shard channels.",
+        "shardchannel [shardchannel ...]",
+        ssubscribe
+    ),
+    spec!(
+        "sunsubscribe",
+        -1,
+        PUBSUB | NOSCRIPT | LOADING | STALE | SUBSCRIBED_OK,
+        (1, -1, 1),
+        "Stops listening to messages posted to shard channels.",
+        "[shardchannel [shardchannel ...]]",
+        sunsubscribe
+    ),
+    spec!(
+        "spublish",
+        3,
+        PUBSUB | LOADING | STALE | FAST,
+        (1, 1, 1),
+        "Post a message to a shard channel",
+        "shardchannel message",
+        spublish
+    ),
+    spec!(
         "pubsub",
         -2,
         PUBSUB | LOADING | STALE,
@@ -97,7 +124,7 @@ fn subscribe_generic(ctx: &mut ExecCtx, args: &[Bytes], pattern: bool) -> CmdRes
             ctx.session.subscriber.count(),
         ));
     }
-    let n = ctx.session.subscriber.count();
+    let n = ctx.session.subscriber.total();
     ctx.session.set_subscriptions(n);
     Ok(Frame::Multiple(replies))
 }
@@ -136,7 +163,7 @@ fn unsubscribe_generic(ctx: &mut ExecCtx, args: &[Bytes], pattern: bool) -> CmdR
     if names.is_empty() {
         replies.push(ack(kind, None, ctx.session.subscriber.count()));
     }
-    let n = ctx.session.subscriber.count();
+    let n = ctx.session.subscriber.total();
     ctx.session.set_subscriptions(n);
     Ok(Frame::Multiple(replies))
 }
@@ -155,6 +182,79 @@ fn unsubscribe(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 
 fn punsubscribe(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     unsubscribe_generic(ctx, args, true)
+}
+
+fn ssubscribe(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let client = ctx.session.id();
+    let mut replies = Vec::new();
+    for name in &args[1..] {
+        let sub = &mut ctx.session.subscriber;
+        if sub.shard_channels.insert(name.clone()) {
+            ctx.pubsub
+                .shard_channels
+                .entry(name.clone())
+                .or_default()
+                .insert(client, sub.outbox.clone());
+        }
+        replies.push(ack(
+            "ssubscribe",
+            Some(name.clone()),
+            sub.shard_channels.len(),
+        ));
+    }
+    let n = ctx.session.subscriber.total();
+    ctx.session.set_subscriptions(n);
+    Ok(Frame::Multiple(replies))
+}
+
+fn sunsubscribe(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let client = ctx.session.id();
+    let names: Vec<Bytes> = if args.len() > 1 {
+        args[1..].to_vec()
+    } else {
+        ctx.session
+            .subscriber
+            .shard_channels
+            .iter()
+            .cloned()
+            .collect()
+    };
+    let mut replies = Vec::new();
+    for name in &names {
+        let sub = &mut ctx.session.subscriber;
+        if sub.shard_channels.remove(name) {
+            PubSub::remove(&mut ctx.pubsub.shard_channels, name, client);
+        }
+        replies.push(ack(
+            "sunsubscribe",
+            Some(name.clone()),
+            sub.shard_channels.len(),
+        ));
+    }
+    if names.is_empty() {
+        replies.push(ack("sunsubscribe", None, 0));
+    }
+    let n = ctx.session.subscriber.total();
+    ctx.session.set_subscriptions(n);
+    Ok(Frame::Multiple(replies))
+}
+
+fn spublish(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
+    let (delivered, slow) = ctx.pubsub.publish_shard(&args[1], &args[2]);
+    close_slow(ctx, slow);
+    Ok(Frame::Integer(delivered as i64))
+}
+
+fn close_slow(ctx: &ExecCtx, slow: Vec<u64>) {
+    for id in slow {
+        if let Some(client) = ctx.node.clients.by_id(id) {
+            tracing::warn!(
+                client = id,
+                "closing pub/sub client: output buffer limit reached"
+            );
+            client.kill();
+        }
+    }
 }
 
 fn publish(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
@@ -194,13 +294,24 @@ fn pubsub(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         Ok(Frame::Array(out))
     } else if is(sub, "numpat") && args.len() == 2 {
         Ok(Frame::Integer(ctx.pubsub.numpat() as i64))
-    } else if is(sub, "shardchannels") {
-        Ok(Frame::Array(vec![]))
+    } else if is(sub, "shardchannels") && args.len() <= 3 {
+        let pattern = args.get(2);
+        Ok(Frame::Array(
+            ctx.pubsub
+                .shard_channels
+                .keys()
+                .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+                .map(|c| Frame::Bulk(c.clone()))
+                .collect(),
+        ))
     } else if is(sub, "shardnumsub") {
         Ok(Frame::Array(
             args[2..]
                 .iter()
-                .flat_map(|c| [Frame::Bulk(c.clone()), Frame::Integer(0)])
+                .flat_map(|c| {
+                    let n = ctx.pubsub.shard_channels.get(c).map_or(0, |s| s.len());
+                    [Frame::Bulk(c.clone()), Frame::Integer(n as i64)]
+                })
                 .collect(),
         ))
     } else {

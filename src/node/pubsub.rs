@@ -13,6 +13,8 @@ pub const SUBSCRIBER_QUEUE: usize = 64 * 1024;
 /// A message on its way to one subscriber.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// A shard channel's message (`smessage`, SPUBLISH).
+    pub shard: bool,
     pub pattern: Option<Bytes>,
     pub channel: Bytes,
     pub payload: Bytes,
@@ -20,6 +22,13 @@ pub struct Message {
 
 impl Message {
     pub fn to_frame(&self) -> Frame {
+        if self.shard {
+            return Frame::Push(vec![
+                Frame::bulk("smessage"),
+                Frame::Bulk(self.channel.clone()),
+                Frame::Bulk(self.payload.clone()),
+            ]);
+        }
         match &self.pattern {
             Some(p) => Frame::Push(vec![
                 Frame::bulk("pmessage"),
@@ -43,6 +52,8 @@ pub struct Subscriber {
     pub outbox: Outbox,
     pub channels: BTreeSet<Bytes>,
     pub patterns: BTreeSet<Bytes>,
+    /// Shard channels (SSUBSCRIBE), a namespace of their own.
+    pub shard_channels: BTreeSet<Bytes>,
 }
 
 impl Subscriber {
@@ -51,11 +62,18 @@ impl Subscriber {
             outbox,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
+            shard_channels: BTreeSet::new(),
         }
     }
 
+    /// Channels and patterns (what SUBSCRIBE's replies count).
     pub fn count(&self) -> usize {
         self.channels.len() + self.patterns.len()
+    }
+
+    /// Every subscription, shard channels included (subscribed context).
+    pub fn total(&self) -> usize {
+        self.count() + self.shard_channels.len()
     }
 }
 
@@ -63,6 +81,7 @@ impl Subscriber {
 pub struct PubSub {
     pub(crate) channels: HashMap<Bytes, HashMap<u64, Outbox>>,
     pub(crate) patterns: HashMap<Bytes, HashMap<u64, Outbox>>,
+    pub(crate) shard_channels: HashMap<Bytes, HashMap<u64, Outbox>>,
 }
 
 impl PubSub {
@@ -74,6 +93,7 @@ impl PubSub {
         if let Some(subs) = self.channels.get(channel) {
             for (id, outbox) in subs {
                 match outbox.try_send(Message {
+                    shard: false,
                     pattern: None,
                     channel: channel.clone(),
                     payload: payload.clone(),
@@ -90,7 +110,28 @@ impl PubSub {
             }
             for (id, outbox) in subs {
                 match outbox.try_send(Message {
+                    shard: false,
                     pattern: Some(pattern.clone()),
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                }) {
+                    Ok(()) => delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        (delivered, slow)
+    }
+
+    /// Delivers a shard channel's message (SPUBLISH); as [`PubSub::publish`].
+    pub fn publish_shard(&self, channel: &Bytes, payload: &Bytes) -> (usize, Vec<u64>) {
+        let (mut delivered, mut slow) = (0, Vec::new());
+        if let Some(subs) = self.shard_channels.get(channel) {
+            for (id, outbox) in subs {
+                match outbox.try_send(Message {
+                    shard: true,
+                    pattern: None,
                     channel: channel.clone(),
                     payload: payload.clone(),
                 }) {
@@ -131,6 +172,9 @@ impl PubSub {
         }
         for p in std::mem::take(&mut sub.patterns) {
             PubSub::remove(&mut self.patterns, &p, client);
+        }
+        for ch in std::mem::take(&mut sub.shard_channels) {
+            PubSub::remove(&mut self.shard_channels, &ch, client);
         }
     }
 }
