@@ -199,3 +199,43 @@ fn sharded_pubsub_is_its_own_namespace_and_reaches_replicas() {
     assert_eq!(plain.read().strings(), ["message", "orders", "plain"]);
     assert_eq!(on_replica.call(&["SUNSUBSCRIBE"]).items()[2], Reply::Int(0));
 }
+
+#[test]
+fn monitor_shows_commands_scripts_and_transactions_in_order_with_secrets_redacted() {
+    let node = TestNode::start();
+    let mut mon = node.raw();
+    assert_eq!(mon.call(&["MONITOR"]), Reply::Simple("OK".into()));
+    let mut r = node.raw();
+    r.call(&["SET", "foo", "a\"b\n"]);
+    r.call(&["EVAL", "return redis.call('get', KEYS[1])", "1", "foo"]);
+    r.call(&["MULTI"]);
+    r.call(&["INCR", "n"]);
+    r.call(&["EXEC"]);
+    r.call(&["AUTH", "nobody", "secret"]);
+    r.call(&["CONFIG", "GET", "maxmemory"]); // admin: not shown
+    r.call(&["PING"]);
+    let mut lines = Vec::new();
+    for _ in 0..8 {
+        match mon.read() {
+            Reply::Simple(line) => lines.push(line),
+            other => panic!("a MONITOR line, got {other:?}"),
+        }
+    }
+    let tail = |l: &str| l.split_once("] ").map(|(_, t)| t.to_string()).unwrap();
+    let shown: Vec<String> = lines.iter().map(|l| tail(l)).collect();
+    assert_eq!(
+        shown,
+        [
+            r#""SET" "foo" "a\"b\n""#,
+            r#""EVAL" "return redis.call('get', KEYS[1])" "1" "foo""#,
+            r#""get" "foo""#,
+            r#""MULTI""#,
+            r#""INCR" "n""#,
+            r#""EXEC""#,
+            r#""AUTH" "(redacted)" "(redacted)""#,
+            r#""PING""#,
+        ]
+    );
+    assert!(lines[2].contains(" [0 lua] "), "{}", lines[2]);
+    assert!(lines[0].contains(" [0 127.0.0.1:"), "{}", lines[0]);
+}

@@ -600,6 +600,10 @@ impl crate::node::apply::StreamApplier for ReplicatedSession {
 /// go to the stream if it changed the data.
 pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Frame {
     ctx.session.last_command = spec.name;
+    let monitored = ctx.pubsub.has_monitors() && !ctx.session.replicated && !spec.has(flags::ADMIN);
+    if monitored && spec.name != "exec" {
+        pubsub::feed_monitors(ctx, args);
+    }
     let dirty_before = ctx.keyspace.dirty;
     ctx.effects = None;
     let started = std::time::Instant::now();
@@ -636,6 +640,10 @@ pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Fr
     }
     ctx.propagate_expired();
     notify::after_call(ctx, spec, args);
+    if monitored && spec.name == "exec" {
+        // After the commands it ran, as Redis shows a transaction.
+        pubsub::feed_monitors(ctx, args);
+    }
     if ctx.effects.is_some() {
         ctx.flush_effects();
     } else if ctx.propagates()

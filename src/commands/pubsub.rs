@@ -86,6 +86,14 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         spublish
     ),
     spec!(
+        "monitor",
+        1,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        "Listens for all requests received by the server in real-time.",
+        "",
+        monitor
+    ),
+    spec!(
         "pubsub",
         -2,
         PUBSUB | LOADING | STALE,
@@ -243,6 +251,55 @@ fn spublish(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     let (delivered, slow) = ctx.pubsub.publish_shard(&args[1], &args[2]);
     close_slow(ctx, slow);
     Ok(Frame::Integer(delivered as i64))
+}
+
+fn monitor(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
+    let id = ctx.session.id();
+    let outbox = ctx.session.subscriber.outbox.clone();
+    ctx.pubsub.monitors.insert(id, outbox);
+    Ok(Frame::ok())
+}
+
+/// Sends the command about to run (EXEC: that ran) to the clients in
+/// MONITOR mode, as Redis prints it: `TIME [DB SOURCE] "arg" ...`, the
+/// source `lua` for a script's commands, secrets redacted.
+pub(super) fn feed_monitors(ctx: &ExecCtx, args: &[Bytes]) {
+    use std::fmt::Write as _;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let source = if ctx.session.in_script {
+        "lua".to_string()
+    } else {
+        ctx.session.handle.addr.to_string()
+    };
+    let mut line = format!(
+        "{}.{:06} [{} {source}]",
+        now.as_secs(),
+        now.subsec_micros(),
+        ctx.session.db
+    );
+    for arg in super::slowlog::redacted(args) {
+        line.push_str(" \"");
+        for &b in arg.iter() {
+            match b {
+                b'\\' => line.push_str("\\\\"),
+                b'"' => line.push_str("\\\""),
+                b'\n' => line.push_str("\\n"),
+                b'\r' => line.push_str("\\r"),
+                b'\t' => line.push_str("\\t"),
+                7 => line.push_str("\\a"),
+                8 => line.push_str("\\b"),
+                0x20..=0x7e => line.push(b as char),
+                _ => {
+                    let _ = write!(line, "\\x{b:02x}");
+                }
+            }
+        }
+        line.push('"');
+    }
+    let slow = ctx.pubsub.feed_monitors(Bytes::from(line));
+    close_slow(ctx, slow);
 }
 
 fn close_slow(ctx: &ExecCtx, slow: Vec<u64>) {

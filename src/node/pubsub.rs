@@ -13,16 +13,29 @@ pub const SUBSCRIBER_QUEUE: usize = 64 * 1024;
 /// A message on its way to one subscriber.
 #[derive(Debug, Clone)]
 pub struct Message {
-    /// A shard channel's message (`smessage`, SPUBLISH).
-    pub shard: bool,
+    pub kind: MessageKind,
     pub pattern: Option<Bytes>,
     pub channel: Bytes,
     pub payload: Bytes,
 }
 
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// PUBLISH (or a keyspace notification): `message` / `pmessage`.
+    Channel,
+    /// SPUBLISH: `smessage`.
+    Shard,
+    /// A MONITOR line (the payload), sent as a status reply.
+    Monitor,
+}
+
 impl Message {
     pub fn to_frame(&self) -> Frame {
-        if self.shard {
+        if self.kind == MessageKind::Monitor {
+            return Frame::Simple(String::from_utf8_lossy(&self.payload).into_owned().into());
+        }
+        if self.kind == MessageKind::Shard {
             return Frame::Push(vec![
                 Frame::bulk("smessage"),
                 Frame::Bulk(self.channel.clone()),
@@ -82,6 +95,8 @@ pub struct PubSub {
     pub(crate) channels: HashMap<Bytes, HashMap<u64, Outbox>>,
     pub(crate) patterns: HashMap<Bytes, HashMap<u64, Outbox>>,
     pub(crate) shard_channels: HashMap<Bytes, HashMap<u64, Outbox>>,
+    /// Clients in MONITOR mode.
+    pub(crate) monitors: HashMap<u64, Outbox>,
 }
 
 impl PubSub {
@@ -93,7 +108,7 @@ impl PubSub {
         if let Some(subs) = self.channels.get(channel) {
             for (id, outbox) in subs {
                 match outbox.try_send(Message {
-                    shard: false,
+                    kind: MessageKind::Channel,
                     pattern: None,
                     channel: channel.clone(),
                     payload: payload.clone(),
@@ -110,7 +125,7 @@ impl PubSub {
             }
             for (id, outbox) in subs {
                 match outbox.try_send(Message {
-                    shard: false,
+                    kind: MessageKind::Channel,
                     pattern: Some(pattern.clone()),
                     channel: channel.clone(),
                     payload: payload.clone(),
@@ -130,7 +145,7 @@ impl PubSub {
         if let Some(subs) = self.shard_channels.get(channel) {
             for (id, outbox) in subs {
                 match outbox.try_send(Message {
-                    shard: true,
+                    kind: MessageKind::Shard,
                     pattern: None,
                     channel: channel.clone(),
                     payload: payload.clone(),
@@ -165,8 +180,31 @@ impl PubSub {
         }
     }
 
+    /// Whether any client is in MONITOR mode.
+    pub fn has_monitors(&self) -> bool {
+        !self.monitors.is_empty()
+    }
+
+    /// Sends a MONITOR line to every monitor; returns the ones too slow.
+    pub fn feed_monitors(&self, line: Bytes) -> Vec<u64> {
+        let mut slow = Vec::new();
+        for (id, outbox) in &self.monitors {
+            let message = Message {
+                kind: MessageKind::Monitor,
+                pattern: None,
+                channel: Bytes::new(),
+                payload: line.clone(),
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = outbox.try_send(message) {
+                slow.push(*id);
+            }
+        }
+        slow
+    }
+
     /// Drops every subscription of a client (disconnect, RESET).
     pub fn remove_client(&mut self, client: u64, sub: &mut Subscriber) {
+        self.monitors.remove(&client);
         for ch in std::mem::take(&mut sub.channels) {
             PubSub::remove(&mut self.channels, &ch, client);
         }
