@@ -239,3 +239,27 @@ fn monitor_shows_commands_scripts_and_transactions_in_order_with_secrets_redacte
     assert!(lines[2].contains(" [0 lua] "), "{}", lines[2]);
     assert!(lines[0].contains(" [0 127.0.0.1:"), "{}", lines[0]);
 }
+
+#[test]
+fn client_no_touch_reads_leave_the_idle_time_alone() {
+    let node = TestNode::start();
+    let mut r = node.raw();
+    r.call(&["SET", "k", "v"]);
+    r.call(&["DEBUG", "SLEEP", "2.1"]);
+    r.call(&["CLIENT", "NO-TOUCH", "ON"]);
+    r.call(&["GET", "k"]);
+    assert!(
+        r.call(&["OBJECT", "IDLETIME", "k"]).int() >= 2,
+        "GET did not touch"
+    );
+    r.call(&["TOUCH", "k"]);
+    assert_eq!(
+        r.call(&["OBJECT", "IDLETIME", "k"]).int(),
+        0,
+        "TOUCH always does"
+    );
+    r.call(&["DEBUG", "SLEEP", "1.1"]);
+    r.call(&["CLIENT", "NO-TOUCH", "OFF"]);
+    r.call(&["GET", "k"]);
+    assert_eq!(r.call(&["OBJECT", "IDLETIME", "k"]).int(), 0);
+}

@@ -191,6 +191,7 @@ fn reset(ctx: &mut ExecCtx, _args: &[Bytes]) -> CmdResult {
     ctx.session.proto = Protocol::Resp2;
     ctx.session.handle.resp.store(2, Ordering::Relaxed);
     ctx.session.reply_mode = ReplyMode::On;
+    ctx.session.no_touch = false;
     ctx.session.handle.name.lock().clear();
     ctx.session.user_name = "default".into();
     ctx.session.user = None;
@@ -293,7 +294,16 @@ fn client(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
             }
             None => 0,
         }))
-    } else if (is(sub, "no-evict") || is(sub, "no-touch")) && n == 3 {
+    } else if is(sub, "no-touch") && n == 3 {
+        if is(&args[2], "on") || is(&args[2], "off") {
+            ctx.session.no_touch = is(&args[2], "on");
+            Ok(Frame::ok())
+        } else {
+            Err(ERR_SYNTAX)
+        }
+    } else if is(sub, "no-evict") && n == 3 {
+        // There is no client eviction (maxmemory-clients): every client
+        // is already exempt.
         if is(&args[2], "on") || is(&args[2], "off") {
             Ok(Frame::ok())
         } else {

@@ -600,6 +600,8 @@ impl crate::node::apply::StreamApplier for ReplicatedSession {
 /// go to the stream if it changed the data.
 pub fn call(ctx: &mut ExecCtx, spec: &'static CommandSpec, args: &[Bytes]) -> Frame {
     ctx.session.last_command = spec.name;
+    // A script's commands touch as its caller does.
+    ctx.keyspace.set_no_touch(ctx.session.no_touch);
     let monitored = ctx.pubsub.has_monitors() && !ctx.session.replicated && !spec.has(flags::ADMIN);
     if monitored && spec.name != "exec" {
         pubsub::feed_monitors(ctx, args);

@@ -54,6 +54,8 @@ pub struct Session {
     pub in_exec: bool,
     /// True while a script runs (XREAD refuses BLOCK there, as Redis).
     pub in_script: bool,
+    /// CLIENT NO-TOUCH ON: this client's reads leave LRU/LFU stamps alone.
+    pub no_touch: bool,
     /// True while a script that may write over `maxmemory` calls a command
     /// (it is flagged allow-oom, or already wrote and cannot stop halfway).
     pub oom_exempt: bool,
@@ -110,6 +112,7 @@ impl Session {
             subscriptions: 0,
             in_exec: false,
             in_script: false,
+            no_touch: false,
             oom_exempt: false,
             user_name: "default".into(),
             user: None,

@@ -129,6 +129,9 @@ pub struct Db {
     pub expired: Vec<Blob>,
     /// False on replicas: expired keys are hidden, not deleted.
     pub delete_expired: bool,
+    /// The running command's client is in CLIENT NO-TOUCH mode: lookups
+    /// leave access stamps alone.
+    pub no_touch: bool,
     /// Keyspace notifications are on: changes are recorded in `changes`.
     pub track_changes: bool,
     changes: Vec<Change>,
@@ -148,6 +151,7 @@ impl Clone for Db {
             watched: HashMap::new(),
             expired: Vec::new(),
             delete_expired: self.delete_expired,
+            no_touch: false,
             track_changes: false,
             changes: Vec::new(),
             hits: 0,
@@ -208,7 +212,9 @@ impl Db {
         match self.entries.get_mut(key) {
             Some(e) => {
                 self.hits += 1;
-                e.access = policy.touched(e.access, now_ms);
+                if !self.no_touch {
+                    e.access = policy.touched(e.access, now_ms);
+                }
                 Some(&e.value)
             }
             None => {
@@ -242,7 +248,9 @@ impl Db {
         self.clock_ms = now_ms;
         let policy = self.access_policy;
         let e = self.entries.get_mut(key)?;
-        e.access = policy.touched(e.access, now_ms);
+        if !self.no_touch {
+            e.access = policy.touched(e.access, now_ms);
+        }
         Some(&mut e.value)
     }
 
@@ -280,9 +288,13 @@ impl Db {
         }
     }
 
-    /// Marks the key accessed (TOUCH); whether it exists.
+    /// Marks the key accessed (TOUCH, even for a NO-TOUCH client);
+    /// whether it exists.
     pub fn touch(&mut self, key: &[u8], now_ms: i64) -> bool {
-        self.get_mut(key, now_ms).is_some()
+        let saved = std::mem::replace(&mut self.no_touch, false);
+        let found = self.get_mut(key, now_ms).is_some();
+        self.no_touch = saved;
+        found
     }
 
     pub fn contains(&mut self, key: &[u8], now_ms: i64) -> bool {

@@ -82,6 +82,16 @@ impl Keyspace {
         }
     }
 
+    /// Whether lookups update access stamps (CLIENT NO-TOUCH turns it
+    /// off for its client's commands).
+    pub fn set_no_touch(&mut self, no_touch: bool) {
+        if self.dbs[0].no_touch != no_touch {
+            for db in &mut self.dbs {
+                db.no_touch = no_touch;
+            }
+        }
+    }
+
     /// Turns the change log keyspace notifications read on or off.
     pub fn set_track_changes(&mut self, on: bool) {
         for db in &mut self.dbs {
