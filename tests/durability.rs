@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::proc::{repl_toml, Proc};
+use common::proc::{Group, Proc};
 use common::{cmd, reserve_port, wait_until, Pki, TestNode};
 use redis::Value;
 use std::path::PathBuf;
@@ -148,45 +148,6 @@ fn wait_replica_caught_up(primary: &Proc, replica: &Proc) {
         primary.log(),
         replica.log()
     );
-}
-
-/// A primary and its replica, real processes, each in its own directory.
-struct Group {
-    _pki: Pki,
-    pdir: tempfile::TempDir,
-    rdir: tempfile::TempDir,
-    pport: u16,
-    rrepl: u16,
-    primary: Proc,
-    replica: Proc,
-}
-
-impl Group {
-    fn start() -> Group {
-        let pki = Pki::new(&["primary", "replica"]);
-        let (pdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (pport, prepl, rport, rrepl) = (
-            reserve_port(false),
-            reserve_port(true),
-            reserve_port(false),
-            reserve_port(true),
-        );
-        let primary = Proc::start(pdir.path(), pport, &repl_toml(&pki, "primary", prepl, None));
-        let replica = Proc::start(
-            rdir.path(),
-            rport,
-            &repl_toml(&pki, "replica", rrepl, Some(prepl)),
-        );
-        Group {
-            _pki: pki,
-            pdir,
-            rdir,
-            pport,
-            rrepl,
-            primary,
-            replica,
-        }
-    }
 }
 
 #[test]

@@ -10,8 +10,8 @@
 
 mod common;
 
-use common::proc::{repl_toml, Proc};
-use common::{reserve_port, wait_until, Pki, RedisServer};
+use common::proc::{Group, Proc};
+use common::{reserve_port, wait_until, RedisServer};
 use std::time::Duration;
 
 const MAXMEMORY: u64 = 16 << 20;
@@ -127,20 +127,8 @@ fn side_by_side(policy: &str, seed: u64) {
     configure(&mut redis_con, policy);
     let (redis_hits, _) = cache_workload(&mut redis_con, &keys);
 
-    let pki = Pki::new(&["primary", "replica"]);
-    let (pdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pport, prepl, rport, rrepl) = (
-        reserve_port(false),
-        reserve_port(true),
-        reserve_port(false),
-        reserve_port(true),
-    );
-    let primary = Proc::start(pdir.path(), pport, &repl_toml(&pki, "primary", prepl, None));
-    let replica = Proc::start(
-        rdir.path(),
-        rport,
-        &repl_toml(&pki, "replica", rrepl, Some(prepl)),
-    );
+    let group = Group::start();
+    let (primary, replica) = (&group.primary, &group.replica);
     assert!(wait_until(Duration::from_secs(30), || replica
         .info("replication", "master_link_status")
         == "up"));
@@ -187,12 +175,12 @@ fn side_by_side(policy: &str, seed: u64) {
     // once both are quiet.
     let dbsize = |p: &Proc| -> u64 { redis::cmd("DBSIZE").query(&mut p.client()).unwrap() };
     assert!(
-        wait_until(Duration::from_secs(30), || dbsize(&primary)
-            == dbsize(&replica)
+        wait_until(Duration::from_secs(30), || dbsize(primary)
+            == dbsize(replica)
             && primary.digest() == replica.digest()),
         "replica holds {} keys, primary {}",
-        dbsize(&replica),
-        dbsize(&primary)
+        dbsize(replica),
+        dbsize(primary)
     );
     assert_eq!(
         common::info_field(&mut replica.client(), "stats", "evicted_keys"),

@@ -584,6 +584,16 @@ fn object(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
 }
 
 /// Redis's reply for an unknown subcommand of a container command.
+/// A HELP subcommand's reply: its lines as status replies.
+pub(super) fn help_reply(lines: &[&str]) -> Frame {
+    Frame::Array(
+        lines
+            .iter()
+            .map(|l| Frame::Simple(std::borrow::Cow::Owned(l.to_string())))
+            .collect(),
+    )
+}
+
 pub(super) fn unknown_subcommand(sub: &[u8], container: &str) -> Frame {
     Frame::error_owned(format!(
         "ERR unknown subcommand '{}'. Try {} HELP.",

@@ -5,6 +5,7 @@
 
 use super::args::*;
 use super::flags::*;
+use super::keys::help_reply as help;
 use super::keys::unknown_subcommand;
 use super::{CmdResult, CommandSpec, ExecCtx};
 use crate::resp::Frame;
@@ -186,15 +187,6 @@ fn slowlog(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
         ("get" | "len" | "reset" | "help", _) => Err(wrong_arity("slowlog", &sub)),
         _ => Err(unknown_subcommand(&args[1], "SLOWLOG")),
     }
-}
-
-fn help(lines: &[&str]) -> Frame {
-    Frame::Array(
-        lines
-            .iter()
-            .map(|l| Frame::Simple(std::borrow::Cow::Owned(l.to_string())))
-            .collect(),
-    )
 }
 
 fn latency(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {

@@ -12,6 +12,7 @@
 use super::args::*;
 use super::blocking::BlockOp;
 use super::flags::*;
+use super::keys::help_reply as help;
 use super::typed::{read_stream, write_stream};
 use super::{CmdResult, CommandSpec, ExecCtx};
 use crate::keyspace::stream::{
@@ -999,15 +1000,6 @@ const XGROUP_HELP: &[&str] = &[
     "HELP",
     "    Print this help.",
 ];
-
-fn help(lines: &[&str]) -> Frame {
-    Frame::Array(
-        lines
-            .iter()
-            .map(|l| Frame::Simple(std::borrow::Cow::Owned(l.to_string())))
-            .collect(),
-    )
-}
 
 fn xgroup(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
     check_subcommand(args, "XGROUP", XGROUP_SUBCOMMANDS)?;

@@ -103,60 +103,37 @@ impl PubSub {
     /// Delivers a message; returns how many subscribers received it, and
     /// the ids of subscribers too slow to take it.
     pub fn publish(&self, channel: &Bytes, payload: &Bytes) -> (usize, Vec<u64>) {
-        let mut delivered = 0;
-        let mut slow = Vec::new();
+        let mut out = (0, Vec::new());
+        let message = |pattern: Option<&Bytes>| Message {
+            kind: MessageKind::Channel,
+            pattern: pattern.cloned(),
+            channel: channel.clone(),
+            payload: payload.clone(),
+        };
         if let Some(subs) = self.channels.get(channel) {
-            for (id, outbox) in subs {
-                match outbox.try_send(Message {
-                    kind: MessageKind::Channel,
-                    pattern: None,
-                    channel: channel.clone(),
-                    payload: payload.clone(),
-                }) {
-                    Ok(()) => delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
-            }
+            deliver(subs, || message(None), &mut out);
         }
         for (pattern, subs) in &self.patterns {
-            if !glob_match(pattern, channel, false) {
-                continue;
-            }
-            for (id, outbox) in subs {
-                match outbox.try_send(Message {
-                    kind: MessageKind::Channel,
-                    pattern: Some(pattern.clone()),
-                    channel: channel.clone(),
-                    payload: payload.clone(),
-                }) {
-                    Ok(()) => delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
+            if glob_match(pattern, channel, false) {
+                deliver(subs, || message(Some(pattern)), &mut out);
             }
         }
-        (delivered, slow)
+        out
     }
 
     /// Delivers a shard channel's message (SPUBLISH); as [`PubSub::publish`].
     pub fn publish_shard(&self, channel: &Bytes, payload: &Bytes) -> (usize, Vec<u64>) {
-        let (mut delivered, mut slow) = (0, Vec::new());
+        let mut out = (0, Vec::new());
         if let Some(subs) = self.shard_channels.get(channel) {
-            for (id, outbox) in subs {
-                match outbox.try_send(Message {
-                    kind: MessageKind::Shard,
-                    pattern: None,
-                    channel: channel.clone(),
-                    payload: payload.clone(),
-                }) {
-                    Ok(()) => delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
-            }
+            let message = || Message {
+                kind: MessageKind::Shard,
+                pattern: None,
+                channel: channel.clone(),
+                payload: payload.clone(),
+            };
+            deliver(subs, message, &mut out);
         }
-        (delivered, slow)
+        out
     }
 
     pub fn numchannels(&self) -> usize {
@@ -187,19 +164,15 @@ impl PubSub {
 
     /// Sends a MONITOR line to every monitor; returns the ones too slow.
     pub fn feed_monitors(&self, line: Bytes) -> Vec<u64> {
-        let mut slow = Vec::new();
-        for (id, outbox) in &self.monitors {
-            let message = Message {
-                kind: MessageKind::Monitor,
-                pattern: None,
-                channel: Bytes::new(),
-                payload: line.clone(),
-            };
-            if let Err(mpsc::error::TrySendError::Full(_)) = outbox.try_send(message) {
-                slow.push(*id);
-            }
-        }
-        slow
+        let mut out = (0, Vec::new());
+        let message = || Message {
+            kind: MessageKind::Monitor,
+            pattern: None,
+            channel: Bytes::new(),
+            payload: line.clone(),
+        };
+        deliver(&self.monitors, message, &mut out);
+        out.1
     }
 
     /// Drops every subscription of a client (disconnect, RESET).
@@ -213,6 +186,22 @@ impl PubSub {
         }
         for ch in std::mem::take(&mut sub.shard_channels) {
             PubSub::remove(&mut self.shard_channels, &ch, client);
+        }
+    }
+}
+
+/// Sends one message to each subscriber, counting deliveries and noting
+/// the subscribers too slow to take it.
+fn deliver(
+    subs: &HashMap<u64, Outbox>,
+    message: impl Fn() -> Message,
+    (delivered, slow): &mut (usize, Vec<u64>),
+) {
+    for (id, outbox) in subs {
+        match outbox.try_send(message()) {
+            Ok(()) => *delivered += 1,
+            Err(mpsc::error::TrySendError::Full(_)) => slow.push(*id),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Real `quire server` processes for tests that kill and restart them:
 //! each with its own config file, data directory and log file.
 
-use super::{wait_until, Pki};
+use super::{reserve_port, wait_until, Pki};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -134,4 +134,43 @@ pub fn repl_toml(pki: &Pki, name: &str, repl_port: u16, replicaof: Option<u16>) 
     // endpoint cannot reset the old connection).
     toml.push_str(&format!("[node]\nname = \"{name}\"\n[repl]\nport = {repl_port}\ncerts = {:?}\nidle_timeout_ms = 3000\n", pki.dir.path().display().to_string()));
     toml
+}
+
+/// A primary and its replica, real processes, each in its own directory.
+pub struct Group {
+    pub _pki: Pki,
+    pub pdir: tempfile::TempDir,
+    pub rdir: tempfile::TempDir,
+    pub pport: u16,
+    pub rrepl: u16,
+    pub primary: Proc,
+    pub replica: Proc,
+}
+
+impl Group {
+    pub fn start() -> Group {
+        let pki = Pki::new(&["primary", "replica"]);
+        let (pdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (pport, prepl, rport, rrepl) = (
+            reserve_port(false),
+            reserve_port(true),
+            reserve_port(false),
+            reserve_port(true),
+        );
+        let primary = Proc::start(pdir.path(), pport, &repl_toml(&pki, "primary", prepl, None));
+        let replica = Proc::start(
+            rdir.path(),
+            rport,
+            &repl_toml(&pki, "replica", rrepl, Some(prepl)),
+        );
+        Group {
+            _pki: pki,
+            pdir,
+            rdir,
+            pport,
+            rrepl,
+            primary,
+            replica,
+        }
+    }
 }
