@@ -51,6 +51,7 @@ mod keys;
 mod list;
 mod longdouble;
 mod lua_msgpack;
+mod migrate;
 mod notify;
 pub mod pubsub;
 pub mod replication;
@@ -318,6 +319,7 @@ fn families() -> impl Iterator<Item = &'static CommandSpec> {
         acl::COMMANDS,
         functions::COMMANDS,
         sort::COMMANDS,
+        migrate::COMMANDS,
         slowlog::COMMANDS,
         keys::COMMANDS,
         server::COMMANDS,
