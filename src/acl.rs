@@ -71,12 +71,72 @@ pub struct KeyAccess {
     pub write: bool,
 }
 
-/// Why a command is refused.
+/// Why a command is refused; the argument index of the key or channel
+/// refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Denied {
     Command,
-    Key,
-    Channel,
+    Key(usize),
+    Channel(usize),
+}
+
+/// One ACL LOG entry: a refusal, with how many times the same one
+/// happened in a row.
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    pub count: u64,
+    /// `auth`, `command`, `key` or `channel`.
+    pub reason: &'static str,
+    /// `toplevel`, `multi` or `lua`.
+    pub context: &'static str,
+    pub object: String,
+    pub username: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub client_info: String,
+}
+
+/// Recent refusals, newest first (Redis's ACL LOG). A refusal like the
+/// newest similar one of the last 60 s (same reason, context, object and
+/// user) counts on that entry instead of adding one, so a client retrying
+/// a bad password cannot flood the log.
+#[derive(Default)]
+pub struct AclLog {
+    entries: std::collections::VecDeque<LogEntry>,
+}
+
+/// How long similar refusals merge into one entry (ACL_LOG_GROUPING_MAX_TIME_DELTA).
+const LOG_GROUPING_MS: i64 = 60_000;
+
+impl AclLog {
+    pub fn record(&mut self, entry: LogEntry, max_len: usize) {
+        let similar = self.entries.iter_mut().find(|e| {
+            e.reason == entry.reason
+                && e.context == entry.context
+                && e.object == entry.object
+                && e.username == entry.username
+                && entry.updated_ms - e.updated_ms < LOG_GROUPING_MS
+        });
+        match similar {
+            Some(e) => {
+                e.count += 1;
+                e.updated_ms = entry.updated_ms;
+                e.client_info = entry.client_info;
+            }
+            None => {
+                self.entries.push_front(entry);
+                self.entries.truncate(max_len);
+            }
+        }
+    }
+
+    pub fn newest(&self, count: usize) -> impl Iterator<Item = &LogEntry> {
+        self.entries.iter().take(count)
+    }
+
+    pub fn reset(&mut self) {
+        self.entries.clear();
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -531,6 +591,39 @@ impl Users {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(object: &str, at: i64) -> LogEntry {
+        LogEntry {
+            count: 1,
+            reason: "auth",
+            context: "toplevel",
+            object: object.into(),
+            username: "u".into(),
+            created_ms: at,
+            updated_ms: at,
+            client_info: format!("at {at}"),
+        }
+    }
+
+    #[test]
+    fn acl_log_groups_repeated_refusals_and_stays_bounded() {
+        let mut log = AclLog::default();
+        for i in 0..1000 {
+            log.record(entry("AUTH", i), 3);
+        }
+        let all: Vec<&LogEntry> = log.newest(10).collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].count, 1000);
+        assert_eq!(all[0].client_info, "at 999");
+        log.record(entry("AUTH", 999 + LOG_GROUPING_MS), 3);
+        for o in ["a", "b", "c"] {
+            log.record(entry(o, 200_000), 3);
+        }
+        let objects: Vec<&str> = log.newest(10).map(|e| e.object.as_str()).collect();
+        assert_eq!(objects, ["c", "b", "a"]);
+        log.reset();
+        assert_eq!(log.newest(10).count(), 0);
+    }
 
     /// get (read, string), set (write, string), config (admin, with
     /// subcommands), publish (pubsub).

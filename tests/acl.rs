@@ -196,3 +196,85 @@ fn requirepass_is_the_default_users_password() {
     let reply = hello.call(&["HELLO", "3", "AUTH", "default", "s3cret"]);
     assert!(matches!(reply, Reply::Map(_)), "{reply:?}");
 }
+
+#[test]
+fn acl_log_records_refusals_as_redis_does() {
+    let node = TestNode::start();
+    let redis_server = common::RedisServer::start(&[]);
+    for port in [node.port, redis_server.port] {
+        let mut admin = common::RawClient::connect(port);
+        admin.call(&["ACL", "LOG", "RESET"]);
+        admin.call(&["ACL", "SETUSER", "reader", "on", ">pw", "~pub:*", "+get"]);
+        let mut c = common::RawClient::connect(port);
+        for _ in 0..5 {
+            c.call(&["AUTH", "reader", "wrong"]);
+        }
+        c.call(&["AUTH", "reader", "pw"]);
+        c.call(&["SET", "pub:x", "1"]);
+        c.call(&["GET", "secret"]);
+        let log = admin.call(&["ACL", "LOG"]).items();
+        assert_eq!(log.len(), 3, "port {port}: {log:?}");
+        let fields = |e: &common::Reply| -> Vec<(String, String)> {
+            let items = e.items();
+            items
+                .chunks(2)
+                .filter(|kv| kv[0].text() != "age-seconds" && kv[0].text() != "client-info")
+                .map(|kv| {
+                    let v = match &kv[1] {
+                        common::Reply::Int(n) => n.to_string(),
+                        other => other.text(),
+                    };
+                    (kv[0].text(), v)
+                })
+                .filter(|(k, _)| {
+                    ["count", "reason", "context", "object", "username"].contains(&k.as_str())
+                })
+                .collect()
+        };
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            fields(&log[0]),
+            pairs(&[
+                ("count", "1"),
+                ("reason", "key"),
+                ("context", "toplevel"),
+                ("object", "secret"),
+                ("username", "reader")
+            ]),
+            "port {port}"
+        );
+        assert_eq!(
+            fields(&log[1]),
+            pairs(&[
+                ("count", "1"),
+                ("reason", "command"),
+                ("context", "toplevel"),
+                ("object", "set"),
+                ("username", "reader")
+            ]),
+            "port {port}"
+        );
+        assert_eq!(
+            fields(&log[2]),
+            pairs(&[
+                ("count", "5"),
+                ("reason", "auth"),
+                ("context", "toplevel"),
+                ("object", "AUTH"),
+                ("username", "reader")
+            ]),
+            "port {port}: repeated failures are one entry"
+        );
+        assert_eq!(admin.call(&["ACL", "LOG", "1"]).items().len(), 1);
+        assert_eq!(
+            admin.call(&["ACL", "LOG", "RESET"]),
+            common::Reply::Simple("OK".into())
+        );
+        assert!(admin.call(&["ACL", "LOG"]).items().is_empty());
+        admin.call(&["ACL", "DELUSER", "reader"]);
+    }
+}

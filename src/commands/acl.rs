@@ -215,9 +215,12 @@ pub(super) fn authenticate(ctx: &mut ExecCtx, user: &str, password: &[u8]) -> Re
             ctx.session.authenticated = true;
             Ok(())
         }
-        _ => Err(Frame::error(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        )),
+        _ => {
+            log_refusal(ctx, "auth", "AUTH".into(), user.to_string());
+            Err(Frame::error(
+                "WRONGPASS invalid username-password pair or user is disabled.",
+            ))
+        }
     }
 }
 
@@ -256,7 +259,7 @@ pub(super) fn permitted(user: &User, spec: &CommandSpec, args: &[Bytes]) -> Resu
     };
     for i in spec.key_positions(args) {
         if !user.may_access_key(&args[i], access) {
-            return Err(Denied::Key);
+            return Err(Denied::Key(i));
         }
     }
     let (channels, patterns): (&[Bytes], bool) = match spec.name {
@@ -265,11 +268,11 @@ pub(super) fn permitted(user: &User, spec: &CommandSpec, args: &[Bytes]) -> Resu
         "psubscribe" => (&args[1..], true),
         _ => (&[], false),
     };
-    if channels
+    if let Some(i) = channels
         .iter()
-        .any(|c| !user.may_access_channel(c, patterns))
+        .position(|c| !user.may_access_channel(c, patterns))
     {
-        return Err(Denied::Channel);
+        return Err(Denied::Channel(i + 1));
     }
     Ok(())
 }
@@ -295,18 +298,53 @@ pub(super) fn check(ctx: &mut ExecCtx, spec: &CommandSpec, args: &[Bytes]) -> Re
             "NOPERM this user has no permissions to run the command (it was deleted)",
         ));
     };
-    permitted(&user, spec, args).map_err(|d| match d {
-        Denied::Command => Frame::error_owned(format!(
-            "NOPERM this user has no permissions to run the '{}' command",
-            full_name(spec, args)
-        )),
-        Denied::Key => Frame::error(
-            "NOPERM this user has no permissions to access one of the keys used as arguments",
-        ),
-        Denied::Channel => Frame::error(
-            "NOPERM this user has no permissions to access one of the channels used as arguments",
-        ),
+    permitted(&user, spec, args).map_err(|d| {
+        log_denial(ctx, d, spec, args);
+        match d {
+            Denied::Command => Frame::error_owned(format!(
+                "NOPERM this user has no permissions to run the '{}' command",
+                full_name(spec, args)
+            )),
+            Denied::Key(_) => Frame::error(
+                "NOPERM this user has no permissions to access one of the keys used as arguments",
+            ),
+            Denied::Channel(_) => Frame::error(
+                "NOPERM this user has no permissions to access one of the channels used as arguments",
+            ),
+        }
     })
+}
+
+/// Adds a refusal to ACL LOG.
+fn log_refusal(ctx: &ExecCtx, reason: &'static str, object: String, username: String) {
+    let context = if ctx.session.in_script {
+        "lua"
+    } else if ctx.session.in_exec {
+        "multi"
+    } else {
+        "toplevel"
+    };
+    let max_len = ctx.node.settings.read().acllog_max_len as usize;
+    let entry = crate::acl::LogEntry {
+        count: 1,
+        reason,
+        context,
+        object,
+        username,
+        created_ms: ctx.now_ms,
+        updated_ms: ctx.now_ms,
+        client_info: ctx.session.handle.info_line(ctx.now_ms),
+    };
+    ctx.node.acl_log.lock().record(entry, max_len);
+}
+
+fn log_denial(ctx: &ExecCtx, denied: Denied, spec: &CommandSpec, args: &[Bytes]) {
+    let (reason, object) = match denied {
+        Denied::Command => ("command", full_name(spec, args)),
+        Denied::Key(i) => ("key", text(&args[i])),
+        Denied::Channel(i) => ("channel", text(&args[i])),
+    };
+    log_refusal(ctx, reason, object, ctx.session.user_name.clone());
 }
 
 /// What a script's call is refused with (Redis's script texts), if it is.
@@ -318,13 +356,17 @@ pub(super) fn script_denial(
     if ctx.session.replicated {
         return None;
     }
-    let reason = match current_user(ctx).map(|u| permitted(&u, spec, args)) {
+    let denied = current_user(ctx).map(|u| permitted(&u, spec, args));
+    if let Some(Err(d)) = denied {
+        log_denial(ctx, d, spec, args);
+    }
+    let reason = match denied {
         Some(Ok(())) => return None,
         None | Some(Err(Denied::Command)) => "can't run this command or subcommand",
-        Some(Err(Denied::Key)) => {
+        Some(Err(Denied::Key(_))) => {
             "can't access at least one of the keys mentioned in the command arguments"
         }
-        Some(Err(Denied::Channel)) => "can't publish to the channel mentioned in the command",
+        Some(Err(Denied::Channel(_))) => "can't publish to the channel mentioned in the command",
     };
     Some(format!("NOPERM The user executing the script {reason}"))
 }
@@ -401,6 +443,46 @@ fn acl(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                     .collect(),
             ))
         }
+        "log" if n <= 3 => {
+            if let Some(arg) = args.get(2) {
+                if is(arg, "reset") {
+                    ctx.node.acl_log.lock().reset();
+                    return Ok(Frame::ok());
+                }
+            }
+            let count = match args.get(2) {
+                None => 10,
+                Some(a) => match int(a) {
+                    Ok(n) if n >= 0 => n as usize,
+                    _ => {
+                        return Err(Frame::error(
+                            "ERR value is out of range, must be positive",
+                        ))
+                    }
+                },
+            };
+            let now = ctx.now_ms;
+            let log = ctx.node.acl_log.lock();
+            Ok(Frame::Array(
+                log.newest(count)
+                    .map(|e| {
+                        let field = |k: &'static str, v: Frame| (Frame::bulk(k), v);
+                        Frame::Map(vec![
+                            field("count", Frame::Integer(e.count as i64)),
+                            field("reason", Frame::bulk(e.reason)),
+                            field("context", Frame::bulk(e.context)),
+                            field("object", Frame::bulk(e.object.clone())),
+                            field("username", Frame::bulk(e.username.clone())),
+                            field(
+                                "age-seconds",
+                                Frame::Double((now - e.created_ms) as f64 / 1000.0),
+                            ),
+                            field("client-info", Frame::bulk(e.client_info.clone())),
+                        ])
+                    })
+                    .collect(),
+            ))
+        }
         "genpass" if n <= 3 => {
             let bits = match args.get(2) {
                 Some(b) => match parse_i64(b) {
@@ -443,7 +525,7 @@ fn acl(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                     "This user has no permissions to run the '{}' command",
                     full_name(spec, command)
                 )),
-                Err(Denied::Key) => Frame::bulk(format!(
+                Err(Denied::Key(_)) => Frame::bulk(format!(
                     "This user has no permissions to access the '{}' key",
                     spec.key_positions(command)
                         .into_iter()
@@ -451,7 +533,7 @@ fn acl(ctx: &mut ExecCtx, args: &[Bytes]) -> CmdResult {
                         .find(|k| !u.may_access_key(k.as_bytes(), KeyAccess { read: true, write: spec.has(WRITE) }))
                         .unwrap_or_default()
                 )),
-                Err(Denied::Channel) => {
+                Err(Denied::Channel(_)) => {
                     Frame::bulk("This user has no permissions to access one of the channels")
                 }
             })

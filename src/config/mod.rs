@@ -155,6 +155,8 @@ pub struct Settings {
     /// see `keyspace::notify`).
     #[serde(with = "notify_classes")]
     pub notify_keyspace_events: u32,
+    /// Entries ACL LOG keeps.
+    pub acllog_max_len: u64,
     /// Entries the slow log keeps.
     pub slowlog_max_len: u64,
     /// Events taking at least this many milliseconds go to the latency
@@ -523,6 +525,7 @@ impl Default for Settings {
             lazyfree_lazy_eviction: false,
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
+            acllog_max_len: 128,
             notify_keyspace_events: 0,
             latency_monitor_threshold: 0,
             lfu_log_factor: 10,

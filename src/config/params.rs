@@ -389,6 +389,14 @@ pub static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "acllog-max-len",
+        get: |s| s.acllog_max_len.to_string(),
+        set: Some(|s, v| {
+            let _: () = s.acllog_max_len = parse_num(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "slowlog-max-len",
         get: |s| s.slowlog_max_len.to_string(),
         set: Some(|s, v| {

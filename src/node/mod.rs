@@ -72,6 +72,8 @@ pub struct Shared {
     /// something slow or to read them).
     pub slowlog: Mutex<slowlog::SlowLog>,
     pub latency: Mutex<slowlog::LatencyMonitor>,
+    /// ACL LOG: refused authentications and commands.
+    pub acl_log: Mutex<crate::acl::AclLog>,
     /// A running script, as other clients see it (BUSY, SCRIPT KILL).
     pub script: Arc<script_state::ScriptState>,
     pub persistence: persistence::Persistence,
@@ -149,6 +151,7 @@ impl Shared {
             acl: RwLock::new(None),
             slowlog: Default::default(),
             latency: Default::default(),
+            acl_log: Default::default(),
             acl_version: Default::default(),
             shutdown,
         })
